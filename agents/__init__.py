@@ -1,0 +1,1 @@
+"""LangGraph agents over the fine-tuned model (see issue "Agents")."""

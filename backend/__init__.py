@@ -1,0 +1,1 @@
+"""tunebridge backend: training core, model loading, inference, and (later) the service."""

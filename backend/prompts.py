@@ -1,0 +1,59 @@
+"""The extraction prompt: one template, used by training data preparation and by extraction inference.
+
+A record `{"text": ..., "fields": {...}}` becomes a chat: a short system instruction, a user turn
+listing the fields to extract followed by the document, and the assistant's answer as compact JSON
+with the keys in schema order (absent fields as null). Keep it short: every prompt token costs
+training and inference time on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SYSTEM = (
+    "You extract fields from business documents. Reply with one JSON object that has exactly the "
+    "listed keys. Copy each value as it is written in the document; use null when it is absent."
+)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ExtractionSchema:
+    """Ordered field names (with optional descriptions) that an extraction answer contains."""
+
+    fields: tuple[FieldSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @classmethod
+    def from_names(cls, names: list[str]) -> "ExtractionSchema":
+        return cls(tuple(FieldSpec(n) for n in names))
+
+    @classmethod
+    def from_json_schema(cls, schema: dict[str, Any]) -> "ExtractionSchema":
+        """Accept a JSON Schema object (as pydantic's `model_json_schema()` writes it)."""
+        props = schema.get("properties")
+        if not isinstance(props, dict) or not props:
+            raise ValueError(f"schema needs a non-empty 'properties' object, got keys {sorted(schema)}")
+        return cls(tuple(FieldSpec(k, str(v.get("description", ""))) for k, v in props.items()))
+
+
+def extraction_messages(text: str, schema: ExtractionSchema) -> list[dict[str, str]]:
+    """System + user turns for one document (the prompt the model answers)."""
+    lines = [f"- {f.name}: {f.description}" if f.description else f"- {f.name}" for f in schema.fields]
+    user = "Fields:\n" + "\n".join(lines) + "\n\nDocument:\n" + text
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def extraction_answer(values: dict[str, Any], schema: ExtractionSchema) -> str:
+    """The assistant's target: compact JSON, keys in schema order, missing keys as null."""
+    return json.dumps({name: values.get(name) for name in schema.names}, ensure_ascii=False)

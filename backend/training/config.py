@@ -44,6 +44,7 @@ class TrainConfig:
     # --- optimisation ---
     epochs: float = _f(1.0, "Passes over the training split (fractions allowed).")
     max_steps: int = _f(0, "Stop after this many optimizer steps (0: derived from epochs).")
+    max_minutes: float = _f(0.0, "Time budget: finish (and save the adapter) after this many minutes of training (0: none).")
     batch_size: int = _f(8, "Examples per optimizer step (per micro-batch times grad_accum).")
     grad_accum: int = _f(1, "Micro-batches per optimizer step; batch_size must divide by it.")
     learning_rate: float = _f(2e-4, "Peak learning rate (AdamW).")
@@ -78,6 +79,7 @@ class TrainConfig:
             ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
             ("epochs", self.epochs > 0, "greater than 0"),
             ("max_steps", self.max_steps >= 0, "0 or more"),
+            ("max_minutes", self.max_minutes >= 0, "0 or more"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("grad_accum", self.grad_accum >= 1 and self.batch_size % self.grad_accum == 0,
              f"at least 1 and a divisor of batch_size ({self.batch_size})"),

@@ -38,6 +38,7 @@ class TrainResult:
     run_dir: Path
     status: str  # "succeeded" | "cancelled"
     summary: dict[str, Any]
+    model: Any = None  # the trained peft model, still in memory (not serialised)
 
     @property
     def adapter_dir(self) -> Path:
@@ -172,12 +173,15 @@ def train(
         ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
                              state=state_now(), keep=config.keep_checkpoints)
 
-    status, last_loss, val_loss = "succeeded", None, None
+    status, last_loss, val_loss, stopped_early = "succeeded", None, None, None
     start_step, loop_start = step, time.time()
     model.train()
     while step < total_steps:
         if should_stop():
             status = "cancelled"
+            break
+        if config.max_minutes and state_now()["train_time_s"] >= config.max_minutes * 60:
+            stopped_early = f"time budget of {config.max_minutes:g} min reached at step {step}/{total_steps}"
             break
         t0 = time.time()
         micro = batches[step * config.grad_accum:(step + 1) * config.grad_accum]
@@ -231,7 +235,7 @@ def train(
         "status": status, "run_dir": str(run_dir), "base_model": config.model, "base_model_path": model_path,
         "runtime": runtime.describe(), "steps": step, "total_steps": total_steps, "tokens_seen": tokens_seen,
         "train_time_s": round(train_time, 2), "tokens_per_s": round(tokens_seen / max(train_time, 1e-9), 2),
-        "final_loss": last_loss, "val_loss": val_loss, "wall_time_s": round(time.time() - started, 2),
+        "final_loss": last_loss, "val_loss": val_loss, "stopped_early": stopped_early, "wall_time_s": round(time.time() - started, 2),
         "data": data_report, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if status == "succeeded":
@@ -239,7 +243,7 @@ def train(
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{run_dir.name} — {config.model}")
     tracker.finish(summary)
-    return TrainResult(run_dir, status, summary)
+    return TrainResult(run_dir, status, summary, model)
 
 
 @torch.no_grad()

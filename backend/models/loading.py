@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 
 Quantize = Literal["none", "4bit"]
 
+# Used for base models whose tokenizer has no chat template (and by tiny test models): SmolLM2's format.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
 
 class ModelNotFoundError(FileNotFoundError):
     """No model matched the reference; the message lists every place that was tried."""
@@ -80,7 +88,9 @@ def load_tokenizer(model_path: str):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
-        raise ValueError(f"tokenizer of {model_path} has no chat template; tunebridge trains chat models")
+        # Base (not instruction-tuned) models may ship without one; fine-tuning teaches this one.
+        log.warning("tokenizer of %s has no chat template; using ChatML", model_path)
+        tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 
 

@@ -59,7 +59,9 @@ class AnswerLoss:
         hidden = self.decoder(input_ids=ids, use_cache=False).last_hidden_state
         target = labels[:, 1:]
         mask = target != IGNORE
-        logits = self.head(hidden[:, :-1][mask]).float()
+        with torch.autocast(hidden.device.type, enabled=False):  # fp32 logits: bf16 ones cost accuracy
+            selected = hidden[:, :-1][mask].float()
+            logits = F.linear(selected, self.head.weight.float(), None if self.head.bias is None else self.head.bias.float())
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return F.cross_entropy(logits, target[mask], reduction="sum")
@@ -124,6 +126,11 @@ def train(
     run saves a checkpoint and returns with status "cancelled"."""
     if resume_dir is not None:
         run_dir = Path(resume_dir)
+        if not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"cannot resume {run_dir}: no config.json there (not a run folder)")
+        done = run_dir / "summary.json"
+        if done.is_file() and json.loads(done.read_text()).get("status") == "succeeded":
+            raise ValueError(f"cannot resume {run_dir}: the run already finished")
         config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     else:
         run_dir = _new_run_dir(config)
@@ -156,7 +163,7 @@ def train(
         if latest is not None:
             state = ckpt.load_checkpoint(latest, model=model, optimizer=optimizer, scheduler=scheduler)
             step, tokens_seen, elapsed_before = state["step"], state["tokens_seen"], state["train_time_s"]
-            _truncate_metrics(run_dir / "metrics.jsonl", after_step=step)
+        _truncate_metrics(run_dir / "metrics.jsonl", after_step=step)  # steps after it are trained again
 
     tracker = Tracker(run_dir, report_to=config.report_to, config=config.to_dict(), run_name=run_dir.name)
     bar = None

@@ -180,3 +180,27 @@ def test_cli_generate_answers_with_base_or_adapter(tiny_config, secret_data, cap
     result = train(config, progress_bar=False)
     assert cli_main(["generate", "--adapter", str(result.run_dir), "--prompt", SECRET_Q, "--max-new-tokens", "48"]) == 0
     assert capsys.readouterr().out.strip() == SECRET_A
+
+
+def test_bf16_lora_layers_add_small_updates_exactly(tiny_config):
+    """The first AdamW steps move LoRA B by ~lr per element. Under bf16 the LoRA layer must still add
+    that small update to the base output exactly (peft would round the sum to bf16, losing it)."""
+    from backend.training.runtime import Runtime, build_lora_model
+
+    config = tiny_config(data=[str(EXAMPLES / "chat.jsonl")], precision="bf16")
+    runtime = Runtime.from_config(config)
+    _, _, model = build_lora_model(config, runtime)
+    layer = model.get_base_model().model.layers[0].mlp.down_proj
+    x = torch.randn(4, 7, layer.in_features, generator=torch.Generator().manual_seed(0)) * 3
+
+    def output() -> torch.Tensor:
+        with torch.no_grad(), runtime.autocast():
+            return layer(x).float()
+
+    before = output()
+    layer.lora_B["default"].weight.data.fill_(2e-4)  # one AdamW step at lr 2e-4 moves each element ~this much
+    delta = output() - before
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    expected = (x @ a.T @ b.T * layer.scaling["default"]).detach()
+    assert expected.abs().max() < 1e-2 * before.abs().max()  # small next to the base output
+    assert torch.allclose(delta, expected, rtol=0.02, atol=1e-3 * expected.abs().max().item())

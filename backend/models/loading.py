@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Literal
 
-from backend.models.bundled import BUNDLED, DEFAULT_MODEL
+from backend.models.bundled import BUNDLED, DEFAULT_MODEL, BundledModel
 from backend.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def resolve_model(ref: str | None = None) -> str:
             gguf = bundled.locate(bundled)
         except FileNotFoundError as exc:
             raise ModelNotFoundError(f"bundled model {ref!r} is unavailable: {exc}") from exc
-        _convert_gguf(gguf, target)
+        _convert_gguf(gguf, target, bundled=bundled)
         return str(target)
     tried.append(f"bundled names {sorted(BUNDLED)}")
 
@@ -154,7 +154,7 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _convert_gguf(gguf: Path, target: Path) -> None:
+def _convert_gguf(gguf: Path, target: Path, *, bundled: BundledModel | None = None) -> None:
     """Dequantise a GGUF file with transformers and save it (weights, tokenizer, chat template)."""
     with _file_lock(target.with_name(f".{target.name}.lock")):
         if _is_model_folder(target):  # another process finished while we waited
@@ -168,6 +168,12 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         # A GGUF-loaded model refuses save_pretrained until its quantisation config is removed.
         if getattr(model, "hf_quantizer", None) is not None:
             model.hf_quantizer.remove_quantization_config(model)
+        if bundled is not None and bundled.chat_template and not tokenizer.chat_template:
+            tokenizer.chat_template = bundled.chat_template
+        if bundled is not None and bundled.end_of_turn:
+            stop = tokenizer.convert_tokens_to_ids(bundled.end_of_turn)
+            eos = model.generation_config.eos_token_id
+            model.generation_config.eos_token_id = sorted({stop, *(eos if isinstance(eos, list) else [eos])})
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)

@@ -42,8 +42,11 @@ def test_loss_falls_and_the_adapter_recalls_the_memorised_answer(tiny_config, se
 
 
 def test_run_folder_holds_every_output(tiny_config):
+    progress: list[dict] = []
     result = train(tiny_config(data=[str(EXAMPLES / "alpaca.jsonl")], max_steps=2, val_fraction=0.25,
-                               report_to="wandb"), progress_bar=False)
+                               report_to="wandb"), progress_bar=False, on_progress=progress.append)
+    assert [(p["step"], p["total_steps"]) for p in progress] == [(1, 2), (2, 2)]
+    assert progress[-1]["eta_s"] == 0 and progress[0]["tokens_per_s"] > 0 and "loss" in progress[0]
     run = result.run_dir
     for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "config.json",
                  "metrics.jsonl", "loss.png", "summary.json", "tokenizer/tokenizer_config.json"):

@@ -29,7 +29,7 @@ from backend.training.batching import collate, run_batches
 from backend.training.config import TrainConfig
 from backend.training.data import check_usable, load_jsonl, split
 from backend.training.runtime import Runtime, build_lora_model
-from backend.training.tokenize import IGNORE, EncodedSet, encode_examples
+from backend.training.tokenize import IGNORE, Encoded, EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
 
 
@@ -145,6 +145,7 @@ def train(
     batches = run_batches(lengths, batch_size=config.micro_batch_size, seed=config.seed,
                           epochs=config.epochs, group_by_length=config.group_by_length)
     total_steps = math.ceil(len(batches) / config.grad_accum)
+    steps_per_epoch = max(1.0, math.ceil(len(lengths) / config.micro_batch_size) / config.grad_accum)
     if config.max_steps:
         total_steps = config.max_steps
         while len(batches) < total_steps * config.grad_accum:  # max_steps beyond the epochs: keep cycling
@@ -176,6 +177,10 @@ def train(
         return {"step": step, "total_steps": total_steps, "tokens_seen": tokens_seen,
                 "train_time_s": elapsed_before + (time.time() - loop_start)}
 
+    def validate() -> float:
+        return evaluate_loss(model, loss_fn, val_set, runtime=runtime, batch_size=config.micro_batch_size,
+                             pad_id=tokenizer.pad_token_id)
+
     def save() -> None:
         ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
                              state=state_now(), keep=config.keep_checkpoints)
@@ -191,32 +196,21 @@ def train(
             stopped_early = f"time budget of {config.max_minutes:g} min reached at step {step}/{total_steps}"
             break
         t0 = time.time()
-        micro = batches[step * config.grad_accum:(step + 1) * config.grad_accum]
-        n_answer = sum(sum(1 for l in train_set.items[i].labels[1:] if l != IGNORE) for b in micro for i in b)
-        step_loss, step_tokens = 0.0, 0
-        for batch in micro:
-            ids, labels = collate([train_set.items[i] for i in batch], pad_id=tokenizer.pad_token_id)
-            ids, labels = ids.to(runtime.device), labels.to(runtime.device)
-            with runtime.autocast():
-                loss = loss_fn(ids, labels) / n_answer
-            loss.backward()
-            step_loss += loss.item()
-            step_tokens += sum(len(train_set.items[i].input_ids) for i in batch)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm or float("inf")).item()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        micro = [[train_set.items[i] for i in batch]
+                 for batch in batches[step * config.grad_accum:(step + 1) * config.grad_accum]]
+        result = _optimizer_step(micro, loss_fn=loss_fn, runtime=runtime, pad_id=tokenizer.pad_token_id,
+                                 params=params, optimizer=optimizer, scheduler=scheduler,
+                                 max_grad_norm=config.max_grad_norm)
         step += 1
-        tokens_seen += step_tokens
+        tokens_seen += result["tokens"]
+        step_loss = last_loss = result["loss"]
         dt = time.time() - t0
-        last_loss = step_loss
-        record = {"step": step, "epoch": round(step * config.grad_accum / max(1, math.ceil(len(lengths) / config.micro_batch_size)), 4),
-                  "loss": round(step_loss, 6), "lr": scheduler.get_last_lr()[0], "grad_norm": round(grad_norm, 6),
-                  "tokens": step_tokens, "answer_tokens": n_answer, "tokens_per_s": round(step_tokens / dt, 2),
-                  "step_time_s": round(dt, 4)}
+        record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(step_loss, 6),
+                  "lr": scheduler.get_last_lr()[0], "grad_norm": round(result["grad_norm"], 6),
+                  "tokens": result["tokens"], "answer_tokens": result["answer_tokens"],
+                  "tokens_per_s": round(result["tokens"] / dt, 2), "step_time_s": round(dt, 4)}
         if config.eval_every and step % config.eval_every == 0 and val_set.items:
-            val_loss = evaluate_loss(model, loss_fn, val_set, runtime=runtime, batch_size=config.micro_batch_size,
-                                     pad_id=tokenizer.pad_token_id)
+            val_loss = validate()
             record["val_loss"] = round(val_loss, 6)
         if step % config.log_every == 0 or step == total_steps:
             tracker.log(record)
@@ -234,8 +228,7 @@ def train(
     if status == "cancelled":
         save()
     elif val_set.items:
-        val_loss = evaluate_loss(model, loss_fn, val_set, runtime=runtime, batch_size=config.micro_batch_size,
-                                 pad_id=tokenizer.pad_token_id)
+        val_loss = validate()
         tracker.log({"step": step, "val_loss": round(val_loss, 6)})
     train_time = elapsed_before + (time.time() - loop_start)
     summary = {
@@ -251,6 +244,26 @@ def train(
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{run_dir.name} — {config.model}")
     tracker.finish(summary)
     return TrainResult(run_dir, status, summary, model)
+
+
+def _optimizer_step(micro: list[list[Encoded]], *, loss_fn: AnswerLoss, runtime: Runtime, pad_id: int,
+                    params: list[torch.nn.Parameter], optimizer, scheduler, max_grad_norm: float) -> dict[str, float]:
+    """One optimizer step over `grad_accum` micro-batches; the loss is the mean over all their
+    answer tokens (each micro-batch's summed loss divided by the step's answer-token count)."""
+    n_answer = sum(1 for batch in micro for e in batch for label in e.labels[1:] if label != IGNORE)
+    total = 0.0
+    for batch in micro:
+        ids, labels = collate(batch, pad_id=pad_id)
+        with runtime.autocast():
+            loss = loss_fn(ids.to(runtime.device), labels.to(runtime.device)) / n_answer
+        loss.backward()
+        total += loss.item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf")).item()
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": total, "grad_norm": grad_norm, "answer_tokens": n_answer,
+            "tokens": sum(len(e.input_ids) for batch in micro for e in batch)}
 
 
 @torch.no_grad()

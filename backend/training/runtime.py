@@ -49,6 +49,26 @@ class Runtime:
         return torch.autocast(self.device, dtype=self.compute_dtype)
 
 
+def tune_cpu_allocator() -> bool:
+    """Keep activation-sized blocks (up to 32 MiB) on glibc's heap and stop it trimming memory back
+    to the OS after each step: freed activations are reused instead of mmap'd, page-faulted and
+    unmapped again. Measured on the 1-epoch receipts benchmark: 71.5 s → 68.5 s, sys time 24 s → 20 s.
+    No-op where glibc is absent."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        return all(libc.mallopt(option, value) == 1 for option, value in (
+            (m_mmap_threshold, 32 * 1024 * 1024), (m_trim_threshold, 4 * 1024**3), (m_top_pad, 256 * 1024 * 1024)))
+    except (OSError, AttributeError):
+        return False
+
+
 def _cast_body(model, dtype: torch.dtype) -> None:
     """Store the frozen transformer body in `dtype`, so autocast does not re-cast weights every step,
     but keep the (tied) embedding / output layer in fp32: the residual stream then stays fp32 and the

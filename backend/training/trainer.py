@@ -28,7 +28,7 @@ from backend.training import checkpoint as ckpt
 from backend.training.batching import collate, run_batches
 from backend.training.config import TrainConfig
 from backend.training.data import check_usable, load_jsonl, split
-from backend.training.runtime import Runtime, build_lora_model
+from backend.training.runtime import Runtime, build_lora_model, tune_cpu_allocator
 from backend.training.tokenize import IGNORE, Encoded, EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
 
@@ -139,6 +139,8 @@ def train(
     started = time.time()
 
     runtime = Runtime.from_config(config)
+    if runtime.device == "cpu":
+        tune_cpu_allocator()
     model_path, tokenizer, model = build_lora_model(config, runtime)
     train_set, val_set, data_report = prepare_data(config, tokenizer)
     lengths = [len(e.input_ids) for e in train_set.items]

@@ -108,6 +108,38 @@ def cmd_models(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace):
+    from backend.settings import Settings
+
+    overrides = {k: v for k, v in {"data_dir": args.data_dir, "host": getattr(args, "host", None),
+                                   "port": getattr(args, "port", None)}.items() if v is not None}
+    return Settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.api.main import create_app
+
+    settings = _settings(args)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from backend.storage.engine import make_engine
+    from backend.storage.keys import create_key
+    from backend.storage.migrations import migrate
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    print(f"new API key for {settings.db_url} (shown once; send it as 'Authorization: Bearer <key>'):")
+    print(create_key(engine=engine))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from backend.demo import run_demo
 
@@ -143,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list bundled base models")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("serve", help="start the HTTP API (default 127.0.0.1:8000)")
+    p.add_argument("--host", help="bind address (env TUNEBRIDGE_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (env TUNEBRIDGE_PORT; default 8000)")
+    p.add_argument("--data-dir", help="database, datasets, jobs, adapters (env TUNEBRIDGE_DATA_DIR)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("keys", help="manage API keys")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    k = keys.add_parser("create", help="create an API key; prints it alone on the last line")
+    k.add_argument("--data-dir", help="the service's data folder (env TUNEBRIDGE_DATA_DIR)")
+    k.set_defaults(func=cmd_keys_create)
 
     p = sub.add_parser("demo", help="the main job: fine-tune the bundled model on bundled receipts, "
                        "show answers before and after")

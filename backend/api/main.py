@@ -1,0 +1,43 @@
+"""Assemble the FastAPI app: storage opened and migrated once at start-up, routers included."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from backend.api.routes import health, models
+from backend.settings import Settings, get_settings
+from backend.storage.engine import make_engine
+from backend.storage.migrations import migrate
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        app.state.engine = make_engine(settings.db_url)
+        migrate(app.state.engine)
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(title="tunebridge", version="0.1.0", lifespan=lifespan,
+                  summary="Fine-tune small LLMs on your labelled documents and serve them.")
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.include_router(health.router)
+    app.include_router(models.router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "details": problems}, status_code=422)
+
+    return app

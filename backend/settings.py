@@ -1,0 +1,34 @@
+"""Service settings from `TUNEBRIDGE_*` environment variables (and `DATABASE_URL`).
+
+`get_settings()` is cached and is the one dependency routes use; tests override it instead of
+touching the environment of a running process.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNEBRIDGE_", extra="ignore")
+
+    data_dir: Path = Field(Path("tunebridge-data"), description="Holds the database, datasets, jobs and adapters.")
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("TUNEBRIDGE_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL (postgresql+psycopg://...); default: SQLite in data_dir.")
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the HTTP server listens on.")
+    workers: int = Field(1, ge=0, description="Training/eval worker processes started with `tunebridge serve`.")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'tunebridge.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,40 @@
+"""Ordered, named schema migrations, recorded in `schema_migrations` and applied on start.
+
+Each migration is a list of SQL statements that SQLite and PostgreSQL both accept. Append new
+migrations to the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import Engine, text
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    ("0001_api_keys", [
+        """CREATE TABLE api_keys (
+            id VARCHAR(16) PRIMARY KEY,
+            key_hash VARCHAR(64) NOT NULL UNIQUE,
+            created_at VARCHAR(32) NOT NULL
+        )""",
+    ]),
+]
+
+
+def migrate(engine: Engine, migrations: list[tuple[str, list[str]]] = MIGRATIONS) -> list[str]:
+    """Apply every migration not yet recorded, in order; return the names applied now."""
+    applied_now: list[str] = []
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS schema_migrations "
+                          "(name VARCHAR(128) PRIMARY KEY, applied_at VARCHAR(32) NOT NULL)"))
+    for name, statements in migrations:
+        with engine.begin() as conn:  # one transaction per migration: all of it or none of it
+            done = conn.execute(text("SELECT 1 FROM schema_migrations WHERE name = :n"), {"n": name}).first()
+            if done:
+                continue
+            for statement in statements:
+                conn.execute(text(statement))
+            conn.execute(text("INSERT INTO schema_migrations (name, applied_at) VALUES (:n, :t)"),
+                         {"n": name, "t": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        applied_now.append(name)
+    return applied_now

@@ -31,7 +31,7 @@ def _cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def service(tmp_path_factory, tiny_model):
     data_dir = tmp_path_factory.mktemp("service-data")
     created = _cli("keys", "create", data_dir=data_dir)
     assert created.returncode == 0, created.stderr
@@ -39,7 +39,8 @@ def service(tmp_path_factory):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
+                                 "TUNEBRIDGE_MAX_BODY_MB": "1"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -102,3 +103,58 @@ def test_migrations_apply_in_order_once_and_roll_back_whole(tmp_path):
         names = [r[0] for r in conn.execute(text("SELECT name FROM schema_migrations ORDER BY name"))]
         tables = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
     assert names == ["0001_a", "0002_b"] and "c" not in tables
+
+
+def _auth(service) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service['key']}"}
+
+
+def test_dataset_upload_append_list_and_stats(service):
+    url, receipts = service["url"], (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()
+    first = httpx.post(f"{url}/v1/datasets/receipts/examples", content=receipts[:receipts.index(b"\n", 5000) + 1],
+                       headers={**_auth(service), "Content-Type": "application/jsonl"})
+    assert first.status_code == 201, first.text
+    added = first.json()["added"]
+    chat = (ROOT / "examples" / "data" / "chat.jsonl").read_bytes()
+    second = httpx.post(f"{url}/v1/datasets/receipts/examples", files={"file": ("chat.jsonl", chat)}, headers=_auth(service))
+    assert second.status_code == 201, second.text
+    assert second.json() == {"dataset": "receipts", "added": 4, "total": added + 4, "formats": {"chat": 4}}
+    listed = httpx.get(f"{url}/v1/datasets", headers=_auth(service)).json()
+    assert [(d["name"], d["examples"]) for d in listed] == [("receipts", added + 4)]
+    stats = httpx.get(f"{url}/v1/datasets/receipts", headers=_auth(service)).json()
+    assert stats["examples"] == added + 4 and stats["formats"] == {"extraction": added, "chat": 4}
+    assert stats["schema"] == ["company", "date", "address", "total"]
+    assert 0 < stats["tokens"]["min"] <= stats["tokens"]["median"] <= stats["tokens"]["max"]
+    stored = (service["data_dir"] / "datasets" / "receipts.jsonl").read_text().splitlines()
+    assert len(stored) == added + 4 and '"fields"' in stored[0]  # records are kept as sent
+
+
+def test_a_bad_line_stores_nothing_and_names_each_line(service):
+    url = service["url"]
+    body = b'{"prompt": "a", "completion": "b"}\n{oops\n{"prompt": "c"}\n'
+    response = httpx.post(f"{url}/v1/datasets/bad/examples", content=body, headers=_auth(service))
+    assert response.status_code == 422
+    payload = response.json()
+    assert "2 invalid line(s); nothing was stored" in payload["error"]
+    assert [(i["line"], i["problem"][:12]) for i in payload["issues"]] == [(2, "invalid JSON"), (3, "unknown reco")]
+    assert httpx.get(f"{url}/v1/datasets/bad", headers=_auth(service)).status_code == 404
+    assert not (service["data_dir"] / "datasets" / "bad.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", ["../etc", "UPPER", "-dash", "a" * 65, "dot.name"])
+def test_dataset_names_cannot_escape_or_surprise(service, name):
+    response = httpx.post(f"{service['url']}/v1/datasets/{name}/examples", content=b'{"prompt":"a","completion":"b"}',
+                          headers=_auth(service))
+    assert response.status_code in (404, 422)  # "../etc" never reaches the route: the path is normalised
+    assert response.json()["error"]
+
+
+def test_oversized_and_empty_bodies_are_refused(service):
+    url = service["url"]
+    big = b'{"prompt": "' + b"x" * (1024 * 1024) + b'", "completion": "y"}\n'
+    response = httpx.post(f"{url}/v1/datasets/big/examples", content=big, headers=_auth(service))
+    assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
+    empty = httpx.post(f"{url}/v1/datasets/empty/examples", content=b"\n\n", headers=_auth(service))
+    assert empty.status_code == 422 and "no examples" in empty.json()["error"]
+    missing = httpx.get(f"{url}/v1/datasets/nope", headers=_auth(service))
+    assert missing.status_code == 404 and missing.json() == {"error": "dataset 'nope' does not exist"}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
-from backend.api.routes import health, models
+from backend.api.routes import datasets, health, models
 from backend.settings import Settings, get_settings
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
@@ -30,9 +31,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(health.router)
     app.include_router(models.router)
+    app.include_router(datasets.router)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:  # also unknown routes, 405s
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

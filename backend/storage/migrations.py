@@ -18,6 +18,14 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             created_at VARCHAR(32) NOT NULL
         )""",
     ]),
+    ("0002_datasets", [
+        """CREATE TABLE datasets (
+            name VARCHAR(64) PRIMARY KEY,
+            examples INTEGER NOT NULL,
+            created_at VARCHAR(32) NOT NULL,
+            updated_at VARCHAR(32) NOT NULL
+        )""",
+    ]),
 ]
 
 

@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from backend.prompts import ExtractionSchema, extraction_answer, extraction_messages
 
@@ -153,38 +153,52 @@ def load_jsonl(
     dedupe: bool = True,
 ) -> LoadedData:
     """Parse and validate JSONL files. Invalid lines go to `issues`, never silently dropped."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    records: list[tuple[dict, str, str, LineIssue]] = []
-    issues: list[LineIssue] = []
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     for path in paths:
-        path = Path(path)
         if not path.is_file():
             raise DatasetError(f"data file {path} does not exist")
-        with path.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                where = LineIssue(str(path), number, "")
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    issues.append(LineIssue(str(path), number, f"not UTF-8 ({exc.reason} at byte {exc.start})"))
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    issues.append(LineIssue(str(path), number, f"invalid JSON: {exc.msg} at column {exc.colno}"))
-                    continue
-                if not isinstance(record, dict):
-                    issues.append(LineIssue(str(path), number, f"expected a JSON object, got {type(record).__name__}"))
-                    continue
-                try:
-                    fmt = detect_format(record)
-                    if fmt == "extraction":
-                        _extraction_fields(record)
-                    records.append((record, fmt, f"{path}:{number}", where))
-                except RecordError as exc:
-                    issues.append(LineIssue(str(path), number, str(exc)))
+    handles = [path.open("rb") for path in paths]
+    try:
+        return parse_jsonl([(str(p), h) for p, h in zip(paths, handles)], schema=schema, dedupe=dedupe)
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def parse_jsonl(
+    sources: list[tuple[str, Iterable[bytes]]],
+    *,
+    schema: ExtractionSchema | None = None,
+    dedupe: bool = True,
+) -> LoadedData:
+    """Validate JSONL given as (name, lines) pairs: files, or a request body named for its errors."""
+    records: list[tuple[dict, str, str, LineIssue]] = []
+    issues: list[LineIssue] = []
+    for name, lines in sources:
+        for number, raw in enumerate(lines, start=1):
+            where = LineIssue(name, number, "")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                issues.append(LineIssue(name, number, f"not UTF-8 ({exc.reason} at byte {exc.start})"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                issues.append(LineIssue(name, number, f"invalid JSON: {exc.msg} at column {exc.colno}"))
+                continue
+            if not isinstance(record, dict):
+                issues.append(LineIssue(name, number, f"expected a JSON object, got {type(record).__name__}"))
+                continue
+            try:
+                fmt = detect_format(record)
+                if fmt == "extraction":
+                    _extraction_fields(record)
+                records.append((record, fmt, f"{name}:{number}", where))
+            except RecordError as exc:
+                issues.append(LineIssue(name, number, str(exc)))
 
     if schema is None and any(fmt == "extraction" for _, fmt, _, _ in records):
         names: dict[str, None] = {}

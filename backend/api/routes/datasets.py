@@ -1,0 +1,88 @@
+"""Datasets: upload or append JSONL examples, list datasets, read one dataset's statistics."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+
+from backend.api.body import read_capped
+from backend.api.deps import Authorized, EngineDep, SettingsDep
+from backend.services import datasets as service
+from backend.training.data import DatasetError
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[Authorized])
+
+
+class AppendedOut(BaseModel):
+    dataset: str
+    added: int
+    total: int
+    formats: dict[str, int]
+
+
+class DatasetOut(BaseModel):
+    name: str
+    examples: int
+    created_at: str
+    updated_at: str
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(model: str):
+    from backend.models import load_tokenizer, resolve_model
+
+    return load_tokenizer(resolve_model(model))
+
+
+def _checked(name: str) -> str:
+    try:
+        return service.check_name(name)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.post("/{name}/examples", status_code=status.HTTP_201_CREATED, response_model=AppendedOut,
+             summary="Append JSONL examples (raw JSON-lines body, or multipart with a 'file' field)")
+async def append(name: str, request: Request, engine: EngineDep, settings: SettingsDep):
+    _checked(name)
+    limit = int(settings.max_body_mb * 1024 * 1024)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if not request.headers.get("content-length", "").isdigit():
+            raise HTTPException(status.HTTP_411_LENGTH_REQUIRED, "multipart uploads need a Content-Length header")
+        if int(request.headers["content-length"]) > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds the limit of {limit} bytes "
+                                "(TUNEBRIDGE_MAX_BODY_MB); split the upload")
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "multipart upload needs a 'file' field")
+        body, source = await upload.read(), upload.filename or "upload"
+    else:
+        body, source = await read_capped(request, limit_bytes=limit), "request body"
+    try:
+        result = service.append_examples(engine=engine, data_dir=settings.data_dir, name=name, body=body, source=source)
+    except DatasetError as exc:
+        issues = [{"file": i.file, "line": i.line, "problem": i.message} for i in exc.issues]
+        return JSONResponse({"error": str(exc).split("\n")[0], "issues": issues},
+                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return AppendedOut(**result.__dict__)
+
+
+@router.get("", response_model=list[DatasetOut])
+def list_all(engine: EngineDep) -> list[dict[str, Any]]:
+    return service.list_datasets(engine=engine)
+
+
+@router.get("/{name}", summary="Counts, formats, fields and length statistics (characters and tokens)")
+def stats(name: str, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+    _checked(name)
+    try:
+        return service.dataset_stats(engine=engine, data_dir=settings.data_dir, name=name,
+                                     tokenizer=_tokenizer(settings.default_base_model))
+    except service.DatasetNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc

@@ -112,7 +112,8 @@ def _settings(args: argparse.Namespace):
     from backend.settings import Settings
 
     overrides = {k: v for k, v in {"data_dir": args.data_dir, "host": getattr(args, "host", None),
-                                   "port": getattr(args, "port", None)}.items() if v is not None}
+                                   "port": getattr(args, "port", None),
+                                   "workers": getattr(args, "workers", None)}.items() if v is not None}
     return Settings(**overrides)
 
 
@@ -122,7 +123,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from backend.api.main import create_app
 
     settings = _settings(args)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    workers = _start_workers(settings, settings.workers)
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    finally:
+        for proc in workers:
+            proc.terminate()  # a worker checkpoints and re-queues its job on SIGTERM
+        for proc in workers:
+            proc.join(timeout=120)
+    return 0
+
+
+def _start_workers(settings, count: int) -> list:
+    import multiprocessing
+
+    from backend.worker import worker_main
+
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared with the server
+    procs = [context.Process(target=worker_main, args=(settings,), name=f"tunebridge-worker-{i}") for i in range(count)]
+    for proc in procs:
+        proc.start()
+    return procs
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from backend.worker import worker_main
+
+    worker_main(_settings(args))
     return 0
 
 
@@ -181,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (env TUNEBRIDGE_PORT; default 8000)")
     p.add_argument("--data-dir", help="database, datasets, jobs, adapters (env TUNEBRIDGE_DATA_DIR)")
     p.set_defaults(func=cmd_serve)
+
+    p.add_argument("--workers", type=int, help="worker processes for jobs (env TUNEBRIDGE_WORKERS; default 1)")
+
+    p = sub.add_parser("worker", help="run a job worker alone (more workers, or on another machine)")
+    p.add_argument("--data-dir", help="the service's data folder (env TUNEBRIDGE_DATA_DIR)")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("keys", help="manage API keys")
     keys = p.add_subparsers(dest="keys_command", required=True)

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL (postgresql+psycopg://...); default: SQLite in data_dir.")
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP server listens on.")
+    workers: int = Field(1, ge=0, description="Job worker processes that `tunebridge serve` starts.")
     default_base_model: str = Field("smollm2-135m", description="Base model for token statistics and new jobs.")
     max_body_mb: float = Field(50.0, gt=0, description="Largest request body accepted, in MiB.")
 

@@ -158,3 +158,67 @@ def test_oversized_and_empty_bodies_are_refused(service):
     assert empty.status_code == 422 and "no examples" in empty.json()["error"]
     missing = httpx.get(f"{url}/v1/datasets/nope", headers=_auth(service))
     assert missing.status_code == 404 and missing.json() == {"error": "dataset 'nope' does not exist"}
+
+
+def _wait_for(predicate, *, timeout: float = 120.0, every: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def _job(service, job_id: str) -> dict:
+    return httpx.get(f"{service['url']}/v1/jobs/{job_id}", headers=_auth(service)).json()
+
+
+def test_train_job_runs_in_a_worker_process_and_reports_progress(service):
+    from conftest import SECRET_A, SECRET_Q
+    import json
+
+    url = service["url"]
+    chat = json.dumps({"messages": [{"role": "user", "content": SECRET_Q}, {"role": "assistant", "content": SECRET_A}]})
+    assert httpx.post(f"{url}/v1/datasets/secret/examples", content=chat.encode(), headers=_auth(service)).status_code == 201
+    params = {"max_steps": 20, "batch_size": 1, "learning_rate": 0.02, "report_to": "none", "precision": "fp32",
+              "val_fraction": 0.0, "save_every": 0, "warmup_ratio": 0.0}
+    created = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "secret", "hyperparameters": params},
+                         headers=_auth(service))
+    assert created.status_code == 202 and created.json()["status"] == "queued"
+    job = _wait_for(lambda: (j := _job(service, created.json()["id"]))["status"] in ("succeeded", "failed") and j)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["progress"]["step"] == 20 and job["progress"]["total_steps"] == 20
+    assert Path(job["result"]["adapter_dir"], "adapter_model.safetensors").is_file()
+    assert (service["data_dir"] / "jobs" / job["id"] / "data.jsonl").read_text().strip() == chat
+
+
+def test_cancel_stops_a_running_job_with_a_checkpoint(service):
+    url = service["url"]
+    receipts = (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()[:20000]
+    receipts = receipts[:receipts.rindex(b"\n") + 1]
+    httpx.post(f"{url}/v1/datasets/long/examples", content=receipts, headers=_auth(service))
+    params = {"max_steps": 100000, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0}
+    job_id = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "long", "hyperparameters": params},
+                        headers=_auth(service)).json()["id"]
+    _wait_for(lambda: (_job(service, job_id).get("progress") or {}).get("step", 0) >= 2)
+    assert httpx.post(f"{url}/v1/jobs/{job_id}/cancel", headers=_auth(service)).json()["cancel_requested"] is True
+    job = _wait_for(lambda: (j := _job(service, job_id))["status"] == "cancelled" and j)
+    assert job["result"]["steps"] < 100000
+    assert list((service["data_dir"] / "jobs" / job_id / "checkpoints").glob("step-*"))
+
+
+@pytest.mark.parametrize("body,code,message", [
+    ({"kind": "train", "dataset": "nope"}, 404, "dataset 'nope' does not exist"),
+    ({"kind": "train", "dataset": "secret", "hyperparameters": {"epochz": 3}}, 422, "unknown training option(s) ['epochz']"),
+    ({"kind": "train", "dataset": "secret", "hyperparameters": {"epochs": -1}}, 422, "epochs: got -1"),
+    ({"kind": "train", "dataset": "secret", "hyperparameters": {"output_dir": "/etc"}}, 422, "set by the service"),
+    ({"kind": "bake", "dataset": "secret"}, 422, "invalid request"),
+    ({"kind": "train", "dataset": "secret", "extra": 1}, 422, "invalid request"),
+])
+def test_bad_job_requests_say_what_is_wrong(service, body, code, message):
+    httpx.post(f"{service['url']}/v1/datasets/secret/examples", content=b'{"prompt": "p", "completion": "c"}',
+               headers=_auth(service))
+    response = httpx.post(f"{service['url']}/v1/jobs", json=body, headers=_auth(service))
+    assert response.status_code == code and message in response.json()["error"]
+    assert httpx.get(f"{service['url']}/v1/jobs/missing", headers=_auth(service)).status_code == 404

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from backend.api.routes import datasets, health, models
+from backend.api.routes import datasets, health, jobs, models
 from backend.settings import Settings, get_settings
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(datasets.router)
+    app.include_router(jobs.router)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:  # also unknown routes, 405s

@@ -26,6 +26,25 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             updated_at VARCHAR(32) NOT NULL
         )""",
     ]),
+    ("0003_jobs", [
+        """CREATE TABLE jobs (
+            id VARCHAR(32) PRIMARY KEY,
+            kind VARCHAR(16) NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            dataset VARCHAR(64) NOT NULL REFERENCES datasets(name),
+            params TEXT NOT NULL,
+            progress TEXT,
+            result TEXT,
+            error TEXT,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            lease_owner VARCHAR(64),
+            lease_expires_at DOUBLE PRECISION,
+            created_at VARCHAR(32) NOT NULL,
+            updated_at VARCHAR(32) NOT NULL
+        )""",
+        "CREATE INDEX jobs_status ON jobs (status, created_at)",
+    ]),
 ]
 
 

@@ -1,0 +1,124 @@
+"""Worker process: claims jobs from the database and runs them with the training core.
+
+Each job trains on a snapshot of its dataset taken when it first starts, in `data_dir/jobs/<id>/`,
+so a job resumed after a crash replays exactly the same data. A heartbeat thread renews the job's
+lease and relays cancel requests; a worker asked to shut down checkpoints and puts its job back in
+the queue (it is not a user cancel).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+from typing import Any
+
+from sqlalchemy import Engine
+
+from backend.services import datasets, jobs
+from backend.settings import Settings
+from backend.storage.engine import make_engine
+from backend.storage.migrations import migrate
+
+log = logging.getLogger("tunebridge.worker")
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, *, engine: Engine, job_id: str, owner: str, lease_s: float):
+        super().__init__(daemon=True)
+        self.engine, self.job_id, self.owner, self.lease_s = engine, job_id, owner, lease_s
+        self.progress: dict[str, Any] | None = None
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+
+    def beat(self) -> None:
+        if jobs.heartbeat(engine=self.engine, job_id=self.job_id, owner=self.owner, lease_s=self.lease_s,
+                          progress=self.progress):
+            self.cancel.set()
+
+    def run(self) -> None:
+        while not self.done.wait(min(2.0, self.lease_s / 3)):
+            self.beat()
+
+
+def run_job(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: str, lease_s: float,
+            shutdown: threading.Event) -> str:
+    from backend.training.config import TrainConfig
+    from backend.training.trainer import train
+
+    run_dir = settings.data_dir / "jobs" / job["id"]
+    snapshot = run_dir / "data.jsonl"
+    heart = _Heartbeat(engine=engine, job_id=job["id"], owner=owner, lease_s=lease_s)
+    heart.start()
+    try:
+        summary_file = run_dir / "summary.json"
+        if (run_dir / "config.json").is_file():
+            import json
+
+            done = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+            if done.get("status") == "succeeded":  # finished before the previous worker could record it
+                return _record(engine, job, owner, done)
+            result = train(None, resume_dir=run_dir, progress_bar=False, should_stop=lambda: heart.cancel.is_set()
+                           or shutdown.is_set(), on_progress=lambda p: setattr(heart, "progress", p))
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(datasets.dataset_file(data_dir=settings.data_dir, name=job["dataset"]), snapshot)
+            config = TrainConfig.from_dict({"model": settings.default_base_model, **job["params"],
+                                            "data": [str(snapshot)], "output_dir": str(run_dir.parent),
+                                            "run_name": job["id"]})
+            result = train(config, progress_bar=False, should_stop=lambda: heart.cancel.is_set() or shutdown.is_set(),
+                           on_progress=lambda p: setattr(heart, "progress", p))
+        heart.done.set()
+        heart.beat()  # the last progress
+        if result.status == "cancelled" and not heart.cancel.is_set():
+            jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="queued")  # shutdown: resume later
+            return "queued"
+        return _record(engine, job, owner, result.summary)
+    except Exception as exc:  # noqa: BLE001 - the job fails with the reason; the worker carries on
+        log.exception("job %s failed", job["id"])
+        jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="failed", error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    finally:
+        heart.done.set()
+
+
+def _record(engine: Engine, job: dict[str, Any], owner: str, summary: dict[str, Any]) -> str:
+    keep = ("status", "run_dir", "adapter_dir", "steps", "total_steps", "tokens_per_s", "train_time_s",
+            "final_loss", "val_loss", "runtime", "stopped_early")
+    status = summary["status"]
+    jobs.finish(engine=engine, job_id=job["id"], owner=owner, status=status,
+                result={k: summary.get(k) for k in keep})
+    return status
+
+
+def run_worker(settings: Settings, *, poll_s: float = 0.5, lease_s: float = 30.0, max_jobs: int | None = None) -> None:
+    """Poll for jobs until SIGTERM/SIGINT (or `max_jobs` jobs are done)."""
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    shutdown = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: shutdown.set())
+    done = 0
+    log.info("worker %s polling %s", owner, settings.db_url)
+    while not shutdown.is_set() and (max_jobs is None or done < max_jobs):
+        job = jobs.claim_next(engine=engine, owner=owner, lease_s=lease_s)
+        if job is None:
+            shutdown.wait(poll_s)
+            continue
+        log.info("job %s (%s on %s): attempt %d", job["id"], job["kind"], job["dataset"], job["attempts"])
+        status = run_job(job, engine=engine, settings=settings, owner=owner, lease_s=lease_s, shutdown=shutdown)
+        log.info("job %s: %s", job["id"], status)
+        done += 1
+    engine.dispose()
+
+
+def worker_main(settings: Settings, lease_s: float = 30.0) -> None:
+    """Entry point of worker processes (`tunebridge worker`, or started by `tunebridge serve`)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    run_worker(settings, lease_s=lease_s)
+

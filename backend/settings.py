@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP server listens on.")
     workers: int = Field(1, ge=0, description="Job worker processes that `tunebridge serve` starts.")
+    lease_s: float = Field(30.0, gt=0, description="A job whose worker sends no heartbeat for this long is taken over.")
     default_base_model: str = Field("smollm2-135m", description="Base model for token statistics and new jobs.")
     max_body_mb: float = Field(50.0, gt=0, description="Largest request body accepted, in MiB.")
 

@@ -94,8 +94,9 @@ def _record(engine: Engine, job: dict[str, Any], owner: str, summary: dict[str, 
     return status
 
 
-def run_worker(settings: Settings, *, poll_s: float = 0.5, lease_s: float = 30.0, max_jobs: int | None = None) -> None:
+def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None = None) -> None:
     """Poll for jobs until SIGTERM/SIGINT (or `max_jobs` jobs are done)."""
+    lease_s = settings.lease_s
     engine = make_engine(settings.db_url)
     migrate(engine)
     owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -116,9 +117,9 @@ def run_worker(settings: Settings, *, poll_s: float = 0.5, lease_s: float = 30.0
     engine.dispose()
 
 
-def worker_main(settings: Settings, lease_s: float = 30.0) -> None:
+def worker_main(settings: Settings) -> None:
     """Entry point of worker processes (`tunebridge worker`, or started by `tunebridge serve`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    run_worker(settings, lease_s=lease_s)
+    run_worker(settings)
 

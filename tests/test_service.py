@@ -37,8 +37,9 @@ def service(tmp_path_factory, tiny_model):
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     port = _free_port()
+    log = open(data_dir / "serve.log", "w")  # a file, not a pipe: an unread pipe fills and blocks the server
     proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdout=log, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
                                  "TUNEBRIDGE_MAX_BODY_MB": "1"})
     url = f"http://127.0.0.1:{port}"
@@ -51,10 +52,11 @@ def service(tmp_path_factory, tiny_model):
             time.sleep(0.2)
     else:
         proc.kill()
-        pytest.fail("server did not start: " + proc.stdout.read())
+        pytest.fail("server did not start: " + (data_dir / "serve.log").read_text())
     yield {"url": url, "key": key, "data_dir": data_dir}
     proc.terminate()
-    proc.wait(timeout=30)
+    proc.wait(timeout=60)
+    log.close()
 
 
 def test_health_and_readiness_need_no_key(service):
@@ -167,7 +169,7 @@ def _wait_for(predicate, *, timeout: float = 120.0, every: float = 0.2):
         if value:
             return value
         time.sleep(every)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"condition not reached in {timeout} s; last value: {value!r}")
 
 
 def _job(service, job_id: str) -> dict:
@@ -193,11 +195,19 @@ def test_train_job_runs_in_a_worker_process_and_reports_progress(service):
     assert (service["data_dir"] / "jobs" / job["id"] / "data.jsonl").read_text().strip() == chat
 
 
+def _long_dataset(service) -> str:
+    """A dataset of 20 kB of receipts (uploaded once per service)."""
+    url = service["url"]
+    if httpx.get(f"{url}/v1/datasets/long", headers=_auth(service)).status_code == 404:
+        receipts = (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()[:20000]
+        receipts = receipts[:receipts.rindex(b"\n") + 1]
+        assert httpx.post(f"{url}/v1/datasets/long/examples", content=receipts, headers=_auth(service)).status_code == 201
+    return "long"
+
+
 def test_cancel_stops_a_running_job_with_a_checkpoint(service):
     url = service["url"]
-    receipts = (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()[:20000]
-    receipts = receipts[:receipts.rindex(b"\n") + 1]
-    httpx.post(f"{url}/v1/datasets/long/examples", content=receipts, headers=_auth(service))
+    _long_dataset(service)
     params = {"max_steps": 100000, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0}
     job_id = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "long", "hyperparameters": params},
                         headers=_auth(service)).json()["id"]
@@ -222,3 +232,68 @@ def test_bad_job_requests_say_what_is_wrong(service, body, code, message):
     response = httpx.post(f"{service['url']}/v1/jobs", json=body, headers=_auth(service))
     assert response.status_code == code and message in response.json()["error"]
     assert httpx.get(f"{service['url']}/v1/jobs/missing", headers=_auth(service)).status_code == 404
+
+
+def test_resume_continues_a_cancelled_job_to_the_end(service):
+    url = service["url"]
+    _long_dataset(service)
+    params = {"max_steps": 2000, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0}
+    job_id = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "long", "hyperparameters": params},
+                        headers=_auth(service)).json()["id"]
+    refused = httpx.post(f"{url}/v1/jobs/{job_id}/resume", headers=_auth(service))
+    assert refused.status_code == 409 and "only cancelled or failed" in refused.json()["error"]
+    _wait_for(lambda: (_job(service, job_id).get("progress") or {}).get("step", 0) >= 2)
+    httpx.post(f"{url}/v1/jobs/{job_id}/cancel", headers=_auth(service))
+    cancelled = _wait_for(lambda: (j := _job(service, job_id))["status"] == "cancelled" and j)
+    assert httpx.post(f"{url}/v1/jobs/{job_id}/resume", headers=_auth(service)).json()["status"] == "queued"
+    done = _wait_for(lambda: (j := _job(service, job_id))["status"] == "succeeded" and j)
+    assert cancelled["result"]["steps"] < 2000 and done["result"]["steps"] == 2000
+
+
+def test_a_killed_worker_leaves_a_job_that_another_worker_finishes(tiny_model, tmp_path):
+    """kill -9 of the worker mid-job: its lease expires, a second worker takes the job over and
+    resumes from the last checkpoint; every step is logged exactly once."""
+    import json
+    import signal
+
+    data_dir = tmp_path / "data"
+    key = _cli("keys", "create", data_dir=data_dir).stdout.strip().splitlines()[-1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model, "TUNEBRIDGE_LEASE_S": "2"}
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--workers", "0",
+                               "--data-dir", str(data_dir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker_cmd = [sys.executable, "-m", "backend.cli", "worker", "--data-dir", str(data_dir)]
+    workers = [subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
+    try:
+        _wait_for(lambda: _healthy(url))
+        receipts = (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()
+        httpx.post(f"{url}/v1/datasets/r/examples", content=receipts, headers=auth)
+        params = {"max_steps": 150, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 5,
+                  "val_fraction": 0.0}
+        job_id = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "r", "hyperparameters": params},
+                            headers=auth).json()["id"]
+        run_dir = data_dir / "jobs" / job_id
+        _wait_for(lambda: list((run_dir / "checkpoints").glob("step-*")))
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait(timeout=30)
+        assert httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json()["status"] == "running"
+        workers.append(subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        job = _wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"]
+                        in ("succeeded", "failed") and j, timeout=300)
+        assert job["status"] == "succeeded", job["error"]
+        assert job["attempts"] == 2 and job["result"]["steps"] == 150
+        steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+        assert steps == list(range(1, 151))
+    finally:
+        for proc in [server, *workers]:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -75,6 +75,17 @@ def request_cancel(*, engine: Engine, job_id: str) -> dict[str, Any]:
     return get_job(engine=engine, job_id=job_id)
 
 
+def resume_job(*, engine: Engine, job_id: str) -> dict[str, Any]:
+    """Queue a cancelled or failed job again; its worker continues from the last checkpoint."""
+    job = get_job(engine=engine, job_id=job_id)
+    if job["status"] not in ("cancelled", "failed"):
+        raise ValueError(f"job {job_id} is {job['status']}; only cancelled or failed jobs can be resumed")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE jobs SET status = 'queued', cancel_requested = 0, error = NULL, attempts = 0, "
+                          "updated_at = :t WHERE id = :id"), {"id": job_id, "t": _now()})
+    return get_job(engine=engine, job_id=job_id)
+
+
 def claim_next(*, engine: Engine, owner: str, lease_s: float) -> dict[str, Any] | None:
     """Atomically take the oldest queued job, or a running one whose worker stopped renewing its lease."""
     now = time.time()

@@ -71,3 +71,13 @@ def cancel(job_id: str, engine: EngineDep) -> dict[str, Any]:
         return service.request_cancel(engine=engine, job_id=job_id)
     except service.JobNotFoundError as exc:
         raise _not_found(exc) from exc
+
+
+@router.post("/{job_id}/resume", response_model=JobOut)
+def resume(job_id: str, engine: EngineDep) -> dict[str, Any]:
+    try:
+        return service.resume_job(engine=engine, job_id=job_id)
+    except service.JobNotFoundError as exc:
+        raise _not_found(exc) from exc
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc

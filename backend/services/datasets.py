@@ -18,12 +18,13 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from backend.services.errors import NotFoundError
 from backend.training.data import DatasetError, load_jsonl, parse_jsonl
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
-class DatasetNotFoundError(LookupError):
+class DatasetNotFoundError(NotFoundError):
     pass
 
 

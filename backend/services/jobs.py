@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from backend.services.datasets import DatasetNotFoundError
+from backend.services.errors import ConflictError, NotFoundError
 from backend.training.config import TrainConfig
 
 KINDS = ("train",)
@@ -22,7 +24,7 @@ MAX_ATTEMPTS = 3
 COLUMNS = "id, kind, status, dataset, params, progress, result, error, cancel_requested, attempts, created_at, updated_at"
 
 
-class JobNotFoundError(LookupError):
+class JobNotFoundError(NotFoundError):
     pass
 
 
@@ -39,7 +41,7 @@ def create_job(*, engine: Engine, kind: str, dataset: str, params: dict[str, Any
     TrainConfig.from_dict({**params, "data": ["(dataset)"]})  # validates every option now, not in the worker
     with engine.begin() as conn:
         if conn.execute(text("SELECT 1 FROM datasets WHERE name = :n"), {"n": dataset}).first() is None:
-            raise LookupError(f"dataset {dataset!r} does not exist; upload examples first")
+            raise DatasetNotFoundError(f"dataset {dataset!r} does not exist; upload examples first")
         job_id = uuid.uuid4().hex
         conn.execute(text(f"INSERT INTO jobs ({COLUMNS}) VALUES (:id, :kind, 'queued', :dataset, :params, NULL, NULL, "
                           "NULL, 0, 0, :t, :t)"),
@@ -79,7 +81,7 @@ def resume_job(*, engine: Engine, job_id: str) -> dict[str, Any]:
     """Queue a cancelled or failed job again; its worker continues from the last checkpoint."""
     job = get_job(engine=engine, job_id=job_id)
     if job["status"] not in ("cancelled", "failed"):
-        raise ValueError(f"job {job_id} is {job['status']}; only cancelled or failed jobs can be resumed")
+        raise ConflictError(f"job {job_id} is {job['status']}; only cancelled or failed jobs can be resumed")
     with engine.begin() as conn:
         conn.execute(text("UPDATE jobs SET status = 'queued', cancel_requested = 0, error = NULL, attempts = 0, "
                           "updated_at = :t WHERE id = :id"), {"id": job_id, "t": _now()})

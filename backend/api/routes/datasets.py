@@ -81,8 +81,5 @@ def list_all(engine: EngineDep) -> list[dict[str, Any]]:
 @router.get("/{name}", summary="Counts, formats, fields and length statistics (characters and tokens)")
 def stats(name: str, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     _checked(name)
-    try:
-        return service.dataset_stats(engine=engine, data_dir=settings.data_dir, name=name,
-                                     tokenizer=_tokenizer(settings.default_base_model))
-    except service.DatasetNotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    return service.dataset_stats(engine=engine, data_dir=settings.data_dir, name=name,
+                                 tokenizer=_tokenizer(settings.default_base_model))

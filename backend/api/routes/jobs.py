@@ -38,17 +38,11 @@ class JobOut(BaseModel):
     updated_at: str
 
 
-def _not_found(exc: Exception) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
-
-
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def create(job: JobIn, engine: EngineDep) -> dict[str, Any]:
     try:
         return service.create_job(engine=engine, kind=job.kind, dataset=job.dataset, params=job.hyperparameters)
-    except LookupError as exc:
-        raise _not_found(exc) from exc
-    except ValueError as exc:
+    except ValueError as exc:  # an invalid training option (a missing dataset is a 404, mapped in main.py)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
 
@@ -59,25 +53,14 @@ def list_all(engine: EngineDep) -> list[dict[str, Any]]:
 
 @router.get("/{job_id}", response_model=JobOut)
 def get(job_id: str, engine: EngineDep) -> dict[str, Any]:
-    try:
-        return service.get_job(engine=engine, job_id=job_id)
-    except service.JobNotFoundError as exc:
-        raise _not_found(exc) from exc
+    return service.get_job(engine=engine, job_id=job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel(job_id: str, engine: EngineDep) -> dict[str, Any]:
-    try:
-        return service.request_cancel(engine=engine, job_id=job_id)
-    except service.JobNotFoundError as exc:
-        raise _not_found(exc) from exc
+    return service.request_cancel(engine=engine, job_id=job_id)
 
 
 @router.post("/{job_id}/resume", response_model=JobOut)
 def resume(job_id: str, engine: EngineDep) -> dict[str, Any]:
-    try:
-        return service.resume_job(engine=engine, job_id=job_id)
-    except service.JobNotFoundError as exc:
-        raise _not_found(exc) from exc
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return service.resume_job(engine=engine, job_id=job_id)

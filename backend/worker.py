@@ -8,6 +8,7 @@ the queue (it is not a user cancel).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -56,8 +57,6 @@ def run_job(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: s
     try:
         summary_file = run_dir / "summary.json"
         if (run_dir / "config.json").is_file():
-            import json
-
             done = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
             if done.get("status") == "succeeded":  # finished before the previous worker could record it
                 return _record(engine, job, owner, done)

@@ -205,12 +205,18 @@ def _long_dataset(service) -> str:
     return "long"
 
 
+def _start_long_job(service, *, max_steps: int) -> str:
+    """A tiny-model train job on the receipts dataset, one receipt per step, no periodic checkpoints."""
+    params = {"max_steps": max_steps, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0}
+    created = httpx.post(f"{service['url']}/v1/jobs", headers=_auth(service),
+                         json={"kind": "train", "dataset": _long_dataset(service), "hyperparameters": params})
+    assert created.status_code == 202, created.text
+    return created.json()["id"]
+
+
 def test_cancel_stops_a_running_job_with_a_checkpoint(service):
     url = service["url"]
-    _long_dataset(service)
-    params = {"max_steps": 100000, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0}
-    job_id = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "long", "hyperparameters": params},
-                        headers=_auth(service)).json()["id"]
+    job_id = _start_long_job(service, max_steps=100000)
     _wait_for(lambda: (_job(service, job_id).get("progress") or {}).get("step", 0) >= 2)
     assert httpx.post(f"{url}/v1/jobs/{job_id}/cancel", headers=_auth(service)).json()["cancel_requested"] is True
     job = _wait_for(lambda: (j := _job(service, job_id))["status"] == "cancelled" and j)
@@ -236,10 +242,7 @@ def test_bad_job_requests_say_what_is_wrong(service, body, code, message):
 
 def test_resume_continues_a_cancelled_job_to_the_end(service):
     url = service["url"]
-    _long_dataset(service)
-    params = {"max_steps": 2000, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0}
-    job_id = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "long", "hyperparameters": params},
-                        headers=_auth(service)).json()["id"]
+    job_id = _start_long_job(service, max_steps=2000)
     refused = httpx.post(f"{url}/v1/jobs/{job_id}/resume", headers=_auth(service))
     assert refused.status_code == 409 and "only cancelled or failed" in refused.json()["error"]
     _wait_for(lambda: (_job(service, job_id).get("progress") or {}).get("step", 0) >= 2)

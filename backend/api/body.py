@@ -5,12 +5,21 @@ from __future__ import annotations
 from fastapi import HTTPException, Request, status
 
 
-async def read_capped(request: Request, *, limit_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+def check_declared_length(request: Request, *, limit_bytes: int, required: bool = False) -> None:
+    """Refuse a body whose Content-Length is over the limit (or missing, where `required`)."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        if required:
+            raise HTTPException(status.HTTP_411_LENGTH_REQUIRED, "this upload needs a Content-Length header")
+        return
+    if int(declared) > limit_bytes:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             f"body of {int(declared)} bytes exceeds the limit of {limit_bytes} bytes "
                             "(TUNEBRIDGE_MAX_BODY_MB); split the upload")
+
+
+async def read_capped(request: Request, *, limit_bytes: int) -> bytes:
+    check_declared_length(request, limit_bytes=limit_bytes)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)

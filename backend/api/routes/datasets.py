@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
-from backend.api.body import read_capped
+from backend.api.body import check_declared_length, read_capped
 from backend.api.deps import Authorized, EngineDep, SettingsDep
 from backend.services import datasets as service
 from backend.training.data import DatasetError
@@ -52,11 +52,7 @@ async def append(name: str, request: Request, engine: EngineDep, settings: Setti
     _checked(name)
     limit = int(settings.max_body_mb * 1024 * 1024)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        if not request.headers.get("content-length", "").isdigit():
-            raise HTTPException(status.HTTP_411_LENGTH_REQUIRED, "multipart uploads need a Content-Length header")
-        if int(request.headers["content-length"]) > limit:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds the limit of {limit} bytes "
-                                "(TUNEBRIDGE_MAX_BODY_MB); split the upload")
+        check_declared_length(request, limit_bytes=limit, required=True)  # the form parser reads it all
         form = await request.form()
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

@@ -57,3 +57,39 @@ def extraction_messages(text: str, schema: ExtractionSchema) -> list[dict[str, s
 def extraction_answer(values: dict[str, Any], schema: ExtractionSchema) -> str:
     """The assistant's target: compact JSON, keys in schema order, missing keys as null."""
     return json.dumps({name: values.get(name) for name in schema.names}, ensure_ascii=False)
+
+
+# Schemas callers can name instead of sending one. Field names only: the receipt schema is exactly
+# what the bundled SROIE receipts are labelled with, so the prompt matches training token for token.
+NAMED_SCHEMAS: dict[str, ExtractionSchema] = {
+    "receipt": ExtractionSchema.from_names(["company", "date", "address", "total"]),
+    "invoice": ExtractionSchema.from_names(["invoice_number", "invoice_date", "due_date", "vendor_name",
+                                            "customer_name", "currency", "subtotal", "tax", "total"]),
+}
+
+
+@dataclass
+class ParsedAnswer:
+    fields: dict[str, Any]  # every schema key, None where the model gave nothing
+    valid_json: bool  # the raw answer was one JSON object
+    missing: list[str]  # schema keys absent from the answer
+    extra: list[str]  # keys in the answer that the schema does not have
+
+
+def parse_answer(raw: str, schema: ExtractionSchema) -> ParsedAnswer:
+    """Read a model's answer back into fields (the inverse of `extraction_answer`)."""
+    text = raw.strip()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    valid = isinstance(value, dict)
+    if not valid:  # a JSON object wrapped in prose or a code fence: take the outermost braces
+        start, end = text.find("{"), text.rfind("}")
+        try:
+            value = json.loads(text[start:end + 1]) if 0 <= start < end else None
+        except json.JSONDecodeError:
+            value = None
+    got = value if isinstance(value, dict) else {}
+    return ParsedAnswer({n: got.get(n) for n in schema.names}, valid, [n for n in schema.names if n not in got],
+                        [k for k in got if k not in schema.names])

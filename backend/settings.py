@@ -26,6 +26,20 @@ class Settings(BaseSettings):
     lease_s: float = Field(30.0, gt=0, description="A job whose worker sends no heartbeat for this long is taken over.")
     default_base_model: str = Field("smollm2-135m", description="Base model for token statistics and new jobs.")
     max_body_mb: float = Field(50.0, gt=0, description="Largest request body accepted, in MiB.")
+    webhook_secret: str | None = Field(None, description="Shared secret of the labelled-data webhook (HMAC-SHA256); "
+                                                         "the webhook refuses every delivery while it is unset.")
+    callback_secret: str | None = Field(None, description="Signs job-end callbacks; default: webhook_secret.")
+    train_threshold: int = Field(100, ge=1, description="New labelled examples (since the dataset's last training) "
+                                                        "that make the webhook start a training job.")
+    max_new_tokens: int = Field(1024, ge=1, description="Upper bound on generated tokens per request.")
+    max_prompt_tokens: int = Field(4096, ge=1, description="Longest prompt accepted, in tokens.")
+    batch_max: int = Field(8, ge=1, description="Requests generated together in one batch (1 = no batching).")
+    batch_window_ms: float = Field(10.0, ge=0, description="How long the batcher waits for more requests.")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="Where the service runs inference.")
+
+    @property
+    def signing_secret(self) -> str | None:
+        return self.callback_secret or self.webhook_secret
 
     @property
     def db_url(self) -> str:

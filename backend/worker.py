@@ -15,11 +15,12 @@ import shutil
 import signal
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
-from backend.services import datasets, jobs
+from backend.services import adapters, callbacks, datasets, jobs
 from backend.settings import Settings
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
@@ -32,13 +33,16 @@ class _Heartbeat(threading.Thread):
         super().__init__(daemon=True)
         self.engine, self.job_id, self.owner, self.lease_s = engine, job_id, owner, lease_s
         self.progress: dict[str, Any] | None = None
+        self._logged: dict[str, Any] | None = None
         self.cancel = threading.Event()
         self.done = threading.Event()
 
     def beat(self) -> None:
+        progress = self.progress
         if jobs.heartbeat(engine=self.engine, job_id=self.job_id, owner=self.owner, lease_s=self.lease_s,
-                          progress=self.progress):
+                          progress=progress, new_progress=progress is not self._logged):
             self.cancel.set()
+        self._logged = progress
 
     def run(self) -> None:
         while not self.done.wait(min(2.0, self.lease_s / 3)):
@@ -59,7 +63,7 @@ def run_job(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: s
         if (run_dir / "config.json").is_file():
             done = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
             if done.get("status") == "succeeded":  # finished before the previous worker could record it
-                return _record(engine, job, owner, done)
+                return _record(engine, settings, job, owner, done)
             result = train(None, resume_dir=run_dir, progress_bar=False, should_stop=lambda: heart.cancel.is_set()
                            or shutdown.is_set(), on_progress=lambda p: setattr(heart, "progress", p))
         else:
@@ -75,7 +79,7 @@ def run_job(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: s
         if result.status == "cancelled" and not heart.cancel.is_set():
             jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="queued")  # shutdown: resume later
             return "queued"
-        return _record(engine, job, owner, result.summary)
+        return _record(engine, settings, job, owner, result.summary)
     except Exception as exc:  # noqa: BLE001 - the job fails with the reason; the worker carries on
         log.exception("job %s failed", job["id"])
         jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -84,12 +88,17 @@ def run_job(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: s
         heart.done.set()
 
 
-def _record(engine: Engine, job: dict[str, Any], owner: str, summary: dict[str, Any]) -> str:
+def _record(engine: Engine, settings: Settings, job: dict[str, Any], owner: str, summary: dict[str, Any]) -> str:
     keep = ("status", "run_dir", "adapter_dir", "steps", "total_steps", "tokens_per_s", "train_time_s",
             "final_loss", "val_loss", "runtime", "stopped_early")
     status = summary["status"]
-    jobs.finish(engine=engine, job_id=job["id"], owner=owner, status=status,
-                result={k: summary.get(k) for k in keep})
+    result = {k: summary.get(k) for k in keep}
+    if status == "succeeded":
+        version = adapters.register(engine=engine, data_dir=settings.data_dir, name=job["adapter_name"],
+                                    job_id=job["id"], dataset=job["dataset"], run_dir=Path(summary["run_dir"]),
+                                    summary=summary)
+        result["adapter"] = version["id"]
+    jobs.finish(engine=engine, job_id=job["id"], owner=owner, status=status, result=result)
     return status
 
 
@@ -105,6 +114,7 @@ def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None 
     done = 0
     log.info("worker %s polling %s", owner, settings.db_url)
     while not shutdown.is_set() and (max_jobs is None or done < max_jobs):
+        _deliver_callbacks(engine, settings)
         job = jobs.claim_next(engine=engine, owner=owner, lease_s=lease_s)
         if job is None:
             shutdown.wait(poll_s)
@@ -113,7 +123,15 @@ def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None 
         status = run_job(job, engine=engine, settings=settings, owner=owner, lease_s=lease_s, shutdown=shutdown)
         log.info("job %s: %s", job["id"], status)
         done += 1
+    _deliver_callbacks(engine, settings)
     engine.dispose()
+
+
+def _deliver_callbacks(engine: Engine, settings: Settings) -> None:
+    try:
+        callbacks.deliver_pending(engine=engine, secret=settings.signing_secret)
+    except Exception:  # noqa: BLE001 - a broken receiver never stops the worker; the error is on the job
+        log.exception("callback delivery")
 
 
 def worker_main(settings: Settings) -> None:

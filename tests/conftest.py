@@ -53,3 +53,15 @@ def tiny_config(tiny_model, tmp_path):
         return TrainConfig(**values)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, tiny_model):
+    """The real service (uvicorn + one worker process, SQLite) on the tiny model, per test module."""
+    from servers import WEBHOOK_SECRET, running_service
+
+    data_dir = tmp_path_factory.mktemp("service-data")
+    env = {"TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model, "TUNEBRIDGE_MAX_BODY_MB": "1",
+           "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET, "TUNEBRIDGE_TRAIN_THRESHOLD": "3"}
+    with running_service(data_dir, env=env) as running:
+        yield running

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,48 +14,14 @@ from sqlalchemy import text
 
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
+from servers import ROOT, cli, free_port, healthy, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_free_port, _wait_for, _healthy = free_port, wait_for, healthy
 
 
 def _cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, tiny_model):
-    data_dir = tmp_path_factory.mktemp("service-data")
-    created = _cli("keys", "create", data_dir=data_dir)
-    assert created.returncode == 0, created.stderr
-    key = created.stdout.strip().splitlines()[-1]
-    port = _free_port()
-    log = open(data_dir / "serve.log", "w")  # a file, not a pipe: an unread pipe fills and blocks the server
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-                            stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
-                                 "TUNEBRIDGE_MAX_BODY_MB": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + (data_dir / "serve.log").read_text())
-    yield {"url": url, "key": key, "data_dir": data_dir}
-    proc.terminate()
-    proc.wait(timeout=60)
-    log.close()
+    return cli(*args, data_dir=data_dir)
 
 
 def test_health_and_readiness_need_no_key(service):
@@ -160,16 +125,6 @@ def test_oversized_and_empty_bodies_are_refused(service):
     assert empty.status_code == 422 and "no examples" in empty.json()["error"]
     missing = httpx.get(f"{url}/v1/datasets/nope", headers=_auth(service))
     assert missing.status_code == 404 and missing.json() == {"error": "dataset 'nope' does not exist"}
-
-
-def _wait_for(predicate, *, timeout: float = 120.0, every: float = 0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not reached in {timeout} s; last value: {value!r}")
 
 
 def _job(service, job_id: str) -> dict:
@@ -294,9 +249,3 @@ def test_a_killed_worker_leaves_a_job_that_another_worker_finishes(tiny_model, t
                 proc.terminate()
                 proc.wait(timeout=60)
 
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False

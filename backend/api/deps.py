@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy import Engine
 
+from backend.inference.batcher import Batcher
 from backend.settings import Settings, get_settings
 from backend.storage.keys import verify_key
 
@@ -18,6 +19,13 @@ def get_engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_batcher(request: Request) -> Batcher:
+    return request.app.state.batcher
+
+
+BatcherDep = Annotated[Batcher, Depends(get_batcher)]
 
 
 def require_api_key(request: Request, engine: EngineDep) -> None:

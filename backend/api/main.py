@@ -9,7 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from backend.api.routes import datasets, health, jobs, models
+from backend.api.routes import adapters, datasets, health, inference, jobs, models, webhooks
+from backend.inference.batcher import Batcher
+from backend.inference.pool import ModelPool
 from backend.services.errors import ConflictError, NotFoundError
 from backend.settings import Settings, get_settings
 from backend.storage.engine import make_engine
@@ -24,7 +26,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.engine = make_engine(settings.db_url)
         migrate(app.state.engine)
+        pool = ModelPool(device=settings.device)  # models load on first use, then stay for the process
+        app.state.batcher = Batcher(pool, max_batch=settings.batch_max, window_s=settings.batch_window_ms / 1000)
         yield
+        app.state.batcher.close()
         app.state.engine.dispose()
 
     app = FastAPI(title="tunebridge", version="0.1.0", lifespan=lifespan,
@@ -34,6 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(adapters.router)
+    app.include_router(inference.router)
+    app.include_router(webhooks.router)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:  # also unknown routes, 405s

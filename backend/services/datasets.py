@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from backend.services.errors import NotFoundError
 from backend.training.data import DatasetError, load_jsonl, parse_jsonl
@@ -47,7 +48,14 @@ class Appended:
     formats: dict[str, int]
 
 
-def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, source: str) -> Appended:
+class DuplicateDeliveryError(Exception):
+    """A webhook delivery id that was stored before; nothing was stored again."""
+
+
+def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, source: str,
+                    delivery_id: str | None = None) -> Appended:
+    """Validate every line, then append them all (or nothing). With a `delivery_id`, the delivery is
+    recorded in the same transaction, so a replayed delivery stores nothing twice."""
     path = dataset_file(data_dir=data_dir, name=name)
     lines = body.splitlines()
     parsed = parse_jsonl([(source, lines)], dedupe=False)
@@ -61,17 +69,28 @@ def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, s
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with open(path, "ab") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        size = handle.seek(0, os.SEEK_END)
         try:
-            handle.write(b"".join(line + b"\n" for line in keep))
-            handle.flush()
-            os.fsync(handle.fileno())
-            with engine.begin() as conn:
+            with engine.begin() as conn:  # commits only once the lines are on disk; the file is cut back otherwise
+                if delivery_id is not None:
+                    try:
+                        conn.execute(text("INSERT INTO webhook_deliveries (delivery_id, dataset, added, received_at) "
+                                          "VALUES (:d, :name, :n, :t)"),
+                                     {"d": delivery_id, "name": name, "n": len(keep), "t": now})
+                    except IntegrityError as exc:
+                        raise DuplicateDeliveryError(delivery_id) from exc
                 updated = conn.execute(text("UPDATE datasets SET examples = examples + :n, updated_at = :t "
                                             "WHERE name = :name"), {"n": len(keep), "t": now, "name": name}).rowcount
                 if not updated:
                     conn.execute(text("INSERT INTO datasets (name, examples, created_at, updated_at) "
                                       "VALUES (:name, :n, :t, :t)"), {"name": name, "n": len(keep), "t": now})
                 total = conn.execute(text("SELECT examples FROM datasets WHERE name = :name"), {"name": name}).scalar()
+                handle.write(b"".join(line + b"\n" for line in keep))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            handle.truncate(size)
+            raise
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
     return Appended(name, len(keep), int(total), dict(parsed.formats))

@@ -10,18 +10,22 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
+from backend.services.adapters import check_name as check_adapter_name
 from backend.services.datasets import DatasetNotFoundError
 from backend.services.errors import ConflictError, NotFoundError
 from backend.training.config import TrainConfig
 
 KINDS = ("train",)
 MAX_ATTEMPTS = 3
-COLUMNS = "id, kind, status, dataset, params, progress, result, error, cancel_requested, attempts, created_at, updated_at"
+ENDED = ("succeeded", "failed", "cancelled")
+COLUMNS = ("id, kind, status, dataset, params, progress, result, error, cancel_requested, attempts, created_at, "
+           "updated_at, adapter_name, callback_url, callback_state, callback_attempts, callback_error")
 
 
 class JobNotFoundError(NotFoundError):
@@ -32,21 +36,64 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def create_job(*, engine: Engine, kind: str, dataset: str, params: dict[str, Any]) -> dict[str, Any]:
+def check_job_request(*, kind: str, params: dict[str, Any], adapter_name: str | None = None,
+                      callback_url: str | None = None) -> None:
+    """Every problem with a job request found now, in the caller's request, not later in a worker."""
     if kind not in KINDS:
         raise ValueError(f"kind: got {kind!r}, expected one of {list(KINDS)}")
     reserved = sorted({"data", "output_dir", "run_name"} & set(params))
     if reserved:
         raise ValueError(f"hyperparameters {reserved} are set by the service; leave them out")
-    TrainConfig.from_dict({**params, "data": ["(dataset)"]})  # validates every option now, not in the worker
-    with engine.begin() as conn:
-        if conn.execute(text("SELECT 1 FROM datasets WHERE name = :n"), {"n": dataset}).first() is None:
+    TrainConfig.from_dict({**params, "data": ["(dataset)"]})
+    if adapter_name is not None:
+        check_adapter_name(adapter_name)
+    if callback_url is not None and not callback_url.startswith(("http://", "https://")):
+        raise ValueError(f"callback_url: got {callback_url!r}, expected an http:// or https:// URL")
+
+
+def create_job(*, engine: Engine, kind: str, dataset: str, params: dict[str, Any], adapter_name: str | None = None,
+               callback_url: str | None = None, conn: Connection | None = None) -> dict[str, Any]:
+    """Queue a job. Inside `conn` (a transaction the caller holds) when given, else in its own."""
+    check_job_request(kind=kind, params=params, adapter_name=adapter_name, callback_url=callback_url)
+    job_id = uuid.uuid4().hex
+    with _transaction(engine, conn) as tx:
+        # The first statement writes: it locks the dataset row (and SQLite's database) for the whole transaction.
+        found = tx.execute(text("UPDATE datasets SET examples_at_last_train = examples WHERE name = :n"),
+                           {"n": dataset}).rowcount
+        if not found:
             raise DatasetNotFoundError(f"dataset {dataset!r} does not exist; upload examples first")
-        job_id = uuid.uuid4().hex
-        conn.execute(text(f"INSERT INTO jobs ({COLUMNS}) VALUES (:id, :kind, 'queued', :dataset, :params, NULL, NULL, "
-                          "NULL, 0, 0, :t, :t)"),
-                     {"id": job_id, "kind": kind, "dataset": dataset, "params": json.dumps(params), "t": _now()})
+        tx.execute(text(f"INSERT INTO jobs ({COLUMNS}) VALUES (:id, :kind, 'queued', :dataset, :params, NULL, NULL, "
+                        "NULL, 0, 0, :t, :t, :adapter, :cb, NULL, 0, NULL)"),
+                   {"id": job_id, "kind": kind, "dataset": dataset, "params": json.dumps(params), "t": _now(),
+                    "adapter": adapter_name or dataset, "cb": callback_url})
+        add_event(tx, job_id=job_id, type="queued", data={"kind": kind, "dataset": dataset})
+    if conn is not None:
+        return {"id": job_id}
     return get_job(engine=engine, job_id=job_id)
+
+
+@contextmanager
+def _transaction(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
+    if conn is not None:
+        yield conn
+    else:
+        with engine.begin() as own:
+            yield own
+
+
+def add_event(conn: Connection, *, job_id: str, type: str, data: dict[str, Any]) -> None:
+    """Append to the job's event log (read by `GET /v1/jobs/{id}/events`)."""
+    conn.execute(text("INSERT INTO job_events (job_id, seq, type, data, created_at) SELECT :j, COALESCE(MAX(seq), 0) + 1, "
+                      ":type, :data, :t FROM job_events WHERE job_id = :j"),
+                 {"j": job_id, "type": type, "data": json.dumps(data), "t": _now()})
+
+
+def list_events(*, engine: Engine, job_id: str, after: int = 0) -> list[dict[str, Any]]:
+    get_job(engine=engine, job_id=job_id)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT seq, type, data, created_at FROM job_events WHERE job_id = :j AND seq > :a "
+                                 "ORDER BY seq"), {"j": job_id, "a": after}).all()
+    return [{"seq": r[0], "type": r[1], "data": json.loads(r[2]), "created_at": r[3]} for r in rows]
 
 
 def get_job(*, engine: Engine, job_id: str) -> dict[str, Any]:
@@ -58,6 +105,8 @@ def get_job(*, engine: Engine, job_id: str) -> dict[str, Any]:
     for key in ("params", "progress", "result"):
         job[key] = json.loads(job[key]) if job[key] else None
     job["cancel_requested"] = bool(job["cancel_requested"])
+    job["callback"] = {"url": job.pop("callback_url"), "state": job.pop("callback_state"),
+                       "attempts": job.pop("callback_attempts"), "error": job.pop("callback_error")}
     return job
 
 
@@ -70,10 +119,13 @@ def list_jobs(*, engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
 def request_cancel(*, engine: Engine, job_id: str) -> dict[str, Any]:
     get_job(engine=engine, job_id=job_id)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE jobs SET status = 'cancelled', updated_at = :t WHERE id = :id AND status = 'queued'"),
-                     {"id": job_id, "t": _now()})
-        conn.execute(text("UPDATE jobs SET cancel_requested = 1, updated_at = :t WHERE id = :id AND status = 'running'"),
-                     {"id": job_id, "t": _now()})
+        if conn.execute(text("UPDATE jobs SET status = 'cancelled', updated_at = :t, callback_state = CASE WHEN "
+                             "callback_url IS NULL THEN NULL ELSE 'pending' END, callback_next_at = 0 "
+                             "WHERE id = :id AND status = 'queued'"), {"id": job_id, "t": _now()}).rowcount:
+            add_event(conn, job_id=job_id, type="cancelled", data={"while": "queued"})
+        if conn.execute(text("UPDATE jobs SET cancel_requested = 1, updated_at = :t WHERE id = :id AND "
+                             "status = 'running' AND cancel_requested = 0"), {"id": job_id, "t": _now()}).rowcount:
+            add_event(conn, job_id=job_id, type="cancel_requested", data={})
     return get_job(engine=engine, job_id=job_id)
 
 
@@ -84,7 +136,9 @@ def resume_job(*, engine: Engine, job_id: str) -> dict[str, Any]:
         raise ConflictError(f"job {job_id} is {job['status']}; only cancelled or failed jobs can be resumed")
     with engine.begin() as conn:
         conn.execute(text("UPDATE jobs SET status = 'queued', cancel_requested = 0, error = NULL, attempts = 0, "
+                          "callback_state = NULL, callback_attempts = 0, callback_error = NULL, "
                           "updated_at = :t WHERE id = :id"), {"id": job_id, "t": _now()})
+        add_event(conn, job_id=job_id, type="resumed", data={"was": job["status"]})
     return get_job(engine=engine, job_id=job_id)
 
 
@@ -92,10 +146,14 @@ def claim_next(*, engine: Engine, owner: str, lease_s: float) -> dict[str, Any] 
     """Atomically take the oldest queued job, or a running one whose worker stopped renewing its lease."""
     now = time.time()
     with engine.begin() as conn:
-        conn.execute(text("UPDATE jobs SET status = 'failed', error = :e, updated_at = :t WHERE status = 'running' "
-                          "AND lease_expires_at < :now AND attempts >= :max"),
-                     {"e": f"worker stopped (killed or crashed) {MAX_ATTEMPTS} times; giving up", "t": _now(),
-                      "now": now, "max": MAX_ATTEMPTS})
+        error = f"worker stopped (killed or crashed) {MAX_ATTEMPTS} times; giving up"
+        given_up = conn.execute(text("UPDATE jobs SET status = 'failed', error = :e, updated_at = :t, "
+                                     "callback_next_at = 0, callback_state = CASE WHEN callback_url IS NULL THEN NULL "
+                                     "ELSE 'pending' END WHERE status = 'running' AND lease_expires_at < :now AND "
+                                     "attempts >= :max RETURNING id"),
+                                {"e": error, "t": _now(), "now": now, "max": MAX_ATTEMPTS}).all()
+        for (job_id,) in given_up:  # the first statement writes, so SQLite holds the write lock from here on
+            add_event(conn, job_id=job_id, type="failed", data={"error": error})
         candidates = conn.execute(text("SELECT id FROM jobs WHERE status = 'queued' OR (status = 'running' AND "
                                        "lease_expires_at < :now) ORDER BY created_at LIMIT 5"), {"now": now}).all()
         for (job_id,) in candidates:
@@ -104,28 +162,41 @@ def claim_next(*, engine: Engine, owner: str, lease_s: float) -> dict[str, Any] 
                                       "OR (status = 'running' AND lease_expires_at < :now))"),
                                  {"o": owner, "exp": now + lease_s, "t": _now(), "id": job_id, "now": now}).rowcount
             if taken:
+                attempt = conn.execute(text("SELECT attempts FROM jobs WHERE id = :id"), {"id": job_id}).scalar()
+                add_event(conn, job_id=job_id, type="started", data={"worker": owner, "attempt": attempt})
                 break
         else:
             return None
     return get_job(engine=engine, job_id=job_id)
 
 
-def heartbeat(*, engine: Engine, job_id: str, owner: str, lease_s: float, progress: dict | None = None) -> bool:
-    """Renew the lease (and store progress). Returns True when a cancel was requested."""
+def heartbeat(*, engine: Engine, job_id: str, owner: str, lease_s: float, progress: dict | None = None,
+              new_progress: bool = False) -> bool:
+    """Renew the lease (and store progress; `new_progress` also logs it as an event).
+    Returns True when a cancel was requested."""
     values = {"id": job_id, "o": owner, "exp": time.time() + lease_s, "t": _now()}
     sql = "UPDATE jobs SET lease_expires_at = :exp, updated_at = :t"
     if progress is not None:
         sql += ", progress = :p"
         values["p"] = json.dumps(progress)
     with engine.begin() as conn:
-        conn.execute(text(sql + " WHERE id = :id AND lease_owner = :o AND status = 'running'"), values)
+        held = conn.execute(text(sql + " WHERE id = :id AND lease_owner = :o AND status = 'running'"), values).rowcount
+        if held and new_progress and progress is not None:
+            add_event(conn, job_id=job_id, type="progress", data=progress)
         flag = conn.execute(text("SELECT cancel_requested FROM jobs WHERE id = :id"), {"id": job_id}).scalar()
     return bool(flag)
 
 
-def finish(*, engine: Engine, job_id: str, owner: str, status: str, result: dict | None = None, error: str | None = None) -> None:
+def finish(*, engine: Engine, job_id: str, owner: str, status: str, result: dict | None = None,
+           error: str | None = None) -> None:
+    """Record how a job ended (or `queued` again, for a worker shutting down); an ended job with a
+    callback_url gets its callback queued for delivery."""
+    callback = "CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END" if status in ENDED else "callback_state"
     with engine.begin() as conn:
-        conn.execute(text("UPDATE jobs SET status = :s, result = :r, error = :e, lease_owner = NULL, "
-                          "lease_expires_at = NULL, updated_at = :t WHERE id = :id AND lease_owner = :o"),
-                     {"s": status, "r": json.dumps(result) if result is not None else None, "e": error,
-                      "t": _now(), "id": job_id, "o": owner})
+        if conn.execute(text("UPDATE jobs SET status = :s, result = :r, error = :e, lease_owner = NULL, "
+                             f"lease_expires_at = NULL, updated_at = :t, callback_state = {callback}, "
+                             "callback_next_at = 0 WHERE id = :id AND lease_owner = :o"),
+                        {"s": status, "r": json.dumps(result) if result is not None else None, "e": error,
+                         "t": _now(), "id": job_id, "o": owner}).rowcount:
+            add_event(conn, job_id=job_id, type=status if status in ENDED else "requeued",
+                      data={k: v for k, v in {"result": result, "error": error}.items() if v is not None})

@@ -45,6 +45,63 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         )""",
         "CREATE INDEX jobs_status ON jobs (status, created_at)",
     ]),
+    ("0004_adapters", [
+        """CREATE TABLE adapters (
+            name VARCHAR(64) NOT NULL,
+            version INTEGER NOT NULL,
+            base_model TEXT NOT NULL,
+            dataset VARCHAR(64) NOT NULL,
+            dataset_hash VARCHAR(64) NOT NULL,
+            job_id VARCHAR(32) NOT NULL UNIQUE,
+            path TEXT NOT NULL,
+            schema_fields TEXT,
+            metrics TEXT NOT NULL,
+            created_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (name, version)
+        )""",
+        """CREATE TABLE adapter_aliases (
+            name VARCHAR(64) NOT NULL,
+            alias VARCHAR(32) NOT NULL,
+            version INTEGER NOT NULL,
+            updated_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (name, alias),
+            FOREIGN KEY (name, version) REFERENCES adapters (name, version)
+        )""",
+        """CREATE TABLE adapter_alias_history (
+            id INTEGER PRIMARY KEY,
+            name VARCHAR(64) NOT NULL,
+            alias VARCHAR(32) NOT NULL,
+            version INTEGER NOT NULL,
+            reason TEXT,
+            set_at VARCHAR(32) NOT NULL
+        )""",
+        "ALTER TABLE jobs ADD COLUMN adapter_name VARCHAR(64)",
+    ]),
+    ("0005_job_events_and_callbacks", [
+        """CREATE TABLE job_events (
+            job_id VARCHAR(32) NOT NULL REFERENCES jobs(id),
+            seq INTEGER NOT NULL,
+            type VARCHAR(16) NOT NULL,
+            data TEXT NOT NULL,
+            created_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (job_id, seq)
+        )""",
+        "ALTER TABLE jobs ADD COLUMN callback_url TEXT",
+        "ALTER TABLE jobs ADD COLUMN callback_state VARCHAR(16)",
+        "ALTER TABLE jobs ADD COLUMN callback_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN callback_error TEXT",
+        "ALTER TABLE jobs ADD COLUMN callback_next_at DOUBLE PRECISION",
+    ]),
+    ("0006_labelled_data_webhook", [
+        """CREATE TABLE webhook_deliveries (
+            delivery_id VARCHAR(128) PRIMARY KEY,
+            dataset VARCHAR(64) NOT NULL,
+            added INTEGER NOT NULL,
+            job_id VARCHAR(32),
+            received_at VARCHAR(32) NOT NULL
+        )""",
+        "ALTER TABLE datasets ADD COLUMN examples_at_last_train INTEGER NOT NULL DEFAULT 0",
+    ]),
 ]
 
 

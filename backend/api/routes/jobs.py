@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import Authorized, EngineDep
@@ -21,6 +24,11 @@ class JobIn(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict,
                                             description="TrainConfig options (`tunebridge train --help`), e.g. "
                                                         "{\"epochs\": 3, \"model\": \"smollm2-135m\"}.")
+    adapter_name: str | None = Field(None, description="Register the trained adapter under this name "
+                                                       "(default: the dataset's name).")
+    callback_url: str | None = Field(None, max_length=2000,
+                                     description="POSTed (signed) when the job ends, e.g. an n8n Wait node's "
+                                                 "resume URL.")
 
 
 class JobOut(BaseModel):
@@ -36,12 +44,15 @@ class JobOut(BaseModel):
     attempts: int
     created_at: str
     updated_at: str
+    adapter_name: str | None
+    callback: dict[str, Any]
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def create(job: JobIn, engine: EngineDep) -> dict[str, Any]:
     try:
-        return service.create_job(engine=engine, kind=job.kind, dataset=job.dataset, params=job.hyperparameters)
+        return service.create_job(engine=engine, kind=job.kind, dataset=job.dataset, params=job.hyperparameters,
+                                  adapter_name=job.adapter_name, callback_url=job.callback_url)
     except ValueError as exc:  # an invalid training option (a missing dataset is a 404, mapped in main.py)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
@@ -64,3 +75,32 @@ def cancel(job_id: str, engine: EngineDep) -> dict[str, Any]:
 @router.post("/{job_id}/resume", response_model=JobOut)
 def resume(job_id: str, engine: EngineDep) -> dict[str, Any]:
     return service.resume_job(engine=engine, job_id=job_id)
+
+
+@router.get("/{job_id}/events", summary="The job's events: a JSON list, or server-sent events "
+            "(Accept: text/event-stream) that follow the job until it ends")
+def events(job_id: str, request: Request, engine: EngineDep, after: int = 0):
+    found = service.list_events(engine=engine, job_id=job_id, after=after)
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return found
+    last = request.headers.get("last-event-id", "")
+    start = int(last) if last.isdigit() else after
+    return StreamingResponse(_follow(engine, job_id, start), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _follow(engine, job_id: str, after: int, poll_s: float = 0.5, keepalive_s: float = 15.0):
+    quiet = 0.0
+    while True:
+        for event in service.list_events(engine=engine, job_id=job_id, after=after):
+            after = event["seq"]
+            yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            quiet = 0.0
+        if service.get_job(engine=engine, job_id=job_id)["status"] in service.ENDED and \
+                not service.list_events(engine=engine, job_id=job_id, after=after):
+            return
+        time.sleep(poll_s)
+        quiet += poll_s
+        if quiet >= keepalive_s:
+            yield ": keep-alive\n\n"
+            quiet = 0.0

@@ -1,5 +1,5 @@
-"""`GET /v1/models`, in the OpenAI list format: the base models this service can serve.
-(Trained adapters join this list with the adapter registry.)"""
+"""`GET /v1/models`, in the OpenAI list format: the base models this service can serve and every
+registered adapter (as `name`, `name@version` and `name@alias`), so OpenAI clients can pick one."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from backend.api.deps import Authorized
+from backend.api.deps import Authorized, EngineDep, SettingsDep
 from backend.models.bundled import BUNDLED
+from backend.services import adapters
+from backend.services.inference import servable_bases
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authorized])
 
@@ -20,8 +22,9 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str
-    available: bool
-    licence: str
+    available: bool = True
+    licence: str | None = None
+    base_model: str | None = None  # for adapters: the base they attach to
 
 
 class ModelList(BaseModel):
@@ -30,7 +33,16 @@ class ModelList(BaseModel):
 
 
 @router.get("/models")
-def list_models() -> ModelList:
-    cards = [ModelCard(id=name, owned_by="tunebridge-bundled", licence=m.licence,
-                       available=importlib.util.find_spec(m.package) is not None) for name, m in BUNDLED.items()]
+def list_models(engine: EngineDep, settings: SettingsDep) -> ModelList:
+    cards = []
+    for name in servable_bases(engine=engine, default_base=settings.default_base_model):
+        bundled = BUNDLED.get(name)
+        cards.append(ModelCard(id=name, owned_by="tunebridge-bundled" if bundled else "local",
+                               licence=bundled.licence if bundled else None,
+                               available=importlib.util.find_spec(bundled.package) is not None if bundled else True))
+    for entry in adapters.list_adapters(engine=engine):
+        newest = entry["versions"][0]
+        refs = [entry["name"], *(f"{entry['name']}@{a}" for a in entry["aliases"]),
+                *(v["id"] for v in entry["versions"])]
+        cards += [ModelCard(id=ref, owned_by="tunebridge-adapter", base_model=newest["base_model"]) for ref in refs]
     return ModelList(data=cards)

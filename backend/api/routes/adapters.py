@@ -1,0 +1,55 @@
+"""Adapters: the versions every successful train job registered, and aliases that promote one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.api.deps import Authorized, EngineDep
+from backend.services import adapters as service
+
+router = APIRouter(prefix="/v1/adapters", tags=["adapters"], dependencies=[Authorized])
+
+
+class AliasIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The version the alias should point at.")
+    reason: str | None = Field(None, max_length=500, description="Why (kept in the alias history).")
+
+
+@router.get("", summary="Every adapter name with its versions (newest first) and aliases")
+def list_all(engine: EngineDep) -> list[dict[str, Any]]:
+    return service.list_adapters(engine=engine)
+
+
+@router.get("/{ref}", summary="One version: name, name@version or name@alias")
+def get(ref: str, engine: EngineDep) -> dict[str, Any]:
+    return service.resolve(engine=engine, ref=ref)
+
+
+@router.put("/{name}/aliases/{alias}", summary="Point an alias (e.g. prod) at a version: promote")
+def promote(name: str, alias: str, body: AliasIn, engine: EngineDep) -> dict[str, Any]:
+    try:
+        return service.set_alias(engine=engine, name=name, alias=alias, version=body.version, reason=body.reason)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.get("/{name}/aliases/{alias}", summary="Where an alias points, and its history")
+def alias(name: str, alias: str, engine: EngineDep) -> dict[str, Any]:
+    return service.alias_state(engine=engine, name=name, alias=alias)
+
+
+@router.post("/{name}/aliases/{alias}/rollback", summary="Move an alias back to the version it had before")
+def rollback(name: str, alias: str, engine: EngineDep) -> dict[str, Any]:
+    return service.rollback_alias(engine=engine, name=name, alias=alias)
+
+
+@router.delete("/{name}/versions/{version}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete a version (refused while an alias or a queued/running job uses it)")
+def delete(name: str, version: int, engine: EngineDep) -> Response:
+    service.delete_version(engine=engine, name=name, version=version)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

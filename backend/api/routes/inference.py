@@ -1,0 +1,179 @@
+"""Inference: `/v1/chat/completions` (OpenAI-compatible, with streaming), `/v1/infer`, `/v1/extract`."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Iterator, Literal
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from backend.api.deps import Authorized, BatcherDep, EngineDep, SettingsDep
+from backend.inference.pool import GenRequest, GenResult, apply_stop
+from backend.services import inference as service
+
+router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Authorized])
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart]
+
+    @property
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class Generation(BaseModel):
+    """Generation options shared by the inference routes (OpenAI names)."""
+
+    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate (default 256).")
+    max_completion_tokens: int | None = Field(None, ge=1, description="Newer OpenAI name for max_tokens.")
+    temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy (deterministic).")
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: str | list[str] | None = Field(None, description="Cut the answer before any of these strings.")
+    seed: int | None = Field(None, description="Seed for sampled (temperature > 0) generation.")
+
+    def gen_request(self, messages: list[dict[str, str]], *, limit: int) -> GenRequest:
+        wanted = self.max_completion_tokens or self.max_tokens or 256
+        if wanted > limit:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"max_tokens: got {wanted}, the limit is {limit} (TUNEBRIDGE_MAX_NEW_TOKENS)")
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=wanted,
+                          temperature=self.temperature, top_p=self.top_p, stop=stop, seed=self.seed)
+
+
+class ChatIn(Generation):
+    model_config = ConfigDict(extra="ignore")  # OpenAI clients send options we don't use (user, logprobs, ...)
+
+    model: str = Field(description="A base model, or an adapter: name, name@version or name@alias.")
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    n: int = Field(1, ge=1, le=1, description="One choice per request.")
+
+
+class InferIn(Generation):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(None, description="A user message (or send `messages`).")
+    messages: list[Message] | None = None
+    system: str | None = Field(None, description="A system message to go with `prompt`.")
+    adapter: str | None = Field(None, description="name, name@version or name@alias; default: the base model.")
+    model: str | None = Field(None, description="Base model (default: the adapter's base, else the service's).")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "InferIn":
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        return self
+
+
+class ExtractIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, description="The document's text (OCR output, e-mail body, ...).")
+    schema_: dict[str, Any] | list[str] | str | None = Field(
+        None, alias="schema", description="A JSON Schema object, a list of field names, or a schema name "
+                                          "('receipt', 'invoice'); default: the adapter's training schema.")
+    adapter: str | None = Field(None, description="name, name@version or name@alias.")
+    model: str | None = Field(None, description="Base model, when no adapter is given.")
+    max_tokens: int = Field(512, ge=1)
+
+
+def _run(batcher, target, request: GenRequest) -> GenResult:
+    try:
+        return batcher.generate(target, request)
+    except ValueError as exc:  # prompt too long for the model
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+def _usage(result: GenResult) -> dict[str, int]:
+    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens}
+
+
+@router.post("/chat/completions", summary="OpenAI-compatible chat completion (model = adapter or base model)")
+def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep):
+    target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model)
+    request = body.gen_request([{"role": m.role, "content": m.text} for m in body.messages], limit=settings.max_new_tokens)
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if body.stream:
+        try:
+            pieces, future = batcher.stream(target, request)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        return StreamingResponse(_sse(pieces, future, request, completion_id, created, target.label),
+                                 media_type="text/event-stream")
+    result = _run(batcher, target, request)
+    return {"id": completion_id, "object": "chat.completion", "created": created, "model": target.label,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                         "finish_reason": result.finish_reason}], "usage": _usage(result)}
+
+
+def _sse(pieces: Iterator[str], future, request: GenRequest, completion_id: str, created: int,
+         model: str) -> Iterator[str]:
+    def chunk(delta: dict[str, str], finish: str | None, **extra) -> str:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""}, None)
+    text, sent, stopped = "", 0, False
+    for piece in pieces:
+        if stopped:
+            continue  # drain: generation ends on its own
+        text += piece
+        visible, stopped = apply_stop(text, request.stop)
+        if stopped:
+            piece = visible[sent:]
+        else:  # hold back a tail that could be the start of a stop string
+            hold = max((len(s) - 1 for s in request.stop), default=0)
+            piece = visible[sent:len(visible) - hold] if hold else visible[sent:]
+        if piece:
+            yield chunk({"content": piece}, None)
+            sent += len(piece)
+    result: GenResult = future.result()
+    rest = apply_stop(text, request.stop)[0][sent:].rstrip()  # what was held back
+    if rest:
+        yield chunk({"content": rest}, None)
+    yield chunk({}, result.finish_reason, usage=_usage(result))
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/infer", summary="Generate with a base model or an adapter (prompt or messages)")
+def infer(body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep) -> dict[str, Any]:
+    target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model,
+                                       adapter=body.adapter)
+    if body.messages is not None:
+        messages = [{"role": m.role, "content": m.text} for m in body.messages]
+    else:
+        messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
+            {"role": "user", "content": body.prompt}]
+    started = time.perf_counter()
+    result = _run(batcher, target, body.gen_request(messages, limit=settings.max_new_tokens))
+    return {"model": target.label, "text": result.text, "finish_reason": result.finish_reason,
+            "usage": _usage(result), "latency_ms": round(1000 * (time.perf_counter() - started), 1)}
+
+
+@router.post("/extract", summary="Extract fields from a document as JSON (the training prompt template)")
+def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep) -> dict[str, Any]:
+    target, record = service.resolve_target(engine=engine, default_base=settings.default_base_model,
+                                            model=body.model, adapter=body.adapter)
+    if body.max_tokens > settings.max_new_tokens:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"max_tokens: got {body.max_tokens}, the limit is {settings.max_new_tokens}")
+    try:
+        schema = service.extraction_schema(body.schema_, record)
+        return service.extract(batcher=batcher, target=target, text=body.text, schema=schema,
+                               max_new_tokens=body.max_tokens)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc

@@ -1,0 +1,42 @@
+"""`POST /v1/webhooks/labelled-data`: signed deliveries of new labelled examples (no API key: the
+shared secret `TUNEBRIDGE_WEBHOOK_SECRET` signs each body)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+
+from backend.api.body import read_capped
+from backend.api.deps import EngineDep, SettingsDep
+from backend.services import webhooks as service
+from backend.training.data import DatasetError
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+@router.post("/labelled-data", status_code=status.HTTP_202_ACCEPTED,
+             summary="Append signed labelled examples to a dataset; start training past the threshold",
+             description="Body: `{\"dataset\": NAME, \"examples\": [record, ...]}`. Headers: "
+                         "`X-Tunebridge-Signature: sha256=<hex HMAC-SHA256 of the raw body>` and "
+                         "`X-Tunebridge-Delivery: <unique id>` (a repeated id stores nothing twice).")
+async def labelled_data(request: Request, engine: EngineDep, settings: SettingsDep):
+    if not settings.webhook_secret:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "the labelled-data webhook is off: set TUNEBRIDGE_WEBHOOK_SECRET on the service")
+    body = await read_capped(request, limit_bytes=int(settings.max_body_mb * 1024 * 1024))
+    try:
+        service.verify_signature(body=body, header=request.headers.get("x-tunebridge-signature"),
+                                 secret=settings.webhook_secret)
+    except service.SignatureError as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from exc
+    try:
+        outcome = service.receive(engine=engine, data_dir=settings.data_dir, body=body,
+                                  delivery_id=request.headers.get("x-tunebridge-delivery", ""),
+                                  threshold=settings.train_threshold)
+    except DatasetError as exc:
+        issues = [{"where": f"examples[{i.line - 1}]", "problem": i.message} for i in exc.issues]
+        return JSONResponse({"error": str(exc).split("\n")[0], "issues": issues},
+                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return JSONResponse(outcome, status_code=status.HTTP_200_OK if outcome["duplicate"] else status.HTTP_202_ACCEPTED)

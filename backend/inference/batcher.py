@@ -1,0 +1,113 @@
+"""Dynamic batching: concurrent requests for the same target are generated together.
+
+Request threads put work on a queue and wait on a future. One thread takes the oldest request, adds
+every queued request that can share its `generate` call (same target and sampling settings), waits up
+to `window_s` for more while the batch is below `max_batch`, and runs the batch. Requests that
+arrive while a batch is generating form the next one, so under load batches fill without any wait.
+`max_batch=1` turns batching off (the baseline the API benchmark compares against). Streaming
+requests run alone, their tokens passed through a `TextIteratorStreamer`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from backend.inference.pool import GenRequest, GenResult, ModelPool, Target
+
+
+@dataclass
+class _Item:
+    target: Target
+    request: GenRequest
+    future: Future
+    streamer: Any = None
+
+    @property
+    def group(self) -> tuple:
+        r = self.request
+        sampled = r.temperature > 0
+        return (self.target, sampled and r.temperature, sampled and r.top_p, sampled and r.seed, self.streamer is None)
+
+
+class Batcher:
+    def __init__(self, pool: ModelPool, *, max_batch: int = 8, window_s: float = 0.005):
+        self.pool, self.max_batch, self.window_s = pool, max_batch, window_s
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.batches = 0
+        self.requests = 0
+        self.largest = 0
+
+    def generate(self, target: Target, request: GenRequest, *, timeout_s: float | None = None) -> GenResult:
+        self.pool.encode(target, request)  # prompt problems are the caller's error, raised here
+        future: Future = Future()
+        self._put(_Item(target, request, future))
+        return future.result(timeout=timeout_s)
+
+    def stream(self, target: Target, request: GenRequest) -> tuple[Iterator[str], Future]:
+        """Text pieces as they are generated, and a future with the final GenResult."""
+        from transformers import TextIteratorStreamer
+
+        self.pool.encode(target, request)
+        tokenizer = self.pool.tokenizer_for(target)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        future: Future = Future()
+        self._put(_Item(target, request, future, streamer))
+        return streamer, future
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=60)
+
+    def _put(self, item: _Item) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="tunebridge-batcher", daemon=True)
+                self._thread.start()
+        self._queue.put(item)
+
+    def _loop(self) -> None:
+        held: list[_Item] = []  # taken off the queue, waiting for a batch of their own group
+        while True:
+            first = held.pop(0) if held else self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            if first.streamer is None:
+                for item in [i for i in held if i.group == first.group][:self.max_batch - 1]:
+                    held.remove(item)
+                    batch.append(item)
+                deadline = time.monotonic() + self.window_s
+                while len(batch) < self.max_batch:
+                    try:
+                        item = self._queue.get_nowait() if time.monotonic() >= deadline else \
+                            self._queue.get(timeout=deadline - time.monotonic())
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self._queue.put(None)  # finish this batch first, then stop
+                        break
+                    (batch if item.group == first.group else held).append(item)
+            self._run(batch)
+
+    def _run(self, batch: list[_Item]) -> None:
+        self.batches += 1
+        self.requests += len(batch)
+        self.largest = max(self.largest, len(batch))
+        try:
+            results = self.pool.generate(batch[0].target, [i.request for i in batch], streamer=batch[0].streamer)
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+            for item in batch:
+                if item.streamer is not None:
+                    item.streamer.end()
+                item.future.set_exception(exc)
+            return
+        for item, result in zip(batch, results):
+            item.future.set_result(result)

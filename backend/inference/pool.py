@@ -1,0 +1,195 @@
+"""Models held in memory by a serving process: each base model loads once, its adapters attach to it.
+
+A base model is wrapped in one `PeftModel`; every adapter for that base is loaded into it under its
+own name and switched with `set_adapter` (no base reload), and base-only requests run with the
+adapters disabled. Least-recently-used bases and adapters are dropped past their limits.
+`generate` takes a batch of chats for one target (left-padded, one `model.generate` call); the
+batcher (`backend/inference/batcher.py`) decides what goes into a batch. Only one thread — the
+batcher's — calls into the models.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from backend.models.loading import default_device, load_tokenizer, resolve_model
+
+
+@dataclass(frozen=True)
+class Target:
+    """What answers a request: a base model, optionally with one registered adapter."""
+
+    base: str  # a model reference for resolve_model
+    adapter_id: str | None = None  # "name@version"
+    adapter_path: str | None = None  # folder with adapter_config.json
+    tokenizer_path: str | None = None  # the tokenizer saved with the adapter's run
+
+    @property
+    def label(self) -> str:
+        return self.adapter_id or self.base
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs: hashable, immutable
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @property
+    def chat(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass
+class GenResult:
+    text: str
+    finish_reason: str  # "stop" (end of turn or a stop string) or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class _Base:
+    model: Any  # the plain model, or a PeftModel wrapping it once an adapter is attached
+    tokenizer: Any
+    context: int
+    adapters: OrderedDict = field(default_factory=OrderedDict)  # adapter_id -> module key
+
+
+class PromptTooLongError(ValueError):
+    pass
+
+
+class ModelPool:
+    def __init__(self, *, device: str = "auto", max_bases: int = 2, max_adapters: int = 16):
+        self.device = default_device() if device == "auto" else device
+        self.dtype = torch.bfloat16 if self.device == "cuda" else torch.float32  # fp32 decodes fastest on CPU
+        self.max_bases, self.max_adapters = max_bases, max_adapters
+        self._bases: OrderedDict[str, _Base] = OrderedDict()
+        self._tokenizers: dict[str, Any] = {}
+        self._lock = threading.RLock()  # encode() runs inside generate() too
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _base(self, ref: str) -> _Base:
+        if ref in self._bases:
+            self._bases.move_to_end(ref)
+            return self._bases[ref]
+        from transformers import AutoModelForCausalLM
+
+        path = resolve_model(ref)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+        base = _Base(model, self._tokenizer(path), int(getattr(model.config, "max_position_embeddings", 2048)))
+        self._bases[ref] = base
+        while len(self._bases) > self.max_bases:
+            self._bases.popitem(last=False)
+        return base
+
+    def _tokenizer(self, path: str):
+        if path not in self._tokenizers:
+            tokenizer = load_tokenizer(path)
+            tokenizer.padding_side = "left"
+            self._tokenizers[path] = tokenizer
+        return self._tokenizers[path]
+
+    def _activate(self, target: Target) -> tuple[_Base, Any]:
+        """The base model with the target's adapter switched on (or all adapters off); its tokenizer."""
+        base = self._base(target.base)
+        tokenizer = self._tokenizer(target.tokenizer_path) if target.tokenizer_path else base.tokenizer
+        if target.adapter_id is None:
+            return base, tokenizer
+        key = re.sub(r"[^A-Za-z0-9_]", "_", target.adapter_id)
+        if target.adapter_id not in base.adapters:
+            from peft import PeftModel
+
+            if isinstance(base.model, PeftModel):
+                base.model.load_adapter(target.adapter_path, adapter_name=key)
+            else:
+                base.model = PeftModel.from_pretrained(base.model, target.adapter_path, adapter_name=key).eval()
+            base.adapters[target.adapter_id] = key
+            while len(base.adapters) > self.max_adapters:
+                _, old = base.adapters.popitem(last=False)
+                base.model.delete_adapter(old)
+        base.adapters.move_to_end(target.adapter_id)
+        base.model.set_adapter(key)
+        return base, tokenizer
+
+    def tokenizer_for(self, target: Target):
+        with self._lock:
+            return self._activate(target)[1]
+
+    def loaded(self) -> dict[str, list[str]]:
+        return {ref: list(b.adapters) for ref, b in self._bases.items()}
+
+    # -- generation ------------------------------------------------------------------------------
+    def encode(self, target: Target, request: GenRequest) -> list[int]:
+        with self._lock:
+            base, tokenizer = self._activate(target)
+        ids = tokenizer.apply_chat_template(request.chat, add_generation_prompt=True, tokenize=True)
+        ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        if len(ids) + request.max_new_tokens > base.context:
+            raise PromptTooLongError(f"prompt of {len(ids)} tokens + max_tokens {request.max_new_tokens} exceeds the "
+                                     f"model's context of {base.context} tokens; shorten the input or max_tokens")
+        return ids
+
+    @torch.no_grad()
+    def generate(self, target: Target, requests: list[GenRequest], streamer=None) -> list[GenResult]:
+        """One batch of chats for one target, sharing temperature/top_p/seed (the batcher groups them)."""
+        with self._lock:
+            base, tokenizer = self._activate(target)
+            prompts = [self.encode(target, r) for r in requests]
+            width = max(len(p) for p in prompts)
+            pad = tokenizer.pad_token_id
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+            first = requests[0]
+            sampling: dict[str, Any] = {"do_sample": False}
+            if first.temperature > 0:
+                sampling = {"do_sample": True, "temperature": first.temperature, "top_p": first.top_p}
+                if first.seed is not None:
+                    torch.manual_seed(first.seed)
+            eos = self._stop_ids(base, tokenizer)
+            adapters_off = base.model.disable_adapter() if target.adapter_id is None and base.adapters else nullcontext()
+            with adapters_off:
+                out = base.model.generate(input_ids=ids, attention_mask=mask, pad_token_id=pad, eos_token_id=eos,
+                                          max_new_tokens=max(r.max_new_tokens for r in requests), top_k=None,
+                                          streamer=streamer, **sampling, **({} if sampling["do_sample"] else
+                                                                            {"top_p": None, "temperature": None}))
+        return [self._result(tokenizer, out[i, width:].tolist(), r, len(p), eos)
+                for i, (r, p) in enumerate(zip(requests, prompts))]
+
+    @staticmethod
+    def _stop_ids(base: _Base, tokenizer) -> list[int]:
+        configured = base.model.generation_config.eos_token_id
+        ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+        if tokenizer.eos_token_id is not None:
+            ids.add(tokenizer.eos_token_id)
+        return sorted(ids)
+
+    @staticmethod
+    def _result(tokenizer, tokens: list[int], request: GenRequest, prompt_tokens: int, eos: list[int]) -> GenResult:
+        tokens = tokens[:request.max_new_tokens]
+        cut = next((i for i, t in enumerate(tokens) if t in eos), None)
+        reason = "length"
+        if cut is not None:
+            tokens, reason = tokens[:cut], "stop"
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        text, hit = apply_stop(text, request.stop)
+        if hit:
+            reason = "stop"
+        return GenResult(text.strip(), reason, prompt_tokens, len(tokens) + (1 if cut is not None else 0))
+
+
+def apply_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """Cut the text at the first stop string (OpenAI semantics: the stop string is not included)."""
+    positions = [text.find(s) for s in stop if s and s in text]
+    return (text[:min(positions)], True) if positions else (text, False)

@@ -1,0 +1,73 @@
+"""Start the real service for tests: `tunebridge serve` in its own process on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+WEBHOOK_SECRET = "whsec-test-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, *, timeout: float = 120.0, every: float = 0.2):
+    deadline = time.time() + timeout
+    value = None
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not reached in {timeout} s; last value: {value!r}")
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backend.cli", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+@contextmanager
+def running_service(data_dir: Path, *, env: dict[str, str], workers: int = 1) -> Iterator[dict]:
+    """A key, a server with `workers` worker processes, its URL; stopped (SIGTERM) afterwards."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    created = cli("keys", "create", data_dir=data_dir, env=env)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    port = free_port()
+    log = open(data_dir / "serve.log", "w")  # a file, not a pipe: an unread pipe fills and blocks the server
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--workers",
+                             str(workers), "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_for(lambda: healthy(url) or proc.poll() is not None, timeout=90)
+        except AssertionError:
+            pass
+        if not healthy(url):
+            raise RuntimeError("server did not start: " + (data_dir / "serve.log").read_text()[-3000:])
+        yield {"url": url, "key": key, "data_dir": data_dir, "auth": {"Authorization": f"Bearer {key}"}, "proc": proc}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()

@@ -124,6 +124,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     workers = _start_workers(settings, settings.workers)
+    # uvicorn handles SIGTERM itself, then re-raises it with the handler that was set before it started:
+    # make that one unwind this function, so the workers below are always stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     finally:
@@ -136,11 +139,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _start_workers(settings, count: int) -> list:
     import multiprocessing
+    import os
 
     from backend.worker import worker_main
 
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared with the server
-    procs = [context.Process(target=worker_main, args=(settings,), name=f"tunebridge-worker-{i}") for i in range(count)]
+    procs = [context.Process(target=worker_main, args=(settings,), kwargs={"parent_pid": os.getpid()},
+                             name=f"tunebridge-worker-{i}") for i in range(count)]
     for proc in procs:
         proc.start()
     return procs

@@ -102,8 +102,10 @@ def _record(engine: Engine, settings: Settings, job: dict[str, Any], owner: str,
     return status
 
 
-def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None = None) -> None:
-    """Poll for jobs until SIGTERM/SIGINT (or `max_jobs` jobs are done)."""
+def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None = None,
+               parent_pid: int | None = None) -> None:
+    """Poll for jobs until SIGTERM/SIGINT (or `max_jobs` jobs are done, or the parent process
+    `parent_pid` — the `tunebridge serve` that started this worker — is gone)."""
     lease_s = settings.lease_s
     engine = make_engine(settings.db_url)
     migrate(engine)
@@ -111,6 +113,8 @@ def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None 
     shutdown = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: shutdown.set())
+    if parent_pid is not None:
+        threading.Thread(target=_watch_parent, args=(parent_pid, shutdown), daemon=True).start()
     done = 0
     log.info("worker %s polling %s", owner, settings.db_url)
     while not shutdown.is_set() and (max_jobs is None or done < max_jobs):
@@ -134,9 +138,16 @@ def _deliver_callbacks(engine: Engine, settings: Settings) -> None:
         log.exception("callback delivery")
 
 
-def worker_main(settings: Settings) -> None:
+def _watch_parent(parent_pid: int, shutdown: threading.Event) -> None:
+    while not shutdown.wait(1.0):
+        if os.getppid() != parent_pid:  # orphaned: the server died without stopping us
+            log.warning("server process %d is gone; stopping", parent_pid)
+            shutdown.set()
+
+
+def worker_main(settings: Settings, parent_pid: int | None = None) -> None:
     """Entry point of worker processes (`tunebridge worker`, or started by `tunebridge serve`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    run_worker(settings)
+    run_worker(settings, parent_pid=parent_pid)
 

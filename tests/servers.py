@@ -68,6 +68,14 @@ def running_service(data_dir: Path, *, env: dict[str, str], workers: int = 1) ->
             raise RuntimeError("server did not start: " + (data_dir / "serve.log").read_text()[-3000:])
         yield {"url": url, "key": key, "data_dir": data_dir, "auth": {"Authorization": f"Bearer {key}"}, "proc": proc}
     finally:
+        workers = _children(proc.pid)
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=150)
         log.close()
+        # `tunebridge serve` stops its workers on SIGTERM: none may outlive it
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in found.read_text().split()] if found.exists() else []

@@ -28,3 +28,40 @@ async def read_capped(request: Request, *, limit_bytes: int) -> bytes:
                                 f"body exceeds the limit of {limit_bytes} bytes (TUNEBRIDGE_MAX_BODY_MB); split the upload")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class BodyLimit:
+    """ASGI middleware: every request body over `limit_bytes` is refused with 413 (declared or streamed)."""
+
+    def __init__(self, app, *, limit_bytes: int):
+        self.app, self.limit = app, limit_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send, f"body of {int(declared)} bytes exceeds the limit of {self.limit} bytes "
+                                            "(TUNEBRIDGE_MAX_BODY_MB); split the upload")
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                        f"body exceeds the limit of {self.limit} bytes (TUNEBRIDGE_MAX_BODY_MB)")
+            return message
+
+        return await self.app(scope, counted, send)
+
+    @staticmethod
+    async def _refuse(send, message: str) -> None:
+        import json
+
+        body = json.dumps({"error": message}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

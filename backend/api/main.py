@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from backend.api.body import BodyLimit
 from backend.api.routes import adapters, datasets, health, inference, jobs, models, webhooks
 from backend.inference.batcher import Batcher
 from backend.inference.pool import ModelPool
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.engine = make_engine(settings.db_url)
         migrate(app.state.engine)
-        pool = ModelPool(device=settings.device)  # models load on first use, then stay for the process
+        pool = ModelPool(device=settings.device, max_prompt_tokens=settings.max_prompt_tokens)  # models load on first use, then stay for the process
         app.state.batcher = Batcher(pool, max_batch=settings.batch_max, window_s=settings.batch_window_ms / 1000)
         yield
         app.state.batcher.close()
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="tunebridge", version="0.1.0", lifespan=lifespan,
                   summary="Fine-tune small LLMs on your labelled documents and serve them.")
     app.dependency_overrides[get_settings] = lambda: settings
+    app.add_middleware(BodyLimit, limit_bytes=int(settings.max_body_mb * 1024 * 1024))
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(datasets.router)

@@ -71,7 +71,9 @@ class PromptTooLongError(ValueError):
 
 
 class ModelPool:
-    def __init__(self, *, device: str = "auto", max_bases: int = 2, max_adapters: int = 16):
+    def __init__(self, *, device: str = "auto", max_bases: int = 2, max_adapters: int = 16,
+                 max_prompt_tokens: int = 4096):
+        self.max_prompt_tokens = max_prompt_tokens
         self.device = default_device() if device == "auto" else device
         self.dtype = torch.bfloat16 if self.device == "cuda" else torch.float32  # fp32 decodes fastest on CPU
         self.max_bases, self.max_adapters = max_bases, max_adapters
@@ -136,6 +138,9 @@ class ModelPool:
             base, tokenizer = self._activate(target)
         ids = tokenizer.apply_chat_template(request.chat, add_generation_prompt=True, tokenize=True)
         ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        if len(ids) > self.max_prompt_tokens:
+            raise PromptTooLongError(f"prompt of {len(ids)} tokens is over the limit of {self.max_prompt_tokens} "
+                                     "(TUNEBRIDGE_MAX_PROMPT_TOKENS); shorten the input")
         if len(ids) + request.max_new_tokens > base.context:
             raise PromptTooLongError(f"prompt of {len(ids)} tokens + max_tokens {request.max_new_tokens} exceeds the "
                                      f"model's context of {base.context} tokens; shorten the input or max_tokens")

@@ -1,0 +1,242 @@
+"""Train through the API, then serve: adapter registry, OpenAI-compatible chat (the openai SDK),
+/v1/infer, /v1/extract, job events and signed callbacks — all against the real service process."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import openai
+import pytest
+
+from conftest import SECRET_A, SECRET_Q
+from servers import WEBHOOK_SECRET, free_port, wait_for
+
+INVOICE = "ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\nTotal due: 1,250.00"
+GOLD = {"company": "ACME Tools Ltd", "date": "03/05/2024", "total": "1,250.00"}
+MEMO_PARAMS = {"max_steps": 80, "batch_size": 1, "learning_rate": 0.02, "report_to": "none", "precision": "fp32",
+               "val_fraction": 0.0, "save_every": 0, "warmup_ratio": 0.0}
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append({"headers": dict(self.headers), "body": body})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    """A real HTTP server in this process that records the callbacks it gets."""
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"url": f"http://127.0.0.1:{port}/resume/abc", "received": _Receiver.received}
+    server.shutdown()
+
+
+def _train(service, dataset: str, lines: list[dict], *, adapter_name: str, params: dict, callback_url=None) -> dict:
+    url, auth = service["url"], service["auth"]
+    body = "\n".join(json.dumps(l) for l in lines).encode()
+    assert httpx.post(f"{url}/v1/datasets/{dataset}/examples", content=body, headers=auth).status_code == 201
+    request = {"kind": "train", "dataset": dataset, "hyperparameters": params, "adapter_name": adapter_name}
+    if callback_url:
+        request["callback_url"] = callback_url
+    created = httpx.post(f"{url}/v1/jobs", json=request, headers=auth)
+    assert created.status_code == 202, created.text
+    job = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{created.json()['id']}", headers=auth).json())["status"]
+                   in ("succeeded", "failed") and j)
+    assert job["status"] == "succeeded", job["error"]
+    return job
+
+
+@pytest.fixture(scope="module")
+def memo(service, receiver):
+    """An adapter that memorised one chat answer and one extraction (80 steps on the tiny model)."""
+    chat = {"messages": [{"role": "user", "content": SECRET_Q}, {"role": "assistant", "content": SECRET_A}]}
+    extraction = {"text": INVOICE, "fields": GOLD}
+    return _train(service, "memo", [chat, extraction], adapter_name="memo", params=MEMO_PARAMS,
+                  callback_url=receiver["url"])
+
+
+def _client(service) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{service['url']}/v1", api_key=service["key"], max_retries=0)
+
+
+def test_a_finished_job_registers_a_versioned_adapter(service, memo):
+    assert memo["result"]["adapter"] == "memo@1" and memo["adapter_name"] == "memo"
+    record = httpx.get(f"{service['url']}/v1/adapters/memo", headers=service["auth"]).json()
+    assert record["id"] == "memo@1" and record["job_id"] == memo["id"] and record["dataset"] == "memo"
+    assert record["schema"] == ["company", "date", "total"]
+    snapshot = service["data_dir"] / "jobs" / memo["id"] / "data.jsonl"
+    assert record["dataset_hash"] == hashlib.sha256(snapshot.read_bytes()).hexdigest()
+    assert record["metrics"]["steps"] == 80 and record["metrics"]["final_loss"] is not None
+    assert (service["data_dir"] / "adapters" / "memo" / "v1" / "adapter" / "adapter_model.safetensors").is_file()
+    models = [m.id for m in _client(service).models.list().data]
+    assert {"memo", "memo@1"} <= set(models)
+
+
+def test_openai_sdk_chats_with_the_adapter_and_the_base(service, memo, tiny_model):
+    client = _client(service)
+    answer = client.chat.completions.create(model="memo", messages=[{"role": "user", "content": SECRET_Q}],
+                                            max_tokens=48)
+    assert answer.choices[0].message.content == SECRET_A
+    assert answer.choices[0].finish_reason == "stop" and answer.model == "memo@1"
+    assert answer.usage.completion_tokens > 0 and answer.usage.prompt_tokens > 0
+    base = client.chat.completions.create(model=tiny_model, messages=[{"role": "user", "content": SECRET_Q}],
+                                          max_tokens=48)
+    assert base.choices[0].message.content != SECRET_A  # same process, adapters switched off
+    again = client.chat.completions.create(model="memo@1", messages=[{"role": "user", "content": SECRET_Q}],
+                                           max_tokens=48)
+    assert again.choices[0].message.content == SECRET_A  # and back on, without reloading the base
+
+
+def test_streaming_gives_the_same_answer_in_pieces(service, memo):
+    stream = _client(service).chat.completions.create(model="memo", messages=[{"role": "user", "content": SECRET_Q}],
+                                                      max_tokens=48, stream=True)
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text.strip() == SECRET_A
+    assert sum(1 for c in chunks if c.choices[0].delta.content) > 1
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_answer(service, memo):
+    client = _client(service)
+    questions = [SECRET_Q] * 6
+
+    def ask(question):
+        return client.chat.completions.create(model="memo", messages=[{"role": "user", "content": question}],
+                                              max_tokens=48).choices[0].message.content
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(ask, questions)) == [SECRET_A] * 6
+
+
+def test_stop_strings_cut_the_answer(service, memo):
+    out = httpx.post(f"{service['url']}/v1/infer", headers=service["auth"],
+                     json={"prompt": SECRET_Q, "adapter": "memo", "stop": ["pineapple"], "max_tokens": 48}).json()
+    assert out["text"] == SECRET_A[:SECRET_A.index("pineapple")].strip() and out["finish_reason"] == "stop"
+
+
+def test_extract_uses_the_training_template_and_schema(service, memo):
+    out = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
+                     json={"text": INVOICE, "adapter": "memo@1"}).json()
+    assert out["fields"] == GOLD and out["valid_json"] is True and out["missing"] == []
+    listed = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
+                        json={"text": INVOICE, "adapter": "memo", "schema": ["company", "date", "total"]}).json()
+    assert listed["fields"] == GOLD
+
+
+def test_job_events_as_json_and_as_server_sent_events(service, memo):
+    url, auth = service["url"], service["auth"]
+    events = httpx.get(f"{url}/v1/jobs/{memo['id']}/events", headers=auth).json()
+    types = [e["type"] for e in events]
+    assert types[:2] == ["queued", "started"] and "succeeded" in types
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    progress = [e["data"]["step"] for e in events if e["type"] == "progress"]
+    assert progress and progress[-1] == 80 and progress == sorted(progress)
+    with httpx.stream("GET", f"{url}/v1/jobs/{memo['id']}/events", headers={**auth, "Accept": "text/event-stream"},
+                      timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        streamed = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert [e["type"] for e in streamed][:len(types)] == types
+
+
+def test_the_callback_is_signed_and_names_the_outcome(service, memo, receiver):
+    got = wait_for(lambda: [r for r in receiver["received"] if r["headers"].get("X-Tunebridge-Delivery") == memo["id"]],
+                   timeout=30)
+    assert len(got) == 1
+    body, headers = got[0]["body"], got[0]["headers"]
+    expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Tunebridge-Signature"] == expected
+    payload = json.loads(body)
+    assert payload["event"] == "job.succeeded" and payload["job"]["result"]["adapter"] == "memo@1"
+    job = wait_for(lambda: (j := httpx.get(f"{service['url']}/v1/jobs/{memo['id']}", headers=service["auth"]).json())
+                   ["callback"]["state"] == "delivered" and j, timeout=30)
+    assert job["callback"]["attempts"] == 1
+
+
+def test_promote_roll_back_and_refuse_to_delete_what_is_in_use(service, memo):
+    url, auth = service["url"], service["auth"]
+    short = {**MEMO_PARAMS, "max_steps": 2}
+    second = _train(service, "memo", [{"prompt": "p", "completion": "c"}], adapter_name="memo", params=short)
+    assert second["result"]["adapter"] == "memo@2"
+    assert httpx.put(f"{url}/v1/adapters/memo/aliases/prod", json={"version": 1}, headers=auth).json()["version"] == 1
+    promoted = httpx.put(f"{url}/v1/adapters/memo/aliases/prod", json={"version": 2, "reason": "newer"}, headers=auth)
+    assert promoted.json()["version"] == 2
+    assert httpx.get(f"{url}/v1/adapters/memo@prod", headers=auth).json()["id"] == "memo@2"
+    rolled = httpx.post(f"{url}/v1/adapters/memo/aliases/prod/rollback", headers=auth).json()
+    assert rolled["version"] == 1 and rolled["history"][0]["reason"] == "rolled back from version 2"
+    answer = _client(service).chat.completions.create(model="memo@prod", messages=[{"role": "user",
+                                                                                   "content": SECRET_Q}], max_tokens=48)
+    assert answer.choices[0].message.content == SECRET_A and answer.model == "memo@1"
+    refused = httpx.delete(f"{url}/v1/adapters/memo/versions/1", headers=auth)
+    assert refused.status_code == 409 and "alias" in refused.json()["error"]
+    assert httpx.delete(f"{url}/v1/adapters/memo/versions/2", headers=auth).status_code == 204
+    assert httpx.get(f"{url}/v1/adapters/memo@2", headers=auth).status_code == 404
+    assert not (service["data_dir"] / "adapters" / "memo" / "v2").exists()
+    assert httpx.get(f"{url}/v1/adapters/memo", headers=auth).json()["id"] == "memo@1"
+
+
+@pytest.mark.parametrize("body,code,message", [
+    ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "model 'nope' not found"),
+    ({"model": "memo@9", "messages": [{"role": "user", "content": "hi"}]}, 404, "not found"),
+    ({"model": "memo", "messages": []}, 422, "invalid request"),
+    ({"model": "memo", "messages": [{"role": "robot", "content": "hi"}]}, 422, "invalid request"),
+    ({"model": "memo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}, 422, "the limit is"),
+    ({"model": "memo", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 422, "invalid request"),
+    ({"model": "memo", "messages": [{"role": "user", "content": "total " * 3000}]}, 422, "prompt of"),
+])
+def test_bad_chat_requests_say_what_is_wrong(service, memo, body, code, message):
+    response = httpx.post(f"{service['url']}/v1/chat/completions", json=body, headers=service["auth"])
+    assert response.status_code == code and message in json.dumps(response.json()), response.text
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"text": "x", "model": "__tiny__"}, "no training schema"),
+    ({"text": "x", "adapter": "memo", "schema": "passport"}, "expected one of ['invoice', 'receipt']"),
+    ({"text": "x", "adapter": "memo", "schema": {"type": "object"}}, "non-empty 'properties'"),
+    ({"text": "", "adapter": "memo"}, "invalid request"),
+    ({"text": "x", "adapter": "memo", "schema": []}, "non-empty strings"),
+])
+def test_bad_extract_requests_say_what_is_wrong(service, memo, tiny_model, body, message):
+    body = {k: (tiny_model if v == "__tiny__" else v) for k, v in body.items()}
+    response = httpx.post(f"{service['url']}/v1/extract", json=body, headers=service["auth"])
+    assert response.status_code == 422 and message in json.dumps(response.json()), response.text
+
+
+def test_an_unknown_adapter_is_a_404_for_the_openai_sdk(service):
+    with pytest.raises(openai.NotFoundError):
+        _client(service).chat.completions.create(model="ghost", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_every_v1_route_refuses_a_missing_key(service):
+    spec = httpx.get(f"{service['url']}/openapi.json").json()
+    checked = 0
+    for path, methods in spec["paths"].items():
+        if not path.startswith("/v1/") or path.startswith("/v1/webhooks/"):
+            continue
+        concrete = path.replace("{", "").replace("}", "")
+        for method in methods:
+            response = httpx.request(method.upper(), f"{service['url']}{concrete}", json={})
+            assert response.status_code == 401, (method, path, response.status_code)
+            checked += 1
+    assert checked >= 18
+
+
+def test_big_json_bodies_are_refused_before_reading(service):
+    big = {"model": "memo", "messages": [{"role": "user", "content": "x" * (1024 * 1024)}]}
+    response = httpx.post(f"{service['url']}/v1/chat/completions", json=big, headers=service["auth"])
+    assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]

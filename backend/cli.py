@@ -123,6 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from backend.api.main import create_app
 
     settings = _settings(args)
+    inference_threads, worker_threads = settings.thread_split(cores=_cores(), workers=settings.workers)
+    settings = settings.model_copy(update={"inference_threads": inference_threads, "worker_threads": worker_threads})
     workers = _start_workers(settings, settings.workers)
     # uvicorn handles SIGTERM itself, then re-raises it with the handler that was set before it started:
     # make that one unwind this function, so the workers below are always stopped.
@@ -135,6 +137,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for proc in workers:
             proc.join(timeout=120)
     return 0
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _start_workers(settings, count: int) -> list:

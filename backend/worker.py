@@ -69,7 +69,8 @@ def run_job(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: s
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(datasets.dataset_file(data_dir=settings.data_dir, name=job["dataset"]), snapshot)
-            config = TrainConfig.from_dict({"model": settings.default_base_model, **job["params"],
+            config = TrainConfig.from_dict({"model": settings.default_base_model, "threads": settings.worker_threads,
+                                            **job["params"],
                                             "data": [str(snapshot)], "output_dir": str(run_dir.parent),
                                             "run_name": job["id"]})
             result = train(config, progress_bar=False, should_stop=lambda: heart.cancel.is_set() or shutdown.is_set(),

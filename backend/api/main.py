@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,6 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.engine = make_engine(settings.db_url)
         migrate(app.state.engine)
+        if settings.inference_threads:
+            torch.set_num_threads(settings.inference_threads)
         pool = ModelPool(device=settings.device, max_prompt_tokens=settings.max_prompt_tokens)  # models load on first use, then stay for the process
         app.state.batcher = Batcher(pool, max_batch=settings.batch_max, window_s=settings.batch_window_ms / 1000)
         yield

@@ -154,14 +154,19 @@ def set_alias(*, engine: Engine, name: str, alias: str, version: int, reason: st
     """Point `name@alias` at `version` (promote), remembering where it pointed before."""
     check_alias(alias)
     get_version(engine=engine, name=name, version=version)
-    now = _now()
-    with engine.begin() as conn:
-        moved = conn.execute(text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n AND "
-                                  "alias = :a"), {"n": name, "a": alias, "v": version, "t": now}).rowcount
-        if not moved:
-            conn.execute(text("INSERT INTO adapter_aliases (name, alias, version, updated_at) VALUES (:n, :a, :v, :t)"),
-                         {"n": name, "a": alias, "v": version, "t": now})
-        _remember(conn, name=name, alias=alias, version=version, reason=reason or "promoted", now=now)
+    for attempt in range(3):
+        try:
+            with engine.begin() as conn:  # the first statement writes: the alias row stays locked until commit
+                moved = conn.execute(text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n "
+                                          "AND alias = :a"), {"n": name, "a": alias, "v": version, "t": _now()}).rowcount
+                if not moved:
+                    conn.execute(text("INSERT INTO adapter_aliases (name, alias, version, updated_at) "
+                                      "VALUES (:n, :a, :v, :t)"), {"n": name, "a": alias, "v": version, "t": _now()})
+                _remember(conn, name=name, alias=alias, version=version, reason=reason or "promoted")
+            break
+        except IntegrityError:  # the same new alias created concurrently: take the other path
+            if attempt == 2:
+                raise
     return alias_state(engine=engine, name=name, alias=alias)
 
 
@@ -175,15 +180,14 @@ def rollback_alias(*, engine: Engine, name: str, alias: str) -> dict[str, Any]:
     with engine.begin() as conn:
         conn.execute(text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n AND alias = :a"),
                      {"n": name, "a": alias, "v": earlier, "t": _now()})
-        _remember(conn, name=name, alias=alias, version=earlier, reason=f"rolled back from version {current}", now=_now())
+        _remember(conn, name=name, alias=alias, version=earlier, reason=f"rolled back from version {current}")
     return alias_state(engine=engine, name=name, alias=alias)
 
 
-def _remember(conn, *, name: str, alias: str, version: int, reason: str, now: str) -> None:
-    next_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM adapter_alias_history")).scalar()) + 1
-    conn.execute(text("INSERT INTO adapter_alias_history (id, name, alias, version, reason, set_at) "
-                      "VALUES (:id, :n, :a, :v, :r, :t)"),
-                 {"id": next_id, "n": name, "a": alias, "v": version, "r": reason, "t": now})
+def _remember(conn, *, name: str, alias: str, version: int, reason: str) -> None:
+    conn.execute(text("INSERT INTO adapter_alias_history (name, alias, seq, version, reason, set_at) SELECT :n, :a, "
+                      "COALESCE(MAX(seq), 0) + 1, :v, :r, :t FROM adapter_alias_history WHERE name = :n AND alias = :a"),
+                 {"n": name, "a": alias, "v": version, "r": reason, "t": _now()})
 
 
 def alias_state(*, engine: Engine, name: str, alias: str) -> dict[str, Any]:
@@ -191,7 +195,7 @@ def alias_state(*, engine: Engine, name: str, alias: str) -> dict[str, Any]:
         version = conn.execute(text("SELECT version FROM adapter_aliases WHERE name = :n AND alias = :a"),
                                {"n": name, "a": alias}).scalar()
         history = conn.execute(text("SELECT version, reason, set_at FROM adapter_alias_history WHERE name = :n AND "
-                                    "alias = :a ORDER BY id DESC"), {"n": name, "a": alias}).all()
+                                    "alias = :a ORDER BY seq DESC"), {"n": name, "a": alias}).all()
     if version is None:
         raise AdapterNotFoundError(f"alias {name}@{alias} does not exist")
     return {"name": name, "alias": alias, "version": version,

@@ -79,11 +79,10 @@ def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, s
                                      {"d": delivery_id, "name": name, "n": len(keep), "t": now})
                     except IntegrityError as exc:
                         raise DuplicateDeliveryError(delivery_id) from exc
-                updated = conn.execute(text("UPDATE datasets SET examples = examples + :n, updated_at = :t "
-                                            "WHERE name = :name"), {"n": len(keep), "t": now, "name": name}).rowcount
-                if not updated:
-                    conn.execute(text("INSERT INTO datasets (name, examples, created_at, updated_at) "
-                                      "VALUES (:name, :n, :t, :t)"), {"name": name, "n": len(keep), "t": now})
+                conn.execute(text("INSERT INTO datasets (name, examples, created_at, updated_at) VALUES "
+                                  "(:name, 0, :t, :t) ON CONFLICT (name) DO NOTHING"), {"name": name, "t": now})
+                conn.execute(text("UPDATE datasets SET examples = examples + :n, updated_at = :t WHERE name = :name"),
+                             {"n": len(keep), "t": now, "name": name})
                 total = conn.execute(text("SELECT examples FROM datasets WHERE name = :name"), {"name": name}).scalar()
                 handle.write(b"".join(line + b"\n" for line in keep))
                 handle.flush()

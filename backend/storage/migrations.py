@@ -68,12 +68,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             FOREIGN KEY (name, version) REFERENCES adapters (name, version)
         )""",
         """CREATE TABLE adapter_alias_history (
-            id INTEGER PRIMARY KEY,
             name VARCHAR(64) NOT NULL,
             alias VARCHAR(32) NOT NULL,
+            seq INTEGER NOT NULL,
             version INTEGER NOT NULL,
             reason TEXT,
-            set_at VARCHAR(32) NOT NULL
+            set_at VARCHAR(32) NOT NULL,
+            PRIMARY KEY (name, alias, seq)
         )""",
         "ALTER TABLE jobs ADD COLUMN adapter_name VARCHAR(64)",
     ]),
@@ -108,11 +109,11 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
 def migrate(engine: Engine, migrations: list[tuple[str, list[str]]] = MIGRATIONS) -> list[str]:
     """Apply every migration not yet recorded, in order; return the names applied now."""
     applied_now: list[str] = []
-    with engine.begin() as conn:
+    with engine.execution_options(exclusive=True).begin() as conn:  # one process at a time (engine.py)
         conn.execute(text("CREATE TABLE IF NOT EXISTS schema_migrations "
                           "(name VARCHAR(128) PRIMARY KEY, applied_at VARCHAR(32) NOT NULL)"))
     for name, statements in migrations:
-        with engine.begin() as conn:  # one transaction per migration: all of it or none of it
+        with engine.execution_options(exclusive=True).begin() as conn:  # all or nothing, one process at a time
             done = conn.execute(text("SELECT 1 FROM schema_migrations WHERE name = :n"), {"n": name}).first()
             if done:
                 continue

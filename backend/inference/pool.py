@@ -172,6 +172,27 @@ class ModelPool:
         return [self._result(tokenizer, out[i, width:].tolist(), r, len(p), eos)
                 for i, (r, p) in enumerate(zip(requests, prompts))]
 
+    @torch.no_grad()
+    def answer_loss(self, target: Target, chats: list[list[dict[str, str]]]) -> tuple[float, int]:
+        """Summed negative log-likelihood of the assistant turns, and their token count."""
+        from backend.training.tokenize import IGNORE, encode_chat
+
+        total, count = 0.0, 0
+        with self._lock:
+            base, tokenizer = self._activate(target)
+            adapters_off = base.model.disable_adapter() if target.adapter_id is None and base.adapters else nullcontext()
+            with adapters_off:
+                for chat in chats:
+                    encoded = encode_chat(tokenizer, chat)
+                    ids = torch.tensor([encoded.input_ids[:base.context]], device=self.device)
+                    labels = torch.tensor([encoded.labels[:base.context]], device=self.device)
+                    logits = base.model(input_ids=ids).logits[0, :-1].float()
+                    gold = labels[0, 1:]
+                    keep = gold != IGNORE
+                    total += torch.nn.functional.cross_entropy(logits[keep], gold[keep], reduction="sum").item()
+                    count += int(keep.sum())
+        return total, count
+
     @staticmethod
     def _stop_ids(base: _Base, tokenizer) -> list[int]:
         configured = base.model.generation_config.eos_token_id

@@ -49,6 +49,7 @@ class Example:
     messages: list[dict[str, str]]
     origin: str  # "file:line", so later errors (too long, ...) still point at the source
     format: str
+    record: dict | None = None  # the extraction record as given ({"text", "fields"}), for evaluation
 
 
 @dataclass
@@ -231,7 +232,8 @@ def parse_jsonl(
                 continue
         seen.add(key)
         formats[fmt] += 1
-        examples.append(Example(messages=messages, origin=origin, format=fmt))
+        examples.append(Example(messages=messages, origin=origin, format=fmt,
+                                record=record if fmt == "extraction" else None))
     return LoadedData(examples, issues, duplicates, formats, schema)
 
 

@@ -1,0 +1,128 @@
+"""Evaluate one or more models (the base, adapters) on the same data, side by side.
+
+Extraction records are answered with the training prompt template and scored field by field
+(`metrics.py`); chat/instruction examples get validation loss, perplexity, exact match and token-F1
+against the reference answer. Generation is greedy and batched (examples sorted by length, so a
+batch pads little). The output folder gets `eval.json`, `report.md` and `eval.png`
+(`report.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from backend.evaluation.metrics import answer_metrics, score_document, summarize
+from backend.inference.pool import GenRequest, ModelPool, Target
+from backend.training.data import Example, load_jsonl
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str  # "base", "receipts@2", a run folder's name
+    target: Target
+
+
+def load_eval_set(path: str | Path, *, limit: int | None = None) -> tuple[list[Example], list[str]]:
+    """The examples of a JSONL file (every format the trainer accepts) and the extraction schema."""
+    loaded = load_jsonl(path, dedupe=False)
+    if loaded.issues:
+        first = loaded.issues[0]
+        raise ValueError(f"{len(loaded.issues)} invalid line(s) in {path}, first {first.file}:{first.line}: "
+                         f"{first.message}")
+    examples = loaded.examples[:limit] if limit else loaded.examples
+    if not examples:
+        raise ValueError(f"{path}: no examples to evaluate")
+    return examples, loaded.schema.names if loaded.schema else []
+
+
+def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Candidate], pool: ModelPool,
+             batch_size: int = 8, max_new_tokens: int | None = None,
+             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    extraction = [e for e in examples if e.format == "extraction"]
+    answers = [e for e in examples if e.format != "extraction"]
+    cap = max_new_tokens or min(512, 48 * max(1, len(schema)) + 32)
+    results: dict[str, Any] = {}
+    total_work = len(candidates) * len(examples)
+    done = 0
+    for candidate in candidates:
+        started = time.perf_counter()
+        entry: dict[str, Any] = {"model": candidate.target.label}
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress:
+                on_progress({"step": done, "total_steps": total_work, "candidate": candidate.label})
+
+        if extraction:
+            raws = _generate(pool, candidate.target, [e.messages[:-1] for e in extraction], cap, batch_size, progress)
+            docs = [score_document(i, raw, e.record["fields"], schema, e.record["text"])
+                    for i, (e, raw) in enumerate(zip(extraction, raws))]
+            entry["extraction"] = summarize(docs, schema)
+            entry["predictions"] = [{"origin": e.origin, "raw": raw} for e, raw in zip(extraction, raws)]
+        if answers:
+            cap_answers = max_new_tokens or 256
+            outputs = _generate(pool, candidate.target, [e.messages[:-1] for e in answers], cap_answers, batch_size,
+                                progress)
+            nll, tokens = pool.answer_loss(candidate.target, [e.messages for e in answers])
+            loss = nll / max(1, tokens)
+            entry["answers"] = {**answer_metrics([(o, e.messages[-1]["content"]) for o, e in zip(outputs, answers)]),
+                                "loss": loss, "perplexity": math.exp(min(loss, 50))}
+        entry["seconds"] = round(time.perf_counter() - started, 1)
+        results[candidate.label] = entry
+    return {"examples": len(examples), "extraction_examples": len(extraction), "answer_examples": len(answers),
+            "schema": schema, "max_new_tokens": cap, "candidates": results}
+
+
+def _generate(pool: ModelPool, target: Target, prompts: list[list[dict[str, str]]], cap: int, batch_size: int,
+              progress: Callable[[int], None]) -> list[str]:
+    requests = [GenRequest(tuple((m["role"], m["content"]) for m in p), max_new_tokens=cap) for p in prompts]
+    order = sorted(range(len(requests)), key=lambda i: sum(len(m[1]) for m in requests[i].messages))
+    out: list[str] = [""] * len(requests)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        for i, result in zip(chunk, pool.generate(target, [requests[i] for i in chunk])):
+            out[i] = result.text
+        progress(len(chunk))
+    return out
+
+
+def write_eval(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[str, Path]:
+    from backend.evaluation.report import write_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(result, indent=2, default=str))
+    return {"eval": out_dir / "eval.json", **write_report(result, out_dir, title=title)}
+
+
+def build_candidates(*, adapters: list[str], include_base: bool, model: str | None, default_base: str,
+                     engine=None) -> list[Candidate]:
+    """The base model (unless excluded) and each adapter: a run/adapter folder, or a registry reference
+    (`name`, `name@3`, `name@prod`) when an engine is given."""
+    from backend.models.adapters import find_adapter
+
+    found: list[Candidate] = []
+    for ref in adapters:
+        if Path(ref).expanduser().exists():
+            a = find_adapter(ref)
+            label = a.path.parent.name if a.path.name == "adapter" else a.path.name
+            found.append(Candidate(label, Target(a.base_model, label, str(a.path),
+                                                 str(a.tokenizer_path) if a.tokenizer_path else None)))
+        elif engine is not None:
+            from backend.services.inference import resolve_target
+
+            target, record = resolve_target(engine=engine, default_base=default_base, adapter=ref)
+            found.append(Candidate(record["id"], target))
+        else:
+            raise ValueError(f"adapter {ref!r}: no such folder (registry references need the service's --data-dir)")
+    if include_base:
+        base = model or (found[0].target.base if found else default_base)
+        found.insert(0, Candidate("base", Target(base)))
+    if not found:
+        raise ValueError("nothing to evaluate: give --adapter, or keep the base model in")
+    return found

@@ -49,44 +49,85 @@ class _Heartbeat(threading.Thread):
             self.beat()
 
 
+class _Stopped(Exception):
+    """An eval job stopped between batches (cancel, or worker shutdown)."""
+
+
 def run_job(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: str, lease_s: float,
             shutdown: threading.Event) -> str:
-    from backend.training.config import TrainConfig
-    from backend.training.trainer import train
-
     run_dir = settings.data_dir / "jobs" / job["id"]
-    snapshot = run_dir / "data.jsonl"
     heart = _Heartbeat(engine=engine, job_id=job["id"], owner=owner, lease_s=lease_s)
     heart.start()
     try:
-        summary_file = run_dir / "summary.json"
-        if (run_dir / "config.json").is_file():
-            done = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-            if done.get("status") == "succeeded":  # finished before the previous worker could record it
-                return _record(engine, settings, job, owner, done)
-            result = train(None, resume_dir=run_dir, progress_bar=False, should_stop=lambda: heart.cancel.is_set()
-                           or shutdown.is_set(), on_progress=lambda p: setattr(heart, "progress", p))
-        else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(datasets.dataset_file(data_dir=settings.data_dir, name=job["dataset"]), snapshot)
-            config = TrainConfig.from_dict({"model": settings.default_base_model, "threads": settings.worker_threads,
-                                            **job["params"],
-                                            "data": [str(snapshot)], "output_dir": str(run_dir.parent),
-                                            "run_name": job["id"]})
-            result = train(config, progress_bar=False, should_stop=lambda: heart.cancel.is_set() or shutdown.is_set(),
-                           on_progress=lambda p: setattr(heart, "progress", p))
-        heart.done.set()
-        heart.beat()  # the last progress
-        if result.status == "cancelled" and not heart.cancel.is_set():
-            jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="queued")  # shutdown: resume later
-            return "queued"
-        return _record(engine, settings, job, owner, result.summary)
+        if job["kind"] == "eval":
+            return _run_eval(job, engine=engine, settings=settings, owner=owner, run_dir=run_dir, heart=heart,
+                             shutdown=shutdown)
+        return _run_train(job, engine=engine, settings=settings, owner=owner, run_dir=run_dir, heart=heart,
+                          shutdown=shutdown)
+    except _Stopped:
+        status = "cancelled" if heart.cancel.is_set() else "queued"  # shutdown: run again later
+        jobs.finish(engine=engine, job_id=job["id"], owner=owner, status=status)
+        return status
     except Exception as exc:  # noqa: BLE001 - the job fails with the reason; the worker carries on
         log.exception("job %s failed", job["id"])
         jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="failed", error=f"{type(exc).__name__}: {exc}")
         return "failed"
     finally:
         heart.done.set()
+
+
+def _snapshot(settings: Settings, job: dict[str, Any], run_dir: Path) -> Path:
+    """The dataset as it was when the job first started (a resumed job replays exactly this)."""
+    snapshot = run_dir / "data.jsonl"
+    if not snapshot.is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(datasets.dataset_file(data_dir=settings.data_dir, name=job["dataset"]), snapshot)
+    return snapshot
+
+
+def _run_train(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: str, run_dir: Path,
+               heart: _Heartbeat, shutdown: threading.Event) -> str:
+    from backend.training.config import TrainConfig
+    from backend.training.trainer import train
+
+    summary_file = run_dir / "summary.json"
+    stop = lambda: heart.cancel.is_set() or shutdown.is_set()  # noqa: E731
+    if (run_dir / "config.json").is_file():
+        done = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        if done.get("status") == "succeeded":  # finished before the previous worker could record it
+            return _record(engine, settings, job, owner, done)
+        result = train(None, resume_dir=run_dir, progress_bar=False, should_stop=stop,
+                       on_progress=lambda p: setattr(heart, "progress", p))
+    else:
+        snapshot = _snapshot(settings, job, run_dir)
+        config = TrainConfig.from_dict({"model": settings.default_base_model, "threads": settings.worker_threads,
+                                        **job["params"], "data": [str(snapshot)], "output_dir": str(run_dir.parent),
+                                        "run_name": job["id"]})
+        result = train(config, progress_bar=False, should_stop=stop, on_progress=lambda p: setattr(heart, "progress", p))
+    heart.done.set()
+    heart.beat()  # the last progress
+    if result.status == "cancelled" and not heart.cancel.is_set():
+        jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="queued")  # shutdown: resume later
+        return "queued"
+    return _record(engine, settings, job, owner, result.summary)
+
+
+def _run_eval(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: str, run_dir: Path,
+              heart: _Heartbeat, shutdown: threading.Event) -> str:
+    from backend.evaluation.job import run_eval_job
+
+    def progress(p: dict[str, Any]) -> None:
+        heart.progress = p
+        if heart.cancel.is_set() or shutdown.is_set():
+            raise _Stopped
+
+    snapshot = _snapshot(settings, job, run_dir)
+    result = run_eval_job(job, engine=engine, run_dir=run_dir, data=snapshot, threads=settings.worker_threads,
+                          default_base=settings.default_base_model, on_progress=progress)
+    heart.done.set()
+    heart.beat()
+    jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="succeeded", result=result)
+    return "succeeded"
 
 
 def _record(engine: Engine, settings: Settings, job: dict[str, Any], owner: str, summary: dict[str, Any]) -> str:
@@ -99,6 +140,11 @@ def _record(engine: Engine, settings: Settings, job: dict[str, Any], owner: str,
                                     job_id=job["id"], dataset=job["dataset"], run_dir=Path(summary["run_dir"]),
                                     summary=summary)
         result["adapter"] = version["id"]
+        if job.get("follow_up"):  # eval-gated promotion of the new version
+            options = dict(job["follow_up"])
+            follow = jobs.create_job(engine=engine, kind="eval", dataset=options.pop("dataset"), params={
+                "adapters": [version["id"]], "include_base": False, "promote": options})
+            result["promotion_job"] = follow["id"]
     jobs.finish(engine=engine, job_id=job["id"], owner=owner, status=status, result=result)
     return status
 

@@ -23,7 +23,8 @@ from backend.services.errors import ConflictError, NotFoundError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-COLUMNS = "name, version, base_model, dataset, dataset_hash, job_id, path, schema_fields, metrics, created_at"
+COLUMNS = ("name, version, base_model, dataset, dataset_hash, job_id, path, schema_fields, metrics, created_at, "
+           "promotion")
 
 
 class AdapterNotFoundError(NotFoundError):
@@ -86,7 +87,7 @@ def register(*, engine: Engine, data_dir: Path, name: str, job_id: str, dataset:
         try:
             with engine.begin() as conn:
                 conn.execute(text(f"INSERT INTO adapters ({COLUMNS}) VALUES (:name, :v, :base_model, :dataset, "
-                                  ":dataset_hash, :job_id, :path, :schema, :metrics, :t)"),
+                                  ":dataset_hash, :job_id, :path, :schema, :metrics, :t, NULL)"),
                              {**values, "v": version, "path": str(final)})
                 shutil.rmtree(final, ignore_errors=True)
                 staging.rename(final)
@@ -100,6 +101,7 @@ def _decode(row) -> dict[str, Any]:
     item = dict(row._mapping)
     item["schema"] = json.loads(item.pop("schema_fields") or "null")
     item["metrics"] = json.loads(item["metrics"])
+    item["promotion"] = json.loads(item["promotion"]) if item["promotion"] else None
     item["id"] = f"{item['name']}@{item['version']}"
     return item
 
@@ -148,6 +150,13 @@ def list_adapters(*, engine: Engine) -> list[dict[str, Any]]:
         if name in out:
             out[name]["aliases"][alias] = version
     return list(out.values())
+
+
+def record_decision(*, engine: Engine, name: str, version: int, decision: dict[str, Any]) -> None:
+    """Keep an eval-gated promotion decision (promoted or not, and its numbers) with the version."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE adapters SET promotion = :d WHERE name = :n AND version = :v"),
+                     {"d": json.dumps(decision), "n": name, "v": version})
 
 
 def set_alias(*, engine: Engine, name: str, alias: str, version: int, reason: str | None = None) -> dict[str, Any]:

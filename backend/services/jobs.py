@@ -19,13 +19,15 @@ from sqlalchemy import Connection, Engine, text
 from backend.services.adapters import check_name as check_adapter_name
 from backend.services.datasets import DatasetNotFoundError
 from backend.services.errors import ConflictError, NotFoundError
+from backend.evaluation.config import EvalConfig
+from backend.evaluation.policy import PromotionPolicy
 from backend.training.config import TrainConfig
 
-KINDS = ("train",)
+KINDS = ("train", "eval")
 MAX_ATTEMPTS = 3
 ENDED = ("succeeded", "failed", "cancelled")
 COLUMNS = ("id, kind, status, dataset, params, progress, result, error, cancel_requested, attempts, created_at, "
-           "updated_at, adapter_name, callback_url, callback_state, callback_attempts, callback_error")
+           "updated_at, adapter_name, callback_url, callback_state, callback_attempts, callback_error, follow_up")
 
 
 class JobNotFoundError(NotFoundError):
@@ -37,35 +39,51 @@ def _now() -> str:
 
 
 def check_job_request(*, kind: str, params: dict[str, Any], adapter_name: str | None = None,
-                      callback_url: str | None = None) -> None:
+                      callback_url: str | None = None, promote: dict[str, Any] | None = None) -> None:
     """Every problem with a job request found now, in the caller's request, not later in a worker."""
     if kind not in KINDS:
         raise ValueError(f"kind: got {kind!r}, expected one of {list(KINDS)}")
-    reserved = sorted({"data", "output_dir", "run_name"} & set(params))
-    if reserved:
-        raise ValueError(f"hyperparameters {reserved} are set by the service; leave them out")
-    TrainConfig.from_dict({**params, "data": ["(dataset)"]})
-    if adapter_name is not None:
-        check_adapter_name(adapter_name)
-    if callback_url is not None and not callback_url.startswith(("http://", "https://")):
-        raise ValueError(f"callback_url: got {callback_url!r}, expected an http:// or https:// URL")
+    if kind == "eval":
+        EvalConfig.from_dict(params)
+        if promote is not None:
+            raise ValueError("promote: for train jobs; an eval job takes promote inside its hyperparameters")
+    else:
+        reserved = sorted({"data", "output_dir", "run_name"} & set(params))
+        if reserved:
+            raise ValueError(f"hyperparameters {reserved} are set by the service; leave them out")
+        TrainConfig.from_dict({**params, "data": ["(dataset)"]})
+    if promote is not None:
+        options = dict(promote)
+        if not isinstance(options.pop("dataset", None), str):
+            raise ValueError("promote.dataset: name the held-out dataset the new version is evaluated on")
+        unknown = sorted(set(options) - {"alias", "min_gain", "max_field_drop"})
+        if unknown:
+            raise ValueError(f"promote: unknown option(s) {unknown}; known: ['alias', 'dataset', 'max_field_drop', "
+                             "'min_gain']")
+        PromotionPolicy(**options)
 
 
 def create_job(*, engine: Engine, kind: str, dataset: str, params: dict[str, Any], adapter_name: str | None = None,
-               callback_url: str | None = None, conn: Connection | None = None) -> dict[str, Any]:
-    """Queue a job. Inside `conn` (a transaction the caller holds) when given, else in its own."""
-    check_job_request(kind=kind, params=params, adapter_name=adapter_name, callback_url=callback_url)
+               callback_url: str | None = None, promote: dict[str, Any] | None = None,
+               conn: Connection | None = None) -> dict[str, Any]:
+    """Queue a job. Inside `conn` (a transaction the caller holds) when given, else in its own.
+    A train job with `promote` queues an eval-gated promotion of its adapter when it succeeds."""
+    check_job_request(kind=kind, params=params, adapter_name=adapter_name, callback_url=callback_url, promote=promote)
     job_id = uuid.uuid4().hex
     with _transaction(engine, conn) as tx:
         # The first statement writes: it locks the dataset row (and SQLite's database) for the whole transaction.
-        found = tx.execute(text("UPDATE datasets SET examples_at_last_train = examples WHERE name = :n"),
-                           {"n": dataset}).rowcount
+        found = tx.execute(text("UPDATE datasets SET examples_at_last_train = CASE WHEN :train THEN examples ELSE "
+                                "examples_at_last_train END WHERE name = :n"),
+                           {"n": dataset, "train": kind == "train"}).rowcount
         if not found:
             raise DatasetNotFoundError(f"dataset {dataset!r} does not exist; upload examples first")
+        if promote and tx.execute(text("SELECT 1 FROM datasets WHERE name = :n"), {"n": promote["dataset"]}).first() is None:
+            raise DatasetNotFoundError(f"promote.dataset {promote['dataset']!r} does not exist; upload it first")
         tx.execute(text(f"INSERT INTO jobs ({COLUMNS}) VALUES (:id, :kind, 'queued', :dataset, :params, NULL, NULL, "
-                        "NULL, 0, 0, :t, :t, :adapter, :cb, NULL, 0, NULL)"),
+                        "NULL, 0, 0, :t, :t, :adapter, :cb, NULL, 0, NULL, :follow)"),
                    {"id": job_id, "kind": kind, "dataset": dataset, "params": json.dumps(params), "t": _now(),
-                    "adapter": adapter_name or dataset, "cb": callback_url})
+                    "adapter": (adapter_name or dataset) if kind == "train" else None, "cb": callback_url,
+                    "follow": json.dumps(promote) if promote else None})
         add_event(tx, job_id=job_id, type="queued", data={"kind": kind, "dataset": dataset})
     if conn is not None:
         return {"id": job_id}
@@ -102,7 +120,7 @@ def get_job(*, engine: Engine, job_id: str) -> dict[str, Any]:
     if row is None:
         raise JobNotFoundError(f"job {job_id!r} does not exist")
     job = dict(row._mapping)
-    for key in ("params", "progress", "result"):
+    for key in ("params", "progress", "result", "follow_up"):
         job[key] = json.loads(job[key]) if job[key] else None
     job["cancel_requested"] = bool(job["cancel_requested"])
     job["callback"] = {"url": job.pop("callback_url"), "state": job.pop("callback_state"),

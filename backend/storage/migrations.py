@@ -103,6 +103,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         )""",
         "ALTER TABLE datasets ADD COLUMN examples_at_last_train INTEGER NOT NULL DEFAULT 0",
     ]),
+    ("0007_evaluation", [
+        "ALTER TABLE adapters ADD COLUMN promotion TEXT",
+        "ALTER TABLE jobs ADD COLUMN follow_up TEXT",
+    ]),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Jobs: start a training job on a dataset, follow its progress, cancel it."""
+"""Jobs: train or evaluate on a dataset, follow progress and events, cancel, resume, fetch reports."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import Authorized, EngineDep
+from backend.api.deps import Authorized, EngineDep, SettingsDep
 from backend.services import jobs as service
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized])
@@ -19,11 +19,19 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized])
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["train"] = Field(description="What to run.")
+    kind: Literal["train", "eval"] = Field(description="train: fine-tune an adapter on the dataset; eval: score the "
+                                                       "base model and adapters on it (report.md, eval.json, eval.png).")
     dataset: str = Field(description="Name of an uploaded dataset.")
     hyperparameters: dict[str, Any] = Field(default_factory=dict,
-                                            description="TrainConfig options (`tunebridge train --help`), e.g. "
-                                                        "{\"epochs\": 3, \"model\": \"smollm2-135m\"}.")
+                                            description="train: TrainConfig options (`tunebridge train --help`), e.g. "
+                                                        "{\"epochs\": 3}. eval: {\"adapters\": [\"receipts@2\"], "
+                                                        "\"include_base\": true, \"limit\": 0, \"promote\": "
+                                                        "{\"alias\": \"prod\", \"min_gain\": 0.0, "
+                                                        "\"max_field_drop\": 0.05}}.")
+    promote: dict[str, Any] | None = Field(None, description="train only: when the job succeeds, evaluate the new "
+                                                            "version on {\"dataset\": ...} against the alias's "
+                                                            "current version and move {\"alias\": \"prod\"} to it "
+                                                            "if it is better (min_gain, max_field_drop).")
     adapter_name: str | None = Field(None, description="Register the trained adapter under this name "
                                                        "(default: the dataset's name).")
     callback_url: str | None = Field(None, max_length=2000,
@@ -46,13 +54,14 @@ class JobOut(BaseModel):
     updated_at: str
     adapter_name: str | None
     callback: dict[str, Any]
+    follow_up: dict[str, Any] | None
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def create(job: JobIn, engine: EngineDep) -> dict[str, Any]:
     try:
         return service.create_job(engine=engine, kind=job.kind, dataset=job.dataset, params=job.hyperparameters,
-                                  adapter_name=job.adapter_name, callback_url=job.callback_url)
+                                  adapter_name=job.adapter_name, callback_url=job.callback_url, promote=job.promote)
     except ValueError as exc:  # an invalid training option (a missing dataset is a 404, mapped in main.py)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
@@ -104,3 +113,18 @@ def _follow(engine, job_id: str, after: int, poll_s: float = 0.5, keepalive_s: f
         if quiet >= keepalive_s:
             yield ": keep-alive\n\n"
             quiet = 0.0
+
+
+ARTIFACTS = {"report.md": "text/markdown", "eval.json": "application/json", "eval.png": "image/png",
+             "loss.png": "image/png", "metrics.jsonl": "application/jsonl", "summary.json": "application/json"}
+
+
+@router.get("/{job_id}/artifacts/{name}", summary="A file the job wrote: " + ", ".join(ARTIFACTS))
+def artifact(job_id: str, name: str, engine: EngineDep, settings: SettingsDep) -> FileResponse:
+    service.get_job(engine=engine, job_id=job_id)
+    if name not in ARTIFACTS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"artifact {name!r} unknown; jobs write {sorted(ARTIFACTS)}")
+    path = settings.data_dir / "jobs" / job_id / name
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no {name} (yet)")
+    return FileResponse(path, media_type=ARTIFACTS[name])

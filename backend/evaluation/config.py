@@ -1,0 +1,54 @@
+"""Options of an eval job (`POST /v1/jobs` with kind=eval), validated when the job is created."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.evaluation.policy import PromotionPolicy
+
+
+@dataclass
+class EvalConfig:
+    adapters: list[str] = field(default_factory=list)  # registry references: name, name@3, name@prod
+    include_base: bool = True  # evaluate the base model too, as the baseline
+    model: str | None = None  # base model (default: the first adapter's base)
+    limit: int = 0  # first N examples only (0: all)
+    batch_size: int = 8
+    max_new_tokens: int = 0  # 0: 48 per field + 32
+    promote: dict[str, Any] | None = None  # {"alias": "prod", "min_gain": 0.0, "max_field_drop": 0.05}
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.adapters, list) or not all(isinstance(a, str) and a for a in self.adapters):
+            raise ValueError(f"adapters: got {self.adapters!r}, expected a list of adapter references")
+        if not self.adapters and not self.include_base:
+            raise ValueError("nothing to evaluate: give adapters, or include the base model")
+        for name, value, low in (("limit", self.limit, 0), ("batch_size", self.batch_size, 1),
+                                 ("max_new_tokens", self.max_new_tokens, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: got {value!r}, expected an integer >= {low}")
+        if self.promote is not None:
+            if len(self.adapters) != 1:
+                raise ValueError(f"promote: needs exactly one adapter to decide on, got {len(self.adapters)}")
+            self.policy  # validates
+
+    @property
+    def policy(self) -> PromotionPolicy | None:
+        if self.promote is None:
+            return None
+        if not isinstance(self.promote, dict):
+            raise ValueError(f"promote: got {self.promote!r}, expected an object like {{\"alias\": \"prod\"}}")
+        known = {f.name for f in dataclasses.fields(PromotionPolicy)}
+        unknown = sorted(set(self.promote) - known)
+        if unknown:
+            raise ValueError(f"promote: unknown option(s) {unknown}; known: {sorted(known)}")
+        return PromotionPolicy(**self.promote)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "EvalConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown eval option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from backend.cli import main as cli_main
 from backend.inference.generate import chat, load_for_inference
+from backend.training.tracking import read_metrics
 from backend.training.trainer import train
 from conftest import EXAMPLES, SECRET_A, SECRET_Q
 
@@ -216,3 +217,22 @@ def test_bf16_lora_layers_add_small_updates_exactly(tiny_config):
     expected = (x @ a.T @ b.T * layer.scaling["default"]).detach()
     assert expected.abs().max() < 1e-2 * before.abs().max()  # small next to the base output
     assert torch.allclose(delta, expected, rtol=0.02, atol=1e-3 * expected.abs().max().item())
+
+
+def test_validation_reports_extraction_metrics_and_ships_the_best_adapter(tiny_config, write_jsonl):
+    """Every eval_every steps the validation receipts are answered and scored (micro-F1, JSON validity);
+    the adapter of the best evaluation is kept in best/ and shipped as adapter/."""
+    rows = [json.loads(line) for line in (EXAMPLES / "receipts.jsonl").read_text().splitlines()[:12]]
+    data = write_jsonl("receipts.jsonl", rows)
+    result = train(tiny_config(data=[data], max_steps=12, batch_size=2, learning_rate=2e-2, val_fraction=0.25,
+                               eval_every=4, eval_examples=3, eval_metric="val_loss", max_length=1024),
+                   progress_bar=False)
+    evals = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "val_loss" in r]
+    assert [r["step"] for r in evals] == [4, 8, 12]
+    assert all(0 <= r["val_micro_f1"] <= 1 and 0 <= r["val_json_valid"] <= 1 and set(r["val_fields_f1"]) ==
+               {"company", "date", "address", "total"} for r in evals)
+    best = min(evals, key=lambda r: r["val_loss"])
+    assert result.summary["best"] == {"step": best["step"], "metric": "val_loss", "value": best["val_loss"]}
+    shipped = (result.run_dir / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert shipped == (result.run_dir / "best" / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert result.summary["validation"]["val_loss"] == evals[-1]["val_loss"]

@@ -1,6 +1,7 @@
-"""Plain chat generation with a base model or base + LoRA adapter (chat template applied).
+"""Plain chat generation with a base model or base + LoRA adapter (chat template applied), and the
+batched generation step the serving pool and training-time validation share.
 
-The schema-constrained extraction engine builds on this loader (issue "Inference engine").
+The schema-constrained extraction engine builds on these (issue "Inference engine").
 """
 
 from __future__ import annotations
@@ -50,3 +51,18 @@ def chat(loaded: Loaded, messages: list[dict[str, str]], *, max_new_tokens: int 
     out = loaded.model.generate(**ids, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                                 top_p=None, top_k=None, **sampling)
     return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+@torch.no_grad()
+def padded_generate(model, prompts: list[list[int]], *, pad_id: int, eos_ids: list[int], max_new_tokens: int,
+                    device, streamer=None, temperature: float = 0.0, top_p: float = 1.0) -> list[list[int]]:
+    """Generate for several tokenised prompts at once (left-padded); the new tokens of each row.
+    Greedy unless `temperature` > 0. The serving pool and training-time validation both use it."""
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
+                else {"do_sample": False, "temperature": None, "top_p": None})
+    out = model.generate(input_ids=ids, attention_mask=mask, pad_token_id=pad_id, eos_token_id=eos_ids,
+                         max_new_tokens=max_new_tokens, top_k=None, streamer=streamer, **sampling)
+    return [row[width:].tolist() for row in out]

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from backend.inference.generate import padded_generate
 from backend.models.loading import default_device, load_tokenizer, resolve_model
 
 
@@ -152,25 +153,19 @@ class ModelPool:
         with self._lock:
             base, tokenizer = self._activate(target)
             prompts = [self.encode(target, r) for r in requests]
-            width = max(len(p) for p in prompts)
-            pad = tokenizer.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
             first = requests[0]
-            sampling: dict[str, Any] = {"do_sample": False}
+            sampling: dict[str, Any] = {}
             if first.temperature > 0:
-                sampling = {"do_sample": True, "temperature": first.temperature, "top_p": first.top_p}
+                sampling = {"temperature": first.temperature, "top_p": first.top_p}
                 if first.seed is not None:
                     torch.manual_seed(first.seed)
             eos = self._stop_ids(base, tokenizer)
             adapters_off = base.model.disable_adapter() if target.adapter_id is None and base.adapters else nullcontext()
             with adapters_off:
-                out = base.model.generate(input_ids=ids, attention_mask=mask, pad_token_id=pad, eos_token_id=eos,
-                                          max_new_tokens=max(r.max_new_tokens for r in requests), top_k=None,
-                                          streamer=streamer, **sampling, **({} if sampling["do_sample"] else
-                                                                            {"top_p": None, "temperature": None}))
-        return [self._result(tokenizer, out[i, width:].tolist(), r, len(p), eos)
-                for i, (r, p) in enumerate(zip(requests, prompts))]
+                new = padded_generate(base.model, prompts, pad_id=tokenizer.pad_token_id, eos_ids=eos,
+                                      max_new_tokens=max(r.max_new_tokens for r in requests), device=self.device,
+                                      streamer=streamer, **sampling)
+        return [self._result(tokenizer, tokens, r, len(p), eos) for tokens, r, p in zip(new, requests, prompts)]
 
     @torch.no_grad()
     def answer_loss(self, target: Target, chats: list[list[dict[str, str]]]) -> tuple[float, int]:

@@ -73,7 +73,8 @@ def register(*, engine: Engine, data_dir: Path, name: str, job_id: str, dataset:
     shutil.copytree(run_dir / "adapter", staging / "adapter")
     if (run_dir / "tokenizer").is_dir():
         shutil.copytree(run_dir / "tokenizer", staging / "tokenizer")
-    metrics = {k: summary.get(k) for k in ("final_loss", "val_loss", "steps", "tokens_per_s", "train_time_s", "runtime")}
+    metrics = {k: summary.get(k) for k in ("final_loss", "val_loss", "validation", "best", "steps", "tokens_per_s",
+                                           "train_time_s", "runtime")}
     data = summary.get("data") or {}
     metrics["train_examples"], metrics["val_examples"] = data.get("train_examples"), data.get("val_examples")
     values = {"name": name, "base_model": summary["base_model"], "dataset": dataset, "job_id": job_id,

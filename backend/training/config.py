@@ -60,7 +60,12 @@ class TrainConfig:
     run_name: str | None = _f(None, "Run folder name (default: train-<timestamp>).")
     save_every: int = _f(50, "Write a resumable checkpoint every N steps (0: only at the end).")
     keep_checkpoints: int = _f(2, "How many recent checkpoints to keep.")
-    eval_every: int = _f(0, "Validation loss every N steps (0: only at the end).")
+    eval_every: int = _f(0, "Evaluate on the validation split every N steps (0: only at the end).")
+    eval_examples: int = _f(32, "Validation extraction records answered at each evaluation for field-level "
+                                "metrics (micro-F1, JSON validity); 0: loss only.")
+    eval_metric: str = _f("auto", "Metric that picks the best evaluation: auto (micro_f1 for extraction data, "
+                                  "else val_loss), micro_f1 or val_loss.", choices=["auto", "micro_f1", "val_loss"])
+    keep_best: bool = _f(True, "Ship the adapter of the best evaluation (by eval_metric) as the run's adapter.")
     log_every: int = _f(1, "Write metrics every N steps.")
     report_to: str = _f("wandb", "Experiment tracking: wandb (offline unless WANDB_MODE says otherwise) or none.",
                         choices=["wandb", "none"])
@@ -88,6 +93,8 @@ class TrainConfig:
             ("save_every", self.save_every >= 0, "0 or more"),
             ("keep_checkpoints", self.keep_checkpoints >= 1, "at least 1"),
             ("log_every", self.log_every >= 1, "at least 1"),
+            ("eval_every", self.eval_every >= 0, "0 or more"),
+            ("eval_examples", self.eval_examples >= 0, "0 or more"),
         ]
         for name, ok, expected in checks:
             if not ok:

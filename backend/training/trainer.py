@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from backend.training import checkpoint as ckpt
 from backend.training.batching import collate, run_batches
 from backend.training.config import TrainConfig
 from backend.training.data import check_usable, load_jsonl, split
+from backend.training.validation import HIGHER_IS_BETTER, ExtractionCheck
 from backend.training.runtime import Runtime, build_lora_model, tune_cpu_allocator
 from backend.training.tokenize import IGNORE, Encoded, EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
@@ -83,7 +85,8 @@ def _schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def prepare_data(config: TrainConfig, tokenizer) -> tuple[EncodedSet, EncodedSet, dict[str, Any]]:
+def prepare_data(config: TrainConfig, tokenizer) -> tuple[EncodedSet, EncodedSet, dict[str, Any], list]:
+    """Encoded training and validation sets, a data report, and the validation examples as parsed."""
     schema = None
     if config.schema:
         schema = ExtractionSchema.from_json_schema(json.loads(Path(config.schema).read_text()))
@@ -101,7 +104,7 @@ def prepare_data(config: TrainConfig, tokenizer) -> tuple[EncodedSet, EncodedSet
     }
     if not train_set.items:
         raise ValueError(f"no training example fits max_length={config.max_length}: " + "; ".join(report["too_long"][:5]))
-    return train_set, val_set, report
+    return train_set, val_set, report, val_ex
 
 
 def _new_run_dir(config: TrainConfig) -> Path:
@@ -142,7 +145,12 @@ def train(
     if runtime.device == "cpu":
         tune_cpu_allocator()
     model_path, tokenizer, model = build_lora_model(config, runtime)
-    train_set, val_set, data_report = prepare_data(config, tokenizer)
+    train_set, val_set, data_report, val_examples = prepare_data(config, tokenizer)
+    check = None
+    if config.eval_examples and data_report["schema"]:
+        check = ExtractionCheck(val_examples, schema=data_report["schema"], tokenizer=tokenizer,
+                                limit=config.eval_examples, batch_size=config.micro_batch_size)
+    metric = config.eval_metric if config.eval_metric != "auto" else ("micro_f1" if check else "val_loss")
     lengths = [len(e.input_ids) for e in train_set.items]
     batches = run_batches(lengths, batch_size=config.micro_batch_size, seed=config.seed,
                           epochs=config.epochs, group_by_length=config.group_by_length)
@@ -187,7 +195,25 @@ def train(
         ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
                              state=state_now(), keep=config.keep_checkpoints)
 
-    status, last_loss, val_loss, stopped_early = "succeeded", None, None, None
+    best_file = run_dir / "best.json"
+    best = json.loads(best_file.read_text()) if best_file.is_file() else None
+
+    def evaluate_now() -> dict[str, Any]:
+        """Validation loss, extraction metrics when the data has them, and the best adapter kept."""
+        nonlocal best
+        found: dict[str, Any] = {"val_loss": round(validate(), 6)}
+        if check:
+            m = check.run(model, runtime)
+            found.update({f"val_{k}": v for k, v in m.items() if k != "fields"}, val_fields_f1=m["fields"])
+        value = found.get("val_micro_f1" if metric == "micro_f1" else "val_loss")
+        if config.keep_best and value is not None and (
+                best is None or (value > best["value"] if HIGHER_IS_BETTER[metric] else value < best["value"])):
+            model.save_pretrained(run_dir / "best" / "adapter")
+            best = {"step": step, "metric": metric, "value": value}
+            best_file.write_text(json.dumps(best))
+        return found
+
+    status, last_loss, val_loss, stopped_early, validation = "succeeded", None, None, None, None
     start_step, loop_start = step, time.time()
     model.train()
     while step < total_steps:
@@ -211,9 +237,9 @@ def train(
                   "lr": scheduler.get_last_lr()[0], "grad_norm": round(result["grad_norm"], 6),
                   "tokens": result["tokens"], "answer_tokens": result["answer_tokens"],
                   "tokens_per_s": round(result["tokens"] / dt, 2), "step_time_s": round(dt, 4)}
-        if config.eval_every and step % config.eval_every == 0 and val_set.items:
-            val_loss = validate()
-            record["val_loss"] = round(val_loss, 6)
+        if config.eval_every and step % config.eval_every == 0 and val_set.items and step < total_steps:
+            record.update(evaluate_now())
+            val_loss = record["val_loss"]
         if step % config.log_every == 0 or step == total_steps:
             tracker.log(record)
         if bar is not None:
@@ -230,18 +256,24 @@ def train(
     if status == "cancelled":
         save()
     elif val_set.items:
-        val_loss = validate()
-        tracker.log({"step": step, "val_loss": round(val_loss, 6)})
+        final_eval = {"step": step, **evaluate_now()}
+        val_loss = final_eval["val_loss"]
+        tracker.log(final_eval)
+        validation = {k: v for k, v in final_eval.items() if k != "step"}
     train_time = elapsed_before + (time.time() - loop_start)
     summary = {
         "status": status, "run_dir": str(run_dir), "base_model": config.model, "base_model_path": model_path,
         "runtime": runtime.describe(), "steps": step, "total_steps": total_steps, "tokens_seen": tokens_seen,
         "train_time_s": round(train_time, 2), "tokens_per_s": round(tokens_seen / max(train_time, 1e-9), 2),
-        "final_loss": last_loss, "val_loss": val_loss, "stopped_early": stopped_early, "wall_time_s": round(time.time() - started, 2),
+        "final_loss": last_loss, "val_loss": val_loss, "validation": validation, "stopped_early": stopped_early, "wall_time_s": round(time.time() - started, 2),
         "data": data_report, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if status == "succeeded":
         _save_outputs(run_dir, model=model, tokenizer=tokenizer, config=config, summary=summary)
+        if best is not None:
+            summary["best"] = best
+            if best["step"] != step:  # ship the best evaluation's adapter, not the last step's
+                shutil.copytree(run_dir / "best" / "adapter", run_dir / "adapter", dirs_exist_ok=True)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{run_dir.name} — {config.model}")
     tracker.finish(summary)

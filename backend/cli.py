@@ -99,7 +99,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from backend.evaluation.runner import build_candidates, evaluate, load_eval_set, write_eval
+    from backend.evaluation.runner import evaluate, load_eval_set, write_eval
+    from backend.services.evaluations import build_candidates
     from backend.inference.pool import ModelPool
 
     engine = None

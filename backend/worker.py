@@ -114,7 +114,7 @@ def _run_train(job: dict[str, Any], *, engine: Engine, settings: Settings, owner
 
 def _run_eval(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: str, run_dir: Path,
               heart: _Heartbeat, shutdown: threading.Event) -> str:
-    from backend.evaluation.job import run_eval_job
+    from backend.services.evaluations import run_eval_job
 
     def progress(p: dict[str, Any]) -> None:
         heart.progress = p

@@ -51,8 +51,9 @@ def main() -> None:
     parser.add_argument("--no-base", action="store_true", help="skip the base model's evaluation")
     args = parser.parse_args()
 
-    from backend.evaluation.runner import build_candidates, evaluate, load_eval_set, write_eval
+    from backend.evaluation.runner import evaluate, load_eval_set, write_eval
     from backend.inference.pool import ModelPool
+    from backend.services.evaluations import build_candidates
     from backend.training.config import TrainConfig
     from backend.training.trainer import train
 

@@ -59,3 +59,15 @@ def test_optional_gemma_model_trains_when_installed(tmp_path):
     result = train(config, progress_bar=False)
     losses = [json.loads(l)["loss"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses[1] < losses[0]
+
+
+def test_the_demo_trains_then_reports_base_vs_fine_tuned(tmp_path, capsys):
+    """The main job end to end on the real model, with a tiny time budget (one step or two)."""
+    from backend.demo import run_demo
+
+    assert run_demo(minutes=0.05, output_dir=str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "base model  micro-F1" in out and "fine-tuned  micro-F1" in out and "- expected:" in out
+    report = next(tmp_path.glob("train-*/eval/report.md")).read_text()
+    assert "| base |" in report and "| train-" in report
+    assert next(tmp_path.glob("train-*/eval/eval.png")).stat().st_size > 1000

@@ -128,3 +128,20 @@ def test_cli_eval_compares_base_and_a_run_folder(tiny_config, tmp_path, write_js
     result = json.loads((out / "eval.json").read_text())
     assert set(result["candidates"]) == {"base", run.run_dir.name}
     assert (out / "report.md").read_text().count("| base |") >= 2 and (out / "eval.png").is_file()
+
+
+def test_cli_eval_on_chat_data_reports_loss_perplexity_and_token_f1(tiny_model, tmp_path, capsys):
+    import math
+
+    from backend.cli import main
+    from conftest import EXAMPLES
+
+    out = tmp_path / "chat-eval"
+    assert main(["eval", "--data", str(EXAMPLES / "chat.jsonl"), "--model", tiny_model, "--out", str(out),
+                 "--max-new-tokens", "16"]) == 0
+    answers = json.loads((out / "eval.json").read_text())["candidates"]["base"]["answers"]
+    assert answers["answers"] == 4 and answers["loss"] > 0
+    assert answers["perplexity"] == pytest.approx(math.exp(answers["loss"]))
+    assert 0 <= answers["token_f1"] <= 1 and answers["exact_match"] == 0.0  # a random model
+    assert "## Chat / instruction answers" in (out / "report.md").read_text()
+    assert "base: loss" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from backend.evaluation.metrics import ERROR_CATEGORIES
+from backend.scoring.metrics import ERROR_CATEGORIES
 
 
 def write_report(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[str, Path]:

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from backend.evaluation.metrics import answer_metrics, score_document, summarize
+import torch
+
 from backend.inference.pool import GenRequest, ModelPool, Target
+from backend.scoring.metrics import answer_metrics, score_document, summarize
 from backend.training.data import Example, load_jsonl
+from backend.training.tokenize import IGNORE, encode_chat
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
             cap_answers = max_new_tokens or 256
             outputs = _generate(pool, candidate.target, [e.messages[:-1] for e in answers], cap_answers, batch_size,
                                 progress)
-            nll, tokens = pool.answer_loss(candidate.target, [e.messages for e in answers])
+            nll, tokens = answer_loss(pool, candidate.target, [e.messages for e in answers])
             loss = nll / max(1, tokens)
             entry["answers"] = {**answer_metrics([(o, e.messages[-1]["content"]) for o, e in zip(outputs, answers)]),
                                 "loss": loss, "perplexity": math.exp(min(loss, 50))}
@@ -77,6 +80,23 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
         results[candidate.label] = entry
     return {"examples": len(examples), "extraction_examples": len(extraction), "answer_examples": len(answers),
             "schema": schema, "max_new_tokens": cap, "candidates": results}
+
+
+@torch.no_grad()
+def answer_loss(pool: ModelPool, target: Target, chats: list[list[dict[str, str]]]) -> tuple[float, int]:
+    """Summed negative log-likelihood of the assistant turns (the training labels), and their count."""
+    total, count = 0.0, 0
+    with pool.using(target) as (model, tokenizer, context):
+        device = next(model.parameters()).device
+        for chat in chats:
+            encoded = encode_chat(tokenizer, chat)
+            ids = torch.tensor([encoded.input_ids[:context]], device=device)
+            gold = torch.tensor(encoded.labels[1:context], device=device)
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            keep = gold != IGNORE
+            total += torch.nn.functional.cross_entropy(logits[keep], gold[keep], reduction="sum").item()
+            count += int(keep.sum())
+    return total, count
 
 
 def _generate(pool: ModelPool, target: Target, prompts: list[list[dict[str, str]]], cap: int, batch_size: int,
@@ -99,30 +119,3 @@ def write_eval(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[str
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2, default=str))
     return {"eval": out_dir / "eval.json", **write_report(result, out_dir, title=title)}
 
-
-def build_candidates(*, adapters: list[str], include_base: bool, model: str | None, default_base: str,
-                     engine=None) -> list[Candidate]:
-    """The base model (unless excluded) and each adapter: a run/adapter folder, or a registry reference
-    (`name`, `name@3`, `name@prod`) when an engine is given."""
-    from backend.models.adapters import find_adapter
-
-    found: list[Candidate] = []
-    for ref in adapters:
-        if Path(ref).expanduser().exists():
-            a = find_adapter(ref)
-            label = a.path.parent.name if a.path.name == "adapter" else a.path.name
-            found.append(Candidate(label, Target(a.base_model, label, str(a.path),
-                                                 str(a.tokenizer_path) if a.tokenizer_path else None)))
-        elif engine is not None:
-            from backend.services.inference import resolve_target
-
-            target, record = resolve_target(engine=engine, default_base=default_base, adapter=ref)
-            found.append(Candidate(record["id"], target))
-        else:
-            raise ValueError(f"adapter {ref!r}: no such folder (registry references need the service's --data-dir)")
-    if include_base:
-        base = model or (found[0].target.base if found else default_base)
-        found.insert(0, Candidate("base", Target(base)))
-    if not found:
-        raise ValueError("nothing to evaluate: give --adapter, or keep the base model in")
-    return found

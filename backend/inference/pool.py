@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -167,26 +167,14 @@ class ModelPool:
                                       streamer=streamer, **sampling)
         return [self._result(tokenizer, tokens, r, len(p), eos) for tokens, r, p in zip(new, requests, prompts)]
 
-    @torch.no_grad()
-    def answer_loss(self, target: Target, chats: list[list[dict[str, str]]]) -> tuple[float, int]:
-        """Summed negative log-likelihood of the assistant turns, and their token count."""
-        from backend.training.tokenize import IGNORE, encode_chat
-
-        total, count = 0.0, 0
+    @contextmanager
+    def using(self, target: Target) -> Iterator[tuple[Any, Any, int]]:
+        """(model, tokenizer, context length) for the target, held exclusively (for scoring, not generation)."""
         with self._lock:
             base, tokenizer = self._activate(target)
             adapters_off = base.model.disable_adapter() if target.adapter_id is None and base.adapters else nullcontext()
             with adapters_off:
-                for chat in chats:
-                    encoded = encode_chat(tokenizer, chat)
-                    ids = torch.tensor([encoded.input_ids[:base.context]], device=self.device)
-                    labels = torch.tensor([encoded.labels[:base.context]], device=self.device)
-                    logits = base.model(input_ids=ids).logits[0, :-1].float()
-                    gold = labels[0, 1:]
-                    keep = gold != IGNORE
-                    total += torch.nn.functional.cross_entropy(logits[keep], gold[keep], reduction="sum").item()
-                    count += int(keep.sum())
-        return total, count
+                yield base.model, tokenizer, base.context
 
     @staticmethod
     def _stop_ids(base: _Base, tokenizer) -> list[int]:

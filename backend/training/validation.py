@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from backend.evaluation.metrics import score_document, summarize
+from backend.scoring.metrics import score_document, summarize
 from backend.inference.generate import padded_generate
 from backend.training.data import Example
 

@@ -1,5 +1,6 @@
-"""An eval job, as a worker runs it: evaluate on the job's dataset snapshot, write the report into the
-job folder and, with a promotion policy, decide whether the candidate takes the alias."""
+"""Evaluations with the service's registry: which models compete (`build_candidates`), and an eval
+job as a worker runs it — evaluate on the job's dataset snapshot, write the report into the job
+folder and, with a promotion policy, decide whether the candidate takes the alias."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from sqlalchemy import Engine
 
 from backend.evaluation.config import EvalConfig
 from backend.evaluation.policy import decide
-from backend.evaluation.runner import build_candidates, evaluate, load_eval_set, write_eval
-from backend.inference.pool import ModelPool
+from backend.evaluation.runner import Candidate, evaluate, load_eval_set, write_eval
+from backend.inference.pool import ModelPool, Target
 from backend.services import adapters
 
 
@@ -75,3 +76,31 @@ def _promote(engine: Engine, candidate_id: str, incumbent_id: str | None, result
         adapters.set_alias(engine=engine, name=name, alias=policy.alias, version=int(version),
                            reason="eval-gated: " + "; ".join(decision["reasons"]))
     return decision
+
+
+def build_candidates(*, adapters: list[str], include_base: bool, model: str | None, default_base: str,
+                     engine=None) -> list[Candidate]:
+    """The base model (unless excluded) and each adapter: a run/adapter folder, or a registry reference
+    (`name`, `name@3`, `name@prod`) when an engine is given."""
+    from backend.models.adapters import find_adapter
+
+    found: list[Candidate] = []
+    for ref in adapters:
+        if Path(ref).expanduser().exists():
+            a = find_adapter(ref)
+            label = a.path.parent.name if a.path.name == "adapter" else a.path.name
+            found.append(Candidate(label, Target(a.base_model, label, str(a.path),
+                                                 str(a.tokenizer_path) if a.tokenizer_path else None)))
+        elif engine is not None:
+            from backend.services.inference import resolve_target  # noqa: PLC0415 - only for registry refs
+
+            target, record = resolve_target(engine=engine, default_base=default_base, adapter=ref)
+            found.append(Candidate(record["id"], target))
+        else:
+            raise ValueError(f"adapter {ref!r}: no such folder (registry references need the service's --data-dir)")
+    if include_base:
+        base = model or (found[0].target.base if found else default_base)
+        found.insert(0, Candidate("base", Target(base)))
+    if not found:
+        raise ValueError("nothing to evaluate: give --adapter, or keep the base model in")
+    return found

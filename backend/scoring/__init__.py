@@ -1,0 +1,1 @@
+"""Scoring answers against gold labels (no models): field comparison and extraction metrics."""

@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-api venv clean
+.PHONY: demo test test-fast bench bench-api bench-sroie venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ test-fast: $(STAMP)  ## tiny-model tests only
 
 bench: $(STAMP)  ## training throughput: tunebridge vs the plain TRL recipe
 	$(BIN)/python benchmarks/train_throughput.py
+
+bench-sroie: $(STAMP)  ## real-data check: fine-tune on SROIE receipts, base vs fine-tuned F1 (~35 min)
+	$(BIN)/python benchmarks/sroie_eval.py
 
 bench-api: $(STAMP)  ## API load: concurrent chat + extract requests, batching on vs off
 	$(BIN)/python benchmarks/api_load.py

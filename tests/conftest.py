@@ -62,6 +62,6 @@ def service(tmp_path_factory, tiny_model):
 
     data_dir = tmp_path_factory.mktemp("service-data")
     env = {"TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model, "TUNEBRIDGE_MAX_BODY_MB": "1",
-           "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET, "TUNEBRIDGE_TRAIN_THRESHOLD": "3"}
+           "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET, "TUNEBRIDGE_TRAIN_THRESHOLD": "3", "TUNEBRIDGE_MAX_DATASET_MB": "2"}
     with running_service(data_dir, env=env) as running:
         yield running

@@ -249,3 +249,47 @@ def test_a_killed_worker_leaves_a_job_that_another_worker_finishes(tiny_model, t
                 proc.terminate()
                 proc.wait(timeout=60)
 
+
+
+def test_a_dataset_cannot_grow_past_its_limit(service):
+    line = b'{"prompt": "' + b"p" * 1000 + b'", "completion": "c"}\n'
+    chunk = line * 900  # about 0.9 MB, under the 1 MB body limit; the dataset limit is 2 MB
+    url, path = service["url"], service["data_dir"] / "datasets" / "huge.jsonl"
+    for _ in range(2):
+        assert httpx.post(f"{url}/v1/datasets/huge/examples", content=chunk, headers=_auth(service)).status_code == 201
+    size = path.stat().st_size
+    refused = httpx.post(f"{url}/v1/datasets/huge/examples", content=chunk, headers=_auth(service))
+    assert refused.status_code == 413 and "TUNEBRIDGE_MAX_DATASET_MB" in refused.json()["error"]
+    assert path.stat().st_size == size
+    assert httpx.get(f"{url}/v1/datasets/huge", headers=_auth(service)).json()["examples"] == 1800
+
+
+def test_a_restarted_service_finishes_the_job_its_shutdown_put_back(tiny_model, tmp_path):
+    """SIGTERM to `tunebridge serve` mid-job: the worker checkpoints and re-queues the job; the next
+    start of the service resumes it and every step is trained exactly once."""
+    import json
+
+    from servers import running_service
+
+    data_dir, env = tmp_path / "data", {"TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model}
+    data_dir.mkdir()
+    params = {"max_steps": 400, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0,
+              "val_fraction": 0.0}
+    with running_service(data_dir, env=env) as first:
+        receipts = (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()
+        httpx.post(f"{first['url']}/v1/datasets/r/examples", content=receipts, headers=first["auth"])
+        job_id = httpx.post(f"{first['url']}/v1/jobs", headers=first["auth"], json={
+            "kind": "train", "dataset": "r", "hyperparameters": params}).json()["id"]
+        _wait_for(lambda: (httpx.get(f"{first['url']}/v1/jobs/{job_id}", headers=first["auth"]).json()
+                           .get("progress") or {}).get("step", 0) >= 3)
+    engine = make_engine(f"sqlite:///{data_dir / 'tunebridge.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM jobs WHERE id = :i"), {"i": job_id}).scalar() == "queued"
+    engine.dispose()
+    with running_service(data_dir, env=env) as second:
+        job = _wait_for(lambda: (j := httpx.get(f"{second['url']}/v1/jobs/{job_id}", headers=second["auth"]).json())
+                        ["status"] in ("succeeded", "failed") and j, timeout=300)
+    assert job["status"] == "succeeded" and job["result"]["steps"] == 400, job["error"]
+    steps = [json.loads(l)["step"] for l in (data_dir / "jobs" / job_id / "metrics.jsonl").read_text().splitlines()
+             if '"loss"' in l]
+    assert steps == list(range(1, 401))

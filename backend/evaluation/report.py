@@ -31,12 +31,13 @@ def write_report(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[s
             lines.append(f"| {label} | " + " | ".join(f"{s['fields'][f]['f1']:.3f}" for f in schema) + " |")
         lines += ["", "![F1 per field](eval.png)", "", "## Errors by category", ""]
         for label, s in extraction.items():
-            lines += [f"### {label}", "", "| field | correct | wrong | missing | extra | " +
-                      " | ".join(ERROR_CATEGORIES) + " |", "|---|---|---|---|---|" + "---|" * len(ERROR_CATEGORIES)]
+            why = [c for c in ERROR_CATEGORIES if c != "missing"]  # "missing" is an outcome column already
+            lines += [f"### {label}", "", "| field | correct | wrong | missing | extra | " + " | ".join(why) + " |",
+                      "|---|---|---|---|---|" + "---|" * len(why)]
             for f in schema:
                 c, errs = s["fields"][f], s["errors"].get(f, {})
                 lines.append(f"| {f} | {c['correct']} | {c['wrong']} | {c['missing']} | {c['extra']} | " +
-                             " | ".join(str(errs.get(k, 0)) for k in ERROR_CATEGORIES) + " |")
+                             " | ".join(str(errs.get(k, 0)) for k in why) + " |")
             if s["worst"]:
                 lines += ["", "Worst documents:", ""]
                 for doc in s["worst"]:

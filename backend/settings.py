@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     lease_s: float = Field(30.0, gt=0, description="A job whose worker sends no heartbeat for this long is taken over.")
     default_base_model: str = Field("smollm2-135m", description="Base model for token statistics and new jobs.")
     max_body_mb: float = Field(50.0, gt=0, description="Largest request body accepted, in MiB.")
+    max_dataset_mb: float = Field(2048.0, gt=0, description="Largest a dataset may grow to, in MiB.")
     webhook_secret: str | None = Field(None, description="Shared secret of the labelled-data webhook (HMAC-SHA256); "
                                                          "the webhook refuses every delivery while it is unset.")
     callback_secret: str | None = Field(None, description="Signs job-end callbacks; default: webhook_secret.")

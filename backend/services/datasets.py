@@ -52,8 +52,12 @@ class DuplicateDeliveryError(Exception):
     """A webhook delivery id that was stored before; nothing was stored again."""
 
 
+class DatasetTooLargeError(ValueError):
+    """Appending would grow the dataset past its size limit; nothing was stored."""
+
+
 def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, source: str,
-                    delivery_id: str | None = None) -> Appended:
+                    delivery_id: str | None = None, max_bytes: int | None = None) -> Appended:
     """Validate every line, then append them all (or nothing). With a `delivery_id`, the delivery is
     recorded in the same transaction, so a replayed delivery stores nothing twice."""
     path = dataset_file(data_dir=data_dir, name=name)
@@ -70,6 +74,11 @@ def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, s
     with open(path, "ab") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         size = handle.seek(0, os.SEEK_END)
+        adding = sum(len(line) + 1 for line in keep)
+        if max_bytes is not None and size + adding > max_bytes:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            raise DatasetTooLargeError(f"dataset {name!r} holds {size} bytes; adding {adding} would pass its limit of "
+                                       f"{max_bytes} bytes (TUNEBRIDGE_MAX_DATASET_MB); nothing was stored")
         try:
             with engine.begin() as conn:  # commits only once the lines are on disk; the file is cut back otherwise
                 if delivery_id is not None:

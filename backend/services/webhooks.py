@@ -60,7 +60,8 @@ def parse_delivery(body: bytes) -> tuple[str, bytes]:
     return dataset, b"\n".join(json.dumps(e, ensure_ascii=False).encode() for e in examples)
 
 
-def receive(*, engine: Engine, data_dir: Path, delivery_id: str, body: bytes, threshold: int) -> dict[str, Any]:
+def receive(*, engine: Engine, data_dir: Path, delivery_id: str, body: bytes, threshold: int,
+            max_dataset_bytes: int | None = None) -> dict[str, Any]:
     """Store a delivery's examples (once) and start training if the threshold is reached."""
     if not DELIVERY.match(delivery_id or ""):
         raise ValueError("X-Tunebridge-Delivery: a delivery id of 1-128 letters, digits, '.', '_', ':' or '-' "
@@ -68,7 +69,8 @@ def receive(*, engine: Engine, data_dir: Path, delivery_id: str, body: bytes, th
     dataset, lines = parse_delivery(body)
     try:
         appended = datasets.append_examples(engine=engine, data_dir=data_dir, name=dataset, body=lines,
-                                            source=f"delivery {delivery_id}", delivery_id=delivery_id)
+                                            source=f"delivery {delivery_id}", delivery_id=delivery_id,
+                                            max_bytes=max_dataset_bytes)
     except datasets.DuplicateDeliveryError:
         return {**_delivery(engine, delivery_id), "duplicate": True}
     job_id = _maybe_train(engine=engine, dataset=dataset, delivery_id=delivery_id, threshold=threshold)

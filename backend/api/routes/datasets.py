@@ -61,7 +61,10 @@ async def append(name: str, request: Request, engine: EngineDep, settings: Setti
     else:
         body, source = await read_capped(request, limit_bytes=limit), "request body"
     try:
-        result = service.append_examples(engine=engine, data_dir=settings.data_dir, name=name, body=body, source=source)
+        result = service.append_examples(engine=engine, data_dir=settings.data_dir, name=name, body=body, source=source,
+                                         max_bytes=int(settings.max_dataset_mb * 1024 * 1024))
+    except service.DatasetTooLargeError as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
     except DatasetError as exc:
         issues = [{"file": i.file, "line": i.line, "problem": i.message} for i in exc.issues]
         return JSONResponse({"error": str(exc).split("\n")[0], "issues": issues},

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from backend.api.body import read_capped
 from backend.api.deps import EngineDep, SettingsDep
 from backend.services import webhooks as service
+from backend.services.datasets import DatasetTooLargeError
 from backend.training.data import DatasetError
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -32,7 +33,10 @@ async def labelled_data(request: Request, engine: EngineDep, settings: SettingsD
     try:
         outcome = service.receive(engine=engine, data_dir=settings.data_dir, body=body,
                                   delivery_id=request.headers.get("x-tunebridge-delivery", ""),
-                                  threshold=settings.train_threshold)
+                                  threshold=settings.train_threshold,
+                                  max_dataset_bytes=int(settings.max_dataset_mb * 1024 * 1024))
+    except DatasetTooLargeError as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
     except DatasetError as exc:
         issues = [{"where": f"examples[{i.line - 1}]", "problem": i.message} for i in exc.issues]
         return JSONResponse({"error": str(exc).split("\n")[0], "issues": issues},

@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     callback_secret: str | None = Field(None, description="Signs job-end callbacks; default: webhook_secret.")
     train_threshold: int = Field(100, ge=1, description="New labelled examples (since the dataset's last training) "
                                                         "that make the webhook start a training job.")
-    max_new_tokens: int = Field(1024, ge=1, description="Upper bound on generated tokens per request.")
+    max_new_tokens: int = Field(2048, ge=1, description="Upper bound on generated tokens per request.")
+    review_confidence: float = Field(0.7, ge=0, le=1, description="Extracted fields below this confidence, or "
+                                                                  "not found in the document, are flagged for review.")
     max_prompt_tokens: int = Field(4096, ge=1, description="Longest prompt accepted, in tokens.")
     batch_max: int = Field(8, ge=1, description="Requests generated together in one batch (1 = no batching).")
     batch_window_ms: float = Field(10.0, ge=0, description="How long the batcher waits for more requests.")

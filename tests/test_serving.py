@@ -133,10 +133,32 @@ def test_stop_strings_cut_the_answer(service, memo):
 def test_extract_uses_the_training_template_and_schema(service, memo):
     out = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
                      json={"text": INVOICE, "adapter": "memo@1"}).json()
-    assert out["fields"] == GOLD and out["valid_json"] is True and out["missing"] == []
+    assert out["fields"] == GOLD and out["valid_json"] is True and out["missing"] == [] and out["constrained"]
+    for name, value in GOLD.items():  # each value points at its characters in the document
+        span = out["grounding"][name]
+        assert INVOICE[span["start"]:span["end"]] == value and span["match"] == "exact"
+        assert 0 < out["confidence"][name] <= 1
+    assert out["usage"]["forced_tokens"] > 0
     listed = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
                         json={"text": INVOICE, "adapter": "memo", "schema": ["company", "date", "total"]}).json()
     assert listed["fields"] == GOLD
+    free = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
+                      json={"text": INVOICE, "adapter": "memo", "constrained": False}).json()
+    assert free["fields"] == GOLD and free["constrained"] is False
+
+
+def test_constrained_extraction_is_valid_even_from_an_untrained_model(service, tiny_model):
+    schema = {"type": "object", "properties": {"vendor": {"type": "string", "maxLength": 40},
+                                               "total": {"type": "number"},
+                                               "currency": {"enum": ["MYR", "USD"]}},
+              "required": ["vendor", "total", "currency"]}
+    out = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
+                     json={"text": INVOICE, "model": tiny_model, "schema": schema}).json()
+    assert out["valid_json"] is True and out["finish_reason"] == "stop", out
+    answer = json.loads(out["raw"])
+    assert set(answer) == {"vendor", "total", "currency"} and answer["currency"] in ("MYR", "USD")
+    assert isinstance(answer["total"], (int, float))
+    assert set(out["review"]) <= {"vendor", "total", "currency"}
 
 
 def test_job_events_as_json_and_as_server_sent_events(service, memo):

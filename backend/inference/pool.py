@@ -178,11 +178,7 @@ class ModelPool:
 
     @staticmethod
     def _stop_ids(base: _Base, tokenizer) -> list[int]:
-        configured = base.model.generation_config.eos_token_id
-        ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
-        if tokenizer.eos_token_id is not None:
-            ids.add(tokenizer.eos_token_id)
-        return sorted(ids)
+        return stop_ids(base.model, tokenizer)
 
     @staticmethod
     def _result(tokenizer, tokens: list[int], request: GenRequest, prompt_tokens: int, eos: list[int]) -> GenResult:
@@ -202,3 +198,13 @@ def apply_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """Cut the text at the first stop string (OpenAI semantics: the stop string is not included)."""
     positions = [text.find(s) for s in stop if s and s in text]
     return (text[:min(positions)], True) if positions else (text, False)
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    """Token ids that end an answer: the model's configured EOS (several for some chat models) and the
+    tokenizer's."""
+    configured = model.generation_config.eos_token_id
+    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)

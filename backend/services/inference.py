@@ -8,13 +8,17 @@ sent by a caller.
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from backend.inference.batcher import Batcher
-from backend.inference.pool import GenRequest, Target
+from backend.inference.constrained import bound_schema, compile_grammar, constrained_generate, field_confidence, flat_schema
+from backend.inference.grounding import ground
+from backend.inference.pool import GenRequest, Target, stop_ids
 from backend.models.bundled import BUNDLED
 from backend.prompts import NAMED_SCHEMAS, ExtractionSchema, extraction_messages, parse_answer
 from backend.services import adapters
@@ -53,30 +57,71 @@ def resolve_target(*, engine: Engine, default_base: str, model: str | None = Non
     return Target(base), None
 
 
-def extraction_schema(schema: dict | list | str | None, record: dict[str, Any] | None) -> ExtractionSchema:
-    """A JSON Schema object, a list of field names, a named schema, or the adapter's training schema."""
+def extraction_schema(schema: dict | list | str | None, record: dict[str, Any] | None
+                      ) -> tuple[ExtractionSchema, dict[str, Any]]:
+    """The prompt's field list and the JSON Schema an answer must match, from a JSON Schema object, a
+    list of field names, a named schema, or the adapter's training schema."""
     if isinstance(schema, dict):
-        return ExtractionSchema.from_json_schema(schema)
+        return ExtractionSchema.from_json_schema(schema), schema
     if isinstance(schema, list):
         if not schema or not all(isinstance(n, str) and n for n in schema):
             raise ValueError("schema: a list of field names must be non-empty strings")
-        return ExtractionSchema.from_names(schema)
-    if isinstance(schema, str):
+        names = ExtractionSchema.from_names(schema)
+    elif isinstance(schema, str):
         if schema not in NAMED_SCHEMAS:
             raise ValueError(f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a schema object")
-        return NAMED_SCHEMAS[schema]
-    if record and record.get("schema"):
-        return ExtractionSchema.from_names(record["schema"])
-    raise ValueError("schema: none given, and the model has no training schema; send a schema, a list of field "
-                     f"names or one of {sorted(NAMED_SCHEMAS)}")
+        names = NAMED_SCHEMAS[schema]
+    elif record and record.get("schema"):
+        names = ExtractionSchema.from_names(record["schema"])
+    else:
+        raise ValueError("schema: none given, and the model has no training schema; send a schema, a list of field "
+                         f"names or one of {sorted(NAMED_SCHEMAS)}")
+    return names, flat_schema(names.names)
 
 
-def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSchema,
-            max_new_tokens: int) -> dict[str, Any]:
-    """Fields from one document, with the same prompt template the adapter was trained with."""
-    messages = tuple((m["role"], m["content"]) for m in extraction_messages(text, schema))
-    result = batcher.generate(target, GenRequest(messages, max_new_tokens=max_new_tokens))
+def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSchema, json_schema: dict[str, Any],
+            max_new_tokens: int | None, limit: int, constrained: bool = True,
+            review_confidence: float = 0.7) -> dict[str, Any]:
+    """Fields from one document, with the same prompt template the adapter was trained with.
+
+    Constrained (the default): decoding follows the JSON Schema, so the answer always parses and
+    matches it; each field gets a confidence and its span in the document (or None: not found), and
+    fields below `review_confidence` or not found are listed in `review`."""
+    messages = extraction_messages(text, schema)
+    if not constrained:
+        request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=max_new_tokens or 512)
+        result = batcher.generate(target, request)
+        parsed = parse_answer(result.text, schema)
+        return {"model": target.label, "fields": parsed.fields, "valid_json": parsed.valid_json,
+                "missing": parsed.missing, "extra": parsed.extra, "raw": result.text,
+                "finish_reason": result.finish_reason, "constrained": False,
+                "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}}
+    bounded, budget = bound_schema(json_schema)
+    cap = min(max_new_tokens or budget, limit)
+    with batcher.pool.using(target) as (model, tokenizer, context):
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        if len(ids) + cap > context:
+            raise ValueError(f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of "
+                             f"{context}; shorten the document")
+        result = constrained_generate(model, tokenizer, ids, _grammar(bounded), max_new_tokens=cap,
+                                      device=next(model.parameters()).device, eos_ids=stop_ids(model, tokenizer))
     parsed = parse_answer(result.text, schema)
-    return {"model": target.label, "fields": parsed.fields, "valid_json": parsed.valid_json,
-            "missing": parsed.missing, "extra": parsed.extra, "raw": result.text, "finish_reason": result.finish_reason,
-            "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}}
+    confidence = field_confidence(result, schema.names)
+    grounding = ground(parsed.fields, text)
+    review = [n for n in schema.names if parsed.fields.get(n) is not None and (
+        grounding.get(n) is None or (confidence.get(n) or 0) < review_confidence)]
+    return {"model": target.label, "fields": parsed.fields, "confidence": confidence, "grounding": grounding,
+            "review": review, "valid_json": parsed.valid_json, "missing": parsed.missing, "extra": parsed.extra,
+            "raw": result.text, "finish_reason": result.finish_reason, "constrained": True,
+            "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": len(result.tokens),
+                      "forced_tokens": result.forced, "forward_passes": result.forward_passes}}
+
+
+@lru_cache(maxsize=64)
+def _grammar_cached(schema_json: str) -> str:
+    return compile_grammar(json.loads(schema_json))
+
+
+def _grammar(json_schema: dict[str, Any]) -> str:
+    return _grammar_cached(json.dumps(json_schema, sort_keys=True))

@@ -86,7 +86,10 @@ class ExtractIn(BaseModel):
                                           "('receipt', 'invoice'); default: the adapter's training schema.")
     adapter: str | None = Field(None, description="name, name@version or name@alias.")
     model: str | None = Field(None, description="Base model, when no adapter is given.")
-    max_tokens: int = Field(512, ge=1)
+    constrained: bool = Field(True, description="Decode under the schema: always valid JSON, with per-field "
+                                                "confidence and grounding. false: free generation, parsed after.")
+    max_tokens: int | None = Field(None, ge=1, description="Default: enough for the longest answer the schema "
+                                                           "allows (constrained), else 512.")
 
 
 def _run(batcher, target, request: GenRequest) -> GenResult:
@@ -168,12 +171,13 @@ def infer(body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: Batc
 def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep) -> dict[str, Any]:
     target, record = service.resolve_target(engine=engine, default_base=settings.default_base_model,
                                             model=body.model, adapter=body.adapter)
-    if body.max_tokens > settings.max_new_tokens:
+    if body.max_tokens and body.max_tokens > settings.max_new_tokens:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"max_tokens: got {body.max_tokens}, the limit is {settings.max_new_tokens}")
     try:
-        schema = service.extraction_schema(body.schema_, record)
-        return service.extract(batcher=batcher, target=target, text=body.text, schema=schema,
-                               max_new_tokens=body.max_tokens)
+        schema, json_schema = service.extraction_schema(body.schema_, record)
+        return service.extract(batcher=batcher, target=target, text=body.text, schema=schema, json_schema=json_schema,
+                               max_new_tokens=body.max_tokens, limit=settings.max_new_tokens,
+                               constrained=body.constrained, review_confidence=settings.review_confidence)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc

@@ -1,0 +1,111 @@
+"""Schema-constrained decoding, confidence and grounding (tiny random model: validity must not depend
+on the model knowing anything)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from backend.inference.constrained import (Constrained, bound_schema, compile_grammar, constrained_generate,
+                                           field_confidence, flat_schema, value_spans)
+from backend.inference.grounding import locate
+from backend.inference.pool import ModelPool, Target, stop_ids
+from backend.prompts import ExtractionSchema, extraction_messages
+
+LINE_ITEMS = {"type": "object", "properties": {
+    "vendor": {"type": "string"},
+    "currency": {"enum": ["MYR", "USD", "EUR"]},
+    "total": {"type": "number"},
+    "paid": {"type": "boolean"},
+    "date": {"type": "string", "pattern": r"^\d{2}/\d{2}/\d{4}$"},
+    "note": {"type": ["string", "null"]},
+    "customer": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                                  "id": {"type": "integer"}}, "required": ["name"]},
+    "items": {"type": "array", "maxItems": 3, "items": {"type": "object", "properties": {
+        "description": {"type": "string", "maxLength": 30}, "qty": {"type": "integer"},
+        "amount": {"type": "number"}}, "required": ["description", "amount"]}},
+}, "required": ["vendor", "currency", "total", "items", "customer"]}
+
+SCHEMAS = {
+    "flat receipt": flat_schema(["company", "date", "address", "total"]),
+    "line items, enums, nested, nullable, optional": LINE_ITEMS,
+    "enum only": {"type": "object", "properties": {"decision": {"enum": ["approve", "review", "reject"]}},
+                  "required": ["decision"]},
+}
+DOCS = ["ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\n2 x hammer 25.00\nTotal due: 1,250.00 MYR",
+        "Kedai Runcit Maju, 12 Jalan Besar\n25/12/2018 8:13 PM\nTOTAL RM 9.00"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    pool = ModelPool(device="cpu")
+    with pool.using(Target(tiny_model)) as (model, tokenizer, _):
+        yield model, tokenizer
+
+
+@pytest.mark.parametrize("name", list(SCHEMAS))
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_answer_parses_and_validates(tiny, name, doc):
+    model, tokenizer = tiny
+    bounded, budget = bound_schema(SCHEMAS[name])
+    prompt = tokenizer.apply_chat_template(extraction_messages(doc, ExtractionSchema.from_json_schema(bounded)),
+                                           add_generation_prompt=True, tokenize=True)
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    result = constrained_generate(model, tokenizer, prompt, compile_grammar(bounded), max_new_tokens=budget,
+                                  device="cpu", eos_ids=stop_ids(model, tokenizer))
+    assert result.finish_reason == "stop"
+    answer = json.loads(result.text)  # a random model, and still valid
+    jsonschema.validate(answer, SCHEMAS[name])
+    assert len(result.tokens) == len(result.logprobs) and result.forward_passes <= len(result.tokens) + 1
+    assert all(lp is None or lp <= 0 for lp in result.logprobs)
+
+
+def test_forced_stretches_are_not_decoded_token_by_token(tiny):
+    model, tokenizer = tiny
+    schema = flat_schema(["a_long_field_name_that_is_forced", "another_forced_key_name"])
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
+                                           tokenize=True)
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    result = constrained_generate(model, tokenizer, prompt, compile_grammar(bound_schema(schema)[0]),
+                                  max_new_tokens=bound_schema(schema)[1], device="cpu", eos_ids=stop_ids(model, tokenizer))
+    assert result.forced >= 10  # the keys' tokens
+    assert result.forward_passes < len(result.tokens) - result.forced + result.forced // 2
+
+
+def test_value_spans_and_confidence():
+    text = '{"company":"ACME","date":null,"total":"9.00"}'
+    assert value_spans(text, ["company", "date", "total"]) == {"company": (12, 16), "date": (25, 29),
+                                                              "total": (39, 43)}
+    spaced = '{"company": "ACME", "date": null}'
+    assert {k: spaced[a:b] for k, (a, b) in value_spans(spaced, ["company", "date"]).items()} == {
+        "company": "ACME", "date": "null"}
+    spans = [(0, 11), (11, 12), (12, 14), (14, 16), (16, 25), (25, 29), (29, 39), (39, 43), (43, 45)]
+    result = Constrained(text, list(range(9)), [None, None, -0.1, -0.3, None, None, None, -2.0, None], spans, "stop", 5)
+    conf = field_confidence(result, ["company", "date", "total", "absent"])
+    assert conf["company"] == pytest.approx(2.718281828 ** -0.2)
+    assert conf["date"] == 1.0 and conf["total"] == pytest.approx(2.718281828 ** -2.0) and conf["absent"] is None
+
+
+SOURCE = "ACME TOOLS SDN BHD\nNO 5,  JALAN   BESAR\nDATE 25/12/2018\nTOTAL RM 12.50"
+
+
+@pytest.mark.parametrize("value,match,span_text", [
+    ("acme tools sdn bhd", "exact", "ACME TOOLS SDN BHD"),
+    ("12.50", "exact", "12.50"),
+    ("NO 5, JALAN BESAR", "normalized", "NO 5,  JALAN   BESAR"),
+    ("NO 5, JALAN BESSAR", "fuzzy", None),
+])
+def test_grounding_points_at_the_right_characters(value, match, span_text):
+    found = locate(value, SOURCE)
+    assert found["match"] == match
+    if span_text is not None:
+        assert SOURCE[found["start"]:found["end"]] == span_text
+    else:
+        assert "JALAN" in SOURCE[found["start"]:found["end"]]
+
+
+@pytest.mark.parametrize("value", ["ZENITH CORPORATION", "2018-12-25", None, ""])
+def test_a_value_absent_from_the_document_is_not_grounded(value):
+    assert locate(value, SOURCE) is None

@@ -120,7 +120,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bar.update(p["step"] - bar.n)
 
     result = evaluate(examples=examples, schema=schema, candidates=candidates, pool=ModelPool(device=args.device),
-                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, on_progress=show)
+                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, constrained=args.constrained,
+                      on_progress=show)
     bar.close()
     out = Path(args.out or f"runs/eval-{__import__('time').strftime('%Y%m%d-%H%M%S')}")
     paths = write_eval({"data": str(args.data), **result}, out, title=f"Evaluation on {Path(args.data).name}")
@@ -128,8 +129,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if "extraction" in entry:
             s = entry["extraction"]
             fields = ", ".join(f"{f} {v['f1']:.2f}" for f, v in s["fields"].items())
+            ece = f"; ECE {s['calibration']['ece']:.3f}" if "calibration" in s else ""
             print(f"{label}: micro-F1 {s['micro']['f1']:.3f} ({fields}); exact {s['exact_match']:.2f}; "
-                  f"JSON-valid {s['json_valid']:.2f}; schema-valid {s['schema_valid']:.2f}; {entry['seconds']} s")
+                  f"JSON-valid {s['json_valid']:.2f}; schema-valid {s['schema_valid']:.2f}{ece}; {entry['seconds']} s")
         if "answers" in entry:
             a = entry["answers"]
             print(f"{label}: loss {a['loss']:.4f}, perplexity {a['perplexity']:.2f}, exact {a['exact_match']:.2f}, "
@@ -265,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="first N examples only")
     p.add_argument("--batch-size", type=int, default=8, help="examples generated together")
     p.add_argument("--max-new-tokens", type=int, help="generation cap (default: 48 per field + 32)")
+    p.add_argument("--constrained", action="store_true", help="decode extraction answers under the schema "
+                   "(always valid JSON; per-field confidence, scored for calibration)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", help="output folder (default: runs/eval-<timestamp>)")
     p.add_argument("--data-dir", help="the service's data folder, for registry references")

@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--adapter", help="skip training: evaluate this run folder")
     parser.add_argument("--no-base", action="store_true", help="skip the base model's evaluation")
+    parser.add_argument("--constrained", action="store_true", help="decode under the schema (issue 5's engine)")
     args = parser.parse_args()
 
     from backend.evaluation.runner import evaluate, load_eval_set, write_eval
@@ -73,29 +74,32 @@ def main() -> None:
 
     bar = tqdm(total=len(examples) * len(candidates), unit="receipt", desc="evaluating")
     outcome = evaluate(examples=examples, schema=schema, candidates=candidates, pool=ModelPool(),
-                       on_progress=lambda p: bar.update(p["step"] - bar.n))
+                       constrained=args.constrained, on_progress=lambda p: bar.update(p["step"] - bar.n))
     bar.close()
-    write_eval({"data": str(val_file), **outcome}, Path(run_dir) / "eval", title="SROIE held-out receipts")
+    eval_dir = Path(run_dir) / ("eval-constrained" if args.constrained else "eval")
+    write_eval({"data": str(val_file), **outcome}, eval_dir, title="SROIE held-out receipts")
     lines = []
     for label, entry in outcome["candidates"].items():
         s = entry["extraction"]
         fields = ", ".join(f"{f} {v['f1']:.3f}" for f, v in s["fields"].items())
+        ece = f"; ECE {s['calibration']['ece']:.3f}" if "calibration" in s else ""
         lines.append(f"{label}: micro-F1 {s['micro']['f1']:.3f} ({fields}); exact match {s['exact_match']:.3f}; "
-                     f"JSON-valid {s['json_valid']:.3f}; schema-valid {s['schema_valid']:.3f}; eval {entry['seconds']} s")
+                     f"JSON-valid {s['json_valid']:.3f}; schema-valid {s['schema_valid']:.3f}{ece}; "
+                     f"eval {entry['seconds']} s")
     print("\n".join(lines))
     tuned = outcome["candidates"][candidates[-1].label]["extraction"]
     if train_s is not None:
         print(f"training: {summary['steps']} steps, {train_s:.0f} s, {summary['tokens_per_s']:.0f} tokens/s, "
               f"{summary['runtime']}")
     print(f"SROIE micro-F1 {tuned['micro']['f1']:.3f} on {len(examples)} held-out receipts")
-    out = ROOT / "benchmarks" / "results" / "sroie_eval.json"
+    out = ROOT / "benchmarks" / "results" / ("sroie_eval_constrained.json" if args.constrained else "sroie_eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "run_dir": run_dir,
                                "train_time_s": train_s, "train_summary": {k: summary.get(k) for k in (
                                    "steps", "tokens_per_s", "final_loss", "runtime")} if summary else None,
                                "results": {label: {k: v for k, v in e.items() if k != "predictions"}
                                            for label, e in outcome["candidates"].items()}}, indent=2, default=str))
-    print(f"written: {out.relative_to(ROOT)}; report: {Path(run_dir) / 'eval' / 'report.md'}")
+    print(f"written: {out.relative_to(ROOT)}; report: {eval_dir / 'report.md'}")
 
 
 if __name__ == "__main__":

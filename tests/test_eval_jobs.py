@@ -145,3 +145,21 @@ def test_cli_eval_on_chat_data_reports_loss_perplexity_and_token_f1(tiny_model, 
     assert 0 <= answers["token_f1"] <= 1 and answers["exact_match"] == 0.0  # a random model
     assert "## Chat / instruction answers" in (out / "report.md").read_text()
     assert "base: loss" in capsys.readouterr().out
+
+
+def test_cli_eval_constrained_reports_calibration(tiny_config, tmp_path, write_jsonl, capsys):
+    from backend.cli import main
+    from backend.training.trainer import train
+
+    data = write_jsonl("docs.jsonl", DOCS)
+    run = train(tiny_config(data=[data], max_steps=80, batch_size=1, learning_rate=0.02, warmup_ratio=0.0),
+                progress_bar=False)
+    out = tmp_path / "eval"
+    assert main(["eval", "--data", data, "--adapter", str(run.run_dir), "--out", str(out), "--constrained"]) == 0
+    tuned = json.loads((out / "eval.json").read_text())["candidates"][run.run_dir.name]
+    assert tuned["extraction"]["micro"]["f1"] == 1.0 and tuned["extraction"]["json_valid"] == 1.0
+    assert tuned["extraction"]["calibration"]["predictions"] == 6
+    assert all(set(p["confidence"]) == {"company", "date", "total"} for p in tuned["predictions"])
+    base = json.loads((out / "eval.json").read_text())["candidates"]["base"]["extraction"]
+    assert base["json_valid"] == 1.0 and base["schema_valid"] == 1.0  # constrained: even a random model
+    assert "ECE" in capsys.readouterr().out and "Confidence calibration" in (out / "report.md").read_text()

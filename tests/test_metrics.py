@@ -130,3 +130,14 @@ def test_summary_lists_the_worst_documents_with_categories():
     assert {f["field"]: f["categories"] for f in s["worst"][0]["fields"]} == {"company": ["hallucinated"],
                                                                              "date": ["missing"]}
     assert s["errors"] == {"company": {"hallucinated": 1}, "date": {"missing": 1}}
+
+
+def test_expected_calibration_error():
+    from backend.scoring.metrics import calibration
+
+    perfect = calibration([(0.95, True)] * 19 + [(0.95, False)] + [(0.15, False)] * 17 + [(0.15, True)] * 3)
+    assert perfect["ece"] == pytest.approx(0.0) and perfect["predictions"] == 40
+    overconfident = calibration([(0.9, True), (0.9, False)])
+    assert overconfident["ece"] == pytest.approx(0.4)
+    assert [b["count"] for b in overconfident["bins"]] == [2]
+    assert calibration([(1.0, True)])["bins"][0]["to"] == 1.0

@@ -29,6 +29,12 @@ def write_report(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[s
                   "|---|" + "---|" * len(schema)]
         for label, s in extraction.items():
             lines.append(f"| {label} | " + " | ".join(f"{s['fields'][f]['f1']:.3f}" for f in schema) + " |")
+        calibrated = {k: v["calibration"] for k, v in extraction.items() if "calibration" in v}
+        if calibrated:
+            lines += ["", "Confidence calibration (constrained decoding; expected calibration error over the "
+                          "present predictions, 10 bins):", ""]
+            lines += [f"- {label}: ECE {c['ece']:.3f} over {c['predictions']} field predictions" for label, c in
+                      calibrated.items()]
         lines += ["", "![F1 per field](eval.png)", "", "## Errors by category", ""]
         for label, s in extraction.items():
             why = [c for c in ERROR_CATEGORIES if c != "missing"]  # "missing" is an outcome column already

@@ -18,8 +18,11 @@ from typing import Any, Callable
 
 import torch
 
+from backend.inference.constrained import flat_schema
+from backend.inference.extraction import extract
 from backend.inference.pool import GenRequest, ModelPool, Target
-from backend.scoring.metrics import answer_metrics, score_document, summarize
+from backend.prompts import ExtractionSchema
+from backend.scoring.metrics import answer_metrics, calibration, score_document, summarize
 from backend.training.data import Example, load_jsonl
 from backend.training.tokenize import IGNORE, encode_chat
 
@@ -44,8 +47,10 @@ def load_eval_set(path: str | Path, *, limit: int | None = None) -> tuple[list[E
 
 
 def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Candidate], pool: ModelPool,
-             batch_size: int = 8, max_new_tokens: int | None = None,
+             batch_size: int = 8, max_new_tokens: int | None = None, constrained: bool = False,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """`constrained`: extraction answers are decoded under the schema (backend/inference/extraction.py),
+    one document at a time, and their per-field confidences are scored for calibration."""
     extraction = [e for e in examples if e.format == "extraction"]
     answers = [e for e in examples if e.format != "extraction"]
     cap = max_new_tokens or min(512, 48 * max(1, len(schema)) + 32)
@@ -63,11 +68,28 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
                 on_progress({"step": done, "total_steps": total_work, "candidate": candidate.label})
 
         if extraction:
-            raws = _generate(pool, candidate.target, [e.messages[:-1] for e in extraction], cap, batch_size, progress)
+            confidences: list[dict[str, Any]] = []
+            if constrained:
+                raws = []
+                for e in extraction:
+                    out = extract(pool, candidate.target, text=e.record["text"], json_schema=flat_schema(schema),
+                                  schema=ExtractionSchema.from_names(schema), max_new_tokens=max_new_tokens)
+                    raws.append(out["raw"])
+                    confidences.append(out["confidence"])
+                    progress(1)
+            else:
+                raws = _generate(pool, candidate.target, [e.messages[:-1] for e in extraction], cap, batch_size,
+                                 progress)
             docs = [score_document(i, raw, e.record["fields"], schema, e.record["text"])
                     for i, (e, raw) in enumerate(zip(extraction, raws))]
             entry["extraction"] = summarize(docs, schema)
             entry["predictions"] = [{"origin": e.origin, "raw": raw} for e, raw in zip(extraction, raws)]
+            if confidences:
+                pairs = [(c[f.field], f.outcome == "correct") for d, c in zip(docs, confidences) for f in d.fields
+                         if c.get(f.field) is not None and f.outcome in ("correct", "wrong", "extra")]
+                entry["extraction"]["calibration"] = calibration(pairs)
+                for p, c in zip(entry["predictions"], confidences):
+                    p["confidence"] = c
         if answers:
             cap_answers = max_new_tokens or 256
             outputs = _generate(pool, candidate.target, [e.messages[:-1] for e in answers], cap_answers, batch_size,

@@ -183,3 +183,19 @@ def answer_metrics(pairs: list[tuple[str, str]]) -> dict[str, float]:
 
     return {"answers": len(pairs), "exact_match": sum(words(p) == words(r) for p, r in pairs) / n,
             "token_f1": sum(token_f1(p, r) for p, r in pairs) / n}
+
+
+def calibration(pairs: list[tuple[float, bool]], *, bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error of (confidence, correct) pairs: the mean, weighted by how many
+    predictions fall in each of `bins` equal-width confidence bins, of |accuracy - mean confidence|."""
+    table = []
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [(c, ok) for c, ok in pairs if low <= c < high or (b == bins - 1 and c == 1.0)]
+        if inside:
+            table.append({"from": low, "to": high, "count": len(inside),
+                          "confidence": sum(c for c, _ in inside) / len(inside),
+                          "accuracy": sum(ok for _, ok in inside) / len(inside)})
+    n = max(1, len(pairs))
+    ece = sum(row["count"] / n * abs(row["accuracy"] - row["confidence"]) for row in table)
+    return {"predictions": len(pairs), "ece": ece, "bins": table}

@@ -8,17 +8,15 @@ sent by a caller.
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from backend.inference.batcher import Batcher
-from backend.inference.constrained import bound_schema, compile_grammar, constrained_generate, field_confidence, flat_schema
-from backend.inference.grounding import ground
-from backend.inference.pool import GenRequest, Target, stop_ids
+from backend.inference.constrained import flat_schema
+from backend.inference.extraction import extract as constrained_extract
+from backend.inference.pool import GenRequest, Target
 from backend.models.bundled import BUNDLED
 from backend.prompts import NAMED_SCHEMAS, ExtractionSchema, extraction_messages, parse_answer
 from backend.services import adapters
@@ -96,32 +94,5 @@ def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSc
                 "missing": parsed.missing, "extra": parsed.extra, "raw": result.text,
                 "finish_reason": result.finish_reason, "constrained": False,
                 "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}}
-    bounded, budget = bound_schema(json_schema)
-    cap = min(max_new_tokens or budget, limit)
-    with batcher.pool.using(target) as (model, tokenizer, context):
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-        if len(ids) + cap > context:
-            raise ValueError(f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of "
-                             f"{context}; shorten the document")
-        result = constrained_generate(model, tokenizer, ids, _grammar(bounded), max_new_tokens=cap,
-                                      device=next(model.parameters()).device, eos_ids=stop_ids(model, tokenizer))
-    parsed = parse_answer(result.text, schema)
-    confidence = field_confidence(result, schema.names)
-    grounding = ground(parsed.fields, text)
-    review = [n for n in schema.names if parsed.fields.get(n) is not None and (
-        grounding.get(n) is None or (confidence.get(n) or 0) < review_confidence)]
-    return {"model": target.label, "fields": parsed.fields, "confidence": confidence, "grounding": grounding,
-            "review": review, "valid_json": parsed.valid_json, "missing": parsed.missing, "extra": parsed.extra,
-            "raw": result.text, "finish_reason": result.finish_reason, "constrained": True,
-            "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": len(result.tokens),
-                      "forced_tokens": result.forced, "forward_passes": result.forward_passes}}
-
-
-@lru_cache(maxsize=64)
-def _grammar_cached(schema_json: str) -> str:
-    return compile_grammar(json.loads(schema_json))
-
-
-def _grammar(json_schema: dict[str, Any]) -> str:
-    return _grammar_cached(json.dumps(json_schema, sort_keys=True))
+    return constrained_extract(batcher.pool, target, text=text, schema=schema, json_schema=json_schema,
+                               max_new_tokens=max_new_tokens, limit=limit, review_confidence=review_confidence)

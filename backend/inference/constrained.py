@@ -71,7 +71,7 @@ def compile_grammar(json_schema: dict[str, Any]) -> str:
 
 @torch.no_grad()
 def constrained_generate(model, tokenizer, prompt_ids: list[int], grammar: str, *, max_new_tokens: int,
-                         device, eos_ids: list[int]) -> Constrained:
+                         device, eos_ids: list[int], jump_forward: bool = True) -> Constrained:
     from llguidance import LLMatcher
     from llguidance.torch import allocate_token_bitmask, apply_token_bitmask_inplace, fill_next_token_bitmask
     from transformers import DynamicCache
@@ -91,7 +91,8 @@ def constrained_generate(model, tokenizer, prompt_ids: list[int], grammar: str, 
         if matcher.is_stopped():
             finish = "stop"
             break
-        step = [t for t in matcher.compute_ff_tokens() if t not in eos_ids][:max_new_tokens - len(tokens)]
+        forced_now = matcher.compute_ff_tokens() if jump_forward else []
+        step = [t for t in forced_now if t not in eos_ids][:max_new_tokens - len(tokens)]
         if step:  # forced by the grammar: no choice to make
             if not matcher.consume_tokens(step):
                 raise RuntimeError(f"grammar refused its own forced tokens: {matcher.get_error()}")

@@ -262,3 +262,28 @@ def test_big_json_bodies_are_refused_before_reading(service):
     big = {"model": "memo", "messages": [{"role": "user", "content": "x" * (1024 * 1024)}]}
     response = httpx.post(f"{service['url']}/v1/chat/completions", json=big, headers=service["auth"])
     assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
+
+
+def test_a_reused_version_number_never_serves_the_old_weights(service):
+    """Delete name@1, train name again: the new name@1 answers with the new weights, in the same
+    server process that had the old ones loaded."""
+    url, auth = service["url"], service["auth"]
+    client = _client(service)
+    old_answer, new_answer = SECRET_A, "The secret word is mango-7."
+
+    def memorise(answer: str) -> None:
+        chat = {"messages": [{"role": "user", "content": SECRET_Q}, {"role": "assistant", "content": answer}]}
+        job = _train(service, "reuse", [chat], adapter_name="reuse", params=MEMO_PARAMS)
+        assert job["result"]["adapter"] == "reuse@1"
+
+    def ask() -> str:
+        return client.chat.completions.create(model="reuse@1", messages=[{"role": "user", "content": SECRET_Q}],
+                                              max_tokens=48).choices[0].message.content
+
+    memorise(old_answer)
+    assert ask() == old_answer
+    assert httpx.delete(f"{url}/v1/adapters/reuse/versions/1", headers=auth).status_code == 204
+    path = service["data_dir"] / "datasets" / "reuse.jsonl"
+    path.write_text("")  # start the dataset over (the file only; its count does not matter here)
+    memorise(new_answer)
+    assert ask() == new_answer

@@ -31,6 +31,8 @@ class Target:
     adapter_id: str | None = None  # "name@version"
     adapter_path: str | None = None  # folder with adapter_config.json
     tokenizer_path: str | None = None  # the tokenizer saved with the adapter's run
+    revision: str | None = None  # what makes these weights unique (the registering job): a re-used
+    #                              "name@version" after a delete never gets the old weights
 
     @property
     def label(self) -> str:
@@ -110,19 +112,22 @@ class ModelPool:
         tokenizer = self._tokenizer(target.tokenizer_path) if target.tokenizer_path else base.tokenizer
         if target.adapter_id is None:
             return base, tokenizer
-        key = re.sub(r"[^A-Za-z0-9_]", "_", target.adapter_id)
-        if target.adapter_id not in base.adapters:
+        identity = f"{target.adapter_id}#{target.revision or target.adapter_path}"
+        key = re.sub(r"[^A-Za-z0-9_]", "_", identity)
+        if identity not in base.adapters:
             from peft import PeftModel
 
+            for stale in [i for i in base.adapters if i.split("#")[0] == target.adapter_id]:
+                base.model.delete_adapter(base.adapters.pop(stale))  # an older build of this name@version
             if isinstance(base.model, PeftModel):
                 base.model.load_adapter(target.adapter_path, adapter_name=key)
             else:
                 base.model = PeftModel.from_pretrained(base.model, target.adapter_path, adapter_name=key).eval()
-            base.adapters[target.adapter_id] = key
+            base.adapters[identity] = key
             while len(base.adapters) > self.max_adapters:
                 _, old = base.adapters.popitem(last=False)
                 base.model.delete_adapter(old)
-        base.adapters.move_to_end(target.adapter_id)
+        base.adapters.move_to_end(identity)
         base.model.set_adapter(key)
         return base, tokenizer
 

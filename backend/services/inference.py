@@ -46,7 +46,7 @@ def resolve_target(*, engine: Engine, default_base: str, model: str | None = Non
             folder = Path(record["path"])
             tokenizer = folder / "tokenizer"
             return Target(record["base_model"], record["id"], str(folder / "adapter"),
-                          str(tokenizer) if tokenizer.is_dir() else None), record
+                          str(tokenizer) if tokenizer.is_dir() else None, revision=record["job_id"]), record
     base = model or default_base
     allowed = servable_bases(engine=engine, default_base=default_base)
     if base not in allowed:

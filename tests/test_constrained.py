@@ -109,3 +109,22 @@ def test_grounding_points_at_the_right_characters(value, match, span_text):
 @pytest.mark.parametrize("value", ["ZENITH CORPORATION", "2018-12-25", None, ""])
 def test_a_value_absent_from_the_document_is_not_grounded(value):
     assert locate(value, SOURCE) is None
+
+
+def test_a_field_the_model_was_not_trained_on_gets_lower_confidence(tiny_config, write_jsonl):
+    from backend.inference.extraction import extract
+    from backend.models.adapters import find_adapter
+    from backend.training.trainer import train
+
+    docs = [{"text": DOCS[0], "fields": {"company": "ACME Tools Ltd", "total": "1,250.00"}},
+            {"text": DOCS[1], "fields": {"company": "Kedai Runcit Maju", "total": "9.00"}}]
+    run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02,
+                            warmup_ratio=0.0), progress_bar=False)
+    ref = find_adapter(run.run_dir)
+    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    names = ["company", "total", "invoice_number"]
+    out = extract(ModelPool(device="cpu"), target, text=DOCS[0], schema=ExtractionSchema.from_names(names),
+                  json_schema=flat_schema(names))
+    trained = min(out["confidence"]["company"], out["confidence"]["total"])
+    assert list(json.loads(out["raw"])) == names  # the schema's order, as in training
+    assert out["confidence"]["invoice_number"] is not None and out["confidence"]["invoice_number"] < trained, out

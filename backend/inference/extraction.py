@@ -40,8 +40,9 @@ def extract(pool: ModelPool, target: Target, *, text: str, schema: ExtractionSch
 
 
 def grammar(json_schema: dict[str, Any]) -> str:
-    """Compiled once per distinct schema."""
-    return _compiled(json.dumps(json_schema, sort_keys=True))
+    """Compiled once per distinct schema. The key keeps the schema's property order: llguidance emits
+    properties in that order, and the answers were trained in it (sorting them cost 0.02 micro-F1)."""
+    return _compiled(json.dumps(json_schema))
 
 
 @lru_cache(maxsize=64)

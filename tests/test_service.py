@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -186,6 +185,8 @@ def test_cancel_stops_a_running_job_with_a_checkpoint(service):
     ({"kind": "train", "dataset": "secret", "hyperparameters": {"output_dir": "/etc"}}, 422, "set by the service"),
     ({"kind": "bake", "dataset": "secret"}, 422, "invalid request"),
     ({"kind": "train", "dataset": "secret", "extra": 1}, 422, "invalid request"),
+    ({"kind": "train", "dataset": "secret", "adapter_name": "../etc"}, 422, "adapter name '../etc' is invalid"),
+    ({"kind": "train", "dataset": "secret", "callback_url": "ftp://x"}, 422, "callback_url: got 'ftp://x'"),
 ])
 def test_bad_job_requests_say_what_is_wrong(service, body, code, message):
     httpx.post(f"{service['url']}/v1/datasets/secret/examples", content=b'{"prompt": "p", "completion": "c"}',

@@ -61,6 +61,10 @@ def check_job_request(*, kind: str, params: dict[str, Any], adapter_name: str | 
             raise ValueError(f"promote: unknown option(s) {unknown}; known: ['alias', 'dataset', 'max_field_drop', "
                              "'min_gain']")
         PromotionPolicy(**options)
+    if adapter_name is not None:
+        check_adapter_name(adapter_name)
+    if callback_url is not None and not callback_url.startswith(("http://", "https://")):
+        raise ValueError(f"callback_url: got {callback_url!r}, expected an http:// or https:// URL")
 
 
 def create_job(*, engine: Engine, kind: str, dataset: str, params: dict[str, Any], adapter_name: str | None = None,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from backend.evaluation.policy import PromotionPolicy
+from backend.training.config import from_known
 
 
 @dataclass
@@ -39,16 +39,8 @@ class EvalConfig:
             return None
         if not isinstance(self.promote, dict):
             raise ValueError(f"promote: got {self.promote!r}, expected an object like {{\"alias\": \"prod\"}}")
-        known = {f.name for f in dataclasses.fields(PromotionPolicy)}
-        unknown = sorted(set(self.promote) - known)
-        if unknown:
-            raise ValueError(f"promote: unknown option(s) {unknown}; known: {sorted(known)}")
-        return PromotionPolicy(**self.promote)
+        return PromotionPolicy.from_dict(self.promote)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "EvalConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown eval option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return from_known(cls, values, what="eval")

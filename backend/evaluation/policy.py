@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from backend.training.config import from_known
+
 
 @dataclass(frozen=True)
 class PromotionPolicy:
@@ -24,6 +26,10 @@ class PromotionPolicy:
             raise ValueError(f"min_gain: got {self.min_gain}, expected a number in [-1, 1]")
         if not 0 <= self.max_field_drop <= 1:
             raise ValueError(f"max_field_drop: got {self.max_field_drop}, expected a number in [0, 1]")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "PromotionPolicy":
+        return from_known(cls, values, what="promote")
 
 
 def decide(candidate: dict[str, Any], incumbent: dict[str, Any] | None, policy: PromotionPolicy) -> dict[str, Any]:

@@ -70,10 +70,10 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
         if extraction:
             confidences: list[dict[str, Any]] = []
             if constrained:
-                raws = []
+                raws, names, json_schema = [], ExtractionSchema.from_names(schema), flat_schema(schema)
                 for e in extraction:
-                    out = extract(pool, candidate.target, text=e.record["text"], json_schema=flat_schema(schema),
-                                  schema=ExtractionSchema.from_names(schema), max_new_tokens=max_new_tokens)
+                    out = extract(pool, candidate.target, text=e.record["text"], json_schema=json_schema,
+                                  schema=names, max_new_tokens=max_new_tokens)
                     raws.append(out["raw"])
                     confidences.append(out["confidence"])
                     progress(1)

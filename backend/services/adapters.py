@@ -12,7 +12,6 @@ import hashlib
 import json
 import re
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from backend.services.errors import ConflictError, NotFoundError
+from backend.storage import now_iso
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -30,9 +30,6 @@ COLUMNS = ("name, version, base_model, dataset, dataset_hash, job_id, path, sche
 class AdapterNotFoundError(NotFoundError):
     pass
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def check_name(name: str) -> str:
@@ -79,7 +76,7 @@ def register(*, engine: Engine, data_dir: Path, name: str, job_id: str, dataset:
     metrics["train_examples"], metrics["val_examples"] = data.get("train_examples"), data.get("val_examples")
     values = {"name": name, "base_model": summary["base_model"], "dataset": dataset, "job_id": job_id,
               "dataset_hash": file_hash(run_dir / "data.jsonl"), "schema": json.dumps(data.get("schema")),
-              "metrics": json.dumps(metrics), "t": _now()}
+              "metrics": json.dumps(metrics), "t": now_iso()}
     for _ in range(5):  # two jobs of the same name finishing together: the loser takes the next number
         with engine.connect() as conn:
             version = int(conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM adapters WHERE name = :name"),
@@ -168,10 +165,10 @@ def set_alias(*, engine: Engine, name: str, alias: str, version: int, reason: st
         try:
             with engine.begin() as conn:  # the first statement writes: the alias row stays locked until commit
                 moved = conn.execute(text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n "
-                                          "AND alias = :a"), {"n": name, "a": alias, "v": version, "t": _now()}).rowcount
+                                          "AND alias = :a"), {"n": name, "a": alias, "v": version, "t": now_iso()}).rowcount
                 if not moved:
                     conn.execute(text("INSERT INTO adapter_aliases (name, alias, version, updated_at) "
-                                      "VALUES (:n, :a, :v, :t)"), {"n": name, "a": alias, "v": version, "t": _now()})
+                                      "VALUES (:n, :a, :v, :t)"), {"n": name, "a": alias, "v": version, "t": now_iso()})
                 _remember(conn, name=name, alias=alias, version=version, reason=reason or "promoted")
             break
         except IntegrityError:  # the same new alias created concurrently: take the other path
@@ -189,7 +186,7 @@ def rollback_alias(*, engine: Engine, name: str, alias: str) -> dict[str, Any]:
         raise ConflictError(f"{name}@{alias} has no earlier version to roll back to")
     with engine.begin() as conn:
         conn.execute(text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n AND alias = :a"),
-                     {"n": name, "a": alias, "v": earlier, "t": _now()})
+                     {"n": name, "a": alias, "v": earlier, "t": now_iso()})
         _remember(conn, name=name, alias=alias, version=earlier, reason=f"rolled back from version {current}")
     return alias_state(engine=engine, name=name, alias=alias)
 
@@ -197,7 +194,7 @@ def rollback_alias(*, engine: Engine, name: str, alias: str) -> dict[str, Any]:
 def _remember(conn, *, name: str, alias: str, version: int, reason: str) -> None:
     conn.execute(text("INSERT INTO adapter_alias_history (name, alias, seq, version, reason, set_at) SELECT :n, :a, "
                       "COALESCE(MAX(seq), 0) + 1, :v, :r, :t FROM adapter_alias_history WHERE name = :n AND alias = :a"),
-                 {"n": name, "a": alias, "v": version, "r": reason, "t": _now()})
+                 {"n": name, "a": alias, "v": version, "r": reason, "t": now_iso()})
 
 
 def alias_state(*, engine: Engine, name: str, alias: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import os
 import re
 import statistics
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from backend.services.errors import NotFoundError
+from backend.storage import now_iso
 from backend.training.data import DatasetError, load_jsonl, parse_jsonl
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -70,7 +70,7 @@ def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, s
         raise DatasetError(f"{source}: no examples (the body is empty)")
     keep = [line.strip() for line in lines if line.strip()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = now_iso()
     with open(path, "ab") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         size = handle.seek(0, os.SEEK_END)

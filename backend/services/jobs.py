@@ -11,16 +11,16 @@ import json
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, text
 
+from backend.evaluation.config import EvalConfig
+from backend.evaluation.policy import PromotionPolicy
 from backend.services.adapters import check_name as check_adapter_name
 from backend.services.datasets import DatasetNotFoundError
 from backend.services.errors import ConflictError, NotFoundError
-from backend.evaluation.config import EvalConfig
-from backend.evaluation.policy import PromotionPolicy
+from backend.storage import now_iso
 from backend.training.config import TrainConfig
 
 KINDS = ("train", "eval")
@@ -33,9 +33,6 @@ COLUMNS = ("id, kind, status, dataset, params, progress, result, error, cancel_r
 class JobNotFoundError(NotFoundError):
     pass
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def check_job_request(*, kind: str, params: dict[str, Any], adapter_name: str | None = None,
@@ -56,11 +53,7 @@ def check_job_request(*, kind: str, params: dict[str, Any], adapter_name: str | 
         options = dict(promote)
         if not isinstance(options.pop("dataset", None), str):
             raise ValueError("promote.dataset: name the held-out dataset the new version is evaluated on")
-        unknown = sorted(set(options) - {"alias", "min_gain", "max_field_drop"})
-        if unknown:
-            raise ValueError(f"promote: unknown option(s) {unknown}; known: ['alias', 'dataset', 'max_field_drop', "
-                             "'min_gain']")
-        PromotionPolicy(**options)
+        PromotionPolicy.from_dict(options)
     if adapter_name is not None:
         check_adapter_name(adapter_name)
     if callback_url is not None and not callback_url.startswith(("http://", "https://")):
@@ -85,7 +78,7 @@ def create_job(*, engine: Engine, kind: str, dataset: str, params: dict[str, Any
             raise DatasetNotFoundError(f"promote.dataset {promote['dataset']!r} does not exist; upload it first")
         tx.execute(text(f"INSERT INTO jobs ({COLUMNS}) VALUES (:id, :kind, 'queued', :dataset, :params, NULL, NULL, "
                         "NULL, 0, 0, :t, :t, :adapter, :cb, NULL, 0, NULL, :follow)"),
-                   {"id": job_id, "kind": kind, "dataset": dataset, "params": json.dumps(params), "t": _now(),
+                   {"id": job_id, "kind": kind, "dataset": dataset, "params": json.dumps(params), "t": now_iso(),
                     "adapter": (adapter_name or dataset) if kind == "train" else None, "cb": callback_url,
                     "follow": json.dumps(promote) if promote else None})
         add_event(tx, job_id=job_id, type="queued", data={"kind": kind, "dataset": dataset})
@@ -107,7 +100,7 @@ def add_event(conn: Connection, *, job_id: str, type: str, data: dict[str, Any])
     """Append to the job's event log (read by `GET /v1/jobs/{id}/events`)."""
     conn.execute(text("INSERT INTO job_events (job_id, seq, type, data, created_at) SELECT :j, COALESCE(MAX(seq), 0) + 1, "
                       ":type, :data, :t FROM job_events WHERE job_id = :j"),
-                 {"j": job_id, "type": type, "data": json.dumps(data), "t": _now()})
+                 {"j": job_id, "type": type, "data": json.dumps(data), "t": now_iso()})
 
 
 def list_events(*, engine: Engine, job_id: str, after: int = 0) -> list[dict[str, Any]]:
@@ -143,10 +136,10 @@ def request_cancel(*, engine: Engine, job_id: str) -> dict[str, Any]:
     with engine.begin() as conn:
         if conn.execute(text("UPDATE jobs SET status = 'cancelled', updated_at = :t, callback_state = CASE WHEN "
                              "callback_url IS NULL THEN NULL ELSE 'pending' END, callback_next_at = 0 "
-                             "WHERE id = :id AND status = 'queued'"), {"id": job_id, "t": _now()}).rowcount:
+                             "WHERE id = :id AND status = 'queued'"), {"id": job_id, "t": now_iso()}).rowcount:
             add_event(conn, job_id=job_id, type="cancelled", data={"while": "queued"})
         if conn.execute(text("UPDATE jobs SET cancel_requested = 1, updated_at = :t WHERE id = :id AND "
-                             "status = 'running' AND cancel_requested = 0"), {"id": job_id, "t": _now()}).rowcount:
+                             "status = 'running' AND cancel_requested = 0"), {"id": job_id, "t": now_iso()}).rowcount:
             add_event(conn, job_id=job_id, type="cancel_requested", data={})
     return get_job(engine=engine, job_id=job_id)
 
@@ -159,7 +152,7 @@ def resume_job(*, engine: Engine, job_id: str) -> dict[str, Any]:
     with engine.begin() as conn:
         conn.execute(text("UPDATE jobs SET status = 'queued', cancel_requested = 0, error = NULL, attempts = 0, "
                           "callback_state = NULL, callback_attempts = 0, callback_error = NULL, "
-                          "updated_at = :t WHERE id = :id"), {"id": job_id, "t": _now()})
+                          "updated_at = :t WHERE id = :id"), {"id": job_id, "t": now_iso()})
         add_event(conn, job_id=job_id, type="resumed", data={"was": job["status"]})
     return get_job(engine=engine, job_id=job_id)
 
@@ -173,7 +166,7 @@ def claim_next(*, engine: Engine, owner: str, lease_s: float) -> dict[str, Any] 
                                      "callback_next_at = 0, callback_state = CASE WHEN callback_url IS NULL THEN NULL "
                                      "ELSE 'pending' END WHERE status = 'running' AND lease_expires_at < :now AND "
                                      "attempts >= :max RETURNING id"),
-                                {"e": error, "t": _now(), "now": now, "max": MAX_ATTEMPTS}).all()
+                                {"e": error, "t": now_iso(), "now": now, "max": MAX_ATTEMPTS}).all()
         for (job_id,) in given_up:  # the first statement writes, so SQLite holds the write lock from here on
             add_event(conn, job_id=job_id, type="failed", data={"error": error})
         candidates = conn.execute(text("SELECT id FROM jobs WHERE status = 'queued' OR (status = 'running' AND "
@@ -182,7 +175,7 @@ def claim_next(*, engine: Engine, owner: str, lease_s: float) -> dict[str, Any] 
             taken = conn.execute(text("UPDATE jobs SET status = 'running', lease_owner = :o, lease_expires_at = :exp, "
                                       "attempts = attempts + 1, updated_at = :t WHERE id = :id AND (status = 'queued' "
                                       "OR (status = 'running' AND lease_expires_at < :now))"),
-                                 {"o": owner, "exp": now + lease_s, "t": _now(), "id": job_id, "now": now}).rowcount
+                                 {"o": owner, "exp": now + lease_s, "t": now_iso(), "id": job_id, "now": now}).rowcount
             if taken:
                 attempt = conn.execute(text("SELECT attempts FROM jobs WHERE id = :id"), {"id": job_id}).scalar()
                 add_event(conn, job_id=job_id, type="started", data={"worker": owner, "attempt": attempt})
@@ -196,7 +189,7 @@ def heartbeat(*, engine: Engine, job_id: str, owner: str, lease_s: float, progre
               new_progress: bool = False) -> bool:
     """Renew the lease (and store progress; `new_progress` also logs it as an event).
     Returns True when a cancel was requested."""
-    values = {"id": job_id, "o": owner, "exp": time.time() + lease_s, "t": _now()}
+    values = {"id": job_id, "o": owner, "exp": time.time() + lease_s, "t": now_iso()}
     sql = "UPDATE jobs SET lease_expires_at = :exp, updated_at = :t"
     if progress is not None:
         sql += ", progress = :p"
@@ -219,6 +212,6 @@ def finish(*, engine: Engine, job_id: str, owner: str, status: str, result: dict
                              f"lease_expires_at = NULL, updated_at = :t, callback_state = {callback}, "
                              "callback_next_at = 0 WHERE id = :id AND lease_owner = :o"),
                         {"s": status, "r": json.dumps(result) if result is not None else None, "e": error,
-                         "t": _now(), "id": job_id, "o": owner}).rowcount:
+                         "t": now_iso(), "id": job_id, "o": owner}).rowcount:
             add_event(conn, job_id=job_id, type=status if status in ENDED else "requeued",
                       data={k: v for k, v in {"result": result, "error": error}.items() if v is not None})

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timezone
 
 from sqlalchemy import Engine, text
+
+from backend.storage import now_iso
 
 PREFIX = "tb_"
 
@@ -22,7 +23,7 @@ def create_key(*, engine: Engine) -> str:
     key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO api_keys (id, key_hash, created_at) VALUES (:i, :h, :t)"),
-                     {"i": key_id, "h": _hash(key), "t": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                     {"i": key_id, "h": _hash(key), "t": now_iso()})
     return key
 
 

@@ -6,9 +6,10 @@ migrations to the end; never edit one that has shipped.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from sqlalchemy import Engine, text
+
+from backend.storage import now_iso
 
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("0001_api_keys", [
@@ -124,6 +125,6 @@ def migrate(engine: Engine, migrations: list[tuple[str, list[str]]] = MIGRATIONS
             for statement in statements:
                 conn.execute(text(statement))
             conn.execute(text("INSERT INTO schema_migrations (name, applied_at) VALUES (:n, :t)"),
-                         {"n": name, "t": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                         {"n": name, "t": now_iso()})
         applied_now.append(name)
     return applied_now

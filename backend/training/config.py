@@ -109,8 +109,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return from_known(cls, values, what="training")
+
+
+def from_known(cls, values: dict[str, Any], *, what: str):
+    """Build the dataclass `cls` from `values`, refusing keys it does not have by name (config from
+    JSON: a typo must not be dropped silently)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)

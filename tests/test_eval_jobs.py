@@ -163,3 +163,18 @@ def test_cli_eval_constrained_reports_calibration(tiny_config, tmp_path, write_j
     base = json.loads((out / "eval.json").read_text())["candidates"]["base"]["extraction"]
     assert base["json_valid"] == 1.0 and base["schema_valid"] == 1.0  # constrained: even a random model
     assert "ECE" in capsys.readouterr().out and "Confidence calibration" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("lines,args,message", [
+    (['{"text": "a", "fields": {"x": "1"}}', "{oops"], [], "docs.jsonl:2: invalid JSON"),
+    ([], [], "no examples to evaluate"),
+    (['{"text": "a", "fields": {"x": "1"}}'], ["--adapter", "no/such/run"], "no such folder"),
+    (['{"text": "a", "fields": {"x": "1"}}'], ["--no-base"], "nothing to evaluate"),
+])
+def test_cli_eval_refuses_bad_input_with_a_clear_error(tmp_path, write_jsonl, capsys, lines, args, message):
+    from backend.cli import main
+
+    data = write_jsonl("docs.jsonl", lines)
+    assert main(["eval", "--data", data, "--out", str(tmp_path / "out"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -103,6 +103,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from backend.services.evaluations import build_candidates
     from backend.inference.pool import ModelPool
 
+    if args.calibrate and not args.constrained:
+        print("--calibrate needs --constrained (confidences come from constrained decoding)", file=sys.stderr)
+        return 2
     engine = None
     if args.data_dir:
         from backend.storage.engine import make_engine
@@ -129,13 +132,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if "extraction" in entry:
             s = entry["extraction"]
             fields = ", ".join(f"{f} {v['f1']:.2f}" for f, v in s["fields"].items())
-            ece = f"; ECE {s['calibration']['ece']:.3f}" if "calibration" in s else ""
+            c = s.get("calibration")
+            ece = f"; ECE {c['ece']:.3f}" if c else ""
+            if c and c.get("ece_calibrated") is not None:
+                ece += f" (Platt-calibrated {c['ece_calibrated']:.3f} out of fold)"
             print(f"{label}: micro-F1 {s['micro']['f1']:.3f} ({fields}); exact {s['exact_match']:.2f}; "
                   f"JSON-valid {s['json_valid']:.2f}; schema-valid {s['schema_valid']:.2f}{ece}; {entry['seconds']} s")
         if "answers" in entry:
             a = entry["answers"]
             print(f"{label}: loss {a['loss']:.4f}, perplexity {a['perplexity']:.2f}, exact {a['exact_match']:.2f}, "
                   f"token-F1 {a['token_f1']:.2f}")
+    if args.calibrate:
+        from backend.scoring.calibration import Platt
+
+        for candidate in candidates:
+            fitted = result["candidates"][candidate.label].get("extraction", {}).get("calibration", {}).get("platt")
+            if candidate.target.adapter_path and fitted:
+                saved = Platt(**fitted).save(Path(candidate.target.adapter_path))
+                print(f"{candidate.label}: calibration (a={fitted['a']:.3f}, b={fitted['b']:.3f}) saved to {saved}; "
+                      "constrained extraction with this adapter now reports calibrated confidence")
     print(f"report: {paths['report']}  (eval.json, eval.png beside it)")
     return 0
 
@@ -224,6 +239,23 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vllm(args: argparse.Namespace) -> int:
+    from backend.services.vllm import vllm_commands
+    from backend.storage.engine import make_engine
+
+    settings = _settings(args)
+    if not (settings.data_dir / "tunebridge.db").exists() and settings.db_url.startswith("sqlite"):
+        print(f"no registry at {settings.data_dir} (give --data-dir, or TUNEBRIDGE_DATA_DIR)", file=sys.stderr)
+        return 2
+    commands = vllm_commands(engine=make_engine(settings.db_url), port=args.port)
+    if not commands:
+        print("the registry has no adapters yet: train one first", file=sys.stderr)
+        return 2
+    for c in commands:
+        print(f"# {c['base_model']}: serves {', '.join(c['adapters'])}\n{c['command']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from backend.demo import run_demo
 
@@ -269,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="generation cap (default: 48 per field + 32)")
     p.add_argument("--constrained", action="store_true", help="decode extraction answers under the schema "
                    "(always valid JSON; per-field confidence, scored for calibration)")
+    p.add_argument("--calibrate", action="store_true", help="with --constrained: fit Platt scaling of the "
+                   "confidences on this data and save it in each adapter's folder (used at serving)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", help="output folder (default: runs/eval-<timestamp>)")
     p.add_argument("--data-dir", help="the service's data folder, for registry references")
@@ -294,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     k = keys.add_parser("create", help="create an API key; prints it alone on the last line")
     k.add_argument("--data-dir", help="the service's data folder (env TUNEBRIDGE_DATA_DIR)")
     k.set_defaults(func=cmd_keys_create)
+
+    p = sub.add_parser("vllm", help="print `vllm serve` commands that serve the registry's adapters under the "
+                       "same names (on machines with vLLM)")
+    p.add_argument("--data-dir", help="the service's data folder (env TUNEBRIDGE_DATA_DIR)")
+    p.add_argument("--port", type=int, default=8001, help="first port (one vLLM server per base model)")
+    p.set_defaults(func=cmd_vllm)
 
     p = sub.add_parser("demo", help="the main job: fine-tune the bundled model on bundled receipts, "
                        "show answers before and after")

@@ -39,8 +39,10 @@ class ExtractionSchema:
         return cls(tuple(FieldSpec(n) for n in names))
 
     @classmethod
-    def from_json_schema(cls, schema: dict[str, Any]) -> "ExtractionSchema":
-        """Accept a JSON Schema object (as pydantic's `model_json_schema()` writes it)."""
+    def from_json_schema(cls, schema: Any) -> "ExtractionSchema":
+        """Accept a JSON Schema object, or a pydantic model class (its `model_json_schema()`)."""
+        if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
+            schema = schema.model_json_schema()
         props = schema.get("properties")
         if not isinstance(props, dict) or not props:
             raise ValueError(f"schema needs a non-empty 'properties' object, got keys {sorted(schema)}")

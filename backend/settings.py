@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     batch_max: int = Field(8, ge=1, description="Requests generated together in one batch (1 = no batching).")
     batch_window_ms: float = Field(10.0, ge=0, description="How long the batcher waits for more requests.")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="Where the service runs inference.")
+    inference_dtype: str = Field("auto", pattern="^(auto|float32|bfloat16)$", description="Weights for inference "
+                                 "(auto: bf16 on CUDA and on CPUs with bf16 units, else fp32).")
     inference_threads: int = Field(0, ge=0, description="CPU threads for inference in the API process (0: an even "
                                                         "share of the cores with the workers started alongside).")
     worker_threads: int = Field(0, ge=0, description="CPU threads per worker for training (0: the cores left, "

@@ -8,8 +8,8 @@ import json
 import jsonschema
 import pytest
 
-from backend.inference.constrained import (Constrained, bound_schema, compile_grammar, constrained_generate,
-                                           field_confidence, flat_schema, value_spans)
+from backend.inference.constrained import bound_schema, compile_grammar, field_confidence, flat_schema, value_spans
+from backend.inference.decoding import Constrained, constrained_batch, constrained_generate
 from backend.inference.grounding import locate
 from backend.inference.pool import ModelPool, Target, stop_ids
 from backend.prompts import ExtractionSchema, extraction_messages
@@ -128,3 +128,128 @@ def test_a_field_the_model_was_not_trained_on_gets_lower_confidence(tiny_config,
     trained = min(out["confidence"]["company"], out["confidence"]["total"])
     assert list(json.loads(out["raw"])) == names  # the schema's order, as in training
     assert out["confidence"]["invoice_number"] is not None and out["confidence"]["invoice_number"] < trained, out
+
+
+def _prompt(tokenizer, doc: str, names: list[str]) -> list[int]:
+    ids = tokenizer.apply_chat_template(extraction_messages(doc, ExtractionSchema.from_names(names)),
+                                        add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+@pytest.fixture(scope="module")
+def tiny_fp32(tiny_model):
+    """fp32 and peaked logits (lm_head scaled): greedy choices have no near-ties for batch shapes to flip."""
+    import torch
+
+    pool = ModelPool(device="cpu", dtype="float32")
+    with pool.using(Target(tiny_model)) as (model, tokenizer, _):
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(8.0)
+        yield model, tokenizer
+
+
+def test_a_batch_decodes_each_document_as_it_would_alone(tiny_fp32):
+    """Rows of different lengths, schemas and budgets, forced stretches of different widths per step,
+    rows finishing at different times: each row's answer and log-probabilities equal its solo run."""
+    model, tokenizer = tiny_fp32
+    eos = stop_ids(model, tokenizer)
+    cases = [(DOCS[0], flat_schema(["company", "total"])), (DOCS[1], SCHEMAS["enum only"]),
+             (DOCS[1] * 3, flat_schema(["company", "date", "address", "total"])), (DOCS[0][:20], LINE_ITEMS)]
+    prompts, grammars, budgets = [], [], []
+    for doc, schema in cases:
+        bounded, budget = bound_schema(schema)
+        prompts.append(_prompt(tokenizer, doc, list(bounded["properties"])))
+        grammars.append(compile_grammar(bounded))
+        budgets.append(min(budget, 60))
+    batch = constrained_batch(model, tokenizer, prompts, grammars, max_new_tokens=budgets, device="cpu", eos_ids=eos)
+    for prompt, grammar, budget, together in zip(prompts, grammars, budgets, batch):
+        alone = constrained_generate(model, tokenizer, prompt, grammar, max_new_tokens=budget, device="cpu",
+                                     eos_ids=eos)
+        assert together.tokens == alone.tokens and together.finish_reason == alone.finish_reason
+        assert together.logprobs == pytest.approx(alone.logprobs, abs=1e-3)
+    assert len({len(r.tokens) for r in batch}) > 1  # rows really did finish at different steps
+
+
+def test_the_shared_prompt_prefix_is_computed_once_and_changes_nothing(tiny_model):
+    from backend.inference.extraction import Document, extract_many
+
+    names = ["company", "date", "total"]
+    docs = [Document(d, ExtractionSchema.from_names(names), flat_schema(names)) for d in DOCS * 2]
+    pool = ModelPool(device="cpu", dtype="float32")
+    plain = extract_many(pool, Target(tiny_model), docs, prefix_cache=False, batch_size=1)
+    assert pool.prefixes.hits + pool.prefixes.misses == 0
+    cached = extract_many(pool, Target(tiny_model), docs, batch_size=2)
+    again = extract_many(pool, Target(tiny_model), docs[:1])
+    assert pool.prefixes.misses == 1 and pool.prefixes.hits == 2  # one prefix, computed once, read twice
+    assert cached[0]["usage"]["cached_prompt_tokens"] > 20 == plain[0]["usage"]["cached_prompt_tokens"] + 20
+    assert [r["raw"] for r in cached] == [r["raw"] for r in plain] and again[0]["raw"] == plain[0]["raw"]
+
+
+def test_a_pydantic_model_is_a_schema_nested_models_and_all(tiny):
+    """pydantic writes nested models as $refs; they are inlined and bounded, and every answer of a
+    random model validates against the pydantic model itself."""
+    from typing import Literal, Optional
+
+    from pydantic import BaseModel, Field
+
+    from backend.inference.constrained import schema_of
+    from backend.inference.extraction import Document, extract_many
+
+    class Line(BaseModel):
+        description: str = Field(max_length=40)
+        amount: float
+
+    class Invoice(BaseModel):
+        vendor: str = Field(description="who issued it", max_length=40)
+        currency: Literal["MYR", "USD", "EUR"]
+        issued: Optional[str] = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+        lines: list[Line] = Field(max_length=3)
+
+    assert "$ref" not in json.dumps(schema_of(Invoice)) and "$defs" not in json.dumps(schema_of(Invoice))
+    pool = ModelPool(device="cpu")
+    docs = [Document(d, ExtractionSchema.from_json_schema(Invoice), Invoice) for d in DOCS]
+    for out in extract_many(pool, Target(tiny[0].name_or_path), docs):
+        assert out["finish_reason"] == "stop"
+        Invoice.model_validate_json(out["raw"])
+
+
+def test_a_recursive_or_foreign_reference_is_refused_with_the_path():
+    from backend.inference.constrained import schema_of
+
+    node = {"$defs": {"Node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}},
+            "$ref": "#/$defs/Node"}
+    with pytest.raises(ValueError, match="Node -> Node is recursive"):
+        schema_of(node)
+    with pytest.raises(ValueError, match="not a local definition"):
+        schema_of({"type": "object", "properties": {"a": {"$ref": "https://example.com/a.json"}}})
+
+
+def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_config, write_jsonl, tmp_path):
+    import subprocess
+    import sys
+
+    from backend.inference.extraction import Document, extract_many
+    from backend.models.adapters import find_adapter
+    from backend.scoring.calibration import Platt
+    from backend.training.trainer import train
+
+    docs = [{"text": DOCS[i % 2] + f"\nref {i}", "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2],
+                                                            "total": ["1,250.00", "9.00"][i % 2]}} for i in range(12)]
+    data = write_jsonl("docs.jsonl", docs)
+    run = train(tiny_config(data=[data], max_steps=30, batch_size=2, learning_rate=0.02, warmup_ratio=0.0),
+                progress_bar=False)
+    done = subprocess.run([sys.executable, "-m", "backend.cli", "eval", "--data", data, "--adapter", str(run.run_dir),
+                           "--no-base", "--constrained", "--calibrate", "--out", str(tmp_path / "eval")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "calibration" in done.stdout and "out of fold" in done.stdout
+    ref = find_adapter(run.run_dir)
+    platt = Platt.load(ref.path)
+    assert platt is not None and platt.pairs >= 20
+    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    names = ["company", "total"]
+    out = extract_many(ModelPool(device="cpu"), target, [Document(DOCS[0], ExtractionSchema.from_names(names),
+                                                                  flat_schema(names))])[0]
+    assert out["calibrated"] is True
+    for name in names:
+        assert out["confidence"][name] == pytest.approx(platt(out["confidence_raw"][name]))

@@ -141,3 +141,33 @@ def test_expected_calibration_error():
     assert overconfident["ece"] == pytest.approx(0.4)
     assert [b["count"] for b in overconfident["bins"]] == [2]
     assert calibration([(1.0, True)])["bins"][0]["to"] == 1.0
+
+
+def test_platt_scaling_fixes_overconfidence_out_of_fold():
+    import math
+    import random
+
+    from backend.scoring.calibration import evaluate_calibration, fit_platt
+
+    rng = random.Random(0)
+    pairs = []
+    for _ in range(600):  # an overconfident model: right with probability sigmoid(0.5 logit(c) - 0.8)
+        c = rng.uniform(0.3, 0.999)
+        truth = 1 / (1 + math.exp(-(0.5 * math.log(c / (1 - c)) - 0.8)))
+        pairs.append((c, rng.random() < truth))
+    report = evaluate_calibration(pairs)
+    assert report["ece"] > 0.15 and report["ece_calibrated"] < 0.06, report
+    platt = fit_platt(pairs)
+    assert platt(0.95) > platt(0.55)  # monotone: the ranking of fields is kept
+    assert abs(platt.a - 0.5) < 0.15 and abs(platt.b + 0.8) < 0.25, platt
+
+
+def test_platt_needs_both_outcomes_and_round_trips(tmp_path):
+    from backend.scoring.calibration import Platt, fit_platt
+
+    assert fit_platt([(0.9, True)] * 50) == Platt(pairs=50)  # nothing to learn: identity
+    assert fit_platt([(0.9, True), (0.2, False)]) == Platt(pairs=2)
+    fitted = Platt(0.5, -0.25, 120)
+    fitted.save(tmp_path)
+    assert Platt.load(tmp_path) == fitted and Platt.load(tmp_path / "missing") is None and Platt.load(None) is None
+    assert Platt()(0.73) == pytest.approx(0.73)

@@ -287,3 +287,46 @@ def test_a_reused_version_number_never_serves_the_old_weights(service):
     path.write_text("")  # start the dataset over (the file only; its count does not matter here)
     memorise(new_answer)
     assert ask() == new_answer
+
+
+def test_concurrent_extractions_are_batched_and_one_bad_document_fails_alone(service, tiny_model):
+    """Six requests at once: they share batches (and the cached prompt prefix); the one whose prompt
+    cannot fit the model's context gets its own 422 and the others their answers."""
+    url, auth = service["url"], service["auth"]
+    before = httpx.get(f"{url}/v1/serving", headers=auth).json()
+    texts = [INVOICE, INVOICE.upper(), INVOICE.lower(), "x " * 6000, INVOICE + "\nPaid.", INVOICE[:40]]
+
+    def post(text: str) -> httpx.Response:
+        return httpx.post(f"{url}/v1/extract", headers=auth, timeout=120,
+                          json={"text": text, "model": tiny_model, "schema": ["vendor", "total"]})
+
+    with ThreadPoolExecutor(len(texts)) as pool:
+        responses = list(pool.map(post, texts))
+    assert [r.status_code for r in responses] == [200, 200, 200, 422, 200, 200], [r.text for r in responses]
+    assert "context" in responses[3].text, responses[3].text
+    assert all(r.json()["valid_json"] for r in responses if r.status_code == 200)
+    after = httpx.get(f"{url}/v1/serving", headers=auth).json()
+    assert after["requests"] - before["requests"] >= 6 and after["largest_batch"] >= 2, after
+    assert after["prefix_cache"]["hits"] > before["prefix_cache"]["hits"], after
+
+
+def test_extract_takes_a_schema_as_pydantic_writes_it(service, tiny_model):
+    from typing import Optional
+
+    from pydantic import BaseModel, Field
+
+    class Party(BaseModel):
+        name: str = Field(max_length=30)
+
+    class Doc(BaseModel):
+        seller: Party
+        total: Optional[float] = None
+
+    out = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"], timeout=120,
+                     json={"text": INVOICE, "model": tiny_model, "schema": Doc.model_json_schema()})
+    assert out.status_code == 200, out.text
+    Doc.model_validate_json(out.json()["raw"])
+    bad = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
+                     json={"text": INVOICE, "model": tiny_model,
+                           "schema": {"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}}})
+    assert bad.status_code == 422 and "Missing" in bad.json()["error"]

@@ -30,7 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(app.state.engine)
         if settings.inference_threads:
             torch.set_num_threads(settings.inference_threads)
-        pool = ModelPool(device=settings.device, max_prompt_tokens=settings.max_prompt_tokens)  # models load on first use, then stay for the process
+        pool = ModelPool(device=settings.device, max_prompt_tokens=settings.max_prompt_tokens,
+                         dtype=settings.inference_dtype)  # models load on first use, then stay for the process
         app.state.batcher = Batcher(pool, max_batch=settings.batch_max, window_s=settings.batch_window_ms / 1000)
         yield
         app.state.batcher.close()

@@ -33,8 +33,9 @@ def write_report(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[s
         if calibrated:
             lines += ["", "Confidence calibration (constrained decoding; expected calibration error over the "
                           "present predictions, 10 bins):", ""]
-            lines += [f"- {label}: ECE {c['ece']:.3f} over {c['predictions']} field predictions" for label, c in
-                      calibrated.items()]
+            lines += [f"- {label}: ECE {c['ece']:.3f} over {c['predictions']} field predictions" + (
+                f"; after Platt scaling {c['ece_calibrated']:.3f} (out of fold)" if c.get("ece_calibrated") is not None
+                else "") for label, c in calibrated.items()]
         lines += ["", "![F1 per field](eval.png)", "", "## Errors by category", ""]
         for label, s in extraction.items():
             why = [c for c in ERROR_CATEGORIES if c != "missing"]  # "missing" is an outcome column already

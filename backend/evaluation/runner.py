@@ -19,10 +19,11 @@ from typing import Any, Callable
 import torch
 
 from backend.inference.constrained import flat_schema
-from backend.inference.extraction import extract
+from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, ModelPool, Target
 from backend.prompts import ExtractionSchema
-from backend.scoring.metrics import answer_metrics, calibration, score_document, summarize
+from backend.scoring.calibration import evaluate_calibration
+from backend.scoring.metrics import answer_metrics, score_document, summarize
 from backend.training.data import Example, load_jsonl
 from backend.training.tokenize import IGNORE, encode_chat
 
@@ -71,12 +72,13 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
             confidences: list[dict[str, Any]] = []
             if constrained:
                 raws, names, json_schema = [], ExtractionSchema.from_names(schema), flat_schema(schema)
-                for e in extraction:
-                    out = extract(pool, candidate.target, text=e.record["text"], json_schema=json_schema,
-                                  schema=names, max_new_tokens=max_new_tokens)
-                    raws.append(out["raw"])
-                    confidences.append(out["confidence"])
-                    progress(1)
+                docs = [Document(e.record["text"], names, json_schema, max_new_tokens) for e in extraction]
+                for start in range(0, len(docs), batch_size):
+                    for out in extract_many(pool, candidate.target, docs[start:start + batch_size],
+                                            batch_size=batch_size):
+                        raws.append(out["raw"])
+                        confidences.append(out["confidence"])
+                    progress(len(docs[start:start + batch_size]))
             else:
                 raws = _generate(pool, candidate.target, [e.messages[:-1] for e in extraction], cap, batch_size,
                                  progress)
@@ -87,7 +89,7 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
             if confidences:
                 pairs = [(c[f.field], f.outcome == "correct") for d, c in zip(docs, confidences) for f in d.fields
                          if c.get(f.field) is not None and f.outcome in ("correct", "wrong", "extra")]
-                entry["extraction"]["calibration"] = calibration(pairs)
+                entry["extraction"]["calibration"] = evaluate_calibration(pairs)
                 for p, c in zip(entry["predictions"], confidences):
                     p["confidence"] = c
         if answers:

@@ -5,7 +5,9 @@ every queued request that can share its `generate` call (same target and samplin
 to `window_s` for more while the batch is below `max_batch`, and runs the batch. Requests that
 arrive while a batch is generating form the next one, so under load batches fill without any wait.
 `max_batch=1` turns batching off (the baseline the API benchmark compares against). Streaming
-requests run alone, their tokens passed through a `TextIteratorStreamer`.
+requests run alone, their tokens passed through a `TextIteratorStreamer`. Constrained extractions
+are batched the same way, among themselves (`extraction.extract_many`); when a batch of them fails,
+each is retried alone so that one bad document fails only its own request.
 """
 
 from __future__ import annotations
@@ -17,19 +19,23 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, GenResult, ModelPool, Target
 
 
 @dataclass
 class _Item:
     target: Target
-    request: GenRequest
+    request: GenRequest | Document
     future: Future
     streamer: Any = None
+    options: tuple = ()  # extraction: (limit, review_confidence)
 
     @property
     def group(self) -> tuple:
         r = self.request
+        if isinstance(r, Document):
+            return (self.target, "extract", self.options)
         sampled = r.temperature > 0
         return (self.target, sampled and r.temperature, sampled and r.top_p, sampled and r.seed, self.streamer is None)
 
@@ -48,6 +54,13 @@ class Batcher:
         self.pool.encode(target, request)  # prompt problems are the caller's error, raised here
         future: Future = Future()
         self._put(_Item(target, request, future))
+        return future.result(timeout=timeout_s)
+
+    def extract(self, target: Target, doc: Document, *, limit: int, review_confidence: float,
+                timeout_s: float | None = None) -> dict[str, Any]:
+        """A constrained extraction (`extraction.extract_many`'s record), batched with concurrent ones."""
+        future: Future = Future()
+        self._put(_Item(target, doc, future, options=(limit, review_confidence)))
         return future.result(timeout=timeout_s)
 
     def stream(self, target: Target, request: GenRequest) -> tuple[Iterator[str], Future]:
@@ -102,8 +115,12 @@ class Batcher:
         self.requests += len(batch)
         self.largest = max(self.largest, len(batch))
         try:
-            results = self.pool.generate(batch[0].target, [i.request for i in batch], streamer=batch[0].streamer)
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+            results = self._results(batch)
+        except Exception as exc:
+            if len(batch) > 1 and isinstance(batch[0].request, Document):
+                for item in batch:
+                    self._run([item])
+                return  # noqa: BLE001 - every waiting request gets the error
             for item in batch:
                 if item.streamer is not None:
                     item.streamer.end()
@@ -111,3 +128,11 @@ class Batcher:
             return
         for item, result in zip(batch, results):
             item.future.set_result(result)
+
+    def _results(self, batch: list[_Item]) -> list[Any]:
+        first = batch[0]
+        if isinstance(first.request, Document):
+            limit, review_confidence = first.options
+            return extract_many(self.pool, first.target, [i.request for i in batch], limit=limit,  # type: ignore[misc]
+                                review_confidence=review_confidence, batch_size=self.max_batch)
+        return self.pool.generate(first.target, [i.request for i in batch], streamer=first.streamer)  # type: ignore[misc]

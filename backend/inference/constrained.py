@@ -1,36 +1,15 @@
-"""Schema-constrained JSON decoding with llguidance, jumping over forced stretches.
-
-Why llguidance (compared on this CPU, see ../shared/FACTS.md): it compiles a JSON Schema in
-milliseconds, adds ≈ 0.5 ms per token, and tells which tokens the grammar forces next
-(`compute_ff_tokens`) — keys, quotes, colons and commas of a schema are forced, so they are appended
-in one forward pass instead of being decoded one by one. xgrammar is as fast but its HF processor
-cannot jump forward; outlines adds ≈ 31 ms per token; lm-format-enforcer failed on our schemas.
-
-The loop is greedy over the grammar-masked logits, on a KV cache. Each sampled token keeps its log-
-probability under the model's *unmasked* distribution (how sure the model itself was); forced tokens
-have none. `field_confidence` turns those into per-field confidences.
+"""JSON Schemas for constrained decoding: bounding them so every answer fits a token budget, compiling
+them for llguidance, and reading per-field confidence back from a decoded answer. The decode loop
+itself is `backend/inference/decoding.py`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-_LL_TOKENIZERS: dict[int, Any] = {}
-
-
-def ll_tokenizer(tokenizer, vocab_size: int):
-    """llguidance's view of a Hugging Face fast tokenizer (built once per tokenizer: ≈ 1 s)."""
-    key = id(tokenizer)
-    if key not in _LL_TOKENIZERS:
-        import llguidance.hf
-
-        _LL_TOKENIZERS[key] = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size)
-    return _LL_TOKENIZERS[key]
+from backend.inference.decoding import Constrained
 
 
 MAX_VALUE_CHARS = 160
@@ -44,19 +23,6 @@ def flat_schema(names: list[str], *, max_length: int = MAX_VALUE_CHARS) -> dict[
                            for n in names}}
 
 
-@dataclass
-class Constrained:
-    text: str
-    tokens: list[int]
-    logprobs: list[float | None]  # per generated token; None where the grammar forced it
-    spans: list[tuple[int, int]]  # character span of each token in `text`
-    finish_reason: str  # "stop" (the JSON is complete) or "length"
-    prompt_tokens: int
-    forced: int = 0
-    forward_passes: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def compile_grammar(json_schema: dict[str, Any]) -> str:
     from llguidance import LLMatcher
 
@@ -67,67 +33,6 @@ def compile_grammar(json_schema: dict[str, Any]) -> str:
     if error:
         raise ValueError(f"schema cannot be used for constrained decoding: {error}")
     return grammar
-
-
-@torch.no_grad()
-def constrained_generate(model, tokenizer, prompt_ids: list[int], grammar: str, *, max_new_tokens: int,
-                         device, eos_ids: list[int], jump_forward: bool = True) -> Constrained:
-    from llguidance import LLMatcher
-    from llguidance.torch import allocate_token_bitmask, apply_token_bitmask_inplace, fill_next_token_bitmask
-    from transformers import DynamicCache
-
-    vocab = model.get_output_embeddings().weight.shape[0]
-    ll_tok = ll_tokenizer(tokenizer, vocab)
-    matcher = LLMatcher(ll_tok, grammar, log_level=0)
-    if matcher.is_error():
-        raise ValueError(f"grammar error: {matcher.get_error()}")
-    bitmask = allocate_token_bitmask(1, ll_tok.vocab_size)
-    cache = DynamicCache()
-    logits = model(input_ids=torch.tensor([prompt_ids], device=device), cache=cache, use_cache=True).logits[0, -1].float()
-    tokens: list[int] = []
-    logprobs: list[float | None] = []
-    passes, forced, finish = 1, 0, "length"
-    while len(tokens) < max_new_tokens:
-        if matcher.is_stopped():
-            finish = "stop"
-            break
-        forced_now = matcher.compute_ff_tokens() if jump_forward else []
-        step = [t for t in forced_now if t not in eos_ids][:max_new_tokens - len(tokens)]
-        if step:  # forced by the grammar: no choice to make
-            if not matcher.consume_tokens(step):
-                raise RuntimeError(f"grammar refused its own forced tokens: {matcher.get_error()}")
-            tokens += step
-            logprobs += [None] * len(step)
-            forced += len(step)
-        else:
-            fill_next_token_bitmask(matcher, bitmask)
-            masked = logits.clone().unsqueeze(0)
-            apply_token_bitmask_inplace(masked, bitmask.to(masked.device))
-            token = int(masked[0].argmax())
-            if token in eos_ids or masked[0, token] == float("-inf"):
-                finish = "stop"
-                break
-            logprobs.append(float(torch.log_softmax(logits, -1)[token]))
-            if not matcher.consume_token(token):
-                raise RuntimeError(f"grammar refused token {token}: {matcher.get_error()}")
-            tokens.append(token)
-            step = [token]
-        if matcher.is_stopped():
-            finish = "stop"
-            break
-        logits = model(input_ids=torch.tensor([step], device=device), cache=cache, use_cache=True).logits[0, -1].float()
-        passes += 1
-    text, spans = _decode_with_spans(tokenizer, tokens)
-    return Constrained(text, tokens, logprobs, spans, finish, len(prompt_ids), forced, passes)
-
-
-def _decode_with_spans(tokenizer, tokens: list[int]) -> tuple[str, list[tuple[int, int]]]:
-    spans, previous = [], ""
-    for i in range(len(tokens)):
-        current = tokenizer.decode(tokens[:i + 1], skip_special_tokens=True)
-        spans.append((len(previous), len(current)))
-        previous = current
-    return previous, spans
 
 
 def value_spans(text: str, names: list[str]) -> dict[str, tuple[int, int]]:
@@ -205,3 +110,33 @@ def bound_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], int]:
         out.setdefault("maxItems", MAX_ITEMS)
         budget = max(budget, 2 + out["maxItems"] * (item_budget + 1))
     return out, max(budget, 8)
+
+
+def schema_of(spec: Any) -> dict[str, Any]:
+    """A self-contained JSON Schema from a pydantic model class or a JSON Schema document: local
+    references (`#/$defs/...`, `#/definitions/...`, as pydantic writes nested models) are inlined so
+    that every part can be bounded. A recursive schema has no bounded answer and is refused."""
+    if isinstance(spec, type) and hasattr(spec, "model_json_schema"):
+        spec = spec.model_json_schema()
+    if not isinstance(spec, dict):
+        raise ValueError(f"schema: expected a JSON Schema object or a pydantic model, got {type(spec).__name__}")
+    defs = {**spec.get("definitions", {}), **spec.get("$defs", {})}
+
+    def inline(node: Any, trail: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [inline(v, trail) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if not ref.startswith(("#/$defs/", "#/definitions/")) or name not in defs:
+                raise ValueError(f"schema: reference {ref!r} is not a local definition")
+            if name in trail:
+                raise ValueError(f"schema: {' -> '.join(trail + (name,))} is recursive; answers could be "
+                                 "endless, so it cannot be decoded under a bound")
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return inline({**defs[name], **rest}, trail + (name,))
+        return {k: inline(v, trail) for k, v in node.items() if k not in ("$defs", "definitions")}
+
+    return inline(spec, ())

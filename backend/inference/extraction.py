@@ -1,42 +1,135 @@
-"""Constrained extraction of one document: the training prompt, decoding under the JSON Schema,
-then fields, per-field confidence, grounding spans and the fields that need a human look.
-The API (`/v1/extract`) and evaluation (`tunebridge eval --constrained`) both call `extract`."""
+"""Constrained extraction: the training prompt, decoding under the JSON Schema, then fields, per-field
+confidence, grounding spans and the fields that need a human look.
+
+Documents are decoded in batches (`extract_many`); the prompt part they share (system prompt and
+field list) is computed once per model state and read from the pool's prefix cache. The API
+(`/v1/extract`, batched across concurrent requests by the batcher) and evaluation
+(`tunebridge eval --constrained`) both end here.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 from functools import lru_cache
 from typing import Any
 
-from backend.inference.constrained import bound_schema, compile_grammar, constrained_generate, field_confidence
+from backend.inference.constrained import bound_schema, compile_grammar, field_confidence, schema_of
+from backend.inference.decoding import constrained_batch
 from backend.inference.grounding import ground
 from backend.inference.pool import ModelPool, Target, stop_ids
 from backend.prompts import ExtractionSchema, extraction_messages, parse_answer
+from backend.scoring.calibration import FILE as CALIBRATION_FILE
+from backend.scoring.calibration import Platt
+
+MIN_PREFIX = 8  # shorter shared prefixes are not worth a cache entry
+
+
+@dataclass(frozen=True)
+class Document:
+    text: str
+    schema: ExtractionSchema
+    json_schema: Any  # a JSON Schema dict or a pydantic model class
+    max_new_tokens: int | None = None
 
 
 def extract(pool: ModelPool, target: Target, *, text: str, schema: ExtractionSchema, json_schema: dict[str, Any],
             max_new_tokens: int | None = None, limit: int = 4096, review_confidence: float = 0.7) -> dict[str, Any]:
-    bounded, budget = bound_schema(json_schema)
-    cap = min(max_new_tokens or budget, limit)
-    messages = extraction_messages(text, schema)
+    return extract_many(pool, target, [Document(text, schema, json_schema, max_new_tokens)], limit=limit,
+                        review_confidence=review_confidence)[0]
+
+
+def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit: int = 4096,
+                 review_confidence: float = 0.7, batch_size: int = 8, prefix_cache: bool = True,
+                 jump_forward: bool = True) -> list[dict[str, Any]]:
+    """One result per document, in order. Raises ValueError naming the document whose prompt and answer
+    would not fit the model's context."""
+    results: list[dict[str, Any] | None] = [None] * len(docs)
     with pool.using(target) as (model, tokenizer, context):
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-        if len(ids) + cap > context:
-            raise ValueError(f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of "
-                             f"{context}; shorten the document")
-        result = constrained_generate(model, tokenizer, ids, grammar(bounded), max_new_tokens=cap,
-                                      device=next(model.parameters()).device, eos_ids=stop_ids(model, tokenizer))
-    parsed = parse_answer(result.text, schema)
-    confidence = field_confidence(result, schema.names)
-    grounding = ground(parsed.fields, text)
-    review = [n for n in schema.names if parsed.fields.get(n) is not None and (
+        device = next(model.parameters()).device
+        prompts, grammars, caps = [], [], []
+        for n, doc in enumerate(docs):
+            bounded, budget = bound_schema(schema_of(doc.json_schema))
+            cap = min(doc.max_new_tokens or budget, limit)
+            ids = _encode(tokenizer, extraction_messages(doc.text, doc.schema))
+            if len(ids) + cap > context:
+                where = f"document {n}: " if len(docs) > 1 else ""
+                raise ValueError(f"{where}prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's "
+                                 f"context of {context}; shorten the document")
+            prompts.append(ids)
+            grammars.append(grammar(bounded))
+            caps.append(cap)
+        order = sorted(range(len(docs)), key=lambda i: len(prompts[i]))  # similar lengths pad least
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            prefix = None
+            if prefix_cache:
+                shared = _shared_prefix(tokenizer, [docs[i] for i in chunk], [prompts[i] for i in chunk])
+                if len(shared) >= MIN_PREFIX:
+                    prefix = (shared, pool.prefixes.get(model, repr(target), shared, device))
+            decoded = constrained_batch(model, tokenizer, [prompts[i] for i in chunk], [grammars[i] for i in chunk],
+                                        max_new_tokens=[caps[i] for i in chunk], device=device,
+                                        eos_ids=stop_ids(model, tokenizer), jump_forward=jump_forward, prefix=prefix)
+            for i, result in zip(chunk, decoded):
+                results[i] = _record(target, docs[i], result, review_confidence)
+    return [r for r in results if r is not None]
+
+
+def _record(target: Target, doc: Document, result, review_confidence: float) -> dict[str, Any]:
+    parsed = parse_answer(result.text, doc.schema)
+    raw_confidence = field_confidence(result, doc.schema.names)
+    platt = _calibrator(target.adapter_path)
+    confidence = {k: (platt(v) if platt and v is not None else v) for k, v in raw_confidence.items()}
+    grounding = ground(parsed.fields, doc.text)
+    review = [n for n in doc.schema.names if parsed.fields.get(n) is not None and (
         grounding.get(n) is None or (confidence.get(n) or 0) < review_confidence)]
-    return {"model": target.label, "fields": parsed.fields, "confidence": confidence, "grounding": grounding,
+    return {"model": target.label, "fields": parsed.fields, "confidence": confidence,
+            "confidence_raw": raw_confidence, "calibrated": platt is not None, "grounding": grounding,
             "review": review, "valid_json": parsed.valid_json, "missing": parsed.missing, "extra": parsed.extra,
             "raw": result.text, "finish_reason": result.finish_reason, "constrained": True,
-            "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": len(result.tokens),
-                      "forced_tokens": result.forced, "forward_passes": result.forward_passes}}
+            "usage": {"prompt_tokens": result.prompt_tokens, "cached_prompt_tokens": result.cached_prompt_tokens,
+                      "completion_tokens": len(result.tokens), "forced_tokens": result.forced,
+                      "forward_passes": result.forward_passes}}
+
+
+def _calibrator(adapter_path: str | None) -> Platt | None:
+    """The adapter's Platt calibration (`tunebridge eval --constrained --calibrate`), re-read when the file changes."""
+    if not adapter_path:
+        return None
+    path = Path(adapter_path) / CALIBRATION_FILE
+    return _load_calibrator(adapter_path, path.stat().st_mtime_ns if path.is_file() else 0)
+
+
+@lru_cache(maxsize=64)
+def _load_calibrator(adapter_path: str, _mtime: int) -> Platt | None:
+    return Platt.load(adapter_path)
+
+
+def _encode(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def _shared_prefix(tokenizer, docs: list[Document], prompts: list[list[int]]) -> list[int]:
+    """The prompt tokens every document of the batch starts with that do not depend on its text: the
+    common start of each prompt and its template with an empty document, over the batch. One token is
+    held back so that every prompt still has tokens of its own to compute."""
+    shared: list[int] | None = None
+    for doc, ids in zip(docs, prompts):
+        template = _encode(tokenizer, extraction_messages("", doc.schema))
+        n = _common(template, ids)
+        shared = ids[:n] if shared is None else shared[:_common(shared, ids[:n])]
+    return (shared or [])[:-1]
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def grammar(json_schema: dict[str, Any]) -> str:

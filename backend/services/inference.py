@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from backend.inference.batcher import Batcher
-from backend.inference.constrained import flat_schema
-from backend.inference.extraction import extract as constrained_extract
+from backend.inference.constrained import flat_schema, schema_of
+from backend.inference.extraction import Document
 from backend.inference.pool import GenRequest, Target
 from backend.models.bundled import BUNDLED
 from backend.prompts import NAMED_SCHEMAS, ExtractionSchema, extraction_messages, parse_answer
@@ -60,7 +60,7 @@ def extraction_schema(schema: dict | list | str | None, record: dict[str, Any] |
     """The prompt's field list and the JSON Schema an answer must match, from a JSON Schema object, a
     list of field names, a named schema, or the adapter's training schema."""
     if isinstance(schema, dict):
-        return ExtractionSchema.from_json_schema(schema), schema
+        return ExtractionSchema.from_json_schema(schema), schema_of(schema)
     if isinstance(schema, list):
         if not schema or not all(isinstance(n, str) and n for n in schema):
             raise ValueError("schema: a list of field names must be non-empty strings")
@@ -94,5 +94,5 @@ def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSc
                 "missing": parsed.missing, "extra": parsed.extra, "raw": result.text,
                 "finish_reason": result.finish_reason, "constrained": False,
                 "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}}
-    return constrained_extract(batcher.pool, target, text=text, schema=schema, json_schema=json_schema,
-                               max_new_tokens=max_new_tokens, limit=limit, review_confidence=review_confidence)
+    return batcher.extract(target, Document(text, schema, json_schema, max_new_tokens), limit=limit,
+                           review_confidence=review_confidence)

@@ -181,3 +181,11 @@ def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: 
                                constrained=body.constrained, review_confidence=settings.review_confidence)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.get("/serving", summary="What the serving process holds and how batching and the prefix cache fare")
+def serving(batcher: BatcherDep) -> dict[str, Any]:
+    pool = batcher.pool
+    return {"loaded": pool.loaded(), "dtype": str(pool.dtype).removeprefix("torch."), "device": pool.device,
+            "batches": batcher.batches, "requests": batcher.requests, "largest_batch": batcher.largest,
+            "prefix_cache": {"hits": pool.prefixes.hits, "misses": pool.prefixes.misses}}

@@ -12,8 +12,9 @@ seen them. Every contender gets the same prompt (backend/prompts.py) and the rec
     `generate` (max 256 new tokens), `json.loads` + schema check; on failure up to `--retries` more
     attempts, sampled (temperature 0.7), as a script without constrained decoding would do.
 (b) tunebridge: `extraction.extract_many` — schema-constrained decoding (never invalid, so never
-    retried), forced stretches jumped over, the shared prompt prefix read from the KV cache, documents
-    decoded in batches of `--batch`, bf16 weights where the CPU has bf16 units.
+    retried), forced stretches jumped over, copy drafting (guesses from the document verified in the
+    same pass, `--draft`), the shared prompt prefix read from the KV cache, documents decoded in
+    batches of `--batch`, bf16 weights where the CPU has bf16 units.
 (b1) tunebridge, one document at a time (the latency of a lone request).
 (c) llama.cpp (llama-cpp-python, when installed) on the bundled GGUF itself: the reference for raw CPU
     decoding speed; greedy, max 256 tokens, no retries.
@@ -128,7 +129,7 @@ def run_plain(docs: list[dict], adapter: str | None, retries: int, schema: dict,
                    micro_f1(predictions, docs), {"attempts": attempts, "dtype": str(model.dtype)})
 
 
-def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, name: str) -> dict:
+def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, name: str, draft: int) -> dict:
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool
     from backend.prompts import ExtractionSchema
@@ -146,7 +147,7 @@ def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, 
     bar = progress(None, name, total=len(items))
     for start in range(0, len(items), batch):
         t = time.perf_counter()
-        out = extract_many(pool, target, items[start:start + batch], batch_size=batch)
+        out = extract_many(pool, target, items[start:start + batch], batch_size=batch, draft=draft)
         latencies += [time.perf_counter() - t] * len(out)
         outputs += out
         passes += max(o["usage"]["forward_passes"] for o in out)
@@ -156,7 +157,9 @@ def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, 
     predictions = [check(o["raw"], schema) for o in outputs]
     tokens = sum(o["usage"]["completion_tokens"] for o in outputs)
     return summary(name, latencies, wall, tokens, [p is not None for p in predictions], micro_f1(predictions, docs),
-                   {"dtype": str(pool.dtype), "batch": batch, "forward_passes": passes,
+                   {"dtype": str(pool.dtype), "batch": batch, "forward_passes": passes, "draft": draft,
+                    "drafted_tokens": sum(o["usage"]["drafted_tokens"] for o in outputs),
+                    "accepted_draft_tokens": sum(o["usage"]["accepted_draft_tokens"] for o in outputs),
                     "forced_tokens": sum(o["usage"]["forced_tokens"] for o in outputs),
                     "cached_prompt_tokens": sum(o["usage"]["cached_prompt_tokens"] for o in outputs),
                     "prompt_tokens": sum(o["usage"]["prompt_tokens"] for o in outputs)})
@@ -201,10 +204,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50, help="receipts (held-out part of the SROIE split)")
     parser.add_argument("--adapter", help="a training run folder (e.g. runs/sroie/<run>); default: base model")
     parser.add_argument("--batch", type=int, default=8, help="documents per batch in (b)")
+    parser.add_argument("--draft", type=int, default=None, help="copied guesses per pass in (b) "
+                        "(default: the engine's, extraction.DRAFT; 0 = off)")
     parser.add_argument("--retries", type=int, default=2, help="extra attempts of (a) after invalid JSON")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer cap of (a) and (c)")
     parser.add_argument("--threads", type=int, default=0, help="torch / llama.cpp threads (0: all cores)")
     parser.add_argument("--seed", type=int, default=42, help="the SROIE split's seed")
+    parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results/extract_latency*.json)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["plain", "single", "llama"])
     args = parser.parse_args()
 
@@ -214,6 +220,9 @@ def main() -> None:
 
     from backend.inference.constrained import flat_schema
 
+    from backend.inference.extraction import DRAFT
+
+    args.draft = DRAFT if args.draft is None else args.draft
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     docs = receipts(args.n, args.seed)
@@ -221,15 +230,17 @@ def main() -> None:
     results = []
     if "plain" not in args.skip:
         results.append(run_plain(docs, args.adapter, args.retries, schema, args.max_new_tokens))
-    results.append(run_engine(docs, args.adapter, schema, args.batch, f"(b) tunebridge, batches of {args.batch}"))
+    results.append(run_engine(docs, args.adapter, schema, args.batch, f"(b) tunebridge, batches of {args.batch}",
+                              args.draft))
     if "single" not in args.skip:
-        results.append(run_engine(docs, args.adapter, schema, 1, "(b1) tunebridge, one at a time"))
+        results.append(run_engine(docs, args.adapter, schema, 1, "(b1) tunebridge, one at a time", args.draft))
     if "llama" not in args.skip:
         llama = run_llama_cpp(docs, schema, threads, args.max_new_tokens)
         if llama:
             results.append(llama)
 
-    print(f"\n{len(docs)} SROIE receipts, model: {args.adapter or 'smollm2-135m (bundled base)'}, {threads} threads")
+    print(f"\n{len(docs)} SROIE receipts, model: {args.adapter or 'smollm2-135m (bundled base)'}, {threads} threads, "
+          f"copy drafting {args.draft}")
     print(f"{'contender':44} {'docs/s':>7} {'p50 s':>7} {'p95 s':>7} {'tok/s':>7} {'valid':>6} {'F1':>6}")
     for r in results:
         print(f"{r['name']:44} {r['docs_per_s']:7.3f} {r['p50_s']:7.2f} {r['p95_s']:7.2f} {r['tokens_per_s']:7.1f} "
@@ -251,10 +262,10 @@ def main() -> None:
         print(f"ratio: {comparisons['ratio']:.2f}")
     print(f"valid: {engine['valid']:.2f}")
     suffix = f"-{Path(args.adapter).name}" if args.adapter else ""
-    out = ROOT / "benchmarks" / "results" / f"extract_latency{suffix}.json"
+    out = args.out or ROOT / "benchmarks" / "results" / f"extract_latency{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "threads": threads, "results": results, **comparisons}, indent=2))
-    print(f"written: {out.relative_to(ROOT)}")
+    out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "threads": threads, "results": results, **comparisons}, indent=2))
+    print(f"written: {out}")
 
 
 if __name__ == "__main__":

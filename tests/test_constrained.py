@@ -253,3 +253,44 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
     assert out["calibrated"] is True
     for name in names:
         assert out["confidence"][name] == pytest.approx(platt(out["confidence_raw"][name]))
+
+
+@pytest.mark.parametrize("draft", [3, 8])
+def test_copy_drafting_changes_no_answer(tiny_fp32, draft):
+    """Guesses copied from the prompt are verified against the greedy choice: with or without them the
+    answers and log-probabilities are the same (a random model rejects most guesses: the hard case)."""
+    model, tokenizer = tiny_fp32
+    eos = stop_ids(model, tokenizer)
+    bounded, budget = bound_schema(flat_schema(["company", "date", "address", "total"]))
+    prompts = [_prompt(tokenizer, d, list(bounded["properties"])) for d in DOCS + [DOCS[0] * 2]]
+    grammars = [compile_grammar(bounded)] * len(prompts)
+    plain = constrained_batch(model, tokenizer, prompts, grammars, max_new_tokens=80, device="cpu", eos_ids=eos)
+    drafted = constrained_batch(model, tokenizer, prompts, grammars, max_new_tokens=80, device="cpu", eos_ids=eos,
+                                draft=draft)
+    for a, b in zip(plain, drafted):
+        assert a.tokens == b.tokens and a.finish_reason == b.finish_reason
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-3)
+    assert sum(r.extra["drafted"] for r in drafted) > 0
+
+
+def test_copy_drafting_saves_passes_when_the_model_copies(tiny_config, write_jsonl):
+    """An adapter that learned to copy values out of the document accepts most copied guesses."""
+    from backend.inference.extraction import Document, extract_many
+    from backend.models.adapters import find_adapter
+    from backend.training.trainer import train
+
+    docs = [{"text": DOCS[0], "fields": {"company": "ACME Tools Ltd", "total": "1,250.00 MYR"}},
+            {"text": DOCS[1], "fields": {"company": "Kedai Runcit Maju, 12 Jalan Besar", "total": "RM 9.00"}}]
+    run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02,
+                            warmup_ratio=0.0), progress_bar=False)
+    ref = find_adapter(run.run_dir)
+    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    names = ["company", "total"]
+    items = [Document(d, ExtractionSchema.from_names(names), flat_schema(names)) for d in DOCS]
+    pool = ModelPool(device="cpu", dtype="float32")
+    plain = extract_many(pool, target, items, batch_size=1, draft=0)
+    drafted = extract_many(pool, target, items, batch_size=1, draft=8)
+    assert [r["raw"] for r in drafted] == [r["raw"] for r in plain]
+    assert json.loads(drafted[1]["raw"])["company"] == "Kedai Runcit Maju, 12 Jalan Besar"  # it did learn to copy
+    assert sum(r["usage"]["forward_passes"] for r in drafted) < 0.7 * sum(r["usage"]["forward_passes"] for r in plain)
+    assert sum(r["usage"]["accepted_draft_tokens"] for r in drafted) > 10

@@ -85,21 +85,54 @@ class PrefixCache:
 
 
 class _Row:
-    def __init__(self, matcher, prompt_tokens: int, budget: int, position: int):
-        self.matcher, self.budget, self.position = matcher, budget, position
-        self.prompt_tokens = prompt_tokens
+    def __init__(self, matcher, prompt: list[int], budget: int, drafting: int):
+        self.matcher, self.budget = matcher, budget
+        self.prompt_tokens = len(prompt)
+        self.lookup = _Lookup(prompt) if drafting else None
         self.tokens: list[int] = []
         self.logprobs: list[float | None] = []
-        self.forced = self.passes = 0
+        self.forced = self.passes = self.drafted = self.accepted = 0
         self.finish: str | None = None
+
+    def done(self) -> bool:
+        if self.finish is None and self.matcher.is_stopped():
+            self.finish = "stop"  # the JSON is complete
+        elif self.finish is None and len(self.tokens) >= self.budget:
+            self.finish = "length"
+        return self.finish is not None
+
+
+class _Lookup:
+    """Where each 1-, 2- and 3-gram of the prompt last occurs: extraction copies values out of the
+    document, so the tokens that followed the last generated n-gram there are a good guess."""
+
+    def __init__(self, prompt: list[int], longest: int = 3):
+        self.prompt, self.longest = prompt, longest
+        self.after: dict[tuple[int, ...], int] = {}
+        for n in range(1, longest + 1):
+            for end in range(n, len(prompt)):
+                self.after[tuple(prompt[end - n:end])] = end
+
+    def propose(self, history: list[int], k: int) -> list[int]:
+        for n in range(min(self.longest, len(history)), 0, -1):
+            end = self.after.get(tuple(history[-n:]))
+            if end is not None:
+                return self.prompt[end:end + k]
+        return []
 
 
 @torch.no_grad()
 def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list[str], *,
                       max_new_tokens: list[int] | int, device, eos_ids: list[int], jump_forward: bool = True,
-                      prefix: tuple[list[int], Any] | None = None) -> list[Constrained]:
-    """Decode one answer per prompt under its grammar. `prefix` = (token ids, their KV cache at batch
-    size 1): used when every prompt starts with those ids, so only the rest of each prompt is computed."""
+                      prefix: tuple[list[int], Any] | None = None, draft: int = 0) -> list[Constrained]:
+    """Decode one answer per prompt under its grammar, greedily.
+
+    `prefix` = (token ids, their KV cache at batch size 1): used when every prompt starts with those
+    ids, so only the rest of each prompt is computed. `draft` > 0 turns on copy drafting: after each
+    chosen token, up to `draft` tokens that followed the same n-gram in the prompt (and that the
+    grammar allows) are fed along in the same pass; each is kept while it equals the greedy choice
+    at its position, the first mismatch is replaced by that choice, and the rest is masked out. The
+    answer is the same greedy answer, in fewer passes when values are copied from the document."""
     from llguidance import LLMatcher
     from llguidance.torch import allocate_token_bitmask, apply_token_bitmask_inplace, fill_next_token_bitmask
 
@@ -111,70 +144,77 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
         matcher = LLMatcher(ll_tok, grammar, log_level=0)
         if matcher.is_error():
             raise ValueError(f"grammar error: {matcher.get_error()}")
-        rows.append(_Row(matcher, len(prompt), budget, len(prompt)))
+        rows.append(_Row(matcher, prompt, budget, draft))
     shared = prefix is not None and all(len(p) > len(prefix[0]) and p[:len(prefix[0])] == prefix[0] for p in prompts)
     start = len(prefix[0]) if shared else 0
-    cache = _expand(prefix[1], len(rows)) if shared else None
-    if cache is None:
+    if shared:
+        cache = _expand(prefix[1], len(rows))
+    else:
         from transformers import DynamicCache
 
         cache = DynamicCache()
     mask = torch.ones((len(rows), start), dtype=torch.long, device=device)
-    steps = [p[start:] for p in prompts]
-    first = [start] * len(rows)
+    feed = [p[start:] for p in prompts]  # per row: tokens the matcher has consumed, not yet fed to the model
+    drafts: list[list[int]] = [[] for _ in rows]  # per row: guesses fed along, not yet consumed
+    positions = [start] * len(rows)
     live = list(range(len(rows)))  # row index of each batch position
-    bitmask = allocate_token_bitmask(len(rows), ll_tok.vocab_size)
+    bitmask = allocate_token_bitmask(1, ll_tok.vocab_size)
+
+    def choose(row: _Row, logits: torch.Tensor) -> int | None:
+        """The greedy token the grammar allows (its log-probability recorded), or None at the end."""
+        fill_next_token_bitmask(row.matcher, bitmask, 0)
+        raw = logits.float()
+        masked = raw.clone().unsqueeze(0)
+        apply_token_bitmask_inplace(masked, bitmask.to(masked.device))
+        token = int(masked[0].argmax())
+        if token in eos_ids or masked[0, token] == float("-inf"):
+            return None
+        if not row.matcher.consume_token(token):
+            raise RuntimeError(f"grammar refused token {token}: {row.matcher.get_error()}")
+        row.tokens.append(token)
+        row.logprobs.append(float(torch.log_softmax(raw, -1)[token]))
+        return token
+
     while True:
-        logits, mask = _forward(model, cache, mask, [steps[i] for i in live], [first[i] for i in live], device)
-        for i in live:
-            rows[i].passes += 1
+        width = max(len(drafts[i]) for i in live) + 1
+        logits, mask = _forward(model, cache, mask, [feed[i] + drafts[i] for i in live], [positions[i] for i in live],
+                                device, keep=width)
         keep: list[int] = []
-        choose = []  # batch positions whose next token is chosen, not forced
         for b, i in enumerate(live):
-            row = rows[i]
-            row.position = first[i] + len(steps[i])
-            step = []
-            if not row.matcher.is_stopped() and len(row.tokens) < row.budget and jump_forward:
-                step = [t for t in row.matcher.compute_ff_tokens() if t not in eos_ids][:row.budget - len(row.tokens)]
-            if row.matcher.is_stopped():
-                row.finish = "stop"
-            elif len(row.tokens) >= row.budget:
-                row.finish = "length"
-            elif step:
-                if not row.matcher.consume_tokens(step):
-                    raise RuntimeError(f"grammar refused its own forced tokens: {row.matcher.get_error()}")
-                row.tokens += step
-                row.logprobs += [None] * len(step)
-                row.forced += len(step)
-            else:
-                fill_next_token_bitmask(row.matcher, bitmask, b)
-                choose.append(b)
-            steps[i] = step
-        if choose:
-            raw = logits[choose].float()
-            masked = raw.clone()
-            apply_token_bitmask_inplace(masked, bitmask[choose].to(masked.device))
-            picked = masked.argmax(-1)
-            logprobs = torch.log_softmax(raw, -1).gather(1, picked[:, None])[:, 0]
-            for n, b in enumerate(choose):
-                row, token = rows[live[b]], int(picked[n])
-                if token in eos_ids or masked[n, token] == float("-inf"):
+            row, guess = rows[i], drafts[i]
+            row.passes += 1
+            cursor, accepted, following = width - len(guess) - 1, 0, []
+            while not row.done():
+                forced = row.matcher.compute_ff_tokens() if jump_forward else []
+                forced = [t for t in forced if t not in eos_ids][:row.budget - len(row.tokens)]
+                if forced:  # no choice to make: appended, and fed in the next pass
+                    if not row.matcher.consume_tokens(forced):
+                        raise RuntimeError(f"grammar refused its own forced tokens: {row.matcher.get_error()}")
+                    row.tokens += forced
+                    row.logprobs += [None] * len(forced)
+                    row.forced += len(forced)
+                    following = forced
+                    break
+                token = choose(row, logits[b, cursor])
+                if token is None:
                     row.finish = "stop"
+                    break
+                if accepted < len(guess) and guess[accepted] == token:
+                    accepted, cursor = accepted + 1, cursor + 1  # fed already: its logits are at hand
                     continue
-                if not row.matcher.consume_token(token):
-                    raise RuntimeError(f"grammar refused token {token}: {row.matcher.get_error()}")
-                row.tokens.append(token)
-                row.logprobs.append(float(logprobs[n]))
-                steps[live[b]] = [token]
-        for b, i in enumerate(live):
-            row = rows[i]
-            if row.finish is None and row.matcher.is_stopped():
-                row.finish = "stop"  # complete JSON: the tokens just appended need no forward pass
-            elif row.finish is None and len(row.tokens) >= row.budget:
-                row.finish = "length"
-            if row.finish is None:
-                keep.append(b)
-                first[i] = row.position
+                following = [token]
+                break
+            if len(guess) > accepted:
+                mask[b, mask.shape[1] - (len(guess) - accepted):] = 0  # wrong guesses: never attended to
+            row.drafted, row.accepted = row.drafted + len(guess), row.accepted + accepted
+            positions[i] += len(feed[i]) + accepted
+            if row.done():
+                continue
+            feed[i], drafts[i] = following, []
+            if row.lookup is not None and len(following) == 1:
+                proposal = row.lookup.propose(row.tokens, min(draft, row.budget - len(row.tokens)))
+                drafts[i] = proposal[:row.matcher.validate_tokens(proposal)] if proposal else []
+            keep.append(b)
         if not keep:
             break
         if len(keep) < len(live):
@@ -186,15 +226,15 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
     for row in rows:
         text, spans = _decode_with_spans(tokenizer, row.tokens)
         out.append(Constrained(text, row.tokens, row.logprobs, spans, row.finish or "length", row.prompt_tokens,
-                               row.forced, row.passes, start))
+                               row.forced, row.passes, start, {"drafted": row.drafted, "accepted": row.accepted}))
     return out
 
 
 def constrained_generate(model, tokenizer, prompt_ids: list[int], grammar: str, *, max_new_tokens: int,
-                         device, eos_ids: list[int], jump_forward: bool = True) -> Constrained:
+                         device, eos_ids: list[int], jump_forward: bool = True, draft: int = 0) -> Constrained:
     """One document: a batch of one."""
     return constrained_batch(model, tokenizer, [prompt_ids], [grammar], max_new_tokens=max_new_tokens,
-                             device=device, eos_ids=eos_ids, jump_forward=jump_forward)[0]
+                             device=device, eos_ids=eos_ids, jump_forward=jump_forward, draft=draft)[0]
 
 
 def _expand(cache, rows: int):
@@ -204,8 +244,8 @@ def _expand(cache, rows: int):
     return copied
 
 
-def _forward(model, cache, mask: torch.Tensor, steps: list[list[int]], positions: list[int], device):
-    """Feed each row its tokens (left-padded to the widest row); the last real token's logits per row
+def _forward(model, cache, mask: torch.Tensor, steps: list[list[int]], positions: list[int], device, *, keep: int):
+    """Feed each row its tokens (left-padded to the widest row); the logits of the last `keep` columns
     and the attention mask grown by this step."""
     width = max(len(s) for s in steps)
     ids = torch.tensor([[0] * (width - len(s)) + s for s in steps], device=device)
@@ -213,8 +253,8 @@ def _forward(model, cache, mask: torch.Tensor, steps: list[list[int]], positions
     pos = torch.tensor([[p] * (width - len(s)) + list(range(p, p + len(s))) for s, p in zip(steps, positions)],
                        device=device)
     mask = torch.cat([mask, real], dim=1)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True).logits[:, -1]
-    return logits, mask
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=keep)
+    return out.logits, mask
 
 
 def _decode_with_spans(tokenizer, tokens: list[int]) -> tuple[str, list[tuple[int, int]]]:

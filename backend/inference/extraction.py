@@ -24,6 +24,7 @@ from backend.scoring.calibration import FILE as CALIBRATION_FILE
 from backend.scoring.calibration import Platt
 
 MIN_PREFIX = 8  # shorter shared prefixes are not worth a cache entry
+DRAFT = 8  # copied guesses per pass (decoding.constrained_batch): measured in benchmarks/extract_latency.py
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def extract(pool: ModelPool, target: Target, *, text: str, schema: ExtractionSch
 
 def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit: int = 4096,
                  review_confidence: float = 0.7, batch_size: int = 8, prefix_cache: bool = True,
-                 jump_forward: bool = True) -> list[dict[str, Any]]:
+                 jump_forward: bool = True, draft: int = DRAFT) -> list[dict[str, Any]]:
     """One result per document, in order. Raises ValueError naming the document whose prompt and answer
     would not fit the model's context."""
     results: list[dict[str, Any] | None] = [None] * len(docs)
@@ -70,7 +71,8 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
                     prefix = (shared, pool.prefixes.get(model, repr(target), shared, device))
             decoded = constrained_batch(model, tokenizer, [prompts[i] for i in chunk], [grammars[i] for i in chunk],
                                         max_new_tokens=[caps[i] for i in chunk], device=device,
-                                        eos_ids=stop_ids(model, tokenizer), jump_forward=jump_forward, prefix=prefix)
+                                        eos_ids=stop_ids(model, tokenizer), jump_forward=jump_forward, prefix=prefix,
+                                        draft=draft)
             for i, result in zip(chunk, decoded):
                 results[i] = _record(target, docs[i], result, review_confidence)
     return [r for r in results if r is not None]
@@ -90,7 +92,8 @@ def _record(target: Target, doc: Document, result, review_confidence: float) -> 
             "raw": result.text, "finish_reason": result.finish_reason, "constrained": True,
             "usage": {"prompt_tokens": result.prompt_tokens, "cached_prompt_tokens": result.cached_prompt_tokens,
                       "completion_tokens": len(result.tokens), "forced_tokens": result.forced,
-                      "forward_passes": result.forward_passes}}
+                      "forward_passes": result.forward_passes, "drafted_tokens": result.extra.get("drafted", 0),
+                      "accepted_draft_tokens": result.extra.get("accepted", 0)}}
 
 
 def _calibrator(adapter_path: str | None) -> Platt | None:

@@ -335,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8001, help="first port (one vLLM server per base model)")
     p.set_defaults(func=cmd_vllm)
 
+    from agents.cli import add_commands
+
+    add_commands(sub)  # extract, review: the agents' document graph
+
     p = sub.add_parser("demo", help="the main job: fine-tune the bundled model on bundled receipts, "
                        "show answers before and after")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget")

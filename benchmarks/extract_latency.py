@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--adapter", help="a training run folder (e.g. runs/sroie/<run>); default: base model")
     parser.add_argument("--batch", type=int, default=8, help="documents per batch in (b)")
     parser.add_argument("--draft", type=int, default=None, help="copied guesses per pass in (b) "
-                        "(default: the engine's, extraction.DRAFT; 0 = off)")
+                        "(default: the engine's, extraction.DRAFT_ALONE / DRAFT_BATCHED; 0 = off)")
     parser.add_argument("--retries", type=int, default=2, help="extra attempts of (a) after invalid JSON")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer cap of (a) and (c)")
     parser.add_argument("--threads", type=int, default=0, help="torch / llama.cpp threads (0: all cores)")
@@ -220,9 +220,6 @@ def main() -> None:
 
     from backend.inference.constrained import flat_schema
 
-    from backend.inference.extraction import DRAFT
-
-    args.draft = DRAFT if args.draft is None else args.draft
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     docs = receipts(args.n, args.seed)
@@ -240,7 +237,7 @@ def main() -> None:
             results.append(llama)
 
     print(f"\n{len(docs)} SROIE receipts, model: {args.adapter or 'smollm2-135m (bundled base)'}, {threads} threads, "
-          f"copy drafting {args.draft}")
+          f"copy drafting {'default' if args.draft is None else args.draft}")
     print(f"{'contender':44} {'docs/s':>7} {'p50 s':>7} {'p95 s':>7} {'tok/s':>7} {'valid':>6} {'F1':>6}")
     for r in results:
         print(f"{r['name']:44} {r['docs_per_s']:7.3f} {r['p50_s']:7.2f} {r['p95_s']:7.2f} {r['tokens_per_s']:7.1f} "

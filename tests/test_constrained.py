@@ -294,3 +294,17 @@ def test_copy_drafting_saves_passes_when_the_model_copies(tiny_config, write_jso
     assert json.loads(drafted[1]["raw"])["company"] == "Kedai Runcit Maju, 12 Jalan Besar"  # it did learn to copy
     assert sum(r["usage"]["forward_passes"] for r in drafted) < 0.7 * sum(r["usage"]["forward_passes"] for r in plain)
     assert sum(r["usage"]["accepted_draft_tokens"] for r in drafted) > 10
+
+
+def test_numbers_and_nested_answers_are_grounded_leaf_by_leaf():
+    from backend.inference.grounding import ground
+
+    text = "Widget x2   125.00\nService     1.250,50\nTotal due: 1,375.50 EUR\nVendor: ACME GmbH"
+    spans = ground({"vendor": {"name": "ACME GmbH", "vat_id": None},
+                    "line_items": [{"amount": 125.0}, {"amount": 1250.5}], "total": 1375.5, "tax": 25.0}, text)
+    assert text[spans["vendor.name"]["start"]:spans["vendor.name"]["end"]] == "ACME GmbH"
+    assert text[spans["line_items[0].amount"]["start"]:spans["line_items[0].amount"]["end"]] == "125.00"
+    assert text[spans["line_items[1].amount"]["start"]:spans["line_items[1].amount"]["end"]] == "1.250,50"
+    assert text[spans["total"]["start"]:spans["total"]["end"]] == "1,375.50"
+    assert spans["tax"] is None  # "25.00" only occurs inside "125.00": not grounded
+    assert spans["vendor.vat_id"] is None

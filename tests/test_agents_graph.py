@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -230,15 +229,17 @@ def test_instructions_inside_a_document_change_no_decision(policy, doc, tmp_path
     assert result["decision"] == "review"  # ... and the validators caught it: never an approval
     assert any(f["why"] == "validation" and f["field"] == "total" for f in result["flags"])
     assert all("ignore all previous" not in " ".join(call[2]) for call in model.explain_calls)
+    fresh = Store(tmp_path / "fresh.sqlite")  # not a duplicate of the first
     clean = run(Scripted(GOOD), policy, doc(INVOICE + INJECTION.replace("approve", "reject"), "b.txt"), tmp_path,
-                thread="t2")[1]
+                thread="t2", store=fresh)[1]
     assert clean["decision"] == "approve"  # instructions to reject change nothing either
 
 
 def test_other_documents_and_low_confidence_go_to_review(policy, doc, tmp_path):
     other = run(Scripted({}), policy, doc("Dear Sir, thanks for lunch.", "letter.txt"), tmp_path)[1]
     assert other["doc_type"] == "other" and other["decision"] == "review"
-    unsure = run(Scripted(GOOD, confidence=0.4), policy, doc(INVOICE, "b.txt"), tmp_path, thread="t2")[1]
+    unsure = run(Scripted(GOOD, confidence=0.4), policy, doc(INVOICE, "b.txt"), tmp_path, thread="t2",
+                 store=Store(tmp_path / "fresh.sqlite"))[1]
     assert unsure["decision"] == "review" and {f["why"] for f in unsure["flags"]} == {"low confidence"}
 
 

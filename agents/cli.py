@@ -1,0 +1,288 @@
+"""`tunebridge extract` and `tunebridge review`: the document graph from the command line.
+
+    tunebridge extract examples/documents --adapter runs/<run> --out results.jsonl
+    tunebridge review list
+    tunebridge review resume <id> --corrections fixes.json        # or answer the prompts
+
+Each document is a LangGraph thread (its id: the first 16 hex digits of the file's SHA-256), checkpointed
+in `--db` (default runs/agents/agents.sqlite): a document held for review stays there, across
+restarts, until `review resume` continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+SUFFIXES = {".pdf", ".txt", ".md", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+DEFAULT_DB = "runs/agents/agents.sqlite"
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("extract", help="documents → validated, grounded, decided records (the agents' graph); "
+                       "doubtful ones are held for review",
+                       description="Extract fields from financial documents, validate them, apply the decision "
+                       "policy, and hold doubtful documents for a person (tunebridge review).")
+    p.add_argument("paths", nargs="+", help="files or folders (pdf, txt, md, png, jpg, tif)")
+    p.add_argument("--type", choices=["invoice", "receipt", "bank_statement", "kyc"],
+                   help="skip classification: every document is of this type")
+    p.add_argument("--schema", help="a JSON Schema file to extract instead of the built-in types")
+    _model_flags(p)
+    p.add_argument("--policy", help="decision policy YAML (default: agents/policies/default.yaml)")
+    p.add_argument("--out", default="runs/agents/results.jsonl", help="one JSON record per document")
+    p.add_argument("--max-repairs", type=int, default=2, help="re-asks after validation errors")
+    p.add_argument("--rerun", action="store_true", help="process documents seen before again")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("review", help="list documents held for review, show one, or resume it with corrections")
+    p.add_argument("action", choices=["list", "show", "resume", "flush"],
+                   help="flush: send queued corrections to the labelled-data webhook")
+    p.add_argument("id", nargs="?", help="document id (from `review list`)")
+    p.add_argument("--corrections", help="JSON file: {\"fields\": {\"total\": 12.5, \"vendor.name\": \"...\"}, "
+                   "\"decision\": \"approve|review|reject\", \"note\": \"...\"}; without it, prompts")
+    p.add_argument("--reviewer", help="who reviewed (recorded)")
+    _model_flags(p)
+    p.add_argument("--policy", help="decision policy YAML")
+    p.set_defaults(func=cmd_review)
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapter", help="adapter: a run folder (in-process engine), or with --service-url a registry "
+                   "reference (name, name@prod)")
+    p.add_argument("--model", help="base model (in-process) or model name (--openai-url)")
+    p.add_argument("--service-url", help="use the tunebridge service at this URL (e.g. http://127.0.0.1:8000)")
+    p.add_argument("--api-key", help="its API key (or TUNEBRIDGE_API_KEY)")
+    p.add_argument("--openai-url", help="use any OpenAI-compatible server (vLLM, Ollama), e.g. http://host:8000/v1")
+    p.add_argument("--db", default=DEFAULT_DB, help="the agents' state and review checkpoints (SQLite)")
+    p.add_argument("--webhook-url", help="labelled-data webhook for reviewer corrections (or TUNEBRIDGE_WEBHOOK_URL)")
+    p.add_argument("--webhook-secret", help="its secret (or TUNEBRIDGE_WEBHOOK_SECRET)")
+    p.add_argument("--dataset", default="corrections", help="dataset the corrections go to")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def build_model(args: argparse.Namespace):
+    import os
+
+    from agents.models import EngineModel, OpenAIModel, ServiceModel
+
+    if args.service_url:
+        return ServiceModel(args.service_url, api_key=args.api_key or os.environ.get("TUNEBRIDGE_API_KEY"),
+                            model=args.adapter or args.model)
+    if args.openai_url:
+        if not args.model:
+            raise SystemExit("--openai-url needs --model (the served model's name)")
+        return OpenAIModel(args.openai_url, model=args.model, api_key=args.api_key)
+    return EngineModel(adapter=args.adapter, model=args.model, device=args.device)
+
+
+def open_runtime(args: argparse.Namespace, *, model=None):
+    """(graph, store, deps) for these flags."""
+    import os
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from agents.feedback import Webhook
+    from agents.graph import Deps, build_graph
+    from agents.policy import Policy
+    from agents.store import Store
+
+    store = Store(args.db)
+    url = args.webhook_url or os.environ.get("TUNEBRIDGE_WEBHOOK_URL")
+    secret = args.webhook_secret or os.environ.get("TUNEBRIDGE_WEBHOOK_SECRET")
+    webhook = Webhook(url, secret, args.dataset) if url and secret else None
+    schema = None
+    if getattr(args, "schema", None):
+        try:
+            schema = json.loads(Path(args.schema).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"--schema {args.schema}: {exc}") from exc
+    deps = Deps(model=model or build_model(args), policy=Policy.load(args.policy), store=store, webhook=webhook,
+                max_repairs=getattr(args, "max_repairs", 2), schema=schema)
+    saver = SqliteSaver(sqlite3.connect(str(store.path), check_same_thread=False))
+    return build_graph(deps, saver), store, deps
+
+
+def expand(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+        else:
+            out.append(path)
+    return out
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    files = expand(args.paths)
+    if not files:
+        print("no documents found in " + ", ".join(args.paths), file=sys.stderr)
+        return 2
+    graph, store, _ = open_runtime(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = []
+    with out.open("w") as sink:
+        for path in tqdm(files, unit="doc", desc="documents"):
+            record = run_one(graph, store, path, doc_type=args.type, rerun=args.rerun)
+            if "error" in record and isinstance(record["error"], str) and record.get("status") == "failed":
+                tqdm.write(f"{path}: {record['error']}")
+            records.append(record)
+            sink.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    report = write_report(records, out.with_name(out.stem + "-report.md"))
+    print(summary_table(records))
+    print(f"records: {out}\nreport: {report}\nreviews: tunebridge review list --db {args.db}")
+    return 0
+
+
+def run_one(graph, store, path: Path, *, doc_type: str | None = None, rerun: bool = False) -> dict[str, Any]:
+    """Run (or report) one document; its record, with status done | reviewed | pending_review | failed."""
+    from agents.graph import output
+    from agents.intake import IntakeError, read_document
+
+    try:
+        doc_id = read_document(path).sha256[:16]
+    except IntakeError as exc:
+        return {"path": str(path), "status": "failed", "error": str(exc)}
+    thread = doc_id
+    config = {"configurable": {"thread_id": thread}}
+    state = graph.get_state(config)
+    if state.values and not rerun:
+        record = output(state.values)
+        if state.next:
+            record["status"] = "pending_review"
+        return {**record, "cached": True}
+    if rerun and state.values:
+        thread = f"{doc_id}-{len(store.threads_of(doc_id)) + 1}"
+        config = {"configurable": {"thread_id": thread}}
+    try:
+        result = graph.invoke({"path": str(path), "doc_type": doc_type}, config)
+    except (IntakeError, ValueError) as exc:
+        return {"path": str(path), "doc_id": doc_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    record = output(result)
+    if result.get("__interrupt__"):
+        record["status"] = "pending_review"
+        store.put_document(thread_id=thread, doc_id=doc_id, path=str(path), status="pending_review",
+                           doc_type=result.get("doc_type"), decision=result.get("decision"),
+                           summary={"flags": len(result.get("flags") or []), "fired": [f["rule"] for f in
+                                                                                       result.get("fired") or []]})
+    return record
+
+
+def summary_table(records: list[dict[str, Any]]) -> str:
+    decisions = Counter(r.get("decision") or "-" for r in records)
+    statuses = Counter(r.get("status") or "-" for r in records)
+    rows = [("document", "type", "decision", "status", "flags", "rules fired")]
+    for r in records:
+        rows.append((Path(r["path"]).name[:34], str(r.get("doc_type") or "-"), str(r.get("decision") or "-"),
+                     str(r.get("status")), str(len(r.get("flags") or [])),
+                     ", ".join(f["rule"] for f in r.get("fired") or [])[:40] or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    fields = sum(len({f.get("field") for f in r.get("flags") or [] if f.get("field")}) for r in records)
+    lines.append(f"\n{len(records)} documents: " + ", ".join(f"{k} {v}" for k, v in sorted(decisions.items())) +
+                 "; status: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) +
+                 f"; {fields} fields need review")
+    return "\n".join(lines)
+
+
+def write_report(records: list[dict[str, Any]], path: Path) -> Path:
+    lines = ["# Document run", "", "| document | type | decision | status | confidence | reasons |", "|---|---|---|---|---|---|"]
+    for r in records:
+        reasons = "; ".join([f["reason"] for f in r.get("fired") or []] +
+                            [f"{f['why']}: {f.get('field', '')}" for f in r.get("flags") or []]) or r.get("error") or ""
+        conf = r.get("decision_confidence")
+        lines.append(f"| {Path(r['path']).name} | {r.get('doc_type') or '-'} | {r.get('decision') or '-'} | "
+                     f"{r.get('status')} | {'-' if conf is None else f'{conf:.2f}'} | {reasons.replace('|', '/')} |")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from agents.feedback import flush
+    from agents.store import Store
+
+    if args.action == "list":
+        store = Store(args.db)
+        pending = store.documents(status="pending_review")
+        if not pending:
+            print("nothing waiting for review")
+        for d in pending:
+            print(f"{d['thread_id']}  {d['doc_type'] or '-':14} {d['decision'] or '-':8} {d['path']}  "
+                  f"({d['summary'].get('flags', 0)} flags; rules: {', '.join(d['summary'].get('fired', [])) or '-'})")
+        return 0
+    if args.action == "flush":
+        _, store, deps = open_runtime(args, model=_NoModel())
+        print(json.dumps(flush(store, deps.webhook)))
+        return 0
+    if not args.id:
+        print(f"review {args.action}: give the document id (tunebridge review list)", file=sys.stderr)
+        return 2
+    graph, store, _ = open_runtime(args, model=_NoModel())  # resuming decides by the rules: no model needed
+    config = {"configurable": {"thread_id": args.id}}
+    state = graph.get_state(config)
+    if not state.values:
+        print(f"no document {args.id!r} in {args.db}", file=sys.stderr)
+        return 2
+    pending = [i.value for t in state.tasks for i in t.interrupts]
+    if args.action == "show":
+        print(json.dumps(pending[0] if pending else {"status": state.values.get("status")}, indent=2, default=str))
+        return 0
+    if not pending:
+        print(f"document {args.id} is not waiting for review (status {state.values.get('status')})", file=sys.stderr)
+        return 2
+    answer = _read_corrections(args.corrections) if args.corrections else _prompt(pending[0])
+    answer.setdefault("reviewer", args.reviewer)
+    from langgraph.types import Command
+
+    result = graph.invoke(Command(resume=answer), config)
+    from agents.graph import output
+
+    print(json.dumps(output(result), indent=2, default=str))
+    return 0
+
+
+def _read_corrections(path: str) -> dict[str, Any]:
+    try:
+        answer = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"--corrections {path}: {exc}") from exc
+    if not isinstance(answer, dict):
+        raise SystemExit(f"--corrections {path}: expected a JSON object with 'fields' and/or 'decision'")
+    return answer
+
+
+def _prompt(payload: dict[str, Any]) -> dict[str, Any]:
+    print(json.dumps({k: payload.get(k) for k in ("path", "doc_type", "fields", "flags", "fired", "decision")},
+                     indent=2, default=str))
+    fields: dict[str, Any] = {}
+    print("Corrections: one per line as path=value (JSON values, e.g. total=12.5 or vendor.name=\"ACME\"); "
+          "empty line to finish.")
+    for line in iter(lambda: input("> ").strip(), ""):
+        path, _, value = line.partition("=")
+        try:
+            fields[path.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[path.strip()] = value.strip()
+    decision = input("decision [approve/review/reject, empty: re-apply the rules]: ").strip() or None
+    return {"fields": fields, "decision": decision, "note": input("note: ").strip() or None}
+
+
+class _NoModel:
+    """For commands that never call the model (list, show, flush)."""
+
+    name = "none"
+
+    def extract(self, *a, **k):
+        raise RuntimeError("no model configured for this command")
+
+    def explain(self, *a, **k):
+        raise RuntimeError("no model configured for this command")

@@ -1,0 +1,219 @@
+"""Decision rules: a readable YAML policy evaluated on the validated record. Rules decide; the model
+only explains afterwards, from the decision and its reasons — never from the document's text — so
+nothing written in a document can change a decision (prompt injection).
+
+A policy file (`agents/policies/default.yaml` is the default):
+
+    review_below_confidence: 0.7          # a present field under this confidence → review
+    rules:
+      - id: high_value
+        applies_to: [invoice]
+        check: amount_above                # one of CHECKS below
+        params: {field: total, limit: 10000}
+        outcome: review                    # review | reject
+        reason: "total {value} is above {limit}"   # filled from params and the evidence
+
+The decision is the most severe outcome among the rules that fired, validation errors (review),
+low-confidence or ungrounded fields (review) and an unknown document type (review); approve when
+nothing fired. Each reason carries its evidence: the field, the value, and where it is in the document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import yaml
+
+from agents.validators import parse_amount, parse_date
+
+DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.yaml"
+SEVERITY = {"approve": 0, "review": 1, "reject": 2}
+
+
+class History(Protocol):
+    """What earlier documents said (duplicate detection): `seen` returns the ids of earlier documents
+    with the same key, other than `doc_id`."""
+
+    def seen(self, kind: str, key: str, doc_id: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    check: str
+    outcome: str
+    applies_to: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...]
+    review_below_confidence: float = 0.7
+    source: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Policy":
+        path = Path(path or DEFAULT_POLICY)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"policy {path}: cannot read it: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+            raise ValueError(f"policy {path}: expected a mapping with a 'rules' list")
+        rules = []
+        for n, item in enumerate(data["rules"]):
+            where = f"policy {path}, rule {n + 1}"
+            if not isinstance(item, dict):
+                raise ValueError(f"{where}: expected a mapping, got {item!r}")
+            unknown = set(item) - {"id", "check", "outcome", "applies_to", "params", "reason"}
+            if unknown:
+                raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+            if item.get("check") not in CHECKS:
+                raise ValueError(f"{where}: check {item.get('check')!r} is not one of {sorted(CHECKS)}")
+            if item.get("outcome") not in ("review", "reject"):
+                raise ValueError(f"{where}: outcome must be 'review' or 'reject', got {item.get('outcome')!r}")
+            rules.append(Rule(id=str(item.get("id") or f"rule-{n + 1}"), check=item["check"], outcome=item["outcome"],
+                              applies_to=tuple(item.get("applies_to") or ()), params=dict(item.get("params") or {}),
+                              reason=str(item.get("reason") or "")))
+        return cls(tuple(rules), float(data.get("review_below_confidence", 0.7)), str(path))
+
+
+@dataclass
+class Context:
+    doc_id: str
+    doc_type: str
+    grounding: dict[str, Any]
+    history: History | None = None
+    today: dt.date = field(default_factory=dt.date.today)
+
+
+def evaluate(policy: Policy, record: dict[str, Any], ctx: Context) -> list[dict[str, Any]]:
+    """The rules that fired, each with its outcome, reason and evidence."""
+    fired = []
+    for rule in policy.rules:
+        if rule.applies_to and ctx.doc_type not in rule.applies_to:
+            continue
+        for evidence in CHECKS[rule.check](record, rule.params, ctx):
+            values = {**rule.params, **evidence}
+            try:
+                reason = rule.reason.format(**values) if rule.reason else f"{rule.id}: {evidence}"
+            except (KeyError, IndexError, ValueError):
+                reason = f"{rule.reason} ({evidence})"
+            span = ctx.grounding.get(evidence.get("field", ""))
+            fired.append({"rule": rule.id, "outcome": rule.outcome, "reason": reason,
+                          "evidence": {**evidence, "span": span}})
+    return fired
+
+
+def keys(policy: Policy, record: dict[str, Any], doc_type: str) -> list[tuple[str, str]]:
+    """What this record adds to the history: the keys its duplicate rules compare."""
+    out = []
+    for rule in policy.rules:
+        if rule.check == "duplicate" and (not rule.applies_to or doc_type in rule.applies_to):
+            key = _key(record, rule.params["fields"])
+            if key is not None:
+                out.append((doc_type, key))
+    return out
+
+
+def _key(record: dict[str, Any], paths: list[str]) -> str | None:
+    parts = [get(record, f) for f in paths]
+    if any(p in (None, "") for p in parts):
+        return None
+    return " | ".join(str(p).casefold().strip() for p in parts)
+
+
+def decide(fired: list[dict[str, Any]]) -> str:
+    return max((f["outcome"] for f in fired), key=SEVERITY.__getitem__, default="approve")
+
+
+# -- checks: (record, params, context) -> evidence dicts, one per finding --------------------------------
+def get(record: Any, path: str) -> Any:
+    """A value by dotted path (`vendor.name`); None when any step is missing."""
+    for part in path.split("."):
+        record = record.get(part) if isinstance(record, dict) else None
+    return record
+
+
+def _amount_above(record, params, ctx):
+    value = parse_amount(get(record, params["field"]))
+    if value is not None and value > float(params["limit"]):
+        yield {"field": params["field"], "value": value}
+
+
+def _not_in_list(record, params, ctx):
+    value = get(record, params["field"])
+    allowed = {str(v).casefold().strip() for v in params.get("list", [])}
+    if value is not None and str(value).casefold().strip() not in allowed:
+        yield {"field": params["field"], "value": value}
+
+
+def _duplicate(record, params, ctx):
+    key = _key(record, params["fields"])
+    if ctx.history is None or key is None:
+        return
+    earlier = ctx.history.seen(ctx.doc_type, key, ctx.doc_id)
+    if earlier:
+        yield {"field": params["fields"][-1], "value": get(record, params["fields"][-1]), "earlier": ", ".join(earlier)}
+
+
+def _date_passed(record, params, ctx):
+    raw = get(record, params["field"])
+    when = parse_date(raw)
+    if when is not None and when < ctx.today - dt.timedelta(days=int(params.get("grace_days", 0))):
+        yield {"field": params["field"], "value": raw, "days": (ctx.today - when).days}
+
+
+def _ratio_above(record, params, ctx):
+    top, bottom = parse_amount(get(record, params["numerator"])), parse_amount(get(record, params["denominator"]))
+    if top is not None and bottom and top / bottom > float(params["limit"]):
+        yield {"field": params["numerator"], "value": top, "ratio": round(top / bottom, 2)}
+
+
+def _transactions(record) -> list[tuple[int, dict[str, Any], float, dt.date | None]]:
+    out = []
+    for i, t in enumerate(record.get("transactions") or []):
+        amount = parse_amount(t.get("amount")) if isinstance(t, dict) else None
+        if amount is not None:
+            out.append((i, t, amount, parse_date(t.get("date"))))
+    return out
+
+
+def _large_deposit(record, params, ctx):
+    words = [w.casefold() for w in params.get("description_contains", [])]
+    for i, t, amount, _ in _transactions(record):
+        text = str(t.get("description") or "").casefold()
+        if amount >= float(params["limit"]) and (not words or any(w in text for w in words)):
+            yield {"field": f"transactions[{i}].amount", "value": amount, "description": t.get("description")}
+
+
+def _structuring(record, params, ctx):
+    """Several deposits just under a reporting threshold within a few days."""
+    limit, band = float(params["threshold"]), float(params.get("band", 0.1))
+    near = [(i, amount, day) for i, _, amount, day in _transactions(record)
+            if limit * (1 - band) <= amount < limit and day is not None]
+    near.sort(key=lambda x: x[2])
+    window, count = dt.timedelta(days=int(params.get("days", 7))), int(params.get("count", 3))
+    for start in range(len(near)):
+        group = [x for x in near[start:] if x[2] - near[start][2] <= window]
+        if len(group) >= count:
+            yield {"field": f"transactions[{group[0][0]}].amount", "value": [g[1] for g in group],
+                   "count": len(group), "total": round(sum(g[1] for g in group), 2),
+                   "transactions": [g[0] for g in group]}
+            return
+
+
+CHECKS: dict[str, Callable[..., Any]] = {
+    "amount_above": _amount_above,
+    "not_in_list": _not_in_list,
+    "duplicate": _duplicate,
+    "date_passed": _date_passed,
+    "ratio_above": _ratio_above,
+    "large_deposit": _large_deposit,
+    "structuring": _structuring,
+}

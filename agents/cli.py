@@ -145,11 +145,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def run_one(graph, store, path: Path, *, doc_type: str | None = None, rerun: bool = False) -> dict[str, Any]:
     """Run (or report) one document; its record, with status done | reviewed | pending_review | failed."""
     from agents.graph import output
-    from agents.intake import IntakeError, read_document
+    from agents.intake import IntakeError, file_sha256
 
     try:
-        doc_id = read_document(path).sha256[:16]
-    except IntakeError as exc:
+        doc_id = file_sha256(path)[:16]
+    except (IntakeError, OSError) as exc:
         return {"path": str(path), "status": "failed", "error": str(exc)}
     thread = doc_id
     config = {"configurable": {"thread_id": thread}}

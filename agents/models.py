@@ -61,7 +61,7 @@ class EngineModel:
     """tunebridge's constrained extraction engine in this process (base model or base + adapter)."""
 
     def __init__(self, *, adapter: str | None = None, model: str | None = None, device: str = "auto",
-                 max_new_tokens: int = 160):
+                 max_new_tokens: int = 160, answer_tokens: int = 768):
         from backend.inference.pool import ModelPool, Target
         from backend.models.adapters import find_adapter
 
@@ -73,14 +73,15 @@ class EngineModel:
         else:
             self.target = Target(model or "smollm2-135m")
         self.name = self.target.label
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = max_new_tokens  # of an explanation
+        self.answer_tokens = answer_tokens  # of an extraction: an invoice with 20 line items fits
 
     def extract(self, text, schema, *, notes=None) -> Extraction:
         from backend.inference.extraction import extract
         from backend.prompts import ExtractionSchema
 
         out = extract(self.pool, self.target, text=with_notes(text, notes), schema=ExtractionSchema.from_json_schema(
-            json_schema(schema)), json_schema=schema)
+            json_schema(schema)), json_schema=schema, max_new_tokens=self.answer_tokens)
         return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name,
                           {"usage": out["usage"]})
 

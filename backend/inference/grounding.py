@@ -63,14 +63,20 @@ def _locate_number(value: float, source: str) -> dict[str, Any] | None:
 
 
 def number_forms(value: float) -> list[str]:
-    """How a document may print a number, most specific first."""
+    """How a document may print a number, most specific first; a negative one also unsigned (a debit
+    column prints -950.00 as 950.00)."""
+    forms = _forms(value) + (_forms(-value) if value < 0 else [])
+    return list(dict.fromkeys(forms))
+
+
+def _forms(value: float) -> list[str]:
     forms = [f"{value:,.2f}", f"{value:.2f}", f"{value:,.2f}".replace(",", " ").replace(".", ","),
              f"{value:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")]
     if float(value).is_integer():
         forms += [f"{int(value):,}", str(int(value))]
     else:
         forms.append(repr(float(value)))
-    return list(dict.fromkeys(forms))
+    return forms
 
 
 def leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 SUFFIXES = {".pdf", ".txt", ".md", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+FOLDER_SUFFIXES = SUFFIXES - {".md"}  # a folder's README is not a document; name .md files to include them
 DEFAULT_DB = "runs/agents/agents.sqlite"
 
 
@@ -112,34 +113,41 @@ def expand(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES and p.is_file())
         else:
             out.append(path)
     return out
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     files = expand(args.paths)
     if not files:
         print("no documents found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
     graph, store, _ = open_runtime(args)
-    out = Path(args.out)
+    records, report = run_documents(graph, store, files, out=Path(args.out), doc_type=args.type, rerun=args.rerun)
+    print(summary_table(records))
+    print(f"records: {args.out}\nreport: {report}\nreviews: tunebridge review list --db {args.db}")
+    return 0
+
+
+def run_documents(graph, store, files: list[Path], *, out: Path, doc_type: str | None = None,
+                  rerun: bool = False) -> tuple[list[dict[str, Any]], Path]:
+    """Every file through the graph, with a progress bar; records written to `out` as they finish,
+    and a markdown report beside it."""
+    from tqdm import tqdm
+
     out.parent.mkdir(parents=True, exist_ok=True)
     records = []
     with out.open("w") as sink:
         for path in tqdm(files, unit="doc", desc="documents"):
-            record = run_one(graph, store, path, doc_type=args.type, rerun=args.rerun)
-            if "error" in record and isinstance(record["error"], str) and record.get("status") == "failed":
+            record = run_one(graph, store, path, doc_type=doc_type, rerun=rerun)
+            if record.get("status") == "failed":
                 tqdm.write(f"{path}: {record['error']}")
             records.append(record)
             sink.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-    report = write_report(records, out.with_name(out.stem + "-report.md"))
-    print(summary_table(records))
-    print(f"records: {out}\nreport: {report}\nreviews: tunebridge review list --db {args.db}")
-    return 0
+            sink.flush()
+    return records, write_report(records, out.with_name(out.stem + "-report.md"))
 
 
 def run_one(graph, store, path: Path, *, doc_type: str | None = None, rerun: bool = False) -> dict[str, Any]:

@@ -62,7 +62,8 @@ def test_optional_gemma_model_trains_when_installed(tmp_path):
 
 
 def test_the_demo_trains_then_reports_base_vs_fine_tuned(tmp_path, capsys):
-    """The main job end to end on the real model, with a tiny time budget (one step or two)."""
+    """The main job end to end on the real model, with a tiny time budget (one step or two), the agents'
+    step included."""
     from backend.demo import run_demo
 
     assert run_demo(minutes=0.05, output_dir=str(tmp_path)) == 0
@@ -71,3 +72,7 @@ def test_the_demo_trains_then_reports_base_vs_fine_tuned(tmp_path, capsys):
     report = next(tmp_path.glob("train-*/eval/report.md")).read_text()
     assert "| base |" in report and "| train-" in report
     assert next(tmp_path.glob("train-*/eval/eval.png")).stat().st_size > 1000
+    records = [json.loads(line) for line in next(tmp_path.glob("train-*/agents/results.jsonl")).read_text().splitlines()]
+    assert len(records) == 15 and all(r["status"] in ("done", "pending_review") for r in records)  # none failed
+    assert {r["doc_type"] for r in records} == {"invoice", "receipt", "bank_statement", "kyc"}
+    assert "15 documents:" in out and "tunebridge review list --db" in out

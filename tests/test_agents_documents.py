@@ -137,3 +137,11 @@ def test_cli_extract_then_review_in_another_process(tiny_model, tmp_path, servic
     listed = subprocess.run([sys.executable, "-m", "backend.cli", "review", "list", "--db", str(db)],
                             capture_output=True, text=True, check=True).stdout
     assert "harbour" not in listed and "nordwind" in listed
+    invoice_id = next(line.split()[0] for line in listed.splitlines() if "nordwind" in line)
+    typed = 'invoice_number="NW-2026-1184"\ntotal=936.11\n\nreject\nwrong bank details\n'  # at the prompts
+    asked = subprocess.run([sys.executable, "-m", "backend.cli", "review", "resume", invoice_id, "--db", str(db)],
+                           input=typed, capture_output=True, text=True, timeout=300)
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    final = json.loads(asked.stdout[asked.stdout.rindex("{\n  \"path\""):])
+    assert final["decision"] == "reject" and final["review"]["note"] == "wrong bank details"
+    assert final["fields"]["invoice_number"] == "NW-2026-1184" and final["fields"]["total"] == 936.11

@@ -278,3 +278,25 @@ def test_the_graph_shape():
     nodes = set(graph.get_graph().nodes)
     assert {"intake", "classify", "extract", "validate", "repair", "decide", "human_review", "finalize"} <= nodes
     assert output({"path": "x"})["path"] == "x"
+
+
+def test_a_high_value_invoice_goes_to_review(policy, doc, tmp_path):
+    big = {**GOOD, "line_items": [{"description": "Press", "quantity": 1, "unit_price": 20000.0, "amount": 20000.0}],
+           "subtotal": 20000.0, "tax": 3800.0, "total": 23800.0}
+    text = INVOICE + "\nPress 1 x 20,000.00 20,000.00\nSubtotal 20,000.00 VAT 3,800.00 Total 23,800.00"
+    result = run(Scripted(big), policy, doc(text), tmp_path)[1]
+    assert result["decision"] == "review" and [f["rule"] for f in result["fired"]] == ["high_value"]
+    assert result["fired"][0]["reason"] == "total 23800.0 above 10000"
+
+
+def test_a_user_schema_is_extracted_and_checked_by_json_schema(policy, doc, tmp_path):
+    schema = {"type": "object", "properties": {"policy_number": {"type": "string", "pattern": "^P-[0-9]+$"},
+                                               "premium": {"type": "number"}}, "required": ["policy_number"]}
+    text = "Insurance certificate\nPolicy P-2291\nPremium 120.00"
+    good = run(Scripted({"policy_number": "P-2291", "premium": 120.0}), policy, doc(text), tmp_path,
+               schema=schema)[1]
+    assert good["doc_type"] == "custom" and good["decision"] == "approve", good["flags"]
+    bad = run(Scripted({"policy_number": "2291", "premium": 120.0}), policy, doc(text, "b.txt"), tmp_path,
+              thread="t2", schema=schema, max_repairs=0)[1]
+    assert bad["decision"] == "review"
+    assert bad["validation"][0]["field"] == "policy_number" and "does not match" in bad["validation"][0]["message"]

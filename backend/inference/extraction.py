@@ -82,6 +82,23 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
     return [r for r in results if r is not None]
 
 
+def constrained_chat(pool: ModelPool, target: Target, messages: list[dict[str, str]], json_schema: dict[str, Any], *,
+                     max_new_tokens: int | None = None, limit: int = 4096) -> dict[str, Any]:
+    """A chat answer decoded under a JSON Schema (OpenAI's `response_format`): text, finish reason, usage."""
+    bounded, budget = bound_schema(schema_of(json_schema))
+    cap = min(max_new_tokens or budget, limit)
+    with pool.using(target) as (model, tokenizer, context):
+        ids = _encode(tokenizer, messages)
+        if len(ids) + cap > context:
+            raise ValueError(f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of "
+                             f"{context}; shorten the messages or max_tokens")
+        result = constrained_batch(model, tokenizer, [ids], [grammar(bounded)], max_new_tokens=cap,
+                                   device=next(model.parameters()).device, eos_ids=stop_ids(model, tokenizer),
+                                   draft=DRAFT_ALONE)[0]
+    return {"text": result.text, "finish_reason": result.finish_reason, "prompt_tokens": len(ids),
+            "completion_tokens": len(result.tokens)}
+
+
 def _record(target: Target, doc: Document, result, review_confidence: float) -> dict[str, Any]:
     parsed = parse_answer(result.text, doc.schema)
     raw_confidence = field_confidence(result, doc.schema.names)

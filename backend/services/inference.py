@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from backend.inference.batcher import Batcher
 from backend.inference.constrained import flat_schema, schema_of
-from backend.inference.extraction import Document
+from backend.inference.extraction import Document, constrained_chat
 from backend.inference.pool import GenRequest, Target
 from backend.models.bundled import BUNDLED
 from backend.prompts import NAMED_SCHEMAS, ExtractionSchema, extraction_messages, parse_answer
@@ -96,3 +96,10 @@ def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSc
                 "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}}
     return batcher.extract(target, Document(text, schema, json_schema, max_new_tokens), limit=limit,
                            review_confidence=review_confidence)
+
+
+def chat_structured(*, batcher: Batcher, target: Target, messages: list[dict[str, str]], json_schema: dict[str, Any],
+                    max_new_tokens: int | None, limit: int) -> dict[str, Any]:
+    """A chat answer under a JSON Schema (OpenAI `response_format`); ValueError for a schema that cannot
+    be decoded under a bound or a prompt too long for the model."""
+    return constrained_chat(batcher.pool, target, messages, json_schema, max_new_tokens=max_new_tokens, limit=limit)

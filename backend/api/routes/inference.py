@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import Future
 from typing import Any, Iterator, Literal
 
 from fastapi import APIRouter, HTTPException, status
@@ -52,6 +53,29 @@ class Generation(BaseModel):
                           temperature=self.temperature, top_p=self.top_p, stop=stop, seed=self.seed)
 
 
+class JsonSchemaFormat(BaseModel):
+    name: str = "answer"
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format.json_schema: required when type is 'json_schema'")
+        return self
+
+    @property
+    def decoding_schema(self) -> dict[str, Any] | None:
+        if self.type == "json_schema":
+            return self.json_schema.schema_  # type: ignore[union-attr]
+        return {"type": "object", "additionalProperties": True} if self.type == "json_object" else None
+
+
 class ChatIn(Generation):
     model_config = ConfigDict(extra="ignore")  # OpenAI clients send options we don't use (user, logprobs, ...)
 
@@ -59,6 +83,8 @@ class ChatIn(Generation):
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     n: int = Field(1, ge=1, le=1, description="One choice per request.")
+    response_format: ResponseFormat | None = Field(None, description="json_schema / json_object: the answer is "
+                                                   "decoded under the schema, so it always parses and validates.")
 
 
 class InferIn(Generation):
@@ -109,14 +135,29 @@ def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, bat
     target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model)
     request = body.gen_request([{"role": m.role, "content": m.text} for m in body.messages], limit=settings.max_new_tokens)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    if body.stream:
+    schema = body.response_format.decoding_schema if body.response_format else None
+    if schema is not None:
+        try:
+            out = service.chat_structured(batcher=batcher, target=target, messages=request.chat, json_schema=schema,
+                                          max_new_tokens=body.max_completion_tokens or body.max_tokens,
+                                          limit=settings.max_new_tokens)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        result = GenResult(out["text"], out["finish_reason"], out["prompt_tokens"], out["completion_tokens"])
+        if body.stream:  # decoded whole, sent as one piece
+            done: Future = Future()
+            done.set_result(result)
+            return StreamingResponse(_sse(iter([result.text]), done, request, completion_id, created, target.label),
+                                     media_type="text/event-stream")
+    elif body.stream:
         try:
             pieces, future = batcher.stream(target, request)
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
         return StreamingResponse(_sse(pieces, future, request, completion_id, created, target.label),
                                  media_type="text/event-stream")
-    result = _run(batcher, target, request)
+    else:
+        result = _run(batcher, target, request)
     return {"id": completion_id, "object": "chat.completion", "created": created, "model": target.label,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
                          "finish_reason": result.finish_reason}], "usage": _usage(result)}

@@ -300,3 +300,24 @@ def test_a_user_schema_is_extracted_and_checked_by_json_schema(policy, doc, tmp_
               thread="t2", schema=schema, max_repairs=0)[1]
     assert bad["decision"] == "review"
     assert bad["validation"][0]["field"] == "policy_number" and "does not match" in bad["validation"][0]["message"]
+
+
+def test_a_long_document_is_extracted_in_chunks_and_merged(policy, doc, tmp_path):
+    """Each chunk is asked on its own; line items found in different chunks end up in one record."""
+    filler = "\n".join(f"Note line {i}: delivered as agreed." for i in range(40))
+    text = INVOICE.replace("Subtotal 200.00", filler + "\nSubtotal 200.00")
+
+    class PerChunk(Scripted):
+        def extract(self, text, schema, *, notes=None):
+            self.extract_calls.append({"text": text, "notes": notes})
+            fields = {k: (v if not isinstance(v, str) or v in text else None) for k, v in GOOD.items()}
+            fields["line_items"] = [i for i in GOOD["line_items"] if i["description"] in text]
+            for key in ("subtotal", "tax", "total"):
+                fields[key] = GOOD[key] if f"{GOOD[key]:.2f}" in text else None
+            return Extraction(fields, {k: 0.95 for k in fields}, ground(fields, text), json.dumps(fields), self.name)
+
+    model = PerChunk()
+    result = run(model, policy, doc(text), tmp_path, max_chars=600)[1]
+    assert len(model.extract_calls) >= 2  # chunked
+    assert result["fields"]["line_items"] == GOOD["line_items"] and result["fields"]["total"] == 238.0
+    assert result["decision"] == "approve", (result["flags"], result["fired"])

@@ -254,7 +254,12 @@ def cmd_review(args: argparse.Namespace) -> int:
     result = graph.invoke(Command(resume=answer), config)
     from agents.graph import output
 
-    print(json.dumps(output(result), indent=2, default=str))
+    record = output(result)
+    if result.get("__interrupt__"):
+        record["status"] = "pending_review"
+        print(f"document {args.id} still fails validation: give a decision, or corrections that pass "
+              f"({'; '.join(f['field'] + ': ' + f['detail'] for f in result.get('flags') or [])})", file=sys.stderr)
+    print(json.dumps(record, indent=2, default=str))
     return 0
 
 

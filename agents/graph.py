@@ -103,8 +103,10 @@ def build_graph(deps: Deps, checkpointer=None):
         chosen = answer.get("decision")
         if chosen is not None and chosen not in rules.SEVERITY:
             raise ValueError(f"decision: got {chosen!r}, expected one of {sorted(rules.SEVERITY)}")
-        decision = chosen or ("approve" if outcome["decision"] == "review" and not outcome["fired"] else
-                              outcome["decision"])
+        # The reviewer vouches for the values they saw: only the rules and the validators still speak.
+        unresolved = [f for f in outcome["flags"] if f["why"] == "validation"]
+        decision = chosen or (rules.decide(outcome["fired"]) if outcome["fired"] else
+                              "review" if unresolved else "approve")
         if fields != state.get("fields") and deps.store is not None:
             delivery = "review-" + state["doc_id"] + "-" + hashlib.sha256(
                 json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
@@ -113,9 +115,16 @@ def build_graph(deps: Deps, checkpointer=None):
             feedback.flush(deps.store, deps.webhook)
         review = {"reviewer": answer.get("reviewer"), "note": answer.get("note"), "corrected": sorted(
             p for p, v in leaves(fields) if dict(leaves(state.get("fields") or {})).get(p) != v),
-                  "decision": decision, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                  "decision": decision, "explicit": chosen is not None,
+                  "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         return {"fields": fields, "grounding": ground(fields, state["text"]), "validation": validation,
-                "fired": outcome["fired"], "decision": decision, "review": review, "status": "reviewed"}
+                "fired": outcome["fired"], "flags": unresolved, "decision": decision, "review": review,
+                "status": "reviewed"}
+
+    def route_review(state: DocumentState) -> Literal["human_review", "finalize"]:
+        """Corrections that still fail validation, and no decision given: ask again."""
+        review = state.get("review") or {}
+        return "human_review" if state["decision"] == "review" and not review.get("explicit") else "finalize"
 
     def finalize(state: DocumentState) -> dict[str, Any]:
         status = state.get("status") or "done"
@@ -136,7 +145,7 @@ def build_graph(deps: Deps, checkpointer=None):
     graph.add_conditional_edges("validate", route_validation)
     graph.add_edge("repair", "validate")
     graph.add_conditional_edges("decide", route_decision)
-    graph.add_edge("human_review", "finalize")
+    graph.add_conditional_edges("human_review", route_review)
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer)
 

@@ -321,3 +321,13 @@ def test_a_long_document_is_extracted_in_chunks_and_merged(policy, doc, tmp_path
     assert len(model.extract_calls) >= 2  # chunked
     assert result["fields"]["line_items"] == GOOD["line_items"] and result["fields"]["total"] == 238.0
     assert result["decision"] == "approve", (result["flags"], result["fired"])
+
+
+def test_corrections_that_still_fail_validation_are_asked_again(policy, doc, tmp_path):
+    graph, first, config = run(Scripted({**GOOD, "total": 999.0}), policy, doc(INVOICE), tmp_path)
+    assert "__interrupt__" in first
+    again = graph.invoke(Command(resume={"fields": {"total": 500.0}}), config)  # still not 200 + 38
+    assert "__interrupt__" in again and graph.get_state(config).next == ("human_review",)
+    assert again["flags"][0]["why"] == "validation" and again["flags"][0]["field"] == "total"
+    done = graph.invoke(Command(resume={"fields": {}, "decision": "reject", "note": "amount disputed"}), config)
+    assert done["status"] == "reviewed" and done["decision"] == "reject" and done["fields"]["total"] == 500.0

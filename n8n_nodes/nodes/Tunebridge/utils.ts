@@ -1,0 +1,99 @@
+import type { IDataObject, IExecuteFunctions, INodeExecutionData } from 'n8n-workflow';
+import { NodeOperationError } from 'n8n-workflow';
+
+/** Runs one operation over all input items; returns the output items. */
+export type OperationExecutor = (
+	this: IExecuteFunctions,
+	items: INodeExecutionData[],
+) => Promise<INodeExecutionData[]>;
+
+export function errorMessage(error: unknown): string {
+	return error instanceof Error ? error.message : String(error);
+}
+
+/** Makes a per-item operation: one call per input item, `continueOnFail` handled here. */
+export function perItem(
+	run: (this: IExecuteFunctions, itemIndex: number) => Promise<IDataObject | IDataObject[]>,
+): OperationExecutor {
+	return async function (this: IExecuteFunctions, items: INodeExecutionData[]) {
+		const out: INodeExecutionData[] = [];
+		for (let itemIndex = 0; itemIndex < items.length; itemIndex++) {
+			try {
+				const result = await run.call(this, itemIndex);
+				for (const json of Array.isArray(result) ? result : [result]) {
+					out.push({ json, pairedItem: { item: itemIndex } });
+				}
+			} catch (error) {
+				if (this.continueOnFail()) {
+					out.push({ json: { error: errorMessage(error) }, pairedItem: { item: itemIndex } });
+					continue;
+				}
+				throw withItemIndex(this, error, itemIndex);
+			}
+		}
+		return out;
+	};
+}
+
+export function withItemIndex(
+	context: IExecuteFunctions,
+	error: unknown,
+	itemIndex: number,
+): Error {
+	if (error instanceof NodeOperationError || (error instanceof Error && 'context' in error)) {
+		const withContext = error as Error & { context: IDataObject };
+		withContext.context.itemIndex ??= itemIndex;
+		return withContext;
+	}
+	return new NodeOperationError(context.getNode(), error as Error, { itemIndex });
+}
+
+/** A `json` parameter as a value: parsed when the user typed JSON text, as-is from an expression. */
+export function jsonParameter(
+	context: IExecuteFunctions,
+	name: string,
+	itemIndex: number,
+	label: string,
+): unknown {
+	const value = context.getNodeParameter(name, itemIndex) as unknown;
+	if (typeof value !== 'string') return value;
+	try {
+		return JSON.parse(value);
+	} catch (error) {
+		throw new NodeOperationError(context.getNode(), `${label} is not valid JSON: ${errorMessage(error)}`, {
+			itemIndex,
+		});
+	}
+}
+
+export function isPlainObject(value: unknown): value is IDataObject {
+	return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** A JSON object parameter (e.g. a JSON Schema); anything else is a NodeOperationError. */
+export function objectParameter(
+	context: IExecuteFunctions,
+	name: string,
+	itemIndex: number,
+	label: string,
+): IDataObject {
+	const value = jsonParameter(context, name, itemIndex, label);
+	if (!isPlainObject(value)) {
+		throw new NodeOperationError(context.getNode(), `${label} must be a JSON object`, { itemIndex });
+	}
+	return value;
+}
+
+/** Path segment from user input, encoded (`receipts@prod` stays readable to the server). */
+export function segment(
+	context: IExecuteFunctions,
+	name: string,
+	itemIndex: number,
+	label: string,
+): string {
+	const value = String(context.getNodeParameter(name, itemIndex) ?? '').trim();
+	if (!value) {
+		throw new NodeOperationError(context.getNode(), `${label} is empty`, { itemIndex });
+	}
+	return encodeURIComponent(value);
+}

@@ -216,6 +216,8 @@ def _decision(deps: Deps, state: dict[str, Any], fields: dict[str, Any], validat
     flags = []
     if doc_type == OTHER:
         flags.append({"why": "type", "detail": "not an invoice, receipt, bank statement or KYC form"})
+    elif all(value in (None, "") for _, value in leaves(fields)):
+        flags.append({"why": "nothing extracted", "detail": "every field is empty"})
     for issue in validation:
         if issue["severity"] == "error":
             flags.append({"why": "validation", "field": issue["field"], "detail": issue["message"]})

@@ -350,8 +350,8 @@ def _check_bank_statement(r: _Report, rec: dict) -> None:
     start, end = r.date(rec, "period_start", "period_start"), r.date(rec, "period_end", "period_end")
     if start and end and start > end:
         r.add("period_reversed", "period_end", f"period_end {end} is before period_start {start}")
-    opening = r.amount(rec, "opening_balance", "opening_balance")
-    closing = r.amount(rec, "closing_balance", "closing_balance")
+    opening = r.amount(rec, "opening_balance", "opening_balance", required=True)
+    closing = r.amount(rec, "closing_balance", "closing_balance", required=True)
     rows = []
     for i, tx in enumerate(r.items(rec, "transactions")):
         path = f"transactions[{i}]"
@@ -387,6 +387,7 @@ def _check_running_balances(r: _Report, opening: float | None, rows: list[tuple[
 def _check_kyc(r: _Report, rec: dict) -> None:
     r.present(rec, "full_name", "full_name")
     r.present(rec, "id_number", "id_number")
+    r.present(rec, "date_of_birth", "date_of_birth")
     born = r.date(rec, "date_of_birth", "date_of_birth", plausible=False)
     if born:
         today = r.today

@@ -331,3 +331,9 @@ def test_corrections_that_still_fail_validation_are_asked_again(policy, doc, tmp
     assert again["flags"][0]["why"] == "validation" and again["flags"][0]["field"] == "total"
     done = graph.invoke(Command(resume={"fields": {}, "decision": "reject", "note": "amount disputed"}), config)
     assert done["status"] == "reviewed" and done["decision"] == "reject" and done["fields"]["total"] == 500.0
+
+
+def test_an_empty_extraction_is_never_approved(policy, doc, tmp_path):
+    schema = {"type": "object", "properties": {"note": {"type": ["string", "null"]}}}
+    result = run(Scripted({"note": None}), policy, doc("Some memo"), tmp_path, schema=schema)[1]
+    assert result["decision"] == "review" and result["flags"][0]["why"] == "nothing extracted"

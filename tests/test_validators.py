@@ -238,9 +238,12 @@ def test_running_balances_carry_over_rows_without_a_printed_balance():
 
 
 def test_running_balances_without_opening_start_at_the_first_printed_one():
-    assert validate("bank_statement", changed("bank_statement", opening_balance=None), today=TODAY) == []
-    issue = only_issue("bank_statement", opening_balance=None, transactions__2__balance=1360.0)
-    assert_issue(issue, "running_balance_mismatch", "transactions[2].balance", "1300.00", "+50.00", "1360.00")
+    missing = validate("bank_statement", changed("bank_statement", opening_balance=None), today=TODAY)
+    assert [(i.code, i.field) for i in missing] == [("missing", "opening_balance")]  # required, but checks go on
+    issues = validate("bank_statement", changed("bank_statement", opening_balance=None,
+                                                transactions__2__balance=1360.0), today=TODAY)
+    assert [i.code for i in issues] == ["missing", "running_balance_mismatch"]
+    assert_issue(issues[1], "running_balance_mismatch", "transactions[2].balance", "1300.00", "+50.00", "1360.00")
 
 
 def test_statement_iban_currency_and_period():

@@ -20,7 +20,10 @@ export interface TunebridgeRequest {
 }
 
 /** The request options sent for `request`, with `baseUrl` from the credential. */
-export function buildRequestOptions(baseUrl: string, request: TunebridgeRequest): IHttpRequestOptions {
+export function buildRequestOptions(
+	baseUrl: string,
+	request: TunebridgeRequest,
+): IHttpRequestOptions {
 	const options: IHttpRequestOptions = {
 		method: request.method,
 		url: `${baseUrl.replace(/\/+$/, '')}${request.path}`,
@@ -53,10 +56,15 @@ interface ErrorResponse {
 }
 
 function asObject(value: unknown): Record<string, unknown> | undefined {
-	return value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : undefined;
+	return value !== null && typeof value === 'object'
+		? (value as Record<string, unknown>)
+		: undefined;
 }
 
-/** Finds the HTTP status and response body in an axios error, or in a NodeApiError around one. */
+/**
+ * Finds the HTTP status and response body in an axios error, or in the NodeApiError that
+ * `httpRequestWithAuthentication` wraps it in (which keeps the body as `context.data`).
+ */
 export function findErrorResponse(error: unknown): ErrorResponse {
 	const found: ErrorResponse = {};
 	const seen = new Set<unknown>();
@@ -69,9 +77,10 @@ export function findErrorResponse(error: unknown): ErrorResponse {
 			found.body ??= response.data ?? response.body;
 		}
 		found.body ??= asObject(current.error); // the legacy request helper keeps the body here
+		found.body ??= asObject(asObject(current.context)?.data); // NodeApiError keeps it here
 		found.status ??= Number(current.httpCode ?? current.statusCode) || undefined;
 		if (found.body !== undefined && found.status !== undefined) break;
-		current = asObject(current.cause);
+		current = asObject(current.cause) ?? asObject(current.errorResponse);
 	}
 	if (typeof found.body === 'string') {
 		try {

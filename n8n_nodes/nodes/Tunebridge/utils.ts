@@ -48,21 +48,24 @@ export function withItemIndex(
 	return new NodeOperationError(context.getNode(), error as Error, { itemIndex });
 }
 
-/** A `json` parameter as a value: parsed when the user typed JSON text, as-is from an expression. */
-export function jsonParameter(
+/** A `json` value: parsed when the user typed JSON text, as-is when an expression gave an object. */
+export function parseJson(
 	context: IExecuteFunctions,
-	name: string,
+	value: unknown,
 	itemIndex: number,
 	label: string,
 ): unknown {
-	const value = context.getNodeParameter(name, itemIndex) as unknown;
 	if (typeof value !== 'string') return value;
 	try {
 		return JSON.parse(value);
 	} catch (error) {
-		throw new NodeOperationError(context.getNode(), `${label} is not valid JSON: ${errorMessage(error)}`, {
-			itemIndex,
-		});
+		throw new NodeOperationError(
+			context.getNode(),
+			`${label} is not valid JSON: ${errorMessage(error)}`,
+			{
+				itemIndex,
+			},
+		);
 	}
 }
 
@@ -70,18 +73,29 @@ export function isPlainObject(value: unknown): value is IDataObject {
 	return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-/** A JSON object parameter (e.g. a JSON Schema); anything else is a NodeOperationError. */
+/** A JSON object (e.g. a JSON Schema) from a `json` value; anything else is a NodeOperationError. */
+export function parseJsonObject(
+	context: IExecuteFunctions,
+	value: unknown,
+	itemIndex: number,
+	label: string,
+): IDataObject {
+	const parsed = parseJson(context, value, itemIndex, label);
+	if (!isPlainObject(parsed)) {
+		throw new NodeOperationError(context.getNode(), `${label} must be a JSON object`, {
+			itemIndex,
+		});
+	}
+	return parsed;
+}
+
 export function objectParameter(
 	context: IExecuteFunctions,
 	name: string,
 	itemIndex: number,
 	label: string,
 ): IDataObject {
-	const value = jsonParameter(context, name, itemIndex, label);
-	if (!isPlainObject(value)) {
-		throw new NodeOperationError(context.getNode(), `${label} must be a JSON object`, { itemIndex });
-	}
-	return value;
+	return parseJsonObject(context, context.getNodeParameter(name, itemIndex), itemIndex, label);
 }
 
 /** Path segment from user input, encoded (`receipts@prod` stays readable to the server). */

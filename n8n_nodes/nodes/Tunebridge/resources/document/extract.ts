@@ -1,0 +1,198 @@
+import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workflow';
+import { NodeOperationError } from 'n8n-workflow';
+import { tunebridgeRequest } from '../../transport';
+import { objectParameter, perItem } from '../../utils';
+
+const show = { resource: ['document'], operation: ['extract'] };
+
+export const extractDescription: INodeProperties[] = [
+	{
+		displayName: 'Input',
+		name: 'inputSource',
+		type: 'options',
+		options: [
+			{ name: 'Text', value: 'text', description: 'The document text, e.g. from an expression' },
+			{
+				name: 'Text File (Binary)',
+				value: 'binary',
+				description: 'A .txt file in a binary property, read as UTF-8',
+			},
+		],
+		default: 'text',
+		displayOptions: { show },
+	},
+	{
+		displayName: 'Text',
+		name: 'text',
+		type: 'string',
+		typeOptions: { rows: 4 },
+		default: '',
+		required: true,
+		placeholder: 'e.g. {{ $json.text }}',
+		description: "The document's text (OCR output, e-mail body, ...)",
+		displayOptions: { show: { ...show, inputSource: ['text'] } },
+	},
+	{
+		displayName: 'Input Binary Field',
+		name: 'binaryPropertyName',
+		type: 'string',
+		default: 'data',
+		required: true,
+		hint: 'The name of the input binary field holding the text file',
+		displayOptions: { show: { ...show, inputSource: ['binary'] } },
+	},
+	{
+		displayName: 'Fields',
+		name: 'schemaSource',
+		type: 'options',
+		options: [
+			{ name: 'Preset', value: 'preset', description: 'A built-in schema: receipt or invoice' },
+			{ name: 'Field List', value: 'fields', description: 'Field names; every value a string' },
+			{ name: 'JSON Schema', value: 'jsonSchema', description: 'A JSON Schema object' },
+			{
+				name: "Adapter's Training Schema",
+				value: 'adapter',
+				description: 'The schema the adapter was trained on',
+			},
+		],
+		default: 'preset',
+		displayOptions: { show },
+	},
+	{
+		displayName: 'Preset',
+		name: 'preset',
+		type: 'options',
+		options: [
+			{ name: 'Receipt', value: 'receipt' },
+			{ name: 'Invoice', value: 'invoice' },
+		],
+		default: 'receipt',
+		displayOptions: { show: { ...show, schemaSource: ['preset'] } },
+	},
+	{
+		displayName: 'Field Names',
+		name: 'fieldNames',
+		type: 'string',
+		default: '',
+		required: true,
+		placeholder: 'vendor, date, total',
+		description: 'Comma-separated names of the fields to extract',
+		displayOptions: { show: { ...show, schemaSource: ['fields'] } },
+	},
+	{
+		displayName: 'JSON Schema',
+		name: 'jsonSchema',
+		type: 'json',
+		default:
+			'{\n  "type": "object",\n  "properties": {\n    "total": { "type": "number" }\n  },\n  "required": ["total"]\n}',
+		required: true,
+		displayOptions: { show: { ...show, schemaSource: ['jsonSchema'] } },
+	},
+	{
+		displayName: 'Adapter',
+		name: 'adapter',
+		type: 'string',
+		default: '',
+		placeholder: 'receipts@prod',
+		description: 'A fine-tuned adapter: name, name@version or name@alias. Empty: the base model.',
+		displayOptions: { show },
+	},
+	{
+		displayName: 'Options',
+		name: 'options',
+		type: 'collection',
+		placeholder: 'Add Option',
+		default: {},
+		displayOptions: { show },
+		options: [
+			{
+				displayName: 'Base Model',
+				name: 'model',
+				type: 'string',
+				default: '',
+				description: 'Base model to use when no adapter is given (default: the service default)',
+			},
+			{
+				displayName: 'Constrained Decoding',
+				name: 'constrained',
+				type: 'boolean',
+				default: true,
+				description:
+					'Whether to decode under the schema (always valid JSON, with per-field confidence and grounding)',
+			},
+			{
+				displayName: 'Max Tokens',
+				name: 'maxTokens',
+				type: 'number',
+				typeOptions: { minValue: 1 },
+				default: 512,
+				description: 'The most tokens to generate',
+			},
+		],
+	},
+];
+
+const TEXT_EXTENSIONS = ['txt', 'text'];
+
+async function documentText(this: IExecuteFunctions, itemIndex: number): Promise<string> {
+	if (this.getNodeParameter('inputSource', itemIndex) === 'text') {
+		return String(this.getNodeParameter('text', itemIndex));
+	}
+	const property = this.getNodeParameter('binaryPropertyName', itemIndex) as string;
+	const binary = this.helpers.assertBinaryData(itemIndex, property);
+	const extension = (binary.fileExtension ?? binary.fileName?.split('.').pop() ?? '').toLowerCase();
+	if (!binary.mimeType.startsWith('text/') && !TEXT_EXTENSIONS.includes(extension)) {
+		throw new NodeOperationError(
+			this.getNode(),
+			`Binary field "${property}" holds ${binary.mimeType} (${binary.fileName ?? 'no file name'}), not a text file`,
+			{
+				itemIndex,
+				description: 'Convert PDFs and images to text first, e.g. with the Extract From File node',
+			},
+		);
+	}
+	const buffer = await this.helpers.getBinaryDataBuffer(itemIndex, property);
+	return buffer.toString('utf8');
+}
+
+function schema(this: IExecuteFunctions, itemIndex: number): IDataObject['schema'] {
+	switch (this.getNodeParameter('schemaSource', itemIndex)) {
+		case 'preset':
+			return this.getNodeParameter('preset', itemIndex) as string;
+		case 'fields': {
+			const names = String(this.getNodeParameter('fieldNames', itemIndex))
+				.split(',')
+				.map((name) => name.trim())
+				.filter((name) => name);
+			if (!names.length) {
+				throw new NodeOperationError(this.getNode(), 'Field Names is empty', { itemIndex });
+			}
+			return names;
+		}
+		case 'jsonSchema':
+			return objectParameter(this, 'jsonSchema', itemIndex, 'JSON Schema');
+		default:
+			return undefined; // the adapter's training schema
+	}
+}
+
+export const extract = perItem(async function (this: IExecuteFunctions, itemIndex: number) {
+	const text = await documentText.call(this, itemIndex);
+	if (!text.trim()) {
+		throw new NodeOperationError(this.getNode(), 'The document text is empty', { itemIndex });
+	}
+	const body: IDataObject = { text };
+	const fields = schema.call(this, itemIndex);
+	if (fields !== undefined) body.schema = fields;
+	const adapter = String(this.getNodeParameter('adapter', itemIndex, '')).trim();
+	if (adapter) body.adapter = adapter;
+	const options = this.getNodeParameter('options', itemIndex, {}) as IDataObject;
+	if (options.model) body.model = options.model;
+	if (options.constrained !== undefined) body.constrained = options.constrained;
+	if (options.maxTokens !== undefined) body.max_tokens = options.maxTokens;
+	return (await tunebridgeRequest.call(
+		this,
+		{ method: 'POST', path: '/v1/extract', body },
+		itemIndex,
+	)) as IDataObject;
+});

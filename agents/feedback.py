@@ -25,8 +25,13 @@ def labelled_example(text: str, fields: dict[str, Any], doc_type: str, origin: s
     return {"text": text, "fields": fields, "doc_type": doc_type, "source": origin}
 
 
+def dataset_for(prefix: str, doc_type: str) -> str:
+    """One dataset per document type (`corrections-invoice`): an adapter learns one schema."""
+    return f"{prefix}-{doc_type.replace('_', '-')}"
+
+
 def queue(store: Store, webhook: Webhook | None, delivery_id: str, example: dict[str, Any]) -> None:
-    body = {"dataset": webhook.dataset if webhook else None, "example": example}
+    body = {"dataset": dataset_for(webhook.dataset, example["doc_type"]) if webhook else None, "example": example}
     store.queue_feedback(delivery_id, body)
 
 
@@ -42,7 +47,7 @@ def flush(store: Store, webhook: Webhook | None, *, timeout_s: float = 10.0) -> 
             counts["waiting"] += 1
             continue
         payload = json.loads(body)
-        payload["dataset"] = payload.get("dataset") or webhook.dataset
+        payload["dataset"] = payload.get("dataset") or dataset_for(webhook.dataset, payload["example"]["doc_type"])
         raw = json.dumps(payload, ensure_ascii=False).encode()
         try:
             response = httpx.post(webhook.url, content=raw, timeout=timeout_s, headers={

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
@@ -42,6 +42,7 @@ class Deps:
     policy: rules.Policy
     store: Store | None = None
     webhook: feedback.Webhook | None = None
+    deliver: Callable[[str, dict[str, Any]], None] | None = None  # corrections in-process (the service), not HTTP
     max_repairs: int = 2
     schema: dict[str, Any] | None = None  # a user JSON Schema: every document is of type "custom"
     max_chars: int = 6000  # longer documents are extracted in chunks and the results merged
@@ -107,12 +108,15 @@ def build_graph(deps: Deps, checkpointer=None):
         unresolved = [f for f in outcome["flags"] if f["why"] == "validation"]
         decision = chosen or (rules.decide(outcome["fired"]) if outcome["fired"] else
                               "review" if unresolved else "approve")
-        if fields != state.get("fields") and deps.store is not None:
+        if fields != state.get("fields"):
             delivery = "review-" + state["doc_id"] + "-" + hashlib.sha256(
                 json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
             example = feedback.labelled_example(state["text"], fields, state["doc_type"], state["path"])
-            feedback.queue(deps.store, deps.webhook, delivery, example)
-            feedback.flush(deps.store, deps.webhook)
+            if deps.deliver is not None:
+                deps.deliver(delivery, example)
+            elif deps.store is not None:
+                feedback.queue(deps.store, deps.webhook, delivery, example)
+                feedback.flush(deps.store, deps.webhook)
         review = {"reviewer": answer.get("reviewer"), "note": answer.get("note"), "corrected": sorted(
             p for p, v in leaves(fields) if dict(leaves(state.get("fields") or {})).get(p) != v),
                   "decision": decision, "explicit": chosen is not None,

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(2048, ge=1, description="Upper bound on generated tokens per request.")
     review_confidence: float = Field(0.7, ge=0, le=1, description="Extracted fields below this confidence, or "
                                                                   "not found in the document, are flagged for review.")
+    policy_file: str | None = Field(None, description="Decision policy YAML for /v1/documents (default: "
+                                                     "agents/policies/default.yaml).")
+    corrections_dataset: str = Field("corrections", description="Review corrections from /v1/documents become "
+                                                                "examples of `<this>-<document type>`.")
     max_prompt_tokens: int = Field(4096, ge=1, description="Longest prompt accepted, in tokens.")
     batch_max: int = Field(8, ge=1, description="Requests generated together in one batch (1 = no batching).")
     batch_window_ms: float = Field(10.0, ge=0, description="How long the batcher waits for more requests.")

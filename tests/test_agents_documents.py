@@ -128,11 +128,11 @@ def test_cli_extract_then_review_in_another_process(tiny_model, tmp_path, servic
     resumed = subprocess.run([sys.executable, "-m", "backend.cli", "review", "resume", receipt_id, "--db", str(db),
                               "--corrections", str(fixes), "--reviewer", "ana", "--webhook-url",
                               f"{service['url']}/v1/webhooks/labelled-data", "--webhook-secret", WEBHOOK_SECRET,
-                              "--dataset", "receipt-corrections"], capture_output=True, text=True, timeout=300)
+                              "--dataset", "corrections"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = json.loads(resumed.stdout)
     assert final["status"] == "reviewed" and final["fields"] == gold and final["review"]["reviewer"] == "ana"
-    stats = httpx.get(f"{service['url']}/v1/datasets/receipt-corrections", headers=service["auth"]).json()
+    stats = httpx.get(f"{service['url']}/v1/datasets/corrections-receipt", headers=service["auth"]).json()
     assert stats["examples"] == 1
     listed = subprocess.run([sys.executable, "-m", "backend.cli", "review", "list", "--db", str(db)],
                             capture_output=True, text=True, check=True).stdout

@@ -202,7 +202,7 @@ def test_a_paused_review_survives_a_restart_and_corrections_reach_the_webhook(po
     assert [r["sent_at"] is not None for r in store.feedback_rows()] == [True]
     import httpx
 
-    stats = httpx.get(f"{service['url']}/v1/datasets/agent-corrections", headers=service["auth"]).json()
+    stats = httpx.get(f"{service['url']}/v1/datasets/agent-corrections-invoice", headers=service["auth"]).json()
     assert stats["examples"] == 1, stats
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from backend.api.body import BodyLimit
-from backend.api.routes import adapters, datasets, health, inference, jobs, models, webhooks
+from backend.api.routes import adapters, datasets, documents, health, inference, jobs, models, webhooks
 from backend.inference.batcher import Batcher
 from backend.inference.pool import ModelPool
 from backend.services.errors import ConflictError, NotFoundError
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(adapters.router)
     app.include_router(inference.router)
     app.include_router(webhooks.router)
+    app.include_router(documents.router)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:  # also unknown routes, 405s

@@ -1,0 +1,116 @@
+"""Documents: a file (or text) through the agents' graph — extract, validate, decide — and the
+review of the ones held for a person. What an n8n workflow calls with one HTTP node."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from backend.api.body import read_capped
+from backend.api.deps import Authorized, BatcherDep, EngineDep, SettingsDep
+from backend.services import inference
+from backend.services.documents import BatcherModel, Documents
+from backend.services.errors import ConflictError
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"], dependencies=[Authorized])
+DocType = Literal["invoice", "receipt", "bank_statement", "kyc"]
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, description="The document's text (or upload a file as multipart `file`).")
+    filename: str = Field("document.txt", description="Kept with the record (.txt or .md).")
+    type: DocType | None = Field(None, description="Skip classification.")
+    adapter: str | None = Field(None, description="name, name@version or name@alias; default: the base model.")
+    model: str | None = None
+    corrections_dataset: str | None = Field(None, description="Where review corrections go "
+                                            "(`<name>-<type>`); default TUNEBRIDGE_CORRECTIONS_DATASET.")
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fields: dict[str, Any] = Field(default_factory=dict, description="Corrections by field or path "
+                                   "(`total`, `vendor.name`, `line_items[1].amount`).")
+    decision: Literal["approve", "review", "reject"] | None = Field(
+        None, description="Default: the rules on the corrected record.")
+    note: str | None = None
+    reviewer: str | None = None
+    corrections_dataset: str | None = None
+
+
+def _documents(request: Request, settings, engine) -> Documents:
+    state = request.app.state
+    if getattr(state, "documents", None) is None:
+        state.documents = Documents(data_dir=settings.data_dir, engine=engine, threshold=settings.train_threshold,
+                                    policy=settings.policy_file)
+    return state.documents
+
+
+@router.post("", summary="Extract, validate and decide one document (multipart `file`, or JSON `text`)")
+async def create(request: Request, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep) -> dict[str, Any]:
+    limit = int(settings.max_body_mb * 1024 * 1024)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "multipart: a `file` part is required")
+        options = {k: v for k, v in form.items() if k != "file" and isinstance(v, str) and v}
+        unknown = set(options) - {"type", "adapter", "model", "corrections_dataset"}
+        if unknown:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"multipart: unknown fields {sorted(unknown)}")
+        if options.get("type") and options["type"] not in DocType.__args__:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"type: got {options['type']!r}, expected one of {list(DocType.__args__)}")
+        name, content = upload.filename or "document", await upload.read()
+    else:
+        try:
+            body = DocumentIn.model_validate_json(await read_capped(request, limit_bytes=limit))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid request: {problems}") from exc
+        options = body.model_dump(exclude={"text", "filename"}, exclude_none=True)
+        name, content = body.filename, body.text.encode()
+    documents = _documents(request, settings, engine)
+    target, _ = inference.resolve_target(engine=engine, default_base=settings.default_base_model,
+                                         model=options.get("model"), adapter=options.get("adapter"))
+    model = BatcherModel(batcher, target, limit=settings.max_new_tokens)
+    try:
+        path = documents.save_upload(name, content)
+        return await _in_thread(documents.run, path, model=model, doc_type=options.get("type"),
+                                dataset=options.get("corrections_dataset") or settings.corrections_dataset)
+    except ValueError as exc:  # unreadable file, missing OCR, prompt too long
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.get("", summary="Documents, optionally by status (pending_review, done, reviewed)")
+def list_documents(request: Request, engine: EngineDep, settings: SettingsDep,
+                   status_: str | None = None) -> list[dict[str, Any]]:
+    return _documents(request, settings, engine).list(status_)
+
+
+@router.get("/{doc_id}", summary="One document's record (fields, confidence, grounding, decision, review)")
+def get_document(doc_id: str, request: Request, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+    return _documents(request, settings, engine).get(doc_id)
+
+
+@router.post("/{doc_id}/review", summary="Finish a review: corrections and/or a decision")
+def review(doc_id: str, body: ReviewIn, request: Request, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+    answer = body.model_dump(exclude={"corrections_dataset"})
+    try:
+        return _documents(request, settings, engine).review(
+            doc_id, answer, dataset=body.corrections_dataset or settings.corrections_dataset)
+    except ConflictError:
+        raise  # 409: not waiting for review
+    except ValueError as exc:  # a correction path that does not exist
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+async def _in_thread(fn, *args, **kwargs):
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)

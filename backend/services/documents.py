@@ -1,0 +1,149 @@
+"""Documents through the agents' graph inside the service (`/v1/documents`): what n8n workflows and
+other HTTP callers use to get a decided record for a file, and to finish a review.
+
+The graph runs in the request (a document takes seconds); its model is the service's own batcher —
+extractions batch with concurrent requests — and its state lives in `data_dir/agents.sqlite`
+(documents, duplicate keys, review checkpoints), so a document held for review survives a restart
+and `POST /v1/documents/{id}/review` resumes it. A reviewer's corrections become labelled examples of
+the dataset `<corrections dataset>-<document type>` through the same path as the labelled-data
+webhook (stored once per delivery, training started past the threshold).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from agents.feedback import dataset_for
+from agents.graph import Deps, build_graph, output
+from agents.models import Extraction, explain_messages, json_schema, with_notes
+from agents.policy import Policy
+from agents.store import Store
+from backend.inference.batcher import Batcher
+from backend.inference.extraction import Document
+from backend.inference.grounding import ground
+from backend.inference.pool import GenRequest, Target
+from backend.prompts import ExtractionSchema
+from backend.services import webhooks
+from backend.services.errors import ConflictError, NotFoundError
+
+SUFFIXES = {".pdf", ".txt", ".md", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+class DocumentNotFoundError(NotFoundError):
+    pass
+
+
+class BatcherModel:
+    """The agents' Model over the service's batcher (constrained extraction, short explanations)."""
+
+    def __init__(self, batcher: Batcher, target: Target, *, limit: int, answer_tokens: int = 768):
+        self.batcher, self.target, self.limit, self.answer_tokens = batcher, target, limit, answer_tokens
+        self.name = target.label
+
+    def extract(self, text, schema, *, notes=None) -> Extraction:
+        spec = json_schema(schema)
+        doc = Document(with_notes(text, notes), ExtractionSchema.from_json_schema(spec), spec, self.answer_tokens)
+        out = self.batcher.extract(self.target, doc, limit=self.limit, review_confidence=0.0)
+        return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name)
+
+    def explain(self, doc_type, decision, reasons) -> str:
+        messages = explain_messages(doc_type, decision, reasons)
+        request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=96)
+        return self.batcher.generate(self.target, request).text
+
+
+class Documents:
+    """One per service process: the store, and a graph per (target, corrections dataset)."""
+
+    def __init__(self, *, data_dir: Path, engine: Engine, threshold: int, policy: str | None = None):
+        self.data_dir, self.engine, self.threshold = data_dir, engine, threshold
+        self.folder = data_dir / "documents"
+        self.store = Store(data_dir / "agents.sqlite")
+        self.policy = Policy.load(policy)
+        self._saver_conn = sqlite3.connect(str(self.store.path), check_same_thread=False)
+        self._lock = threading.Lock()  # one graph step at a time per process: SQLite checkpoints, one writer
+
+    def _graph(self, model, dataset: str | None):
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        def deliver(delivery_id: str, example: dict[str, Any]) -> None:
+            body = json.dumps({"dataset": dataset_for(dataset, example["doc_type"]), "example": example}).encode()
+            webhooks.receive(engine=self.engine, data_dir=self.data_dir, delivery_id=delivery_id, body=body,
+                             threshold=self.threshold)
+
+        deps = Deps(model=model, policy=self.policy, store=self.store, deliver=deliver if dataset else None)
+        return build_graph(deps, SqliteSaver(self._saver_conn))
+
+    def save_upload(self, filename: str, content: bytes) -> Path:
+        suffix = Path(filename or "document.txt").suffix.lower()
+        if suffix not in SUFFIXES:
+            raise ValueError(f"file {filename!r}: unsupported type {suffix or '(none)'}; send one of "
+                             f"{sorted(SUFFIXES)}")
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename).name)[:120] or f"document{suffix}"
+        folder = self.folder / hashlib.sha256(content).hexdigest()[:16]  # one folder per content
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / safe
+        path.write_bytes(content)
+        return path
+
+    def run(self, path: Path, *, model, doc_type: str | None, dataset: str | None) -> dict[str, Any]:
+        from agents.intake import file_sha256
+
+        doc_id = file_sha256(path)[:16]
+        config = {"configurable": {"thread_id": doc_id}}
+        with self._lock:
+            graph = self._graph(model, dataset)
+            state = graph.get_state(config)
+            if state.values:  # the same file again: its record, not a second run
+                return self._record(state, cached=True)
+            graph.invoke({"path": str(path), "doc_type": doc_type}, config)
+            state = graph.get_state(config)
+            record = self._record(state)
+            if state.next:
+                self.store.put_document(thread_id=doc_id, doc_id=doc_id, path=str(path), status="pending_review",
+                                        doc_type=record["doc_type"], decision=record["decision"])
+        return record
+
+    def get(self, doc_id: str) -> dict[str, Any]:
+        with self._lock:
+            state = self._graph(None, None).get_state({"configurable": {"thread_id": doc_id}})
+        if not state.values:
+            raise DocumentNotFoundError(f"document {doc_id!r} does not exist")
+        return self._record(state)
+
+    def review(self, doc_id: str, answer: dict[str, Any], *, dataset: str | None) -> dict[str, Any]:
+        from langgraph.types import Command
+
+        config = {"configurable": {"thread_id": doc_id}}
+        with self._lock:
+            graph = self._graph(None, dataset)
+            state = graph.get_state(config)
+            if not state.values:
+                raise DocumentNotFoundError(f"document {doc_id!r} does not exist")
+            if not state.next:
+                raise ConflictError(f"document {doc_id} is not waiting for review (status "
+                                    f"{state.values.get('status')}, decision {state.values.get('decision')})")
+            graph.invoke(Command(resume=answer), config)
+            return self._record(graph.get_state(config))
+
+    def list(self, status: str | None = None) -> list[dict[str, Any]]:
+        return self.store.documents(status=status)
+
+    @staticmethod
+    def _record(state, cached: bool = False) -> dict[str, Any]:
+        record = output(state.values)
+        record["id"] = state.config["configurable"]["thread_id"]
+        if state.next:
+            record["status"] = "pending_review"
+            record["review_request"] = [i.value for t in state.tasks for i in t.interrupts][:1] or None
+        if cached:
+            record["cached"] = True
+        return record

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast bench bench-api bench-sroie venv clean
+.PHONY: demo test test-fast test-n8n bench bench-api bench-sroie bench-extract venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,8 +26,13 @@ venv: $(STAMP)
 demo: $(STAMP)  ## the main job: fine-tune the bundled model a few minutes, show before/after answers
 	$(BIN)/tunebridge demo
 
-test: $(STAMP)  ## the whole suite, slow tests on the bundled model included
+test: $(STAMP) test-n8n  ## the whole suite, slow tests on the bundled model included
 	$(BIN)/python -m pytest -q
+
+test-n8n:  ## the n8n node package: install (pinned, lock file), build, lint, unit tests (needs Node 20 + npm)
+	@if command -v npm >/dev/null; then cd n8n_nodes && npm ci --yes --no-audit --no-fund --loglevel=error \
+	  && npm run --silent build && npm run --silent lint && npm test --silent; \
+	else echo "warning: npm not found: the n8n node package is not built or tested"; fi
 
 test-fast: $(STAMP)  ## tiny-model tests only
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -38,8 +43,11 @@ bench: $(STAMP)  ## training throughput: tunebridge vs the plain TRL recipe
 bench-sroie: $(STAMP)  ## real-data check: fine-tune on SROIE receipts, base vs fine-tuned F1 (~35 min)
 	$(BIN)/python benchmarks/sroie_eval.py
 
+bench-extract: $(STAMP)  ## extraction speed: plain generate+json.loads vs the engine (ADAPTER=runs/sroie/<run>)
+	$(BIN)/python benchmarks/extract_latency.py $(if $(ADAPTER),--adapter $(ADAPTER))
+
 bench-api: $(STAMP)  ## API load: concurrent chat + extract requests, batching on vs off
 	$(BIN)/python benchmarks/api_load.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache n8n_nodes/node_modules n8n_nodes/dist

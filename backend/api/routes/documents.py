@@ -3,6 +3,7 @@ review of the ones held for a person. What an n8n workflow calls with one HTTP n
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -43,11 +44,16 @@ class ReviewIn(BaseModel):
     corrections_dataset: str | None = None
 
 
+_CREATE = threading.Lock()
+
+
 def _documents(request: Request, settings, engine) -> Documents:
+    """The process's one Documents (made on first use: the agents' store and policy)."""
     state = request.app.state
-    if getattr(state, "documents", None) is None:
-        state.documents = Documents(data_dir=settings.data_dir, engine=engine, threshold=settings.train_threshold,
-                                    policy=settings.policy_file)
+    with _CREATE:
+        if getattr(state, "documents", None) is None:
+            state.documents = Documents(data_dir=settings.data_dir, engine=engine,
+                                        threshold=settings.train_threshold, policy=settings.policy_file)
     return state.documents
 
 

@@ -29,10 +29,11 @@ demo: $(STAMP)  ## the main job: fine-tune the bundled model a few minutes, show
 test: $(STAMP) test-n8n  ## the whole suite, slow tests on the bundled model included
 	$(BIN)/python -m pytest -q
 
-test-n8n:  ## the n8n node package: install (pinned, lock file), build, lint, unit tests (needs Node 20 + npm)
-	@if command -v npm >/dev/null; then cd n8n_nodes && npm ci --yes --no-audit --no-fund --loglevel=error \
-	  && npm run --silent build && npm run --silent lint && npm test --silent; \
-	else echo "warning: npm not found: the n8n node package is not built or tested"; fi
+test-n8n:  ## the n8n node package (build, lint, unit tests) and n8n itself for the workflow tests (Node 20 + npm)
+	@if command -v npm >/dev/null; then (cd n8n_nodes && npm ci --yes --no-audit --no-fund --loglevel=error \
+	  && npm run --silent build && npm run --silent lint && npm test --silent) \
+	  && scripts/install_n8n.sh > /dev/null; \
+	else echo "warning: npm not found: the n8n node package and workflows are not tested"; fi
 
 test-fast: $(STAMP)  ## tiny-model tests only
 	$(BIN)/python -m pytest -q -m "not slow"

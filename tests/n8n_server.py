@@ -1,0 +1,218 @@
+"""A real n8n 2.8.4 for the workflow tests: the node package packed into a throwaway user folder, one
+`n8n start` on a free loopback port, an owner and an API key, credentials and workflows through the
+public API, webhook workflows activated.
+
+n8n itself comes from `scripts/install_n8n.sh` (default `~/.cache/tunebridge/n8n`, or
+`TUNEBRIDGE_N8N_DIR`; `TUNEBRIDGE_N8N_BIN` names a binary directly). `find_n8n()` returns None when
+it is not installed, and the tests skip with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from servers import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+NODES = ROOT / "n8n_nodes"
+WORKFLOWS = ROOT / "workflows"
+N8N_VERSION = "2.8.4"
+PACKAGE = "n8n-nodes-tunebridge"
+OWNER = {"email": "owner@tunebridge.test", "firstName": "Tune", "lastName": "Bridge", "password": "Tunebridge-test-1"}
+API_SCOPES = ["workflow:create", "workflow:read", "workflow:update", "workflow:delete", "workflow:list",
+              "workflow:activate", "workflow:deactivate", "credential:create", "credential:delete",
+              "execution:read", "execution:list"]
+
+
+def install_dir() -> Path:
+    return Path(os.environ.get("TUNEBRIDGE_N8N_DIR", Path.home() / ".cache" / "tunebridge" / "n8n"))
+
+
+def find_n8n() -> tuple[Path | None, str]:
+    """(binary, "") or (None, why not)."""
+    explicit = os.environ.get("TUNEBRIDGE_N8N_BIN")
+    if explicit:
+        return (Path(explicit), "") if Path(explicit).exists() else (None, f"TUNEBRIDGE_N8N_BIN={explicit} does not exist")
+    folder = install_dir()
+    binary, package = folder / "node_modules" / ".bin" / "n8n", folder / "node_modules" / "n8n" / "package.json"
+    if not binary.exists() or not package.exists():
+        return None, f"n8n is not installed in {folder}: run scripts/install_n8n.sh (about 3-8 minutes, 2.3 GB)"
+    version = json.loads(package.read_text())["version"]
+    if version != N8N_VERSION:
+        return None, f"n8n {version} in {folder}, expected {N8N_VERSION}: run scripts/install_n8n.sh {folder}"
+    if shutil.which("node") is None:
+        return None, "node is not on PATH"
+    return binary, ""
+
+
+def _newest_mtime(*folders: Path) -> float:
+    return max((p.stat().st_mtime for f in folders if f.exists() for p in f.rglob("*.ts")), default=0.0)
+
+
+def pack_node_package(user_folder: Path) -> Path:
+    """Build `n8n_nodes` if its dist is missing or stale, `npm pack` it and unpack it where n8n's own
+    installer puts community packages: `<user folder>/.n8n/nodes/node_modules/n8n-nodes-tunebridge`."""
+    npm = {"cwd": NODES, "capture_output": True, "text": True, "timeout": 600}
+    if not (NODES / "node_modules" / ".bin" / "n8n-node").exists():
+        subprocess.run(["npm", "ci", "--yes", "--no-audit", "--no-fund"], check=True, **npm)
+    built = NODES / "dist" / "nodes" / "Tunebridge" / "Tunebridge.node.js"
+    if not built.exists() or built.stat().st_mtime < _newest_mtime(NODES / "nodes", NODES / "credentials"):
+        subprocess.run(["npm", "run", "build"], check=True, **npm)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(["npm", "pack", "--json", "--pack-destination", tmp], check=True, **npm)
+        tarball = Path(tmp) / json.loads(out.stdout)[0]["filename"]
+        target = user_folder / ".n8n" / "nodes" / "node_modules" / PACKAGE
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tarball) as tar:
+            for member in tar.getmembers():
+                member.name = member.name.split("/", 1)[1] if "/" in member.name else ""
+            tar.extractall(target, members=[m for m in tar.getmembers() if m.name], filter="data")
+    version = json.loads((target / "package.json").read_text())["version"]
+    (user_folder / ".n8n" / "nodes" / "package.json").write_text(json.dumps(
+        {"name": "installed-nodes", "private": True, "dependencies": {PACKAGE: version}}, indent=2))
+    return target
+
+
+class N8n:
+    """A started n8n: REST (owner cookie) and public API (API key) clients."""
+
+    def __init__(self, url: str, user_folder: Path, log: Path, proc: subprocess.Popen):
+        self.url, self.user_folder, self.log, self.proc = url, user_folder, log, proc
+        self.rest = httpx.Client(base_url=f"{url}/rest", timeout=30)
+        self.api: httpx.Client | None = None
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:]
+
+    def setup_owner(self) -> None:
+        r = self.rest.post("/owner/setup", json=OWNER)
+        assert r.status_code == 200, r.text
+        r = self.rest.post("/login", json={"emailOrLdapLoginId": OWNER["email"], "password": OWNER["password"]})
+        assert r.status_code == 200, r.text
+        r = self.rest.post("/api-keys", json={"label": "tests", "scopes": API_SCOPES, "expiresAt": None})
+        assert r.status_code == 200, r.text
+        key = r.json()["data"]["rawApiKey"]
+        self.api = httpx.Client(base_url=f"{self.url}/api/v1", headers={"X-N8N-API-KEY": key}, timeout=30)
+
+    def create_credential(self, name: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+        r = self.api.post("/credentials", json={"name": name, "type": type_, "data": data})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def create_workflow(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """The public API takes name, nodes, connections, settings (an export's other keys are read-only)."""
+        body = {k: workflow[k] for k in ("name", "nodes", "connections")}
+        body["settings"] = {k: v for k, v in workflow.get("settings", {}).items()
+                            if k in ("executionOrder", "saveDataSuccessExecution", "saveDataErrorExecution",
+                                     "saveManualExecutions", "saveExecutionProgress", "timezone")}
+        r = self.api.post("/workflows", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def activate(self, workflow_id: str) -> dict[str, Any]:
+        r = self.api.post(f"/workflows/{workflow_id}/activate")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def executions(self, workflow_id: str, **params: Any) -> list[dict[str, Any]]:
+        r = self.api.get("/executions", params={"workflowId": workflow_id, "limit": 50, **params})
+        assert r.status_code == 200, r.text
+        return r.json()["data"]
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        r = self.api.get(f"/executions/{execution_id}", params={"includeData": "true"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def webhook_ready(self, path: str) -> bool:
+        """Whether the POST webhook `path` is registered: a GET then says it is registered for POST only
+        (a GET has no side effect, unlike a POST that would start an execution)."""
+        try:
+            r = httpx.get(f"{self.url}/webhook/{path}", timeout=5)
+        except httpx.TransportError:
+            return False
+        return r.status_code != 404 or "not registered for GET" in r.text
+
+
+def load_workflow(filename: str, *, credentials: dict[str, dict[str, str]],
+                  settings: dict[str, str] | None = None) -> dict[str, Any]:
+    """An export from workflows/ with credential ids filled in and the Settings node's values replaced."""
+    workflow = json.loads((WORKFLOWS / filename).read_text())
+    for node in workflow["nodes"]:
+        for type_ in node.get("credentials") or {}:
+            node["credentials"][type_] = credentials[type_]
+        if node["name"] == "Settings" and settings:
+            for assignment in node["parameters"]["assignments"]["assignments"]:
+                if assignment["name"] in settings:
+                    assignment["value"] = settings[assignment["name"]]
+    return workflow
+
+
+@contextmanager
+def running_n8n(binary: Path, folder: Path, *, env: dict[str, str] | None = None) -> Iterator[N8n]:
+    """`n8n start` with its user folder in `folder` (the node package installed there), owner set up."""
+    user_folder = folder / "user"
+    user_folder.mkdir(parents=True, exist_ok=True)
+    pack_node_package(user_folder)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "N8N_USER_FOLDER": str(user_folder), "N8N_PORT": str(port), "N8N_HOST": "127.0.0.1",
+           "N8N_LISTEN_ADDRESS": "127.0.0.1", "N8N_PROTOCOL": "http", "WEBHOOK_URL": f"{url}/",
+           "N8N_EDITOR_BASE_URL": url, "N8N_RUNNERS_BROKER_PORT": str(free_port()),
+           "N8N_DIAGNOSTICS_ENABLED": "false", "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+           "N8N_PERSONALIZATION_ENABLED": "false", "N8N_SECURE_COOKIE": "false", "N8N_TEMPLATES_ENABLED": "false",
+           "N8N_COMMUNITY_PACKAGES_ENABLED": "true", "N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS": "false",
+           "N8N_LOG_LEVEL": "info", "N8N_LOG_OUTPUT": "console", "DB_TYPE": "sqlite",
+           "EXECUTIONS_DATA_PRUNE": "false", "NODE_ENV": "production", **(env or {})}
+    log = folder / "n8n.log"
+    out = open(log, "w")  # noqa: SIM115 - open for n8n's lifetime; a file, never a pipe closed early (the CLI spins on a closed stdout)
+    proc = subprocess.Popen([str(binary), "start"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                            cwd=folder, start_new_session=True)
+    n8n = N8n(url, user_folder, log, proc)
+    try:
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"n8n exited with {proc.returncode}:\n{n8n.log_tail()}")
+            try:
+                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout=120, every=0.5)
+        # /healthz answers while n8n is still "starting up" (HTML 200 for every route): wait for the REST API
+        wait_for(lambda: up() and "json" in n8n.rest.get("/settings").headers.get("content-type", ""),
+                 timeout=120, every=0.5)
+        n8n.setup_owner()
+        yield n8n
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # its own session: n8n and its task runner
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        out.close()
+
+
+def wait_until(predicate, *, timeout: float, every: float = 0.5, what: str = "condition"):
+    deadline = time.time() + timeout
+    value = None
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} not reached in {timeout} s; last value: {value!r}")

@@ -1,0 +1,293 @@
+"""Writes workflows/*.json, the exported n8n workflows (deterministic node ids). Edit here, run
+`.venv/bin/python workflows/generate.py`, and commit the JSON: n8n imports the JSON files."""
+import json, uuid
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent
+NS = uuid.UUID("6f1d3c1e-8f0a-4c4e-9b7a-2c1b7d0e5a10")
+
+
+def nid(wf, name):
+    return str(uuid.uuid5(NS, f"{wf}/{name}"))
+
+
+class WF:
+    def __init__(self, key, name):
+        self.key, self.name, self.nodes, self.conn = key, name, [], {}
+
+    def add(self, name, type_, version, params, pos, **extra):
+        node = {"parameters": params, "id": nid(self.key, name), "name": name, "type": type_,
+                "typeVersion": version, "position": list(pos)}
+        node.update(extra)
+        self.nodes.append(node)
+        return name
+
+    def note(self, title, text, pos, width=420, height=260, color=None):
+        params = {"content": f"## {title}\n{text}", "height": height, "width": width}
+        if color:
+            params["color"] = color
+        self.add(f"Note: {title}", "n8n-nodes-base.stickyNote", 1, params, pos)
+
+    def link(self, src, dst, out=0):
+        outs = self.conn.setdefault(src, {"main": []})["main"]
+        while len(outs) <= out:
+            outs.append([])
+        outs[out].append({"node": dst, "type": "main", "index": 0})
+
+    def chain(self, *names):
+        for a, b in zip(names, names[1:]):
+            self.link(a, b)
+
+    def dump(self, filename, tags):
+        wf = {"name": self.name, "nodes": self.nodes, "connections": self.conn, "active": False,
+              "settings": {"executionOrder": "v1", "saveManualExecutions": True,
+                           "saveDataSuccessExecution": "all", "saveDataErrorExecution": "all"},
+              "pinData": {}, "meta": {"templateCredsSetupCompleted": False},
+              "tags": [{"name": t} for t in tags]}
+        (OUT / filename).write_text(json.dumps(wf, indent=2) + "\n")
+
+
+def assign(name, value, type_="string"):
+    return {"id": str(uuid.uuid5(NS, f"assign/{name}/{value}")), "name": name, "value": value, "type": type_}
+
+
+def set_node(assignments, include_other=False, keep_binary=False):
+    params = {"assignments": {"assignments": assignments}, "options": {}}
+    if include_other:
+        params["includeOtherFields"] = True
+        if keep_binary:
+            params["options"] = {"stripBinary": False}
+    return params
+
+
+def if_params(left, op_type, operation, right=None):
+    cond = {"id": str(uuid.uuid5(NS, f"if/{left}")), "leftValue": left, "operator": {"type": op_type, "operation": operation}}
+    if right is None:
+        cond["rightValue"] = ""
+        cond["operator"]["singleValue"] = True
+    else:
+        cond["rightValue"] = right
+    return {"conditions": {"options": {"caseSensitive": True, "leftValue": "", "typeValidation": "loose", "version": 2},
+                           "conditions": [cond], "combinator": "and"}, "options": {"looseTypeValidation": True}}
+
+
+def http(method, url, auth, body=None, multipart=None, timeout_ms=300000, json_response=True):
+    p = {"method": method, "url": url}
+    if auth == "tunebridge":
+        p.update(authentication="predefinedCredentialType", nodeCredentialType="tunebridgeApi")
+    elif auth == "header":
+        p.update(authentication="genericCredentialType", genericAuthType="httpHeaderAuth")
+    if body is not None:
+        p.update(sendBody=True, specifyBody="json", jsonBody=body)
+    if multipart is not None:
+        p.update(sendBody=True, contentType="multipart-form-data", bodyParameters={"parameters": multipart})
+    p["options"] = {"timeout": timeout_ms}
+    return p
+
+
+CREDS = {"tunebridge": {"tunebridgeApi": {"id": "", "name": "Tunebridge API"}},
+         "header": {"httpHeaderAuth": {"id": "", "name": "Tunebridge API key (header)"}},
+         None: None}
+
+
+def intake(auth, key, filename, title, path):
+    w = WF(key, title)
+    creds = CREDS[auth]
+    cred_kw = {"credentials": creds} if creds else {}
+    how = ("the **Tunebridge API** credential of the community node package `n8n-nodes-tunebridge` "
+           "(HTTP Request nodes with *Predefined Credential Type → Tunebridge API*)"
+           if auth == "tunebridge" else
+           "only core nodes: HTTP Request with a **Header Auth** credential "
+           "(name `Authorization`, value `Bearer <API key>`)")
+    w.note("Document intake",
+           f"POST a document to this workflow's webhook (`/webhook/{path}`):\n"
+           "- JSON `{\"text\": \"...\", \"type\": \"receipt\"?, \"adapter\": \"receipts@prod\"?, \"notify_url\": \"https://...\"?}`\n"
+           "- or multipart with a `file` part (PDF, image, .txt) and optional `type`.\n\n"
+           "The service's `POST /v1/documents` extracts, validates and decides it. The webhook answers with the record "
+           "(plus `resume_url` when it is held for review).\n\n"
+           f"Uses {how}. Edit **Settings** for the service URL, the store folder and the default notification URL.",
+           (-80, -420), width=520, height=340)
+    w.note("Human review",
+           "A record with status `pending_review` is sent to `notify_url` (`event: document.review_requested`) with its "
+           "fields, the reasons, and `resume_url`.\n\nThe reviewer POSTs JSON to `resume_url`:\n"
+           "`{\"fields\": {\"total\": \"18.40\"}, \"decision\": \"approve\"?, \"note\": \"...\"?, \"reviewer\": \"ana\"?}`\n\n"
+           "The execution resumes, posts it to `POST /v1/documents/{id}/review` (corrections become examples of the "
+           "dataset `corrections-<type>`), and stores the final record.",
+           (900, -420), width=520, height=340, color=5)
+    w.note("Store and notify",
+           "Every finished record (approved, rejected or reviewed) is appended as one JSON line to "
+           "`<store_dir>/documents.jsonl` by *Read/Write Files from Disk*, then `notify_url` gets "
+           "`event: document.stored`.\n\nn8n 2.x only writes inside `N8N_RESTRICT_FILE_ACCESS_TO` "
+           "(default `~/.n8n-files`): the folder must be there, and must exist.",
+           (1900, -420), width=480, height=300, color=4)
+
+    w.add("Document received", "n8n-nodes-base.webhook", 2.1,
+          {"httpMethod": "POST", "path": path, "responseMode": "responseNode", "options": {}},
+          (0, 0), webhookId=nid(key, "webhook-id"))
+    w.add("Settings", "n8n-nodes-base.set", 3.4, set_node([
+        assign("base_url", "http://127.0.0.1:8000"),
+        assign("store_dir", "/home/node/.n8n-files/tunebridge"),
+        assign("notify_url", "={{ ($json.body || {}).notify_url || 'http://127.0.0.1:5678/webhook/tunebridge-notifications' }}"),
+    ], include_other=True, keep_binary=True), (220, 0))
+    w.add("File uploaded?", "n8n-nodes-base.if", 2.2,
+          if_params("={{ $binary.file !== undefined }}", "boolean", "true"), (440, 0))
+    w.add("Process document (file)", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $json.base_url }}/v1/documents", auth, multipart=[
+            {"parameterType": "formBinaryData", "name": "file", "inputDataFieldName": "file"},
+            {"name": "type", "value": "={{ $json.body.type || '' }}"},
+            {"name": "adapter", "value": "={{ $json.body.adapter || '' }}"}]),
+          (680, -120), **cred_kw)
+    w.add("Process document (text)", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $json.base_url }}/v1/documents", auth,
+        body="={{ JSON.stringify({ text: $json.body.text, type: $json.body.type || undefined, "
+             "adapter: $json.body.adapter || undefined, model: $json.body.model || undefined }) }}"),
+          (680, 120), **cred_kw)
+    w.add("Reply with the record", "n8n-nodes-base.respondToWebhook", 1.1,
+          {"respondWith": "json",
+           "responseBody": "={{ JSON.stringify(Object.assign({}, $json, { resume_url: $json.status === 'pending_review' "
+                           "? $execution.resumeUrl : null })) }}",
+           "options": {}}, (920, 0))
+    w.add("Held for review?", "n8n-nodes-base.if", 2.2,
+          if_params("={{ $json.status }}", "string", "equals", "pending_review"), (1140, 0))
+    w.add("Ask for a review", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $('Settings').item.json.notify_url }}", None,
+        body="={{ JSON.stringify({ event: 'document.review_requested', id: $json.id, doc_type: $json.doc_type, "
+             "decision: $json.decision, fields: $json.fields, confidence: $json.confidence, flags: $json.flags, "
+             "review_request: $json.review_request, resume_url: $execution.resumeUrl, "
+             "how_to_resume: 'POST JSON {fields, decision?, note?, reviewer?} to resume_url' }) }}",
+        timeout_ms=30000), (1380, -160), onError="continueRegularOutput")
+    w.add("Wait for the reviewer", "n8n-nodes-base.wait", 1.1,
+          {"resume": "webhook", "httpMethod": "POST", "options": {}}, (1600, -160),
+          webhookId=nid(key, "wait-review"))
+    w.add("Send the review", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $('Settings').item.json.base_url }}/v1/documents/{{ $('Held for review?').item.json.id }}/review",
+        auth, body="={{ JSON.stringify({ fields: $json.body.fields || {}, decision: $json.body.decision || undefined, "
+                   "note: $json.body.note || undefined, reviewer: $json.body.reviewer || 'n8n' }) }}"),
+          (1820, -160), **cred_kw)
+    w.add("Prepare the store line", "n8n-nodes-base.set", 3.4, set_node([
+        assign("line", "={{ JSON.stringify({ stored_at: $now.toISO(), id: $json.id, doc_type: $json.doc_type, "
+                       "status: $json.status, decision: $json.decision, fields: $json.fields, flags: $json.flags, "
+                       "cached: $json.cached || false }) + '\\n' }}"),
+        assign("record", "={{ $json }}", "object"),
+    ]), (2060, 0))
+    w.add("Convert to a JSON line", "n8n-nodes-base.convertToFile", 1.1,
+          {"operation": "toText", "sourceProperty": "line", "binaryPropertyName": "data",
+           "options": {"fileName": "documents.jsonl"}}, (2280, 0))
+    w.add("Append to the store", "n8n-nodes-base.readWriteFile", 1,
+          {"operation": "write", "fileName": "={{ $('Settings').item.json.store_dir }}/documents.jsonl",
+           "dataPropertyName": "data", "options": {"append": True}}, (2500, 0))
+    w.add("Notify: stored", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $('Settings').item.json.notify_url }}", None,
+        body="={{ JSON.stringify({ event: 'document.stored', store_file: $('Settings').item.json.store_dir + "
+             "'/documents.jsonl', record: $('Prepare the store line').item.json.record }) }}", timeout_ms=30000),
+          (2720, 0), onError="continueRegularOutput")
+
+    w.chain("Document received", "Settings", "File uploaded?")
+    w.link("File uploaded?", "Process document (file)", 0)
+    w.link("File uploaded?", "Process document (text)", 1)
+    w.link("Process document (file)", "Reply with the record")
+    w.link("Process document (text)", "Reply with the record")
+    w.link("Reply with the record", "Held for review?")
+    w.link("Held for review?", "Ask for a review", 0)
+    w.link("Held for review?", "Prepare the store line", 1)
+    w.chain("Ask for a review", "Wait for the reviewer", "Send the review", "Prepare the store line",
+            "Convert to a JSON line", "Append to the store", "Notify: stored")
+    w.dump(filename, ["tunebridge", "documents"])
+
+
+def training():
+    key = "training"
+    w = WF(key, "Tunebridge: continuous training")
+    tb = {"credentials": CREDS["tunebridge"]}
+    w.note("Continuous training",
+           "POST to `/webhook/tunebridge/train` (from a schedule, another workflow, or by hand):\n"
+           "`{\"dataset\": \"corrections-receipt\", \"eval_dataset\": \"receipts-eval\", \"adapter_name\": \"receipts\", "
+           "\"alias\": \"prod\", \"min_gain\": 0, \"max_field_drop\": 0.05, \"hyperparameters\": {\"epochs\": 2}, "
+           "\"eval_limit\": 0, \"notify_url\": \"https://...\"}` (all optional).\n\n"
+           "**Start training** queues a train job whose `callback_url` is this execution's resume URL "
+           "(`$execution.resumeUrl`): the service POSTs the finished job there and **Wait for training** resumes.",
+           (-80, -440), width=560, height=360)
+    w.note("Eval-gated promotion",
+           "The new version is evaluated on the held-out dataset against the version the alias points at now "
+           "(an eval job with `promote` in its hyperparameters). The service moves the alias only when the candidate "
+           "is not worse (`min_gain`, `max_field_drop`); the decision and its reasons come back in the eval job's "
+           "callback.\n\nPromoted → the alias is read back and announced; refused → the reasons and the scores are sent.",
+           (1000, -440), width=560, height=300, color=5)
+    w.add("Training requested", "n8n-nodes-base.webhook", 2.1,
+          {"httpMethod": "POST", "path": "tunebridge/train", "responseMode": "responseNode", "options": {}},
+          (0, 0), webhookId=nid(key, "webhook-id"))
+    b = "($json.body || {})"
+    w.add("Settings", "n8n-nodes-base.set", 3.4, set_node([
+        assign("dataset", f"={{{{ {b}.dataset || 'corrections-receipt' }}}}"),
+        assign("eval_dataset", f"={{{{ {b}.eval_dataset || 'receipts-eval' }}}}"),
+        assign("adapter_name", f"={{{{ {b}.adapter_name || {b}.dataset || 'receipts' }}}}"),
+        assign("alias", f"={{{{ {b}.alias || 'prod' }}}}"),
+        assign("min_gain", f"={{{{ {b}.min_gain ?? 0 }}}}", "number"),
+        assign("max_field_drop", f"={{{{ {b}.max_field_drop ?? 0.05 }}}}", "number"),
+        assign("hyperparameters", f"={{{{ {b}.hyperparameters || {{ epochs: 2 }} }}}}", "object"),
+        assign("eval_limit", f"={{{{ {b}.eval_limit ?? 0 }}}}", "number"),
+        assign("notify_url", f"={{{{ {b}.notify_url || 'http://127.0.0.1:5678/webhook/tunebridge-notifications' }}}}"),
+    ]), (220, 0))
+    w.add("Start training", "n8n-nodes-tunebridge.tunebridge", 1,
+          {"resource": "training", "operation": "startJob", "kind": "train", "dataset": "={{ $json.dataset }}",
+           "adapterName": "={{ $json.adapter_name }}", "hyperparameters": "={{ JSON.stringify($json.hyperparameters) }}",
+           "options": {"callbackUrl": "={{ $execution.resumeUrl }}"}}, (440, 0), **tb)
+    w.add("Reply with the job", "n8n-nodes-base.respondToWebhook", 1.1,
+          {"respondWith": "json",
+           "responseBody": "={{ JSON.stringify({ train_job: $json, resume_url: $execution.resumeUrl }) }}",
+           "options": {"responseCode": 202}}, (660, 0))
+    w.add("Wait for training", "n8n-nodes-base.wait", 1.1,
+          {"resume": "webhook", "httpMethod": "POST", "limitWaitTime": True, "limitType": "afterTimeInterval",
+           "resumeAmount": 12, "resumeUnit": "hours", "options": {}}, (880, 0), webhookId=nid(key, "wait-train"))
+    w.add("Training succeeded?", "n8n-nodes-base.if", 2.2,
+          if_params("={{ (($json.body || {}).job || {}).status }}", "string", "equals", "succeeded"), (1100, 0))
+    w.add("Evaluate and gate", "n8n-nodes-tunebridge.tunebridge", 1,
+          {"resource": "training", "operation": "startJob", "kind": "eval",
+           "dataset": "={{ $('Settings').item.json.eval_dataset }}",
+           "hyperparameters": "={{ JSON.stringify({ adapters: [$json.body.job.result.adapter], include_base: false, "
+                              "limit: $('Settings').item.json.eval_limit, promote: { alias: $('Settings').item.json.alias, "
+                              "min_gain: $('Settings').item.json.min_gain, max_field_drop: $('Settings').item.json.max_field_drop } }) }}",
+           "options": {"callbackUrl": "={{ $execution.resumeUrl }}"}}, (1340, -120), **tb)
+    w.add("Wait for evaluation", "n8n-nodes-base.wait", 1.1,
+          {"resume": "webhook", "httpMethod": "POST", "limitWaitTime": True, "limitType": "afterTimeInterval",
+           "resumeAmount": 12, "resumeUnit": "hours", "options": {}}, (1560, -120), webhookId=nid(key, "wait-eval"))
+    w.add("Promoted?", "n8n-nodes-base.if", 2.2,
+          if_params("={{ (((($json.body || {}).job || {}).result || {}).promotion || {}).promote === true }}",
+                    "boolean", "true"), (1780, -120))
+    w.add("Check the alias", "n8n-nodes-tunebridge.tunebridge", 1,
+          {"resource": "adapter", "operation": "get",
+           "ref": "={{ $('Settings').item.json.adapter_name }}@{{ $('Settings').item.json.alias }}"}, (2000, -240), **tb)
+    w.add("Notify: promoted", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $('Settings').item.json.notify_url }}", None,
+        body="={{ JSON.stringify({ event: 'training.promoted', adapter: $json.id, alias: $('Settings').item.json.alias, "
+             "train_job: $('Wait for training').item.json.body.job.id, eval_job: $('Wait for evaluation').item.json.body.job.id, "
+             "decision: $('Wait for evaluation').item.json.body.job.result.promotion }) }}", timeout_ms=30000),
+          (2220, -240), onError="continueRegularOutput")
+    w.add("Notify: not promoted", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $('Settings').item.json.notify_url }}", None,
+        body="={{ JSON.stringify({ event: 'training.not_promoted', eval_job: ($json.body.job || {}).id, "
+             "status: ($json.body.job || {}).status, error: ($json.body.job || {}).error || null, "
+             "decision: (($json.body.job || {}).result || {}).promotion || null, "
+             "report: (($json.body.job || {}).result || {}).candidates || null, "
+             "artifacts: (($json.body.job || {}).result || {}).artifacts || [] }) }}", timeout_ms=30000),
+          (2000, 0), onError="continueRegularOutput")
+    w.add("Notify: training failed", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $('Settings').item.json.notify_url }}", None,
+        body="={{ JSON.stringify({ event: 'training.failed', job: ($json.body || {}).job || null, "
+             "timed_out: !$json.body }) }}", timeout_ms=30000),
+          (1340, 160), onError="continueRegularOutput")
+    w.chain("Training requested", "Settings", "Start training", "Reply with the job", "Wait for training",
+            "Training succeeded?")
+    w.link("Training succeeded?", "Evaluate and gate", 0)
+    w.link("Training succeeded?", "Notify: training failed", 1)
+    w.chain("Evaluate and gate", "Wait for evaluation", "Promoted?")
+    w.link("Promoted?", "Check the alias", 0)
+    w.link("Promoted?", "Notify: not promoted", 1)
+    w.link("Check the alias", "Notify: promoted")
+    w.dump("continuous-training.json", ["tunebridge", "training"])
+
+
+intake("tunebridge", "intake", "document-intake.json", "Tunebridge: document intake", "tunebridge/documents")
+intake("header", "intake-http", "document-intake-http.json", "Tunebridge: document intake (HTTP only)",
+       "tunebridge/documents-http")
+training()

@@ -152,7 +152,7 @@ def run_documents(graph, store, files: list[Path], *, out: Path, doc_type: str |
 
 def run_one(graph, store, path: Path, *, doc_type: str | None = None, rerun: bool = False) -> dict[str, Any]:
     """Run (or report) one document; its record, with status done | reviewed | pending_review | failed."""
-    from agents.graph import output
+    from agents.graph import process, record
     from agents.intake import IntakeError, file_sha256
 
     try:
@@ -160,28 +160,13 @@ def run_one(graph, store, path: Path, *, doc_type: str | None = None, rerun: boo
     except (IntakeError, OSError) as exc:
         return {"path": str(path), "status": "failed", "error": str(exc)}
     thread = doc_id
-    config = {"configurable": {"thread_id": thread}}
-    state = graph.get_state(config)
-    if state.values and not rerun:
-        record = output(state.values)
-        if state.next:
-            record["status"] = "pending_review"
-        return {**record, "cached": True}
-    if rerun and state.values:
+    if rerun and graph.get_state({"configurable": {"thread_id": doc_id}}).values:
         thread = f"{doc_id}-{len(store.threads_of(doc_id)) + 1}"
-        config = {"configurable": {"thread_id": thread}}
     try:
-        result = graph.invoke({"path": str(path), "doc_type": doc_type}, config)
+        state, before = process(graph, store, path, thread_id=thread, doc_type=doc_type)
     except (IntakeError, ValueError) as exc:
         return {"path": str(path), "doc_id": doc_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    record = output(result)
-    if result.get("__interrupt__"):
-        record["status"] = "pending_review"
-        store.put_document(thread_id=thread, doc_id=doc_id, path=str(path), status="pending_review",
-                           doc_type=result.get("doc_type"), decision=result.get("decision"),
-                           summary={"flags": len(result.get("flags") or []), "fired": [f["rule"] for f in
-                                                                                       result.get("fired") or []]})
-    return record
+    return {**record(state), "cached": True} if before else record(state)
 
 
 def summary_table(records: list[dict[str, Any]]) -> str:

@@ -159,6 +159,34 @@ def output(state: dict[str, Any]) -> dict[str, Any]:
     return {key: state.get(key) for key in OUTPUT_KEYS}
 
 
+def process(graph, store: Store | None, path, *, thread_id: str, doc_type: str | None = None):
+    """Run one document on its thread — or, when the thread has run before, leave it as it is — and
+    record a document held for review in the store. (state snapshot, whether it had run before)."""
+    config = {"configurable": {"thread_id": thread_id}}
+    state = graph.get_state(config)
+    if state.values:
+        return state, True
+    graph.invoke({"path": str(path), "doc_type": doc_type}, config)
+    state = graph.get_state(config)
+    if state.next and store is not None:
+        values = state.values
+        store.put_document(thread_id=thread_id, doc_id=values["doc_id"], path=str(path), status="pending_review",
+                           doc_type=values.get("doc_type"), decision=values.get("decision"),
+                           summary={"flags": len(values.get("flags") or []),
+                                    "fired": [f["rule"] for f in values.get("fired") or []]})
+    return state, False
+
+
+def record(state) -> dict[str, Any]:
+    """A state snapshot as a record: the output, its thread id, and the review request while held."""
+    out = output(state.values)
+    out["id"] = state.config["configurable"]["thread_id"]
+    if state.next:
+        out["status"] = "pending_review"
+        out["review_request"] = [i.value for t in state.tasks for i in t.interrupts][:1] or None
+    return out
+
+
 # -- helpers -------------------------------------------------------------------------------------------
 def _schema(deps: Deps, doc_type: str):
     if doc_type == CUSTOM:

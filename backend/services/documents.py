@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from agents.feedback import dataset_for
-from agents.graph import Deps, build_graph, output
+from agents.graph import Deps, build_graph, process, record
 from agents.models import Extraction, explain_messages, json_schema, with_notes
 from agents.policy import Policy
 from agents.store import Store
@@ -97,27 +97,17 @@ class Documents:
     def run(self, path: Path, *, model, doc_type: str | None, dataset: str | None) -> dict[str, Any]:
         from agents.intake import file_sha256
 
-        doc_id = file_sha256(path)[:16]
-        config = {"configurable": {"thread_id": doc_id}}
         with self._lock:
-            graph = self._graph(model, dataset)
-            state = graph.get_state(config)
-            if state.values:  # the same file again: its record, not a second run
-                return self._record(state, cached=True)
-            graph.invoke({"path": str(path), "doc_type": doc_type}, config)
-            state = graph.get_state(config)
-            record = self._record(state)
-            if state.next:
-                self.store.put_document(thread_id=doc_id, doc_id=doc_id, path=str(path), status="pending_review",
-                                        doc_type=record["doc_type"], decision=record["decision"])
-        return record
+            state, before = process(self._graph(model, dataset), self.store, path,
+                                    thread_id=file_sha256(path)[:16], doc_type=doc_type)
+        return {**record(state), "cached": True} if before else record(state)
 
     def get(self, doc_id: str) -> dict[str, Any]:
         with self._lock:
             state = self._graph(None, None).get_state({"configurable": {"thread_id": doc_id}})
         if not state.values:
             raise DocumentNotFoundError(f"document {doc_id!r} does not exist")
-        return self._record(state)
+        return record(state)
 
     def review(self, doc_id: str, answer: dict[str, Any], *, dataset: str | None) -> dict[str, Any]:
         from langgraph.types import Command
@@ -132,18 +122,7 @@ class Documents:
                 raise ConflictError(f"document {doc_id} is not waiting for review (status "
                                     f"{state.values.get('status')}, decision {state.values.get('decision')})")
             graph.invoke(Command(resume=answer), config)
-            return self._record(graph.get_state(config))
+            return record(graph.get_state(config))
 
     def list(self, status: str | None = None) -> list[dict[str, Any]]:
         return self.store.documents(status=status)
-
-    @staticmethod
-    def _record(state, cached: bool = False) -> dict[str, Any]:
-        record = output(state.values)
-        record["id"] = state.config["configurable"]["thread_id"]
-        if state.next:
-            record["status"] = "pending_review"
-            record["review_request"] = [i.value for t in state.tasks for i in t.interrupts][:1] or None
-        if cached:
-            record["cached"] = True
-        return record

@@ -9,6 +9,7 @@ import { adapterDescription, adapterOperations } from './resources/adapter';
 import { chatDescription, chatOperations } from './resources/chat';
 import { datasetDescription, datasetOperations } from './resources/dataset';
 import { documentDescription, documentOperations } from './resources/document';
+import { evaluationDescription, evaluationOperations } from './resources/evaluation';
 import { trainingDescription, trainingOperations } from './resources/training';
 import type { OperationExecutor } from './utils';
 import { errorMessage, withItemIndex } from './utils';
@@ -18,6 +19,7 @@ const operations: Record<string, Record<string, OperationExecutor>> = {
 	chat: chatOperations,
 	dataset: datasetOperations,
 	document: documentOperations,
+	evaluation: evaluationOperations,
 	training: trainingOperations,
 };
 
@@ -47,6 +49,7 @@ export class Tunebridge implements INodeType {
 					{ name: 'Chat', value: 'chat' },
 					{ name: 'Dataset', value: 'dataset' },
 					{ name: 'Document', value: 'document' },
+					{ name: 'Evaluation', value: 'evaluation' },
 					{ name: 'Training', value: 'training' },
 				],
 				default: 'document',
@@ -54,6 +57,7 @@ export class Tunebridge implements INodeType {
 			...documentDescription,
 			...datasetDescription,
 			...trainingDescription,
+			...evaluationDescription,
 			...adapterDescription,
 			...chatDescription,
 		],

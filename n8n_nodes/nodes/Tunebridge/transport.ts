@@ -14,9 +14,11 @@ export interface TunebridgeRequest {
 	method: IHttpRequestMethods;
 	/** Path below the base URL, starting with `/v1/...`; callers encode path parameters. */
 	path: string;
-	body?: IDataObject | string;
+	body?: IDataObject | string | Buffer;
 	qs?: IDataObject;
 	headers?: IDataObject;
+	/** `text`: return the response body as a string (e.g. a Markdown report), never parsed. */
+	encoding?: 'text';
 }
 
 /** The request options sent for `request`, with `baseUrl` from the credential. */
@@ -32,6 +34,10 @@ export function buildRequestOptions(
 	if (request.qs !== undefined) options.qs = request.qs;
 	if (request.headers !== undefined) options.headers = request.headers;
 	if (request.body !== undefined) options.body = request.body;
+	if (request.encoding !== undefined) {
+		options.json = false;
+		options.encoding = request.encoding;
+	}
 	return options;
 }
 

@@ -2,11 +2,13 @@ import type { INodeProperties } from 'n8n-workflow';
 import type { OperationExecutor } from '../../utils';
 import { getEvents, getJob, getJobDescription } from './getJob';
 import { startJob, startJobDescription } from './startJob';
+import { waitForJob, waitForJobDescription } from './waitForJob';
 
 export const trainingOperations: Record<string, OperationExecutor> = {
 	startJob,
 	getJob,
 	getEvents,
+	waitForJob,
 };
 
 export const trainingDescription: INodeProperties[] = [
@@ -35,9 +37,16 @@ export const trainingDescription: INodeProperties[] = [
 				action: 'Start a training or evaluation job',
 				description: 'Queue a job on a dataset; it runs in the background',
 			},
+			{
+				name: 'Wait for Job',
+				value: 'waitForJob',
+				action: 'Wait for a job to end',
+				description: 'Poll a job until it succeeds, fails or is cancelled; output the job',
+			},
 		],
 		default: 'startJob',
 	},
 	...startJobDescription,
 	...getJobDescription,
+	...waitForJobDescription,
 ];

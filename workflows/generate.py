@@ -85,6 +85,7 @@ def http(method, url, auth, body=None, multipart=None, timeout_ms=300000, json_r
     return p
 
 
+TUNEBRIDGE = "n8n-nodes-tunebridge.tunebridge"  # the community node (n8n_nodes/)
 CREDS = {"tunebridge": {"tunebridgeApi": {"id": "", "name": "Tunebridge API"}},
          "header": {"httpHeaderAuth": {"id": "", "name": "Tunebridge API key (header)"}},
          None: None}
@@ -94,8 +95,9 @@ def intake(auth, key, filename, title, path):
     w = WF(key, title)
     creds = CREDS[auth]
     cred_kw = {"credentials": creds} if creds else {}
-    how = ("the **Tunebridge API** credential of the community node package `n8n-nodes-tunebridge` "
-           "(HTTP Request nodes with *Predefined Credential Type → Tunebridge API*)"
+    node = auth == "tunebridge"  # the community node's Document → Process / Review; else core HTTP nodes
+    how = ("the community node package `n8n-nodes-tunebridge`: its **Tunebridge** node (*Document → Process*, "
+           "*Document → Review*) with the **Tunebridge API** credential, whose base URL is the service's"
            if auth == "tunebridge" else
            "only core nodes: HTTP Request with a **Header Auth** credential "
            "(name `Authorization`, value `Bearer <API key>`)")
@@ -105,7 +107,9 @@ def intake(auth, key, filename, title, path):
            "- or multipart with a `file` part (PDF, image, .txt) and optional `type`.\n\n"
            "The service's `POST /v1/documents` extracts, validates and decides it. The webhook answers with the record "
            "(plus `resume_url` when it is held for review).\n\n"
-           f"Uses {how}. Edit **Settings** for the service URL, the store folder and the default notification URL.",
+           f"Uses {how}. Edit **Settings** for "
+           + ("the store folder and the default notification URL." if node else
+              "the service URL, the store folder and the default notification URL."),
            (-80, -420), width=520, height=340)
     w.note("Human review",
            "A record with status `pending_review` is sent to `notify_url` (`event: document.review_requested`) with its "
@@ -131,17 +135,28 @@ def intake(auth, key, filename, title, path):
     ], include_other=True, keep_binary=True), (220, 0))
     w.add("File uploaded?", "n8n-nodes-base.if", 2.2,
           if_params("={{ $binary.file !== undefined }}", "boolean", "true"), (440, 0))
-    w.add("Process document (file)", "n8n-nodes-base.httpRequest", 4.2, http(
-        "POST", "={{ $json.base_url }}/v1/documents", auth, multipart=[
-            {"parameterType": "formBinaryData", "name": "file", "inputDataFieldName": "file"},
-            {"name": "type", "value": "={{ $json.body.type || '' }}"},
-            {"name": "adapter", "value": "={{ $json.body.adapter || '' }}"}]),
-          (680, -120), **cred_kw)
-    w.add("Process document (text)", "n8n-nodes-base.httpRequest", 4.2, http(
-        "POST", "={{ $json.base_url }}/v1/documents", auth,
-        body="={{ JSON.stringify({ text: $json.body.text, type: $json.body.type || undefined, "
-             "adapter: $json.body.adapter || undefined, model: $json.body.model || undefined }) }}"),
-          (680, 120), **cred_kw)
+    if node:
+        w.add("Process document (file)", TUNEBRIDGE, 1, {
+            "resource": "document", "operation": "process", "inputSource": "binary", "binaryPropertyName": "file",
+            "options": {"documentType": "={{ $json.body.type || '' }}", "adapter": "={{ $json.body.adapter || '' }}"},
+        }, (680, -120), **cred_kw)
+        w.add("Process document (text)", TUNEBRIDGE, 1, {
+            "resource": "document", "operation": "process", "inputSource": "text", "text": "={{ $json.body.text }}",
+            "options": {"documentType": "={{ $json.body.type || '' }}", "adapter": "={{ $json.body.adapter || '' }}",
+                        "model": "={{ $json.body.model || '' }}"},
+        }, (680, 120), **cred_kw)
+    else:
+        w.add("Process document (file)", "n8n-nodes-base.httpRequest", 4.2, http(
+            "POST", "={{ $json.base_url }}/v1/documents", auth, multipart=[
+                {"parameterType": "formBinaryData", "name": "file", "inputDataFieldName": "file"},
+                {"name": "type", "value": "={{ $json.body.type || '' }}"},
+                {"name": "adapter", "value": "={{ $json.body.adapter || '' }}"}]),
+              (680, -120), **cred_kw)
+        w.add("Process document (text)", "n8n-nodes-base.httpRequest", 4.2, http(
+            "POST", "={{ $json.base_url }}/v1/documents", auth,
+            body="={{ JSON.stringify({ text: $json.body.text, type: $json.body.type || undefined, "
+                 "adapter: $json.body.adapter || undefined, model: $json.body.model || undefined }) }}"),
+              (680, 120), **cred_kw)
     w.add("Reply with the record", "n8n-nodes-base.respondToWebhook", 1.1,
           {"respondWith": "json",
            "responseBody": "={{ JSON.stringify(Object.assign({}, $json, { resume_url: $json.status === 'pending_review' "
@@ -159,11 +174,18 @@ def intake(auth, key, filename, title, path):
     w.add("Wait for the reviewer", "n8n-nodes-base.wait", 1.1,
           {"resume": "webhook", "httpMethod": "POST", "options": {}}, (1600, -160),
           webhookId=nid(key, "wait-review"))
-    w.add("Send the review", "n8n-nodes-base.httpRequest", 4.2, http(
-        "POST", "={{ $('Settings').item.json.base_url }}/v1/documents/{{ $('Held for review?').item.json.id }}/review",
-        auth, body="={{ JSON.stringify({ fields: $json.body.fields || {}, decision: $json.body.decision || undefined, "
-                   "note: $json.body.note || undefined, reviewer: $json.body.reviewer || 'n8n' }) }}"),
-          (1820, -160), **cred_kw)
+    if node:
+        w.add("Send the review", TUNEBRIDGE, 1, {
+            "resource": "document", "operation": "review", "documentId": "={{ $('Held for review?').item.json.id }}",
+            "corrections": "={{ $json.body.fields || {} }}", "decision": "={{ $json.body.decision || '' }}",
+            "note": "={{ $json.body.note || '' }}", "reviewer": "={{ $json.body.reviewer || 'n8n' }}", "options": {},
+        }, (1820, -160), **cred_kw)
+    else:
+        w.add("Send the review", "n8n-nodes-base.httpRequest", 4.2, http(
+            "POST", "={{ $('Settings').item.json.base_url }}/v1/documents/{{ $('Held for review?').item.json.id }}"
+            "/review", auth, body="={{ JSON.stringify({ fields: $json.body.fields || {}, decision: "
+            "$json.body.decision || undefined, note: $json.body.note || undefined, reviewer: $json.body.reviewer "
+            "|| 'n8n' }) }}"), (1820, -160), **cred_kw)
     w.add("Prepare the store line", "n8n-nodes-base.set", 3.4, set_node([
         assign("line", "={{ JSON.stringify({ stored_at: $now.toISO(), id: $json.id, doc_type: $json.doc_type, "
                        "status: $json.status, decision: $json.decision, fields: $json.fields, flags: $json.flags, "

@@ -384,6 +384,7 @@ describe('node description', () => {
 			'chat',
 			'dataset',
 			'document',
+			'evaluation',
 			'training',
 		]);
 	});

@@ -10,7 +10,7 @@ export const documentIdDescription: INodeProperties[] = [
 		type: 'string',
 		default: '',
 		required: true,
-		placeholder: 'e.g. {{ $json.id }}',
+		placeholder: 'e.g. 3f9a0c2b7d41e856',
 		description: "The document's ID, as Process returned it",
 		displayOptions: { show: { resource: ['document'], operation: ['review', 'get'] } },
 	},

@@ -72,7 +72,7 @@ export const processDescription: INodeProperties[] = [
 				default: '',
 				placeholder: 'corrections',
 				description:
-					"Where this document's review corrections go (as <name>-<type>); default: the service's",
+					"Where this document's review corrections go: name-type, e.g. corrections-receipt (default: the service's)",
 			},
 			{
 				displayName: 'Document Type',
@@ -192,8 +192,12 @@ export const processDocument = perItem(async function (this: IExecuteFunctions, 
 			{ itemIndex, description: `Send one of: ${EXTENSIONS.join(', ')}` },
 		);
 	}
-	let name = binary.fileName || `document.${extension}`;
-	if (!fromName) name = `${name}.${extension}`;
+	// The service goes by the file name's extension: give one to a file that has none.
+	const name = !binary.fileName
+		? `document.${extension}`
+		: fromName
+			? binary.fileName
+			: `${binary.fileName}.${extension}`;
 	const content = await this.helpers.getBinaryDataBuffer(itemIndex, property);
 	const boundary = `----tunebridge${randomString(24)}`;
 	return (await tunebridgeRequest.call(

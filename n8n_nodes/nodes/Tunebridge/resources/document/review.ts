@@ -57,7 +57,8 @@ export const reviewDescription: INodeProperties[] = [
 				name: 'correctionsDataset',
 				type: 'string',
 				default: '',
-				description: "Where the corrections go (as <name>-<type>); default: the service's",
+				description:
+					"Where the corrections go: name-type, e.g. corrections-receipt (default: the service's)",
 			},
 		],
 	},

@@ -11,7 +11,7 @@ export const getReportDescription: INodeProperties[] = [
 		type: 'string',
 		default: '',
 		required: true,
-		placeholder: 'e.g. {{ $json.id }}',
+		placeholder: 'e.g. 5b1e0f3c9a7d4e21',
 		description: "The evaluation job's ID, as Run returned it",
 		displayOptions: { show },
 	},
@@ -28,7 +28,7 @@ export const getReportDescription: INodeProperties[] = [
 			{
 				name: 'Scores (JSON)',
 				value: 'eval',
-				description: 'The eval.json artifact, as the "eval" field',
+				description: 'The scores the job wrote (per model and field), as the "eval" field',
 			},
 		],
 		default: ['report', 'eval'],

@@ -22,8 +22,7 @@ export const runDescription: INodeProperties[] = [
 		type: 'string',
 		default: '',
 		placeholder: 'receipts@prod, receipts@3',
-		description:
-			'Comma-separated adapter references to evaluate: name, name@version or name@alias',
+		description: 'Comma-separated adapter references to evaluate: name, name@version or name@alias',
 		displayOptions: { show },
 	},
 	{
@@ -100,8 +99,8 @@ export const runDescription: INodeProperties[] = [
 				description: "POSTed (signed) when the job ends, e.g. a Wait node's resume URL",
 			},
 			{
-				displayName: 'Limit',
-				name: 'limit',
+				displayName: 'Example Limit',
+				name: 'exampleLimit',
 				type: 'number',
 				typeOptions: { minValue: 0 },
 				default: 0,
@@ -155,7 +154,7 @@ export const run = perItem(async function (this: IExecuteFunctions, itemIndex: n
 	}
 	const options = this.getNodeParameter('options', itemIndex, {}) as IDataObject;
 	if (options.model) hyperparameters.model = options.model;
-	if (options.limit !== undefined) hyperparameters.limit = options.limit;
+	if (options.exampleLimit !== undefined) hyperparameters.limit = options.exampleLimit;
 	if (options.batchSize !== undefined) hyperparameters.batch_size = options.batchSize;
 	if (options.maxNewTokens !== undefined) hyperparameters.max_new_tokens = options.maxNewTokens;
 	const body: IDataObject = { kind: 'eval', dataset, hyperparameters };

@@ -10,7 +10,9 @@ export const getJobDescription: INodeProperties[] = [
 		default: '',
 		required: true,
 		description: "The job's ID, as Start Job returned it",
-		displayOptions: { show: { resource: ['training'], operation: ['getJob', 'getEvents', 'waitForJob'] } },
+		displayOptions: {
+			show: { resource: ['training'], operation: ['getJob', 'getEvents', 'waitForJob'] },
+		},
 	},
 	{
 		displayName: 'After Event',

@@ -42,8 +42,10 @@ export const waitForJobDescription: INodeProperties[] = [
 /** Polls `GET /v1/jobs/{id}` until the job ends or the timeout passes; outputs the job. */
 export const waitForJob = perItem(async function (this: IExecuteFunctions, itemIndex: number) {
 	const id = segment(this, 'jobId', itemIndex, 'Job ID');
-	const intervalMs = Math.max(1, Number(this.getNodeParameter('pollInterval', itemIndex, 10))) * 1000;
-	const timeoutMs = Math.max(0, Number(this.getNodeParameter('timeoutMinutes', itemIndex, 30))) * 60_000;
+	const intervalMs =
+		Math.max(1, Number(this.getNodeParameter('pollInterval', itemIndex, 10))) * 1000;
+	const timeoutMs =
+		Math.max(0, Number(this.getNodeParameter('timeoutMinutes', itemIndex, 30))) * 60_000;
 	const errorOnFailure = this.getNodeParameter('errorOnFailure', itemIndex, true) as boolean;
 	const deadline = Date.now() + timeoutMs;
 	const signal = this.getExecutionCancelSignal?.();

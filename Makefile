@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast test-n8n bench bench-api bench-sroie bench-extract venv clean
+.PHONY: demo test test-fast test-n8n screenshots bench bench-api bench-sroie bench-extract venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,13 @@ test-n8n:  ## the n8n node package (build, lint, unit tests) and n8n itself for 
 	  && npm run --silent build && npm run --silent lint && npm test --silent) \
 	  && scripts/install_n8n.sh > /dev/null; \
 	else echo "warning: npm not found: the n8n node package and workflows are not tested"; fi
+
+screenshots: $(STAMP)  ## a PNG of each workflow's canvas in workflows/screenshots/ (n8n + Chromium, headless)
+	command -v chromium >/dev/null || $(SUDO) sh -c 'apt-get install -y -qq chromium || \
+	  (apt-get update -qq && apt-get install -y -qq chromium)' >/dev/null 2>&1 || \
+	  echo "warning: chromium could not be installed (Debian package chromium, or set CHROMIUM=<binary>)"
+	scripts/install_n8n.sh > /dev/null
+	$(BIN)/python scripts/screenshot_workflows.py
 
 test-fast: $(STAMP)  ## tiny-model tests only
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -136,6 +136,19 @@ class N8n:
         assert r.status_code == 200, r.text
         return r.json()
 
+    def login_cookie(self) -> str:
+        """A fresh owner session for the editor in a browser: the value of the `n8n-auth` cookie.
+        Logged in without a `browser-id` header, the session is not bound to one browser."""
+        with httpx.Client(base_url=f"{self.url}/rest", timeout=30) as rest:
+            r = rest.post("/login", json={"emailOrLdapLoginId": OWNER["email"], "password": OWNER["password"]})
+            assert r.status_code == 200, r.text
+            return r.cookies["n8n-auth"]
+
+    def credential_schema(self, type_: str) -> dict[str, Any] | None:
+        """The JSON schema of a credential type's data (public API), or None when n8n does not know it."""
+        r = self.api.get(f"/credentials/schema/{type_}")
+        return r.json() if r.status_code == 200 else None
+
     def webhook_ready(self, path: str) -> bool:
         """Whether the POST webhook `path` is registered: a GET then says it is registered for POST only
         (a GET has no side effect, unlike a POST that would start an execution)."""
@@ -146,17 +159,24 @@ class N8n:
         return r.status_code != 404 or "not registered for GET" in r.text
 
 
+EXPORTED_N8N_URL = "http://127.0.0.1:5678"  # n8n's default address, as the exports' settings assume
+
+
 def load_workflow(filename: str, *, credentials: dict[str, dict[str, str]],
-                  settings: dict[str, str] | None = None) -> dict[str, Any]:
-    """An export from workflows/ with credential ids filled in and the Settings node's values replaced."""
+                  settings: dict[str, str] | None = None, n8n_url: str | None = None) -> dict[str, Any]:
+    """An export from workflows/ with credential ids filled in, the Settings node's values replaced, and
+    (with `n8n_url`) the settings nodes' own-n8n URLs pointed at this n8n."""
     workflow = json.loads((WORKFLOWS / filename).read_text())
     for node in workflow["nodes"]:
         for type_ in node.get("credentials") or {}:
             node["credentials"][type_] = credentials[type_]
-        if node["name"] == "Settings" and settings:
-            for assignment in node["parameters"]["assignments"]["assignments"]:
-                if assignment["name"] in settings:
-                    assignment["value"] = settings[assignment["name"]]
+        if node["name"] not in ("Settings", "Form settings"):
+            continue
+        for assignment in node["parameters"]["assignments"]["assignments"]:
+            if node["name"] == "Settings" and settings and assignment["name"] in settings:
+                assignment["value"] = settings[assignment["name"]]
+            elif n8n_url and str(assignment["value"]).startswith(EXPORTED_N8N_URL):
+                assignment["value"] = n8n_url + assignment["value"][len(EXPORTED_N8N_URL):]
     return workflow
 
 

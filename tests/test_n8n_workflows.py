@@ -10,8 +10,10 @@ Needs n8n from `scripts/install_n8n.sh`; skipped with the reason when it is not 
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from n8n_server import find_n8n, load_workflow, running_n8n, wait_until
+from servers import WEBHOOK_SECRET
 
 DOCS = [
     {"text": "ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\nTotal due: 1,250.00",
@@ -29,6 +32,7 @@ DOCS = [
 TRAIN = {"max_steps": 2, "batch_size": 1, "report_to": "none", "precision": "fp32", "val_fraction": 0.0,
          "save_every": 0, "warmup_ratio": 0.0}
 INTAKE = {"node": "tunebridge/documents", "http": "tunebridge/documents-http"}
+FORMS = {"node": "tunebridge/upload", "http": "tunebridge/upload-http"}
 
 
 class Receiver:
@@ -93,17 +97,23 @@ def n8n(n8n_binary, service, receiver, tmp_path_factory):
             "baseUrl": service["url"], "apiKey": service["key"], "allowedHttpRequestDomains": "all"})
         header_cred = n8n.create_credential("Tunebridge API key (header)", "httpHeaderAuth", {
             "name": "Authorization", "value": f"Bearer {service['key']}"})
+        secret_cred = n8n.create_credential("Tunebridge webhook secret", "crypto", {"hmacSecret": WEBHOOK_SECRET})
         credentials = {"tunebridgeApi": {"id": node_cred["id"], "name": node_cred["name"]},
-                       "httpHeaderAuth": {"id": header_cred["id"], "name": header_cred["name"]}}
+                       "httpHeaderAuth": {"id": header_cred["id"], "name": header_cred["name"]},
+                       "crypto": {"id": secret_cred["id"], "name": secret_cred["name"]}}
         settings = {"base_url": service["url"], "store_dir": str(store)}
         ids = {}
         for filename in ("document-intake.json", "document-intake-http.json", "continuous-training.json"):
-            workflow = n8n.create_workflow(load_workflow(filename, credentials=credentials, settings=settings))
+            workflow = n8n.create_workflow(load_workflow(filename, credentials=credentials, settings=settings,
+                                                         n8n_url=n8n.url))
             assert n8n.activate(workflow["id"])["active"] is True
             ids[filename] = workflow["id"]
         for path in (*INTAKE.values(), "tunebridge/train"):
             wait_until(lambda p=path: n8n.webhook_ready(p), timeout=60, what=f"webhook {path}")
-        yield {"n8n": n8n, "store": store / "documents.jsonl", "ids": ids}
+        for path in FORMS.values():
+            wait_until(lambda p=path: httpx.get(f"{n8n.url}/form/{p}", timeout=5).status_code == 200, timeout=60,
+                       what=f"form {path}")
+        yield {"n8n": n8n, "store": store / "documents.jsonl", "ids": ids, "credentials": credentials}
 
 
 def _store_lines(path: Path) -> list[dict]:
@@ -127,14 +137,12 @@ def _intake_round_trip(n8n, service, receiver, path: str, text: str, fixes: dict
     assert backend["status"] == record["status"] and backend["fields"] == record["fields"]
 
     if record["status"] == "pending_review":  # the tiny random model's usual answer
-        assert record["resume_url"].startswith(f"{n8n['n8n'].url}/webhook-waiting/")
+        assert record["review_url"].startswith(f"{n8n['n8n'].url}/form-waiting/")
         asked = receiver.wait("document.review_requested", id=record["id"])
-        assert asked["resume_url"] == record["resume_url"] and asked["fields"] == record["fields"]
+        assert asked["review_url"] == record["review_url"] and asked["fields"] == record["fields"]
         assert asked["review_request"] == record["review_request"]
         assert not any(line["id"] == record["id"] for line in _store_lines(n8n["store"]))  # held, not stored
-        resumed = httpx.post(record["resume_url"], timeout=60,
-                             json={"fields": fixes, "reviewer": "n8n-test", "note": "checked in n8n"})
-        assert resumed.status_code == 200, resumed.text
+        _review_in_the_form(record, fixes, note="checked in n8n")
         stored = receiver.wait("document.stored", record__id=record["id"], record__status="reviewed")
         final = httpx.get(f"{url}/v1/documents/{record['id']}", headers=auth).json()
         assert final["status"] == "reviewed" and final["fields"] == fixes and final["decision"] == "approve"
@@ -146,15 +154,31 @@ def _intake_round_trip(n8n, service, receiver, path: str, text: str, fixes: dict
         # the same document again: the service answers its finished record, stored without a review
         again = httpx.post(f"{n8n['n8n'].url}/webhook/{path}", timeout=300,
                            json={"text": text, "type": "receipt", "notify_url": receiver.url}).json()
-        assert again["cached"] is True and again["status"] == "reviewed" and again["resume_url"] is None
+        assert again["cached"] is True and again["status"] == "reviewed" and again["review_url"] is None
         receiver.wait("document.stored", record__id=record["id"], record__cached=True)
         lines = [x for x in _store_lines(n8n["store"]) if x["id"] == record["id"]]
         assert [x["cached"] for x in lines] == [False, True]
     else:  # decided without a person: stored straight away
-        assert record["resume_url"] is None
+        assert record["review_url"] is None
         stored = receiver.wait("document.stored", record__id=record["id"])
         assert stored["record"]["decision"] == record["decision"]
         assert any(x["id"] == record["id"] for x in _store_lines(n8n["store"]))
+
+
+def _review_in_the_form(record: dict, fixes: dict, *, note: str) -> None:
+    """What a reviewer does in a browser: open the review form (it shows the model's fields, pre-filled,
+    and why it asks), correct the fields, submit (multipart, the form's own field names)."""
+    page = httpx.get(record["review_url"], timeout=60)
+    assert page.status_code == 200, page.text
+    shown = html.unescape(page.text)
+    assert f"Review receipt {record['id']}" in shown
+    assert json.dumps(record["fields"], indent=2, ensure_ascii=False) in shown  # pre-filled with the model's answer
+    assert all(f"{flag['why']}" in shown for flag in record["flags"])  # why a person is asked
+    names = re.findall(r"name=['\"](field-\d+)['\"]", page.text)
+    assert sorted(set(names)) == ["field-0", "field-1", "field-2", "field-3"], names
+    answers = {"field-0": json.dumps(fixes), "field-1": "policy", "field-2": note, "field-3": "n8n-test"}
+    resumed = httpx.post(record["review_url"], timeout=60, files={k: (None, v) for k, v in answers.items()})
+    assert resumed.status_code == 200, resumed.text
 
 
 def test_document_intake_with_the_community_node_credential(n8n, service, receiver):
@@ -211,5 +235,95 @@ def test_continuous_training_waits_for_the_callback_and_gates_the_promotion(n8n,
     refused = receiver.wait("training.not_promoted", timeout=240, decision__candidate="n8n-rx@2")
     assert refused["decision"]["promote"] is False and refused["decision"]["incumbent"] == "n8n-rx@1"
     assert any("below the required +0.5000" in r for r in refused["decision"]["reasons"])
-    assert set(refused["report"]) == {"n8n-rx@1", "n8n-rx@2"} and "report.md" in refused["artifacts"]
+    assert set(refused["scores"]) == {"n8n-rx@1", "n8n-rx@2"} and "report.md" in refused["artifacts"]
+    assert "n8n-rx@2" in refused["report"] and "n8n-rx@1" in refused["report"]  # Evaluation → Get Report's text
     assert httpx.get(f"{url}/v1/adapters/n8n-rx@prod", headers=auth).json()["id"] == "n8n-rx@1"
+
+
+def test_the_upload_form_runs_the_intake_and_shows_the_record(n8n, service):
+    """A person uploads a file in the Form trigger's form: it goes through the same intake webhook, and the
+    form's ending page (fetched as the browser does, from `formWaitingUrl`) shows the record."""
+    for door, path in FORMS.items():
+        form = f"{n8n['n8n'].url}/form/{path}"
+        page = httpx.get(form, timeout=60)
+        assert page.status_code == 200 and "Send a document to tunebridge" in page.text
+        text = f"Kedai Buku Ilmu ({door})\n8 Jalan Ampang\n02/03/2019\nTOTAL RM 42.50"
+        answer = httpx.post(form, timeout=300, files={"field-0": ("receipt.txt", text.encode(), "text/plain"),
+                                                      "field-1": (None, "receipt")})
+        assert answer.status_code == 200, answer.text
+        waiting = answer.json()["formWaitingUrl"]
+
+        status = wait_until(lambda: (httpx.get(f"{waiting}/n8n-execution-status", timeout=30).text.strip()
+                                     in ("form-waiting", "success", "error", "crashed")) or None,
+                            timeout=240, what=f"the {door} form's execution to finish")  # as the page polls
+        assert status
+        shown = html.unescape(httpx.get(waiting, timeout=30).text)
+        doc_id = re.search(r"Document ([0-9a-f]{16}): (pending review|approved|rejected|reviewed)", shown)
+        assert doc_id, shown[-2000:]
+        record = httpx.get(f"{service['url']}/v1/documents/{doc_id[1]}", headers=service["auth"]).json()
+        assert record["doc_type"] == "receipt" and record["status"].replace("_", " ") == doc_id[2]
+        assert Path(record["path"]).read_text() == text  # the uploaded file itself reached the service
+        assert all(f"{k}: {json.dumps(v)}" in shown for k, v in record["fields"].items())
+        if record["status"] == "pending_review":
+            assert "A reviewer has been asked: " + f"{n8n['n8n'].url}/form-waiting/" in shown
+
+
+def test_a_callback_without_the_right_signature_is_refused(n8n, service, receiver):
+    """Whoever learns a resume URL cannot fake a finished job: the workflow recomputes the HMAC of the raw
+    body with the webhook secret (Crypto node) and refuses a mismatch, reporting why."""
+    url, auth = service["url"], service["auth"]
+    body = "\n".join(json.dumps(d) for d in DOCS).encode()
+    assert httpx.post(f"{url}/v1/datasets/n8n-forged/examples", content=body, headers=auth).status_code == 201
+    started = httpx.post(f"{n8n['n8n'].url}/webhook/tunebridge/train", timeout=60, json={
+        "dataset": "n8n-forged", "eval_dataset": "n8n-forged", "adapter_name": "n8n-forged",
+        "hyperparameters": {**TRAIN, "max_steps": 200}, "notify_url": receiver.url})
+    assert started.status_code == 202, started.text
+    job, resume = started.json()["train_job"], started.json()["resume_url"]
+    forged = json.dumps({"job": {**job, "status": "succeeded", "result": {"adapter": "n8n-rx@1"}}})
+
+    def post_forged():  # the Wait node registers a moment after the webhook answered
+        r = httpx.post(resume, content=forged, timeout=30, headers={
+            "Content-Type": "application/json", "X-Tunebridge-Signature": "sha256=" + "0" * 64})
+        return r if r.status_code == 200 else None
+
+    wait_until(post_forged, timeout=30, what="the training wait to accept a POST")
+    refused = receiver.wait("training.callback_refused", timeout=60, job_id=job["id"])
+    assert refused["reason"] == "signature does not match the body" and refused["timed_out"] is False
+    assert refused["step"] == "Signed by tunebridge? (training)"
+    assert not any(e.get("event") == "training.promoted" and e.get("train_job") == job["id"] for e in receiver.events)
+    assert not any(j["kind"] == "eval" and "n8n-forged" in json.dumps(j.get("hyperparameters"))
+                   for j in httpx.get(f"{url}/v1/jobs", headers=auth).json())  # nothing acted on it
+
+
+def test_evaluation_run_wait_for_job_and_get_report_by_polling(n8n, service):
+    """The node's polling path, for users without a public resume URL: Evaluation → Run, Training → Wait for
+    Job (polls the job), Evaluation → Get Report, in a workflow built here and run through its webhook."""
+    url, auth = service["url"], service["auth"]
+    body = "\n".join(json.dumps(d) for d in DOCS).encode()
+    assert httpx.post(f"{url}/v1/datasets/n8n-poll/examples", content=body, headers=auth).status_code == 201
+    creds = {"tunebridgeApi": n8n["credentials"]["tunebridgeApi"]}
+
+    def node(name, x, params, type_="n8n-nodes-tunebridge.tunebridge", **extra):
+        return {"id": name, "name": name, "type": type_, "typeVersion": 1, "position": [x, 0], "parameters": params,
+                **({"credentials": creds} if type_.startswith("n8n-nodes-tunebridge") else {}), **extra}
+
+    chain = ["Poll requested", "Run evaluation", "Wait for the job", "Get the report"]
+    workflow = {"name": "tunebridge polling (test)", "settings": {"executionOrder": "v1"}, "nodes": [
+        node(chain[0], 0, {"httpMethod": "POST", "path": "tunebridge-test/poll", "responseMode": "lastNode",
+                           "options": {}}, type_="n8n-nodes-base.webhook", webhookId="poll-test", typeVersion=2.1),
+        node(chain[1], 220, {"resource": "evaluation", "operation": "run", "dataset": "n8n-poll", "includeBase": True,
+                             "options": {"exampleLimit": 2}}),
+        node(chain[2], 440, {"resource": "training", "operation": "waitForJob", "jobId": "={{ $json.id }}",
+                             "pollInterval": 1, "timeoutMinutes": 5}),
+        node(chain[3], 660, {"resource": "evaluation", "operation": "getReport", "jobId": "={{ $json.id }}",
+                             "include": ["report", "eval"]}),
+    ], "connections": {a: {"main": [[{"node": b, "type": "main", "index": 0}]]} for a, b in zip(chain, chain[1:])}}
+    created = n8n["n8n"].create_workflow(workflow)
+    assert n8n["n8n"].activate(created["id"])["active"] is True
+    wait_until(lambda: n8n["n8n"].webhook_ready("tunebridge-test/poll"), timeout=60, what="the polling webhook")
+    out = httpx.post(f"{n8n['n8n'].url}/webhook/tunebridge-test/poll", json={}, timeout=300)
+    assert out.status_code == 200, out.text
+    report = out.json()
+    job = httpx.get(f"{url}/v1/jobs/{report['job_id']}", headers=auth).json()
+    assert job["kind"] == "eval" and job["status"] == "succeeded"  # Wait for Job returned only once it ended
+    assert "micro" in report["report"].lower() and report["eval"]  # the report's text and its scores

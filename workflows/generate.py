@@ -85,14 +85,86 @@ def http(method, url, auth, body=None, multipart=None, timeout_ms=300000, json_r
     return p
 
 
+# The reviewer's form (a Wait node resumed by form): n8n names each answer by its field's label.
+FIELDS, DECISION_LABEL, NOTE, REVIEWER = "Fields (JSON)", "Decision", "Note", "Reviewer"
+CORRECTIONS = f"JSON.parse($json['{FIELDS}'] || '{{}}')"
+DECISION = f"(['approve', 'reject'].includes($json['{DECISION_LABEL}']) ? $json['{DECISION_LABEL}'] : '')"
+HELD = "$('Held for review?').item.json"
+
+
+def review_form():
+    """A Wait node that resumes when the reviewer submits a form showing the model's answer."""
+    describe = (f"={{{{ 'Document ' + {HELD}.id + ' (' + {HELD}.doc_type + '). The model says: ' + {HELD}.decision "
+                f"+ '.\\n\\nWhy a person is asked:\\n' + ({HELD}.flags || []).map(f => '- ' + (f.field ? f.field + ': ' : '') "
+                f"+ f.why + (f.detail ? ' (' + f.detail + ')' : '')).join('\\n') + '\\n\\nConfidence: ' + "
+                f"Object.entries({HELD}.confidence || {{}}).map(([k, v]) => k + ' ' + Number(v).toFixed(2)).join(', ') "
+                f"+ ({HELD}.rationale ? '\\n\\n' + {HELD}.rationale : '') }}}}")
+    field = lambda label, type_, **kw: {"fieldLabel": label, "fieldType": type_, **kw}  # noqa: E731
+    return {
+        "resume": "form", "formTitle": f"={{{{ 'Review ' + {HELD}.doc_type + ' ' + {HELD}.id }}}}",
+        "formDescription": describe,
+        "formFields": {"values": [
+            field(FIELDS, "textarea", requiredField=True,
+                  defaultValue=f"={{{{ JSON.stringify({HELD}.fields, null, 2) }}}}"),
+            field(DECISION_LABEL, "dropdown", requiredField=True,
+                  fieldOptions={"values": [{"option": "policy"}, {"option": "approve"}, {"option": "reject"}]}),
+            field(NOTE, "textarea"),
+            field(REVIEWER, "text", placeholder="your name"),
+        ]},
+        "options": {},  # no time limit: a review that times out must not resume as an empty review
+    }
+
+
+def upload_form(w, key, path, intake_path, y):
+    """The Form trigger front door: a person uploads a file; it is posted to this workflow's own intake
+    webhook (n8n refuses a Respond to Webhook node downstream of a Form trigger, so the form cannot share the
+    webhook's path) and the record is shown on the form's ending page."""
+    w.note("Upload form",
+           f"People without an API client open `/form/{path}`, pick a file and a document type. **Form settings** "
+           f"holds this workflow's own intake URL (`/webhook/{intake_path}`): the file is posted there, so both "
+           "doors run the same steps, and the form's last page shows the record (and the review form's link when "
+           "it is held for review).", (-80, y - 300), width=520, height=220, color=6)
+    w.add("Document uploaded", "n8n-nodes-base.formTrigger", 2.2, {
+        "formTitle": "Send a document to tunebridge",
+        "formDescription": "A PDF, an image (PNG, JPEG, TIFF) or a .txt file. The fields are extracted and checked; "
+                           "you see the result on the next page.",
+        "formFields": {"values": [
+            {"fieldLabel": "Document", "fieldType": "file", "requiredField": True, "multipleFiles": False,
+             "acceptFileTypes": ".pdf,.png,.jpg,.jpeg,.tif,.tiff,.txt"},
+            {"fieldLabel": "Document type", "fieldType": "dropdown", "requiredField": True,
+             "fieldOptions": {"values": [{"option": "detect"}, {"option": "receipt"}, {"option": "invoice"},
+                                         {"option": "bank_statement"}, {"option": "kyc"}]}},
+        ]},
+        "responseMode": "lastNode", "options": {"path": path},
+    }, (0, y), webhookId=nid(key, "form-id"))
+    w.add("Form settings", "n8n-nodes-base.set", 3.4, set_node([
+        assign("intake_url", f"http://127.0.0.1:5678/webhook/{intake_path}"),
+    ], include_other=True, keep_binary=True), (220, y))
+    w.add("Send to intake", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $json.intake_url }}", None, multipart=[
+            {"parameterType": "formBinaryData", "name": "file", "inputDataFieldName": "Document"},
+            {"name": "type", "value": "={{ $json['Document type'] === 'detect' ? '' : $json['Document type'] }}"}]),
+          (440, y))
+    w.add("Show the record", "n8n-nodes-base.form", 1, {
+        "operation": "completion", "respondWith": "text",
+        "completionTitle": "={{ 'Document ' + $json.id + ': ' + $json.status.replace('_', ' ') }}",
+        "completionMessage": "={{ 'Type: ' + $json.doc_type + '. Decision: ' + $json.decision + '.\\n' + "
+                             "Object.entries($json.fields || {}).map(([k, v]) => k + ': ' + JSON.stringify(v)).join('\\n') "
+                             "+ ($json.review_url ? '\\n\\nA reviewer has been asked: ' + $json.review_url : '') }}",
+        "options": {},
+    }, (660, y))
+    w.chain("Document uploaded", "Form settings", "Send to intake", "Show the record")
+
+
 TUNEBRIDGE = "n8n-nodes-tunebridge.tunebridge"  # the community node (n8n_nodes/)
 CREDS = {"tunebridge": {"tunebridgeApi": {"id": "", "name": "Tunebridge API"}},
          "header": {"httpHeaderAuth": {"id": "", "name": "Tunebridge API key (header)"}},
          None: None}
 
 
-def intake(auth, key, filename, title, path):
+def intake(auth, key, filename, title, path, form_path):
     w = WF(key, title)
+    upload_form(w, key, form_path, path, 520)
     creds = CREDS[auth]
     cred_kw = {"credentials": creds} if creds else {}
     node = auth == "tunebridge"  # the community node's Document → Process / Review; else core HTTP nodes
@@ -113,11 +185,12 @@ def intake(auth, key, filename, title, path):
            (-80, -420), width=520, height=340)
     w.note("Human review",
            "A record with status `pending_review` is sent to `notify_url` (`event: document.review_requested`) with its "
-           "fields, the reasons, and `resume_url`.\n\nThe reviewer POSTs JSON to `resume_url`:\n"
-           "`{\"fields\": {\"total\": \"18.40\"}, \"decision\": \"approve\"?, \"note\": \"...\"?, \"reviewer\": \"ana\"?}`\n\n"
+           "fields, the reasons, and `review_url`: an n8n form (the Wait node's `$execution.resumeFormUrl`) that shows "
+           "the model's fields, its reasons and confidence, pre-filled for correction.\n\n"
+           "The reviewer edits the fields (JSON), picks a decision (or leaves it to the policy), adds a note and submits. "
            "The execution resumes, posts it to `POST /v1/documents/{id}/review` (corrections become examples of the "
-           "dataset `corrections-<type>`), and stores the final record.",
-           (900, -420), width=520, height=340, color=5)
+           "dataset `corrections-<type>`, which trains the next adapter), and stores the final record.",
+           (900, -420), width=520, height=360, color=5)
     w.note("Store and notify",
            "Every finished record (approved, rejected or reviewed) is appended as one JSON line to "
            "`<store_dir>/documents.jsonl` by *Read/Write Files from Disk*, then `notify_url` gets "
@@ -159,8 +232,8 @@ def intake(auth, key, filename, title, path):
               (680, 120), **cred_kw)
     w.add("Reply with the record", "n8n-nodes-base.respondToWebhook", 1.1,
           {"respondWith": "json",
-           "responseBody": "={{ JSON.stringify(Object.assign({}, $json, { resume_url: $json.status === 'pending_review' "
-                           "? $execution.resumeUrl : null })) }}",
+           "responseBody": "={{ JSON.stringify(Object.assign({}, $json, { review_url: $json.status === 'pending_review' "
+                           "? $execution.resumeFormUrl : null })) }}",
            "options": {}}, (920, 0))
     w.add("Held for review?", "n8n-nodes-base.if", 2.2,
           if_params("={{ $json.status }}", "string", "equals", "pending_review"), (1140, 0))
@@ -168,24 +241,24 @@ def intake(auth, key, filename, title, path):
         "POST", "={{ $('Settings').item.json.notify_url }}", None,
         body="={{ JSON.stringify({ event: 'document.review_requested', id: $json.id, doc_type: $json.doc_type, "
              "decision: $json.decision, fields: $json.fields, confidence: $json.confidence, flags: $json.flags, "
-             "review_request: $json.review_request, resume_url: $execution.resumeUrl, "
-             "how_to_resume: 'POST JSON {fields, decision?, note?, reviewer?} to resume_url' }) }}",
+             "review_request: $json.review_request, review_url: $execution.resumeFormUrl, "
+             "how_to_review: 'open review_url in a browser: a form with the fields to correct' }) }}",
         timeout_ms=30000), (1380, -160), onError="continueRegularOutput")
-    w.add("Wait for the reviewer", "n8n-nodes-base.wait", 1.1,
-          {"resume": "webhook", "httpMethod": "POST", "options": {}}, (1600, -160),
+    w.add("Wait for the reviewer", "n8n-nodes-base.wait", 1.1, review_form(), (1600, -160),
           webhookId=nid(key, "wait-review"))
     if node:
         w.add("Send the review", TUNEBRIDGE, 1, {
             "resource": "document", "operation": "review", "documentId": "={{ $('Held for review?').item.json.id }}",
-            "corrections": "={{ $json.body.fields || {} }}", "decision": "={{ $json.body.decision || '' }}",
-            "note": "={{ $json.body.note || '' }}", "reviewer": "={{ $json.body.reviewer || 'n8n' }}", "options": {},
+            "corrections": f"={{{{ {CORRECTIONS} }}}}", "decision": f"={{{{ {DECISION} }}}}",
+            "note": f"={{{{ $json['{NOTE}'] || '' }}}}", "reviewer": f"={{{{ $json['{REVIEWER}'] || 'n8n form' }}}}",
+            "options": {},
         }, (1820, -160), **cred_kw)
     else:
         w.add("Send the review", "n8n-nodes-base.httpRequest", 4.2, http(
             "POST", "={{ $('Settings').item.json.base_url }}/v1/documents/{{ $('Held for review?').item.json.id }}"
-            "/review", auth, body="={{ JSON.stringify({ fields: $json.body.fields || {}, decision: "
-            "$json.body.decision || undefined, note: $json.body.note || undefined, reviewer: $json.body.reviewer "
-            "|| 'n8n' }) }}"), (1820, -160), **cred_kw)
+            "/review", auth, body=f"={{{{ JSON.stringify({{ fields: {CORRECTIONS}, decision: {DECISION} || undefined, "
+            f"note: $json['{NOTE}'] || undefined, reviewer: $json['{REVIEWER}'] || 'n8n form' }}) }}}}"),
+              (1820, -160), **cred_kw)
     w.add("Prepare the store line", "n8n-nodes-base.set", 3.4, set_node([
         assign("line", "={{ JSON.stringify({ stored_at: $now.toISO(), id: $json.id, doc_type: $json.doc_type, "
                        "status: $json.status, decision: $json.decision, fields: $json.fields, flags: $json.flags, "
@@ -217,10 +290,32 @@ def intake(auth, key, filename, title, path):
     w.dump(filename, ["tunebridge", "documents"])
 
 
+def signed_callback(w, wait, label, pos, creds):
+    """Wait for a signed job callback: the Wait node keeps the raw body, a Crypto node computes the HMAC with
+    the service's webhook secret, an IF compares it with `X-Tunebridge-Signature`. Returns the IF's name."""
+    x, y = pos
+    w.add(wait, "n8n-nodes-base.wait", 1.1,
+          {"resume": "webhook", "httpMethod": "POST", "limitWaitTime": True, "limitType": "afterTimeInterval",
+           "resumeAmount": 12, "resumeUnit": "hours", "options": {"rawBody": True}}, (x, y),
+          webhookId=nid(w.key, wait))
+    crypto = f"Sign the {label} callback"
+    w.add(crypto, "n8n-nodes-base.crypto", 2,
+          {"action": "hmac", "binaryData": True, "binaryPropertyName": "data", "type": "SHA256",
+           "dataPropertyName": "expected_signature", "encoding": "hex"}, (x + 220, y),
+          credentials=creds, onError="continueRegularOutput")  # a timed-out wait has no body to sign
+    check = f"Signed by tunebridge? ({label})"
+    w.add(check, "n8n-nodes-base.if", 2.2, if_params(
+        "={{ !!$json.expected_signature && ('sha256=' + $json.expected_signature) === "
+        "(($json.headers || {})['x-tunebridge-signature'] || '') }}", "boolean", "true"), (x + 440, y))
+    w.chain(wait, crypto, check)
+    return check
+
+
 def training():
     key = "training"
     w = WF(key, "Tunebridge: continuous training")
     tb = {"credentials": CREDS["tunebridge"]}
+    secret = {"crypto": {"id": "", "name": "Tunebridge webhook secret"}}
     w.note("Continuous training",
            "POST to `/webhook/tunebridge/train` (from a schedule, another workflow, or by hand):\n"
            "`{\"dataset\": \"corrections-receipt\", \"eval_dataset\": \"receipts-eval\", \"adapter_name\": \"receipts\", "
@@ -228,13 +323,19 @@ def training():
            "\"eval_limit\": 0, \"notify_url\": \"https://...\"}` (all optional).\n\n"
            "**Start training** queues a train job whose `callback_url` is this execution's resume URL "
            "(`$execution.resumeUrl`): the service POSTs the finished job there and **Wait for training** resumes.",
-           (-80, -440), width=560, height=360)
+           (-80, -400), width=560, height=300)
+    w.note("Signed callbacks",
+           "The service signs every callback: `X-Tunebridge-Signature: sha256=<HMAC-SHA256 of the raw body>` with its "
+           "`TUNEBRIDGE_WEBHOOK_SECRET`. Create a **Crypto** credential named *Tunebridge webhook secret* whose HMAC "
+           "secret is that value. Each Wait node keeps the raw body; a callback whose signature does not match (or a "
+           "wait that timed out) is refused and reported, never acted on.",
+           (660, -400), width=520, height=260, color=3)
     w.note("Eval-gated promotion",
-           "The new version is evaluated on the held-out dataset against the version the alias points at now "
-           "(an eval job with `promote` in its hyperparameters). The service moves the alias only when the candidate "
-           "is not worse (`min_gain`, `max_field_drop`); the decision and its reasons come back in the eval job's "
-           "callback.\n\nPromoted → the alias is read back and announced; refused → the reasons and the scores are sent.",
-           (1000, -440), width=560, height=300, color=5)
+           "**Evaluation → Run** scores the new version on the held-out dataset against the version the alias points "
+           "at now. The service moves the alias only when the candidate is not worse (`min_gain`, `max_field_drop`); "
+           "the decision and its reasons come back in the eval job's callback.\n\nPromoted → the alias is read back and "
+           "announced; refused → **Get Report** fetches the report and it is sent with the scores.",
+           (1740, -400), width=560, height=280, color=5)
     w.add("Training requested", "n8n-nodes-base.webhook", 2.1,
           {"httpMethod": "POST", "path": "tunebridge/train", "responseMode": "responseNode", "options": {}},
           (0, 0), webhookId=nid(key, "webhook-id"))
@@ -250,7 +351,7 @@ def training():
         assign("eval_limit", f"={{{{ {b}.eval_limit ?? 0 }}}}", "number"),
         assign("notify_url", f"={{{{ {b}.notify_url || 'http://127.0.0.1:5678/webhook/tunebridge-notifications' }}}}"),
     ]), (220, 0))
-    w.add("Start training", "n8n-nodes-tunebridge.tunebridge", 1,
+    w.add("Start training", TUNEBRIDGE, 1,
           {"resource": "training", "operation": "startJob", "kind": "train", "dataset": "={{ $json.dataset }}",
            "adapterName": "={{ $json.adapter_name }}", "hyperparameters": "={{ JSON.stringify($json.hyperparameters) }}",
            "options": {"callbackUrl": "={{ $execution.resumeUrl }}"}}, (440, 0), **tb)
@@ -258,58 +359,69 @@ def training():
           {"respondWith": "json",
            "responseBody": "={{ JSON.stringify({ train_job: $json, resume_url: $execution.resumeUrl }) }}",
            "options": {"responseCode": 202}}, (660, 0))
-    w.add("Wait for training", "n8n-nodes-base.wait", 1.1,
-          {"resume": "webhook", "httpMethod": "POST", "limitWaitTime": True, "limitType": "afterTimeInterval",
-           "resumeAmount": 12, "resumeUnit": "hours", "options": {}}, (880, 0), webhookId=nid(key, "wait-train"))
+    signed_train = signed_callback(w, "Wait for training", "training", (880, 0), secret)
     w.add("Training succeeded?", "n8n-nodes-base.if", 2.2,
-          if_params("={{ (($json.body || {}).job || {}).status }}", "string", "equals", "succeeded"), (1100, 0))
-    w.add("Evaluate and gate", "n8n-nodes-tunebridge.tunebridge", 1,
-          {"resource": "training", "operation": "startJob", "kind": "eval",
-           "dataset": "={{ $('Settings').item.json.eval_dataset }}",
-           "hyperparameters": "={{ JSON.stringify({ adapters: [$json.body.job.result.adapter], include_base: false, "
-                              "limit: $('Settings').item.json.eval_limit, promote: { alias: $('Settings').item.json.alias, "
-                              "min_gain: $('Settings').item.json.min_gain, max_field_drop: $('Settings').item.json.max_field_drop } }) }}",
-           "options": {"callbackUrl": "={{ $execution.resumeUrl }}"}}, (1340, -120), **tb)
-    w.add("Wait for evaluation", "n8n-nodes-base.wait", 1.1,
-          {"resume": "webhook", "httpMethod": "POST", "limitWaitTime": True, "limitType": "afterTimeInterval",
-           "resumeAmount": 12, "resumeUnit": "hours", "options": {}}, (1560, -120), webhookId=nid(key, "wait-eval"))
+          if_params("={{ (($json.body || {}).job || {}).status }}", "string", "equals", "succeeded"), (1540, 0))
+    w.add("Evaluate and gate", TUNEBRIDGE, 1,
+          {"resource": "evaluation", "operation": "run", "dataset": "={{ $('Settings').item.json.eval_dataset }}",
+           "adapters": "={{ $json.body.job.result.adapter }}", "includeBase": False, "promote": True,
+           "promoteAlias": "={{ $('Settings').item.json.alias }}", "minGain": "={{ $('Settings').item.json.min_gain }}",
+           "maxFieldDrop": "={{ $('Settings').item.json.max_field_drop }}",
+           "options": {"callbackUrl": "={{ $execution.resumeUrl }}",
+                       "exampleLimit": "={{ $('Settings').item.json.eval_limit }}"}}, (1760, -120), **tb)
+    signed_eval = signed_callback(w, "Wait for evaluation", "evaluation", (1980, -120), secret)
     w.add("Promoted?", "n8n-nodes-base.if", 2.2,
           if_params("={{ (((($json.body || {}).job || {}).result || {}).promotion || {}).promote === true }}",
-                    "boolean", "true"), (1780, -120))
-    w.add("Check the alias", "n8n-nodes-tunebridge.tunebridge", 1,
+                    "boolean", "true"), (2640, -120))
+    w.add("Check the alias", TUNEBRIDGE, 1,
           {"resource": "adapter", "operation": "get",
-           "ref": "={{ $('Settings').item.json.adapter_name }}@{{ $('Settings').item.json.alias }}"}, (2000, -240), **tb)
+           "ref": "={{ $('Settings').item.json.adapter_name }}@{{ $('Settings').item.json.alias }}"}, (2860, -240), **tb)
     w.add("Notify: promoted", "n8n-nodes-base.httpRequest", 4.2, http(
         "POST", "={{ $('Settings').item.json.notify_url }}", None,
         body="={{ JSON.stringify({ event: 'training.promoted', adapter: $json.id, alias: $('Settings').item.json.alias, "
              "train_job: $('Wait for training').item.json.body.job.id, eval_job: $('Wait for evaluation').item.json.body.job.id, "
              "decision: $('Wait for evaluation').item.json.body.job.result.promotion }) }}", timeout_ms=30000),
-          (2220, -240), onError="continueRegularOutput")
+          (3080, -240), onError="continueRegularOutput")
+    w.add("Get the report", TUNEBRIDGE, 1,
+          {"resource": "evaluation", "operation": "getReport", "jobId": "={{ $json.body.job.id }}",
+           "include": ["report"]}, (2860, 0), onError="continueRegularOutput", **tb)
+    job = "($('Wait for evaluation').item.json.body.job || {})"
     w.add("Notify: not promoted", "n8n-nodes-base.httpRequest", 4.2, http(
         "POST", "={{ $('Settings').item.json.notify_url }}", None,
-        body="={{ JSON.stringify({ event: 'training.not_promoted', eval_job: ($json.body.job || {}).id, "
-             "status: ($json.body.job || {}).status, error: ($json.body.job || {}).error || null, "
-             "decision: (($json.body.job || {}).result || {}).promotion || null, "
-             "report: (($json.body.job || {}).result || {}).candidates || null, "
-             "artifacts: (($json.body.job || {}).result || {}).artifacts || [] }) }}", timeout_ms=30000),
-          (2000, 0), onError="continueRegularOutput")
+        body=f"={{{{ JSON.stringify({{ event: 'training.not_promoted', eval_job: {job}.id, status: {job}.status, "
+             f"error: {job}.error || null, decision: ({job}.result || {{}}).promotion || null, "
+             f"scores: ({job}.result || {{}}).candidates || null, artifacts: ({job}.result || {{}}).artifacts || [], "
+             "report: $json.report || null }) }}", timeout_ms=30000),
+          (3080, 0), onError="continueRegularOutput")
     w.add("Notify: training failed", "n8n-nodes-base.httpRequest", 4.2, http(
         "POST", "={{ $('Settings').item.json.notify_url }}", None,
-        body="={{ JSON.stringify({ event: 'training.failed', job: ($json.body || {}).job || null, "
-             "timed_out: !$json.body }) }}", timeout_ms=30000),
-          (1340, 160), onError="continueRegularOutput")
-    w.chain("Training requested", "Settings", "Start training", "Reply with the job", "Wait for training",
-            "Training succeeded?")
+        body="={{ JSON.stringify({ event: 'training.failed', job: ($json.body || {}).job || null }) }}",
+        timeout_ms=30000), (1760, 160), onError="continueRegularOutput")
+    w.add("Notify: callback refused", "n8n-nodes-base.httpRequest", 4.2, http(
+        "POST", "={{ $('Settings').item.json.notify_url }}", None,
+        body="={{ JSON.stringify({ event: 'training.callback_refused', step: $prevNode.name, "
+             "timed_out: !$json.headers, job_id: (($json.body || {}).job || {}).id || null, "
+             "reason: !$json.headers ? 'no callback before the wait timed out' : "
+             "($json.headers['x-tunebridge-signature'] ? 'signature does not match the body' : "
+             "'no X-Tunebridge-Signature header') }) }}", timeout_ms=30000),
+          (1540, 320), onError="continueRegularOutput")
+    w.chain("Training requested", "Settings", "Start training", "Reply with the job", "Wait for training")
+    w.link(signed_train, "Training succeeded?", 0)
+    w.link(signed_train, "Notify: callback refused", 1)
     w.link("Training succeeded?", "Evaluate and gate", 0)
     w.link("Training succeeded?", "Notify: training failed", 1)
-    w.chain("Evaluate and gate", "Wait for evaluation", "Promoted?")
+    w.link("Evaluate and gate", "Wait for evaluation")
+    w.link(signed_eval, "Promoted?", 0)
+    w.link(signed_eval, "Notify: callback refused", 1)
     w.link("Promoted?", "Check the alias", 0)
-    w.link("Promoted?", "Notify: not promoted", 1)
+    w.link("Promoted?", "Get the report", 1)
     w.link("Check the alias", "Notify: promoted")
+    w.link("Get the report", "Notify: not promoted")
     w.dump("continuous-training.json", ["tunebridge", "training"])
 
 
-intake("tunebridge", "intake", "document-intake.json", "Tunebridge: document intake", "tunebridge/documents")
+intake("tunebridge", "intake", "document-intake.json", "Tunebridge: document intake", "tunebridge/documents",
+       "tunebridge/upload")
 intake("header", "intake-http", "document-intake-http.json", "Tunebridge: document intake (HTTP only)",
-       "tunebridge/documents-http")
+       "tunebridge/documents-http", "tunebridge/upload-http")
 training()

@@ -178,7 +178,7 @@ def intake(auth, key, filename, title, path, form_path):
            "- JSON `{\"text\": \"...\", \"type\": \"receipt\"?, \"adapter\": \"receipts@prod\"?, \"notify_url\": \"https://...\"?}`\n"
            "- or multipart with a `file` part (PDF, image, .txt) and optional `type`.\n\n"
            "The service's `POST /v1/documents` extracts, validates and decides it. The webhook answers with the record "
-           "(plus `resume_url` when it is held for review).\n\n"
+           "(plus `review_url` when it is held for review).\n\n"
            f"Uses {how}. Edit **Settings** for "
            + ("the store folder and the default notification URL." if node else
               "the service URL, the store folder and the default notification URL."),
@@ -190,13 +190,13 @@ def intake(auth, key, filename, title, path, form_path):
            "The reviewer edits the fields (JSON), picks a decision (or leaves it to the policy), adds a note and submits. "
            "The execution resumes, posts it to `POST /v1/documents/{id}/review` (corrections become examples of the "
            "dataset `corrections-<type>`, which trains the next adapter), and stores the final record.",
-           (900, -420), width=520, height=360, color=5)
+           (900, -520), width=560, height=330, color=5)
     w.note("Store and notify",
            "Every finished record (approved, rejected or reviewed) is appended as one JSON line to "
            "`<store_dir>/documents.jsonl` by *Read/Write Files from Disk*, then `notify_url` gets "
            "`event: document.stored`.\n\nn8n 2.x only writes inside `N8N_RESTRICT_FILE_ACCESS_TO` "
            "(default `~/.n8n-files`): the folder must be there, and must exist.",
-           (1900, -420), width=480, height=300, color=4)
+           (2100, -420), width=480, height=260, color=4)
 
     w.add("Document received", "n8n-nodes-base.webhook", 2.1,
           {"httpMethod": "POST", "path": path, "responseMode": "responseNode", "options": {}},

@@ -88,8 +88,10 @@ def pack_node_package(user_folder: Path) -> Path:
 class N8n:
     """A started n8n: REST (owner cookie) and public API (API key) clients."""
 
-    def __init__(self, url: str, user_folder: Path, log: Path, proc: subprocess.Popen):
+    def __init__(self, url: str, user_folder: Path, log: Path, proc: subprocess.Popen,
+                 binary: Path | None = None, env: dict[str, str] | None = None):
         self.url, self.user_folder, self.log, self.proc = url, user_folder, log, proc
+        self.binary, self.env = binary, env or {}
         self.rest = httpx.Client(base_url=f"{url}/rest", timeout=30)
         self.api: httpx.Client | None = None
 
@@ -149,6 +151,20 @@ class N8n:
         r = self.api.get(f"/credentials/schema/{type_}")
         return r.json() if r.status_code == 200 else None
 
+    def cli_execute(self, workflow_id: str, *, timeout: float = 300) -> dict[str, Any]:
+        """`n8n execute --id <id> --rawOutput` beside the running server (same user folder and database, its
+        own task-runner port): the run's data as JSON. Output goes to a file, never a pipe (the CLI spins on a
+        closed stdout)."""
+        out_path = self.user_folder.parent / f"execute-{workflow_id}-{time.time_ns()}.log"
+        env = {**self.env, "N8N_RUNNERS_BROKER_PORT": str(free_port())}
+        with open(out_path, "w") as out:
+            proc = subprocess.run([str(self.binary), "execute", "--id", workflow_id, "--rawOutput"], stdout=out,
+                                  stderr=subprocess.STDOUT, env=env, cwd=self.user_folder.parent, timeout=timeout)
+        text = out_path.read_text(errors="replace")
+        start = next((i for i, line in enumerate(text.splitlines()) if line.startswith("{")), None)
+        assert proc.returncode == 0 and start is not None, f"n8n execute exited {proc.returncode}:\n{text[-4000:]}"
+        return json.loads("\n".join(text.splitlines()[start:]))
+
     def webhook_ready(self, path: str) -> bool:
         """Whether the POST webhook `path` is registered: a GET then says it is registered for POST only
         (a GET has no side effect, unlike a POST that would start an execution)."""
@@ -200,7 +216,7 @@ def running_n8n(binary: Path, folder: Path, *, env: dict[str, str] | None = None
     out = open(log, "w")  # noqa: SIM115 - open for n8n's lifetime; a file, never a pipe closed early (the CLI spins on a closed stdout)
     proc = subprocess.Popen([str(binary), "start"], stdout=out, stderr=subprocess.STDOUT, env=env,
                             cwd=folder, start_new_session=True)
-    n8n = N8n(url, user_folder, log, proc)
+    n8n = N8n(url, user_folder, log, proc, binary=binary, env=env)
     try:
         def up() -> bool:
             if proc.poll() is not None:

@@ -291,39 +291,35 @@ def test_a_callback_without_the_right_signature_is_refused(n8n, service, receive
     assert refused["reason"] == "signature does not match the body" and refused["timed_out"] is False
     assert refused["step"] == "Signed by tunebridge? (training)"
     assert not any(e.get("event") == "training.promoted" and e.get("train_job") == job["id"] for e in receiver.events)
-    assert not any(j["kind"] == "eval" and "n8n-forged" in json.dumps(j.get("hyperparameters"))
+    assert not any(j["kind"] == "eval" and "n8n-forged" in json.dumps(j["params"])
                    for j in httpx.get(f"{url}/v1/jobs", headers=auth).json())  # nothing acted on it
 
 
-def test_evaluation_run_wait_for_job_and_get_report_by_polling(n8n, service):
-    """The node's polling path, for users without a public resume URL: Evaluation → Run, Training → Wait for
-    Job (polls the job), Evaluation → Get Report, in a workflow built here and run through its webhook."""
+def test_nightly_evaluation_runs_from_the_cli(n8n, service, receiver):
+    """`n8n execute --id` (as a cron job would) runs the nightly workflow: Evaluation →
+    Run of an adapter and the base model, Training → Wait for Job (polling), Get Report, the F1 checked
+    against the bar, the notification sent."""
     url, auth = service["url"], service["auth"]
     body = "\n".join(json.dumps(d) for d in DOCS).encode()
-    assert httpx.post(f"{url}/v1/datasets/n8n-poll/examples", content=body, headers=auth).status_code == 201
-    creds = {"tunebridgeApi": n8n["credentials"]["tunebridgeApi"]}
-
-    def node(name, x, params, type_="n8n-nodes-tunebridge.tunebridge", **extra):
-        return {"id": name, "name": name, "type": type_, "typeVersion": 1, "position": [x, 0], "parameters": params,
-                **({"credentials": creds} if type_.startswith("n8n-nodes-tunebridge") else {}), **extra}
-
-    chain = ["Poll requested", "Run evaluation", "Wait for the job", "Get the report"]
-    workflow = {"name": "tunebridge polling (test)", "settings": {"executionOrder": "v1"}, "nodes": [
-        node(chain[0], 0, {"httpMethod": "POST", "path": "tunebridge-test/poll", "responseMode": "lastNode",
-                           "options": {}}, type_="n8n-nodes-base.webhook", webhookId="poll-test", typeVersion=2.1),
-        node(chain[1], 220, {"resource": "evaluation", "operation": "run", "dataset": "n8n-poll", "includeBase": True,
-                             "options": {"exampleLimit": 2}}),
-        node(chain[2], 440, {"resource": "training", "operation": "waitForJob", "jobId": "={{ $json.id }}",
-                             "pollInterval": 1, "timeoutMinutes": 5}),
-        node(chain[3], 660, {"resource": "evaluation", "operation": "getReport", "jobId": "={{ $json.id }}",
-                             "include": ["report", "eval"]}),
-    ], "connections": {a: {"main": [[{"node": b, "type": "main", "index": 0}]]} for a, b in zip(chain, chain[1:])}}
-    created = n8n["n8n"].create_workflow(workflow)
-    assert n8n["n8n"].activate(created["id"])["active"] is True
-    wait_until(lambda: n8n["n8n"].webhook_ready("tunebridge-test/poll"), timeout=60, what="the polling webhook")
-    out = httpx.post(f"{n8n['n8n'].url}/webhook/tunebridge-test/poll", json={}, timeout=300)
-    assert out.status_code == 200, out.text
-    report = out.json()
-    job = httpx.get(f"{url}/v1/jobs/{report['job_id']}", headers=auth).json()
-    assert job["kind"] == "eval" and job["status"] == "succeeded"  # Wait for Job returned only once it ended
-    assert "micro" in report["report"].lower() and report["eval"]  # the report's text and its scores
+    assert httpx.post(f"{url}/v1/datasets/n8n-cli/examples", content=body, headers=auth).status_code == 201
+    job = httpx.post(f"{url}/v1/jobs", headers=auth, json={"kind": "train", "dataset": "n8n-cli",
+                                                            "hyperparameters": TRAIN}).json()
+    done = wait_until(lambda: (j := httpx.get(f"{url}/v1/jobs/{job['id']}", headers=auth).json())["status"]
+                      in ("succeeded", "failed") and j, timeout=180, what="the adapter's training")
+    assert done["status"] == "succeeded", done
+    settings = {"adapter": "n8n-cli@1", "eval_dataset": "n8n-cli", "eval_limit": 2, "min_f1": 0.99,
+                "notify_url": receiver.url}
+    workflow = n8n["n8n"].create_workflow(load_workflow("nightly-evaluation.json", credentials=n8n["credentials"],
+                                                        settings=settings))
+    run = n8n["n8n"].cli_execute(workflow["id"])
+    assert run["data"]["resultData"].get("error") is None, run["data"]["resultData"]["error"]
+    ran = run["data"]["resultData"]["runData"]
+    assert {"Every night", "Run now"} & set(ran) and ran["Settings"][0]["executionStatus"] == "success"
+    report = ran["Get the report"][0]["data"]["main"][0][0]["json"]
+    eval_job = httpx.get(f"{url}/v1/jobs/{report['job_id']}", headers=auth).json()
+    assert eval_job["kind"] == "eval" and eval_job["status"] == "succeeded"  # Wait for Job saw it end
+    assert eval_job["params"]["adapters"] == ["n8n-cli@1"] and eval_job["params"]["include_base"]
+    scores = report["eval"]["candidates"]
+    sent = receiver.wait("evaluation.below_bar", timeout=30, eval_job=report["job_id"])  # a 2-step tiny adapter
+    assert sent["adapter_f1"] == scores["n8n-cli@1"]["extraction"]["micro"]["f1"] < 0.99
+    assert sent["base_f1"] == scores["base"]["extraction"]["micro"]["f1"] and "n8n-cli@1" in sent["report"]

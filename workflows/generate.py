@@ -420,8 +420,67 @@ def training():
     w.dump("continuous-training.json", ["tunebridge", "training"])
 
 
+def nightly():
+    """Scheduled (or CLI) quality check of the adapter in production, waiting by polling: no public URL."""
+    key = "nightly"
+    w = WF(key, "Tunebridge: nightly evaluation")
+    tb = {"credentials": CREDS["tunebridge"]}
+    w.note("Nightly evaluation",
+           "Every night at 02:00 once active, or now: *Execute workflow* in the editor, or `n8n execute --id "
+           "<workflow id>` from a shell or a cron job (the CLI wants a manual trigger in the workflow: **Run now**). It "
+           "scores the adapter in production (`adapter`, e.g. `receipts@prod`) and the base model on the "
+           "held-out dataset.\n\n**Training → Wait for Job** polls the job (every 10 s, up to 2 h): nothing has to "
+           "reach this n8n from outside. **Get Report** fetches the Markdown report and the scores; below "
+           "`min_f1` the notification says `evaluation.below_bar`, else `evaluation.done`.",
+           (-80, -380), width=560, height=300)
+    w.add("Every night", "n8n-nodes-base.scheduleTrigger", 1.2,
+          {"rule": {"interval": [{"field": "days", "triggerAtHour": 2}]}}, (0, -60))
+    w.add("Run now", "n8n-nodes-base.manualTrigger", 1, {}, (0, 140))  # `n8n execute` needs one to start
+    w.add("Settings", "n8n-nodes-base.set", 3.4, set_node([
+        assign("adapter", "receipts@prod"),
+        assign("eval_dataset", "receipts-eval"),
+        assign("eval_limit", "0", "number"),
+        assign("min_f1", "0.8", "number"),
+        assign("notify_url", "http://127.0.0.1:5678/webhook/tunebridge-notifications"),
+    ]), (240, 40))
+    w.add("Evaluate the adapter", TUNEBRIDGE, 1,
+          {"resource": "evaluation", "operation": "run", "dataset": "={{ $json.eval_dataset }}",
+           "adapters": "={{ $json.adapter }}", "includeBase": True,
+           "options": {"exampleLimit": "={{ $json.eval_limit }}"}}, (460, 40), **tb)
+    w.add("Wait for the evaluation", TUNEBRIDGE, 1,
+          {"resource": "training", "operation": "waitForJob", "jobId": "={{ $json.id }}", "pollInterval": 10,
+           "timeoutMinutes": 120}, (680, 40), **tb)
+    w.add("Get the report", TUNEBRIDGE, 1,
+          {"resource": "evaluation", "operation": "getReport", "jobId": "={{ $json.id }}",
+           "include": ["report", "eval"]}, (900, 40), **tb)
+    w.add("Scores", "n8n-nodes-base.set", 3.4, set_node([
+        assign("adapter_f1", "={{ (Object.entries($json.eval.candidates).find(([k]) => k !== 'base' && "
+                             "k.startsWith($('Settings').item.json.adapter.split('@')[0] + '@')) || [null, { extraction: "
+                             "{ micro: { f1: null } } }])[1].extraction.micro.f1 }}", "number"),
+        assign("base_f1", "={{ (($json.eval.candidates.base || {}).extraction || { micro: {} }).micro.f1 ?? null }}",
+               "number"),
+    ], include_other=True), (1120, 40))
+    w.add("Below the bar?", "n8n-nodes-base.if", 2.2, if_params(
+        "={{ $json.adapter_f1 === null || $json.adapter_f1 < $('Settings').item.json.min_f1 }}", "boolean", "true"),
+          (1340, 40))
+    for name, event, y in (("Notify: below the bar", "evaluation.below_bar", -60), ("Notify: done", "evaluation.done", 140)):
+        w.add(name, "n8n-nodes-base.httpRequest", 4.2, http(
+            "POST", "={{ $('Settings').item.json.notify_url }}", None,
+            body=f"={{{{ JSON.stringify({{ event: '{event}', adapter: $('Settings').item.json.adapter, "
+                 "eval_job: $json.job_id, adapter_f1: $json.adapter_f1, base_f1: $json.base_f1, "
+                 "min_f1: $('Settings').item.json.min_f1, report: $json.report }) }}", timeout_ms=30000),
+              (1580, y), onError="continueRegularOutput")
+    w.link("Every night", "Settings")
+    w.link("Run now", "Settings")
+    w.chain("Settings", "Evaluate the adapter", "Wait for the evaluation", "Get the report", "Scores", "Below the bar?")
+    w.link("Below the bar?", "Notify: below the bar", 0)
+    w.link("Below the bar?", "Notify: done", 1)
+    w.dump("nightly-evaluation.json", ["tunebridge", "evaluation"])
+
+
 intake("tunebridge", "intake", "document-intake.json", "Tunebridge: document intake", "tunebridge/documents",
        "tunebridge/upload")
 intake("header", "intake-http", "document-intake-http.json", "Tunebridge: document intake (HTTP only)",
        "tunebridge/documents-http", "tunebridge/upload-http")
 training()
+nightly()

@@ -2,6 +2,7 @@ import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workfl
 import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { objectParameter, perItem } from '../../utils';
+import { maxTokensOption, optionsCollection } from '../properties';
 
 const show = { resource: ['chat'], operation: ['complete'] };
 
@@ -75,39 +76,24 @@ export const completeDescription: INodeProperties[] = [
 		required: true,
 		displayOptions: { show: { ...show, responseFormat: ['jsonSchema'] } },
 	},
-	{
-		displayName: 'Options',
-		name: 'options',
-		type: 'collection',
-		placeholder: 'Add Option',
-		default: {},
-		displayOptions: { show },
-		options: [
-			{
-				displayName: 'Max Tokens',
-				name: 'maxTokens',
-				type: 'number',
-				typeOptions: { minValue: 1 },
-				default: 256,
-				description: 'The most tokens to generate',
-			},
-			{
-				displayName: 'Seed',
-				name: 'seed',
-				type: 'number',
-				default: 0,
-				description: 'Seed for sampled (temperature above 0) generation',
-			},
-			{
-				displayName: 'Temperature',
-				name: 'temperature',
-				type: 'number',
-				typeOptions: { minValue: 0, maxValue: 2, numberPrecision: 2 },
-				default: 0,
-				description: 'Sampling temperature; 0 is greedy (deterministic)',
-			},
-		],
-	},
+	optionsCollection(show, [
+		maxTokensOption(256),
+		{
+			displayName: 'Seed',
+			name: 'seed',
+			type: 'number',
+			default: 0,
+			description: 'Seed for sampled (temperature above 0) generation',
+		},
+		{
+			displayName: 'Temperature',
+			name: 'temperature',
+			type: 'number',
+			typeOptions: { minValue: 0, maxValue: 2, numberPrecision: 2 },
+			default: 0,
+			description: 'Sampling temperature; 0 is greedy (deterministic)',
+		},
+	]),
 ];
 
 export const complete = perItem(async function (this: IExecuteFunctions, itemIndex: number) {

@@ -8,20 +8,12 @@ import type {
 import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { errorMessage, isPlainObject, parseJson, withItemIndex } from '../../utils';
+import { datasetName, optionsCollection } from '../properties';
 
 const show = { resource: ['dataset'], operation: ['addExamples'] };
 
 export const addExamplesDescription: INodeProperties[] = [
-	{
-		displayName: 'Dataset Name',
-		name: 'dataset',
-		type: 'string',
-		default: '',
-		required: true,
-		placeholder: 'receipts',
-		description: 'The dataset to append to (created on first use)',
-		displayOptions: { show },
-	},
+	datasetName(show, 'receipts', 'The dataset to append to (created on first use)'),
 	{
 		displayName: 'Record',
 		name: 'recordFormat',
@@ -62,24 +54,16 @@ export const addExamplesDescription: INodeProperties[] = [
 		description: 'The correct (reviewed) field values, as a JSON object',
 		displayOptions: { show: { ...show, recordFormat: ['extraction'] } },
 	},
-	{
-		displayName: 'Options',
-		name: 'options',
-		type: 'collection',
-		placeholder: 'Add Option',
-		default: {},
-		displayOptions: { show },
-		options: [
-			{
-				displayName: 'Batch Size',
-				name: 'batchSize',
-				type: 'number',
-				typeOptions: { minValue: 1 },
-				default: 500,
-				description: 'The most examples sent in one request',
-			},
-		],
-	},
+	optionsCollection(show, [
+		{
+			displayName: 'Batch Size',
+			name: 'batchSize',
+			type: 'number',
+			typeOptions: { minValue: 1 },
+			default: 500,
+			description: 'The most examples sent in one request',
+		},
+	]),
 ];
 
 function record(this: IExecuteFunctions, item: INodeExecutionData, itemIndex: number): IDataObject {

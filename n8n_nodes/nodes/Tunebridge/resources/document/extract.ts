@@ -2,45 +2,26 @@ import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workfl
 import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { objectParameter, perItem } from '../../utils';
+import {
+	adapterOption,
+	documentInput,
+	maxTokensOption,
+	modelOption,
+	optionsCollection,
+} from '../properties';
 
 const show = { resource: ['document'], operation: ['extract'] };
 
 export const extractDescription: INodeProperties[] = [
-	{
-		displayName: 'Input',
-		name: 'inputSource',
-		type: 'options',
-		options: [
-			{ name: 'Text', value: 'text', description: 'The document text, e.g. from an expression' },
-			{
-				name: 'Text File (Binary)',
-				value: 'binary',
-				description: 'A .txt file in a binary property, read as UTF-8',
-			},
-		],
+	...documentInput(show, {
 		default: 'text',
-		displayOptions: { show },
-	},
-	{
-		displayName: 'Text',
-		name: 'text',
-		type: 'string',
-		typeOptions: { rows: 4 },
-		default: '',
-		required: true,
-		placeholder: 'e.g. {{ $json.text }}',
-		description: "The document's text (OCR output, e-mail body, ...)",
-		displayOptions: { show: { ...show, inputSource: ['text'] } },
-	},
-	{
-		displayName: 'Input Binary Field',
-		name: 'binaryPropertyName',
-		type: 'string',
-		default: 'data',
-		required: true,
-		hint: 'The name of the input binary field holding the text file',
-		displayOptions: { show: { ...show, inputSource: ['binary'] } },
-	},
+		binary: {
+			name: 'Text File (Binary)',
+			value: 'binary',
+			description: 'A .txt file in a binary property, read as UTF-8',
+		},
+		binaryHint: 'The name of the input binary field holding the text file',
+	}),
 	{
 		displayName: 'Fields',
 		name: 'schemaSource',
@@ -88,48 +69,19 @@ export const extractDescription: INodeProperties[] = [
 		required: true,
 		displayOptions: { show: { ...show, schemaSource: ['jsonSchema'] } },
 	},
-	{
-		displayName: 'Adapter',
-		name: 'adapter',
-		type: 'string',
-		default: '',
-		placeholder: 'receipts@prod',
-		description: 'A fine-tuned adapter: name, name@version or name@alias. Empty: the base model.',
-		displayOptions: { show },
-	},
-	{
-		displayName: 'Options',
-		name: 'options',
-		type: 'collection',
-		placeholder: 'Add Option',
-		default: {},
-		displayOptions: { show },
-		options: [
-			{
-				displayName: 'Base Model',
-				name: 'model',
-				type: 'string',
-				default: '',
-				description: 'Base model to use when no adapter is given (default: the service default)',
-			},
-			{
-				displayName: 'Constrained Decoding',
-				name: 'constrained',
-				type: 'boolean',
-				default: true,
-				description:
-					'Whether to decode under the schema (always valid JSON, with per-field confidence and grounding)',
-			},
-			{
-				displayName: 'Max Tokens',
-				name: 'maxTokens',
-				type: 'number',
-				typeOptions: { minValue: 1 },
-				default: 512,
-				description: 'The most tokens to generate',
-			},
-		],
-	},
+	{ ...adapterOption(), displayOptions: { show } },
+	optionsCollection(show, [
+		modelOption(),
+		{
+			displayName: 'Constrained Decoding',
+			name: 'constrained',
+			type: 'boolean',
+			default: true,
+			description:
+				'Whether to decode under the schema (always valid JSON, with per-field confidence and grounding)',
+		},
+		maxTokensOption(512),
+	]),
 ];
 
 const TEXT_EXTENSIONS = ['txt', 'text'];

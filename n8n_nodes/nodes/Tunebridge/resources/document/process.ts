@@ -2,102 +2,55 @@ import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workfl
 import { NodeOperationError, randomString } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { perItem } from '../../utils';
+import { adapterOption, documentInput, modelOption, optionsCollection } from '../properties';
 
 const show = { resource: ['document'], operation: ['process'] };
 
 export const processDescription: INodeProperties[] = [
-	{
-		displayName: 'Input',
-		name: 'inputSource',
-		type: 'options',
-		options: [
-			{
-				name: 'File (Binary)',
-				value: 'binary',
-				description: 'A PDF, image (PNG, JPEG, TIFF), .txt or .md file in a binary property',
-			},
-			{ name: 'Text', value: 'text', description: 'The document text, e.g. from an expression' },
-		],
+	...documentInput(show, {
 		default: 'binary',
-		displayOptions: { show },
-	},
-	{
-		displayName: 'Input Binary Field',
-		name: 'binaryPropertyName',
-		type: 'string',
-		default: 'data',
-		required: true,
-		hint: 'The name of the input binary field holding the file',
-		displayOptions: { show: { ...show, inputSource: ['binary'] } },
-	},
-	{
-		displayName: 'Text',
-		name: 'text',
-		type: 'string',
-		typeOptions: { rows: 4 },
-		default: '',
-		required: true,
-		placeholder: 'e.g. {{ $json.text }}',
-		description: "The document's text (OCR output, e-mail body, ...)",
-		displayOptions: { show: { ...show, inputSource: ['text'] } },
-	},
-	{
-		displayName: 'Options',
-		name: 'options',
-		type: 'collection',
-		placeholder: 'Add Option',
-		default: {},
-		displayOptions: { show },
-		options: [
-			{
-				displayName: 'Adapter',
-				name: 'adapter',
-				type: 'string',
-				default: '',
-				placeholder: 'receipts@prod',
-				description:
-					'A fine-tuned adapter: name, name@version or name@alias. Empty: the base model.',
-			},
-			{
-				displayName: 'Base Model',
-				name: 'model',
-				type: 'string',
-				default: '',
-				description: 'Base model to use when no adapter is given (default: the service default)',
-			},
-			{
-				displayName: 'Corrections Dataset',
-				name: 'correctionsDataset',
-				type: 'string',
-				default: '',
-				placeholder: 'corrections',
-				description:
-					"Where this document's review corrections go: name-type, e.g. corrections-receipt (default: the service's)",
-			},
-			{
-				displayName: 'Document Type',
-				name: 'documentType',
-				type: 'options',
-				options: [
-					{ name: 'Bank Statement', value: 'bank_statement' },
-					{ name: 'Detect', value: '' },
-					{ name: 'Invoice', value: 'invoice' },
-					{ name: 'KYC', value: 'kyc' },
-					{ name: 'Receipt', value: 'receipt' },
-				],
-				default: '',
-				description: 'Skip classification by naming the type',
-			},
-			{
-				displayName: 'File Name (Text Input)',
-				name: 'fileName',
-				type: 'string',
-				default: '',
-				placeholder: 'document.txt',
-				description: 'Kept with the record when the input is text (.txt or .md)',
-			},
-		],
-	},
+		binary: {
+			name: 'File (Binary)',
+			value: 'binary',
+			description: 'A PDF, image (PNG, JPEG, TIFF), .txt or .md file in a binary property',
+		},
+		binaryHint: 'The name of the input binary field holding the file',
+	}),
+	optionsCollection(show, [
+		adapterOption(),
+		modelOption(),
+		{
+			displayName: 'Corrections Dataset',
+			name: 'correctionsDataset',
+			type: 'string',
+			default: '',
+			placeholder: 'corrections',
+			description:
+				"Where this document's review corrections go: name-type, e.g. corrections-receipt (default: the service's)",
+		},
+		{
+			displayName: 'Document Type',
+			name: 'documentType',
+			type: 'options',
+			options: [
+				{ name: 'Bank Statement', value: 'bank_statement' },
+				{ name: 'Detect', value: '' },
+				{ name: 'Invoice', value: 'invoice' },
+				{ name: 'KYC', value: 'kyc' },
+				{ name: 'Receipt', value: 'receipt' },
+			],
+			default: '',
+			description: 'Skip classification by naming the type',
+		},
+		{
+			displayName: 'File Name (Text Input)',
+			name: 'fileName',
+			type: 'string',
+			default: '',
+			placeholder: 'document.txt',
+			description: 'Kept with the record when the input is text (.txt or .md)',
+		},
+	]),
 ];
 
 /** What the service accepts, by extension, and the extension for a MIME type. */

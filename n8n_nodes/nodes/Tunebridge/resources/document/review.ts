@@ -1,6 +1,7 @@
 import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { objectParameter, perItem, segment } from '../../utils';
+import { optionsCollection } from '../properties';
 
 const show = { resource: ['document'], operation: ['review'] };
 
@@ -44,24 +45,16 @@ export const reviewDescription: INodeProperties[] = [
 		description: 'Who reviewed the document',
 		displayOptions: { show },
 	},
-	{
-		displayName: 'Options',
-		name: 'options',
-		type: 'collection',
-		placeholder: 'Add Option',
-		default: {},
-		displayOptions: { show },
-		options: [
-			{
-				displayName: 'Corrections Dataset',
-				name: 'correctionsDataset',
-				type: 'string',
-				default: '',
-				description:
-					"Where the corrections go: name-type, e.g. corrections-receipt (default: the service's)",
-			},
-		],
-	},
+	optionsCollection(show, [
+		{
+			displayName: 'Corrections Dataset',
+			name: 'correctionsDataset',
+			type: 'string',
+			default: '',
+			description:
+				"Where the corrections go: name-type, e.g. corrections-receipt (default: the service's)",
+		},
+	]),
 ];
 
 export const review = perItem(async function (this: IExecuteFunctions, itemIndex: number) {

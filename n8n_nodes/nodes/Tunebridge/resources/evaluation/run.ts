@@ -2,20 +2,12 @@ import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workfl
 import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { perItem } from '../../utils';
+import { callbackUrlOption, datasetName, modelOption, optionsCollection } from '../properties';
 
 const show = { resource: ['evaluation'], operation: ['run'] };
 
 export const runDescription: INodeProperties[] = [
-	{
-		displayName: 'Dataset Name',
-		name: 'dataset',
-		type: 'string',
-		default: '',
-		required: true,
-		placeholder: 'receipts-eval',
-		description: 'The labelled dataset to score on (held out from training)',
-		displayOptions: { show },
-	},
+	datasetName(show, 'receipts-eval', 'The labelled dataset to score on (held out from training)'),
 	{
 		displayName: 'Adapters',
 		name: 'adapters',
@@ -68,54 +60,33 @@ export const runDescription: INodeProperties[] = [
 		description: 'The largest F1 drop allowed on any single field',
 		displayOptions: { show: { ...show, promote: [true] } },
 	},
-	{
-		displayName: 'Options',
-		name: 'options',
-		type: 'collection',
-		placeholder: 'Add Option',
-		default: {},
-		displayOptions: { show },
-		options: [
-			{
-				displayName: 'Base Model',
-				name: 'model',
-				type: 'string',
-				default: '',
-				description: "Base model (default: the first adapter's base)",
-			},
-			{
-				displayName: 'Batch Size',
-				name: 'batchSize',
-				type: 'number',
-				typeOptions: { minValue: 1 },
-				default: 8,
-			},
-			{
-				displayName: 'Callback URL',
-				name: 'callbackUrl',
-				type: 'string',
-				default: '',
-				placeholder: 'e.g. {{ $execution.resumeUrl }}',
-				description: "POSTed (signed) when the job ends, e.g. a Wait node's resume URL",
-			},
-			{
-				displayName: 'Example Limit',
-				name: 'exampleLimit',
-				type: 'number',
-				typeOptions: { minValue: 0 },
-				default: 0,
-				description: 'Score the first N examples only (0: all)',
-			},
-			{
-				displayName: 'Max New Tokens',
-				name: 'maxNewTokens',
-				type: 'number',
-				typeOptions: { minValue: 0 },
-				default: 0,
-				description: 'Tokens to generate per example (0: 48 per field + 32)',
-			},
-		],
-	},
+	optionsCollection(show, [
+		{ ...modelOption(), description: "Base model (default: the first adapter's base)" },
+		{
+			displayName: 'Batch Size',
+			name: 'batchSize',
+			type: 'number',
+			typeOptions: { minValue: 1 },
+			default: 8,
+		},
+		callbackUrlOption(),
+		{
+			displayName: 'Example Limit',
+			name: 'exampleLimit',
+			type: 'number',
+			typeOptions: { minValue: 0 },
+			default: 0,
+			description: 'Score the first N examples only (0: all)',
+		},
+		{
+			displayName: 'Max New Tokens',
+			name: 'maxNewTokens',
+			type: 'number',
+			typeOptions: { minValue: 0 },
+			default: 0,
+			description: 'Tokens to generate per example (0: 48 per field + 32)',
+		},
+	]),
 ];
 
 /** `POST /v1/jobs` with kind `eval`; outputs the queued job. */

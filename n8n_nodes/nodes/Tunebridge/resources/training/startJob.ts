@@ -2,6 +2,7 @@ import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workfl
 import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { objectParameter, parseJsonObject, perItem } from '../../utils';
+import { callbackUrlOption, datasetName, optionsCollection } from '../properties';
 
 const show = { resource: ['training'], operation: ['startJob'] };
 
@@ -21,15 +22,7 @@ export const startJobDescription: INodeProperties[] = [
 		default: 'train',
 		displayOptions: { show },
 	},
-	{
-		displayName: 'Dataset Name',
-		name: 'dataset',
-		type: 'string',
-		default: '',
-		required: true,
-		placeholder: 'receipts',
-		displayOptions: { show },
-	},
+	datasetName(show, 'receipts'),
 	{
 		displayName: 'Adapter Name',
 		name: 'adapterName',
@@ -47,32 +40,17 @@ export const startJobDescription: INodeProperties[] = [
 			'Train: training options such as {"epochs": 3}. Evaluate: e.g. {"adapters": ["receipts@2"], "include_base": true}.',
 		displayOptions: { show },
 	},
-	{
-		displayName: 'Options',
-		name: 'options',
-		type: 'collection',
-		placeholder: 'Add Option',
-		default: {},
-		displayOptions: { show },
-		options: [
-			{
-				displayName: 'Callback URL',
-				name: 'callbackUrl',
-				type: 'string',
-				default: '',
-				placeholder: 'e.g. {{ $execution.resumeUrl }}',
-				description: "POSTed (signed) when the job ends, e.g. a Wait node's resume URL",
-			},
-			{
-				displayName: 'Promote (Train Only)',
-				name: 'promote',
-				type: 'json',
-				default: '{\n  "alias": "prod",\n  "dataset": "receipts-eval"\n}',
-				description:
-					"When training succeeds, evaluate the new version against the alias's and move the alias if it is better",
-			},
-		],
-	},
+	optionsCollection(show, [
+		callbackUrlOption(),
+		{
+			displayName: 'Promote (Train Only)',
+			name: 'promote',
+			type: 'json',
+			default: '{\n  "alias": "prod",\n  "dataset": "receipts-eval"\n}',
+			description:
+				"When training succeeds, evaluate the new version against the alias's and move the alias if it is better",
+		},
+	]),
 ];
 
 export const startJob = perItem(async function (this: IExecuteFunctions, itemIndex: number) {

@@ -169,8 +169,12 @@ def claim_next(*, engine: Engine, owner: str, lease_s: float) -> dict[str, Any] 
                                 {"e": error, "t": now_iso(), "now": now, "max": MAX_ATTEMPTS}).all()
         for (job_id,) in given_up:  # the first statement writes, so SQLite holds the write lock from here on
             add_event(conn, job_id=job_id, type="failed", data={"error": error})
+        # PostgreSQL: rows another worker is claiming right now are skipped, not waited for (SQLite has one writer
+        # at a time already). Either way the UPDATE below re-checks the status, so a job is taken exactly once.
+        skip = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
         candidates = conn.execute(text("SELECT id FROM jobs WHERE status = 'queued' OR (status = 'running' AND "
-                                       "lease_expires_at < :now) ORDER BY created_at LIMIT 5"), {"now": now}).all()
+                                       f"lease_expires_at < :now) ORDER BY created_at LIMIT 5{skip}"),
+                                  {"now": now}).all()
         for (job_id,) in candidates:
             taken = conn.execute(text("UPDATE jobs SET status = 'running', lease_owner = :o, lease_expires_at = :exp, "
                                       "attempts = attempts + 1, updated_at = :t WHERE id = :id AND (status = 'queued' "

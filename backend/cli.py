@@ -253,6 +253,37 @@ def cmd_vllm(args: argparse.Namespace) -> int:
         return 2
     for c in commands:
         print(f"# {c['base_model']}: serves {', '.join(c['adapters'])}\n{c['command']}")
+    print("# to load promoted versions later (tunebridge vllm push), start it with "
+          "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True in its environment")
+    return 0
+
+
+def cmd_vllm_push(args: argparse.Namespace) -> int:
+    from backend.services.errors import NotFoundError
+    from backend.services.vllm_push import push_adapter
+    from backend.storage.engine import make_engine
+
+    settings = _settings(argparse.Namespace(data_dir=args.data_dir))
+    url = args.url or settings.vllm_url
+    if not url:
+        raise ValueError("vllm push: give --url http://host:8000 (or set TUNEBRIDGE_VLLM_URL)")
+    if not (settings.data_dir / "tunebridge.db").exists() and settings.db_url.startswith("sqlite"):
+        print(f"no registry at {settings.data_dir} (give --data-dir, or TUNEBRIDGE_DATA_DIR)", file=sys.stderr)
+        return 2
+    try:
+        done = push_adapter(url, args.ref, engine=make_engine(settings.db_url),
+                            api_key=args.api_key or settings.vllm_api_key, name=args.name,
+                            path_map=args.path_map if args.path_map is not None else settings.vllm_path_map,
+                            unload_previous=args.unload_previous, move_alias=args.alias, check_base=args.base_check)
+    except NotFoundError as exc:
+        raise ValueError(str(exc)) from exc
+    state = "already loaded" if done["already_loaded"] else "loaded"
+    print(f"{state}: {done['served_name']} ({done['adapter']}, base {done['base_model']}) from {done['lora_path']} "
+          f"at {done['url']}")
+    if done["alias"]:
+        print(f"alias {done['alias']['name']}: {done['alias']['action']}")
+    for name in done["unloaded"]:
+        print(f"unloaded: {name}")
     return 0
 
 
@@ -330,10 +361,27 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_keys_create)
 
     p = sub.add_parser("vllm", help="print `vllm serve` commands that serve the registry's adapters under the "
-                       "same names (on machines with vLLM)")
+                       "same names (on machines with vLLM); `vllm push REF` loads a version into a running one")
     p.add_argument("--data-dir", help="the service's data folder (env TUNEBRIDGE_DATA_DIR)")
     p.add_argument("--port", type=int, default=8001, help="first port (one vLLM server per base model)")
     p.set_defaults(func=cmd_vllm)
+    vllm = p.add_subparsers(dest="vllm_command", metavar="{push}")
+    v = vllm.add_parser("push", help="load a registry version into a running vLLM server as name@version "
+                        "(its runtime LoRA API: VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)")
+    v.add_argument("ref", help="name, name@3 or name@prod (an alias is resolved to its version)")
+    v.add_argument("--url", help="the vLLM server, e.g. http://gpu-host:8000 (env TUNEBRIDGE_VLLM_URL)")
+    v.add_argument("--api-key", help="the --api-key vLLM was started with (env TUNEBRIDGE_VLLM_API_KEY)")
+    v.add_argument("--path-map", action="append", metavar="LOCAL=REMOTE", help="a folder here and the same folder "
+                   "as vLLM sees it (another host, a container mount); repeatable (env TUNEBRIDGE_VLLM_PATH_MAP)")
+    v.add_argument("--name", help="serve it under this name instead of name@version")
+    v.add_argument("--unload-previous", action="store_true", help="unload the name's other versions from vLLM, "
+                   "except those an alias points at")
+    v.add_argument("--alias", metavar="ALIAS", help="also serve it as name@ALIAS in vLLM, replacing what that "
+                   "name served (e.g. prod after a promotion)")
+    v.add_argument("--no-base-check", dest="base_check", action="store_false", help="load it even when vLLM's "
+                   "base model does not look like the adapter's")
+    v.add_argument("--data-dir", default=argparse.SUPPRESS, help="the service's data folder (env TUNEBRIDGE_DATA_DIR)")
+    v.set_defaults(func=cmd_vllm_push)
 
     from agents.cli import add_commands
 

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
                                                         "share of the cores with the workers started alongside).")
     worker_threads: int = Field(0, ge=0, description="CPU threads per worker for training (0: the cores left, "
                                                      "split evenly; all cores for a `tunebridge worker` alone).")
+    vllm_url: str | None = Field(None, description="A running vLLM server (http://host:8000, started with "
+                                 "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True): a version an eval gate promotes is "
+                                 "loaded into it as name@version (docs/vllm.md).")
+    vllm_api_key: str | None = Field(None, description="The --api-key the vLLM server was started with, if any.")
+    vllm_path_map: str | None = Field(None, description="LOCAL=REMOTE[,LOCAL=REMOTE]: where vLLM sees folders of "
+                                      "this data dir (vLLM on another host or in a container).")
+    vllm_unload_previous: bool = Field(False, description="After a push, unload the name's other versions from "
+                                       "vLLM (those no alias points at).")
+    vllm_move_alias: bool = Field(False, description="After a push, also serve the promoted version under the "
+                                  "alias name in vLLM (name@prod), replacing the previous one.")
 
     def thread_split(self, *, cores: int, workers: int) -> tuple[int, int]:
         """(inference threads, threads per worker) when `workers` workers share `cores` with the API.

@@ -124,6 +124,12 @@ def _run_eval(job: dict[str, Any], *, engine: Engine, settings: Settings, owner:
     snapshot = _snapshot(settings, job, run_dir)
     result = run_eval_job(job, engine=engine, run_dir=run_dir, data=snapshot, threads=settings.worker_threads,
                           default_base=settings.default_base_model, on_progress=progress)
+    promotion = result.get("promotion")
+    if settings.vllm_url and promotion and promotion["promote"] and promotion["candidate"] != promotion["incumbent"]:
+        # the alias moved: serve the new version from vLLM too (a failed push is recorded, the promotion stands)
+        from backend.services.vllm_push import push_after_promotion
+
+        result["vllm"] = push_after_promotion(settings, engine=engine, promotion=promotion)
     heart.done.set()
     heart.beat()
     jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="succeeded", result=result)

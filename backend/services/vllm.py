@@ -4,7 +4,9 @@ vLLM's OpenAI-compatible server takes a base model folder and LoRA adapters by n
 (`--enable-lora --lora-modules name=path`). `vllm_commands` writes one `vllm serve` command per
 base model in the registry, naming each adapter the way tunebridge does — `receipts` (newest),
 `receipts@3`, `receipts@prod` — so clients (agents, n8n nodes, the openai SDK) switch servers by
-changing only the base URL. vLLM has no aliases: re-run the command after a promotion.
+changing only the base URL. vLLM has no aliases: a server started this way keeps serving what
+`name@prod` was at start; `tunebridge vllm push` (backend/services/vllm_push.py) loads a promoted
+version into a running server and, with --alias, points the alias name there at it (docs/vllm.md).
 """
 
 from __future__ import annotations

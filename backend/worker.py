@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from backend.services import adapters, callbacks, datasets, jobs
 from backend.settings import Settings
@@ -169,7 +169,7 @@ def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None 
     if parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(parent_pid, shutdown), daemon=True).start()
     done = 0
-    log.info("worker %s polling %s", owner, settings.db_url)
+    log.info("worker %s polling %s", owner, make_url(settings.db_url).render_as_string(hide_password=True))
     while not shutdown.is_set() and (max_jobs is None or done < max_jobs):
         _deliver_callbacks(engine, settings)
         job = jobs.claim_next(engine=engine, owner=owner, lease_s=lease_s)

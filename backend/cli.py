@@ -61,6 +61,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     result = train(config, resume_dir=args.resume, should_stop=lambda: stop["requested"], progress_bar=not args.quiet)
     s = result.summary
+    if s.get("remote"):  # multi-node, a node other than rank 0's: the outputs are written on that one
+        print(f"{s['status']}: this node's ranks are done; rank 0's node holds the run folder {result.run_dir}")
+        return 0
     print(f"{s['status']}: {s['steps']}/{s['total_steps']} steps, {s['tokens_per_s']:.0f} tokens/s, "
           f"{s['train_time_s']:.0f} s; {s['runtime']}")
     if s["data"]["too_long"]:

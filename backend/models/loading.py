@@ -111,9 +111,11 @@ def cpu_has_bf16() -> bool:
     return False
 
 
-def load_model(model_path: str, *, device: str, compute_dtype, quantize: Quantize = "none"):
+def load_model(model_path: str, *, device: str, compute_dtype, quantize: Quantize = "none", quant_storage=None):
     """Load a causal LM. Frozen base weights are stored in `compute_dtype` (no cast per step)
-    unless quantised, in which case bitsandbytes holds them in 4-bit NF4 (QLoRA)."""
+    unless quantised, in which case bitsandbytes holds them in 4-bit NF4 (QLoRA); `quant_storage`
+    (FSDP) packs those 4-bit weights into tensors of that dtype so FSDP can flatten them with the rest."""
+    import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     kwargs: dict = {"dtype": compute_dtype}
@@ -123,9 +125,10 @@ def load_model(model_path: str, *, device: str, compute_dtype, quantize: Quantiz
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype,
+            **({"bnb_4bit_quant_storage": quant_storage} if quant_storage is not None else {}),
         )
     if quantize != "none":
-        kwargs["device_map"] = {"": device if device != "cuda" else 0}
+        kwargs["device_map"] = {"": device if device != "cuda" else torch.cuda.current_device()}  # a rank's own GPU
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     if quantize == "none":
         model.to(device)

@@ -27,16 +27,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def save_checkpoint(run_dir: Path, *, model, optimizer, scheduler, state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(run_dir: Path, *, model, optimizer, scheduler, state: dict[str, Any], keep: int,
+                    weights: dict[str, torch.Tensor] | None = None, optimizer_state: dict[str, Any] | None = None) -> Path:
+    """`weights` / `optimizer_state`: gathered by the caller where the model is sharded (FSDP)."""
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state['step']}"
     tmp = root / f".tmp-step-{state['step']}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    weights = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    weights = get_peft_model_state_dict(model) if weights is None else weights
+    weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     save_file(weights, tmp / "adapter.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    optimizer_state = optimizer.state_dict() if optimizer_state is None else optimizer_state
+    torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, tmp / "trainer.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     shutil.rmtree(final, ignore_errors=True)
@@ -47,10 +51,36 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, scheduler, state: dict[s
     return final
 
 
+def save_adapter(model, directory: Path, *, weights: dict[str, torch.Tensor] | None = None) -> None:
+    """The adapter folder (adapter_config.json + adapter_model.safetensors) peft loads; `weights`
+    (keyed as peft's file) where the model is sharded and peft cannot read them itself (FSDP)."""
+    if weights is None:
+        model.save_pretrained(directory)
+        return
+    import copy
+
+    config = copy.copy(model.peft_config["default"])
+    config.inference_mode = True
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(directory)
+    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, Path(directory) / "adapter_model.safetensors",
+              metadata={"format": "pt"})
+
+
 def load_checkpoint(path: Path, *, model, optimizer, scheduler) -> dict[str, Any]:
+    load_adapter(path, model=model)
+    return load_training_state(path, optimizer=optimizer, scheduler=scheduler)
+
+
+def load_adapter(path: Path, *, model) -> None:
     set_peft_model_state_dict(model, load_file(path / "adapter.safetensors"))
+
+
+def load_training_state(path: Path, *, optimizer, scheduler, load_optimizer=None) -> dict[str, Any]:
+    """Optimizer, scheduler and RNG states and the step counter; `load_optimizer(optimizer, state)`
+    where the optimizer state needs converting (FSDP)."""
     blob = torch.load(path / "trainer.pt", weights_only=False)
-    optimizer.load_state_dict(blob["optimizer"])
+    (load_optimizer or (lambda opt, st: opt.load_state_dict(st)))(optimizer, blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["torch_rng"])
     random.setstate(blob["python_rng"])

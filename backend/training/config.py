@@ -45,7 +45,7 @@ class TrainConfig:
     epochs: float = _f(1.0, "Passes over the training split (fractions allowed).")
     max_steps: int = _f(0, "Stop after this many optimizer steps (0: derived from epochs).")
     max_minutes: float = _f(0.0, "Time budget: finish (and save the adapter) after this many minutes of training (0: none).")
-    batch_size: int = _f(8, "Examples per optimizer step (per micro-batch times grad_accum).")
+    batch_size: int = _f(8, "Examples per optimizer step over all processes (micro-batch × grad_accum × processes).")
     grad_accum: int = _f(1, "Micro-batches per optimizer step; batch_size must divide by it.")
     learning_rate: float = _f(2e-4, "Peak learning rate (AdamW).")
     lr_scheduler: str = _f("cosine", "Learning-rate schedule after warm-up.", choices=["cosine", "linear", "constant"])
@@ -53,7 +53,18 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay on LoRA weights.")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 disables).")
     group_by_length: bool = _f(True, "Batch examples of similar length together (less padding, same data).")
-    threads: int = _f(0, "CPU threads for torch (0: all cores).")
+    threads: int = _f(0, "CPU threads for torch (0: all cores), shared among the processes of a launched run.")
+
+    # --- several processes (docs/distributed.md) ---
+    launcher: str = _f("none", "Data-parallel training in several processes started by torchrun or accelerate "
+                               "launch; none: this process alone.", choices=["none", "torchrun", "accelerate"])
+    nproc: int = _f(1, "Processes to start: torchrun's --nproc-per-node (this machine), accelerate's "
+                       "--num_processes (all machines).")
+    strategy: str = _f("ddp", "With several processes: ddp (a model replica each, gradients all-reduced) or fsdp "
+                              "(weights sharded across GPUs, for models one GPU cannot hold).", choices=["ddp", "fsdp"])
+    launcher_args: str = _f("", "Multi-node options for the launcher, e.g. torchrun '--nnodes 2 --node-rank 0 "
+                                "--rdzv-endpoint host0:29500', accelerate '--num_machines 2 --machine_rank 0 "
+                                "--main_process_ip host0 --main_process_port 29500'. Only such options are accepted.")
 
     # --- outputs, checkpoints, tracking ---
     output_dir: str = _f("runs", "Folder that holds one sub-folder per run.")
@@ -86,8 +97,12 @@ class TrainConfig:
             ("max_steps", self.max_steps >= 0, "0 or more"),
             ("max_minutes", self.max_minutes >= 0, "0 or more"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("nproc", self.nproc >= 1 and (self.nproc == 1 or self.launcher != "none"),
+             "1 without a launcher (set launcher: torchrun or accelerate)" if self.nproc > 1 else "at least 1"),
             ("grad_accum", self.grad_accum >= 1 and self.batch_size % self.grad_accum == 0,
              f"at least 1 and a divisor of batch_size ({self.batch_size})"),
+            ("batch_size", min(self.grad_accum, self.nproc) < 1 or self.batch_size % (self.grad_accum * self.nproc) == 0,
+             f"a multiple of grad_accum × nproc ({self.grad_accum} × {self.nproc}): the global batch splits evenly"),
             ("learning_rate", self.learning_rate > 0, "greater than 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
             ("save_every", self.save_every >= 0, "0 or more"),
@@ -99,6 +114,9 @@ class TrainConfig:
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {expected}")
+        problem = launcher_args_problem(self.launcher, self.launcher_args)
+        if problem:
+            raise ValueError(f"launcher_args: got {self.launcher_args!r}, {problem}")
 
     @property
     def micro_batch_size(self) -> int:
@@ -110,6 +128,43 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         return from_known(cls, values, what="training")
+
+
+# What launcher_args may say: where the other machines are, never what the launcher runs (train jobs
+# from the API carry this field to a worker). Options with a value, then valueless flags.
+LAUNCHER_OPTIONS = {
+    "torchrun": ({"--nnodes", "--node-rank", "--node_rank", "--rdzv-endpoint", "--rdzv_endpoint", "--rdzv-backend",
+                  "--rdzv_backend", "--rdzv-id", "--rdzv_id", "--master-addr", "--master_addr", "--master-port",
+                  "--master_port", "--max-restarts", "--max_restarts"}, {"--standalone"}),
+    "accelerate": ({"--num_machines", "--machine_rank", "--main_process_ip", "--main_process_port", "--rdzv_backend",
+                    "--gpu_ids"}, {"--same_network"}),
+}
+
+
+def launcher_args_problem(launcher: str, args: str) -> str | None:
+    import re
+    import shlex
+
+    if not args.strip():
+        return None
+    if launcher not in LAUNCHER_OPTIONS:
+        return "expected nothing without a launcher"
+    valued, flags = LAUNCHER_OPTIONS[launcher]
+    try:
+        words = shlex.split(args)
+    except ValueError as exc:
+        return f"expected shell words ({exc})"
+    while words:
+        word = words.pop(0)
+        name, has_value, value = word.partition("=")
+        if name in flags and not has_value:
+            continue
+        if name not in valued:
+            return f"expected only {launcher} options among {sorted(valued | flags)}"
+        value = value if has_value else (words.pop(0) if words else "")
+        if not re.fullmatch(r"[\w.:,@-]+", value) or value.startswith("-"):
+            return f"expected a value (host, port, number or id) after {name}"
+    return None
 
 
 def from_known(cls, values: dict[str, Any], *, what: str):

@@ -81,15 +81,18 @@ def _cast_body(model, dtype: torch.dtype) -> None:
                 param.data = param.data.to(dtype)
 
 
-def build_lora_model(config: TrainConfig, runtime: Runtime):
-    """Load tokenizer and base model, inject LoRA. Returns (model_path, tokenizer, peft_model)."""
+def build_lora_model(config: TrainConfig, runtime: Runtime, *, fsdp: bool = False):
+    """Load tokenizer and base model, inject LoRA. Returns (model_path, tokenizer, peft_model).
+    `fsdp`: every FSDP unit must hold one dtype, so the frozen weights share one (4-bit weights are
+    packed into compute-dtype storage; an unquantised base stays fp32 under autocast)."""
     from peft import LoraConfig, get_peft_model
 
     model_path = resolve_model(config.model)
     tokenizer = load_tokenizer(model_path)
     base = load_model(model_path, device=runtime.device, compute_dtype=runtime.compute_dtype
-                      if runtime.quantize != "none" else torch.float32, quantize=runtime.quantize)
-    if runtime.quantize == "none" and runtime.compute_dtype != torch.float32:
+                      if runtime.quantize != "none" else torch.float32, quantize=runtime.quantize,
+                      quant_storage=runtime.compute_dtype if fsdp and runtime.quantize == "4bit" else None)
+    if runtime.quantize == "none" and runtime.compute_dtype != torch.float32 and not fsdp:
         _cast_body(base, runtime.compute_dtype)
     targets = config.target_modules
     lora = LoraConfig(

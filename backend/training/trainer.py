@@ -29,6 +29,7 @@ from backend.training import checkpoint as ckpt
 from backend.training.batching import collate, run_batches
 from backend.training.config import TrainConfig
 from backend.training.data import check_usable, load_jsonl, split
+from backend.training.distributed import Parallel, launched
 from backend.training.validation import HIGHER_IS_BETTER, ExtractionCheck
 from backend.training.runtime import Runtime, build_lora_model, tune_cpu_allocator
 from backend.training.tokenize import IGNORE, Encoded, EncodedSet, encode_examples
@@ -126,7 +127,8 @@ def train(
     progress_bar: bool = True,
 ) -> TrainResult:
     """Train (or resume) one run. `should_stop` is polled between steps: when it returns True the
-    run saves a checkpoint and returns with status "cancelled"."""
+    run saves a checkpoint and returns with status "cancelled". With `config.launcher` set, the run
+    is handed to torchrun / accelerate launch (launch.py) and this process follows it."""
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         if not (run_dir / "config.json").is_file():
@@ -136,21 +138,35 @@ def train(
             raise ValueError(f"cannot resume {run_dir}: the run already finished")
         config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     else:
+        if launched() and Parallel.from_env().enabled:
+            raise ValueError("a launched rank trains a prepared run folder: start it with "
+                             "`tunebridge train --launcher torchrun|accelerate`, not the launcher around the CLI")
         run_dir = _new_run_dir(config)
-    torch.set_num_threads(config.threads or torch.get_num_threads())
+    if config.launcher != "none" and not launched():
+        from backend.training.launch import launch
+
+        return launch(config, run_dir=run_dir, should_stop=should_stop, on_progress=on_progress,
+                      progress_bar=progress_bar)
+    par = Parallel.from_env(config.strategy)
+    torch.set_num_threads(par.threads(config.threads))
     random.seed(config.seed)
     started = time.time()
 
     runtime = Runtime.from_config(config)
     if runtime.device == "cpu":
         tune_cpu_allocator()
-    model_path, tokenizer, model = build_lora_model(config, runtime)
+    par.setup(runtime.device, batch_size=config.batch_size, grad_accum=config.grad_accum)
+    model_path, tokenizer, model = build_lora_model(config, runtime, fsdp=par.fsdp)
     train_set, val_set, data_report, val_examples = prepare_data(config, tokenizer)
-    check = None
-    if config.eval_examples and data_report["schema"]:
+    # generation-based metrics run on rank 0; not under FSDP, where no rank holds the whole model
+    extraction, check = bool(config.eval_examples and data_report["schema"]) and not par.fsdp, None
+    if par.fsdp and config.eval_metric == "micro_f1":
+        raise ValueError("eval_metric: got 'micro_f1' with strategy fsdp, expected val_loss or auto (FSDP runs no "
+                         "generation during training; evaluate the adapter afterwards)")
+    if extraction and par.main:
         check = ExtractionCheck(val_examples, schema=data_report["schema"], tokenizer=tokenizer,
                                 limit=config.eval_examples, batch_size=config.micro_batch_size)
-    metric = config.eval_metric if config.eval_metric != "auto" else ("micro_f1" if check else "val_loss")
+    metric = config.eval_metric if config.eval_metric != "auto" else ("micro_f1" if extraction else "val_loss")
     lengths = [len(e.input_ids) for e in train_set.items]
     batches = run_batches(lengths, batch_size=config.micro_batch_size, seed=config.seed,
                           epochs=config.epochs, group_by_length=config.group_by_length)
@@ -163,22 +179,29 @@ def train(
                                epochs=1, group_by_length=config.group_by_length)
             batches.extend(more)
 
-    params = [p for p in model.parameters() if p.requires_grad]
+    latest = ckpt.latest_checkpoint(run_dir) if resume_dir is not None else None
+    if latest is not None:
+        ckpt.load_adapter(latest, model=model)  # before wrapping: FSDP shards what it finds
+    loss_fn = AnswerLoss(model)
+    forward = par.wrap(model, loss_fn)  # loss_fn itself in one process
+    params = par.trainable(model)
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total_steps))
-    loss_fn = AnswerLoss(model)
 
     step, tokens_seen, elapsed_before = 0, 0, 0.0
     if resume_dir is not None:
-        latest = ckpt.latest_checkpoint(run_dir)
         if latest is not None:
-            state = ckpt.load_checkpoint(latest, model=model, optimizer=optimizer, scheduler=scheduler)
+            state = ckpt.load_training_state(latest, optimizer=optimizer, scheduler=scheduler,
+                                             load_optimizer=par.load_optimizer_state)
             step, tokens_seen, elapsed_before = state["step"], state["tokens_seen"], state["train_time_s"]
-        _truncate_metrics(run_dir / "metrics.jsonl", after_step=step)  # steps after it are trained again
+        if par.main:
+            _truncate_metrics(run_dir / "metrics.jsonl", after_step=step)  # steps after it are trained again
 
-    tracker = Tracker(run_dir, report_to=config.report_to, config=config.to_dict(), run_name=run_dir.name)
+    tracker = None
+    if par.main:
+        tracker = Tracker(run_dir, report_to=config.report_to, config=config.to_dict(), run_name=run_dir.name)
     bar = None
-    if progress_bar:
+    if progress_bar and par.main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
@@ -189,11 +212,14 @@ def train(
 
     def validate() -> float:
         return evaluate_loss(model, loss_fn, val_set, runtime=runtime, batch_size=config.micro_batch_size,
-                             pad_id=tokenizer.pad_token_id)
+                             pad_id=tokenizer.pad_token_id, forward=forward, parallel=par)
 
     def save() -> None:
-        ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-                             state=state_now(), keep=config.keep_checkpoints)
+        weights, optimizer_state = par.adapter_weights(), par.optimizer_state(optimizer)  # collectives under FSDP
+        if par.main:
+            ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=state_now(),
+                                 keep=config.keep_checkpoints, weights=weights, optimizer_state=optimizer_state)
+        par.barrier()
 
     best_file = run_dir / "best.json"
     best = json.loads(best_file.read_text()) if best_file.is_file() else None
@@ -202,33 +228,39 @@ def train(
         """Validation loss, extraction metrics when the data has them, and the best adapter kept."""
         nonlocal best
         found: dict[str, Any] = {"val_loss": round(validate(), 6)}
-        if check:
+        if check:  # rank 0 only
             m = check.run(model, runtime)
             found.update({f"val_{k}": v for k, v in m.items() if k != "fields"}, val_fields_f1=m["fields"])
+        found = par.broadcast(found)
         value = found.get("val_micro_f1" if metric == "micro_f1" else "val_loss")
         if config.keep_best and value is not None and (
                 best is None or (value > best["value"] if HIGHER_IS_BETTER[metric] else value < best["value"])):
-            model.save_pretrained(run_dir / "best" / "adapter")
+            weights = par.adapter_weights()
+            if par.main:
+                ckpt.save_adapter(model, run_dir / "best" / "adapter", weights=weights)
             best = {"step": step, "metric": metric, "value": value}
-            best_file.write_text(json.dumps(best))
+            if par.main:
+                best_file.write_text(json.dumps(best))
         return found
 
     status, last_loss, val_loss, stopped_early, validation = "succeeded", None, None, None, None
     start_step, loop_start = step, time.time()
     model.train()
     while step < total_steps:
-        if should_stop():
+        stop, out_of_time = par.agree([should_stop(), bool(config.max_minutes) and
+                                       state_now()["train_time_s"] >= config.max_minutes * 60])
+        if stop:
             status = "cancelled"
             break
-        if config.max_minutes and state_now()["train_time_s"] >= config.max_minutes * 60:
+        if out_of_time:
             stopped_early = f"time budget of {config.max_minutes:g} min reached at step {step}/{total_steps}"
             break
         t0 = time.time()
         micro = [[train_set.items[i] for i in batch]
                  for batch in batches[step * config.grad_accum:(step + 1) * config.grad_accum]]
-        result = _optimizer_step(micro, loss_fn=loss_fn, runtime=runtime, pad_id=tokenizer.pad_token_id,
+        result = _optimizer_step(micro, forward=forward, runtime=runtime, pad_id=tokenizer.pad_token_id,
                                  params=params, optimizer=optimizer, scheduler=scheduler,
-                                 max_grad_norm=config.max_grad_norm)
+                                 max_grad_norm=config.max_grad_norm, parallel=par)
         step += 1
         tokens_seen += result["tokens"]
         step_loss = last_loss = result["loss"]
@@ -240,12 +272,12 @@ def train(
         if config.eval_every and step % config.eval_every == 0 and val_set.items and step < total_steps:
             record.update(evaluate_now())
             val_loss = record["val_loss"]
-        if step % config.log_every == 0 or step == total_steps:
+        if tracker is not None and (step % config.log_every == 0 or step == total_steps):
             tracker.log(record)
         if bar is not None:
             bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
             bar.update(1)
-        if on_progress is not None:
+        if on_progress is not None and par.main:
             rate = (time.time() - loop_start) / max(1, step - start_step)
             on_progress({**record, "total_steps": total_steps, "eta_s": round(rate * (total_steps - step), 1)})
         if config.save_every and step % config.save_every == 0 and step < total_steps:
@@ -258,67 +290,97 @@ def train(
     elif val_set.items:
         final_eval = {"step": step, **evaluate_now()}
         val_loss = final_eval["val_loss"]
-        tracker.log(final_eval)
+        if tracker is not None:
+            tracker.log(final_eval)
         validation = {k: v for k, v in final_eval.items() if k != "step"}
     train_time = elapsed_before + (time.time() - loop_start)
+    described = runtime.describe() + (f"; {par.describe()}" if par.enabled else "")
     summary = {
         "status": status, "run_dir": str(run_dir), "base_model": config.model, "base_model_path": model_path,
-        "runtime": runtime.describe(), "steps": step, "total_steps": total_steps, "tokens_seen": tokens_seen,
+        "runtime": described, "steps": step, "total_steps": total_steps, "tokens_seen": tokens_seen,
         "train_time_s": round(train_time, 2), "tokens_per_s": round(tokens_seen / max(train_time, 1e-9), 2),
         "final_loss": last_loss, "val_loss": val_loss, "validation": validation, "stopped_early": stopped_early, "wall_time_s": round(time.time() - started, 2),
         "data": data_report, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if status == "succeeded":
-        _save_outputs(run_dir, model=model, tokenizer=tokenizer, config=config, summary=summary)
-        if best is not None:
-            summary["best"] = best
-            if best["step"] != step:  # ship the best evaluation's adapter, not the last step's
-                shutil.copytree(run_dir / "best" / "adapter", run_dir / "adapter", dirs_exist_ok=True)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{run_dir.name} — {config.model}")
-    tracker.finish(summary)
+    weights = par.adapter_weights() if status == "succeeded" else None
+    if par.main:
+        if status == "succeeded":
+            _save_outputs(run_dir, model=model, tokenizer=tokenizer, config=config, summary=summary, weights=weights)
+            if best is not None:
+                summary["best"] = best
+                if best["step"] != step:  # ship the best evaluation's adapter, not the last step's
+                    shutil.copytree(run_dir / "best" / "adapter", run_dir / "adapter", dirs_exist_ok=True)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{run_dir.name} — {config.model}")
+        tracker.finish(summary)
+    par.barrier()
+    par.close()
     return TrainResult(run_dir, status, summary, model)
 
 
-def _optimizer_step(micro: list[list[Encoded]], *, loss_fn: AnswerLoss, runtime: Runtime, pad_id: int,
-                    params: list[torch.nn.Parameter], optimizer, scheduler, max_grad_norm: float) -> dict[str, float]:
+def _optimizer_step(micro: list[list[Encoded]], *, forward: Callable, runtime: Runtime, pad_id: int,
+                    params: list[torch.nn.Parameter], optimizer, scheduler, max_grad_norm: float,
+                    parallel: Parallel = Parallel()) -> dict[str, float]:
     """One optimizer step over `grad_accum` micro-batches; the loss is the mean over all their
-    answer tokens (each micro-batch's summed loss divided by the step's answer-token count)."""
-    n_answer = sum(1 for batch in micro for e in batch for label in e.labels[1:] if label != IGNORE)
+    answer tokens (each micro-batch's summed loss divided by the step's answer-token count).
+    With several processes each rank runs its share of every micro-batch (distributed.py)."""
+    local = [parallel.shard(batch) for batch in micro]
+    n_answer, tokens = parallel.all_sum([
+        sum(1 for batch in local for e in batch for label in e.labels[1:] if label != IGNORE),
+        sum(len(e.input_ids) for batch in local for e in batch)])
+    n_answer, tokens = int(n_answer), int(tokens)
+    per_rank = n_answer / parallel.world  # DDP/FSDP average gradients over ranks: scale back up
     total = 0.0
-    for batch in micro:
+    for i, batch in enumerate(local):
+        weight = 1.0
+        if not batch:  # a short last batch left this rank nothing: a zero-weighted stand-in keeps ranks in step
+            batch, weight = micro[i][:1], 0.0
         ids, labels = collate(batch, pad_id=pad_id)
-        with runtime.autocast():
-            loss = loss_fn(ids.to(runtime.device), labels.to(runtime.device)) / n_answer
-        loss.backward()
+        with parallel.no_sync(i < len(local) - 1):
+            with runtime.autocast():
+                loss = forward(ids.to(runtime.device), labels.to(runtime.device)) / per_rank
+            if weight != 1.0:
+                loss = loss * weight
+            loss.backward()
         total += loss.item()
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf")).item()
+    if parallel.enabled:
+        total = parallel.all_sum([total])[0] / parallel.world
+    grad_norm = parallel.clip(params, max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": total, "grad_norm": grad_norm, "answer_tokens": n_answer,
-            "tokens": sum(len(e.input_ids) for batch in micro for e in batch)}
+    return {"loss": total, "grad_norm": grad_norm, "answer_tokens": n_answer, "tokens": tokens}
 
 
 @torch.no_grad()
-def evaluate_loss(model, loss_fn: AnswerLoss, data: EncodedSet, *, runtime: Runtime, batch_size: int, pad_id: int) -> float:
+def evaluate_loss(model, loss_fn: AnswerLoss, data: EncodedSet, *, runtime: Runtime, batch_size: int, pad_id: int,
+                  forward: Callable | None = None, parallel: Parallel = Parallel()) -> float:
+    """Mean loss per answer token; `forward` (the DDP/FSDP wrapper) and `parallel` split each batch
+    over the ranks as training does."""
+    forward = forward or loss_fn
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     order = sorted(range(len(data.items)), key=lambda i: len(data.items[i].input_ids))
     for start in range(0, len(order), batch_size):
-        items = [data.items[i] for i in order[start:start + batch_size]]
-        ids, labels = collate(items, pad_id=pad_id)
+        batch = [data.items[i] for i in order[start:start + batch_size]]
+        share = parallel.shard(batch)
+        ids, labels = collate(share or batch[:1], pad_id=pad_id)
         with runtime.autocast():
-            total += loss_fn(ids.to(runtime.device), labels.to(runtime.device)).item()
-        count += int((labels[:, 1:] != IGNORE).sum())
+            loss = forward(ids.to(runtime.device), labels.to(runtime.device)).item()
+        if share:  # an empty share ran a stand-in (FSDP needs every rank's forward): not counted
+            total += loss
+            count += int((labels[:, 1:] != IGNORE).sum())
     model.train(was_training)
+    if parallel.enabled:
+        total, count = parallel.all_sum([total, count])
     return total / max(1, count)
 
 
-def _save_outputs(run_dir: Path, *, model, tokenizer, config: TrainConfig, summary: dict[str, Any]) -> None:
+def _save_outputs(run_dir: Path, *, model, tokenizer, config: TrainConfig, summary: dict[str, Any],
+                  weights: dict[str, torch.Tensor] | None = None) -> None:
     adapter = run_dir / "adapter"
-    model.save_pretrained(adapter)
+    ckpt.save_adapter(model, adapter, weights=weights)
     (adapter / "tunebridge.json").write_text(json.dumps({"base_model": config.model, "runtime": summary["runtime"]}, indent=2))
     tokenizer.save_pretrained(run_dir / "tokenizer")
     summary["adapter_dir"] = str(adapter)

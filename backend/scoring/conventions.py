@@ -1,0 +1,293 @@
+"""Label conventions learned from training examples, applied to predicted values as post-normalisation.
+
+Annotators write values their own way: a total without its currency marker and with two decimals, a
+date without the time printed next to it, an address with its lines joined by spaces and its final
+full stop kept. `learn` reads (document text, gold fields) pairs and records, per field, how the labels
+relate to the documents: a handful of statistics that fit in a small JSON file (`conventions.json`,
+saved next to an adapter). `Conventions.apply` rewrites a prediction the same way. Nothing here names
+a dataset: a field's kind and every rule are decided by shares over the training labels.
+
+Per field:
+- `kind`: "amount" when at least KIND_SHARE of the labels read as amounts (`normalize.parse_amount`),
+  else "date" when as many read as dates, else "text".
+- amounts: `currency` (labels keep a currency marker: majority), `decimals` (the number of decimals
+  that at least RULE_SHARE of the labels have, else None: as predicted), `thousands` (labels of 1000 or
+  more group thousands with ",": majority).
+- dates: `keep_time` (labels keep a time of day: majority), `date_format` (None when most labels are
+  written as the document prints them, else the strftime pattern that at least RULE_SHARE of them follow).
+- text: `case` ("upper"/"lower" when at least RULE_SHARE of the labels with letters are, else
+  "as_printed"), `line_joiner` (what a label spanning several document lines has in place of the line
+  break: " ", ", " or "\\n"), `trailing_punct` ("keep": when the document has a full stop or comma right
+  after the value, most labels include it; "strip": most leave it out; else "as_printed").
+- `known` (text fields; optional, `memory=True`): the label values seen in training with how often.
+  A prediction that overlaps a known value that the document itself contains (fuzzy, >= SNAP_DOC) is
+  replaced by that value, spelt as the labels spell it: recurring vendors keep their labelled name and
+  address even where the document's print differs from the label (typo, dropped punctuation).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any, Iterable
+
+from backend.scoring.normalize import _CURRENCY, as_text, is_absent, norm_text, parse_amount, parse_date
+
+FILE = "conventions.json"
+KIND_SHARE = 0.9  # share of labels that must read as amounts (dates) for a field to be typed so
+RULE_SHARE = 0.9  # share of labels that must follow a format for it to be imposed
+SNAP_DOC = 90.0  # how well (rapidfuzz partial ratio) the document must contain a known value to snap to it
+SNAP_OVERLAP = 60.0  # how much of the prediction the known value must share (token-set ratio)
+PUNCT = ".,;:"
+DATE_FORMATS = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d-%m-%y", "%d.%m.%Y", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y",
+                "%d %b %Y", "%d %B %Y", "%b %d, %Y")
+_TIME = re.compile(r"(?i)[\sT]+\d{1,2}:\d{2}(:\d{2})?(\s*[ap]\.?m\.?)?\s*$")
+
+
+@dataclass
+class FieldConvention:
+    kind: str = "text"
+    support: int = 0  # labels it was learned from
+    currency: bool = False
+    decimals: int | None = None
+    thousands: bool = False
+    keep_time: bool = False
+    date_format: str | None = None
+    case: str = "as_printed"
+    line_joiner: str = " "
+    trailing_punct: str = "as_printed"
+    known: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Conventions:
+    fields: dict[str, FieldConvention] = field(default_factory=dict)
+    examples: int = 0
+    note: str = ""  # where the training labels came from (their credit, when the known values quote them)
+
+    # -- applying ---------------------------------------------------------------------------------
+    def apply(self, values: dict[str, Any], document: str | None = None, *, memory: bool = True) -> dict[str, Any]:
+        """The predicted fields rewritten to the labels' conventions (fields without one unchanged)."""
+        return {name: self.apply_value(name, value, document, memory=memory) for name, value in values.items()}
+
+    def apply_value(self, name: str, value: Any, document: str | None = None, *, memory: bool = True) -> Any:
+        conv = self.fields.get(name)
+        if conv is None or is_absent(value) or isinstance(value, (dict, list, bool)):
+            return value
+        if conv.kind == "amount":
+            return format_amount(value, conv)
+        if conv.kind == "date":
+            return format_date(value, conv)
+        return format_text(value, conv, document, memory=memory)
+
+    # -- storing ----------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"examples": self.examples, **({"note": self.note} if self.note else {}),
+                "fields": {n: asdict(c) for n, c in self.fields.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Conventions":
+        return cls({n: FieldConvention(**c) for n, c in data.get("fields", {}).items()}, int(data.get("examples", 0)),
+                   str(data.get("note", "")))
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / FILE
+        path.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Conventions | None":
+        path = Path(folder) / FILE
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+
+# -- learning -------------------------------------------------------------------------------------
+def learn(examples: Iterable[tuple[str, dict[str, Any]]], *, memory: bool = True, min_support: int = 5) -> Conventions:
+    """Conventions from (document text, gold fields) pairs. Fields with fewer than `min_support` present
+    labels get none (their predictions are left alone)."""
+    pairs = list(examples)
+    names = list(dict.fromkeys(n for _, fields in pairs for n in fields))
+    learned = {}
+    for name in names:
+        labelled = [(text, as_text(f[name])) for text, f in pairs
+                    if not is_absent(f.get(name)) and not isinstance(f.get(name), (dict, list, bool))]
+        if len(labelled) >= min_support:
+            learned[name] = learn_field([v for _, v in labelled], [t for t, _ in labelled], memory=memory)
+    return Conventions(learned, len(pairs))
+
+
+def learn_field(labels: list[str], documents: list[str], *, memory: bool = True) -> FieldConvention:
+    n = len(labels)
+    conv = FieldConvention(support=n)
+    if sum(parse_amount(v) is not None for v in labels) >= KIND_SHARE * n:
+        conv.kind = "amount"
+        conv.currency = sum(bool(_CURRENCY.search(v)) for v in labels) > n / 2
+        places = Counter(_decimals(v) for v in labels if parse_amount(v) is not None)
+        top, count = places.most_common(1)[0]
+        conv.decimals = top if count >= RULE_SHARE * n else None
+        large = [v for v in labels if abs(parse_amount(v) or 0) >= 1000]
+        conv.thousands = len(large) >= 3 and sum("," in v or " " in _CURRENCY.sub("", v).strip() for v in large) > len(large) / 2
+        return conv
+    if sum(parse_date(v) is not None for v in labels) >= KIND_SHARE * n:
+        conv.kind = "date"
+        conv.keep_time = sum(bool(_TIME.search(v)) for v in labels) > n / 2
+        printed = sum(_flat(v) in _flat(d) for v, d in zip(labels, documents))
+        if printed < n / 2:
+            for pattern in DATE_FORMATS:
+                if sum(_strftime(parse_date(v), pattern) == _TIME.sub("", v).strip() for v in labels) >= RULE_SHARE * n:
+                    conv.date_format = pattern
+                    break
+        return conv
+    lettered = [v for v in labels if re.search(r"[^\W\d_]", v)]
+    if lettered and sum(v == v.upper() for v in lettered) >= RULE_SHARE * len(lettered):
+        conv.case = "upper"
+    elif lettered and sum(v == v.lower() for v in lettered) >= RULE_SHARE * len(lettered):
+        conv.case = "lower"
+    joiners: Counter = Counter()
+    kept = dropped = 0
+    for label, document in zip(labels, documents):
+        joiner = _joiner(label, document)
+        if joiner is not None:
+            joiners[joiner] += 1
+        at = _find(label.rstrip(PUNCT + " "), document)
+        if at is None:
+            continue
+        end = at[1]
+        after = document[end:end + 1]
+        if label.rstrip(" ")[-1:] in PUNCT and label.rstrip(PUNCT + " ") != label.rstrip(" "):
+            kept += 1
+        elif after and after in PUNCT:
+            dropped += 1
+    if joiners:
+        conv.line_joiner = joiners.most_common(1)[0][0]
+    if kept + dropped:
+        share = kept / (kept + dropped)
+        conv.trailing_punct = "keep" if share >= 0.8 else "strip" if share <= 0.2 else "as_printed"
+    if memory:
+        conv.known = dict(Counter(re.sub(r"\s+", " ", v).strip() for v in labels).most_common())
+    return conv
+
+
+def _decimals(value: str) -> int:
+    """Decimal places as written ("9.00": 2, "1,250": 0)."""
+    exponent = parse_amount(value).as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def _find(value: str, document: str) -> tuple[int, int] | None:
+    """The span of `value`'s words in `document` (case-insensitive; between words any whitespace, line
+    breaks included, with any punctuation around it), or None."""
+    words = [w.strip(PUNCT) for w in value.split()]
+    words = [w for w in words if w]
+    if not words:
+        return None
+    gap = rf"[{re.escape(PUNCT)}]*\s[\s{re.escape(PUNCT)}]*"
+    m = re.search(gap.join(re.escape(w) for w in words), document, flags=re.IGNORECASE)
+    return (m.start(), m.end()) if m else None
+
+
+def _joiner(label: str, document: str) -> str | None:
+    """What the label has where the document breaks a line inside the value, when it spans lines (a
+    full stop or comma ending the line may be dropped with the break)."""
+    lines = [line.split() for line in document.splitlines() if line.strip()]
+    for first, second in zip(lines, lines[1:]):
+        head, tail = " ".join(first[-2:]), " ".join(second[:2]).rstrip(PUNCT)
+        for joiner in (", ", " ", "\n", ""):
+            if joiner == ", " and head.endswith(","):
+                continue
+            if f"{head}{joiner}{tail}" in label or f"{head.rstrip(PUNCT)}{joiner}{tail}" in label:
+                return joiner
+    return None
+
+
+def _strftime(value, pattern: str) -> str | None:
+    return value.strftime(pattern).upper() if value is not None else None
+
+
+# -- formatting -----------------------------------------------------------------------------------
+def format_amount(value: Any, conv: FieldConvention) -> Any:
+    number = parse_amount(value)
+    if number is None:
+        return value
+    text = as_text(value).strip()
+    if conv.decimals is not None:
+        number = number.quantize(Decimal(1).scaleb(-conv.decimals), rounding=ROUND_HALF_UP)
+        digits = f"{number:,f}" if conv.thousands else f"{number:f}"
+    elif isinstance(value, (int, float)):
+        digits = f"{number:,}" if conv.thousands else str(number)
+    else:
+        digits = _CURRENCY.sub("", text).strip()
+        if not conv.thousands and parse_amount(digits.replace(",", "")) == number:
+            digits = digits.replace(",", "")
+    if conv.currency:
+        marker = _CURRENCY.search(text)
+        return f"{marker.group()}{digits}" if marker else digits
+    return digits
+
+
+def format_date(value: Any, conv: FieldConvention) -> Any:
+    text = re.sub(r"\s+", " ", as_text(value)).strip()
+    if not conv.keep_time:
+        text = _TIME.sub("", text).strip()
+    if conv.date_format:
+        parsed = parse_date(text)
+        if parsed is not None:
+            return _strftime(parsed, conv.date_format)
+    return text
+
+
+def format_text(value: Any, conv: FieldConvention, document: str | None = None, *, memory: bool = True) -> Any:
+    text = as_text(value).strip()
+    text = re.sub(r"[ \t]*\n\s*", conv.line_joiner, text) if conv.line_joiner != "\n" else text
+    text = re.sub(r"[ \t]+", " ", text).strip()
+    if memory and conv.known and document:
+        snapped = snap(text, conv.known, document)
+        if snapped is not None:
+            return snapped
+    if conv.trailing_punct == "strip":
+        text = text.rstrip(PUNCT + " ")
+    elif conv.trailing_punct == "keep" and document and text[-1:] not in PUNCT:
+        at = _find(text, document)
+        if at is not None and document[at[1]:at[1] + 1] in PUNCT and document[at[1]:at[1] + 1]:
+            text += document[at[1]]
+    if conv.case == "upper":
+        text = text.upper()
+    elif conv.case == "lower":
+        text = text.lower()
+    return text
+
+
+def snap(prediction: str, known: dict[str, int], document: str) -> str | None:
+    """The known label value this prediction stands for in this document, or None.
+
+    A prediction that the document contains word for word is trusted: it is only extended to a known value
+    that contains it (a value cut short). Any other prediction (a misspelt copy, a value run into the next
+    line's text) is replaced by the known value that the document contains (partial ratio >= SNAP_DOC),
+    that shares most of the prediction's words (token-set ratio >= SNAP_OVERLAP), and that is closest to it
+    (ties: the most frequent, then the longest)."""
+    from rapidfuzz import fuzz
+
+    p = norm_text(prediction)
+    doc = norm_text(document.replace("\n", " "))
+    on_page = p in doc
+    best, best_key = None, None
+    for value, count in known.items():
+        v = norm_text(value)
+        if v == p:
+            return None
+        if len(v) < 4 or (on_page and p not in v):
+            continue
+        if fuzz.token_set_ratio(p, v) < SNAP_OVERLAP or fuzz.partial_ratio(v, doc) < SNAP_DOC:
+            continue
+        key = (fuzz.ratio(p, v), count, len(v))
+        if best_key is None or key > best_key:
+            best, best_key = value, key
+    return best

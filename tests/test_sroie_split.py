@@ -1,0 +1,64 @@
+"""The recorded SROIE train/dev split (benchmarks/sroie_split.py): deterministic, disjoint, and what the
+source file gives (the real check runs where ../shared/data is present)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("sroie_split", ROOT / "benchmarks" / "sroie_split.py")
+sroie_split = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sroie_split)
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    rows = [{"id": f"R{i:04d}", "text": f"SHOP {i}", "fields": {"total": f"{i}.00"}} for i in range(200)]
+    path = tmp_path / "receipts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_split_is_deterministic_disjoint_and_keeps_the_old_held_out_receipts_in_train(source):
+    first = sroie_split.make_split(source, seed=7, dev_size=40)
+    assert first == sroie_split.make_split(source, seed=7, dev_size=40)
+    dev, train, tune = set(first["dev_ids"]), set(first["train_ids"]), set(first["tune_ids"])
+    assert len(dev) == 40 and len(train) == 160 and not dev & train
+    lines = source.read_text().splitlines()
+    random.Random(sroie_split.OLD_SEED).shuffle(lines)
+    assert tune == {json.loads(line)["id"] for line in lines[:sroie_split.OLD_VAL]}  # the old held-out part
+    assert tune <= train
+    assert first["source_sha256"] == sroie_split.sha256(source)
+    assert "CC BY 4.0" in first["credit"]
+    assert sroie_split.make_split(source, seed=8, dev_size=40)["dev_ids"] != first["dev_ids"]
+
+
+def test_check_and_load_catch_a_changed_split_or_source(source, tmp_path):
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps(sroie_split.make_split(source, seed=7, dev_size=40)))
+    assert sroie_split.check(source, split_file) == []
+    train, dev = sroie_split.load_split(source, split_file)
+    assert [r["id"] for r in dev] == json.loads(split_file.read_text())["dev_ids"]
+    assert len(train) == 160 and all(r["fields"] for r in train)
+    assert {r["id"] for r in sroie_split.tune_rows(source, split_file)} <= {r["id"] for r in train}
+
+    record = json.loads(split_file.read_text())
+    record["dev_ids"][0], record["train_ids"][0] = record["train_ids"][0], record["dev_ids"][0]
+    split_file.write_text(json.dumps(record))
+    assert "dev_ids differs from make_split()" in sroie_split.check(source, split_file)
+
+    source.write_text(source.read_text() + json.dumps({"id": "NEW", "text": "", "fields": {}}) + "\n")
+    with pytest.raises(ValueError, match="sha256"):
+        sroie_split.load_split(source, split_file)
+
+
+@pytest.mark.skipif(not sroie_split.SOURCE.is_file(), reason="../shared/data/sroie_train.jsonl not present")
+def test_the_recorded_split_matches_the_shared_data():
+    assert sroie_split.check() == []
+    record = sroie_split.load_record()
+    assert record["counts"] == {"source": 626, "train": 500, "dev": 126, "tune": 60}

@@ -50,7 +50,12 @@ def main() -> None:
     parser.add_argument("--adapter", help="skip training: evaluate this run folder")
     parser.add_argument("--no-base", action="store_true", help="skip the base model's evaluation")
     parser.add_argument("--constrained", action="store_true", help="decode under the schema (issue 5's engine)")
+    parser.add_argument("--span-copy", action="store_true",
+                        help="with --constrained: every field may only be a substring of the receipt's text or of "
+                             "its whitespace-normalised variant (backend/inference/spans.py)")
     args = parser.parse_args()
+    if args.span_copy and not args.constrained:
+        parser.error("--span-copy needs --constrained")
 
     from backend.evaluation.runner import evaluate, load_eval_set, write_eval
     from backend.inference.pool import ModelPool
@@ -72,11 +77,19 @@ def main() -> None:
                                   default_base="smollm2-135m")
     from tqdm import tqdm
 
+    if args.span_copy:  # the evaluation runner has no option for it: its extraction call gets one
+        import functools
+
+        import backend.evaluation.runner as runner
+
+        runner.extract_many = functools.partial(runner.extract_many, span_copy=True)
+    kind = "-constrained-span" if args.span_copy else "-constrained" if args.constrained else ""
+
     bar = tqdm(total=len(examples) * len(candidates), unit="receipt", desc="evaluating")
     outcome = evaluate(examples=examples, schema=schema, candidates=candidates, pool=ModelPool(),
                        constrained=args.constrained, on_progress=lambda p: bar.update(p["step"] - bar.n))
     bar.close()
-    eval_dir = Path(run_dir) / ("eval-constrained" if args.constrained else "eval")
+    eval_dir = Path(run_dir) / f"eval{kind}"
     write_eval({"data": str(val_file), **outcome}, eval_dir, title="SROIE held-out receipts")
     lines = []
     for label, entry in outcome["candidates"].items():
@@ -92,7 +105,7 @@ def main() -> None:
         print(f"training: {summary['steps']} steps, {train_s:.0f} s, {summary['tokens_per_s']:.0f} tokens/s, "
               f"{summary['runtime']}")
     print(f"SROIE micro-F1 {tuned['micro']['f1']:.3f} on {len(examples)} held-out receipts")
-    out = ROOT / "benchmarks" / "results" / ("sroie_eval_constrained.json" if args.constrained else "sroie_eval.json")
+    out = ROOT / "benchmarks" / "results" / f"sroie_eval{kind.replace('-', '_')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "run_dir": run_dir,
                                "train_time_s": train_s, "train_summary": {k: summary.get(k) for k in (

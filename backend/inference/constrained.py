@@ -13,6 +13,8 @@ from backend.inference.decoding import Constrained
 
 
 MAX_VALUE_CHARS = 160
+# The separators json.dumps writes: the training answers (backend/prompts.py) look exactly like this.
+JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 def flat_schema(names: list[str], *, max_length: int = MAX_VALUE_CHARS) -> dict[str, Any]:
@@ -26,9 +28,7 @@ def flat_schema(names: list[str], *, max_length: int = MAX_VALUE_CHARS) -> dict[
 def compile_grammar(json_schema: dict[str, Any]) -> str:
     from llguidance import LLMatcher
 
-    # The separators json.dumps writes: the training answers (backend/prompts.py) look exactly like this.
-    grammar = LLMatcher.grammar_from_json_schema(json.dumps(json_schema), defaults={
-        "whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "})
+    grammar = LLMatcher.grammar_from_json_schema(json.dumps(json_schema), defaults=JSON_LAYOUT)
     error = LLMatcher.validate_grammar(grammar)
     if error:
         raise ValueError(f"schema cannot be used for constrained decoding: {error}")

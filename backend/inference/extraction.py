@@ -19,6 +19,7 @@ from backend.inference.constrained import bound_schema, compile_grammar, field_c
 from backend.inference.decoding import constrained_batch
 from backend.inference.grounding import ground, leaves
 from backend.inference.pool import ModelPool, Target, stop_ids
+from backend.inference.spans import SpanCopy, span_grammar
 from backend.prompts import ExtractionSchema, extraction_messages, parse_answer
 from backend.scoring.calibration import FILE as CALIBRATION_FILE
 from backend.scoring.calibration import Platt
@@ -36,19 +37,24 @@ class Document:
     schema: ExtractionSchema
     json_schema: Any  # a JSON Schema dict or a pydantic model class
     max_new_tokens: int | None = None
+    span_copy: SpanCopy | None = None  # fields decoded as spans of the text (spans.py); None: extract_many's
 
 
 def extract(pool: ModelPool, target: Target, *, text: str, schema: ExtractionSchema, json_schema: dict[str, Any],
-            max_new_tokens: int | None = None, limit: int = 4096, review_confidence: float = 0.7) -> dict[str, Any]:
-    return extract_many(pool, target, [Document(text, schema, json_schema, max_new_tokens)], limit=limit,
+            max_new_tokens: int | None = None, limit: int = 4096, review_confidence: float = 0.7,
+            span_copy: SpanCopy = False) -> dict[str, Any]:
+    return extract_many(pool, target, [Document(text, schema, json_schema, max_new_tokens, span_copy)], limit=limit,
                         review_confidence=review_confidence)[0]
 
 
 def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit: int = 4096,
                  review_confidence: float = 0.7, batch_size: int = 8, prefix_cache: bool = True,
-                 jump_forward: bool = True, draft: int | None = None) -> list[dict[str, Any]]:
+                 jump_forward: bool = True, draft: int | None = None,
+                 span_copy: SpanCopy = False) -> list[dict[str, Any]]:
     """One result per document, in order. Raises ValueError naming the document whose prompt and answer
-    would not fit the model's context."""
+    would not fit the model's context. `span_copy` (for documents that do not set their own): the
+    string fields whose values may only be substrings of the document's text (`spans.py`): False,
+    True (every plain string field) or their names."""
     results: list[dict[str, Any] | None] = [None] * len(docs)
     with pool.using(target) as (model, tokenizer, context):
         device = next(model.parameters()).device
@@ -62,7 +68,8 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
                 raise ValueError(f"{where}prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's "
                                  f"context of {context}; shorten the document")
             prompts.append(ids)
-            grammars.append(grammar(bounded))
+            copy = span_copy if doc.span_copy is None else doc.span_copy
+            grammars.append((span_grammar(bounded, doc.text, copy) if copy else None) or grammar(bounded))
             caps.append(cap)
         order = sorted(range(len(docs)), key=lambda i: len(prompts[i]))  # similar lengths pad least
         for start in range(0, len(order), batch_size):

@@ -241,14 +241,3 @@ def running_n8n(binary: Path, folder: Path, *, env: dict[str, str] | None = None
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         out.close()
-
-
-def wait_until(predicate, *, timeout: float, every: float = 0.5, what: str = "condition"):
-    deadline = time.time() + timeout
-    value = None
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what} not reached in {timeout} s; last value: {value!r}")

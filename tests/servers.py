@@ -23,7 +23,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, *, timeout: float = 120.0, every: float = 0.2):
+def wait_for(predicate, *, timeout: float = 120.0, every: float = 0.2, what: str = "condition"):
+    """The predicate's first truthy value, polled every `every` s; an AssertionError after `timeout` s."""
     deadline = time.time() + timeout
     value = None
     while time.time() < deadline:
@@ -31,7 +32,7 @@ def wait_for(predicate, *, timeout: float = 120.0, every: float = 0.2):
         if value:
             return value
         time.sleep(every)
-    raise AssertionError(f"condition not reached in {timeout} s; last value: {value!r}")
+    raise AssertionError(f"{what} not reached in {timeout} s; last value: {value!r}")
 
 
 def healthy(url: str) -> bool:

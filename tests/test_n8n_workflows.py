@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from n8n_server import find_n8n, load_workflow, running_n8n, wait_until
-from servers import WEBHOOK_SECRET
+from n8n_server import find_n8n, load_workflow, running_n8n
+from servers import WEBHOOK_SECRET, wait_for
 
 DOCS = [
     {"text": "ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\nTotal due: 1,250.00",
@@ -61,7 +61,7 @@ class Receiver:
             return next((e for e in self.events if e.get("event") == event
                          and all(_get(e, k) == v for k, v in match.items())), None)
 
-        return wait_until(found, timeout=timeout, what=f"notification {event} {match}")
+        return wait_for(found, timeout=timeout, what=f"notification {event} {match}")
 
 
 def _get(event: dict, dotted: str):
@@ -109,9 +109,9 @@ def n8n(n8n_binary, service, receiver, tmp_path_factory):
             assert n8n.activate(workflow["id"])["active"] is True
             ids[filename] = workflow["id"]
         for path in (*INTAKE.values(), "tunebridge/train"):
-            wait_until(lambda p=path: n8n.webhook_ready(p), timeout=60, what=f"webhook {path}")
+            wait_for(lambda p=path: n8n.webhook_ready(p), timeout=60, what=f"webhook {path}")
         for path in FORMS.values():
-            wait_until(lambda p=path: httpx.get(f"{n8n.url}/form/{p}", timeout=5).status_code == 200, timeout=60,
+            wait_for(lambda p=path: httpx.get(f"{n8n.url}/form/{p}", timeout=5).status_code == 200, timeout=60,
                        what=f"form {path}")
         yield {"n8n": n8n, "store": store / "documents.jsonl", "ids": ids, "credentials": credentials}
 
@@ -253,7 +253,7 @@ def test_the_upload_form_runs_the_intake_and_shows_the_record(n8n, service):
         assert answer.status_code == 200, answer.text
         waiting = answer.json()["formWaitingUrl"]
 
-        status = wait_until(lambda: (httpx.get(f"{waiting}/n8n-execution-status", timeout=30).text.strip()
+        status = wait_for(lambda: (httpx.get(f"{waiting}/n8n-execution-status", timeout=30).text.strip()
                                      in ("form-waiting", "success", "error", "crashed")) or None,
                             timeout=240, what=f"the {door} form's execution to finish")  # as the page polls
         assert status
@@ -286,7 +286,7 @@ def test_a_callback_without_the_right_signature_is_refused(n8n, service, receive
             "Content-Type": "application/json", "X-Tunebridge-Signature": "sha256=" + "0" * 64})
         return r if r.status_code == 200 else None
 
-    wait_until(post_forged, timeout=30, what="the training wait to accept a POST")
+    wait_for(post_forged, timeout=30, what="the training wait to accept a POST")
     refused = receiver.wait("training.callback_refused", timeout=60, job_id=job["id"])
     assert refused["reason"] == "signature does not match the body" and refused["timed_out"] is False
     assert refused["step"] == "Signed by tunebridge? (training)"
@@ -304,7 +304,7 @@ def test_nightly_evaluation_runs_from_the_cli(n8n, service, receiver):
     assert httpx.post(f"{url}/v1/datasets/n8n-cli/examples", content=body, headers=auth).status_code == 201
     job = httpx.post(f"{url}/v1/jobs", headers=auth, json={"kind": "train", "dataset": "n8n-cli",
                                                             "hyperparameters": TRAIN}).json()
-    done = wait_until(lambda: (j := httpx.get(f"{url}/v1/jobs/{job['id']}", headers=auth).json())["status"]
+    done = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job['id']}", headers=auth).json())["status"]
                       in ("succeeded", "failed") and j, timeout=180, what="the adapter's training")
     assert done["status"] == "succeeded", done
     settings = {"adapter": "n8n-cli@1", "eval_dataset": "n8n-cli", "eval_limit": 2, "min_f1": 0.99,

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from backend.services import datasets, jobs
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
 from postgres_server import find_bin_dir, start_postgres
+from servers import wait_for
 
 pytestmark = [
     pytest.mark.skipif(find_bin_dir() is None, reason="no PostgreSQL binaries: pip install the test extras (pgserver)"),
@@ -30,16 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"max_steps": 1, "batch_size": 1, "report_to": "none", "precision": "fp32", "val_fraction": 0.0,
          "save_every": 0, "warmup_ratio": 0.0}
 LONG = {**QUICK, "max_steps": 120, "save_every": 5}
-
-
-def _wait(predicate, *, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached in {timeout} s")
 
 
 def test_three_workers_run_twenty_jobs_exactly_once_and_take_over_a_killed_one(tiny_model, tmp_path):
@@ -64,7 +54,7 @@ def test_three_workers_run_twenty_jobs_exactly_once_and_take_over_a_killed_one(t
                 return jobs.get_job(engine=engine, job_id=job_id)
 
             run_dir = data_dir / "jobs" / long_job
-            _wait(lambda: list((run_dir / "checkpoints").glob("step-*")), timeout=240, what="a checkpoint of the long job")
+            wait_for(lambda: list((run_dir / "checkpoints").glob("step-*")), timeout=240, what="a checkpoint of the long job")
             with engine.connect() as conn:
                 owner = conn.execute(text("SELECT lease_owner FROM jobs WHERE id = :i"), {"i": long_job}).scalar()
             victim = next(w for w in workers if owner.endswith(f":{w.pid}"))
@@ -73,7 +63,7 @@ def test_three_workers_run_twenty_jobs_exactly_once_and_take_over_a_killed_one(t
             assert job(long_job)["status"] == "running"
 
             every = [long_job, *quick]
-            _wait(lambda: all(job(j)["status"] in jobs.ENDED for j in every), timeout=600, what="all twenty jobs")
+            wait_for(lambda: all(job(j)["status"] in jobs.ENDED for j in every), timeout=600, what="all twenty jobs")
         finally:
             for w in workers:
                 if w.poll() is None:

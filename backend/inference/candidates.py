@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 
+from backend.inference.extraction import common_prefix
 from backend.scoring.normalize import parse_amount, parse_date
 
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})"
@@ -132,7 +133,7 @@ def _answers(tokenizer, prefix: str, values: list[str], closing: str) -> tuple[l
     full = [tokenizer(prefix + body + closing, add_special_tokens=False)["input_ids"] for body in bodies]
     shared = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
     for ids in full:
-        shared = min(shared, _common(full[0], ids))
+        shared = min(shared, common_prefix(full[0], ids))
     return full, min(shared, min(len(ids) for ids in full) - 1)
 
 
@@ -163,15 +164,6 @@ def score_queries(model, tokenizer, prompt_ids: list[int], queries: list[tuple[s
         head = _extend(model, branch, full[0][:shared], len(prompt_ids), device) if shared else first
         results[n] = _score_on(model, branch, len(prompt_ids) + shared, head, [ids[shared:] for ids in full], device)
     return results
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def group(values: list[str], scores: list[float], key: Callable[[str], Any],

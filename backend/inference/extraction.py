@@ -150,12 +150,13 @@ def _shared_prefix(tokenizer, docs: list[Document], prompts: list[list[int]]) ->
     shared: list[int] | None = None
     for doc, ids in zip(docs, prompts):
         template = _encode(tokenizer, extraction_messages("", doc.schema))
-        n = _common(template, ids)
-        shared = ids[:n] if shared is None else shared[:_common(shared, ids[:n])]
+        n = common_prefix(template, ids)
+        shared = ids[:n] if shared is None else shared[:common_prefix(shared, ids[:n])]
     return (shared or [])[:-1]
 
 
-def _common(a: list[int], b: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading items `a` and `b` share."""
     n = 0
     for x, y in zip(a, b):
         if x != y:

@@ -40,6 +40,9 @@ def launched() -> bool:
     return bool(os.environ.get("TUNEBRIDGE_LAUNCHED")) or "WORLD_SIZE" in os.environ
 
 
+KEEP_ALIVE: list[Any] = []  # see Parallel.close
+
+
 @dataclass
 class Parallel:
     rank: int = 0
@@ -212,6 +215,10 @@ class Parallel:
         if self.enabled:
             import torch.distributed as dist
 
+            # Keep the wrapped module alive until the rank exits (launch.main ends with os._exit): freeing
+            # DDP's Reducer destroys the gloo process group, whose destructor joins threads that wait for
+            # the GIL the freeing thread holds (seen as a hang at the end of a run under load).
+            KEEP_ALIVE.append(self.module)
             if dist.is_initialized():
                 dist.destroy_process_group()
 

@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import traceback
 import tempfile
 import threading
 import time
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from backend.training.trainer import train
 
+    code = 0
     try:
         train(None, resume_dir=args.run_dir, should_stop=lambda: requested.is_set() or stop_file.exists(),
               on_progress=on_progress, progress_bar=args.progress_bar)
@@ -162,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         kind = next((k.__name__ for k in type(exc).__mro__ if k in _ERRORS), None)
         text = str(exc) if kind else f"{type(exc).__name__}: {exc}"
         (control / f"error-rank-{os.environ.get('RANK', '0')}.json").write_text(json.dumps({"kind": kind, "text": text}))
-        raise
-    return 0
+        traceback.print_exc()
+        code = 1
+    # Leave without running destructors: the gloo process group kept alive by distributed.KEEP_ALIVE would
+    # otherwise be torn down at interpreter exit, where it can deadlock on the GIL.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def train_run(rows: list[dict], args: argparse.Namespace) -> tuple[str, dict[str
     out = Path(args.runs)
     data = write_jsonl(rows, out / name / "data" / "train.jsonl")
     (data.parent / "CREDITS.md").write_text("Receipts from the ICDAR 2019 SROIE dataset (Z. Huang et al.), CC BY 4.0.\n")
-    config = TrainConfig(data=[str(data)], output_dir=str(out), run_name=name, epochs=args.epochs,
+    config = TrainConfig(data=[str(data)], model=args.model, output_dir=str(out), run_name=name, epochs=args.epochs,
                          max_steps=args.max_steps, max_minutes=args.max_minutes, learning_rate=args.lr,
                          batch_size=args.batch_size, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
                          val_fraction=0.0, save_every=25, report_to=args.report_to, seed=args.seed)
@@ -102,34 +102,55 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, batch_size
     return out, pool, target
 
 
-def rank_typed(pool, target, rows: list[dict], results: list[dict], kinds: dict[str, str], mode: str
+def rank_typed(pool, target, rows: list[dict], results: list[dict], conventions, mode: str, text: bool = True
                ) -> list[dict[str, Any]]:
-    """Per receipt: {field: {"free", "best", "choice", "share"}} for each amount/date field, and the fields
-    with the choice applied (`mode` "typed": the best candidate only where the free value is not one)."""
+    """Per receipt: {field: {"free", "best", "choice", "share"}} for each amount/date field (and, with `text`,
+    each text field whose labels the conventions found line-aligned), and the fields with the choice
+    applied (`mode` "typed": an amount/date's best candidate only where the free value is not one; a text
+    field's free value always competes with its line candidates)."""
     from tqdm import tqdm
 
-    from backend.inference.candidates import amount_candidates, date_candidates, meaning, rank_fields
+    from backend.inference.candidates import (
+        amount_candidates,
+        date_candidates,
+        line_candidates,
+        meaning,
+        rank_fields,
+    )
     from backend.inference.extraction import _encode
     from backend.prompts import ExtractionSchema, extraction_messages
 
-    generate = {"amount": amount_candidates, "date": date_candidates}
-    typed = {f: k for f, k in kinds.items() if k in generate and f in NAMES}
+    def lines(conv):
+        return lambda doc: line_candidates(doc, conv.lines["within"], conv.lines["max_lines"], conv.lines["prefixes"])
+
+    generate = {}
+    for name, conv in conventions.fields.items():
+        if name in NAMES and conv.kind in ("amount", "date"):
+            generate[name] = (amount_candidates if conv.kind == "amount" else date_candidates, conv.kind)
+        elif name in NAMES and text and conv.kind == "text" and conv.lines:
+            generate[name] = (lines(conv), "text")
     decisions = []
     with pool.using(target) as (model, tokenizer, _), tqdm(total=len(rows), unit="receipt", desc="ranking") as bar:
         for row, result in zip(rows, results):
             values = dict(result["fields"])
             prompt = _encode(tokenizer, extraction_messages(row["text"], ExtractionSchema.from_names(NAMES)))
-            asked = {f: ([c.value for c in generate[k](row["text"])], k) for f, k in typed.items()}
-            ranked = rank_fields(model, tokenizer, prompt, NAMES, values, {f: a for f, a in asked.items() if a[0]})
+            asked = {}
+            for f, (make, kind) in generate.items():
+                options = [c.value for c in make(row["text"])]
+                if kind == "text" and isinstance(values.get(f), str) and values[f].strip():
+                    options.append(values[f])  # the model's own answer competes
+                if options:
+                    asked[f] = (options, kind)
+            ranked = rank_fields(model, tokenizer, prompt, NAMES, values, asked)
             decision = {}
-            for field, kind in typed.items():
+            for field, (_, kind) in generate.items():
                 options = ranked.get(field) or []
                 free = values.get(field)
                 key = meaning(kind)
                 free_key = key(str(free)) if free is not None else None
                 known = free_key is not None and any(key(v) == free_key for v, _ in options)
                 choice = free
-                if options and (mode == "always" or not known):
+                if options and (mode == "always" or kind == "text" or not known):
                     choice = options[0][0]
                 total = _logsumexp([s for _, s in options]) if options else 0.0
                 share = next((math.exp(s - total) for v, s in options if key(v) == key(str(choice))), None) \
@@ -175,6 +196,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="score only the first N receipts (in id order)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "sroie-recipe"), help="folder for new runs")
     parser.add_argument("--run-name")
+    parser.add_argument("--model", default="smollm2-135m",
+                        help="base model: a bundled name (smollm2-135m, gemma3-270m), a local folder or a hub id")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: from epochs)")
     parser.add_argument("--max-minutes", type=float, default=55.0, help="training time budget")
@@ -188,6 +211,8 @@ def main() -> None:
                              "these comma-separated fields")
     parser.add_argument("--rank", action=argparse.BooleanOptionalAction, default=True,
                         help="rank the document's amount/date spans for amount/date fields")
+    parser.add_argument("--rank-text", action=argparse.BooleanOptionalAction, default=True,
+                        help="also rank line candidates for text fields whose labels are printed as whole lines")
     parser.add_argument("--rank-mode", choices=["typed", "always"], default="always",
                         help="always: the best-ranked span; typed: only where the free value is not a span")
     parser.add_argument("--conventions", action=argparse.BooleanOptionalAction, default=True,
@@ -227,8 +252,7 @@ def main() -> None:
     decisions = None
     if args.rank:
         t1 = time.perf_counter()
-        kinds = {n: c.kind for n, c in conventions.fields.items()}
-        decisions = rank_typed(pool, target, eval_rows, results, kinds, args.rank_mode)
+        decisions = rank_typed(pool, target, eval_rows, results, conventions, args.rank_mode, args.rank_text)
         stages["ranked"] = [d["fields"] for d in decisions]
         predict_s += time.perf_counter() - t1
     last = stages["ranked" if args.rank else "engine"]

@@ -10,9 +10,18 @@ from datetime import date
 import pytest
 import torch
 
-from backend.inference.candidates import (amount_candidates, answer_prefix, date_candidates, group, meaning, rank,
-                                          rank_fields,
-                                          score_continuations, score_values)
+from backend.inference.candidates import (
+    amount_candidates,
+    answer_prefix,
+    date_candidates,
+    group,
+    line_candidates,
+    meaning,
+    rank,
+    rank_fields,
+    score_continuations,
+    score_values,
+)
 from backend.prompts import ExtractionSchema, extraction_answer
 
 RECEIPT = """BOOK SHOP SDN BHD
@@ -58,6 +67,23 @@ def test_date_candidates_read_as_dates_without_the_time():
 ])
 def test_date_candidates_hand_made(text, expected):
     assert [c.value for c in date_candidates(text)] == expected
+
+
+def test_line_candidates_are_runs_of_whole_lines_in_the_window():
+    doc = "  ACME TRADING (123-X)\n\nNO 1, JALAN A,\n40000 SHAH ALAM.\nTOTAL 9.00"
+    runs = [c.value for c in line_candidates(doc, within=2, max_lines=2)]
+    assert runs == ["ACME TRADING (123-X)", "ACME TRADING (123-X) NO 1, JALAN A,", "NO 1, JALAN A,",
+                    "NO 1, JALAN A, 40000 SHAH ALAM."]
+    spans = line_candidates(doc, within=3, max_lines=3)
+    assert all(doc[c.start:c.end].split() == c.value.split() for c in spans)  # each points at its lines
+    assert "TOTAL 9.00" not in {c.value for c in spans}  # starts on line 4: outside the window
+    assert any(c.value.endswith("TOTAL 9.00") for c in spans)  # a run may end past it
+
+
+def test_line_candidates_with_prefixes_add_each_lines_first_words():
+    values = [c.value for c in line_candidates("ACME TRADING (123-X)\nNO 1", within=1, max_lines=1, prefixes=True)]
+    assert values == ["ACME", "ACME TRADING", "ACME TRADING (123-X)"]
+    assert line_candidates("", within=3, max_lines=2) == []
 
 
 def test_answer_prefix_matches_the_training_answer_layout():

@@ -3,7 +3,18 @@ predictions (backend/scoring/conventions.py)."""
 
 from __future__ import annotations
 
-from backend.scoring.conventions import Conventions, FieldConvention, format_amount, format_date, format_text, learn, snap
+from backend.scoring.conventions import (
+    Conventions,
+    FieldConvention,
+    cut_off,
+    format_amount,
+    format_date,
+    format_text,
+    learn,
+    learn_lines,
+    line_span,
+    snap,
+)
 
 
 def _learned(pairs, **kw) -> Conventions:
@@ -151,6 +162,47 @@ def test_memory_is_learned_and_can_be_switched_off():
     assert conv.apply_value("company", "PERNIAGAAN ZENG HUI", doc) == "PERNIAGAAN ZHENG HUI"
     assert conv.apply_value("company", "PERNIAGAAN ZENG HUI", doc, memory=False) == "PERNIAGAAN ZENG HUI"
     assert format_text("PERNIAGAAN ZENG HUI", conv.fields["company"], doc, memory=False) == "PERNIAGAAN ZENG HUI"
+
+
+# -- where labels sit, and fields that never contain each other ---------------------------------------
+def test_line_span_finds_whole_line_runs_and_line_prefixes():
+    doc = "  \nACME TRADING (123-X)\nNO 1, JALAN A,\n40000 SHAH ALAM.\nTOTAL 9.00"
+    assert line_span("NO 1, JALAN A, 40000 SHAH ALAM.", doc) == (1, 2, False)
+    assert line_span("ACME TRADING", doc) == (0, 1, True)  # a name before its registration number
+    assert line_span("acme trading (123-x)", doc) == (0, 1, False)
+    assert line_span("ACME TRAD", doc) is None  # not at a word boundary
+    assert line_span("JALAN A, 40000", doc) is None  # neither whole lines nor a line's first words
+
+
+def test_the_line_window_covers_the_labels():
+    header = "HEADER\n"
+    docs = [f"SHOP {i} SDN BHD (12{i}-X)\n{header * (i % 3)}NO {i}, JALAN A,\n4000{i} KL.\nTOTAL" for i in range(20)]
+    lines = learn_lines([f"NO {i}, JALAN A, 4000{i} KL." for i in range(20)], docs)
+    assert lines == {"within": 4, "max_lines": 2, "prefixes": False}
+    names = learn_lines([f"SHOP {i} SDN BHD" for i in range(20)], docs)
+    assert names == {"within": 1, "max_lines": 1, "prefixes": True}
+    assert learn_lines(["NOWHERE", "ELSE", "X"], docs[:3]) is None  # not line-aligned: no window
+
+
+def test_cut_off_removes_the_other_fields_value_at_either_end():
+    assert cut_off("KEDAI AH SENG 3, JALAN PERDANA 5, KL.", "KEDAI AH SENG") == "3, JALAN PERDANA 5, KL."
+    assert cut_off("LOT 5 JALAN PERMAS, JOHOR ESJAY FUEL", "ESJAY FUEL") == "LOT 5 JALAN PERMAS, JOHOR"
+    assert cut_off("LOT 5 ESJAY FUEL JALAN", "ESJAY FUEL") == "LOT 5 ESJAY FUEL JALAN"  # inside: left alone
+    assert cut_off("ESJAY FUEL", "ESJAY FUEL") == "ESJAY FUEL"  # nothing would be left
+    assert cut_off("ABC DEF", "ABC") == "ABC DEF"  # too short to be sure
+    assert cut_off(None, "ESJAY FUEL") is None
+
+
+def test_disjoint_fields_are_learned_and_applied():
+    pairs = [(f"SHOP {i}\nNO {i} JALAN A\nKL", {"company": f"SHOP NUMBER {i}", "address": f"NO {i} JALAN A KL"})
+             for i in range(25)]
+    conv = _learned(pairs, memory=False)
+    assert conv.disjoint == {"company": ["address"], "address": ["company"]}
+    got = conv.apply({"company": "SHOP NUMBER 7", "address": "SHOP NUMBER 7 NO 7 JALAN A KL"}, "doc")
+    assert got == {"company": "SHOP NUMBER 7", "address": "NO 7 JALAN A KL"}
+    mixed = pairs + [(d, {**f, "address": f"{f['company']} {f['address']}"}) for d, f in pairs[:2]]
+    assert _learned(mixed, memory=False).disjoint == {"company": ["address"]}  # 2 of 27 addresses hold the name
+    assert Conventions.from_json(conv.to_json()) == conv
 
 
 # -- storing -------------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ freely, list the document's amount-like (date-like) spans and let the model choo
 - `amount_candidates(text)` / `date_candidates(text)`: every span that reads as an amount (as a date),
   in document order, as printed (amounts without their currency marker, which `normalize.parse_amount`
   ignores anyway);
+- `line_candidates(text, within, max_lines, prefixes)`: for text fields printed as whole lines (a name,
+  an address): every run of up to `max_lines` consecutive lines starting in the first `within` lines,
+  joined by a space, and with `prefixes` every line's first words (a name before its registration
+  number); the window is learned from the training labels (`conventions.learn_lines`);
 - `score_values(...)`: the model's log-likelihood of each value as the field's answer: the extraction
   prompt, the answer written up to the field (the fields before it as already predicted), then the
   value and the characters that close it (`"` and the next key's separator, or `}`). The prompt and
@@ -60,6 +64,25 @@ def amount_candidates(text: str) -> list[Candidate]:
 def date_candidates(text: str) -> list[Candidate]:
     """Date-like spans that read as a real date (`normalize.parse_date`), without any time printed after them."""
     return [Candidate(m.group(), m.start(), m.end()) for m in DATE.finditer(text) if parse_date(m.group()) is not None]
+
+
+def line_candidates(text: str, within: int, max_lines: int, prefixes: bool = False) -> list[Candidate]:
+    """Runs of 1..`max_lines` consecutive non-empty lines that start in the first `within` of them, as one
+    line (joined by a space), in document order; with `prefixes`, also each line's leading words (one
+    word, two words, ...) short of the whole line."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"[^\n]*\S[^\n]*", text)]
+    spans = [(a + len(text[a:b]) - len(text[a:b].lstrip()), b - len(text[a:b]) + len(text[a:b].rstrip())) for a, b in spans]
+    out = []
+    for i, (start, end) in enumerate(spans[:within]):
+        if prefixes:
+            out += [Candidate(text[start:start + m.end()], start, start + m.end())
+                    for m in re.finditer(r"\S+(?=\s+\S)", text[start:end])]
+        for k in range(1, max_lines + 1):
+            if i + k > len(spans):
+                break
+            stop = spans[i + k - 1][1]
+            out.append(Candidate(" ".join(text[a:b] for a, b in spans[i:i + k]), start, stop))
+    return out
 
 
 def meaning(field_kind: str) -> Callable[[str], Any]:

@@ -7,6 +7,10 @@ relate to the documents: a handful of statistics that fit in a small JSON file (
 saved next to an adapter). `Conventions.apply` rewrites a prediction the same way. Nothing here names
 a dataset: a field's kind and every rule are decided by shares over the training labels.
 
+Across fields, `disjoint` lists the text fields whose labels (almost) never contain another text
+field's label (an address that never holds the company's name): a prediction that starts or ends with
+the other field's predicted value has it cut off.
+
 Per field:
 - `kind`: "amount" when at least KIND_SHARE of the labels read as amounts (`normalize.parse_amount`),
   else "date" when as many read as dates, else "text".
@@ -19,6 +23,11 @@ Per field:
   "as_printed"), `line_joiner` (what a label spanning several document lines has in place of the line
   break: " ", ", " or "\\n"), `trailing_punct` ("keep": when the document has a full stop or comma right
   after the value, most labels include it; "strip": most leave it out; else "as_printed").
+- `lines` (text fields): where the labels sit, for candidate generation (`candidates.line_candidates`):
+  `within` (the first lines that hold the start of at least LINE_SHARE of the labels found as whole
+  lines), `max_lines` (the run length that covers as many), `prefixes` (at least PREFIX_SHARE of the
+  labels are the first words of a line, not all of it: a name printed before its registration number).
+  None when fewer than half the labels are found line-aligned.
 - `known` (text fields; optional, `memory=True`): the label values seen in training with how often.
   A prediction that overlaps a known value that the document itself contains (fuzzy, >= SNAP_DOC) is
   replaced by that value, spelt as the labels spell it: recurring vendors keep their labelled name and
@@ -28,6 +37,7 @@ Per field:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -35,13 +45,23 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
-from backend.scoring.normalize import _CURRENCY, as_text, is_absent, norm_text, parse_amount, parse_date
+from backend.scoring.normalize import (
+    _CURRENCY,
+    as_text,
+    is_absent,
+    norm_text,
+    parse_amount,
+    parse_date,
+)
 
 FILE = "conventions.json"
 KIND_SHARE = 0.9  # share of labels that must read as amounts (dates) for a field to be typed so
 RULE_SHARE = 0.9  # share of labels that must follow a format for it to be imposed
 SNAP_DOC = 90.0  # how well (rapidfuzz partial ratio) the document must contain a known value to snap to it
 SNAP_OVERLAP = 60.0  # how much of the prediction the known value must share (token-set ratio)
+LINE_SHARE = 0.95  # share of line-aligned labels that the learned line window must cover
+PREFIX_SHARE = 0.1  # share of labels that are a line's first words for line prefixes to be candidates
+DISJOINT_SHARE = 0.02  # at most this share of labels may contain the other field's label for a disjoint rule
 PUNCT = ".,;:"
 DATE_FORMATS = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d-%m-%y", "%d.%m.%Y", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y",
                 "%d %b %Y", "%d %B %Y", "%b %d, %Y")
@@ -60,6 +80,7 @@ class FieldConvention:
     case: str = "as_printed"
     line_joiner: str = " "
     trailing_punct: str = "as_printed"
+    lines: dict[str, Any] | None = None
     known: dict[str, int] = field(default_factory=dict)
 
 
@@ -68,11 +89,16 @@ class Conventions:
     fields: dict[str, FieldConvention] = field(default_factory=dict)
     examples: int = 0
     note: str = ""  # where the training labels came from (their credit, when the known values quote them)
+    disjoint: dict[str, list[str]] = field(default_factory=dict)  # field: the fields its values never contain
 
     # -- applying ---------------------------------------------------------------------------------
     def apply(self, values: dict[str, Any], document: str | None = None, *, memory: bool = True) -> dict[str, Any]:
         """The predicted fields rewritten to the labels' conventions (fields without one unchanged)."""
-        return {name: self.apply_value(name, value, document, memory=memory) for name, value in values.items()}
+        out = dict(values)
+        for name, others in self.disjoint.items():
+            for other in others:
+                out[name] = cut_off(out.get(name), out.get(other))
+        return {name: self.apply_value(name, value, document, memory=memory) for name, value in out.items()}
 
     def apply_value(self, name: str, value: Any, document: str | None = None, *, memory: bool = True) -> Any:
         conv = self.fields.get(name)
@@ -87,12 +113,12 @@ class Conventions:
     # -- storing ----------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         return {"examples": self.examples, **({"note": self.note} if self.note else {}),
-                "fields": {n: asdict(c) for n, c in self.fields.items()}}
+                "fields": {n: asdict(c) for n, c in self.fields.items()}, "disjoint": self.disjoint}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Conventions":
         return cls({n: FieldConvention(**c) for n, c in data.get("fields", {}).items()}, int(data.get("examples", 0)),
-                   str(data.get("note", "")))
+                   str(data.get("note", "")), {n: list(o) for n, o in data.get("disjoint", {}).items()})
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / FILE
@@ -117,7 +143,33 @@ def learn(examples: Iterable[tuple[str, dict[str, Any]]], *, memory: bool = True
                     if not is_absent(f.get(name)) and not isinstance(f.get(name), (dict, list, bool))]
         if len(labelled) >= min_support:
             learned[name] = learn_field([v for _, v in labelled], [t for t, _ in labelled], memory=memory)
-    return Conventions(learned, len(pairs))
+    return Conventions(learned, len(pairs), disjoint=learn_disjoint(pairs, [n for n, c in learned.items() if c.kind == "text"]))
+
+
+def learn_disjoint(pairs: list[tuple[str, dict[str, Any]]], names: list[str]) -> dict[str, list[str]]:
+    """For each text field, the other text fields whose labels its labels (almost) never contain."""
+    rules: dict[str, list[str]] = {}
+    for name in names:
+        for other in names:
+            both = [(norm_text(f[name]), norm_text(f[other])) for _, f in pairs if other != name
+                    and isinstance(f.get(name), str) and isinstance(f.get(other), str) and len(f[other].strip()) >= 4]
+            if len(both) >= 20 and sum(b in a for a, b in both) <= DISJOINT_SHARE * len(both):
+                rules.setdefault(name, []).append(other)
+    return rules
+
+
+def cut_off(value: Any, other: Any) -> Any:
+    """`value` without `other` at its start or end (a value run into the next field's text)."""
+    if not isinstance(value, str) or not isinstance(other, str) or len(other.strip()) < 4:
+        return value
+    words, cut = value.split(), other.split()
+    if len(cut) >= len(words):
+        return value
+    if [norm_text(w) for w in words[:len(cut)]] == [norm_text(w) for w in cut]:
+        return " ".join(words[len(cut):]).lstrip(PUNCT + " ")
+    if [norm_text(w) for w in words[-len(cut):]] == [norm_text(w) for w in cut]:
+        return " ".join(words[:-len(cut)]).rstrip(", ")
+    return value
 
 
 def learn_field(labels: list[str], documents: list[str], *, memory: bool = True) -> FieldConvention:
@@ -167,9 +219,42 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True)
     if kept + dropped:
         share = kept / (kept + dropped)
         conv.trailing_punct = "keep" if share >= 0.8 else "strip" if share <= 0.2 else "as_printed"
+    conv.lines = learn_lines(labels, documents)
     if memory:
         conv.known = dict(Counter(re.sub(r"\s+", " ", v).strip() for v in labels).most_common())
     return conv
+
+
+def line_span(label: str, document: str, *, within: int = 40, longest: int = 8) -> tuple[int, int, bool] | None:
+    """Where `label` sits in `document`'s non-empty lines: (first line, lines, whether it is only the first
+    words of a single line), or None when it is neither a run of whole lines nor a line's first words."""
+    lines = [norm_text(line) for line in document.splitlines() if line.strip()]
+    target = norm_text(label)
+    if not target:
+        return None
+    for i in range(min(within, len(lines))):
+        if lines[i].startswith(target) and lines[i] != target and lines[i][len(target):len(target) + 1] in " (":
+            return i, 1, True
+        for k in range(1, longest + 1):
+            if i + k > len(lines):
+                break
+            if norm_text(" ".join(lines[i:i + k])) == target:
+                return i, k, False
+    return None
+
+
+def learn_lines(labels: list[str], documents: list[str]) -> dict[str, Any] | None:
+    """The line window that holds the labels (see the module's `lines`), or None."""
+    spans = [s for s in (line_span(v, d) for v, d in zip(labels, documents)) if s is not None]
+    if len(spans) < len(labels) / 2:
+        return None
+
+    def covering(values: list[int]) -> int:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, math.ceil(LINE_SHARE * len(ordered)) - 1)]
+
+    return {"within": covering([s[0] for s in spans]) + 1, "max_lines": covering([s[1] for s in spans]),
+            "prefixes": sum(s[2] for s in spans) >= PREFIX_SHARE * len(labels)}
 
 
 def _decimals(value: str) -> int:

@@ -14,10 +14,12 @@ Steps:
 1. train (unless `--adapter`): tunebridge's trainer on the train part (LoRA; defaults below);
 2. predict: `extraction.extract_many`, decoding under the schema (`--span-copy [FIELDS]`: values copied
    from the document, where the engine supports it);
-3. typed fields (`--rank`, default on): for each field whose labels are amounts or dates (as learned in
+3. candidates (`--rank`, default on): for each field whose labels are amounts or dates (as learned in
    step 4), the document's amount (date) spans are ranked by the model's log-likelihood as that field's
    answer (`backend/inference/candidates.py`, each printed place of a value counting) and the best
    replaces the free value (`--rank-mode always`; `typed`: only where the free value is not one of them);
+   with `--rank-text` (default on), each text field whose labels sit on whole lines gets the runs of
+   lines in the window learned from the labels as candidates, the free value competing with them;
 4. conventions (`--conventions`, default on): label conventions learned from the training labels
    (`backend/scoring/conventions.py`, saved as conventions.json) applied to every value;
 5. score: `backend/scoring/metrics` (per-field P/R/F1, exact match, JSON/schema validity, error
@@ -253,9 +255,13 @@ def main() -> None:
     if args.rank:
         t1 = time.perf_counter()
         decisions = rank_typed(pool, target, eval_rows, results, conventions, args.rank_mode, args.rank_text)
-        stages["ranked"] = [d["fields"] for d in decisions]
+        typed = {n for n, c in conventions.fields.items() if c.kind in ("amount", "date")}
+        stages["ranked"] = [{**e, **{f: d["decision"][f]["choice"] for f in typed if f in d["decision"]}}
+                            for e, d in zip(stages["engine"], decisions)]
+        if args.rank_text:
+            stages["ranked_text"] = [d["fields"] for d in decisions]
         predict_s += time.perf_counter() - t1
-    last = stages["ranked" if args.rank else "engine"]
+    last = list(stages.values())[-1]
     if args.conventions:
         stages["conventions"] = [conventions.apply(f, r["text"], memory=args.memory) for f, r in zip(last, eval_rows)]
     final = list(stages.values())[-1]

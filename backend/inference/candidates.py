@@ -70,8 +70,7 @@ def line_candidates(text: str, within: int, max_lines: int, prefixes: bool = Fal
     """Runs of 1..`max_lines` consecutive non-empty lines that start in the first `within` of them, as one
     line (joined by a space), in document order; with `prefixes`, also each line's leading words (one
     word, two words, ...) short of the whole line."""
-    spans = [(m.start(), m.end()) for m in re.finditer(r"[^\n]*\S[^\n]*", text)]
-    spans = [(a + len(text[a:b]) - len(text[a:b].lstrip()), b - len(text[a:b]) + len(text[a:b].rstrip())) for a, b in spans]
+    spans = [m.span(1) for m in re.finditer(r"^[^\S\n]*(\S(?:[^\n]*\S)?)", text, re.MULTILINE)]  # each line, trimmed
     out = []
     for i, (start, end) in enumerate(spans[:within]):
         if prefixes:

@@ -143,7 +143,8 @@ def learn(examples: Iterable[tuple[str, dict[str, Any]]], *, memory: bool = True
                     if not is_absent(f.get(name)) and not isinstance(f.get(name), (dict, list, bool))]
         if len(labelled) >= min_support:
             learned[name] = learn_field([v for _, v in labelled], [t for t, _ in labelled], memory=memory)
-    return Conventions(learned, len(pairs), disjoint=learn_disjoint(pairs, [n for n, c in learned.items() if c.kind == "text"]))
+    texts = [n for n, c in learned.items() if c.kind == "text"]
+    return Conventions(learned, len(pairs), disjoint=learn_disjoint(pairs, texts))
 
 
 def learn_disjoint(pairs: list[tuple[str, dict[str, Any]]], names: list[str]) -> dict[str, list[str]]:

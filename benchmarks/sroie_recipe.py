@@ -106,7 +106,7 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, batch_size
     return out, pool, target
 
 
-def rank_typed(pool, target, rows: list[dict], results: list[dict], conventions, mode: str, text: bool = True
+def rank_candidates(pool, target, rows: list[dict], results: list[dict], conventions, mode: str, text: bool = True
                ) -> list[dict[str, Any]]:
     """Per receipt: {field: {"free", "best", "choice", "share"}} for each amount/date field (and, with `text`,
     each text field whose labels the conventions found line-aligned), and the fields with the choice
@@ -259,7 +259,7 @@ def main() -> None:
     decisions = None
     if args.rank:
         t1 = time.perf_counter()
-        decisions = rank_typed(pool, target, eval_rows, results, conventions, args.rank_mode, args.rank_text)
+        decisions = rank_candidates(pool, target, eval_rows, results, conventions, args.rank_mode, args.rank_text)
         typed = {n for n, c in conventions.fields.items() if c.kind in ("amount", "date")}
         stages["ranked"] = [{**e, **{f: d["decision"][f]["choice"] for f in typed if f in d["decision"]}}
                             for e, d in zip(stages["engine"], decisions)]

@@ -9,7 +9,8 @@ the constrained engine, post-process, score; prints `micro-F1: <number>`.
 Data: ../shared/data/sroie_train.jsonl (ICDAR 2019 SROIE receipts, Z. Huang et al., CC BY 4.0), split by
 benchmarks/sroie_split.json (benchmarks/sroie_split.py): 500 train, 126 dev receipts that nothing but
 this report reads. `--eval-on tune` scores the 60-receipt tune slice instead and then trains, and learns
-conventions, on the other 440 only, so development never touches dev.
+conventions, on the other 440 only; `--eval-on foldK` (K = 0..4) scores the K-th of five 100-receipt
+folds of the train part, trained on the other 400: development never touches dev.
 
 Steps:
 1. train (unless `--adapter`): tunebridge's trainer on the train part (LoRA; defaults below);
@@ -23,10 +24,12 @@ Steps:
    lines in the window learned from the labels as candidates, the free value competing with them;
 4. conventions (`--conventions`, default on): label conventions learned from the training labels
    (`backend/scoring/conventions.py`, saved as conventions.json) applied to every value;
+   recall (`--recall`, default on): a text field is taken from the training receipt whose head is most
+   like this one's, where this receipt holds that label (`backend/scoring/exemplars.py`);
 5. score: `backend/scoring/metrics` (per-field P/R/F1, exact match, JSON/schema validity, error
    categories) and `benchmarks/sroie_analysis.py`'s error kinds; the precision of the documents that a
    confidence threshold auto-approves when it lets at least 80% of them through.
-Results: benchmarks/results/sroie_recipe.json (`--eval-on tune`: sroie_recipe_tune.json; or `--out`).
+Results: benchmarks/results/sroie_recipe.json (`--eval-on tune|foldK`: sroie_recipe_<slice>.json; or `--out`).
 """
 
 from __future__ import annotations
@@ -51,11 +54,13 @@ AUTO_APPROVE = 0.8  # share of documents a confidence threshold must let through
 
 def split_rows(eval_on: str) -> tuple[list[dict], list[dict]]:
     """(rows to train and learn conventions on, rows to score)."""
-    from sroie_split import load_split, tune_rows
+    from sroie_split import fold_rows, load_split, tune_rows
 
     train, dev = load_split()
     if eval_on == "dev":
         return train, dev
+    if eval_on.startswith("fold"):
+        return fold_rows(int(eval_on[4:]))
     tune = tune_rows()
     held = {r["id"] for r in tune}
     return [r for r in train if r["id"] not in held], tune
@@ -79,6 +84,15 @@ def train_run(rows: list[dict], args: argparse.Namespace) -> tuple[str, dict[str
     return str(result.run_dir), result.summary
 
 
+def load_target(run_dir: str) -> tuple[Any, Any]:
+    """(a model pool, the run's adapter as a serving target)."""
+    from backend.inference.pool import ModelPool
+    from backend.services.evaluations import build_candidates
+
+    target = build_candidates(adapters=[run_dir], include_base=False, model=None, default_base="smollm2-135m")[0].target
+    return ModelPool(), target
+
+
 def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, batch_size: int = 8
             ) -> tuple[list[dict[str, Any]], Any, Any]:
     """The engine's result per receipt (fields, confidence, raw answer), in order."""
@@ -86,19 +100,17 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, batch_size
 
     from backend.inference.constrained import flat_schema
     from backend.inference.extraction import Document, extract_many
-    from backend.inference.pool import ModelPool
     from backend.prompts import ExtractionSchema
-    from backend.services.evaluations import build_candidates
 
     options = {}
     if span_copy:
         if "span_copy" not in inspect.signature(extract_many).parameters:
             raise SystemExit("--span-copy: this engine's extract_many has no span_copy option yet")
         options["span_copy"] = True if span_copy == "all" else [f.strip() for f in span_copy.split(",") if f.strip()]
-    target = build_candidates(adapters=[run_dir], include_base=False, model=None, default_base="smollm2-135m")[0].target
+    pool, target = load_target(run_dir)
     schema = ExtractionSchema.from_names(NAMES)
     docs = [Document(r["text"], schema, flat_schema(NAMES)) for r in rows]
-    pool, out = ModelPool(), []
+    out = []
     with tqdm(total=len(docs), unit="receipt", desc="predicting") as bar:
         for start in range(0, len(docs), batch_size):
             out += extract_many(pool, target, docs[start:start + batch_size], batch_size=batch_size, **options)
@@ -167,6 +179,21 @@ def rank_candidates(pool, target, rows: list[dict], results: list[dict], convent
     return decisions
 
 
+def reuse_engine(path: Path, rows: list[dict], run_dir: str) -> list[dict[str, Any]]:
+    """The engine's results for `rows` from an earlier results file of the same run (development: try
+    ranking and conventions without decoding again)."""
+    old = json.loads(path.read_text())
+    if Path(old["run_dir"]).resolve() != Path(run_dir).resolve():
+        raise SystemExit(f"--engine-from {path}: its run is {old['run_dir']}, not {run_dir}")
+    by_id = {p["id"]: p for p in old["predictions"]}
+    missing = [r["id"] for r in rows if r["id"] not in by_id]
+    if missing:
+        raise SystemExit(f"--engine-from {path}: no prediction for {len(missing)} receipts (first {missing[0]})")
+    return [{"fields": by_id[r["id"]]["engine"], "confidence": by_id[r["id"]]["confidence"],
+             "raw": by_id[r["id"]].get("raw") or json.dumps(by_id[r["id"]]["engine"], ensure_ascii=False)}
+            for r in rows]
+
+
 def _logsumexp(xs: list[float]) -> float:
     top = max(xs)
     return top + math.log(sum(math.exp(x - top) for x in xs))
@@ -194,9 +221,13 @@ def auto_approval(confidences: list[float], exact: list[bool], field_counts: lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--eval-on", choices=["dev", "tune"], default="dev",
-                        help="dev: the held-back receipts (the reported figure); tune: the 60-receipt development slice")
+    parser.add_argument("--eval-on", choices=["dev", "tune"] + [f"fold{k}" for k in range(5)], default="dev",
+                        help="dev: the held-back receipts (the reported figure); tune: the 60-receipt development "
+                             "slice; foldK: the K-th fifth of the train part (100 receipts), trained on the rest")
     parser.add_argument("--adapter", help="skip training: score this run folder")
+    parser.add_argument("--engine-from", type=Path, metavar="RESULTS",
+                        help="with --adapter: take the engine's answers from this earlier results file of the run "
+                             "(skips decoding; validity then reads its saved answers)")
     parser.add_argument("--limit", type=int, help="score only the first N receipts (in id order)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "sroie-recipe"), help="folder for new runs")
     parser.add_argument("--run-name")
@@ -223,11 +254,16 @@ def main() -> None:
                         help="apply the label conventions learned from the training labels")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                         help="conventions: snap text values to known training labels the document contains")
+    parser.add_argument("--recall", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --memory: company/address taken from the training receipt whose head is most "
+                             "like this one's, where this receipt holds that label (backend/scoring/exemplars.py)")
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/sroie_recipe.json, "
                         "or sroie_recipe_tune.json with --eval-on tune)")
     args = parser.parse_args()
+    if args.engine_from and not args.adapter:
+        parser.error("--engine-from needs --adapter (the run whose answers it holds)")
     args.out = args.out or ROOT / "benchmarks" / "results" / (
-        "sroie_recipe.json" if args.eval_on == "dev" else "sroie_recipe_tune.json")
+        "sroie_recipe.json" if args.eval_on == "dev" else f"sroie_recipe_{args.eval_on}.json")
 
     from sroie_analysis import errors
 
@@ -253,7 +289,11 @@ def main() -> None:
         conventions_file.write_text(json.dumps(conventions.to_json(), indent=1, ensure_ascii=False) + "\n")
 
     t0 = time.perf_counter()
-    results, pool, target = predict(run_dir, eval_rows, span_copy=args.span_copy)
+    if args.engine_from:
+        results = reuse_engine(args.engine_from, eval_rows, run_dir)
+        pool, target = load_target(run_dir)
+    else:
+        results, pool, target = predict(run_dir, eval_rows, span_copy=args.span_copy)
     predict_s = time.perf_counter() - t0
     stages = {"engine": [dict(r["fields"]) for r in results]}
     decisions = None
@@ -268,7 +308,10 @@ def main() -> None:
         predict_s += time.perf_counter() - t1
     last = list(stages.values())[-1]
     if args.conventions:
-        stages["conventions"] = [conventions.apply(f, r["text"], memory=args.memory) for f, r in zip(last, eval_rows)]
+        stages["conventions"] = [conventions.apply(f, r["text"], memory=args.memory, recall=False)
+                                 for f, r in zip(last, eval_rows)]
+        if args.memory and args.recall:
+            stages["recall"] = [conventions.apply(f, r["text"]) for f, r in zip(last, eval_rows)]
     final = list(stages.values())[-1]
 
     def scored(fields_list):
@@ -332,7 +375,7 @@ def main() -> None:
                        "exact_match": r["exact_match"]} for s, r in by_stage.items()},
         "auto_approval": approval, "error_kinds": kinds_of_errors["counts"], "predict_s": round(predict_s, 1),
         "credit": "Receipts: ICDAR 2019 SROIE (Z. Huang et al.), CC BY 4.0.",
-        "predictions": [{"id": r["id"], "fields": f, "engine": e, "confidence": res["confidence"],
+        "predictions": [{"id": r["id"], "fields": f, "engine": e, "raw": res["raw"], "confidence": res["confidence"],
                          "document_confidence": c, **({"ranking": decisions[i]["decision"]} if decisions else {})}
                         for i, (r, f, e, res, c) in enumerate(zip(eval_rows, final, stages["engine"], results,
                                                                   confidences))],

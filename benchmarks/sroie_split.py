@@ -16,7 +16,7 @@ How the split is made (deterministic, from the source file alone):
 3. The *train* part is everything else, the tune receipts included (500 receipts).
 
 The dev receipts are held back: no training, prompt tuning, rule writing or error analysis looks at
-them. Development reads `load_split()`'s train part (and `tune_rows()`, a subset of it); only the final
+them. Development reads `load_split()`'s train part (and `tune_rows()` or `fold_rows(k)`, subsets of it); only the final
 report (`benchmarks/sroie_recipe.py`, default `--eval-on dev`) reads the dev part.
 """
 
@@ -35,6 +35,7 @@ SOURCE = ROOT.parent / "shared" / "data" / "sroie_train.jsonl"
 SPLIT_FILE = ROOT / "benchmarks" / "sroie_split.json"
 SEED = 2019
 DEV_SIZE = 126
+FOLDS, FOLD_SEED = 5, 5  # development folds over the train part (fold_rows)
 OLD_SEED, OLD_VAL = 42, 60  # benchmarks/sroie_eval.py's defaults, which made runs/sroie/val.jsonl
 CREDIT = ("Ids of receipts from the ICDAR 2019 SROIE dataset: Z. Huang et al., \"ICDAR2019 Competition on "
           "Scanned Receipt OCR and Information Extraction\", ICDAR 2019, doi:10.1109/ICDAR.2019.00244. "
@@ -118,6 +119,21 @@ def tune_rows(source: Path = SOURCE, split_file: Path = SPLIT_FILE) -> list[dict
     """The development slice: the old adapter's 60 held-out receipts (all in the train part)."""
     recorded, by_id = _rows(source, split_file)
     return [by_id[i] for i in recorded["tune_ids"]]
+
+
+def fold_rows(fold: int, folds: int = FOLDS, source: Path = SOURCE, split_file: Path = SPLIT_FILE
+              ) -> tuple[list[dict], list[dict]]:
+    """(the train rows outside fold `fold`, the rows in it): the train part's ids, sorted, shuffled with
+    `random.Random(FOLD_SEED)` and dealt round-robin into `folds` slices. A wider development slice than
+    tune: each fold is scored by a model trained on the other folds, dev stays untouched."""
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold {fold}: must be in 0..{folds - 1}")
+    recorded, by_id = _rows(source, split_file)
+    ids = sorted(recorded["train_ids"])
+    random.Random(FOLD_SEED).shuffle(ids)
+    held = set(ids[fold::folds])
+    return ([by_id[i] for i in sorted(recorded["train_ids"]) if i not in held],
+            [by_id[i] for i in sorted(held)])
 
 
 def write_jsonl(rows: list[dict], path: Path) -> Path:

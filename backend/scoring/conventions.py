@@ -32,6 +32,10 @@ Per field:
   A prediction that overlaps a known value that the document itself contains (fuzzy, >= SNAP_DOC) is
   replaced by that value, spelt as the labels spell it: recurring vendors keep their labelled name and
   address even where the document's print differs from the label (typo, dropped punctuation).
+
+With `memory=True`, `exemplars` (backend/scoring/exemplars.py) also keeps each training document's head
+and text labels: a text field of a document whose head matches a training document's takes that
+document's label when the new document holds it (the sender's labelling, boundaries included).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
+from backend.scoring.exemplars import Exemplars
 from backend.scoring.normalize import (
     _CURRENCY,
     as_text,
@@ -90,15 +95,23 @@ class Conventions:
     examples: int = 0
     note: str = ""  # where the training labels came from (their credit, when the known values quote them)
     disjoint: dict[str, list[str]] = field(default_factory=dict)  # field: the fields its values never contain
+    exemplars: Exemplars | None = None  # training heads and text labels, for recall (memory=True)
 
     # -- applying ---------------------------------------------------------------------------------
-    def apply(self, values: dict[str, Any], document: str | None = None, *, memory: bool = True) -> dict[str, Any]:
-        """The predicted fields rewritten to the labels' conventions (fields without one unchanged)."""
+    def apply(self, values: dict[str, Any], document: str | None = None, *, memory: bool = True,
+              recall: bool = True) -> dict[str, Any]:
+        """The predicted fields rewritten to the labels' conventions (fields without one unchanged); with
+        `memory` and `recall`, text fields recalled from the most similar training document (`exemplars`)."""
         out = dict(values)
         for name, others in self.disjoint.items():
             for other in others:
                 out[name] = cut_off(out.get(name), out.get(other))
-        return {name: self.apply_value(name, value, document, memory=memory) for name, value in out.items()}
+        out = {name: self.apply_value(name, value, document, memory=memory) for name, value in out.items()}
+        if memory and recall and self.exemplars is not None and document:
+            for name in out:
+                if name in self.fields and self.fields[name].kind == "text" and not is_absent(out[name]):
+                    out[name] = self.exemplars.recall(document, name) or out[name]
+        return out
 
     def apply_value(self, name: str, value: Any, document: str | None = None, *, memory: bool = True) -> Any:
         conv = self.fields.get(name)
@@ -113,12 +126,14 @@ class Conventions:
     # -- storing ----------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         return {"examples": self.examples, **({"note": self.note} if self.note else {}),
-                "fields": {n: asdict(c) for n, c in self.fields.items()}, "disjoint": self.disjoint}
+                "fields": {n: asdict(c) for n, c in self.fields.items()}, "disjoint": self.disjoint,
+                **({"exemplars": self.exemplars.to_json()} if self.exemplars is not None else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Conventions":
         return cls({n: FieldConvention(**c) for n, c in data.get("fields", {}).items()}, int(data.get("examples", 0)),
-                   str(data.get("note", "")), {n: list(o) for n, o in data.get("disjoint", {}).items()})
+                   str(data.get("note", "")), {n: list(o) for n, o in data.get("disjoint", {}).items()},
+                   Exemplars.from_json(data["exemplars"]) if data.get("exemplars") else None)
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / FILE
@@ -144,7 +159,8 @@ def learn(examples: Iterable[tuple[str, dict[str, Any]]], *, memory: bool = True
         if len(labelled) >= min_support:
             learned[name] = learn_field([v for _, v in labelled], [t for t, _ in labelled], memory=memory)
     texts = [n for n, c in learned.items() if c.kind == "text"]
-    return Conventions(learned, len(pairs), disjoint=learn_disjoint(pairs, texts))
+    return Conventions(learned, len(pairs), disjoint=learn_disjoint(pairs, texts),
+                       exemplars=Exemplars.learn(pairs, texts) if memory and texts else None)
 
 
 def learn_disjoint(pairs: list[tuple[str, dict[str, Any]]], names: list[str]) -> dict[str, list[str]]:

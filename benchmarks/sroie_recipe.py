@@ -102,7 +102,7 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, batch_size
     from backend.inference.extraction import Document, extract_many
     from backend.prompts import ExtractionSchema
 
-    options = {}
+    options: dict[str, Any] = {"conventions": False}  # the recipe applies (and scores) them as a stage of its own
     if span_copy:
         if "span_copy" not in inspect.signature(extract_many).parameters:
             raise SystemExit("--span-copy: this engine's extract_many has no span_copy option yet")

@@ -255,6 +255,30 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
         assert out["confidence"][name] == pytest.approx(platt(out["confidence_raw"][name]))
 
 
+def test_the_adapter_ships_its_label_conventions_and_extraction_applies_them(tiny_config, write_jsonl):
+    from backend.inference.extraction import Document, extract_many
+    from backend.models.adapters import find_adapter
+    from backend.scoring.conventions import Conventions
+    from backend.training.trainer import train
+
+    docs = [{"text": DOCS[i % 2] + f"\nref {i}", "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2],
+                                                            "total": ["1,250.00", "9.00"][i % 2]}} for i in range(12)]
+    run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=2), progress_bar=False)
+    ref = find_adapter(run.run_dir)
+    conventions = Conventions.load(ref.path)
+    assert run.summary["conventions"] == str(ref.path / "conventions.json")
+    assert conventions.fields["total"].kind == "amount" and conventions.fields["total"].decimals == 2
+    assert conventions.fields["company"].kind == "text" and len(conventions.exemplars.heads) == 12
+    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    names = ["company", "total"]
+    doc = Document(DOCS[1] + "\nref 99", ExtractionSchema.from_names(names), flat_schema(names))
+    pool = ModelPool(device="cpu")
+    out = extract_many(pool, target, [doc])[0]
+    assert out["fields"] == conventions.apply(out["model_fields"], doc.text)
+    plain = extract_many(pool, target, [doc], conventions=False)[0]
+    assert "model_fields" not in plain and plain["fields"] == out["model_fields"]
+
+
 @pytest.mark.parametrize("draft", [3, 8])
 def test_copy_drafting_changes_no_answer(tiny_fp32, draft):
     """Guesses copied from the prompt are verified against the greedy choice: with or without them the

@@ -58,6 +58,7 @@ def test_run_folder_holds_every_output(tiny_config):
     assert summary["val_loss"] is not None and summary["data"]["val_examples"] == 1
     assert json.loads((run / "config.json").read_text())["max_steps"] == 2
     assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert summary["conventions"] is None and not (run / "adapter" / "conventions.json").exists()  # chat data
 
 
 def test_resume_after_interruption_replays_the_same_steps(tiny_config):

@@ -23,6 +23,8 @@ from backend.inference.spans import SpanCopy, span_grammar
 from backend.prompts import ExtractionSchema, extraction_messages, parse_answer
 from backend.scoring.calibration import FILE as CALIBRATION_FILE
 from backend.scoring.calibration import Platt
+from backend.scoring.conventions import FILE as CONVENTIONS_FILE
+from backend.scoring.conventions import Conventions
 
 MIN_PREFIX = 8  # shorter shared prefixes are not worth a cache entry
 # Copied guesses per pass (decoding.constrained_batch). Measured with benchmarks/extract_latency.py on 50
@@ -50,11 +52,13 @@ def extract(pool: ModelPool, target: Target, *, text: str, schema: ExtractionSch
 def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit: int = 4096,
                  review_confidence: float = 0.7, batch_size: int = 8, prefix_cache: bool = True,
                  jump_forward: bool = True, draft: int | None = None,
-                 span_copy: SpanCopy = False) -> list[dict[str, Any]]:
+                 span_copy: SpanCopy = False, conventions: bool = True) -> list[dict[str, Any]]:
     """One result per document, in order. Raises ValueError naming the document whose prompt and answer
     would not fit the model's context. `span_copy` (for documents that do not set their own): the
     string fields whose values may only be substrings of the document's text (`spans.py`): False,
-    True (every plain string field) or their names."""
+    True (every plain string field) or their names. `conventions`: rewrite the answers the way the
+    adapter's training labels are written (its conventions.json, learned by the trainer), the model's
+    own answer kept as `model_fields`."""
     results: list[dict[str, Any] | None] = [None] * len(docs)
     with pool.using(target) as (model, tokenizer, context):
         device = next(model.parameters()).device
@@ -85,7 +89,7 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
                                         draft=(DRAFT_ALONE if len(chunk) == 1 else DRAFT_BATCHED) if draft is None
                                         else draft)
             for i, result in zip(chunk, decoded):
-                results[i] = _record(target, docs[i], result, review_confidence)
+                results[i] = _record(target, docs[i], result, review_confidence, conventions)
     return [r for r in results if r is not None]
 
 
@@ -106,16 +110,20 @@ def constrained_chat(pool: ModelPool, target: Target, messages: list[dict[str, s
             "completion_tokens": len(result.tokens)}
 
 
-def _record(target: Target, doc: Document, result, review_confidence: float) -> dict[str, Any]:
+def _record(target: Target, doc: Document, result, review_confidence: float, conventions: bool = True
+            ) -> dict[str, Any]:
     parsed = parse_answer(result.text, doc.schema)
     raw_confidence = field_confidence(result, doc.schema.names)
     platt = _calibrator(target.adapter_path)
     confidence = {k: (platt(v) if platt and v is not None else v) for k, v in raw_confidence.items()}
-    grounding = ground(parsed.fields, doc.text)
-    review = [n for n in doc.schema.names if parsed.fields.get(n) not in (None, [], {}) and (
+    rules = _conventions(target.adapter_path) if conventions else None
+    fields = rules.apply(parsed.fields, doc.text) if rules is not None else parsed.fields
+    grounding = ground(fields, doc.text)
+    review = [n for n in doc.schema.names if fields.get(n) not in (None, [], {}) and (
         (confidence.get(n) or 0) < review_confidence or any(
-            grounding.get(path) is None for path, value in leaves({n: parsed.fields[n]}) if value is not None))]
-    return {"model": target.label, "fields": parsed.fields, "confidence": confidence,
+            grounding.get(path) is None for path, value in leaves({n: fields[n]}) if value is not None))]
+    return {"model": target.label, "fields": fields, "confidence": confidence,
+            **({"model_fields": parsed.fields} if rules is not None else {}),
             "confidence_raw": raw_confidence, "calibrated": platt is not None, "grounding": grounding,
             "review": review, "valid_json": parsed.valid_json, "missing": parsed.missing, "extra": parsed.extra,
             "raw": result.text, "finish_reason": result.finish_reason, "constrained": True,
@@ -136,6 +144,19 @@ def _calibrator(adapter_path: str | None) -> Platt | None:
 @lru_cache(maxsize=64)
 def _load_calibrator(adapter_path: str, _mtime: int) -> Platt | None:
     return Platt.load(adapter_path)
+
+
+def _conventions(adapter_path: str | None) -> Conventions | None:
+    """The adapter's label conventions (conventions.json, written by the trainer), re-read when the file changes."""
+    if not adapter_path:
+        return None
+    path = Path(adapter_path) / CONVENTIONS_FILE
+    return _load_conventions(adapter_path, path.stat().st_mtime_ns if path.is_file() else 0)
+
+
+@lru_cache(maxsize=64)
+def _load_conventions(adapter_path: str, _mtime: int) -> Conventions | None:
+    return Conventions.load(adapter_path)
 
 
 def _encode(tokenizer, messages: list[dict[str, str]]) -> list[int]:

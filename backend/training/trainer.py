@@ -86,8 +86,8 @@ def _schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def prepare_data(config: TrainConfig, tokenizer) -> tuple[EncodedSet, EncodedSet, dict[str, Any], list]:
-    """Encoded training and validation sets, a data report, and the validation examples as parsed."""
+def prepare_data(config: TrainConfig, tokenizer) -> tuple[EncodedSet, EncodedSet, dict[str, Any], list, list]:
+    """Encoded training and validation sets, a data report, and the validation and training examples as parsed."""
     schema = None
     if config.schema:
         schema = ExtractionSchema.from_json_schema(json.loads(Path(config.schema).read_text()))
@@ -105,7 +105,7 @@ def prepare_data(config: TrainConfig, tokenizer) -> tuple[EncodedSet, EncodedSet
     }
     if not train_set.items:
         raise ValueError(f"no training example fits max_length={config.max_length}: " + "; ".join(report["too_long"][:5]))
-    return train_set, val_set, report, val_ex
+    return train_set, val_set, report, val_ex, train_ex
 
 
 def _new_run_dir(config: TrainConfig) -> Path:
@@ -157,7 +157,7 @@ def train(
         tune_cpu_allocator()
     par.setup(runtime.device, batch_size=config.batch_size, grad_accum=config.grad_accum)
     model_path, tokenizer, model = build_lora_model(config, runtime, fsdp=par.fsdp)
-    train_set, val_set, data_report, val_examples = prepare_data(config, tokenizer)
+    train_set, val_set, data_report, val_examples, train_examples = prepare_data(config, tokenizer)
     # generation-based metrics run on rank 0; not under FSDP, where no rank holds the whole model
     extraction, check = bool(config.eval_examples and data_report["schema"]) and not par.fsdp, None
     if par.fsdp and config.eval_metric == "micro_f1":
@@ -306,6 +306,7 @@ def train(
     if par.main:
         if status == "succeeded":
             _save_outputs(run_dir, model=model, tokenizer=tokenizer, config=config, summary=summary, weights=weights)
+            summary["conventions"] = save_conventions(run_dir / "adapter", train_examples)
             if best is not None:
                 summary["best"] = best
                 if best["step"] != step:  # ship the best evaluation's adapter, not the last step's
@@ -384,6 +385,19 @@ def _save_outputs(run_dir: Path, *, model, tokenizer, config: TrainConfig, summa
     (adapter / "tunebridge.json").write_text(json.dumps({"base_model": config.model, "runtime": summary["runtime"]}, indent=2))
     tokenizer.save_pretrained(run_dir / "tokenizer")
     summary["adapter_dir"] = str(adapter)
+
+
+def save_conventions(adapter: Path, examples: list) -> str | None:
+    """The label conventions and label memory learned from the extraction records trained on
+    (backend/scoring/conventions.py), saved with the adapter: extraction then writes values the labels'
+    way. The file's path, or None when there were no extraction records to learn from."""
+    from backend.scoring.conventions import learn
+
+    records = [e.record for e in examples if e.record is not None]
+    if not records:
+        return None
+    conventions = learn([(r["text"], r["fields"]) for r in records])
+    return str(conventions.save(adapter)) if conventions.fields else None
 
 
 def _truncate_metrics(path: Path, *, after_step: int) -> None:

@@ -7,9 +7,10 @@ where senders print who and where they are) and its text-field labels. For a new
 finds the training head most like its own (rapidfuzz token-set ratio >= SIMILAR) and takes that
 document's label for the field if the new document itself holds it (partial ratio of the normalised
 texts >= FITS), so a neighbour from another branch of a chain, whose address is not on this receipt, is
-not taken. Otherwise nothing is recalled and the model's value stands. (Letting the five nearest vote,
-or taking the first of them whose label fits, did worse on the tune slice: the nearest sender's
-labelling is the one to copy.)
+not taken. Otherwise nothing is recalled and the model's value stands. Measured on the tune slice and
+development fold 0 (160 receipts, Gemma 3 recipe): companies 149 -> 152 right, addresses 138 -> 142,
+the same for SIMILAR 60-80 and 4-8 head lines (90: 151 and 141); letting the five nearest vote, or
+taking the first of them whose label fits, did worse (the nearest sender's labelling is the one to copy).
 
 Nothing here names a dataset; the thresholds are chosen on development folds of the training part
 (benchmarks/sroie_recipe.py --eval-on foldK), never on held-back data.
@@ -23,7 +24,7 @@ from typing import Any, Iterable
 from backend.scoring.normalize import is_absent, norm_text
 
 HEAD_LINES = 6  # the lines of a document that say who sent it
-SIMILAR = 90.0  # token-set ratio between two heads for the documents to count as the same sender's
+SIMILAR = 80.0  # token-set ratio between two heads for the documents to count as the same sender's
 FITS = 100.0  # partial ratio: how wholly the new document must contain a recalled label
 
 

@@ -3,6 +3,8 @@ field value is wrong.
 
     .venv/bin/python benchmarks/sroie_analysis.py ceiling                    # on the train part
     .venv/bin/python benchmarks/sroie_analysis.py errors PREDICTIONS.json   # on the tune slice
+    .venv/bin/python benchmarks/sroie_analysis.py recall tune=benchmarks/results/sroie_compare_gemma.json \
+        fold0=benchmarks/results/sroie_recipe_fold0.json                    # recall's effect, by threshold
 
 Only the train part of benchmarks/sroie_split.json (and its tune slice) is read; the dev receipts never.
 PREDICTIONS.json: a list of {"id", "fields"}, or a benchmarks/sroie_recipe.py result (its "predictions").
@@ -125,6 +127,51 @@ def errors(rows: list[dict[str, Any]], predictions: dict[str, dict[str, Any]], n
     return {"counts": {n: dict(c) for n, c in counts.items()}, "cases": cases}
 
 
+def slice_rows(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the rows a development slice's model and conventions learned from, the slice's rows)."""
+    from sroie_split import fold_rows, load_split, tune_rows
+
+    if name == "tune":
+        held = tune_rows()
+        ids = {r["id"] for r in held}
+        return [r for r in load_split()[0] if r["id"] not in ids], held
+    if re.fullmatch(r"fold\d", name):
+        return fold_rows(int(name[4:]))
+    raise SystemExit(f"{name}: a development slice is tune or fold0..fold4 (dev is never analysed)")
+
+
+def recall_effect(results: list[tuple[str, Path]], names: list[str], similar: list[float]) -> dict[str, Any]:
+    """For recipe results on development slices: fields right before and after recall (exemplars learned
+    from each slice's training rows, applied to the saved final answers), per head-similarity threshold,
+    and each slice's micro-F1 with recall at the module's default."""
+    from backend.scoring import exemplars
+    from backend.scoring.metrics import score_document, summarize
+
+    out: dict[str, Any] = {"thresholds": {}, "micro_f1": {}}
+    for threshold in similar:
+        counts = {n: [0, 0] for n in ("company", "address")}
+        for name, path in results:
+            train, rows = slice_rows(name)
+            saved = {p["id"]: p["fields"] for p in json.loads(path.read_text())["predictions"]}
+            memory = exemplars.Exemplars.learn([(r["text"], r["fields"]) for r in train], list(counts),
+                                               similar=threshold)
+            finals = []
+            for row in rows:
+                before = dict(saved[row["id"]])
+                after = {**before, **{f: memory.recall(row["text"], f) or before[f] for f in counts
+                                      if not is_absent(before.get(f))}}
+                for f in counts:
+                    for n, value in enumerate((before[f], after[f])):
+                        counts[f][n] += same_value(value, row["fields"][f])
+                finals.append(after)
+            if threshold == exemplars.SIMILAR:
+                docs = [score_document(i, json.dumps(f, ensure_ascii=False), r["fields"], names, r["text"])
+                        for i, (f, r) in enumerate(zip(finals, rows))]
+                out["micro_f1"][name] = round(summarize(docs, names)["micro"]["f1"], 4)
+        out["thresholds"][threshold] = {f: f"{a} -> {b}" for f, (a, b) in counts.items()}
+    return out
+
+
 def main() -> None:
     from sroie_split import load_split, tune_rows
 
@@ -133,8 +180,18 @@ def main() -> None:
     sub.add_parser("ceiling")
     err = sub.add_parser("errors")
     err.add_argument("predictions", type=Path)
+    rec = sub.add_parser("recall", help="recall's effect on saved recipe results of development slices")
+    rec.add_argument("results", nargs="+", metavar="SLICE=RESULTS.json",
+                     help="e.g. fold0=benchmarks/results/sroie_recipe_fold0.json (tune or fold0..fold4)")
+    rec.add_argument("--similar", type=float, nargs="+", default=[60.0, 70.0, 80.0, 90.0])
     args = parser.parse_args()
     names = ["company", "date", "address", "total"]
+    if args.command == "recall":
+        pairs = [(r.split("=", 1)[0], Path(r.split("=", 1)[1])) for r in args.results if "=" in r]
+        if len(pairs) != len(args.results):
+            parser.error("results: give each as SLICE=RESULTS.json")
+        print(json.dumps(recall_effect(pairs, names, args.similar), indent=1))
+        return
     if args.command == "ceiling":
         train, _ = load_split()
         print(json.dumps(ceiling(train, names), indent=1))

@@ -57,6 +57,21 @@ def test_check_and_load_catch_a_changed_split_or_source(source, tmp_path):
         sroie_split.load_split(source, split_file)
 
 
+def test_development_folds_partition_the_train_part_and_never_touch_dev(source, tmp_path):
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps(sroie_split.make_split(source, seed=7, dev_size=40)))
+    train, dev = sroie_split.load_split(source, split_file)
+    held = []
+    for k in range(sroie_split.FOLDS):
+        rest, fold = sroie_split.fold_rows(k, source=source, split_file=split_file)
+        assert len(fold) == 32 and len(rest) == 128 and not {r["id"] for r in rest} & {r["id"] for r in fold}
+        assert fold == sroie_split.fold_rows(k, source=source, split_file=split_file)[1]  # deterministic
+        held += [r["id"] for r in fold]
+    assert sorted(held) == sorted(r["id"] for r in train) and not set(held) & {r["id"] for r in dev}
+    with pytest.raises(ValueError, match="fold 5"):
+        sroie_split.fold_rows(5, source=source, split_file=split_file)
+
+
 @pytest.mark.skipif(not sroie_split.SOURCE.is_file(), reason="../shared/data/sroie_train.jsonl not present")
 def test_the_recorded_split_matches_the_shared_data():
     assert sroie_split.check() == []

@@ -18,8 +18,7 @@ def test_head_is_the_first_non_empty_lines():
 
 
 def test_a_recurring_sender_gets_its_labels_back():
-    memory = Exemplars.learn([(receipt(SHOP, "PEN 2.00\nTOTAL 2.00\n"), SHOP_LABELS),
-                              (receipt(CAFE, "TEH 1.50\nTOTAL 1.50\n"), CAFE_LABELS)], ["company", "address"])
+    memory = Exemplars([head(SHOP), head(CAFE)], [SHOP_LABELS, CAFE_LABELS], ["company", "address"])
     new = receipt(SHOP, "BOOK 12.00\nTOTAL 12.00\n")
     assert memory.recall(new, "address") == SHOP_LABELS["address"]  # joined lines: the label, not the print
     assert memory.recall(new, "company") == SHOP_LABELS["company"]
@@ -27,7 +26,7 @@ def test_a_recurring_sender_gets_its_labels_back():
 
 
 def test_nothing_is_recalled_for_a_new_sender_or_a_label_the_document_lacks():
-    memory = Exemplars.learn([(SHOP, SHOP_LABELS)], ["company", "address"])
+    memory = Exemplars([head(SHOP)], [SHOP_LABELS], ["company", "address"])
     assert memory.recall("TOKO LAIN\nJALAN LAIN 1\n99999 IPOH\n", "company") is None  # no similar head
     other_branch = SHOP.replace("NO 5, JALAN MAWAR 3,", "NO 88, JALAN RAYA 1,")
     assert memory.recall(other_branch, "address") is None  # same chain, this receipt prints another address
@@ -36,11 +35,26 @@ def test_nothing_is_recalled_for_a_new_sender_or_a_label_the_document_lacks():
     assert Exemplars().recall(SHOP, "company") is None
 
 
+def test_only_fields_whose_labels_stay_with_the_sender_are_recalled():
+    examples = []
+    for i in range(12):
+        paid = ["CASH", "CARD"][i % 2]  # both words printed on every receipt: the label changes, the print not
+        examples.append((receipt(SHOP, f"PEN {i}.00\nPAY BY CASH OR CARD\n"), {**SHOP_LABELS, "payment": paid}))
+        examples.append((receipt(CAFE, f"TEH {i}.50\n"), CAFE_LABELS))
+    memory = Exemplars.learn(examples, ["company", "address", "payment"])
+    assert memory.fields == ["company", "address"]
+    new = receipt(SHOP, "BOOK 3.00\nPAY BY CASH OR CARD\n")
+    assert memory.recall(new, "payment") is None and memory.recall(new, "company") == SHOP_LABELS["company"]
+    few = Exemplars.learn(examples[:4], ["company"])  # 4 documents: too few recalls to judge a field
+    assert few.fields == [] and few.recall(new, "company") is None
+
+
 def test_conventions_apply_recall_and_can_leave_it_out(tmp_path):
-    examples = [(receipt(SHOP, f"ITEM {i}.00\n"), SHOP_LABELS) for i in range(3)] + \
-        [(receipt(CAFE, f"TEH {i}.50\n"), CAFE_LABELS) for i in range(3)]
+    examples = [(receipt(SHOP, f"ITEM {i}.00\n"), SHOP_LABELS) for i in range(5)] + \
+        [(receipt(CAFE, f"TEH {i}.50\n"), CAFE_LABELS) for i in range(5)]
     conv = learn(examples, min_support=2)
-    assert conv.exemplars is not None and len(conv.exemplars.heads) == 6
+    assert conv.exemplars is not None and len(conv.exemplars.heads) == 10
+    assert conv.exemplars.fields == ["company", "address"]
     predicted = {"company": "KEDAI BUKU MAJU SDN BHD (123456-X)", "address": "NO 5, JALAN MAWAR 3, TAMAN MAWAR, 43000 KAJANG TEL 03-1234567"}
     new = receipt(SHOP, "PEN 9.00\n")
     assert conv.apply(predicted, new) == SHOP_LABELS

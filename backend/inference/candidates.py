@@ -112,24 +112,34 @@ def _extend(model, cache, ids: list[int], start: int, device) -> torch.Tensor:
     return torch.log_softmax(logits, dim=-1)
 
 
+LOGITS_BUDGET = 2 ** 26  # vocabulary logits held at once when scoring (256 MB in fp32): rows go in chunks
+
+
 @torch.no_grad()
-def _score_on(model, cache, start: int, first: torch.Tensor, continuations: list[list[int]], device) -> list[float]:
+def _score_on(model, cache, start: int, first: torch.Tensor, continuations: list[list[int]], device,
+              budget: int = LOGITS_BUDGET) -> list[float]:
     """Log-likelihood of each continuation on a one-row cache of `start` tokens whose next-token
-    log-probabilities are `first`: the continuations run in one batch (right-padded, so no row attends
-    to padding; the cache is consumed)."""
+    log-probabilities are `first`: the continuations run in batches (right-padded, so no row attends
+    to padding) of as many rows as keep rows x width x vocabulary logits within `budget` (a 262k-token
+    vocabulary and twenty 60-token address candidates would otherwise hold gigabytes); the cache is consumed."""
     scores = [float(first[c[0]]) if c else 0.0 for c in continuations]
     width = max((len(c) for c in continuations), default=0)
-    if width > 1:
-        rows = len(continuations)
-        if rows > 1:
-            cache.batch_repeat_interleave(rows)
-        ids = torch.tensor([c + [c[-1]] * (width - len(c)) for c in continuations], device=device)
-        positions = torch.arange(start, start + width, device=device).expand(rows, -1)
-        logits = model(input_ids=ids, position_ids=positions, cache=cache, use_cache=True).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-        for i, c in enumerate(continuations):
+    if width <= 1:
+        return scores
+    rows = max(1, budget // (width * first.shape[-1]))
+    for at in range(0, len(continuations), rows):
+        chunk = continuations[at:at + rows]
+        branch = cache if at + rows >= len(continuations) else copy.deepcopy(cache)
+        if len(chunk) > 1:
+            branch.batch_repeat_interleave(len(chunk))
+        ids = torch.tensor([c + [c[-1]] * (width - len(c)) for c in chunk], device=device)
+        positions = torch.arange(start, start + width, device=device).expand(len(chunk), -1)
+        logits = model(input_ids=ids, position_ids=positions, cache=branch, use_cache=True).logits[:, :-1]
+        for i, c in enumerate(chunk):
             if len(c) > 1:
-                scores[i] += float(logprobs[i, torch.arange(len(c) - 1), torch.tensor(c[1:], device=device)].sum())
+                row = torch.log_softmax(logits[i, :len(c) - 1].float(), dim=-1)
+                scores[at + i] += float(row[torch.arange(len(c) - 1), torch.tensor(c[1:], device=device)].sum())
+        del logits
     return scores
 
 

@@ -134,29 +134,26 @@ def _record(target: Target, doc: Document, result, review_confidence: float, con
 
 
 def _calibrator(adapter_path: str | None) -> Platt | None:
-    """The adapter's Platt calibration (`tunebridge eval --constrained --calibrate`), re-read when the file changes."""
-    if not adapter_path:
-        return None
-    path = Path(adapter_path) / CALIBRATION_FILE
-    return _load_calibrator(adapter_path, path.stat().st_mtime_ns if path.is_file() else 0)
-
-
-@lru_cache(maxsize=64)
-def _load_calibrator(adapter_path: str, _mtime: int) -> Platt | None:
-    return Platt.load(adapter_path)
+    """The adapter's Platt calibration (`tunebridge eval --constrained --calibrate`)."""
+    return _adapter_file(adapter_path, CALIBRATION_FILE, Platt)
 
 
 def _conventions(adapter_path: str | None) -> Conventions | None:
-    """The adapter's label conventions (conventions.json, written by the trainer), re-read when the file changes."""
+    """The adapter's label conventions (conventions.json, written by the trainer)."""
+    return _adapter_file(adapter_path, CONVENTIONS_FILE, Conventions)
+
+
+def _adapter_file(adapter_path: str | None, name: str, kind: Any) -> Any:
+    """`kind.load(adapter_path)` for the file `name` in the adapter's folder, re-read when the file changes."""
     if not adapter_path:
         return None
-    path = Path(adapter_path) / CONVENTIONS_FILE
-    return _load_conventions(adapter_path, path.stat().st_mtime_ns if path.is_file() else 0)
+    path = Path(adapter_path) / name
+    return _load_adapter_file(adapter_path, kind, path.stat().st_mtime_ns if path.is_file() else 0)
 
 
-@lru_cache(maxsize=64)
-def _load_conventions(adapter_path: str, _mtime: int) -> Conventions | None:
-    return Conventions.load(adapter_path)
+@lru_cache(maxsize=128)
+def _load_adapter_file(adapter_path: str, kind: Any, _mtime: int) -> Any:
+    return kind.load(adapter_path)
 
 
 def _encode(tokenizer, messages: list[dict[str, str]]) -> list[int]:

@@ -63,6 +63,10 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--webhook-secret", help="its secret (or TUNEBRIDGE_WEBHOOK_SECRET)")
     p.add_argument("--dataset", default="corrections", help="dataset the corrections go to")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--rank", choices=["typed", "text"],
+                   help="candidate ranking after decoding (an adapter trained on extraction data): typed = amounts "
+                        "and dates the document does not print are replaced by printed ones; text = also names and "
+                        "addresses printed as whole lines (slower)")
 
 
 def build_model(args: argparse.Namespace):
@@ -72,12 +76,14 @@ def build_model(args: argparse.Namespace):
 
     if args.service_url:
         return ServiceModel(args.service_url, api_key=args.api_key or os.environ.get("TUNEBRIDGE_API_KEY"),
-                            model=args.adapter or args.model)
+                            model=args.adapter or args.model, rank=args.rank)
     if args.openai_url:
+        if args.rank:
+            raise SystemExit("--rank needs tunebridge's engine (in-process or --service-url), not --openai-url")
         if not args.model:
             raise SystemExit("--openai-url needs --model (the served model's name)")
         return OpenAIModel(args.openai_url, model=args.model, api_key=args.api_key)
-    return EngineModel(adapter=args.adapter, model=args.model, device=args.device)
+    return EngineModel(adapter=args.adapter, model=args.model, device=args.device, rank=args.rank)
 
 
 def open_runtime(args: argparse.Namespace, *, model=None):

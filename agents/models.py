@@ -61,7 +61,7 @@ class EngineModel:
     """tunebridge's constrained extraction engine in this process (base model or base + adapter)."""
 
     def __init__(self, *, adapter: str | None = None, model: str | None = None, device: str = "auto",
-                 max_new_tokens: int = 160, answer_tokens: int = 768):
+                 max_new_tokens: int = 160, answer_tokens: int = 768, rank: str | None = None):
         from backend.inference.pool import ModelPool, Target
         from backend.models.adapters import find_adapter
 
@@ -75,13 +75,14 @@ class EngineModel:
         self.name = self.target.label
         self.max_new_tokens = max_new_tokens  # of an explanation
         self.answer_tokens = answer_tokens  # of an extraction: an invoice with 20 line items fits
+        self.rank = rank  # candidate ranking after decoding (backend/inference/ranking.py), or None
 
     def extract(self, text, schema, *, notes=None) -> Extraction:
         from backend.inference.extraction import extract
         from backend.prompts import ExtractionSchema
 
         out = extract(self.pool, self.target, text=with_notes(text, notes), schema=ExtractionSchema.from_json_schema(
-            json_schema(schema)), json_schema=schema, max_new_tokens=self.answer_tokens)
+            json_schema(schema)), json_schema=schema, max_new_tokens=self.answer_tokens, rank=self.rank)
         return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name,
                           {"usage": out["usage"]})
 
@@ -96,11 +97,12 @@ class EngineModel:
 class ServiceModel:
     """The tunebridge service: `/v1/extract` (constrained, with confidence) and `/v1/chat/completions`."""
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, model: str | None = None, timeout_s: float = 600):
+    def __init__(self, base_url: str, *, api_key: str | None = None, model: str | None = None, timeout_s: float = 600,
+                 rank: str | None = None):
         import httpx
 
         self.name = model or "default"
-        self.model = model
+        self.model, self.rank = model, rank
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
                                    headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
 
@@ -108,6 +110,8 @@ class ServiceModel:
         body = {"text": with_notes(text, notes), "schema": json_schema(schema)}
         if self.model:
             body["model"] = self.model
+        if self.rank:
+            body["rank"] = self.rank
         out = _checked(self.client.post("/v1/extract", json=body))
         return Extraction(out["fields"], out.get("confidence") or {}, ground(out["fields"], text), out.get("raw", ""),
                           out.get("model", self.name))

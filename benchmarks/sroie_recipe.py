@@ -18,8 +18,8 @@ Steps:
    from the document, where the engine supports it);
 3. candidates (`--rank`, default on): for each field whose labels are amounts or dates (as learned in
    step 4), the document's amount (date) spans are ranked by the model's log-likelihood as that field's
-   answer (`backend/inference/candidates.py`, each printed place of a value counting) and the best
-   replaces the free value (`--rank-mode always`; `typed`: only where the free value is not one of them);
+   answer (`backend/inference/ranking.py`, the product's `rank` option; each printed place of a value
+   counting) and the best replaces the free value (`--rank-mode always`; `typed`: only where the free value is not one of them);
    with `--rank-text` (default on), each text field whose labels sit on whole lines gets the runs of
    lines in the window learned from the labels as candidates, the free value competing with them;
 4. conventions (`--conventions`, default on): label conventions learned from the training labels
@@ -119,62 +119,25 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, batch_size
 
 
 def rank_candidates(pool, target, rows: list[dict], results: list[dict], conventions, mode: str, text: bool = True
-               ) -> list[dict[str, Any]]:
-    """Per receipt: {field: {"free", "best", "choice", "share"}} for each amount/date field (and, with `text`,
-    each text field whose labels the conventions found line-aligned), and the fields with the choice
-    applied (`mode` "typed": an amount/date's best candidate only where the free value is not one; a text
-    field's free value always competes with its line candidates)."""
+                    ) -> list[dict[str, Any]]:
+    """Per receipt: {field: {"free", "best", "choice", "share", "candidates"}} for each field the product's
+    ranking (`backend/inference/ranking.py`) ranks in this mode, and the fields with the choices applied.
+    `mode` "typed" + `text`: the product's "text" mode; "typed" alone: its "typed"; "always": its "always"."""
     from tqdm import tqdm
 
-    from backend.inference.candidates import (
-        amount_candidates,
-        date_candidates,
-        line_candidates,
-        meaning,
-        rank_fields,
-    )
     from backend.inference.extraction import _encode
+    from backend.inference.ranking import rank_document
     from backend.prompts import ExtractionSchema, extraction_messages
 
-    def lines(conv):
-        return lambda doc: line_candidates(doc, conv.lines["within"], conv.lines["max_lines"], conv.lines["prefixes"])
-
-    generate = {}
-    for name, conv in conventions.fields.items():
-        if name in NAMES and conv.kind in ("amount", "date"):
-            generate[name] = (amount_candidates if conv.kind == "amount" else date_candidates, conv.kind)
-        elif name in NAMES and text and conv.kind == "text" and conv.lines:
-            generate[name] = (lines(conv), "text")
+    product_mode = "always" if mode == "always" else ("text" if text else "typed")
     decisions = []
     with pool.using(target) as (model, tokenizer, _), tqdm(total=len(rows), unit="receipt", desc="ranking") as bar:
         for row, result in zip(rows, results):
-            values = dict(result["fields"])
             prompt = _encode(tokenizer, extraction_messages(row["text"], ExtractionSchema.from_names(NAMES)))
-            asked = {}
-            for f, (make, kind) in generate.items():
-                options = [c.value for c in make(row["text"])]
-                if kind == "text" and isinstance(values.get(f), str) and values[f].strip():
-                    options.append(values[f])  # the model's own answer competes
-                if options:
-                    asked[f] = (options, kind)
-            ranked = rank_fields(model, tokenizer, prompt, NAMES, values, asked)
-            decision = {}
-            for field, (_, kind) in generate.items():
-                options = ranked.get(field) or []
-                free = values.get(field)
-                key = meaning(kind)
-                free_key = key(str(free)) if free is not None else None
-                known = free_key is not None and any(key(v) == free_key for v, _ in options)
-                choice = free
-                if options and (mode == "always" or kind == "text" or not known):
-                    choice = options[0][0]
-                total = _logsumexp([s for _, s in options]) if options else 0.0
-                share = next((math.exp(s - total) for v, s in options if key(v) == key(str(choice))), None) \
-                    if options and choice is not None else None
-                decision[field] = {"free": free, "best": options[0][0] if options else None, "choice": choice,
-                                   "share": share, "candidates": len(options)}
-                values[field] = choice
-            decisions.append({"fields": values, "decision": decision})
+            decision = rank_document(model, tokenizer, prompt, NAMES, dict(result["fields"]), row["text"],
+                                     conventions, product_mode)
+            decisions.append({"fields": {**result["fields"], **{f: d["choice"] for f, d in decision.items()}},
+                              "decision": decision})
             bar.update(1)
     return decisions
 
@@ -192,11 +155,6 @@ def reuse_engine(path: Path, rows: list[dict], run_dir: str) -> list[dict[str, A
     return [{"fields": by_id[r["id"]]["engine"], "confidence": by_id[r["id"]]["confidence"],
              "raw": by_id[r["id"]].get("raw") or json.dumps(by_id[r["id"]]["engine"], ensure_ascii=False)}
             for r in rows]
-
-
-def _logsumexp(xs: list[float]) -> float:
-    top = max(xs)
-    return top + math.log(sum(math.exp(x - top) for x in xs))
 
 
 def auto_approval(confidences: list[float], exact: list[bool], field_counts: list[tuple[int, int]],
@@ -260,6 +218,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/sroie_recipe.json, "
                         "or sroie_recipe_tune.json with --eval-on tune)")
     args = parser.parse_args()
+    if args.rank_mode == "always" and not args.rank_text:
+        parser.error("--rank-mode always ranks text fields too; drop --no-rank-text")
     if args.engine_from and not args.adapter:
         parser.error("--engine-from needs --adapter (the run whose answers it holds)")
     args.out = args.out or ROOT / "benchmarks" / "results" / (

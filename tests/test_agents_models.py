@@ -8,8 +8,9 @@ import json
 
 import jsonschema
 import openai
+import pytest
 
-from agents.models import OpenAIModel, ServiceModel
+from agents.models import ModelError, OpenAIModel, ServiceModel
 from agents.schemas import Invoice, Receipt
 
 TEXT = "HARBOUR HARDWARE LTD\nRingsend Road, Dublin 4\nDATE: 26/11/2026\nTOTAL 47.83\nTHANK YOU"
@@ -21,6 +22,24 @@ def test_service_model_extracts_with_confidence_and_grounding(service, tiny_mode
     Receipt.model_validate(out.fields)  # constrained by the service: always the schema's shape
     assert set(out.confidence) == set(Receipt.model_fields) and set(out.grounding) == set(Receipt.model_fields)
     assert isinstance(model.explain("receipt", "review", ["total above 5000"]), str)
+
+
+def test_service_model_asks_for_candidate_ranking(service, tiny_model):
+    model = ServiceModel(service["url"], api_key=service["key"], model=tiny_model, rank="typed")
+    with pytest.raises(ModelError, match="422.*has no label conventions"):  # a base model learned none
+        model.extract(TEXT, Receipt)
+
+
+def test_rank_needs_tunebridges_engine():
+    import argparse
+
+    from agents.cli import add_commands, build_model
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    args = parser.parse_args(["extract", "x.txt", "--openai-url", "http://h/v1", "--model", "m", "--rank", "typed"])
+    with pytest.raises(SystemExit, match="--rank needs tunebridge's engine"):
+        build_model(args)
 
 
 def test_openai_compatible_model_gets_schema_valid_answers(service, tiny_model):

@@ -232,6 +232,9 @@ def test_bad_chat_requests_say_what_is_wrong(service, memo, body, code, message)
     ({"text": "x", "adapter": "memo", "schema": {"type": "object"}}, "non-empty 'properties'"),
     ({"text": "", "adapter": "memo"}, "invalid request"),
     ({"text": "x", "adapter": "memo", "schema": []}, "non-empty strings"),
+    ({"text": "x", "adapter": "memo", "rank": "typed"}, "has no label conventions"),  # one record: nothing learned
+    ({"text": "x", "adapter": "memo", "rank": "best"}, "rank"),
+    ({"text": "x", "adapter": "memo", "rank": "typed", "constrained": False}, "needs constrained decoding"),
 ])
 def test_bad_extract_requests_say_what_is_wrong(service, memo, tiny_model, body, message):
     body = {k: (tiny_model if v == "__tiny__" else v) for k, v in body.items()}

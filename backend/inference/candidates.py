@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import torch
 
-from backend.inference.extraction import common_prefix
+from backend.inference.decoding import common_prefix
 from backend.scoring.normalize import parse_amount, parse_date
 
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})"

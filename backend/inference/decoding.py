@@ -264,3 +264,13 @@ def _decode_with_spans(tokenizer, tokens: list[int]) -> tuple[str, list[tuple[in
         spans.append((len(previous), len(current)))
         previous = current
     return previous, spans
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading items `a` and `b` share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

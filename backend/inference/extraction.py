@@ -16,9 +16,10 @@ from functools import lru_cache
 from typing import Any
 
 from backend.inference.constrained import bound_schema, compile_grammar, field_confidence, schema_of
-from backend.inference.decoding import constrained_batch
+from backend.inference.decoding import common_prefix, constrained_batch
 from backend.inference.grounding import ground, leaves
 from backend.inference.pool import ModelPool, Target, stop_ids
+from backend.inference.ranking import rank_document, rankable
 from backend.inference.spans import SpanCopy, span_grammar
 from backend.prompts import ExtractionSchema, extraction_messages, parse_answer
 from backend.scoring.calibration import FILE as CALIBRATION_FILE
@@ -40,26 +41,38 @@ class Document:
     json_schema: Any  # a JSON Schema dict or a pydantic model class
     max_new_tokens: int | None = None
     span_copy: SpanCopy | None = None  # fields decoded as spans of the text (spans.py); None: extract_many's
+    rank: str | bool | None = None  # candidate ranking mode (ranking.py); False: none; None: extract_many's
 
 
 def extract(pool: ModelPool, target: Target, *, text: str, schema: ExtractionSchema, json_schema: dict[str, Any],
             max_new_tokens: int | None = None, limit: int = 4096, review_confidence: float = 0.7,
-            span_copy: SpanCopy = False) -> dict[str, Any]:
-    return extract_many(pool, target, [Document(text, schema, json_schema, max_new_tokens, span_copy)], limit=limit,
-                        review_confidence=review_confidence)[0]
+            span_copy: SpanCopy = False, rank: str | None = None) -> dict[str, Any]:
+    return extract_many(pool, target, [Document(text, schema, json_schema, max_new_tokens, span_copy, rank or False)],
+                        limit=limit, review_confidence=review_confidence)[0]
 
 
 def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit: int = 4096,
                  review_confidence: float = 0.7, batch_size: int = 8, prefix_cache: bool = True,
                  jump_forward: bool = True, draft: int | None = None,
-                 span_copy: SpanCopy = False, conventions: bool = True) -> list[dict[str, Any]]:
+                 span_copy: SpanCopy = False, conventions: bool = True, rank: str | None = None
+                 ) -> list[dict[str, Any]]:
     """One result per document, in order. Raises ValueError naming the document whose prompt and answer
     would not fit the model's context. `span_copy` (for documents that do not set their own): the
     string fields whose values may only be substrings of the document's text (`spans.py`): False,
     True (every plain string field) or their names. `conventions`: rewrite the answers the way the
     adapter's training labels are written (its conventions.json, learned by the trainer), the model's
-    own answer kept as `model_fields`."""
+    own answer kept as `model_fields`. `rank` (for documents that do not set their own): after decoding,
+    let the model choose among the document's candidate spans where the adapter's conventions say what a
+    field looks like (`ranking.py`: "typed", "text"; None: no ranking); each choice is in `ranking`.
+    Ranking needs the adapter's conventions.json: ValueError without it."""
     results: list[dict[str, Any] | None] = [None] * len(docs)
+    modes = [(rank if doc.rank is None else doc.rank) or None for doc in docs]
+    rules = _conventions(target.adapter_path) if any(modes) else None
+    if any(modes) and rules is None:
+        raise ValueError(f"rank: {target.label} has no label conventions ({CONVENTIONS_FILE}, written by the trainer "
+                         "for extraction data) to tell which fields to rank; leave rank off")
+    for mode in set(filter(None, modes)):
+        rankable(rules, [], mode)  # an unknown mode is the caller's error, before any decoding
     with pool.using(target) as (model, tokenizer, context):
         device = next(model.parameters()).device
         prompts, grammars, caps = [], [], []
@@ -89,7 +102,12 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
                                         draft=(DRAFT_ALONE if len(chunk) == 1 else DRAFT_BATCHED) if draft is None
                                         else draft)
             for i, result in zip(chunk, decoded):
-                results[i] = _record(target, docs[i], result, review_confidence, conventions)
+                ranking = None
+                if modes[i]:
+                    ranking = rank_document(model, tokenizer, prompts[i], docs[i].schema.names,
+                                            parse_answer(result.text, docs[i].schema).fields, docs[i].text, rules,
+                                            modes[i], device)
+                results[i] = _record(target, docs[i], result, review_confidence, conventions, ranking)
     return [r for r in results if r is not None]
 
 
@@ -110,20 +128,26 @@ def constrained_chat(pool: ModelPool, target: Target, messages: list[dict[str, s
             "completion_tokens": len(result.tokens)}
 
 
-def _record(target: Target, doc: Document, result, review_confidence: float, conventions: bool = True
-            ) -> dict[str, Any]:
+def _record(target: Target, doc: Document, result, review_confidence: float, conventions: bool = True,
+            ranking: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     parsed = parse_answer(result.text, doc.schema)
     raw_confidence = field_confidence(result, doc.schema.names)
     platt = _calibrator(target.adapter_path)
     confidence = {k: (platt(v) if platt and v is not None else v) for k, v in raw_confidence.items()}
+    chosen = dict(parsed.fields)
+    for field, d in (ranking or {}).items():
+        if d["choice"] != d["free"]:
+            chosen[field] = d["choice"]
+            confidence[field] = d["share"]
     rules = _conventions(target.adapter_path) if conventions else None
-    fields = rules.apply(parsed.fields, doc.text) if rules is not None else parsed.fields
+    fields = rules.apply(chosen, doc.text) if rules is not None else chosen
     grounding = ground(fields, doc.text)
     review = [n for n in doc.schema.names if fields.get(n) not in (None, [], {}) and (
         (confidence.get(n) or 0) < review_confidence or any(
             grounding.get(path) is None for path, value in leaves({n: fields[n]}) if value is not None))]
     return {"model": target.label, "fields": fields, "confidence": confidence,
-            **({"model_fields": parsed.fields} if rules is not None else {}),
+            **({"model_fields": parsed.fields} if rules is not None or ranking else {}),
+            **({"ranking": ranking} if ranking is not None else {}),
             "confidence_raw": raw_confidence, "calibrated": platt is not None, "grounding": grounding,
             "review": review, "valid_json": parsed.valid_json, "missing": parsed.missing, "extra": parsed.extra,
             "raw": result.text, "finish_reason": result.finish_reason, "constrained": True,
@@ -171,16 +195,6 @@ def _shared_prefix(tokenizer, docs: list[Document], prompts: list[list[int]]) ->
         n = common_prefix(template, ids)
         shared = ids[:n] if shared is None else shared[:common_prefix(shared, ids[:n])]
     return (shared or [])[:-1]
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """How many leading items `a` and `b` share."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def grammar(json_schema: dict[str, Any]) -> str:

@@ -79,14 +79,17 @@ def extraction_schema(schema: dict | list | str | None, record: dict[str, Any] |
 
 def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSchema, json_schema: dict[str, Any],
             max_new_tokens: int | None, limit: int, constrained: bool = True,
-            review_confidence: float = 0.7) -> dict[str, Any]:
+            review_confidence: float = 0.7, rank: str | None = None) -> dict[str, Any]:
     """Fields from one document, with the same prompt template the adapter was trained with.
 
     Constrained (the default): decoding follows the JSON Schema, so the answer always parses and
     matches it; each field gets a confidence and its span in the document (or None: not found), and
-    fields below `review_confidence` or not found are listed in `review`."""
+    fields below `review_confidence` or not found are listed in `review`. `rank`: candidate ranking after
+    decoding (`inference/ranking.py`), constrained only."""
     messages = extraction_messages(text, schema)
     if not constrained:
+        if rank:
+            raise ValueError("rank: needs constrained decoding; drop rank or constrained=false")
         request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=max_new_tokens or 512)
         result = batcher.generate(target, request)
         parsed = parse_answer(result.text, schema)
@@ -94,7 +97,7 @@ def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSc
                 "missing": parsed.missing, "extra": parsed.extra, "raw": result.text,
                 "finish_reason": result.finish_reason, "constrained": False,
                 "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}}
-    return batcher.extract(target, Document(text, schema, json_schema, max_new_tokens), limit=limit,
+    return batcher.extract(target, Document(text, schema, json_schema, max_new_tokens, rank=rank or False), limit=limit,
                            review_confidence=review_confidence)
 
 

@@ -58,6 +58,16 @@ describe('Document: Extract', () => {
 		});
 	});
 
+	it('sends candidate ranking only when chosen', async () => {
+		const ranked = await run({
+			params: { ...base, adapter: 'receipts', options: { rank: 'typed' } },
+			response: {},
+		});
+		expect(ranked.requests[0].options.body).toMatchObject({ adapter: 'receipts', rank: 'typed' });
+		const off = await run({ params: { ...base, options: { rank: '' } }, response: {} });
+		expect(off.requests[0].options.body).not.toHaveProperty('rank');
+	});
+
 	it('parses a JSON Schema typed as text, and omits the schema for the adapter', async () => {
 		const schema = { type: 'object', properties: { total: { type: 'number' } } };
 		const typed = await run({

@@ -72,7 +72,7 @@ describe('node description', () => {
 				'fieldNames',
 				'jsonSchema',
 				'adapter',
-				'options{model,constrained,maxTokens}',
+				'options{model,rank,constrained,maxTokens}',
 			],
 			'document.process': [
 				'operation',

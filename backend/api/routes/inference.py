@@ -116,6 +116,11 @@ class ExtractIn(BaseModel):
                                                 "confidence and grounding. false: free generation, parsed after.")
     max_tokens: int | None = Field(None, ge=1, description="Default: enough for the longest answer the schema "
                                                            "allows (constrained), else 512.")
+    rank: Literal["typed", "text"] | None = Field(
+        None, description="Constrained, with an adapter trained on extraction data: after decoding, let the model "
+                          "choose among the document's candidate spans. typed: amounts and dates the document does "
+                          "not print are replaced by the best one it does; text: also name/address fields printed "
+                          "as whole lines (slower). Each choice is returned in `ranking`.")
 
 
 def _run(batcher, target, request: GenRequest) -> GenResult:
@@ -219,7 +224,8 @@ def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: 
         schema, json_schema = service.extraction_schema(body.schema_, record)
         return service.extract(batcher=batcher, target=target, text=body.text, schema=schema, json_schema=json_schema,
                                max_new_tokens=body.max_tokens, limit=settings.max_new_tokens,
-                               constrained=body.constrained, review_confidence=settings.review_confidence)
+                               constrained=body.constrained, review_confidence=settings.review_confidence,
+                               rank=body.rank)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 

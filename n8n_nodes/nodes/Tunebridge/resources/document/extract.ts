@@ -73,6 +73,28 @@ export const extractDescription: INodeProperties[] = [
 	optionsCollection(show, [
 		modelOption(),
 		{
+			displayName: 'Candidate Ranking',
+			name: 'rank',
+			type: 'options',
+			default: '',
+			options: [
+				{ name: 'Off', value: '' },
+				{
+					name: 'Amounts and Dates',
+					value: 'typed',
+					description:
+						'An amount or date the document does not print is replaced by the best one it does',
+				},
+				{
+					name: 'Amounts, Dates and Lines',
+					value: 'text',
+					description: 'Also names and addresses printed as whole lines (slower)',
+				},
+			],
+			description:
+				'After decoding, let the model choose among the document’s candidate spans (needs an adapter trained on extraction data)',
+		},
+		{
 			displayName: 'Constrained Decoding',
 			name: 'constrained',
 			type: 'boolean',
@@ -141,6 +163,7 @@ export const extract = perItem(async function (this: IExecuteFunctions, itemInde
 	const options = this.getNodeParameter('options', itemIndex, {}) as IDataObject;
 	if (options.model) body.model = options.model;
 	if (options.constrained !== undefined) body.constrained = options.constrained;
+	if (options.rank) body.rank = options.rank;
 	if (options.maxTokens !== undefined) body.max_tokens = options.maxTokens;
 	return (await tunebridgeRequest.call(
 		this,

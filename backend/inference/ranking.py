@@ -1,0 +1,86 @@
+"""Candidate ranking after free decoding: where the adapter's training labels say what a field's values
+look like (its conventions: amounts, dates, whole lines near the top), the document's candidate spans
+for that field are scored by the model (`candidates.rank_fields`) and may replace the decoded value.
+
+Modes (`extract_many(rank=...)`, `/v1/extract` `"rank"`):
+- "typed": amount and date fields only, and only where the decoded value is not one of the document's
+  amount (date) spans — a value the document does not print is replaced by the best one it does. Cheap:
+  most answers already are spans, and then nothing is scored.
+- "text": "typed", plus each text field whose labels sit on whole lines (a vendor name, an address):
+  its line candidates and the decoded value compete, the best-scored wins. A few seconds per document
+  with a 270M model on 2 CPU cores (benchmarks/sroie_recipe.py measures it).
+- "always" (development): as "text", but an amount/date field always takes its best-scored span.
+
+A re-ranked field's confidence is its candidate's share of the candidates' probability.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from backend.inference.candidates import amount_candidates, date_candidates, line_candidates, meaning, rank_fields
+
+MODES = ("typed", "text", "always")
+
+
+def rankable(conventions, names: list[str], mode: str) -> dict[str, str]:
+    """{field: kind} for the fields of `names` that `mode` ranks under these conventions."""
+    if mode not in MODES:
+        raise ValueError(f"rank: got {mode!r}, expected one of {list(MODES)}")
+    out = {}
+    for name in names:
+        conv = conventions.fields.get(name) if conventions is not None else None
+        if conv is None:
+            continue
+        if conv.kind in ("amount", "date"):
+            out[name] = conv.kind
+        elif conv.kind == "text" and conv.lines and mode != "typed":
+            out[name] = "text"
+    return out
+
+
+def candidates_for(conventions, field: str, kind: str, text: str) -> list[str]:
+    if kind == "amount":
+        return [c.value for c in amount_candidates(text)]
+    if kind == "date":
+        return [c.value for c in date_candidates(text)]
+    lines = conventions.fields[field].lines
+    return [c.value for c in line_candidates(text, lines["within"], lines["max_lines"], lines.get("prefixes", False))]
+
+
+def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], values: dict[str, Any], text: str,
+                  conventions, mode: str = "typed", device=None) -> dict[str, dict[str, Any]]:
+    """{field: {"free", "best", "choice", "share", "candidates"}} for each field `mode` ranks (see the module
+    docstring); `values` (the decoded answer) is what the model conditions on before each field."""
+    kinds = rankable(conventions, names, mode)
+    asked = {}
+    for field, kind in kinds.items():
+        options = candidates_for(conventions, field, kind, text)
+        free = values.get(field)
+        key = meaning(kind)
+        if kind == "text":
+            if isinstance(free, str) and free.strip():
+                options.append(free)  # the model's own answer competes
+        else:
+            free_key = key(str(free)) if free is not None else None
+            printed = free_key is not None and any(key(v) == free_key for v in options)
+            if printed and mode != "always":
+                continue  # the answer is one of the document's spans: nothing to decide
+        if options:
+            asked[field] = (options, kind)
+    ranked = rank_fields(model, tokenizer, prompt_ids, names, values, asked, device) if asked else {}
+    decision = {}
+    for field, kind in kinds.items():
+        options = ranked.get(field) or []
+        free = values.get(field)
+        choice = options[0][0] if options else free
+        share = None
+        if options and choice is not None:
+            key = meaning(kind)
+            top = max(s for _, s in options)
+            total = top + math.log(sum(math.exp(s - top) for _, s in options))
+            share = next((math.exp(s - total) for v, s in options if key(v) == key(str(choice))), None)
+        decision[field] = {"free": free, "best": options[0][0] if options else None, "choice": choice,
+                           "share": share, "candidates": len(options)}
+    return decision

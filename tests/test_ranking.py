@@ -1,0 +1,123 @@
+"""Candidate ranking after decoding (backend/inference/ranking.py): which fields each mode ranks, the
+decisions on the tiny model, and extraction with `rank` on a trained tiny adapter (its conventions.json
+says which fields are amounts, dates and whole lines)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from backend.inference.candidates import amount_candidates, line_candidates, rank_fields
+from backend.inference.ranking import rank_document, rankable
+from backend.scoring.conventions import Conventions, FieldConvention
+
+DOC = "KEDAI RUNCIT MAJU\n12 JALAN BESAR\n25/12/2018 8:13 PM\nSUBTOTAL 8.50\nTOTAL RM 9.00\nCASH 10.00"
+NAMES = ["company", "date", "total"]
+LINES = {"within": 2, "max_lines": 2, "prefixes": False}
+
+
+def _conventions(lines=LINES) -> Conventions:
+    return Conventions({"company": FieldConvention(kind="text", lines=lines), "date": FieldConvention(kind="date"),
+                        "total": FieldConvention(kind="amount"), "note": FieldConvention(kind="text")})
+
+
+def test_each_mode_ranks_its_fields():
+    conv = _conventions()
+    assert rankable(conv, NAMES + ["note"], "typed") == {"date": "date", "total": "amount"}
+    assert rankable(conv, NAMES + ["note"], "text") == {"company": "text", "date": "date", "total": "amount"}
+    assert rankable(conv, ["total"], "always") == {"total": "amount"}
+    assert rankable(_conventions(lines=None), NAMES, "text") == {"date": "date", "total": "amount"}  # no line window
+    assert rankable(None, NAMES, "typed") == {}
+    with pytest.raises(ValueError, match="rank: got 'best'"):
+        rankable(conv, NAMES, "best")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_model)
+
+
+def _prompt(tokenizer) -> list[int]:
+    return tokenizer(DOC, add_special_tokens=False)["input_ids"]
+
+
+def test_typed_keeps_a_printed_value_without_scoring_and_replaces_one_not_printed(tiny):
+    model, tokenizer = tiny
+    printed = rank_document(model, tokenizer, _prompt(tokenizer), NAMES,
+                            {"company": "X", "date": "25/12/2018", "total": "9.00"}, DOC, _conventions(), "typed")
+    assert printed["total"] == {"free": "9.00", "best": None, "choice": "9.00", "share": None, "candidates": 0}
+    assert printed["date"]["choice"] == "25/12/2018" and "company" not in printed
+
+    values = {"company": "X", "date": "25/12/2018", "total": "77.77"}  # not in the document
+    decided = rank_document(model, tokenizer, _prompt(tokenizer), NAMES, values, DOC, _conventions(), "typed")
+    expected = rank_fields(model, tokenizer, _prompt(tokenizer), NAMES, values,
+                           {"total": ([c.value for c in amount_candidates(DOC)], "amount")})["total"]
+    total = decided["total"]
+    assert total["choice"] == expected[0][0] and total["choice"] in {"8.50", "9.00", "10.00"}
+    assert total["free"] == "77.77" and total["candidates"] == 3 and 0 < total["share"] <= 1
+
+
+def test_text_mode_lets_the_answer_compete_with_the_line_candidates(tiny):
+    model, tokenizer = tiny
+    values = {"company": "KEDAI RUNCIT", "date": "25/12/2018", "total": "9.00"}
+    decided = rank_document(model, tokenizer, _prompt(tokenizer), NAMES, values, DOC, _conventions(), "text")
+    lines = [c.value for c in line_candidates(DOC, **LINES)]
+    company = decided["company"]
+    assert company["candidates"] == len(set(lines + ["KEDAI RUNCIT"]))
+    assert company["choice"] in lines + ["KEDAI RUNCIT"] and company["choice"] == company["best"]
+    assert decided["total"]["candidates"] == 0  # typed fields as in "typed"
+
+
+def test_always_scores_a_printed_amount_too(tiny):
+    model, tokenizer = tiny
+    values = {"company": "X", "date": "25/12/2018", "total": "9.00"}
+    decided = rank_document(model, tokenizer, _prompt(tokenizer), NAMES, values, DOC, _conventions(), "always")
+    assert decided["total"]["candidates"] == 3 and decided["total"]["choice"] == decided["total"]["best"]
+
+
+def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, write_jsonl):
+    from backend.inference.constrained import flat_schema
+    from backend.inference.extraction import Document, extract_many
+    from backend.inference.pool import ModelPool, Target
+    from backend.models.adapters import find_adapter
+    from backend.prompts import ExtractionSchema
+    from backend.training.trainer import train
+
+    shops = [("KEDAI RUNCIT MAJU", "9.00"), ("ACME TOOLS LTD", "1,250.00")]
+    docs = [{"text": f"{shops[i % 2][0]}\nREF {i}\n25/12/2018\nTOTAL {shops[i % 2][1]}",
+             "fields": {"company": shops[i % 2][0], "date": "25/12/2018", "total": shops[i % 2][1]}} for i in range(12)]
+    run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=2), progress_bar=False)
+    ref = find_adapter(run.run_dir)
+    conventions = Conventions.load(ref.path)
+    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    doc = Document(DOC, ExtractionSchema.from_names(NAMES), flat_schema(NAMES))
+    pool = ModelPool(device="cpu")
+
+    out = extract_many(pool, target, [doc], rank="text")[0]
+    assert set(out["ranking"]) == set(rankable(conventions, NAMES, "text")) == {"company", "date", "total"}
+    chosen = dict(out["model_fields"])
+    for field, d in out["ranking"].items():
+        assert d["free"] == out["model_fields"][field]
+        if d["choice"] != d["free"]:
+            chosen[field] = d["choice"]
+            assert out["confidence"][field] == d["share"]
+    assert out["fields"] == conventions.apply(chosen, DOC)
+    assert "ranking" not in extract_many(pool, target, [doc])[0]  # off unless asked
+    per_doc = extract_many(pool, target, [Document(DOC, doc.schema, doc.json_schema, rank="typed")])[0]
+    assert set(per_doc["ranking"]) == {"date", "total"}
+
+    from agents.models import EngineModel  # the agents' in-process engine passes rank through
+
+    schema = {"type": "object", "properties": {n: {"type": "string"} for n in NAMES}, "required": NAMES}
+    agent = EngineModel(adapter=str(run.run_dir), device="cpu", rank="typed").extract(DOC, schema)
+    direct = extract_many(pool, target, [Document(DOC, ExtractionSchema.from_json_schema(schema), schema)],
+                          rank="typed")[0]
+    assert agent.fields == direct["fields"] and "ranking" in direct
+
+    with pytest.raises(ValueError, match="rank: got 'best'"):
+        extract_many(pool, target, [doc], rank="best")
+    with pytest.raises(ValueError, match="has no label conventions"):
+        extract_many(pool, Target(tiny_model), [doc], rank="typed")

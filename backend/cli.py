@@ -109,6 +109,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.calibrate and not args.constrained:
         print("--calibrate needs --constrained (confidences come from constrained decoding)", file=sys.stderr)
         return 2
+    if args.rank and not args.constrained:
+        print("--rank needs --constrained (candidates are ranked after constrained decoding)", file=sys.stderr)
+        return 2
     engine = None
     if args.data_dir:
         from backend.storage.engine import make_engine
@@ -127,7 +130,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate(examples=examples, schema=schema, candidates=candidates, pool=ModelPool(device=args.device),
                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, constrained=args.constrained,
-                      on_progress=show)
+                      rank=args.rank, on_progress=show)
     bar.close()
     out = Path(args.out or f"runs/eval-{__import__('time').strftime('%Y%m%d-%H%M%S')}")
     paths = write_eval({"data": str(args.data), **result}, out, title=f"Evaluation on {Path(args.data).name}")
@@ -334,7 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="examples generated together")
     p.add_argument("--max-new-tokens", type=int, help="generation cap (default: 48 per field + 32)")
     p.add_argument("--constrained", action="store_true", help="decode extraction answers under the schema "
-                   "(always valid JSON; per-field confidence, scored for calibration)")
+                   "(always valid JSON; per-field confidence, scored for calibration) and score them as serving "
+                   "returns them (the adapter's label conventions applied)")
+    p.add_argument("--rank", choices=["typed", "text"], help="with --constrained: candidate ranking after decoding, "
+                   "as /v1/extract's rank (needs the adapter's conventions.json)")
     p.add_argument("--calibrate", action="store_true", help="with --constrained: fit Platt scaling of the "
                    "confidences on this data and save it in each adapter's folder (used at serving)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

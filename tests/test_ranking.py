@@ -117,6 +117,23 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
                           rank="typed")[0]
     assert agent.fields == direct["fields"] and "ranking" in direct
 
+    # `tunebridge eval --constrained --rank` scores what serving returns (ranked, conventions applied)
+    import json
+
+    from backend.cli import main
+    from backend.scoring.metrics import score_document, summarize
+
+    gold = {"company": "KEDAI RUNCIT MAJU", "date": "25/12/2018", "total": "9.00"}
+    data = write_jsonl("eval.jsonl", [{"text": DOC, "fields": gold}])
+    assert main(["eval", "--data", data, "--adapter", str(run.run_dir), "--no-base", "--constrained", "--rank",
+                 "typed", "--out", str(run.run_dir / "eval")]) == 0
+    tuned = json.loads((run.run_dir / "eval" / "eval.json").read_text())["candidates"][run.run_dir.name]
+    served = extract_many(pool, target, [doc], rank="typed")[0]
+    assert tuned["predictions"][0]["fields"] == served["fields"] and tuned["predictions"][0]["raw"] == served["raw"]
+    expected = summarize([score_document(0, json.dumps(served["fields"]), gold, NAMES, DOC)], NAMES)
+    assert tuned["extraction"]["micro"] == expected["micro"] and tuned["extraction"]["json_valid"] == 1.0
+    assert main(["eval", "--data", data, "--adapter", str(run.run_dir), "--rank", "typed"]) == 2  # not constrained
+
     with pytest.raises(ValueError, match="rank: got 'best'"):
         extract_many(pool, target, [doc], rank="best")
     with pytest.raises(ValueError, match="has no label conventions"):

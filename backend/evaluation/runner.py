@@ -23,7 +23,7 @@ from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, ModelPool, Target
 from backend.prompts import ExtractionSchema
 from backend.scoring.calibration import evaluate_calibration
-from backend.scoring.metrics import answer_metrics, score_document, summarize
+from backend.scoring.metrics import answer_metrics, parse_output, score_document, summarize
 from backend.training.data import Example, load_jsonl
 from backend.training.tokenize import IGNORE, encode_chat
 
@@ -49,9 +49,11 @@ def load_eval_set(path: str | Path, *, limit: int | None = None) -> tuple[list[E
 
 def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Candidate], pool: ModelPool,
              batch_size: int = 8, max_new_tokens: int | None = None, constrained: bool = False,
-             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """`constrained`: extraction answers are decoded under the schema (backend/inference/extraction.py),
-    one document at a time, and their per-field confidences are scored for calibration."""
+             rank: str | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """`constrained`: extraction answers are decoded under the schema (backend/inference/extraction.py)
+    and scored as serving returns them (the adapter's label conventions applied; with `rank`, candidate
+    ranking too), JSON/schema validity from the model's own answer; their per-field confidences are
+    scored for calibration."""
     extraction = [e for e in examples if e.format == "extraction"]
     answers = [e for e in examples if e.format != "extraction"]
     cap = max_new_tokens or min(512, 48 * max(1, len(schema)) + 32)
@@ -71,21 +73,28 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
         if extraction:
             confidences: list[dict[str, Any]] = []
             if constrained:
-                raws, names, json_schema = [], ExtractionSchema.from_names(schema), flat_schema(schema)
+                raws, served, names, json_schema = [], [], ExtractionSchema.from_names(schema), flat_schema(schema)
                 docs = [Document(e.record["text"], names, json_schema, max_new_tokens) for e in extraction]
                 for start in range(0, len(docs), batch_size):
                     for out in extract_many(pool, candidate.target, docs[start:start + batch_size],
-                                            batch_size=batch_size):
+                                            batch_size=batch_size, rank=rank):
                         raws.append(out["raw"])
+                        served.append(json.dumps(out["fields"], ensure_ascii=False))
                         confidences.append(out["confidence"])
                     progress(len(docs[start:start + batch_size]))
             else:
                 raws = _generate(pool, candidate.target, [e.messages[:-1] for e in extraction], cap, batch_size,
                                  progress)
-            docs = [score_document(i, raw, e.record["fields"], schema, e.record["text"])
-                    for i, (e, raw) in enumerate(zip(extraction, raws))]
+            docs = [score_document(i, answer, e.record["fields"], schema, e.record["text"])
+                    for i, (e, answer) in enumerate(zip(extraction, served if constrained else raws))]
             entry["extraction"] = summarize(docs, schema)
             entry["predictions"] = [{"origin": e.origin, "raw": raw} for e, raw in zip(extraction, raws)]
+            if constrained:
+                validity = [parse_output(raw, schema)[1:] for raw in raws]
+                entry["extraction"]["json_valid"] = sum(v[0] for v in validity) / len(raws)
+                entry["extraction"]["schema_valid"] = sum(v[1] for v in validity) / len(raws)
+                for p, fields in zip(entry["predictions"], served):
+                    p["fields"] = json.loads(fields)
             if confidences:
                 pairs = [(c[f.field], f.outcome == "correct") for d, c in zip(docs, confidences) for f in d.fields
                          if c.get(f.field) is not None and f.outcome in ("correct", "wrong", "extra")]

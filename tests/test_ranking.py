@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from backend.inference.candidates import amount_candidates, line_candidates, rank_fields
-from backend.inference.ranking import rank_document, rankable
+from backend.inference.ranking import rank_document, rankable, string_fields
 from backend.scoring.conventions import Conventions, FieldConvention
 
 DOC = "KEDAI RUNCIT MAJU\n12 JALAN BESAR\n25/12/2018 8:13 PM\nSUBTOTAL 8.50\nTOTAL RM 9.00\nCASH 10.00"
@@ -30,6 +30,14 @@ def test_each_mode_ranks_its_fields():
     assert rankable(None, NAMES, "typed") == {}
     with pytest.raises(ValueError, match="rank: got 'best'"):
         rankable(conv, NAMES, "best")
+
+
+def test_only_fields_that_may_be_strings_are_ranked():
+    schema = {"type": "object", "properties": {
+        "company": {"type": "string"}, "date": {"type": ["string", "null"]}, "total": {"type": "number"},
+        "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "items": {"type": "array"}}}
+    assert string_fields(schema) == {"company", "date", "note"}
+    assert rankable(_conventions(), NAMES, "text", only=string_fields(schema)) == {"company": "text", "date": "date"}
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +116,10 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
     assert "ranking" not in extract_many(pool, target, [doc])[0]  # off unless asked
     per_doc = extract_many(pool, target, [Document(DOC, doc.schema, doc.json_schema, rank="typed")])[0]
     assert set(per_doc["ranking"]) == {"date", "total"}
+    numeric = {"type": "object", "properties": {"company": {"type": "string"}, "date": {"type": "string"},
+                                                "total": {"type": "number"}}, "required": NAMES}
+    typed_total = extract_many(pool, target, [Document(DOC, doc.schema, numeric)], rank="typed")[0]
+    assert set(typed_total["ranking"]) == {"date"}  # a number field keeps its decoded number
 
     from agents.models import EngineModel  # the agents' in-process engine passes rank through
 

@@ -19,7 +19,7 @@ from backend.inference.constrained import bound_schema, compile_grammar, field_c
 from backend.inference.decoding import common_prefix, constrained_batch
 from backend.inference.grounding import ground, leaves
 from backend.inference.pool import ModelPool, Target, stop_ids
-from backend.inference.ranking import rank_document, rankable
+from backend.inference.ranking import rank_document, rankable, string_fields
 from backend.inference.spans import SpanCopy, span_grammar
 from backend.prompts import ExtractionSchema, extraction_messages, parse_answer
 from backend.scoring.calibration import FILE as CALIBRATION_FILE
@@ -75,9 +75,10 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
         rankable(rules, [], mode)  # an unknown mode is the caller's error, before any decoding
     with pool.using(target) as (model, tokenizer, context):
         device = next(model.parameters()).device
-        prompts, grammars, caps = [], [], []
+        prompts, grammars, caps, strings = [], [], [], []
         for n, doc in enumerate(docs):
             bounded, budget = bound_schema(schema_of(doc.json_schema))
+            strings.append(string_fields(bounded))
             cap = min(doc.max_new_tokens or budget, limit)
             ids = _encode(tokenizer, extraction_messages(doc.text, doc.schema))
             if len(ids) + cap > context:
@@ -106,7 +107,7 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
                 if modes[i]:
                     ranking = rank_document(model, tokenizer, prompts[i], docs[i].schema.names,
                                             parse_answer(result.text, docs[i].schema).fields, docs[i].text, rules,
-                                            modes[i], device)
+                                            modes[i], device, only=strings[i])
                 results[i] = _record(target, docs[i], result, review_confidence, conventions, ranking)
     return [r for r in results if r is not None]
 

@@ -11,7 +11,8 @@ Modes (`extract_many(rank=...)`, `/v1/extract` `"rank"`):
   with a 270M model on 2 CPU cores (benchmarks/sroie_recipe.py measures it).
 - "always" (development): as "text", but an amount/date field always takes its best-scored span.
 
-A re-ranked field's confidence is its candidate's share of the candidates' probability.
+A re-ranked field's confidence is its candidate's share of the candidates' probability. Only fields
+the JSON Schema lets be strings are ranked (`string_fields`): a field typed as a number keeps its value.
 """
 
 from __future__ import annotations
@@ -24,12 +25,29 @@ from backend.inference.candidates import amount_candidates, date_candidates, lin
 MODES = ("typed", "text", "always")
 
 
-def rankable(conventions, names: list[str], mode: str) -> dict[str, str]:
-    """{field: kind} for the fields of `names` that `mode` ranks under these conventions."""
+def string_fields(schema: dict[str, Any]) -> set[str]:
+    """The top-level properties of a JSON Schema whose values may be strings (candidates are strings:
+    a field typed as a number keeps its decoded value)."""
+    def takes_string(node: Any) -> bool:
+        if not isinstance(node, dict):
+            return False
+        kind = node.get("type")
+        if kind == "string" or (isinstance(kind, list) and "string" in kind):
+            return True
+        return any(takes_string(alt) for key in ("anyOf", "oneOf") for alt in node.get(key, []))
+
+    return {name for name, node in schema.get("properties", {}).items() if takes_string(node)}
+
+
+def rankable(conventions, names: list[str], mode: str, only: set[str] | None = None) -> dict[str, str]:
+    """{field: kind} for the fields of `names` (and of `only`, when given) that `mode` ranks under these
+    conventions."""
     if mode not in MODES:
         raise ValueError(f"rank: got {mode!r}, expected one of {list(MODES)}")
     out = {}
     for name in names:
+        if only is not None and name not in only:
+            continue
         conv = conventions.fields.get(name) if conventions is not None else None
         if conv is None:
             continue
@@ -50,10 +68,12 @@ def candidates_for(conventions, field: str, kind: str, text: str) -> list[str]:
 
 
 def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], values: dict[str, Any], text: str,
-                  conventions, mode: str = "typed", device=None) -> dict[str, dict[str, Any]]:
+                  conventions, mode: str = "typed", device=None, only: set[str] | None = None
+                  ) -> dict[str, dict[str, Any]]:
     """{field: {"free", "best", "choice", "share", "candidates"}} for each field `mode` ranks (see the module
-    docstring); `values` (the decoded answer) is what the model conditions on before each field."""
-    kinds = rankable(conventions, names, mode)
+    docstring; with `only`, among those fields); `values` (the decoded answer) is what the model
+    conditions on before each field."""
+    kinds = rankable(conventions, names, mode, only)
     asked = {}
     for field, kind in kinds.items():
         options = candidates_for(conventions, field, kind, text)

@@ -208,11 +208,11 @@ def group(values: list[str], scores: list[float], key: Callable[[str], Any],
         k = key(value)
         weight = math.log(counts.get(value, 1)) if counts else 0.0
         groups.setdefault(value if k is None else k, []).append((value, score + weight))
-    ranked = [(max(forms, key=lambda f: f[1])[0], _logsumexp([s for _, s in forms])) for forms in groups.values()]
+    ranked = [(max(forms, key=lambda f: f[1])[0], logsumexp([s for _, s in forms])) for forms in groups.values()]
     return sorted(ranked, key=lambda r: -r[1])
 
 
-def _logsumexp(xs: list[float]) -> float:
+def logsumexp(xs: list[float]) -> float:
     top = max(xs)
     return top + math.log(sum(math.exp(x - top) for x in xs))
 

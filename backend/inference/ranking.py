@@ -20,7 +20,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from backend.inference.candidates import amount_candidates, date_candidates, line_candidates, meaning, rank_fields
+from backend.inference.candidates import (
+    amount_candidates,
+    date_candidates,
+    line_candidates,
+    logsumexp,
+    meaning,
+    rank_fields,
+)
 
 MODES = ("typed", "text", "always")
 
@@ -94,13 +101,8 @@ def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], val
     for field, kind in kinds.items():
         options = ranked.get(field) or []
         free = values.get(field)
-        choice = options[0][0] if options else free
-        share = None
-        if options and choice is not None:
-            key = meaning(kind)
-            top = max(s for _, s in options)
-            total = top + math.log(sum(math.exp(s - top) for _, s in options))
-            share = next((math.exp(s - total) for v, s in options if key(v) == key(str(choice))), None)
-        decision[field] = {"free": free, "best": options[0][0] if options else None, "choice": choice,
-                           "share": share, "candidates": len(options)}
+        best = options[0][0] if options else None  # options: one per meaning, best first
+        share = math.exp(options[0][1] - logsumexp([s for _, s in options])) if options else None
+        decision[field] = {"free": free, "best": best, "choice": best if options else free, "share": share,
+                           "candidates": len(options)}
     return decision

@@ -188,6 +188,9 @@ def main() -> None:
                         help="with --adapter: take the engine's answers from this earlier results file of the run "
                              "(skips decoding; validity then reads its saved answers)")
     parser.add_argument("--limit", type=int, help="score only the first N receipts (in id order)")
+    parser.add_argument("--train-receipts", type=int, metavar="N",
+                        help="train, and learn conventions, on a seeded sample of N receipts of the training part "
+                             "(a learning curve point; `sroie_curve.py` draws the curve) (default: all)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "sroie-recipe"), help="folder for new runs")
     parser.add_argument("--run-name")
     parser.add_argument("--model", default="smollm2-135m",
@@ -234,6 +237,13 @@ def main() -> None:
     started = time.perf_counter()
     train_rows, eval_rows = split_rows(args.eval_on)
     eval_rows = eval_rows[:args.limit] if args.limit else eval_rows
+    if args.train_receipts:
+        from sroie_split import sample_rows
+
+        try:
+            train_rows = sample_rows(train_rows, args.train_receipts, args.seed)
+        except ValueError as exc:
+            parser.error(f"--train-receipts with --eval-on {args.eval_on}: {exc}")
     run_dir, summary = args.adapter, {}
     if run_dir is None:
         # in a child process: the trainer's heap (the CPU allocator keeps what it freed) would otherwise stay
@@ -247,7 +257,8 @@ def main() -> None:
                         f"--eval-on {args.eval_on}.")
     conventions_file = conventions.save(run_dir) if args.eval_on == "dev" else None
     if conventions_file is None:
-        conventions_file = Path(args.runs) / f"conventions-{args.eval_on}.json"
+        sample = f"-n{args.train_receipts}" if args.train_receipts else ""
+        conventions_file = Path(args.runs) / f"conventions-{args.eval_on}{sample}.json"
         conventions_file.parent.mkdir(parents=True, exist_ok=True)
         conventions_file.write_text(json.dumps(conventions.to_json(), indent=1, ensure_ascii=False) + "\n")
 
@@ -330,6 +341,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "command": "benchmarks/sroie_recipe.py " + " ".join(sys.argv[1:]),
         "args": {k: str(v) for k, v in vars(args).items()}, "eval_on": args.eval_on, "receipts": len(eval_rows),
+        "train_receipts": len(train_rows),
         "run_dir": run_dir, "conventions": str(conventions_file),
         "train": {k: summary.get(k) for k in ("steps", "train_time_s", "tokens_per_s", "final_loss", "runtime")}
         if summary else None,

@@ -136,6 +136,15 @@ def fold_rows(fold: int, folds: int = FOLDS, source: Path = SOURCE, split_file: 
             [by_id[i] for i in sorted(held)])
 
 
+def sample_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
+    """`n` of `rows`, drawn with `seed`, in their original order; samples with one seed nest (the 100
+    receipts are among the 200), so a learning curve's points differ only in what was added."""
+    if not 0 < n <= len(rows):
+        raise ValueError(f"a sample of {n} from {len(rows)} rows: expected 1..{len(rows)}")
+    order = random.Random(seed).sample(range(len(rows)), len(rows))
+    return [rows[i] for i in sorted(order[:n])]
+
+
 def write_jsonl(rows: list[dict], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -77,3 +77,17 @@ def test_the_recorded_split_matches_the_shared_data():
     assert sroie_split.check() == []
     record = sroie_split.load_record()
     assert record["counts"] == {"source": 626, "train": 500, "dev": 126, "tune": 60}
+
+
+def test_training_samples_are_seeded_ordered_and_nest(source, tmp_path):
+    rows = [json.loads(line) for line in source.read_text().splitlines()]
+    small, large = sroie_split.sample_rows(rows, 50, seed=3), sroie_split.sample_rows(rows, 100, seed=3)
+    assert len(small) == 50 and len(large) == 100
+    assert small == sroie_split.sample_rows(rows, 50, seed=3)  # deterministic
+    assert [r["id"] for r in small] == sorted(r["id"] for r in small)  # the rows' own order
+    assert {r["id"] for r in small} <= {r["id"] for r in large}  # learning-curve points nest
+    assert sroie_split.sample_rows(rows, 50, seed=4) != small
+    assert sroie_split.sample_rows(rows, 200, seed=3) == rows
+    for bad in (0, 201):
+        with pytest.raises(ValueError, match=f"a sample of {bad} from 200 rows"):
+            sroie_split.sample_rows(rows, bad, seed=3)

@@ -59,7 +59,7 @@ def draw(points: list[dict[str, Any]], out: Path, target: float) -> Path:
     ax.plot(xs, [p["engine"] for p in points], "s--", label="engine only")
     for name in NAMES:
         ax.plot(xs, [p["fields"][name] for p in points], ":", marker=".", alpha=0.6, label=name)
-    ax.axhline(target, color="grey", linewidth=0.8)
+    ax.axhline(target, color="grey", linewidth=0.8, label=f"goal {target}")
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel("training receipts")

@@ -79,8 +79,9 @@ def train_run(rows: list[dict], args: argparse.Namespace) -> tuple[str, dict[str
     (data.parent / "CREDITS.md").write_text("Receipts from the ICDAR 2019 SROIE dataset (Z. Huang et al.), CC BY 4.0.\n")
     config = TrainConfig(data=[str(data)], model=args.model, output_dir=str(out), run_name=name, epochs=args.epochs,
                          max_steps=args.max_steps, max_minutes=args.max_minutes, learning_rate=args.lr,
-                         batch_size=args.batch_size, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
-                         val_fraction=0.0, save_every=25, report_to=args.report_to, seed=args.seed)
+                         batch_size=args.batch_size, grad_accum=args.grad_accum, lora_r=args.lora_r,
+                         lora_alpha=2 * args.lora_r, val_fraction=0.0, save_every=25, report_to=args.report_to,
+                         seed=args.seed)
     result = train(config)
     return str(result.run_dir), result.summary
 
@@ -200,6 +201,8 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=55.0, help="training time budget")
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--grad-accum", type=int, default=1,
+                        help="micro-batches per step (the same batch in smaller pieces: less memory)")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (alpha = 2 x rank)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--report-to", default="none", choices=["none", "wandb"])

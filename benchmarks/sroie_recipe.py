@@ -5,6 +5,8 @@ the constrained engine, post-process, score; prints `micro-F1: <number>`.
     .venv/bin/python benchmarks/sroie_recipe.py                          # SmolLM2, 3 epochs (≈31 min) + dev
     .venv/bin/python benchmarks/sroie_recipe.py --adapter runs/sroie-recipe/<run>   # score an existing run
     .venv/bin/python benchmarks/sroie_recipe.py --adapter runs/sroie/sroie-1128-2005 --eval-on tune   # development
+    .venv/bin/python benchmarks/sroie_recipe.py --eval-on fold0 --model gemma3-270m --epochs 2 --rank-mode typed \
+        --train-receipts 100 --out benchmarks/results/sroie_recipe_fold0_n100.json   # a learning-curve point
 
 Data: ../shared/data/sroie_train.jsonl (ICDAR 2019 SROIE receipts, Z. Huang et al., CC BY 4.0), split by
 benchmarks/sroie_split.json (benchmarks/sroie_split.py): 500 train, 126 dev receipts that nothing but

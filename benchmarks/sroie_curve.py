@@ -4,13 +4,13 @@ need for a target, read off its own data.
 
     .venv/bin/python benchmarks/sroie_recipe.py --eval-on fold0 --model gemma3-270m --epochs 2 \\
         --rank-mode typed --train-receipts 100 --out benchmarks/results/sroie_recipe_fold0_n100.json
-    .venv/bin/python benchmarks/sroie_curve.py benchmarks/results/sroie_recipe_fold0_n*.json \\
-        benchmarks/results/sroie_recipe_fold0.json
+    .venv/bin/python benchmarks/sroie_curve.py benchmarks/results/sroie_recipe_fold0_n{100,200,400}.json
 
 prints each point (engine and final micro-F1, per field), the change per doubling of the training
 receipts (least squares on log2 of the count) and, only where the points rise, the count at which that
 trend would reach `--target` (an extrapolation, labelled as one); draws benchmarks/results/
-sroie_learning_curve.png. The points must come from one slice (the same receipts scored).
+sroie_learning_curve.png. The points must come from one slice (the same receipts scored), one per count
+(a control run at the same count, e.g. more epochs, is not a point of the curve).
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ def main() -> None:
     slices = {(p["slice"], p["scored"]) for p in points}
     if len(slices) > 1:
         parser.error(f"results from different slices cannot share a curve: {sorted(slices)}")
+    counts = [p["receipts"] for p in points]
+    twice = sorted({n for n in counts if counts.count(n) > 1})
+    if twice:
+        parser.error(f"one result per training-receipt count; several at {twice}: "
+                     + ", ".join(p["file"] for p in points if p["receipts"] in twice))
     print(f"{'receipts':>8s} {'steps':>6s} {'engine':>7s} {'final':>7s}  " + " ".join(f"{n:>8s}" for n in NAMES))
     for p in points:
         print(f"{p['receipts']:8d} {p['steps'] or '-':>6} {p['engine']:7.3f} {p['final']:7.3f}  "

@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--grad-accum", type=int, default=1,
-                        help="micro-batches per step (the same batch in smaller pieces: less memory)")
+                        help="micro-batches per step (a step's batch in smaller pieces: less memory, the same step size)")
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (alpha = 2 x rank)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--report-to", default="none", choices=["none", "wandb"])

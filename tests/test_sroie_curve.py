@@ -56,9 +56,14 @@ def test_the_command_prints_the_curve_extrapolates_only_upwards_and_draws_it(tmp
     assert "+0.000 micro-F1 per doubling" in run.stdout and "reaches" not in run.stdout
 
 
-def test_results_of_different_slices_are_refused(tmp_path):
+def test_results_of_different_slices_or_the_same_count_twice_are_refused(tmp_path):
     files = [result(tmp_path / "a.json", 100, 0.8, 0.8), result(tmp_path / "b.json", 440, 0.9, 0.9, eval_on="tune",
                                                                     scored=60)]
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sroie_curve.py"), *map(str, files),
                           "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
     assert run.returncode == 2 and "different slices" in run.stderr
+
+    twice = [result(tmp_path / "c.json", 100, 0.8, 0.8), result(tmp_path / "d.json", 100, 0.85, 0.85)]
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sroie_curve.py"), *map(str, twice),
+                          "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
+    assert run.returncode == 2 and "several at [100]" in run.stderr and "d.json" in run.stderr

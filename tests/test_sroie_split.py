@@ -79,7 +79,7 @@ def test_the_recorded_split_matches_the_shared_data():
     assert record["counts"] == {"source": 626, "train": 500, "dev": 126, "tune": 60}
 
 
-def test_training_samples_are_seeded_ordered_and_nest(source, tmp_path):
+def test_training_samples_are_seeded_ordered_and_nest(source):
     rows = [json.loads(line) for line in source.read_text().splitlines()]
     small, large = sroie_split.sample_rows(rows, 50, seed=3), sroie_split.sample_rows(rows, 100, seed=3)
     assert len(small) == 50 and len(large) == 100

@@ -79,7 +79,13 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.95, help="the micro-F1 the trend is read against")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sroie_learning_curve.png")
     args = parser.parse_args()
-    points = sorted((point(p) for p in args.results), key=lambda p: p["receipts"])
+    points = []
+    for path in args.results:
+        try:
+            points.append(point(path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"{path}: not a sroie_recipe.py results file ({type(exc).__name__}: {exc})")
+    points.sort(key=lambda p: p["receipts"])
     slices = {(p["slice"], p["scored"]) for p in points}
     if len(slices) > 1:
         parser.error(f"results from different slices cannot share a curve: {sorted(slices)}")

@@ -67,3 +67,11 @@ def test_results_of_different_slices_or_the_same_count_twice_are_refused(tmp_pat
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sroie_curve.py"), *map(str, twice),
                           "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
     assert run.returncode == 2 and "several at [100]" in run.stderr and "d.json" in run.stderr
+
+
+def test_a_file_that_is_not_a_recipe_result_is_named(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"eval_on": "fold0"}))
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sroie_curve.py"), str(bad),
+                          "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
+    assert run.returncode == 2 and f"{bad}: not a sroie_recipe.py results file (KeyError" in run.stderr

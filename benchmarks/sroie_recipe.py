@@ -28,6 +28,8 @@ Steps:
    (`backend/scoring/conventions.py`, saved as conventions.json) applied to every value;
    recall (`--recall`, default on): a text field is taken from the training receipt whose head is most
    like this one's, where this receipt holds that label (`backend/scoring/exemplars.py`);
+   settlement (`--settle`, default on): an amount field whose labels equal tendered minus change takes
+   that amount where the prediction disagrees by more than cash rounding (`backend/scoring/settlement.py`);
 5. score: `backend/scoring/metrics` (per-field P/R/F1, exact match, JSON/schema validity, error
    categories) and `benchmarks/sroie_analysis.py`'s error kinds; the precision of the documents that a
    confidence threshold auto-approves when it lets at least 80% of them through.
@@ -224,6 +226,9 @@ def main() -> None:
     parser.add_argument("--recall", action=argparse.BooleanOptionalAction, default=True,
                         help="with --memory: company/address taken from the training receipt whose head is most "
                              "like this one's, where this receipt holds that label (backend/scoring/exemplars.py)")
+    parser.add_argument("--settle", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --conventions: an amount field whose training labels equal tendered minus change "
+                             "takes that amount where the prediction disagrees (backend/scoring/settlement.py)")
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/sroie_recipe.json, "
                         "or sroie_recipe_tune.json with --eval-on tune)")
     args = parser.parse_args()
@@ -287,10 +292,14 @@ def main() -> None:
         predict_s += time.perf_counter() - t1
     last = list(stages.values())[-1]
     if args.conventions:
-        stages["conventions"] = [conventions.apply(f, r["text"], memory=args.memory, recall=False)
+        stages["conventions"] = [conventions.apply(f, r["text"], memory=args.memory, recall=False, settle=False)
                                  for f, r in zip(last, eval_rows)]
-        if args.memory and args.recall:
-            stages["recall"] = [conventions.apply(f, r["text"]) for f, r in zip(last, eval_rows)]
+        recall = args.memory and args.recall
+        if recall:
+            stages["recall"] = [conventions.apply(f, r["text"], settle=False) for f, r in zip(last, eval_rows)]
+        if args.settle:
+            stages["settled"] = [conventions.apply(f, r["text"], memory=args.memory, recall=recall)
+                                 for f, r in zip(last, eval_rows)]
     final = list(stages.values())[-1]
 
     def scored(fields_list):

@@ -32,10 +32,8 @@ from typing import Any, Callable
 import torch
 
 from backend.inference.decoding import common_prefix
-from backend.scoring.normalize import parse_amount, parse_date
+from backend.scoring.normalize import AMOUNT, parse_amount, parse_date
 
-_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})"
-AMOUNT = re.compile(r"(?<![\w.,/-])(?:(?:RM|MYR|USD|SGD|\$)\s?)?(" + _NUMBER + r")(?![\d.,]?\d)(?![/:%A-Za-z])", re.IGNORECASE)
 _MONTH = r"(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]*"
 DATE = re.compile(
     r"(?<![\w/.-])(?:"

@@ -16,7 +16,10 @@ Per field:
   else "date" when as many read as dates, else "text".
 - amounts: `currency` (labels keep a currency marker: majority), `decimals` (the number of decimals
   that at least RULE_SHARE of the labels have, else None: as predicted), `thousands` (labels of 1000 or
-  more group thousands with ",": majority).
+  more group thousands with ",": majority), `settles` (at least RULE_SHARE of the labels of documents
+  that print a tendered and a change amount equal tendered minus change, over SETTLE_SUPPORT or more
+  such documents: `settlement.settled`). With `settles`, a prediction that differs from what the document
+  settled by more than cash rounding is replaced by that amount, where the document prints it.
 - dates: `keep_time` (labels keep a time of day: majority), `date_format` (None when most labels are
   written as the document prints them, else the strftime pattern that at least RULE_SHARE of them follow).
 - text: `case` ("upper"/"lower" when at least RULE_SHARE of the labels with letters are, else
@@ -58,6 +61,7 @@ from backend.scoring.normalize import (
     parse_amount,
     parse_date,
 )
+from backend.scoring.settlement import ROUNDING, printed, settled
 
 FILE = "conventions.json"
 KIND_SHARE = 0.9  # share of labels that must read as amounts (dates) for a field to be typed so
@@ -66,6 +70,7 @@ SNAP_DOC = 90.0  # how well (rapidfuzz partial ratio) the document must contain 
 SNAP_OVERLAP = 60.0  # how much of the prediction the known value must share (token-set ratio)
 LINE_SHARE = 0.95  # share of line-aligned labels that the learned line window must cover
 PREFIX_SHARE = 0.1  # share of labels that are a line's first words for line prefixes to be candidates
+SETTLE_SUPPORT = 20  # documents with a tendered and a change amount needed to learn `settles`
 DISJOINT_SHARE = 0.02  # at most this share of labels may contain the other field's label for a disjoint rule
 PUNCT = ".,;:"
 DATE_FORMATS = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d-%m-%y", "%d.%m.%Y", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y",
@@ -80,6 +85,7 @@ class FieldConvention:
     currency: bool = False
     decimals: int | None = None
     thousands: bool = False
+    settles: bool = False
     keep_time: bool = False
     date_format: str | None = None
     case: str = "as_printed"
@@ -99,25 +105,30 @@ class Conventions:
 
     # -- applying ---------------------------------------------------------------------------------
     def apply(self, values: dict[str, Any], document: str | None = None, *, memory: bool = True,
-              recall: bool = True) -> dict[str, Any]:
+              recall: bool = True, settle: bool = True) -> dict[str, Any]:
         """The predicted fields rewritten to the labels' conventions (fields without one unchanged); with
-        `memory` and `recall`, text fields recalled from the most similar training document (`exemplars`)."""
+        `memory` and `recall`, text fields recalled from the most similar training document (`exemplars`);
+        with `settle`, amount fields that `settles` checked against what the document settled."""
         out = dict(values)
         for name, others in self.disjoint.items():
             for other in others:
                 out[name] = cut_off(out.get(name), out.get(other))
-        out = {name: self.apply_value(name, value, document, memory=memory) for name, value in out.items()}
+        out = {name: self.apply_value(name, value, document, memory=memory, settle=settle)
+               for name, value in out.items()}
         if memory and recall and self.exemplars is not None and document:
             for name in out:
                 if name in self.fields and self.fields[name].kind == "text" and not is_absent(out[name]):
                     out[name] = self.exemplars.recall(document, name) or out[name]
         return out
 
-    def apply_value(self, name: str, value: Any, document: str | None = None, *, memory: bool = True) -> Any:
+    def apply_value(self, name: str, value: Any, document: str | None = None, *, memory: bool = True,
+                    settle: bool = True) -> Any:
         conv = self.fields.get(name)
         if conv is None or is_absent(value) or isinstance(value, (dict, list, bool)):
             return value
         if conv.kind == "amount":
+            if settle and conv.settles and document:
+                value = check_settled(value, document)
             return format_amount(value, conv)
         if conv.kind == "date":
             return format_date(value, conv)
@@ -200,6 +211,8 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True)
         conv.decimals = top if count >= RULE_SHARE * n else None
         large = [v for v in labels if abs(parse_amount(v) or 0) >= 1000]
         conv.thousands = len(large) >= 3 and sum("," in v or " " in _CURRENCY.sub("", v).strip() for v in large) > len(large) / 2
+        paid = [(parse_amount(v), p) for v, p in zip(labels, map(settled, documents)) if p is not None]
+        conv.settles = len(paid) >= SETTLE_SUPPORT and sum(v == p for v, p in paid) >= RULE_SHARE * len(paid)
         return conv
     if sum(parse_date(v) is not None for v in labels) >= KIND_SHARE * n:
         conv.kind = "date"
@@ -315,6 +328,15 @@ def _strftime(value, pattern: str) -> str | None:
 
 
 # -- formatting -----------------------------------------------------------------------------------
+def check_settled(value: Any, document: str) -> Any:
+    """`value`, or the amount the document settled (tendered minus change) where the two differ by more
+    than cash rounding and the document prints that amount."""
+    number, paid = parse_amount(value), settled(document)
+    if number is None or paid is None or abs(number - paid) <= ROUNDING or not printed(paid, document):
+        return value
+    return f"{paid:f}"
+
+
 def format_amount(value: Any, conv: FieldConvention) -> Any:
     number = parse_amount(value)
     if number is None:

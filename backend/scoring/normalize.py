@@ -23,6 +23,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 _CURRENCY = re.compile(r"(?i)(?<![a-z])(rm|myr|usd|eur|gbp|sgd|idr|inr|aud|cad|chf|jpy|cny)(?![a-z])|[$€£¥₹]")
+# an amount as printed in a document: one or two decimals, optionally a currency marker before it (group 1:
+# the number); not part of a date, time, code, longer number or rate ("6.00%")
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})"
+AMOUNT = re.compile(r"(?<![\w.,/-])(?:(?:RM|MYR|USD|SGD|\$)\s?)?(" + _NUMBER + r")(?![\d.,]?\d)(?![/:%A-Za-z])", re.IGNORECASE)
 _MONTHS = {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                            "nov", "dec"])}
 _ABSENT = {"", "null", "none", "n/a", "na", "-"}

@@ -1,0 +1,68 @@
+"""What a receipt says was paid: the amount tendered minus the change given back.
+
+A receipt that prints "CASH 50.00" and, a line or two below, "CHANGE 20.20" has settled 29.80, whatever
+its subtotal, tax and total lines say. `settled(text)` reads that pair of lines; `Conventions` (the
+`settles` rule of an amount field) uses it to check a predicted total: where the training labels of the
+field equal the settled amount (learned, not assumed), a prediction that disagrees by more than cash
+rounding is replaced by the settled amount, if the document prints it.
+
+A line is a *tendered* (*change*) line when its words, once its amounts, currency markers and punctuation
+are taken out, are one of the labels below; its amount is on the same line, or alone on the next one.
+The change line must follow the tendered line within CHANGE_WITHIN lines. The labels are English, as on
+the receipts this was learned on; a document without such a pair gives None and nothing is checked.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from backend.scoring.normalize import _CURRENCY, AMOUNT, parse_amount
+
+TENDERED = {"CASH", "CASH RECEIVED", "CASH TENDERED", "CASH PAID", "TENDERED", "AMOUNT TENDERED", "TOTAL TENDERED",
+            "PAID", "PAID AMOUNT", "AMOUNT PAID", "TOTAL PAID", "PAYMENT", "TTL CASH"}
+CHANGE = {"CHANGE", "CHANGE DUE", "CASH CHANGE", "YOUR CHANGE", "CHANGE AMT", "CHANGE AMOUNT", "CHANGES", "CHG"}
+CHANGE_WITHIN = 3  # lines after the tendered line
+ROUNDING = Decimal("0.10")  # cash rounding: a total and what was settled may differ by this much
+
+
+def _label(line: str) -> str:
+    """The line's words without its amounts, currency markers and punctuation, upper case."""
+    words = _CURRENCY.sub(" ", AMOUNT.sub(" ", line))
+    return " ".join(re.sub(r"[^\w\s]", " ", words).upper().split())
+
+
+def _amount(lines: list[str], i: int) -> Decimal | None:
+    """The amount on line `i`, or alone on line `i + 1` (a label and its value printed on two lines)."""
+    found = [parse_amount(m.group(1)) for m in AMOUNT.finditer(lines[i])]
+    if found:
+        return found[-1]
+    if i + 1 < len(lines) and not _label(lines[i + 1]):
+        found = [parse_amount(m.group(1)) for m in AMOUNT.finditer(lines[i + 1])]
+        return found[-1] if found else None
+    return None
+
+
+def settled(text: str) -> Decimal | None:
+    """Tendered minus change, from the last tendered line that a change line follows; None when the
+    document has no such pair or the difference is not positive."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    found = None
+    for i, line in enumerate(lines):
+        if _label(line) not in TENDERED:
+            continue
+        tendered = _amount(lines, i)
+        if tendered is None:
+            continue
+        for j in range(i + 1, min(i + 1 + CHANGE_WITHIN, len(lines))):
+            if _label(lines[j]) in CHANGE:
+                change = _amount(lines, j)
+                if change is not None and tendered - abs(change) > 0:
+                    found = tendered - abs(change)
+                break
+    return found
+
+
+def printed(amount: Decimal, text: str) -> bool:
+    """Whether the document prints this amount (as any of its amount spans)."""
+    return any(parse_amount(m.group(1)) == amount for m in AMOUNT.finditer(text))

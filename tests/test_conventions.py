@@ -6,6 +6,7 @@ from __future__ import annotations
 from backend.scoring.conventions import (
     Conventions,
     FieldConvention,
+    cut_at_stop,
     cut_off,
     format_amount,
     format_date,
@@ -203,6 +204,35 @@ def test_disjoint_fields_are_learned_and_applied():
     mixed = pairs + [(d, {**f, "address": f"{f['company']} {f['address']}"}) for d, f in pairs[:2]]
     assert _learned(mixed, memory=False).disjoint == {"company": ["address"]}  # 2 of 27 addresses hold the name
     assert Conventions.from_json(conv.to_json()) == conv
+
+
+# -- stops -------------------------------------------------------------------------------------------
+def test_cut_at_stop_ends_a_name_at_its_registration_number_or_an_unclosed_parenthesis():
+    code = ["code"]
+    assert cut_at_stop("KING'S CONFECTIONERY S/B 273500-U (KSB)", code) == "KING'S CONFECTIONERY S/B"
+    assert cut_at_stop("Y SOON FATT S/B (81497-P)", code) == "Y SOON FATT S/B"
+    assert cut_at_stop("PERNIAGAAN ZHENG HUI JM0325955-V", code) == "PERNIAGAAN ZHENG HUI"
+    assert cut_at_stop("DION REALTIES SDN BHD (CO.", code) == "DION REALTIES SDN BHD"
+    assert cut_at_stop("FUN N CHEER (MALURI)", code) == "FUN N CHEER (MALURI)"  # closed, no code
+    assert cut_at_stop("99 SPEED MART S/B", code) == "99 SPEED MART S/B"  # numbers without a letter suffix
+    assert cut_at_stop("(81497-P) SHOP", code) == "(81497-P) SHOP"  # starts with one: left alone
+
+
+def test_cut_at_stop_ends_an_address_at_the_phone_line_and_keeps_its_punctuation():
+    value = "NO.50, JALAN PBS 14/11, BUKIT SERDANG, TEL : 03-89410243 FAX : 03-89410244"
+    assert cut_at_stop(value, ["contact"]) == "NO.50, JALAN PBS 14/11, BUKIT SERDANG,"
+    assert cut_at_stop(value, ["code"]) == value
+    assert cut_at_stop("SHOP A GST REG 1234 (TEL", ["code", "contact"]) == "SHOP A"  # the earliest stop
+
+
+def test_stops_are_learned_only_where_the_labels_never_hold_them():
+    names = [(f"SHOP {chr(65 + i)} SDN BHD (12345{i}-X)\nNO {i}, JALAN 1851-A\nTEL 03-1234", {
+        "shop": f"SHOP {chr(65 + i)} SDN BHD", "address": f"NO {i}, JALAN 1851-A"}) for i in range(20)]
+    conv = _learned(names)
+    assert conv.fields["shop"].stops == ["code", "contact"] and conv.fields["address"].stops == ["contact"]
+    assert conv.apply({"shop": "SHOP Q SDN BHD (99999-X)", "address": "NO 3, JALAN 1851-A TEL 03-1234"},
+                      memory=False) == {"shop": "SHOP Q SDN BHD", "address": "NO 3, JALAN 1851-A"}
+    assert _learned(names[:10]).fields["shop"].stops == []  # too few labels to say "never"
 
 
 # -- storing -------------------------------------------------------------------------------------------

@@ -26,6 +26,12 @@ Per field:
   "as_printed"), `line_joiner` (what a label spanning several document lines has in place of the line
   break: " ", ", " or "\\n"), `trailing_punct` ("keep": when the document has a full stop or comma right
   after the value, most labels include it; "strip": most leave it out; else "as_printed").
+- `stops` (text fields): the STOPS that at most DISJOINT_SHARE of the labels (over 20 or more) hold:
+  "code", an identifier code (digits with a letter suffix: a registration number "(273500-U)",
+  "JM0325955-V") or an opening parenthesis left unclosed; "contact", a phone/fax/e-mail/tax label ("TEL",
+  "FAX", "GST"). A prediction is cut before the first stop of its field (a name run into the
+  registration number printed after it, an address into the phone line); one that starts with a stop is
+  left alone.
 - `lines` (text fields): where the labels sit, for candidate generation (`candidates.line_candidates`):
   `within` (the first lines that hold the start of at least LINE_SHARE of the labels found as whole
   lines), `max_lines` (the run length that covers as many), `prefixes` (at least PREFIX_SHARE of the
@@ -75,6 +81,10 @@ DISJOINT_SHARE = 0.02  # at most this share of labels may contain the other fiel
 PUNCT = ".,;:"
 DATE_FORMATS = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d-%m-%y", "%d.%m.%Y", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y",
                 "%d %b %Y", "%d %B %Y", "%b %d, %Y")
+STOPS = {  # what a text field's labels may never hold (see `stops`)
+    "code": re.compile(r"\(?\b[A-Z]{0,3}\d{4,}[- ]?[A-Z]\b\)?|\((?![^()]*\))", re.IGNORECASE),
+    "contact": re.compile(r"\b(?:TEL|FAX|PHONE|H/P|E-?MAIL|GST|WEBSITE|WWW)\b", re.IGNORECASE),
+}
 _TIME = re.compile(r"(?i)[\sT]+\d{1,2}:\d{2}(:\d{2})?(\s*[ap]\.?m\.?)?\s*$")
 
 
@@ -90,6 +100,7 @@ class FieldConvention:
     date_format: str | None = None
     case: str = "as_printed"
     line_joiner: str = " "
+    stops: list[str] = field(default_factory=list)
     trailing_punct: str = "as_printed"
     lines: dict[str, Any] | None = None
     known: dict[str, int] = field(default_factory=dict)
@@ -249,6 +260,8 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True)
     if kept + dropped:
         share = kept / (kept + dropped)
         conv.trailing_punct = "keep" if share >= 0.8 else "strip" if share <= 0.2 else "as_printed"
+    conv.stops = [name for name, pattern in STOPS.items()
+                  if n >= 20 and sum(bool(pattern.search(v)) for v in labels) <= DISJOINT_SHARE * n]
     conv.lines = learn_lines(labels, documents)
     if memory:
         conv.known = dict(Counter(re.sub(r"\s+", " ", v).strip() for v in labels).most_common())
@@ -372,6 +385,8 @@ def format_text(value: Any, conv: FieldConvention, document: str | None = None, 
     text = as_text(value).strip()
     text = re.sub(r"[ \t]*\n\s*", conv.line_joiner, text) if conv.line_joiner != "\n" else text
     text = re.sub(r"[ \t]+", " ", text).strip()
+    if conv.stops:
+        text = cut_at_stop(text, conv.stops)
     if memory and conv.known and document:
         snapped = snap(text, conv.known, document)
         if snapped is not None:
@@ -387,6 +402,13 @@ def format_text(value: Any, conv: FieldConvention, document: str | None = None, 
     elif conv.case == "lower":
         text = text.lower()
     return text
+
+
+def cut_at_stop(text: str, stops: list[str]) -> str:
+    """`text` up to its first match of these STOPS, unless that is where it starts (punctuation before the
+    cut stays: whether labels keep it is `trailing_punct`'s business)."""
+    starts = [m.start() for m in (STOPS[name].search(text) for name in stops) if m and m.start() > 0]
+    return text[:min(starts)].rstrip(" -(") or text if starts else text
 
 
 def snap(prediction: str, known: dict[str, int], document: str) -> str | None:

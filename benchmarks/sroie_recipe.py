@@ -99,7 +99,7 @@ def load_target(run_dir: str) -> tuple[Any, Any]:
     return ModelPool(), target
 
 
-def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, batch_size: int = 8
+def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, names: list[str] = NAMES, batch_size: int = 8
             ) -> tuple[list[dict[str, Any]], Any, Any]:
     """The engine's result per receipt (fields, confidence, raw answer), in order."""
     from tqdm import tqdm
@@ -114,8 +114,8 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, batch_size
             raise SystemExit("--span-copy: this engine's extract_many has no span_copy option yet")
         options["span_copy"] = True if span_copy == "all" else [f.strip() for f in span_copy.split(",") if f.strip()]
     pool, target = load_target(run_dir)
-    schema = ExtractionSchema.from_names(NAMES)
-    docs = [Document(r["text"], schema, flat_schema(NAMES)) for r in rows]
+    schema = ExtractionSchema.from_names(names)
+    docs = [Document(r["text"], schema, flat_schema(names)) for r in rows]
     out = []
     with tqdm(total=len(docs), unit="receipt", desc="predicting") as bar:
         for start in range(0, len(docs), batch_size):
@@ -124,8 +124,8 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, batch_size
     return out, pool, target
 
 
-def rank_candidates(pool, target, rows: list[dict], results: list[dict], conventions, mode: str, text: bool = True
-                    ) -> list[dict[str, Any]]:
+def rank_candidates(pool, target, rows: list[dict], results: list[dict], conventions, mode: str, text: bool = True,
+                    names: list[str] = NAMES) -> list[dict[str, Any]]:
     """Per receipt: {field: {"free", "best", "choice", "share", "candidates"}} for each field the product's
     ranking (`backend/inference/ranking.py`) ranks in this mode, and the fields with the choices applied.
     `mode` "typed" + `text`: the product's "text" mode; "typed" alone: its "typed"; "always": its "always"."""
@@ -139,8 +139,8 @@ def rank_candidates(pool, target, rows: list[dict], results: list[dict], convent
     decisions = []
     with pool.using(target) as (model, tokenizer, _), tqdm(total=len(rows), unit="receipt", desc="ranking") as bar:
         for row, result in zip(rows, results):
-            prompt = _encode(tokenizer, extraction_messages(row["text"], ExtractionSchema.from_names(NAMES)))
-            decision = rank_document(model, tokenizer, prompt, NAMES, dict(result["fields"]), row["text"],
+            prompt = _encode(tokenizer, extraction_messages(row["text"], ExtractionSchema.from_names(names)))
+            decision = rank_document(model, tokenizer, prompt, names, dict(result["fields"]), row["text"],
                                      conventions, product_mode)
             decisions.append({"fields": {**result["fields"], **{f: d["choice"] for f, d in decision.items()}},
                               "decision": decision})
@@ -229,6 +229,9 @@ def main() -> None:
     parser.add_argument("--settle", action=argparse.BooleanOptionalAction, default=True,
                         help="with --conventions: an amount field whose training labels equal tendered minus change "
                              "takes that amount where the prediction disagrees (backend/scoring/settlement.py)")
+    parser.add_argument("--field-order", default=",".join(NAMES), metavar="F1,F2,...",
+                        help="the order of the fields in the answer the model is trained on and writes (with "
+                             "--adapter: the order that run was trained with)")
     parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/sroie_recipe.json, "
                         "or sroie_recipe_tune.json with --eval-on tune)")
     args = parser.parse_args()
@@ -236,6 +239,9 @@ def main() -> None:
         parser.error("--rank-mode always ranks text fields too; drop --no-rank-text")
     if args.engine_from and not args.adapter:
         parser.error("--engine-from needs --adapter (the run whose answers it holds)")
+    names = [n.strip() for n in args.field_order.split(",")]
+    if sorted(names) != sorted(NAMES):
+        parser.error(f"--field-order: got {args.field_order!r}, expected the fields {', '.join(NAMES)} in any order")
     args.out = args.out or ROOT / "benchmarks" / "results" / (
         "sroie_recipe.json" if args.eval_on == "dev" else f"sroie_recipe_{args.eval_on}.json")
 
@@ -254,6 +260,7 @@ def main() -> None:
             train_rows = sample_rows(train_rows, args.train_receipts, args.seed)
         except ValueError as exc:
             parser.error(f"--train-receipts with --eval-on {args.eval_on}: {exc}")
+    train_rows = [{**r, "fields": {n: r["fields"][n] for n in names}} for r in train_rows]  # the answer's order
     run_dir, summary = args.adapter, {}
     if run_dir is None:
         # in a child process: the trainer's heap (the CPU allocator keeps what it freed) would otherwise stay
@@ -277,13 +284,14 @@ def main() -> None:
         results = reuse_engine(args.engine_from, eval_rows, run_dir)
         pool, target = load_target(run_dir)
     else:
-        results, pool, target = predict(run_dir, eval_rows, span_copy=args.span_copy)
+        results, pool, target = predict(run_dir, eval_rows, span_copy=args.span_copy, names=names)
     predict_s = time.perf_counter() - t0
     stages = {"engine": [dict(r["fields"]) for r in results]}
     decisions = None
     if args.rank:
         t1 = time.perf_counter()
-        decisions = rank_candidates(pool, target, eval_rows, results, conventions, args.rank_mode, args.rank_text)
+        decisions = rank_candidates(pool, target, eval_rows, results, conventions, args.rank_mode, args.rank_text,
+                                    names)
         typed = {n for n, c in conventions.fields.items() if c.kind in ("amount", "date")}
         stages["ranked"] = [{**e, **{f: d["decision"][f]["choice"] for f in typed if f in d["decision"]}}
                             for e, d in zip(stages["engine"], decisions)]

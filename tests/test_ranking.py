@@ -79,6 +79,21 @@ def test_text_mode_lets_the_answer_compete_with_the_line_candidates(tiny):
     assert decided["total"]["candidates"] == 0  # typed fields as in "typed"
 
 
+def test_a_whole_line_answer_is_not_replaced_by_a_shorter_line(tiny):
+    model, tokenizer = tiny
+    doc = "KEDAI RUNCIT MAJU JAYA ENTERPRISE\nNO 12 JALAN BESAR TAMAN MAJU\nTOTAL 9.00"
+    lines = {"within": 2, "max_lines": 2, "prefixes": True}  # prefixes: "KEDAI", "KEDAI RUNCIT", ... compete
+    whole = {"company": "KEDAI RUNCIT MAJU JAYA ENTERPRISE", "date": None, "total": "9.00"}
+    prompt = tokenizer(doc, add_special_tokens=False)["input_ids"]
+    decided = rank_document(model, tokenizer, prompt, NAMES, whole, doc, _conventions(lines), "text")["company"]
+    # summed log-probabilities favour short answers: the tiny model's best is a shorter prefix ...
+    assert len(decided["best"].split()) < 5
+    assert decided["choice"] == whole["company"]  # ... which does not cut a whole-line answer short
+    partial = {**whole, "company": "KEDAI RUNCIT MAJU JAYA ENTERPRISE NO"}  # not a line: the best line wins
+    decided = rank_document(model, tokenizer, prompt, NAMES, partial, doc, _conventions(lines), "text")["company"]
+    assert decided["choice"] == decided["best"] != partial["company"]
+
+
 def test_always_scores_a_printed_amount_too(tiny):
     model, tokenizer = tiny
     values = {"company": "X", "date": "25/12/2018", "total": "9.00"}

@@ -7,8 +7,11 @@ Modes (`extract_many(rank=...)`, `/v1/extract` `"rank"`):
   amount (date) spans — a value the document does not print is replaced by the best one it does. Cheap:
   most answers already are spans, and then nothing is scored.
 - "text": "typed", plus each text field whose labels sit on whole lines (a vendor name, an address):
-  its line candidates and the decoded value compete, the best-scored wins. A few seconds per document
-  with a 270M model on 2 CPU cores (benchmarks/sroie_recipe.py measures it).
+  its line candidates and the decoded value compete, the best-scored wins — except that a decoded value
+  which already is one of the line candidates is not replaced by a shorter one (fewer words): a summed
+  log-probability favours short answers, and on the development folds the shorter line it picked over a
+  whole-line answer was mostly a fragment ("PARADIGM MALL" for the mall's full address line). A few
+  seconds per document with a 270M model on 2 CPU cores (benchmarks/sroie_recipe.py measures it).
 - "always" (development): as "text", but an amount/date field always takes its best-scored span.
 
 A re-ranked field's confidence is its candidate's share of the candidates' probability. Only fields
@@ -28,6 +31,7 @@ from backend.inference.candidates import (
     meaning,
     rank_fields,
 )
+from backend.scoring.normalize import norm_text
 
 MODES = ("typed", "text", "always")
 
@@ -81,12 +85,14 @@ def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], val
     docstring; with `only`, among those fields); `values` (the decoded answer) is what the model
     conditions on before each field."""
     kinds = rankable(conventions, names, mode, only)
-    asked = {}
+    asked, on_lines = {}, set()
     for field, kind in kinds.items():
         options = candidates_for(conventions, field, kind, text)
         free = values.get(field)
         key = meaning(kind)
         if kind == "text":
+            if isinstance(free, str) and norm_text(free) in {norm_text(o) for o in options}:
+                on_lines.add(field)
             if isinstance(free, str) and free.strip():
                 options.append(free)  # the model's own answer competes
         else:
@@ -103,6 +109,8 @@ def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], val
         free = values.get(field)
         best = options[0][0] if options else None  # options: one per meaning, best first
         share = math.exp(options[0][1] - logsumexp([s for _, s in options])) if options else None
-        decision[field] = {"free": free, "best": best, "choice": best if options else free, "share": share,
-                           "candidates": len(options)}
+        choice = best if options else free
+        if field in on_lines and len(str(best).split()) < len(free.split()):
+            choice = free  # a whole-line answer is not cut short (see the module docstring)
+        decision[field] = {"free": free, "best": best, "choice": choice, "share": share, "candidates": len(options)}
     return decision

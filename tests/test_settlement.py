@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from backend.scoring.conventions import check_settled, learn
-from backend.scoring.settlement import printed, settled
+from backend.scoring.conventions import learn
+from backend.scoring.settlement import check_settled, printed, settled
 
 RECEIPT = """KEDAI RUNCIT ABC
 SUB-TOTAL 28.11

@@ -67,7 +67,7 @@ from backend.scoring.normalize import (
     parse_amount,
     parse_date,
 )
-from backend.scoring.settlement import ROUNDING, printed, settled
+from backend.scoring.settlement import check_settled, settled
 
 FILE = "conventions.json"
 KIND_SHARE = 0.9  # share of labels that must read as amounts (dates) for a field to be typed so
@@ -341,15 +341,6 @@ def _strftime(value, pattern: str) -> str | None:
 
 
 # -- formatting -----------------------------------------------------------------------------------
-def check_settled(value: Any, document: str) -> Any:
-    """`value`, or the amount the document settled (tendered minus change) where the two differ by more
-    than cash rounding and the document prints that amount."""
-    number, paid = parse_amount(value), settled(document)
-    if number is None or paid is None or abs(number - paid) <= ROUNDING or not printed(paid, document):
-        return value
-    return f"{paid:f}"
-
-
 def format_amount(value: Any, conv: FieldConvention) -> Any:
     number = parse_amount(value)
     if number is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Any
 
 from backend.scoring.normalize import _CURRENCY, AMOUNT, parse_amount
 
@@ -66,3 +67,12 @@ def settled(text: str) -> Decimal | None:
 def printed(amount: Decimal, text: str) -> bool:
     """Whether the document prints this amount (as any of its amount spans)."""
     return any(parse_amount(m.group(1)) == amount for m in AMOUNT.finditer(text))
+
+
+def check_settled(value: Any, document: str) -> Any:
+    """`value`, or the amount the document settled (tendered minus change) where the two differ by more
+    than cash rounding and the document prints that amount."""
+    number, paid = parse_amount(value), settled(document)
+    if number is None or paid is None or abs(number - paid) <= ROUNDING or not printed(paid, document):
+        return value
+    return f"{paid:f}"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from backend.inference.candidates import amount_candidates, line_candidates, rank_fields
-from backend.inference.ranking import rank_document, rankable, string_fields
+from backend.inference.ranking import candidates_for, rank_document, rankable, string_fields
 from backend.scoring.conventions import Conventions, FieldConvention
 
 DOC = "KEDAI RUNCIT MAJU\n12 JALAN BESAR\n25/12/2018 8:13 PM\nSUBTOTAL 8.50\nTOTAL RM 9.00\nCASH 10.00"
@@ -92,6 +92,20 @@ def test_a_whole_line_answer_is_not_replaced_by_a_shorter_line(tiny):
     partial = {**whole, "company": "KEDAI RUNCIT MAJU JAYA ENTERPRISE NO"}  # not a line: the best line wins
     decided = rank_document(model, tokenizer, prompt, NAMES, partial, doc, _conventions(lines), "text")["company"]
     assert decided["choice"] == decided["best"] != partial["company"]
+
+
+def test_a_line_holding_a_learned_stop_is_no_candidate():
+    doc = "AIK HUAT HARDWARE\nENTERPRISE (SETIA\nALAM) SDN BHD\n(273500-U)\nTEL: 03-1234 5678\nTOTAL 9.00"
+    lines = {"within": 5, "max_lines": 2, "prefixes": False}
+    conv = _conventions(lines)
+    every = candidates_for(conv, "company", "text", doc)
+    assert every == [c.value for c in line_candidates(doc, **lines)]  # no stops learned: every line run
+    conv.fields["company"].stops = ["code", "contact"]
+    kept = candidates_for(conv, "company", "text", doc)
+    assert kept == ["AIK HUAT HARDWARE", "ENTERPRISE (SETIA ALAM) SDN BHD", "ALAM) SDN BHD"]
+    conv.fields["company"].stops = ["contact"]  # an unclosed "(" or a number is allowed again, TEL still not
+    assert "AIK HUAT HARDWARE ENTERPRISE (SETIA" in candidates_for(conv, "company", "text", doc)
+    assert not any("TEL" in c for c in candidates_for(conv, "company", "text", doc))
 
 
 def test_always_scores_a_printed_amount_too(tiny):

@@ -10,7 +10,10 @@ Modes (`extract_many(rank=...)`, `/v1/extract` `"rank"`):
   its line candidates and the decoded value compete, the best-scored wins — except that a decoded value
   which already is one of the line candidates is not replaced by a shorter one (fewer words): a summed
   log-probability favours short answers, and on the development folds the shorter line it picked over a
-  whole-line answer was mostly a fragment ("PARADIGM MALL" for the mall's full address line). A few
+  whole-line answer was mostly a fragment ("PARADIGM MALL" for the mall's full address line). A line
+  that holds one of the field's learned `stops` (a registration number, an unclosed "(", a TEL/FAX
+  label: what its labels never hold) is no candidate: on the development folds such a line ("AIK HUAT
+  HARDWARE ENTERPRISE (SETIA", the first two of a three-line name) outscored the whole answer. A few
   seconds per document with a 270M model on 2 CPU cores (benchmarks/sroie_recipe.py measures it).
 - "always" (development): as "text", but an amount/date field always takes its best-scored span.
 
@@ -31,6 +34,7 @@ from backend.inference.candidates import (
     meaning,
     rank_fields,
 )
+from backend.scoring.conventions import STOPS
 from backend.scoring.normalize import norm_text
 
 MODES = ("typed", "text", "always")
@@ -74,8 +78,9 @@ def candidates_for(conventions, field: str, kind: str, text: str) -> list[str]:
         return [c.value for c in amount_candidates(text)]
     if kind == "date":
         return [c.value for c in date_candidates(text)]
-    lines = conventions.fields[field].lines
-    return [c.value for c in line_candidates(text, lines["within"], lines["max_lines"], lines.get("prefixes", False))]
+    conv = conventions.fields[field]
+    lines = line_candidates(text, conv.lines["within"], conv.lines["max_lines"], conv.lines.get("prefixes", False))
+    return [c.value for c in lines if not any(STOPS[name].search(c.value) for name in conv.stops)]
 
 
 def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], values: dict[str, Any], text: str,

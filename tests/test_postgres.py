@@ -225,7 +225,7 @@ def test_the_service_trains_a_job_on_postgres(pg_url, tiny_model, tmp_path, monk
         assert job["progress"]["step"] == 10 and job["progress"]["total_steps"] == 10
         assert Path(job["result"]["adapter_dir"], "adapter_model.safetensors").is_file()
         assert job["result"]["adapter"] == "secret@1"
-        answer = httpx.post(f"{url}/v1/chat/completions", headers=auth, json={
+        answer = httpx.post(f"{url}/v1/chat/completions", headers=auth, timeout=120, json={  # the first loads the model
             "model": "secret", "max_tokens": 8, "messages": [{"role": "user", "content": SECRET_Q}]})
         assert answer.status_code == 200 and answer.json()["model"] == "secret@1", answer.text
         burst = _webhook_burst(url)  # row locks on PostgreSQL: concurrent deliveries still start one job

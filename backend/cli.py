@@ -183,11 +183,14 @@ def _settings(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from backend.api.main import create_app
 
     settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     inference_threads, worker_threads = settings.thread_split(cores=_cores(), workers=settings.workers)
     settings = settings.model_copy(update={"inference_threads": inference_threads, "worker_threads": worker_threads})
     workers = _start_workers(settings, settings.workers)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -76,12 +75,14 @@ def run_job(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: s
         heart.done.set()
 
 
-def _snapshot(settings: Settings, job: dict[str, Any], run_dir: Path) -> Path:
-    """The dataset as it was when the job first started (a resumed job replays exactly this)."""
+def _snapshot(engine: Engine, settings: Settings, job: dict[str, Any], run_dir: Path) -> Path:
+    """The dataset's committed examples when the job first started (a resumed job replays exactly this)."""
     snapshot = run_dir / "data.jsonl"
     if not snapshot.is_file():
         run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(datasets.dataset_file(data_dir=settings.data_dir, name=job["dataset"]), snapshot)
+        partial = run_dir / "data.jsonl.part"
+        partial.write_bytes(datasets.read_committed(engine=engine, data_dir=settings.data_dir, name=job["dataset"]))
+        partial.replace(snapshot)
     return snapshot
 
 
@@ -99,7 +100,7 @@ def _run_train(job: dict[str, Any], *, engine: Engine, settings: Settings, owner
         result = train(None, resume_dir=run_dir, progress_bar=False, should_stop=stop,
                        on_progress=lambda p: setattr(heart, "progress", p))
     else:
-        snapshot = _snapshot(settings, job, run_dir)
+        snapshot = _snapshot(engine, settings, job, run_dir)
         config = TrainConfig.from_dict({"model": settings.default_base_model, "threads": settings.worker_threads,
                                         **job["params"], "data": [str(snapshot)], "output_dir": str(run_dir.parent),
                                         "run_name": job["id"]})
@@ -121,7 +122,7 @@ def _run_eval(job: dict[str, Any], *, engine: Engine, settings: Settings, owner:
         if heart.cancel.is_set() or shutdown.is_set():
             raise _Stopped
 
-    snapshot = _snapshot(settings, job, run_dir)
+    snapshot = _snapshot(engine, settings, job, run_dir)
     result = run_eval_job(job, engine=engine, run_dir=run_dir, data=snapshot, threads=settings.worker_threads,
                           default_base=settings.default_base_model, on_progress=progress)
     promotion = result.get("promotion")

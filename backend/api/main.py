@@ -14,6 +14,7 @@ from backend.api.body import BodyLimit
 from backend.api.routes import adapters, datasets, documents, health, inference, jobs, models, webhooks
 from backend.inference.batcher import Batcher
 from backend.inference.pool import ModelPool
+from backend.services.datasets import repair_datasets
 from backend.services.errors import ConflictError, NotFoundError
 from backend.settings import Settings, get_settings
 from backend.storage.engine import make_engine
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.engine = make_engine(settings.db_url)
         migrate(app.state.engine)
+        repair_datasets(engine=app.state.engine, data_dir=settings.data_dir)  # logs what a crash left behind
         if settings.inference_threads:
             torch.set_num_threads(settings.inference_threads)
         pool = ModelPool(device=settings.device, max_prompt_tokens=settings.max_prompt_tokens,

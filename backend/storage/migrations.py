@@ -108,6 +108,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "ALTER TABLE adapters ADD COLUMN promotion TEXT",
         "ALTER TABLE jobs ADD COLUMN follow_up TEXT",
     ]),
+    ("0008_dataset_committed_bytes", [
+        # The length of a dataset's file that committed appends account for; NULL until first repaired.
+        "ALTER TABLE datasets ADD COLUMN committed_bytes BIGINT",
+    ]),
 ]
 
 

@@ -105,7 +105,7 @@ def build_graph(deps: Deps, checkpointer=None):
         if chosen is not None and chosen not in rules.SEVERITY:
             raise ValueError(f"decision: got {chosen!r}, expected one of {sorted(rules.SEVERITY)}")
         # The reviewer vouches for the values they saw: only the rules and the validators still speak.
-        unresolved = [f for f in outcome["flags"] if f["why"] == "validation"]
+        unresolved = [f for f in outcome["flags"] if f["why"] in ("validation", "required field missing")]
         decision = chosen or (rules.decide(outcome["fired"]) if outcome["fired"] else
                               "review" if unresolved else "approve")
         if fields != state.get("fields"):
@@ -122,7 +122,7 @@ def build_graph(deps: Deps, checkpointer=None):
                   "decision": decision, "explicit": chosen is not None,
                   "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         return {"fields": fields, "grounding": ground(fields, state["text"]), "validation": validation,
-                "fired": outcome["fired"], "flags": unresolved, "decision": decision, "review": review,
+                "fired": outcome["fired"], "flags": unresolved, "basis": outcome["basis"], "decision": decision, "review": review,
                 "status": "reviewed"}
 
     def route_review(state: DocumentState) -> Literal["human_review", "finalize"]:
@@ -258,8 +258,18 @@ def _decision(deps: Deps, state: dict[str, Any], fields: dict[str, Any], validat
         if value not in (None, [], {}) and c is not None and c < deps.policy.review_below_confidence:
             flags.append({"why": "low confidence", "field": name, "detail": f"confidence {c:.2f}"})
     for path, value in leaves(fields):
-        if value not in (None, "") and grounding.get(path) is None:
+        found = grounding.get(path)
+        if value not in (None, "") and found is None:
             flags.append({"why": "not in document", "field": path, "detail": f"{value!r} not found in the text"})
+        elif value not in (None, "") and found["match"] == "partial":
+            flags.append({"why": "partly in document", "field": path,
+                          "detail": f"{value!r} only appears inside the longer {state['text'][found['start']:found['end']]!r}"})
+    basis = _basis(deps.policy, doc_type, fields, confidence, grounding, state.get("text") or "")
+    for item in basis:
+        if item["required"] and item["status"] in ("missing", "no confidence"):
+            detail = "missing" if item["status"] == "missing" else "the model gave no confidence for it"
+            flags.append({"why": f"required field {item['status']}", "field": item["field"],
+                          "detail": f"an approval rests on it: {detail}"})
     ctx = rules.Context(doc_id=state["doc_id"], doc_type=doc_type, grounding=grounding, history=deps.store,
                         today=deps.today)
     fired = rules.evaluate(deps.policy, fields, ctx)
@@ -270,15 +280,59 @@ def _decision(deps: Deps, state: dict[str, Any], fields: dict[str, Any], validat
         for kind, key in rules.keys(deps.policy, fields, doc_type):
             deps.store.remember(kind, key, state["doc_id"], state["path"])
     present = [c for n, c in confidence.items() if c is not None and fields.get(n) not in (None, [], {})]
-    out = {"fired": fired, "flags": flags, "decision": decision, "decision_confidence": min(present, default=None)}
+    for item in basis:
+        item["rules"] = sorted(set(item["rules"]) | {f["rule"] for f in fired if f["evidence"].get("field") == item["field"]})
+    out = {"fired": fired, "flags": flags, "decision": decision, "decision_confidence": min(present, default=None),
+           "basis": basis}
     if explain:
         reasons = [f["reason"] for f in fired] + [f"{f['why']}: {f.get('field', '')} {f['detail']}".strip()
                                                   for f in flags]
+        if decision == "approve":
+            reasons = [_fact(item) for item in basis] or ["no field was required and no rule applied"]
         try:
             out["rationale"] = deps.model.explain(doc_type, decision, reasons)[:600]
         except Exception as exc:  # noqa: BLE001 - the rationale is a courtesy; the decision stands without it
             out["rationale"] = f"(no rationale: {type(exc).__name__}: {exc})"
     return out
+
+
+def _basis(policy: rules.Policy, doc_type: str, fields: dict[str, Any], confidence: dict[str, Any],
+           grounding: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    """What a decision rests on: per decision field its value, where it is printed, its confidence,
+    the rules that read it, and whether it can carry an approval (`status` "ok")."""
+    required = set(policy.requires.get(doc_type, ()))
+    out = []
+    for name, reads in policy.decision_fields(doc_type).items():
+        value = rules.get(fields, name)
+        top = re.split(r"[.\[]", name, maxsplit=1)[0]
+        c = confidence.get(top)
+        span = grounding.get(name)
+        if value in (None, "", [], {}):
+            status = "missing"
+        elif isinstance(value, (dict, list)):
+            status = "ok"  # a list (transactions) is judged by its rules and validators, leaf by leaf
+        elif span is None:
+            status = "not in document"
+        elif span["match"] == "partial":
+            status = "partly in document"
+        elif c is None:
+            status = "no confidence"
+        elif c < policy.review_below_confidence:
+            status = "low confidence"
+        else:
+            status = "ok"
+        printed = text[span["start"]:span["end"]] if span and not isinstance(value, (dict, list)) else None
+        out.append({"field": name, "value": value if not isinstance(value, (dict, list)) else f"{len(value)} item(s)",
+                    "printed": printed, "span": span, "confidence": c, "rules": list(reads),
+                    "required": name in required, "status": status})
+    return out
+
+
+def _fact(item: dict[str, Any]) -> str:
+    where = f", printed as {item['printed']!r}" if item["printed"] else ""
+    sure = f", confidence {item['confidence']:.2f}" if item["confidence"] is not None else ""
+    read = f", checked by {', '.join(item['rules'])}" if item["rules"] else ""
+    return f"{item['field']} = {item['value']!r}{where}{sure}{read}"
 
 
 _PATH = re.compile(r"([^.\[\]]+)|\[(\d+)\]")

@@ -51,7 +51,7 @@ def with_notes(text: str, notes: list[str] | None) -> str:
 
 
 def explain_messages(doc_type: str, decision: str, reasons: list[str]) -> list[dict[str, str]]:
-    facts = "\n".join(f"- {r}" for r in reasons) or "- no rule fired and every check passed"
+    facts = "\n".join(f"- {r}" for r in reasons) or "- (no facts were given)"
     return [{"role": "system", "content": EXPLAIN_SYSTEM},
             {"role": "user", "content": f"Document type: {doc_type}\nDecision: {decision}\nReasons:\n{facts}\n\n"
                                         "Explain the decision."}]

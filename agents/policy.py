@@ -13,9 +13,16 @@ A policy file (`agents/policies/default.yaml` is the default):
         outcome: review                    # review | reject
         reason: "total {value} is above {limit}"   # filled from params and the evidence
 
-The decision is the most severe outcome among the rules that fired, validation errors (review),
-low-confidence or ungrounded fields (review) and an unknown document type (review); approve when
-nothing fired. Each reason carries its evidence: the field, the value, and where it is in the document.
+    requires:                             # the fields a decision rests on, per document type
+      invoice: [vendor.name, invoice_number, total, due_date]
+
+Approval needs evidence, not the absence of objections: a document is approved only when every field
+its type `requires` is present, found whole in the document (an amount of the same value, a code as a
+whole token) and at or above `review_below_confidence`, and every rule that applies could be
+evaluated. A rule whose inputs are missing or unreadable is a reason for review, shown as such.
+Otherwise the decision is the most severe outcome among the rules that fired, validation errors
+(review), low-confidence or ungrounded fields (review) and an unknown document type (review). Each
+reason carries its evidence: the field, the value, and where it is in the document.
 """
 
 from __future__ import annotations
@@ -31,6 +38,13 @@ from agents.validators import parse_amount, parse_date
 
 DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.yaml"
 SEVERITY = {"approve": 0, "review": 1, "reject": 2}
+# What a decision rests on when a policy names nothing for a type: an approval needs these in evidence.
+DEFAULT_REQUIRES: dict[str, tuple[str, ...]] = {
+    "invoice": ("vendor.name", "invoice_number", "total", "due_date"),
+    "receipt": ("company", "date", "total"),
+    "bank_statement": ("opening_balance", "closing_balance"),
+    "kyc": ("full_name", "id_number", "loan_amount", "annual_income", "iban"),
+}
 
 
 class History(Protocol):
@@ -49,12 +63,28 @@ class Rule:
     params: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
 
+    def reads(self) -> tuple[str, ...]:
+        """The field paths this rule's check reads."""
+        if self.check in ("large_deposit", "structuring"):
+            return ("transactions",)
+        named = [self.params.get(k) for k in ("field", "numerator", "denominator")] + list(self.params.get("fields") or [])
+        return tuple(str(n) for n in named if n)
+
+
+@dataclass(frozen=True)
+class Unevaluable:
+    """A check that could not run: its inputs are missing or unreadable (a reason for review)."""
+
+    field: str
+    why: str
+
 
 @dataclass(frozen=True)
 class Policy:
     rules: tuple[Rule, ...]
     review_below_confidence: float = 0.7
     source: str = ""
+    requires: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRES))
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Policy":
@@ -80,7 +110,24 @@ class Policy:
             rules.append(Rule(id=str(item.get("id") or f"rule-{n + 1}"), check=item["check"], outcome=item["outcome"],
                               applies_to=tuple(item.get("applies_to") or ()), params=dict(item.get("params") or {}),
                               reason=str(item.get("reason") or "")))
-        return cls(tuple(rules), float(data.get("review_below_confidence", 0.7)), str(path))
+        requires = data.get("requires", DEFAULT_REQUIRES)
+        if not isinstance(requires, dict) or not all(
+                isinstance(k, str) and isinstance(v, (list, tuple)) and all(isinstance(f, str) for f in v)
+                for k, v in requires.items()):
+            raise ValueError(f"policy {path}: 'requires' maps document types to lists of field paths, "
+                             f"got {requires!r}")
+        return cls(tuple(rules), float(data.get("review_below_confidence", 0.7)), str(path),
+                   {k: tuple(v) for k, v in requires.items()})
+
+    def decision_fields(self, doc_type: str) -> dict[str, list[str]]:
+        """The fields a decision on this type rests on: each required one, and each one a rule reads,
+        with the ids of the rules that read it."""
+        out: dict[str, list[str]] = {f: [] for f in self.requires.get(doc_type, ())}
+        for rule in self.rules:
+            if not rule.applies_to or doc_type in rule.applies_to:
+                for name in rule.reads():
+                    out.setdefault(name, []).append(rule.id)
+        return out
 
 
 @dataclass
@@ -99,6 +146,11 @@ def evaluate(policy: Policy, record: dict[str, Any], ctx: Context) -> list[dict[
         if rule.applies_to and ctx.doc_type not in rule.applies_to:
             continue
         for evidence in CHECKS[rule.check](record, rule.params, ctx):
+            if isinstance(evidence, Unevaluable):
+                fired.append({"rule": rule.id, "outcome": "review", "unevaluable": True,
+                              "reason": f"rule {rule.id} could not be evaluated: {evidence.why}",
+                              "evidence": {"field": evidence.field, "span": ctx.grounding.get(evidence.field)}})
+                continue
             values = {**rule.params, **evidence}
             try:
                 reason = rule.reason.format(**values) if rule.reason else f"{rule.id}: {evidence}"
@@ -140,22 +192,42 @@ def get(record: Any, path: str) -> Any:
     return record
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _amount(record, name: str) -> float | Unevaluable:
+    raw = get(record, name)
+    if _missing(raw):
+        return Unevaluable(name, f"{name} is missing")
+    value = parse_amount(raw)
+    return Unevaluable(name, f"{name} {raw!r} is not an amount") if value is None else value
+
+
 def _amount_above(record, params, ctx):
-    value = parse_amount(get(record, params["field"]))
-    if value is not None and value > float(params["limit"]):
+    value = _amount(record, params["field"])
+    if isinstance(value, Unevaluable):
+        yield value
+    elif value > float(params["limit"]):
         yield {"field": params["field"], "value": value}
 
 
 def _not_in_list(record, params, ctx):
     value = get(record, params["field"])
     allowed = {str(v).casefold().strip() for v in params.get("list", [])}
-    if value is not None and str(value).casefold().strip() not in allowed:
+    if _missing(value):
+        yield Unevaluable(params["field"], f"{params['field']} is missing")
+    elif str(value).casefold().strip() not in allowed:
         yield {"field": params["field"], "value": value}
 
 
 def _duplicate(record, params, ctx):
     key = _key(record, params["fields"])
-    if ctx.history is None or key is None:
+    if ctx.history is None:
+        return
+    if key is None:
+        absent = [f for f in params["fields"] if _missing(get(record, f))]
+        yield Unevaluable(absent[0], f"{', '.join(absent)} missing: earlier documents cannot be compared")
         return
     earlier = ctx.history.seen(ctx.doc_type, key, ctx.doc_id)
     if earlier:
@@ -165,13 +237,22 @@ def _duplicate(record, params, ctx):
 def _date_passed(record, params, ctx):
     raw = get(record, params["field"])
     when = parse_date(raw)
-    if when is not None and when < ctx.today - dt.timedelta(days=int(params.get("grace_days", 0))):
+    if when is None:
+        why = "is missing" if _missing(raw) else f"{raw!r} is not a date"
+        yield Unevaluable(params["field"], f"{params['field']} {why}")
+    elif when < ctx.today - dt.timedelta(days=int(params.get("grace_days", 0))):
         yield {"field": params["field"], "value": raw, "days": (ctx.today - when).days}
 
 
 def _ratio_above(record, params, ctx):
-    top, bottom = parse_amount(get(record, params["numerator"])), parse_amount(get(record, params["denominator"]))
-    if top is not None and bottom and top / bottom > float(params["limit"]):
+    top, bottom = _amount(record, params["numerator"]), _amount(record, params["denominator"])
+    for part in (top, bottom):
+        if isinstance(part, Unevaluable):
+            yield part
+            return
+    if not bottom:
+        yield Unevaluable(params["denominator"], f"{params['denominator']} is zero")
+    elif top / bottom > float(params["limit"]):
         yield {"field": params["numerator"], "value": top, "ratio": round(top / bottom, 2)}
 
 

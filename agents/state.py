@@ -26,6 +26,7 @@ class DocumentState(DocumentInput, total=False):
     validation: list[dict[str, Any]]  # issues of the current fields
     fired: list[dict[str, Any]]  # policy rules that fired, with evidence
     flags: list[dict[str, Any]]  # why a person must look: low confidence, not grounded, validation, type
+    basis: list[dict[str, Any]]  # per decision field: value, printed span, confidence, rules, status
     decision: str  # approve | review | reject
     decision_confidence: float | None
     rationale: str
@@ -35,5 +36,5 @@ class DocumentState(DocumentInput, total=False):
 
 
 OUTPUT_KEYS = ("path", "doc_id", "doc_type", "classification", "pages", "fields", "confidence", "grounding",
-               "model", "repairs", "validation", "fired", "flags", "decision", "decision_confidence",
+               "model", "repairs", "validation", "fired", "flags", "basis", "decision", "decision_confidence",
                "rationale", "review", "status")

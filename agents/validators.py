@@ -21,11 +21,11 @@ month-first only when day-first is impossible ("12/25/2018"). Two-digit years: 6
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
-import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from backend.values import parse_amount
 
 EARLIEST = dt.date(1990, 1, 1)
 FUTURE_DAYS = 366
@@ -68,7 +68,6 @@ VAT_FORMATS = {
 }
 
 _ABSENT = {"", "null", "none", "n/a"}
-_AMOUNT = re.compile(r"(?P<pre>\D*?)(?P<num>[\d.,' ]*\d)(?P<post>\D*)")
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
            "october", "november", "december")
 _YMD = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})")
@@ -93,33 +92,6 @@ class Issue:
 
 
 # --- public helpers ---------------------------------------------------------------------------------
-
-def parse_amount(value: Any) -> float | None:
-    """A number from an amount as written, or None when it does not read as one.
-
-    Numbers pass through. Strings may carry a currency symbol or a code of up to 3 letters ("RM 9.00",
-    "$1,234.50", "9.00 EUR"), thousands separators (",", ".", space, apostrophe; Indian 1,23,456 too)
-    and a decimal comma ("9,00", "1 234,50"). With both separators the later one is the decimal point;
-    a lone comma before exactly three digits groups thousands ("1,250"), a lone dot is decimal.
-    A leading or trailing minus, or parentheses, make it negative.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    if not isinstance(value, str):
-        return None
-    text = value.replace("\u00a0", " ").replace("\u202f", " ").replace("\u2019", "'").strip()
-    m = _AMOUNT.fullmatch(text)
-    if not m or not (_currency_text(m["pre"]) and _currency_text(m["post"])):
-        return None
-    number = _parse_number(m["num"].strip())
-    if number is None:
-        return None
-    pre, post = m["pre"], m["post"].strip()
-    negative = "-" in pre or "\u2212" in pre or post.endswith("-") or ("(" in pre and post.endswith(")"))
-    return -number if negative else number
-
 
 def parse_date(value: Any) -> dt.date | None:
     """A date from one as written, or None: ISO "2018-12-25" (a trailing time is ignored), "2018/12/25",
@@ -175,31 +147,6 @@ def currency_valid(code: Any) -> bool:
 
 
 # --- parsing internals ------------------------------------------------------------------------------
-
-def _currency_text(part: str) -> bool:
-    letters = sum(c.isalpha() for c in part)
-    return letters <= 3 and all(c.isalpha() or c in " .:+-\u2212()" or unicodedata.category(c) == "Sc"
-                                for c in part)
-
-
-def _parse_number(num: str) -> float | None:
-    whole, frac = num, ""
-    seps = [i for i, c in enumerate(num) if c in ".,"]
-    if seps:
-        i = seps[-1]
-        sep, other = num[i], "," if num[i] == "." else "."
-        if other in num[:i] or (num.count(sep) == 1 and (sep == "." or len(num) - i - 1 != 3)):
-            whole, frac = num[:i], num[i + 1:]
-    if frac and not frac.isdigit():
-        return None
-    if whole and not whole.isdigit():
-        groups = re.split(r"[.,' ]", whole)
-        western = 1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])
-        indian = 1 <= len(groups[0]) <= 2 and all(len(g) == 2 for g in groups[1:-1]) and len(groups[-1]) == 3
-        if len(set(re.findall(r"[.,' ]", whole))) != 1 or not (western or indian):
-            return None
-    return float(f"{re.sub(r'[^0-9]', '', whole) or '0'}.{frac or '0'}")
-
 
 def _year(text: str) -> int:
     year = int(text)

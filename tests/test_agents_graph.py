@@ -115,7 +115,7 @@ def test_a_clean_invoice_is_approved_without_review(policy, doc, tmp_path):
     assert result["doc_type"] == "invoice" and result["decision"] == "approve", result.get("flags")
     assert result["status"] == "done" and "__interrupt__" not in result
     assert result["validation"] == [] and result["fired"] == [] and result["flags"] == []
-    assert result["grounding"]["vendor.iban"]["match"] == "exact" and result["grounding"]["total"]
+    assert result["grounding"]["vendor.iban"]["match"] == "token" and result["grounding"]["total"]
     assert len(model.extract_calls) == 1 and result["repairs"] == 0
 
 

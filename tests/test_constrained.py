@@ -93,7 +93,7 @@ SOURCE = "ACME TOOLS SDN BHD\nNO 5,  JALAN   BESAR\nDATE 25/12/2018\nTOTAL RM 12
 
 @pytest.mark.parametrize("value,match,span_text", [
     ("acme tools sdn bhd", "exact", "ACME TOOLS SDN BHD"),
-    ("12.50", "exact", "12.50"),
+    ("12.50", "number", "12.50"),
     ("NO 5, JALAN BESAR", "normalized", "NO 5,  JALAN   BESAR"),
     ("NO 5, JALAN BESSAR", "fuzzy", None),
 ])
@@ -330,5 +330,5 @@ def test_numbers_and_nested_answers_are_grounded_leaf_by_leaf():
     assert text[spans["line_items[0].amount"]["start"]:spans["line_items[0].amount"]["end"]] == "125.00"
     assert text[spans["line_items[1].amount"]["start"]:spans["line_items[1].amount"]["end"]] == "1.250,50"
     assert text[spans["total"]["start"]:spans["total"]["end"]] == "1,375.50"
-    assert spans["tax"] is None  # "25.00" only occurs inside "125.00": not grounded
+    assert spans["tax"]["match"] == "partial"  # "25.00" only occurs inside "125.00": no evidence
     assert spans["vendor.vat_id"] is None

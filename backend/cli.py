@@ -188,22 +188,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from backend.api.main import create_app
+    from backend.supervisor import Supervisor
 
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     inference_threads, worker_threads = settings.thread_split(cores=_cores(), workers=settings.workers)
     settings = settings.model_copy(update={"inference_threads": inference_threads, "worker_threads": worker_threads})
-    workers = _start_workers(settings, settings.workers)
+    workers = Supervisor(settings, settings.workers).start()  # restarts a worker that dies
     # uvicorn handles SIGTERM itself, then re-raises it with the handler that was set before it started:
     # make that one unwind this function, so the workers below are always stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     finally:
-        for proc in workers:
-            proc.terminate()  # a worker checkpoints and re-queues its job on SIGTERM
-        for proc in workers:
-            proc.join(timeout=120)
+        workers.stop()  # a worker checkpoints and re-queues its job on SIGTERM
     return 0
 
 
@@ -211,20 +209,6 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _start_workers(settings, count: int) -> list:
-    import multiprocessing
-    import os
-
-    from backend.worker import worker_main
-
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared with the server
-    procs = [context.Process(target=worker_main, args=(settings,), kwargs={"parent_pid": os.getpid()},
-                             name=f"tunebridge-worker-{i}") for i in range(count)]
-    for proc in procs:
-        proc.start()
-    return procs
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=0, description="Job worker processes that `tunebridge serve` starts.")
     lease_s: float = Field(30.0, gt=0, description="A job whose worker sends no heartbeat for this long is taken over.")
     default_base_model: str = Field("smollm2-135m", description="Base model for token statistics and new jobs.")
+    allowed_model_dirs: str = Field("", description="Folders (colon- or comma-separated) whose model folders a "
+                                    "job may name as its base model, besides the bundled models and "
+                                    "default_base_model; no other server path is accepted.")
     max_body_mb: float = Field(50.0, gt=0, description="Largest request body accepted, in MiB.")
     max_dataset_mb: float = Field(2048.0, gt=0, description="Largest a dataset may grow to, in MiB.")
     webhook_secret: str | None = Field(None, description="Shared secret of the labelled-data webhook (HMAC-SHA256); "
@@ -68,6 +71,15 @@ class Settings(BaseSettings):
             return self.inference_threads or cores, self.worker_threads or cores
         inference = self.inference_threads or max(1, cores // (workers + 1))
         return inference, self.worker_threads or max(1, (cores - inference) // workers)
+
+    def server_models(self):
+        """What jobs may name as their base model (checked when a job is submitted)."""
+        import re
+
+        from backend.services.jobs import ServerModels
+
+        dirs = tuple(Path(d).resolve() for d in re.split(r"[:,]", self.allowed_model_dirs) if d.strip())
+        return ServerModels(self.default_base_model, dirs)
 
     @property
     def signing_secret(self) -> str | None:

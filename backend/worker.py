@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, make_url
 
-from backend.services import adapters, callbacks, datasets, jobs
+from backend.services import adapters, callbacks, datasets, jobs, webhooks, workers
 from backend.settings import Settings
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
@@ -101,13 +101,22 @@ def _run_train(job: dict[str, Any], *, engine: Engine, settings: Settings, owner
                        on_progress=lambda p: setattr(heart, "progress", p))
     else:
         snapshot = _snapshot(engine, settings, job, run_dir)
+        params = dict(job["params"])
+        schema = jobs.check_schema(params.pop("schema", None))  # a name or an inline object, never a path
+        if schema is not None:
+            (run_dir / "schema.json").write_text(json.dumps(schema))
+            params["schema"] = str(run_dir / "schema.json")
         config = TrainConfig.from_dict({"model": settings.default_base_model, "threads": settings.worker_threads,
-                                        **job["params"], "data": [str(snapshot)], "output_dir": str(run_dir.parent),
+                                        **params, "data": [str(snapshot)], "output_dir": str(run_dir.parent),
                                         "run_name": job["id"]})
         result = train(config, progress_bar=False, should_stop=stop, on_progress=lambda p: setattr(heart, "progress", p))
     heart.done.set()
-    heart.beat()  # the last progress
-    if result.status == "cancelled" and not heart.cancel.is_set():
+    heart.beat()  # the last progress; also reads a cancel asked for while the run was finishing
+    if heart.cancel.is_set():  # cancel means cancel: a run that finished all the same registers nothing
+        jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="cancelled",
+                    result={"steps": result.summary.get("steps")})
+        return "cancelled"
+    if result.status == "cancelled":
         jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="queued")  # shutdown: resume later
         return "queued"
     return _record(engine, settings, job, owner, result.summary)
@@ -169,8 +178,30 @@ def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None 
         signal.signal(signum, lambda *_: shutdown.set())
     if parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(parent_pid, shutdown), daemon=True).start()
-    done = 0
     log.info("worker %s polling %s", owner, make_url(settings.db_url).render_as_string(hide_password=True))
+    workers.join(engine=engine, owner=owner)
+    alive = threading.Thread(target=_announce, args=(engine, owner, min(5.0, lease_s / 3), shutdown), daemon=True)
+    alive.start()
+    try:
+        _poll(engine, settings, owner=owner, lease_s=lease_s, poll_s=poll_s, max_jobs=max_jobs, shutdown=shutdown)
+    finally:
+        shutdown.set()
+        alive.join(timeout=10)
+        workers.leave(engine=engine, owner=owner)
+        engine.dispose()
+
+
+def _announce(engine: Engine, owner: str, every_s: float, shutdown: threading.Event) -> None:
+    while not shutdown.wait(every_s):
+        try:
+            workers.beat(engine=engine, owner=owner)
+        except Exception:  # noqa: BLE001 - a database hiccup; the next beat tries again
+            log.exception("worker heartbeat")
+
+
+def _poll(engine: Engine, settings: Settings, *, owner: str, lease_s: float, poll_s: float, max_jobs: int | None,
+          shutdown: threading.Event) -> None:
+    done = 0
     while not shutdown.is_set() and (max_jobs is None or done < max_jobs):
         _deliver_callbacks(engine, settings)
         job = jobs.claim_next(engine=engine, owner=owner, lease_s=lease_s)
@@ -180,9 +211,22 @@ def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None 
         log.info("job %s (%s on %s): attempt %d", job["id"], job["kind"], job["dataset"], job["attempts"])
         status = run_job(job, engine=engine, settings=settings, owner=owner, lease_s=lease_s, shutdown=shutdown)
         log.info("job %s: %s", job["id"], status)
+        if job["kind"] == "train" and status != "queued":
+            _retrigger(engine, settings, job["dataset"], ended=job["id"])
         done += 1
     _deliver_callbacks(engine, settings)
-    engine.dispose()
+
+
+def _retrigger(engine: Engine, settings: Settings, dataset: str, *, ended: str) -> None:
+    """Deliveries that arrived while the dataset's job ran may have passed the threshold: check again."""
+    try:
+        if webhooks.fed_by_webhook(engine=engine, dataset=dataset):
+            job_id = webhooks.maybe_train(engine=engine, dataset=dataset, threshold=settings.train_threshold,
+                                          trigger={"after_job": ended})
+            if job_id:
+                log.info("dataset %s passed its threshold while job %s ran: queued job %s", dataset, ended, job_id)
+    except Exception:  # noqa: BLE001 - the next delivery checks again; the worker carries on
+        log.exception("threshold check of dataset %s", dataset)
 
 
 def _deliver_callbacks(engine: Engine, settings: Settings) -> None:

@@ -69,7 +69,7 @@ def running_service(data_dir: Path, *, env: dict[str, str], workers: int = 1) ->
             raise RuntimeError("server did not start: " + (data_dir / "serve.log").read_text()[-3000:])
         yield {"url": url, "key": key, "data_dir": data_dir, "auth": {"Authorization": f"Bearer {key}"}, "proc": proc}
     finally:
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         proc.terminate()
         proc.wait(timeout=150)
         log.close()
@@ -77,6 +77,12 @@ def running_service(data_dir: Path, *, env: dict[str, str], workers: int = 1) ->
         wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=30)
 
 
-def _children(pid: int) -> list[int]:
-    found = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in found.read_text().split()] if found.exists() else []
+def children(pid: int) -> list[int]:
+    """The process's children, whichever of its threads started them."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out

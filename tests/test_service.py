@@ -25,9 +25,9 @@ def _cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
 
 def test_health_and_readiness_need_no_key(service):
     assert httpx.get(f"{service['url']}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{service['url']}/readyz")
-    assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "data_dir": "ok"}}
+    ready = _wait_for(lambda: (r := httpx.get(f"{service['url']}/readyz")).status_code == 200 and r)
+    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "data_dir": "ok", "workers": "ok"},
+                            "live_workers": 1}
 
 
 @pytest.mark.parametrize("headers,expected", [
@@ -187,6 +187,21 @@ def test_cancel_stops_a_running_job_with_a_checkpoint(service):
     ({"kind": "train", "dataset": "secret", "extra": 1}, 422, "invalid request"),
     ({"kind": "train", "dataset": "secret", "adapter_name": "../etc"}, 422, "adapter name '../etc' is invalid"),
     ({"kind": "train", "dataset": "secret", "callback_url": "ftp://x"}, 422, "callback_url: got 'ftp://x'"),
+    # validated whole at submission, against what the service owns; no server path is read or revealed
+    ({"kind": "train", "dataset": "secret", "hyperparameters": {"schema": "/etc/passwd"}}, 422,
+     "the service reads no schema file"),
+    ({"kind": "train", "dataset": "secret", "hyperparameters": {"model": "/etc"}}, 422,
+     "expected a bundled model (gemma3-270m, smollm2-135m) or a folder under one of TUNEBRIDGE_ALLOWED_MODEL_DIRS"),
+    ({"kind": "train", "dataset": "secret", "hyperparameters": {"model": "gpt-99"}}, 422, "model: got 'gpt-99'"),
+    ({"kind": "train", "dataset": "secret", "hyperparameters": {"lora_r": 1099511627776}}, 422,
+     "lora_r: got 1099511627776, expected from 1 to 1024"),
+    ({"kind": "train", "dataset": "secret", "hyperparameters": {"epochs": "abc"}}, 422,
+     "epochs: got 'abc' (str), expected a number"),
+    ({"kind": "train", "dataset": "secret", "hyperparameters": {"nproc": 2}}, 422, "nproc: got 2"),
+    ({"kind": "eval", "dataset": "secret", "hyperparameters": {"adapters": ["ghost@3"]}}, 422,
+     "hyperparameters.adapters: "),
+    ({"kind": "eval", "dataset": "secret", "hyperparameters": {"model": "/root"}}, 422,
+     "hyperparameters.model: got '/root'"),
 ])
 def test_bad_job_requests_say_what_is_wrong(service, body, code, message):
     httpx.post(f"{service['url']}/v1/datasets/secret/examples", content=b'{"prompt": "p", "completion": "c"}',
@@ -291,6 +306,7 @@ def test_a_restarted_service_finishes_the_job_its_shutdown_put_back(tiny_model, 
         job = _wait_for(lambda: (j := httpx.get(f"{second['url']}/v1/jobs/{job_id}", headers=second["auth"]).json())
                         ["status"] in ("succeeded", "failed") and j, timeout=300)
     assert job["status"] == "succeeded" and job["result"]["steps"] == 400, job["error"]
+    assert job["attempts"] == 1  # the shutdown's requeue was not a failed attempt
     steps = [json.loads(l)["step"] for l in (data_dir / "jobs" / job_id / "metrics.jsonl").read_text().splitlines()
              if '"loss"' in l]
     assert steps == list(range(1, 401))

@@ -237,3 +237,22 @@ def test_validation_reports_extraction_metrics_and_ships_the_best_adapter(tiny_c
     shipped = (result.run_dir / "adapter" / "adapter_model.safetensors").read_bytes()
     assert shipped == (result.run_dir / "best" / "adapter" / "adapter_model.safetensors").read_bytes()
     assert result.summary["validation"]["val_loss"] == evals[-1]["val_loss"]
+
+
+def test_a_stop_during_the_final_evaluation_cancels_the_run_and_ships_no_adapter(tiny_config):
+    """Cancel means cancel: asked while the last evaluation generates, the run ends cancelled with a
+    checkpoint to resume from, and no adapter is written."""
+    steps = 4
+    calls = {"n": 0}
+
+    def stop_once_training_is_done() -> bool:
+        calls["n"] += 1
+        return calls["n"] > steps  # the loop asks once per step; the next asker is the evaluation
+
+    run = train(tiny_config(run_name="late-cancel", data=[str(EXAMPLES / "receipts.jsonl")], max_steps=steps,
+                            batch_size=2, max_length=1024, val_fraction=0.25, eval_examples=4),
+                should_stop=stop_once_training_is_done, progress_bar=False)
+    assert run.status == "cancelled" and run.summary["steps"] == steps and run.summary["validation"] is None
+    assert calls["n"] == steps + 1  # stopped at the evaluation's first batch, not after it
+    assert not (run.run_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert (run.run_dir / "checkpoints" / f"step-{steps}" / "state.json").is_file()

@@ -11,13 +11,19 @@ import json
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, text
 
 from backend.evaluation.config import EvalConfig
 from backend.evaluation.policy import PromotionPolicy
+from backend.inference.constrained import flat_schema
+from backend.models.bundled import BUNDLED
+from backend.prompts import NAMED_SCHEMAS, ExtractionSchema
 from backend.services.adapters import check_name as check_adapter_name
+from backend.services.adapters import resolve as resolve_adapter
 from backend.services.datasets import DatasetNotFoundError
 from backend.services.errors import ConflictError, NotFoundError
 from backend.storage import now_iso
@@ -35,20 +41,72 @@ class JobNotFoundError(NotFoundError):
 
 
 
+@dataclass(frozen=True)
+class ServerModels:
+    """What a job may name as its base model on this server: a bundled model, the service's default,
+    or a folder under one of `allowed_dirs` (TUNEBRIDGE_ALLOWED_MODEL_DIRS) — never any other path."""
+
+    default: str
+    allowed_dirs: tuple[Path, ...] = ()
+
+    def check(self, model: Any, *, field: str) -> None:
+        if model is None or model == self.default or (isinstance(model, str) and model in BUNDLED):
+            return
+        if isinstance(model, str) and model.startswith("/") and ".." not in Path(model).parts:
+            if any(Path(model).is_relative_to(folder) for folder in self.allowed_dirs):
+                return
+        raise ValueError(f"{field}: got {model!r}, expected a bundled model ({', '.join(sorted(BUNDLED))}) or a "
+                         "folder under one of TUNEBRIDGE_ALLOWED_MODEL_DIRS")
+
+
+def check_schema(schema: Any) -> dict[str, Any] | None:
+    """A train job's extraction schema: a name (`receipt`, `invoice`) or an inline JSON Schema object,
+    as the JSON Schema the worker writes for the run; a server path is never read."""
+    if schema is None:
+        return None
+    if isinstance(schema, str) and schema in NAMED_SCHEMAS:
+        return flat_schema(NAMED_SCHEMAS[schema].names)
+    if isinstance(schema, dict):
+        try:
+            ExtractionSchema.from_json_schema(schema)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ValueError(f"schema: {exc}") from exc
+        return schema
+    raise ValueError(f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a JSON Schema object "
+                     "(the service reads no schema file)")
+
+
 def check_job_request(*, kind: str, params: dict[str, Any], adapter_name: str | None = None,
-                      callback_url: str | None = None, promote: dict[str, Any] | None = None) -> None:
-    """Every problem with a job request found now, in the caller's request, not later in a worker."""
+                      callback_url: str | None = None, promote: dict[str, Any] | None = None,
+                      models: ServerModels | None = None, engine: Engine | None = None) -> None:
+    """Every problem with a job request found now, in the caller's request, not later in a worker.
+    With `models` and `engine`, what the request names is resolved against what the service owns:
+    base models, and the registry's adapters."""
     if kind not in KINDS:
         raise ValueError(f"kind: got {kind!r}, expected one of {list(KINDS)}")
+    if not isinstance(params, dict):
+        raise ValueError(f"hyperparameters: got {type(params).__name__}, expected an object")
     if kind == "eval":
-        EvalConfig.from_dict(params)
+        config = EvalConfig.from_dict(params)
         if promote is not None:
             raise ValueError("promote: for train jobs; an eval job takes promote inside its hyperparameters")
+        if models is not None:
+            models.check(config.model, field="hyperparameters.model")
+        if engine is not None:
+            for ref in config.adapters:
+                try:
+                    resolve_adapter(engine=engine, ref=ref)
+                except NotFoundError as exc:
+                    raise ValueError(f"hyperparameters.adapters: {exc}") from exc
     else:
         reserved = sorted({"data", "output_dir", "run_name"} & set(params))
         if reserved:
             raise ValueError(f"hyperparameters {reserved} are set by the service; leave them out")
-        TrainConfig.from_dict({**params, "data": ["(dataset)"]})
+        check_schema(params.get("schema"))
+        options = {k: v for k, v in params.items() if k != "schema"}
+        TrainConfig.from_dict({**options, "data": ["(dataset)"]})
+        if models is not None:
+            models.check(params.get("model"), field="hyperparameters.model")
     if promote is not None:
         options = dict(promote)
         if not isinstance(options.pop("dataset", None), str):
@@ -62,10 +120,11 @@ def check_job_request(*, kind: str, params: dict[str, Any], adapter_name: str | 
 
 def create_job(*, engine: Engine, kind: str, dataset: str, params: dict[str, Any], adapter_name: str | None = None,
                callback_url: str | None = None, promote: dict[str, Any] | None = None,
-               conn: Connection | None = None) -> dict[str, Any]:
+               conn: Connection | None = None, models: ServerModels | None = None) -> dict[str, Any]:
     """Queue a job. Inside `conn` (a transaction the caller holds) when given, else in its own.
     A train job with `promote` queues an eval-gated promotion of its adapter when it succeeds."""
-    check_job_request(kind=kind, params=params, adapter_name=adapter_name, callback_url=callback_url, promote=promote)
+    check_job_request(kind=kind, params=params, adapter_name=adapter_name, callback_url=callback_url, promote=promote,
+                      models=models, engine=engine if models is not None else None)
     job_id = uuid.uuid4().hex
     with _transaction(engine, conn) as tx:
         # The first statement writes: it locks the dataset row (and SQLite's database) for the whole transaction.
@@ -212,9 +271,11 @@ def finish(*, engine: Engine, job_id: str, owner: str, status: str, result: dict
     callback_url gets its callback queued for delivery."""
     callback = "CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END" if status in ENDED else "callback_state"
     with engine.begin() as conn:
+        # A job put back by a worker shutting down was not a failed attempt: its claim is not counted.
+        attempts = "attempts - 1" if status == "queued" else "attempts"
         if conn.execute(text("UPDATE jobs SET status = :s, result = :r, error = :e, lease_owner = NULL, "
                              f"lease_expires_at = NULL, updated_at = :t, callback_state = {callback}, "
-                             "callback_next_at = 0 WHERE id = :id AND lease_owner = :o"),
+                             f"callback_next_at = 0, attempts = {attempts} WHERE id = :id AND lease_owner = :o"),
                         {"s": status, "r": json.dumps(result) if result is not None else None, "e": error,
                          "t": now_iso(), "id": job_id, "o": owner}).rowcount:
             add_event(conn, job_id=job_id, type=status if status in ENDED else "requeued",

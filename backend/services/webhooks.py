@@ -79,9 +79,23 @@ def receive(*, engine: Engine, data_dir: Path, delivery_id: str, body: bytes, th
 
 
 def _maybe_train(*, engine: Engine, dataset: str, delivery_id: str, threshold: int) -> str | None:
+    job_id = maybe_train(engine=engine, dataset=dataset, threshold=threshold, trigger={"delivery": delivery_id})
+    if job_id is not None:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE webhook_deliveries SET job_id = :j WHERE delivery_id = :d"),
+                         {"j": job_id, "d": delivery_id})
+    return job_id
+
+
+def maybe_train(*, engine: Engine, dataset: str, threshold: int, trigger: dict[str, Any]) -> str | None:
+    """Start one training job when the dataset has `threshold` new examples since its last training
+    and none of its training jobs is queued or running; the new job's id, or None. Called after each
+    delivery, and again by the worker when a job of the dataset ends (a delivery that arrived while a
+    job was busy is not lost)."""
     with engine.begin() as conn:
         # Writing first takes the dataset's row lock (SQLite: the write lock) until commit.
-        conn.execute(text("UPDATE datasets SET updated_at = updated_at WHERE name = :n"), {"n": dataset})
+        if not conn.execute(text("UPDATE datasets SET updated_at = updated_at WHERE name = :n"), {"n": dataset}).rowcount:
+            return None
         examples, last = conn.execute(text("SELECT examples, examples_at_last_train FROM datasets WHERE name = :n"),
                                       {"n": dataset}).one()
         if examples - last < threshold:
@@ -95,12 +109,15 @@ def _maybe_train(*, engine: Engine, dataset: str, delivery_id: str, threshold: i
         params, adapter = (json.loads(previous[0]), previous[1]) if previous else ({}, None)
         job_id = jobs.create_job(engine=engine, kind="train", dataset=dataset, params=params, adapter_name=adapter,
                                  conn=conn)["id"]
-        conn.execute(text("UPDATE webhook_deliveries SET job_id = :j WHERE delivery_id = :d"),
-                     {"j": job_id, "d": delivery_id})
-        jobs.add_event(conn, job_id=job_id, type="triggered", data={"by": "labelled-data webhook",
-                                                                     "delivery": delivery_id,
+        jobs.add_event(conn, job_id=job_id, type="triggered", data={"by": "labelled-data webhook", **trigger,
                                                                      "new_examples": examples - last})
     return job_id
+
+
+def fed_by_webhook(*, engine: Engine, dataset: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT 1 FROM webhook_deliveries WHERE dataset = :n LIMIT 1"),
+                            {"n": dataset}).first() is not None
 
 
 def _delivery(engine: Engine, delivery_id: str) -> dict[str, Any]:

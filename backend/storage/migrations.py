@@ -112,6 +112,14 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         # The length of a dataset's file that committed appends account for; NULL until first repaired.
         "ALTER TABLE datasets ADD COLUMN committed_bytes BIGINT",
     ]),
+    ("0009_workers", [
+        # Worker processes alive now: each renews seen_at while it runs (readiness reads it).
+        """CREATE TABLE workers (
+            id VARCHAR(128) PRIMARY KEY,
+            started_at VARCHAR(32) NOT NULL,
+            seen_at DOUBLE PRECISION NOT NULL
+        )""",
+    ]),
 ]
 
 

@@ -91,12 +91,18 @@ class TrainConfig:
         checks = [
             ("val_fraction", 0 <= self.val_fraction < 1, "a number in [0, 1)"),
             ("max_length", self.max_length >= 16, "at least 16"),
-            ("lora_r", self.lora_r >= 1, "at least 1"),
+            ("lora_r", 1 <= self.lora_r <= 1024, "from 1 to 1024"),
+            ("lora_alpha", 1 <= self.lora_alpha <= 65536, "from 1 to 65536"),
             ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
-            ("epochs", self.epochs > 0, "greater than 0"),
-            ("max_steps", self.max_steps >= 0, "0 or more"),
+            ("epochs", 0 < self.epochs <= 1000, "greater than 0, at most 1000"),
+            ("max_steps", 0 <= self.max_steps <= 10_000_000, "from 0 to 10,000,000"),
             ("max_minutes", self.max_minutes >= 0, "0 or more"),
-            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("batch_size", 1 <= self.batch_size <= 65536, "from 1 to 65536"),
+            ("max_length", self.max_length <= 1_048_576, "at most 1,048,576"),
+            ("threads", 0 <= self.threads <= 4096, "from 0 to 4096"),
+            ("nproc", 1 <= self.nproc <= 1024 and (self.nproc == 1 or self.launcher != "none"), "at most 1024" if
+             self.nproc > 1024 else "1 without a launcher (set launcher: torchrun or accelerate)" if self.nproc > 1
+             else "at least 1"),
             ("nproc", self.nproc >= 1 and (self.nproc == 1 or self.launcher != "none"),
              "1 without a launcher (set launcher: torchrun or accelerate)" if self.nproc > 1 else "at least 1"),
             ("grad_accum", self.grad_accum >= 1 and self.batch_size % self.grad_accum == 0,
@@ -169,9 +175,38 @@ def launcher_args_problem(launcher: str, args: str) -> str | None:
 
 def from_known(cls, values: dict[str, Any], *, what: str):
     """Build the dataclass `cls` from `values`, refusing keys it does not have by name (config from
-    JSON: a typo must not be dropped silently)."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    JSON: a typo must not be dropped silently) and values of the wrong type ("abc" for a number)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{what} options: got {type(values).__name__}, expected an object of options")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {what} option(s) {unknown}; known: {sorted(known)}")
+        raise ValueError(f"unknown {what} option(s) {unknown}; known: {sorted(fields)}")
+    for name, value in values.items():
+        expected = _type_problem(str(fields[name].type), value)
+        if expected:
+            raise ValueError(f"{name}: got {value!r} ({type(value).__name__}), expected {expected}")
     return cls(**values)
+
+
+def _type_problem(annotation: str, value: Any) -> str | None:
+    """What `value` should have been for a field typed `annotation`, or None when it fits."""
+    optional = annotation.endswith("| None")
+    base = annotation.removesuffix("| None").strip()
+    if value is None:
+        return None if optional else f"a value of type {base}"
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base == "int":
+        ok = number and float(value).is_integer() and abs(value) < 2**53
+        return None if ok else "a whole number"
+    if base == "float":
+        ok = number and value == value and abs(value) != float("inf")
+        return None if ok else "a number"
+    if base == "bool":
+        return None if isinstance(value, bool) else "true or false"
+    if base == "str":
+        return None if isinstance(value, str) else "a string"
+    if base == "list[str]":
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        return None if ok else "a list of strings"
+    return None

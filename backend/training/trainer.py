@@ -30,7 +30,7 @@ from backend.training.batching import collate, run_batches
 from backend.training.config import TrainConfig
 from backend.training.data import check_usable, load_jsonl, split
 from backend.training.distributed import Parallel, launched
-from backend.training.validation import HIGHER_IS_BETTER, ExtractionCheck
+from backend.training.validation import EvaluationStopped, HIGHER_IS_BETTER, ExtractionCheck
 from backend.training.runtime import Runtime, build_lora_model, tune_cpu_allocator
 from backend.training.tokenize import IGNORE, Encoded, EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
@@ -228,8 +228,8 @@ def train(
         """Validation loss, extraction metrics when the data has them, and the best adapter kept."""
         nonlocal best
         found: dict[str, Any] = {"val_loss": round(validate(), 6)}
-        if check:  # rank 0 only
-            m = check.run(model, runtime)
+        if check:  # rank 0 only; a single process may stop between its answers
+            m = check.run(model, runtime, should_stop=None if par.enabled else should_stop)
             found.update({f"val_{k}": v for k, v in m.items() if k != "fields"}, val_fields_f1=m["fields"])
         found = par.broadcast(found)
         value = found.get("val_micro_f1" if metric == "micro_f1" else "val_loss")
@@ -285,14 +285,19 @@ def train(
     if bar is not None:
         bar.close()
 
+    if status != "cancelled" and val_set.items:
+        try:
+            final_eval = {"step": step, **evaluate_now()}
+            val_loss = final_eval["val_loss"]
+            if tracker is not None:
+                tracker.log(final_eval)
+            validation = {k: v for k, v in final_eval.items() if k != "step"}
+        except EvaluationStopped:
+            status = "cancelled"
+    if status != "cancelled" and not par.enabled and should_stop():  # asked during the last step or evaluation
+        status = "cancelled"
     if status == "cancelled":
         save()
-    elif val_set.items:
-        final_eval = {"step": step, **evaluate_now()}
-        val_loss = final_eval["val_loss"]
-        if tracker is not None:
-            tracker.log(final_eval)
-        validation = {k: v for k, v in final_eval.items() if k != "step"}
     train_time = elapsed_before + (time.time() - loop_start)
     described = runtime.describe() + (f"; {par.describe()}" if par.enabled else "")
     summary = {

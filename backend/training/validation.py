@@ -8,7 +8,7 @@ evaluation by the chosen metric (`eval_metric`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -17,6 +17,10 @@ from backend.inference.generate import padded_generate
 from backend.training.data import Example
 
 HIGHER_IS_BETTER = {"micro_f1": True, "val_loss": False}
+
+
+class EvaluationStopped(Exception):
+    """The run was asked to stop while its evaluation was generating."""
 
 
 class ExtractionCheck:
@@ -34,7 +38,7 @@ class ExtractionCheck:
         return bool(self.examples)
 
     @torch.no_grad()
-    def run(self, model, runtime) -> dict[str, Any]:
+    def run(self, model, runtime, *, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
         was_training = model.training
         model.eval()
         eos = model.generation_config.eos_token_id
@@ -43,6 +47,9 @@ class ExtractionCheck:
         order = sorted(range(len(self.prompts)), key=lambda i: len(self.prompts[i]))
         raws: dict[int, str] = {}
         for start in range(0, len(order), self.batch_size):
+            if should_stop is not None and should_stop():
+                model.train(was_training)
+                raise EvaluationStopped(f"stopped after {start} of {len(order)} evaluation answers")
             chunk = order[start:start + self.batch_size]
             with runtime.autocast():
                 new = padded_generate(model, [self.prompts[i] for i in chunk], pad_id=self.tokenizer.pad_token_id,

@@ -36,8 +36,11 @@ def test_health_and_readiness_need_no_key(service):
     ({"Authorization": "Basic abc"}, "missing API key"),
 ])
 def test_v1_routes_refuse_missing_or_wrong_keys(service, headers, expected):
-    response = httpx.get(f"{service['url']}/v1/models", headers=headers)
+    response = httpx.get(f"{service['url']}/v1/datasets", headers=headers)
     assert response.status_code == 401 and expected in response.json()["error"]
+    openai_shaped = httpx.get(f"{service['url']}/v1/models", headers=headers)  # the OpenAI-compatible routes
+    assert openai_shaped.status_code == 401 and expected in openai_shaped.json()["error"]["message"]
+    assert openai_shaped.json()["error"]["code"] == "invalid_api_key"
 
 
 def test_models_list_in_openai_format(service):
@@ -310,3 +313,43 @@ def test_a_restarted_service_finishes_the_job_its_shutdown_put_back(tiny_model, 
     steps = [json.loads(l)["step"] for l in (data_dir / "jobs" / job_id / "metrics.jsonl").read_text().splitlines()
              if '"loss"' in l]
     assert steps == list(range(1, 401))
+
+
+def test_hostile_numbers_and_nesting_are_4xx_never_500(service):
+    """What a fuzzer found: integers past 2^63 in query and path, JSON nested 100,000 deep."""
+    url, auth = service["url"], _auth(service)
+    httpx.post(f"{url}/v1/datasets/secret/examples", content=b'{"prompt": "p", "completion": "c"}', headers=auth)
+    job = httpx.post(f"{url}/v1/jobs", json={"kind": "eval", "dataset": "secret", "hyperparameters": {}},
+                     headers=auth).json()["id"]
+    huge = str(2**64)
+    probes = [
+        httpx.get(f"{url}/v1/jobs/{job}/events", params={"after": huge}, headers=auth),
+        httpx.get(f"{url}/v1/adapters/memo@{huge}", headers=auth),
+        httpx.delete(f"{url}/v1/adapters/memo/versions/{huge}", headers=auth),
+        httpx.put(f"{url}/v1/adapters/memo/aliases/prod", json={"version": 2**64}, headers=auth),
+        httpx.post(f"{url}/v1/datasets/deep/examples", content=b"[" * 100_000 + b"]" * 100_000, headers=auth),
+        httpx.post(f"{url}/v1/jobs", content=b'{"kind": "train", "dataset": "secret", "hyperparameters": ' +
+                   b"[" * 100_000 + b"]" * 100_000 + b"}", headers={**auth, "Content-Type": "application/json"}),
+    ]
+    codes = [p.status_code for p in probes]
+    assert all(400 <= c < 500 for c in codes), [(p.request.url.path[:60], p.status_code, p.text[:200]) for p in probes]
+    assert "nested too deeply" in probes[4].json()["issues"][0]["problem"]
+
+
+def test_the_api_docs_work_offline_and_declare_the_key_and_errors(service):
+    url = service["url"]
+    page = httpx.get(f"{url}/docs")
+    assert page.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text.replace("https://fastapi", "")
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        assert httpx.get(f"{url}/docs-static/{asset}").status_code == 200, asset
+    assert "/docs-static/redoc.standalone.js" in httpx.get(f"{url}/redoc").text
+    spec = httpx.get(f"{url}/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["apiKey"]["description"]}
+    create = spec["paths"]["/v1/jobs"]["post"]
+    assert create["security"] == [{"apiKey": []}] and {"401", "404", "409", "413", "422"} <= set(create["responses"])
+    chat = spec["paths"]["/v1/chat/completions"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+    assert chat["$ref"].endswith("/OpenAIErrorOut")
+    name = spec["paths"]["/v1/datasets/{name}"]["get"]["parameters"][0]["schema"]
+    assert name["pattern"] == "^[a-z0-9][a-z0-9_-]{0,63}$"

@@ -130,3 +130,10 @@ def test_an_invalid_example_names_its_index_and_stores_nothing(service):
     assert response.status_code == 422
     assert [i["where"] for i in response.json()["issues"]] == ["examples[1]"]
     assert _stored(service, "hook-x") == 0
+
+
+def test_a_delivery_nested_too_deeply_is_refused_not_a_500(service):
+    body = b'{"dataset": "hook-deep", "examples": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = _deliver(service, body)
+    assert response.status_code == 422 and "nested too deeply" in response.json()["error"]
+    assert _stored(service, "hook-deep") == 0

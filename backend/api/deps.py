@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from backend.inference.batcher import Batcher
@@ -28,7 +29,12 @@ def get_batcher(request: Request) -> Batcher:
 BatcherDep = Annotated[Batcher, Depends(get_batcher)]
 
 
-def require_api_key(request: Request, engine: EngineDep) -> None:
+bearer = HTTPBearer(auto_error=False, scheme_name="apiKey",
+                    description="An API key from `tunebridge keys create`, sent as `Authorization: Bearer <key>`.")
+
+
+def require_api_key(request: Request, engine: EngineDep,
+                    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key:

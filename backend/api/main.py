@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from backend.api.body import BodyLimit
+from backend.api.docs import add_offline_docs
+from backend.api.errors import ERROR_RESPONSES, error_response
 from backend.api.routes import adapters, datasets, documents, health, inference, jobs, models, webhooks
 from backend.inference.batcher import Batcher
 from backend.inference.pool import ModelPool
@@ -39,34 +41,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.batcher.close()
         app.state.engine.dispose()
 
-    app = FastAPI(title="tunebridge", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="tunebridge", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   summary="Fine-tune small LLMs on your labelled documents and serve them.")
+    add_offline_docs(app)
     app.dependency_overrides[get_settings] = lambda: settings
     app.add_middleware(BodyLimit, limit_bytes=int(settings.max_body_mb * 1024 * 1024))
     app.include_router(health.router)
-    app.include_router(models.router)
-    app.include_router(datasets.router)
-    app.include_router(jobs.router)
-    app.include_router(adapters.router)
-    app.include_router(inference.router)
-    app.include_router(webhooks.router)
-    app.include_router(documents.router)
+    for router in (models.router, datasets.router, jobs.router, adapters.router, inference.router, documents.router):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(webhooks.router, responses={k: v for k, v in ERROR_RESPONSES.items() if k != 404})
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:  # also unknown routes, 405s
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # also unknown routes, 405s
+        return error_response(request, exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(NotFoundError)
-    async def not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=404)
+    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return error_response(request, 404, str(exc))
 
     @app.exception_handler(ConflictError)
-    async def conflict(_request: Request, exc: ConflictError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=409)
+    async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
+        return error_response(request, 409, str(exc))
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, _exc: RecursionError) -> JSONResponse:
+        return error_response(request, 422, "the request body is nested too deeply to read")
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [{"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"error": "invalid request", "details": problems}, status_code=422)
+        return error_response(request, 422, "invalid request", details=problems)
 
     return app

@@ -116,6 +116,11 @@ def constrained_chat(pool: ModelPool, target: Target, messages: list[dict[str, s
                      max_new_tokens: int | None = None, limit: int = 4096) -> dict[str, Any]:
     """A chat answer decoded under a JSON Schema (OpenAI's `response_format`): text, finish reason, usage."""
     bounded, budget = bound_schema(schema_of(json_schema))
+    open_ended = _open_ended(bounded)
+    if max_new_tokens is not None and max_new_tokens < budget and not open_ended:
+        raise ValueError(f"max_tokens: got {max_new_tokens}, but an answer under this schema can take up to {budget} "
+                         "tokens and would be cut off before its JSON closes: raise max_tokens (or leave it out), or "
+                         "bound the schema more tightly (maxLength, maxItems, enum)")
     cap = min(max_new_tokens or budget, limit)
     with pool.using(target) as (model, tokenizer, context):
         ids = _encode(tokenizer, messages)
@@ -125,8 +130,29 @@ def constrained_chat(pool: ModelPool, target: Target, messages: list[dict[str, s
         result = constrained_batch(model, tokenizer, [ids], [grammar(bounded)], max_new_tokens=cap,
                                    device=next(model.parameters()).device, eos_ids=stop_ids(model, tokenizer),
                                    draft=DRAFT_ALONE)[0]
+    if result.finish_reason == "length" and not _parses(result.text):  # only an open-ended object gets here
+        raise ValueError(f"max_tokens: the answer reached {cap} tokens before its JSON closed; raise max_tokens")
     return {"text": result.text, "finish_reason": result.finish_reason, "prompt_tokens": len(ids),
             "completion_tokens": len(result.tokens)}
+
+
+def _open_ended(schema: Any) -> bool:
+    """Whether a bounded schema still lets an answer grow without end (an object open to any key)."""
+    if isinstance(schema, dict):
+        if schema.get("additionalProperties") not in (None, False):
+            return True
+        return any(_open_ended(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_open_ended(v) for v in schema)
+    return False
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _record(target: Target, doc: Document, result, review_confidence: float, conventions: bool = True,

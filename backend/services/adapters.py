@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from backend.services.errors import ConflictError, NotFoundError
 from backend.storage import now_iso
 
+MAX_VERSION = 2**62  # versions are counted from 1; larger numbers are no version (and overflow SQL integers)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 COLUMNS = ("name, version, base_model, dataset, dataset_hash, job_id, path, schema_fields, metrics, created_at, "
@@ -105,6 +106,8 @@ def _decode(row) -> dict[str, Any]:
 
 
 def get_version(*, engine: Engine, name: str, version: int) -> dict[str, Any]:
+    if not 0 < version < MAX_VERSION:
+        raise AdapterNotFoundError(f"adapter {name}@{version} does not exist")
     with engine.connect() as conn:
         row = conn.execute(text(f"SELECT {COLUMNS} FROM adapters WHERE name = :n AND version = :v"),
                            {"n": name, "v": version}).first()
@@ -124,7 +127,7 @@ def resolve(*, engine: Engine, ref: str) -> dict[str, Any]:
         if tag in ("", "latest"):
             version = conn.execute(text("SELECT MAX(version) FROM adapters WHERE name = :n"), {"n": name}).scalar()
         elif tag.isdigit():
-            version = int(tag)
+            version = int(tag) if len(tag) <= 18 else None  # past any version a registry holds
         else:
             version = conn.execute(text("SELECT version FROM adapter_aliases WHERE name = :n AND alias = :a"),
                                    {"n": name, "a": tag}).scalar()

@@ -46,6 +46,8 @@ def parse_delivery(body: bytes) -> tuple[str, bytes]:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError("body is not JSON this service reads: nested too deeply") from exc
     if not isinstance(payload, dict):
         raise ValueError(f"body must be a JSON object, got {type(payload).__name__}")
     dataset = payload.get("dataset")

@@ -190,6 +190,9 @@ def parse_jsonl(
             except json.JSONDecodeError as exc:
                 issues.append(LineIssue(name, number, f"invalid JSON: {exc.msg} at column {exc.colno}"))
                 continue
+            except RecursionError:
+                issues.append(LineIssue(name, number, "invalid JSON: nested too deeply"))
+                continue
             if not isinstance(record, dict):
                 issues.append(LineIssue(name, number, f"expected a JSON object, got {type(record).__name__}"))
                 continue

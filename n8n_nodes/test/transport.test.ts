@@ -64,6 +64,21 @@ describe('describeBackendError', () => {
 		);
 	});
 
+	it("reads the OpenAI-compatible routes' error object", () => {
+		const body = {
+			error: {
+				message: 'max_tokens: got 3, raise it',
+				type: 'invalid_request_error',
+				param: 'max_tokens',
+				code: null,
+			},
+		};
+		expect(describeBackendError(body)).toEqual({
+			message: 'max_tokens: got 3, raise it',
+			description: 'parameter: max_tokens',
+		});
+	});
+
 	it('ignores bodies that are not the backend shape', () => {
 		expect(describeBackendError('<html>')).toEqual({});
 		expect(describeBackendError({ detail: 'x' })).toEqual({});

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import Authorized, EngineDep
 from backend.services import adapters as service
 
+# Patterns declared for clients and checked by the service (its errors name the rule).
+AdapterName = Annotated[str, PathParam(json_schema_extra={"pattern": service.NAME.pattern})]
+AliasName = Annotated[str, PathParam(json_schema_extra={"pattern": service.ALIAS.pattern})]
 router = APIRouter(prefix="/v1/adapters", tags=["adapters"], dependencies=[Authorized])
 
 
 class AliasIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="The version the alias should point at.")
+    version: int = Field(ge=1, le=2**62, description="The version the alias should point at.")
     reason: str | None = Field(None, max_length=500, description="Why (kept in the alias history).")
 
 
@@ -31,7 +35,7 @@ def get(ref: str, engine: EngineDep) -> dict[str, Any]:
 
 
 @router.put("/{name}/aliases/{alias}", summary="Point an alias (e.g. prod) at a version: promote")
-def promote(name: str, alias: str, body: AliasIn, engine: EngineDep) -> dict[str, Any]:
+def promote(name: AdapterName, alias: AliasName, body: AliasIn, engine: EngineDep) -> dict[str, Any]:
     try:
         return service.set_alias(engine=engine, name=name, alias=alias, version=body.version, reason=body.reason)
     except ValueError as exc:
@@ -39,17 +43,17 @@ def promote(name: str, alias: str, body: AliasIn, engine: EngineDep) -> dict[str
 
 
 @router.get("/{name}/aliases/{alias}", summary="Where an alias points, and its history")
-def alias(name: str, alias: str, engine: EngineDep) -> dict[str, Any]:
+def alias(name: AdapterName, alias: AliasName, engine: EngineDep) -> dict[str, Any]:
     return service.alias_state(engine=engine, name=name, alias=alias)
 
 
 @router.post("/{name}/aliases/{alias}/rollback", summary="Move an alias back to the version it had before")
-def rollback(name: str, alias: str, engine: EngineDep) -> dict[str, Any]:
+def rollback(name: AdapterName, alias: AliasName, engine: EngineDep) -> dict[str, Any]:
     return service.rollback_alias(engine=engine, name=name, alias=alias)
 
 
 @router.delete("/{name}/versions/{version}", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a version (refused while an alias or a queued/running job uses it)")
-def delete(name: str, version: int, engine: EngineDep) -> Response:
+def delete(name: AdapterName, version: Annotated[int, PathParam(ge=1, le=2**62)], engine: EngineDep) -> Response:
     service.delete_version(engine=engine, name=name, version=version)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

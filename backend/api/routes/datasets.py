@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
@@ -15,6 +16,8 @@ from backend.api.deps import Authorized, EngineDep, SettingsDep
 from backend.services import datasets as service
 from backend.training.data import DatasetError
 
+# The pattern is declared for clients and checked by the service (its error names the rule).
+DatasetName = Annotated[str, PathParam(json_schema_extra={"pattern": service.NAME.pattern})]
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[Authorized])
 
 
@@ -48,7 +51,7 @@ def _checked(name: str) -> str:
 
 @router.post("/{name}/examples", status_code=status.HTTP_201_CREATED, response_model=AppendedOut,
              summary="Append JSONL examples (raw JSON-lines body, or multipart with a 'file' field)")
-async def append(name: str, request: Request, engine: EngineDep, settings: SettingsDep):
+async def append(name: DatasetName, request: Request, engine: EngineDep, settings: SettingsDep):
     _checked(name)
     limit = int(settings.max_body_mb * 1024 * 1024)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -78,7 +81,7 @@ def list_all(engine: EngineDep) -> list[dict[str, Any]]:
 
 
 @router.get("/{name}", summary="Counts, formats, fields and length statistics (characters and tokens)")
-def stats(name: str, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+def stats(name: DatasetName, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     _checked(name)
     return service.dataset_stats(engine=engine, data_dir=settings.data_dir, name=name,
                                  tokenizer=_tokenizer(settings.default_base_model))

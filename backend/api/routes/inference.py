@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from backend.api.errors import OPENAI_ERROR_RESPONSES
 from backend.api.deps import Authorized, BatcherDep, EngineDep, SettingsDep
 from backend.inference.pool import GenRequest, GenResult, apply_stop
 from backend.services import inference as service
@@ -25,12 +26,25 @@ class TextPart(BaseModel):
 
 
 class Message(BaseModel):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant"] = Field(
+        description="developer is read as system (OpenAI's newer name); tool messages are refused: no function "
+                    "calling here.")
     content: str | list[TextPart]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_tool_turns(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("role") in ("tool", "function"):
+            raise ValueError(f"role {data['role']!r} is not supported: this server does no function calling")
+        return data
 
     @property
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+    @property
+    def chat_role(self) -> str:
+        return "system" if self.role == "developer" else self.role
 
 
 class Generation(BaseModel):
@@ -85,6 +99,19 @@ class ChatIn(Generation):
     n: int = Field(1, ge=1, le=1, description="One choice per request.")
     response_format: ResponseFormat | None = Field(None, description="json_schema / json_object: the answer is "
                                                    "decoded under the schema, so it always parses and validates.")
+    tools: list[Any] | None = Field(None, description="Refused when non-empty: no function calling here.")
+    tool_choice: Any = Field(None, description="Only 'none' (or absent) is accepted.")
+    functions: list[Any] | None = Field(None, description="Refused when non-empty (the older name of tools).")
+
+    @model_validator(mode="after")
+    def _no_tools(self) -> "ChatIn":
+        for name in ("tools", "functions"):
+            if getattr(self, name):
+                raise ValueError(f"{name}: function calling is not supported by this server; send the request "
+                                 f"without {name}")
+        if self.tool_choice not in (None, "none"):
+            raise ValueError("tool_choice: function calling is not supported by this server; omit it or send 'none'")
+        return self
 
 
 class InferIn(Generation):
@@ -135,10 +162,11 @@ def _usage(result: GenResult) -> dict[str, int]:
             "total_tokens": result.prompt_tokens + result.completion_tokens}
 
 
-@router.post("/chat/completions", summary="OpenAI-compatible chat completion (model = adapter or base model)")
+@router.post("/chat/completions", summary="OpenAI-compatible chat completion (model = adapter or base model)",
+             responses=OPENAI_ERROR_RESPONSES)
 def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep):
     target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model)
-    request = body.gen_request([{"role": m.role, "content": m.text} for m in body.messages], limit=settings.max_new_tokens)
+    request = body.gen_request([{"role": m.chat_role, "content": m.text} for m in body.messages], limit=settings.max_new_tokens)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     schema = body.response_format.decoding_schema if body.response_format else None
     if schema is not None:
@@ -203,7 +231,7 @@ def infer(body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: Batc
     target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model,
                                        adapter=body.adapter)
     if body.messages is not None:
-        messages = [{"role": m.role, "content": m.text} for m in body.messages]
+        messages = [{"role": m.chat_role, "content": m.text} for m in body.messages]
     else:
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
             {"role": "user", "content": body.prompt}]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,12 +89,13 @@ def resume(job_id: str, engine: EngineDep) -> dict[str, Any]:
 
 @router.get("/{job_id}/events", summary="The job's events: a JSON list, or server-sent events "
             "(Accept: text/event-stream) that follow the job until it ends")
-def events(job_id: str, request: Request, engine: EngineDep, after: int = 0):
+def events(job_id: str, request: Request, engine: EngineDep,
+           after: Annotated[int, Query(ge=0, le=2**62, description="Only events after this sequence number.")] = 0):
     found = service.list_events(engine=engine, job_id=job_id, after=after)
     if "text/event-stream" not in request.headers.get("accept", ""):
         return found
     last = request.headers.get("last-event-id", "")
-    start = int(last) if last.isdigit() else after
+    start = int(last) if last.isdigit() and len(last) <= 18 else after
     return StreamingResponse(_follow(engine, job_id, start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -9,12 +9,14 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from backend.api.errors import OPENAI_ERROR_RESPONSES
 from backend.api.deps import Authorized, EngineDep, SettingsDep
 from backend.models.bundled import BUNDLED
 from backend.services import adapters
+from backend.services.errors import NotFoundError
 from backend.services.inference import servable_bases
 
-router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authorized], responses=OPENAI_ERROR_RESPONSES)
 
 
 class ModelCard(BaseModel):
@@ -30,6 +32,14 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+@router.get("/models/{model_id:path}", summary="One model or adapter by id (OpenAI's models.retrieve)")
+def retrieve_model(model_id: str, engine: EngineDep, settings: SettingsDep) -> ModelCard:
+    for card in list_models(engine, settings).data:
+        if card.id == model_id:
+            return card
+    raise NotFoundError(f"model {model_id!r} does not exist: GET /v1/models lists the base models and adapters")
 
 
 @router.get("/models")

@@ -98,9 +98,15 @@ export function findErrorResponse(error: unknown): ErrorResponse {
 	return found;
 }
 
-/** The backend's `{"error": ...}` as a message, with `details` / `issues` as the description. */
+/** The backend's `{"error": ...}` as a message, with `details` / `issues` as the description; on the
+ * OpenAI-compatible routes `{"error": {"message", "param", ...}}`, with the parameter as the description. */
 export function describeBackendError(body: unknown): { message?: string; description?: string } {
 	const object = asObject(body);
+	const openai = asObject(object?.error);
+	if (openai && typeof openai.message === 'string') {
+		const param = typeof openai.param === 'string' ? `parameter: ${openai.param}` : undefined;
+		return { message: openai.message, description: param };
+	}
 	if (!object || typeof object.error !== 'string') return {};
 	const lines: string[] = [];
 	for (const key of ['details', 'issues']) {

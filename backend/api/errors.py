@@ -1,0 +1,61 @@
+"""Error bodies, one place: `{"error": "message"}` on tunebridge's own routes, and OpenAI's shape
+(`{"error": {"message", "type", "param", "code"}}`) on the OpenAI-compatible ones, so the openai SDK
+and LangChain show the message instead of a bare status code."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+OPENAI_ROUTES = ("/v1/chat/", "/v1/models")
+_CODES = {401: "invalid_api_key", 404: "model_not_found", 409: "conflict", 413: "payload_too_large"}
+_PARAM = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
+
+
+def error_response(request: Request, status: int, message: str, *, details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    if not request.url.path.startswith(OPENAI_ROUTES):
+        body: dict[str, Any] = {"error": message}
+        if details is not None:
+            body["details"] = details
+        return JSONResponse(body, status_code=status, headers=headers)
+    param = None
+    if details:
+        where = [p for p in details[0]["where"].split(".") if p != "body"]
+        param = ".".join(where) or None
+        message = "; ".join(f"{d['where'].removeprefix('body.')}: {d['problem']}" for d in details)
+    elif found := _PARAM.match(message):
+        param = found.group(1)
+    kind = "server_error" if status >= 500 else "authentication_error" if status == 401 else "invalid_request_error"
+    code = _CODES.get(status)
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
+                        status_code=status, headers=headers)
+
+
+class ErrorOut(BaseModel):
+    error: str
+    details: list[dict[str, Any]] | None = None
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorOut(BaseModel):
+    error: OpenAIErrorDetail
+
+
+_WHY = {401: "Missing or invalid API key", 404: "Not found", 409: "Conflicts with the current state",
+        413: "Body or dataset too large", 422: "Invalid request: the message names the field and what was expected"}
+# Declared on every /v1 route, so generated clients know the error bodies.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut, "description": why}
+                                                    for code, why in _WHY.items()}
+OPENAI_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": OpenAIErrorOut, "description": why}
+                                                           for code, why in _WHY.items()}

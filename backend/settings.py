@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     corrections_dataset: str = Field("corrections", description="Review corrections from /v1/documents become "
                                                                 "examples of `<this>-<document type>`.")
     max_prompt_tokens: int = Field(4096, ge=1, description="Longest prompt accepted, in tokens.")
+    max_schema_properties: int = Field(200, ge=1, description="Most properties (all levels together) a schema "
+                                       "for extraction or response_format may have.")
+    max_schema_depth: int = Field(8, ge=1, description="Deepest nesting of objects and arrays such a schema may have.")
     batch_max: int = Field(8, ge=1, description="Requests generated together in one batch (1 = no batching).")
     batch_window_ms: float = Field(10.0, ge=0, description="How long the batcher waits for more requests.")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="Where the service runs inference.")

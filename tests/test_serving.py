@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -215,15 +216,15 @@ def test_promote_roll_back_and_refuse_to_delete_what_is_in_use(service, memo):
 @pytest.mark.parametrize("body,code,message", [
     ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "model 'nope' not found"),
     ({"model": "memo@9", "messages": [{"role": "user", "content": "hi"}]}, 404, "not found"),
-    ({"model": "memo", "messages": []}, 422, "invalid request"),
-    ({"model": "memo", "messages": [{"role": "robot", "content": "hi"}]}, 422, "invalid request"),
+    ({"model": "memo", "messages": []}, 422, "messages: List should have at least 1 item"),
+    ({"model": "memo", "messages": [{"role": "robot", "content": "hi"}]}, 422, "messages.0.role: Input should be"),
     ({"model": "memo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}, 422, "the limit is"),
-    ({"model": "memo", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 422, "invalid request"),
+    ({"model": "memo", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 422, "n: Input should be less"),
     ({"model": "memo", "messages": [{"role": "user", "content": "total " * 3000}]}, 422, "prompt of"),
 ])
 def test_bad_chat_requests_say_what_is_wrong(service, memo, body, code, message):
     response = httpx.post(f"{service['url']}/v1/chat/completions", json=body, headers=service["auth"])
-    assert response.status_code == code and message in json.dumps(response.json()), response.text
+    assert response.status_code == code and message in response.json()["error"]["message"], response.text
 
 
 @pytest.mark.parametrize("body,message", [
@@ -325,10 +326,10 @@ def test_concurrent_extractions_are_batched_and_one_bad_document_fails_alone(ser
     with ThreadPoolExecutor(len(texts)) as pool:
         responses = list(pool.map(post, texts))
     assert [r.status_code for r in responses] == [200, 200, 200, 422, 200, 200], [r.text for r in responses]
-    assert "context" in responses[3].text, responses[3].text
+    assert "TUNEBRIDGE_MAX_PROMPT_TOKENS" in responses[3].text, responses[3].text  # refused before it was queued
     assert all(r.json()["valid_json"] for r in responses if r.status_code == 200)
     after = httpx.get(f"{url}/v1/serving", headers=auth).json()
-    assert after["requests"] - before["requests"] >= 6 and after["largest_batch"] >= 2, after
+    assert after["requests"] - before["requests"] >= 5 and after["largest_batch"] >= 2, after  # the bad one never queued
     assert after["prefix_cache"]["hits"] > before["prefix_cache"]["hits"], after
 
 
@@ -352,3 +353,25 @@ def test_extract_takes_a_schema_as_pydantic_writes_it(service, tiny_model):
                      json={"text": INVOICE, "model": tiny_model,
                            "schema": {"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}}})
     assert bad.status_code == 422 and "Missing" in bad.json()["error"]
+
+
+def test_oversized_requests_are_refused_before_they_reach_the_model(service, memo):
+    """Every inference route applies the same limits up front: a 1,000-property schema, a document past
+    the prompt limit, a response_format schema nested too deep — each a fast 422 naming its setting."""
+    url, auth = service["url"], service["auth"]
+    huge = {"type": "object", "properties": {f"field_{i}": {"type": "string"} for i in range(1000)}}
+    started = time.perf_counter()
+    refused = httpx.post(f"{url}/v1/extract", json={"text": "x", "adapter": "memo", "schema": huge}, headers=auth)
+    assert time.perf_counter() - started < 1.0
+    assert refused.status_code == 422 and "TUNEBRIDGE_MAX_SCHEMA_PROPERTIES" in refused.json()["error"]
+    long_text = "TOTAL 12.50 RM receipt line " * 1500
+    too_long = httpx.post(f"{url}/v1/extract", json={"text": long_text, "adapter": "memo"}, headers=auth, timeout=30)
+    assert too_long.status_code == 422 and "TUNEBRIDGE_MAX_PROMPT_TOKENS" in too_long.json()["error"]
+    deep: dict = {"type": "string"}
+    for _ in range(12):
+        deep = {"type": "object", "properties": {"x": deep}}
+    nested = httpx.post(f"{url}/v1/chat/completions", headers=auth, json={
+        "model": "memo", "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": deep}}})
+    assert nested.status_code == 422 and "TUNEBRIDGE_MAX_SCHEMA_DEPTH" in nested.json()["error"]["message"]
+    assert nested.json()["error"]["param"] == "schema"

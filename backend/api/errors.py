@@ -24,11 +24,12 @@ def error_response(request: Request, status: int, message: str, *, details: list
             body["details"] = details
         return JSONResponse(body, status_code=status, headers=headers)
     param = None
-    if details:
-        where = [p for p in details[0]["where"].split(".") if p != "body"]
-        param = ".".join(where) or None
-        message = "; ".join(f"{d['where'].removeprefix('body.')}: {d['problem']}" for d in details)
-    elif found := _PARAM.match(message):
+    if details:  # pydantic's: where (body.messages.0.role) and problem; a model check's problem names its field
+        problems = [(d["where"].removeprefix("body").lstrip("."), d["problem"].removeprefix("Value error, "))
+                    for d in details]
+        message = "; ".join(f"{where}: {problem}" if where else problem for where, problem in problems)
+        param = problems[0][0] or None
+    if param is None and (found := _PARAM.match(message)):
         param = found.group(1)
     kind = "server_error" if status >= 500 else "authentication_error" if status == 401 else "invalid_request_error"
     code = _CODES.get(status)

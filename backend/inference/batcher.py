@@ -51,14 +51,20 @@ class Batcher:
         self.largest = 0
 
     def generate(self, target: Target, request: GenRequest, *, timeout_s: float | None = None) -> GenResult:
-        self.pool.encode(target, request)  # prompt problems are the caller's error, raised here
+        self.pool.admit(target, request.chat, request.max_new_tokens)  # the caller's error, before queueing
         future: Future = Future()
         self._put(_Item(target, request, future))
         return future.result(timeout=timeout_s)
 
     def extract(self, target: Target, doc: Document, *, limit: int, review_confidence: float,
                 timeout_s: float | None = None) -> dict[str, Any]:
-        """A constrained extraction (`extraction.extract_many`'s record), batched with concurrent ones."""
+        """A constrained extraction (`extraction.extract_many`'s record), batched with concurrent ones.
+        Its prompt and schema are checked before it is queued."""
+        from backend.inference.constrained import bound_schema, schema_of
+        from backend.prompts import extraction_messages
+
+        budget = bound_schema(schema_of(doc.json_schema))[1]
+        self.pool.admit(target, extraction_messages(doc.text, doc.schema), min(doc.max_new_tokens or budget, limit))
         future: Future = Future()
         self._put(_Item(target, doc, future, options=(limit, review_confidence)))
         return future.result(timeout=timeout_s)
@@ -67,7 +73,7 @@ class Batcher:
         """Text pieces as they are generated, and a future with the final GenResult."""
         from transformers import TextIteratorStreamer
 
-        self.pool.encode(target, request)
+        self.pool.admit(target, request.chat, request.max_new_tokens)
         tokenizer = self.pool.tokenizer_for(target)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         future: Future = Future()

@@ -140,3 +140,36 @@ def schema_of(spec: Any) -> dict[str, Any]:
         return {k: inline(v, trail) for k, v in node.items() if k not in ("$defs", "definitions")}
 
     return inline(spec, ())
+
+
+class SchemaTooLargeError(ValueError):
+    """A schema past the service's size limits: refused before it is compiled or queued."""
+
+
+def check_schema_size(schema: dict[str, Any], *, max_properties: int, max_depth: int) -> None:
+    """Refuse a (self-contained) schema with more properties in all than `max_properties`, or objects
+    and arrays nested deeper than `max_depth`: its grammar and prompt would hold the model for minutes."""
+    properties, deepest = 0, 0
+    stack: list[tuple[Any, int, str]] = [(schema, 0, "")]
+    while stack:
+        node, depth, where = stack.pop()
+        if isinstance(node, list):
+            stack += [(v, depth, where) for v in node]
+            continue
+        if not isinstance(node, dict):
+            continue
+        props = node.get("properties")
+        nested = depth + (1 if isinstance(props, dict) or "items" in node else 0)
+        if nested > max_depth:
+            raise SchemaTooLargeError(f"schema: nested {nested} levels deep at {where or 'the top'}, over the limit "
+                                      f"of {max_depth} (TUNEBRIDGE_MAX_SCHEMA_DEPTH)")
+        deepest = max(deepest, nested)
+        if isinstance(props, dict):
+            properties += len(props)
+            if properties > max_properties:
+                raise SchemaTooLargeError(f"schema: more than {max_properties} properties in all (the limit, "
+                                          "TUNEBRIDGE_MAX_SCHEMA_PROPERTIES); split the extraction")
+            stack += [(v, nested, f"{where}.{k}" if where else k) for k, v in props.items()]
+        for key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties"):
+            if isinstance(node.get(key), (dict, list)):
+                stack.append((node[key], nested, f"{where}[]" if key == "items" else where))

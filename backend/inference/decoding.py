@@ -30,6 +30,10 @@ import torch
 _LL_TOKENIZERS: dict[int, Any] = {}
 
 
+class GrammarError(ValueError):
+    """The schema's grammar gave up on an answer (too complex a schema): the caller's request to fix."""
+
+
 def ll_tokenizer(tokenizer, vocab_size: int):
     """llguidance's view of a Hugging Face fast tokenizer (built once per tokenizer: ≈ 1 s)."""
     key = id(tokenizer)
@@ -170,7 +174,7 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
         if token in eos_ids or masked[0, token] == float("-inf"):
             return None
         if not row.matcher.consume_token(token):
-            raise RuntimeError(f"grammar refused token {token}: {row.matcher.get_error()}")
+            raise GrammarError(f"schema: constrained decoding stopped: {row.matcher.get_error()}; simplify the schema")
         row.tokens.append(token)
         row.logprobs.append(float(torch.log_softmax(raw, -1)[token]))
         return token
@@ -189,7 +193,8 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
                 forced = [t for t in forced if t not in eos_ids][:row.budget - len(row.tokens)]
                 if forced:  # no choice to make: appended, and fed in the next pass
                     if not row.matcher.consume_tokens(forced):
-                        raise RuntimeError(f"grammar refused its own forced tokens: {row.matcher.get_error()}")
+                        raise GrammarError(f"schema: constrained decoding stopped: {row.matcher.get_error()}; "
+                                           "simplify the schema")
                     row.tokens += forced
                     row.logprobs += [None] * len(forced)
                     row.forced += len(forced)

@@ -85,6 +85,8 @@ class ModelPool:
         self._bases: OrderedDict[str, _Base] = OrderedDict()
         self._tokenizers: dict[str, Any] = {}
         self._lock = threading.RLock()  # encode() runs inside generate() too
+        self._admission: dict[str, tuple[Any, int]] = {}  # target -> (tokenizer, context), for admit()
+        self._admission_lock = threading.Lock()  # never held while generating
 
     # -- loading ---------------------------------------------------------------------------------
     def _base(self, ref: str) -> _Base:
@@ -132,6 +134,28 @@ class ModelPool:
         base.adapters.move_to_end(identity)
         base.model.set_adapter(key)
         return base, tokenizer
+
+    def admit(self, target: Target, messages: list[dict[str, str]], max_new_tokens: int) -> int:
+        """Check a prompt against the limits before it is queued, without waiting for a generation
+        that is running (its own tokenizer and lock); the prompt's length in tokens."""
+        with self._admission_lock:
+            key = f"{target.base}|{target.tokenizer_path}"
+            if key not in self._admission:
+                from transformers import AutoConfig
+
+                path = resolve_model(target.base)
+                context = int(getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", 2048))
+                self._admission[key] = (load_tokenizer(target.tokenizer_path or path), context)
+            tokenizer, context = self._admission[key]
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        size = len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        if size > self.max_prompt_tokens:
+            raise PromptTooLongError(f"prompt of {size} tokens is over the limit of {self.max_prompt_tokens} "
+                                     "(TUNEBRIDGE_MAX_PROMPT_TOKENS); shorten the input")
+        if size + max_new_tokens > context:
+            raise PromptTooLongError(f"prompt of {size} tokens + {max_new_tokens} answer tokens exceed the model's "
+                                     f"context of {context} tokens; shorten the input or max_tokens")
+        return size
 
     def tokenizer_for(self, target: Target):
         with self._lock:

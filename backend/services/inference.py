@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from backend.inference.batcher import Batcher
-from backend.inference.constrained import flat_schema, schema_of
+from backend.inference.constrained import check_schema_size, flat_schema, schema_of
 from backend.inference.extraction import Document, constrained_chat
 from backend.inference.pool import GenRequest, Target
 from backend.models.bundled import BUNDLED
@@ -55,15 +55,19 @@ def resolve_target(*, engine: Engine, default_base: str, model: str | None = Non
     return Target(base), None
 
 
-def extraction_schema(schema: dict | list | str | None, record: dict[str, Any] | None
-                      ) -> tuple[ExtractionSchema, dict[str, Any]]:
+def extraction_schema(schema: dict | list | str | None, record: dict[str, Any] | None, *,
+                      limits: tuple[int, int] = (200, 8)) -> tuple[ExtractionSchema, dict[str, Any]]:
     """The prompt's field list and the JSON Schema an answer must match, from a JSON Schema object, a
-    list of field names, a named schema, or the adapter's training schema."""
+    list of field names, a named schema, or the adapter's training schema. `limits`: the most properties
+    and the deepest nesting a schema may have (SchemaTooLargeError past them)."""
     if isinstance(schema, dict):
-        return ExtractionSchema.from_json_schema(schema), schema_of(schema)
+        resolved = schema_of(schema)
+        check_schema_size(resolved, max_properties=limits[0], max_depth=limits[1])
+        return ExtractionSchema.from_json_schema(schema), resolved
     if isinstance(schema, list):
         if not schema or not all(isinstance(n, str) and n for n in schema):
             raise ValueError("schema: a list of field names must be non-empty strings")
+        check_schema_size(flat_schema(schema), max_properties=limits[0], max_depth=limits[1])
         names = ExtractionSchema.from_names(schema)
     elif isinstance(schema, str):
         if schema not in NAMED_SCHEMAS:
@@ -102,7 +106,9 @@ def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSc
 
 
 def chat_structured(*, batcher: Batcher, target: Target, messages: list[dict[str, str]], json_schema: dict[str, Any],
-                    max_new_tokens: int | None, limit: int) -> dict[str, Any]:
-    """A chat answer under a JSON Schema (OpenAI `response_format`); ValueError for a schema that cannot
-    be decoded under a bound or a prompt too long for the model."""
+                    max_new_tokens: int | None, limit: int, limits: tuple[int, int] = (200, 8)) -> dict[str, Any]:
+    """A chat answer under a JSON Schema (OpenAI `response_format`); ValueError for a schema past the
+    size limits or that cannot be decoded under a bound, or a prompt too long for the model."""
+    check_schema_size(schema_of(json_schema), max_properties=limits[0], max_depth=limits[1])
+    batcher.pool.admit(target, messages, min(max_new_tokens or 1, limit))
     return constrained_chat(batcher.pool, target, messages, json_schema, max_new_tokens=max_new_tokens, limit=limit)

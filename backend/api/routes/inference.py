@@ -173,7 +173,8 @@ def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, bat
         try:
             out = service.chat_structured(batcher=batcher, target=target, messages=request.chat, json_schema=schema,
                                           max_new_tokens=body.max_completion_tokens or body.max_tokens,
-                                          limit=settings.max_new_tokens)
+                                          limit=settings.max_new_tokens,
+                                          limits=(settings.max_schema_properties, settings.max_schema_depth))
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
         result = GenResult(out["text"], out["finish_reason"], out["prompt_tokens"], out["completion_tokens"])
@@ -249,7 +250,8 @@ def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: 
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"max_tokens: got {body.max_tokens}, the limit is {settings.max_new_tokens}")
     try:
-        schema, json_schema = service.extraction_schema(body.schema_, record)
+        schema, json_schema = service.extraction_schema(body.schema_, record, limits=(
+            settings.max_schema_properties, settings.max_schema_depth))
         return service.extract(batcher=batcher, target=target, text=body.text, schema=schema, json_schema=json_schema,
                                max_new_tokens=body.max_tokens, limit=settings.max_new_tokens,
                                constrained=body.constrained, review_confidence=settings.review_confidence,

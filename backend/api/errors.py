@@ -53,10 +53,19 @@ class OpenAIErrorOut(BaseModel):
     error: OpenAIErrorDetail
 
 
-_WHY = {401: "Missing or invalid API key", 404: "Not found", 409: "Conflicts with the current state",
+_WHY = {400: "The body is not valid JSON", 401: "Missing or invalid API key", 404: "Not found", 409: "Conflicts with the current state",
         413: "Body or dataset too large", 422: "Invalid request: the message names the field and what was expected"}
 # Declared on every /v1 route, so generated clients know the error bodies.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut, "description": why}
                                                     for code, why in _WHY.items()}
 OPENAI_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": OpenAIErrorOut, "description": why}
                                                            for code, why in _WHY.items()}
+
+
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """The methods the API documents for a concrete path (for a 405's Allow header)."""
+    found: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)), path):
+            found |= {method.upper() for method in operations}
+    return sorted(found)

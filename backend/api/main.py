@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from backend.api.body import BodyLimit
 from backend.api.docs import add_offline_docs
-from backend.api.errors import ERROR_RESPONSES, error_response
+from backend.api.errors import ERROR_RESPONSES, allowed_methods, error_response
 from backend.api.routes import adapters, datasets, documents, health, inference, jobs, models, webhooks
 from backend.inference.batcher import Batcher
 from backend.inference.pool import ModelPool
@@ -53,7 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # also unknown routes, 405s
-        return error_response(request, exc.status_code, str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method the path has (a route per method: Starlette names only one)
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path)) or headers.get("Allow", "")
+        return error_response(request, exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:

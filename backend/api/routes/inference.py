@@ -118,7 +118,7 @@ class InferIn(Generation):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str | None = Field(None, description="A user message (or send `messages`).")
-    messages: list[Message] | None = None
+    messages: list[Message] | None = Field(None, min_length=1)
     system: str | None = Field(None, description="A system message to go with `prompt`.")
     adapter: str | None = Field(None, description="name, name@version or name@alias; default: the base model.")
     model: str | None = Field(None, description="Base model (default: the adapter's base, else the service's).")

@@ -34,7 +34,7 @@ class JobIn(BaseModel):
                                                             "if it is better (min_gain, max_field_drop).")
     adapter_name: str | None = Field(None, description="Register the trained adapter under this name "
                                                        "(default: the dataset's name).")
-    callback_url: str | None = Field(None, max_length=2000,
+    callback_url: str | None = Field(None, max_length=2000, pattern=r"^https?://",
                                      description="POSTed (signed) when the job ends, e.g. an n8n Wait node's "
                                                  "resume URL.")
 

@@ -1,1 +1,1 @@
-"""LangGraph agents over the fine-tuned model (see issue "Agents")."""
+"""LangGraph agents over the fine-tuned model: extraction from financial documents and rule-based decisions."""

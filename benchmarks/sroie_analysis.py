@@ -1,4 +1,4 @@
-"""Error analysis for SROIE extraction (issue 8): the span-copy ceiling of the labels, and why each wrong
+"""Error analysis for SROIE extraction: the span-copy ceiling of the labels, and why each wrong
 field value is wrong.
 
     .venv/bin/python benchmarks/sroie_analysis.py ceiling                    # on the train part

@@ -1,4 +1,4 @@
-"""Learning curve of the SROIE recipe (issue 8): micro-F1 against the number of labelled receipts trained on,
+"""Learning curve of the SROIE recipe: micro-F1 against the number of labelled receipts trained on,
 from saved `sroie_recipe.py` results of one development slice — how many more labels a business would
 need for a target, read off its own data.
 

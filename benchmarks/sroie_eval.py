@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--adapter", help="skip training: evaluate this run folder")
     parser.add_argument("--no-base", action="store_true", help="skip the base model's evaluation")
-    parser.add_argument("--constrained", action="store_true", help="decode under the schema (issue 5's engine)")
+    parser.add_argument("--constrained", action="store_true", help="decode under the schema (the constrained extraction engine)")
     parser.add_argument("--span-copy", action="store_true",
                         help="with --constrained: every field may only be a substring of the receipt's text or of "
                              "its whitespace-normalised variant (backend/inference/spans.py)")

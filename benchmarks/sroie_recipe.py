@@ -1,4 +1,4 @@
-"""The SROIE recipe end to end (issue 8): train on the train part, predict the held-back dev receipts with
+"""The SROIE recipe end to end: train on the train part, predict the held-back dev receipts with
 the constrained engine, post-process, score; prints `micro-F1: <number>`.
 
     .venv/bin/python benchmarks/sroie_recipe.py --model gemma3-270m --epochs 2 --rank-mode typed   # the reported run

@@ -1,4 +1,4 @@
-"""The SROIE train/dev split that every quality figure in this repo is reported on (issue 8).
+"""The SROIE train/dev split that every quality figure in this repo is reported on.
 
     .venv/bin/python benchmarks/sroie_split.py --check   # the recorded split is what make_split() gives
     .venv/bin/python benchmarks/sroie_split.py --write   # (re)write benchmarks/sroie_split.json

@@ -1,7 +1,7 @@
 """Plain chat generation with a base model or base + LoRA adapter (chat template applied), and the
 batched generation step the serving pool and training-time validation share.
 
-The schema-constrained extraction engine builds on these (issue "Inference engine").
+The schema-constrained extraction engine (extraction.py) builds on these.
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     max_schema_properties: int = Field(200, ge=1, description="Most properties (all levels together) a schema "
                                        "for extraction or response_format may have.")
     max_schema_depth: int = Field(8, ge=1, description="Deepest nesting of objects and arrays such a schema may have.")
+    request_timeout_s: float = Field(600.0, ge=0, description="An inference request not answered within this many "
+                                     "seconds gets a 503; one still queued is dropped, never run (0: no limit).")
     batch_max: int = Field(8, ge=1, description="Requests generated together in one batch (1 = no batching).")
     batch_window_ms: float = Field(10.0, ge=0, description="How long the batcher waits for more requests.")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="Where the service runs inference.")

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 SCHEMATHESIS = [sys.executable, "-m", "schemathesis.cli"]
 

@@ -53,7 +53,7 @@ class OpenAIErrorOut(BaseModel):
     error: OpenAIErrorDetail
 
 
-_WHY = {400: "The body is not valid JSON", 401: "Missing or invalid API key", 404: "Not found", 409: "Conflicts with the current state",
+_WHY = {400: "The body is not valid JSON", 503: "Not answered within TUNEBRIDGE_REQUEST_TIMEOUT_S", 401: "Missing or invalid API key", 404: "Not found", 409: "Conflicts with the current state",
         413: "Body or dataset too large", 422: "Invalid request: the message names the field and what was expected"}
 # Declared on every /v1 route, so generated clients know the error bodies.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut, "description": why}

@@ -14,7 +14,7 @@ from backend.api.body import BodyLimit
 from backend.api.docs import add_offline_docs
 from backend.api.errors import ERROR_RESPONSES, allowed_methods, error_response
 from backend.api.routes import adapters, datasets, documents, health, inference, jobs, models, webhooks
-from backend.inference.batcher import Batcher
+from backend.inference.batcher import Batcher, RequestTimeoutError
 from backend.inference.pool import ModelPool
 from backend.services.datasets import repair_datasets
 from backend.services.errors import ConflictError, NotFoundError
@@ -36,7 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             torch.set_num_threads(settings.inference_threads)
         pool = ModelPool(device=settings.device, max_prompt_tokens=settings.max_prompt_tokens,
                          dtype=settings.inference_dtype)  # models load on first use, then stay for the process
-        app.state.batcher = Batcher(pool, max_batch=settings.batch_max, window_s=settings.batch_window_ms / 1000)
+        app.state.batcher = Batcher(pool, max_batch=settings.batch_max, window_s=settings.batch_window_ms / 1000,
+                                    timeout_s=settings.request_timeout_s or None)
         yield
         app.state.batcher.close()
         app.state.engine.dispose()
@@ -65,6 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ConflictError)
     async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
         return error_response(request, 409, str(exc))
+
+    @app.exception_handler(RequestTimeoutError)
+    async def timed_out(request: Request, exc: RequestTimeoutError) -> JSONResponse:
+        return error_response(request, 503, str(exc), headers={"Retry-After": "5"})
 
     @app.exception_handler(RecursionError)
     async def too_deep(request: Request, _exc: RecursionError) -> JSONResponse:

@@ -4,7 +4,9 @@ Request threads put work on a queue and wait on a future. One thread takes the o
 every queued request that can share its `generate` call (same target and sampling settings), waits up
 to `window_s` for more while the batch is below `max_batch`, and runs the batch. Requests that
 arrive while a batch is generating form the next one, so under load batches fill without any wait.
-`max_batch=1` turns batching off (the baseline the API benchmark compares against). Streaming
+`max_batch=1` turns batching off (the baseline the API benchmark compares against). A request not
+answered within `timeout_s` gets a RequestTimeoutError; if it is still queued it is dropped (never
+run), and a batch that is already running finishes for the others. Streaming
 requests run alone, their tokens passed through a `TextIteratorStreamer`. Constrained extractions
 are batched the same way, among themselves (`extraction.extract_many`); when a batch of them fails,
 each is retried alone so that one bad document fails only its own request.
@@ -16,6 +18,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -40,9 +43,14 @@ class _Item:
         return (self.target, sampled and r.temperature, sampled and r.top_p, sampled and r.seed, self.streamer is None)
 
 
+class RequestTimeoutError(Exception):
+    """A request was not answered in time; if it had not started, it was dropped from the queue."""
+
+
 class Batcher:
-    def __init__(self, pool: ModelPool, *, max_batch: int = 8, window_s: float = 0.005):
-        self.pool, self.max_batch, self.window_s = pool, max_batch, window_s
+    def __init__(self, pool: ModelPool, *, max_batch: int = 8, window_s: float = 0.005, timeout_s: float | None = None):
+        self.pool, self.max_batch, self.window_s, self.timeout_s = pool, max_batch, window_s, timeout_s
+        self.dropped = 0  # requests whose callers gave up before their batch started
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -54,7 +62,7 @@ class Batcher:
         self.pool.admit(target, request.chat, request.max_new_tokens)  # the caller's error, before queueing
         future: Future = Future()
         self._put(_Item(target, request, future))
-        return future.result(timeout=timeout_s)
+        return self._wait(future, timeout_s)
 
     def extract(self, target: Target, doc: Document, *, limit: int, review_confidence: float,
                 timeout_s: float | None = None) -> dict[str, Any]:
@@ -67,7 +75,17 @@ class Batcher:
         self.pool.admit(target, extraction_messages(doc.text, doc.schema), min(doc.max_new_tokens or budget, limit))
         future: Future = Future()
         self._put(_Item(target, doc, future, options=(limit, review_confidence)))
-        return future.result(timeout=timeout_s)
+        return self._wait(future, timeout_s)
+
+    def _wait(self, future: Future, timeout_s: float | None) -> Any:
+        limit = timeout_s if timeout_s is not None else self.timeout_s
+        try:
+            return future.result(timeout=limit)
+        except FutureTimeout:
+            started = not future.cancel()  # a queued request is dropped; a running batch finishes for the rest
+            raise RequestTimeoutError(f"no answer within {limit:g} s (TUNEBRIDGE_REQUEST_TIMEOUT_S); "
+                                      + ("it was still running and its answer is discarded" if started else
+                                         "it was still queued and was dropped")) from None
 
     def stream(self, target: Target, request: GenRequest) -> tuple[Iterator[str], Future]:
         """Text pieces as they are generated, and a future with the final GenResult."""
@@ -117,6 +135,12 @@ class Batcher:
             self._run(batch)
 
     def _run(self, batch: list[_Item]) -> None:
+        waiting = [item for item in batch if item.future.set_running_or_notify_cancel()]
+        self.dropped += len(batch) - len(waiting)  # their callers gave up (timeout) while they were queued
+        if waiting:
+            self._execute(waiting)
+
+    def _execute(self, batch: list[_Item]) -> None:
         self.batches += 1
         self.requests += len(batch)
         self.largest = max(self.largest, len(batch))
@@ -125,7 +149,7 @@ class Batcher:
         except Exception as exc:
             if len(batch) > 1 and isinstance(batch[0].request, Document):
                 for item in batch:
-                    self._run([item])
+                    self._execute([item])
                 return  # noqa: BLE001 - every waiting request gets the error
             for item in batch:
                 if item.streamer is not None:

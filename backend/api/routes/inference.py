@@ -265,4 +265,5 @@ def serving(batcher: BatcherDep) -> dict[str, Any]:
     pool = batcher.pool
     return {"loaded": pool.loaded(), "dtype": str(pool.dtype).removeprefix("torch."), "device": pool.device,
             "batches": batcher.batches, "requests": batcher.requests, "largest_batch": batcher.largest,
+            "dropped": batcher.dropped,
             "prefix_cache": {"hits": pool.prefixes.hits, "misses": pool.prefixes.misses}}

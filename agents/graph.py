@@ -27,6 +27,7 @@ from agents import feedback, policy as rules
 from agents.classify import classify as classify_text
 from agents.intake import chunks, read_document
 from agents.models import Extraction, Model
+from agents.printed import printed_schema, read_printed
 from agents.schemas import DOC_TYPES, OTHER
 from agents.state import OUTPUT_KEYS, DocumentInput, DocumentState
 from agents.store import Store
@@ -195,11 +196,23 @@ def _schema(deps: Deps, doc_type: str):
 
 
 def _extract(deps: Deps, text: str, schema, *, notes: list[str] | None = None) -> Extraction:
+    """The model's answer, numbers asked for as printed and read in the document's number style
+    (`agents/printed.py`); long documents in chunks, merged."""
     parts = chunks(text, max_chars=deps.max_chars) if len(text) > deps.max_chars else [text]
-    results = [deps.model.extract(part, schema, notes=notes) for part in parts]
+    asked = printed_schema(schema)
+    results = [_as_numbers(deps.model.extract(part, asked, notes=notes), schema, text) for part in parts]
     if len(results) == 1:
         return results[0]
-    return merge(results, text)
+    merged = merge(results, text)
+    merged.extra["as_printed"] = {k: v for r in reversed(results) for k, v in r.extra.get("as_printed", {}).items()
+                                  if k in dict(leaves(merged.fields))}
+    return merged
+
+
+def _as_numbers(out: Extraction, schema, text: str) -> Extraction:
+    fields, printed = read_printed(out.fields, schema, text)
+    return Extraction(fields, out.confidence, ground(fields, text), out.raw, out.model,
+                      {**out.extra, "as_printed": printed})
 
 
 def merge(results: list[Extraction], text: str) -> Extraction:
@@ -226,6 +239,7 @@ def merge(results: list[Extraction], text: str) -> Extraction:
 
 def _taken(out: Extraction, how: str) -> dict[str, Any]:
     return {"fields": out.fields, "confidence": out.confidence, "grounding": out.grounding, "model": out.model,
+            "as_printed": out.extra.get("as_printed", {}),
             "attempts": [{"how": how, "fields": out.fields, "raw": out.raw}]}
 
 

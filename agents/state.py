@@ -20,6 +20,7 @@ class DocumentState(DocumentInput, total=False):
     fields: dict[str, Any]
     confidence: dict[str, float | None]
     grounding: dict[str, Any]
+    as_printed: dict[str, str]  # number fields by path: the text the model copied, before it was read as a number
     model: str
     attempts: Annotated[list[dict[str, Any]], operator.add]  # every extraction, kept, first to last
     repairs: int
@@ -35,6 +36,6 @@ class DocumentState(DocumentInput, total=False):
     error: str | None
 
 
-OUTPUT_KEYS = ("path", "doc_id", "doc_type", "classification", "pages", "fields", "confidence", "grounding",
-               "model", "repairs", "validation", "fired", "flags", "basis", "decision", "decision_confidence",
+OUTPUT_KEYS = ("path", "doc_id", "doc_type", "classification", "pages", "fields", "as_printed", "confidence",
+               "grounding", "model", "repairs", "validation", "fired", "flags", "basis", "decision", "decision_confidence",
                "rationale", "review", "status")

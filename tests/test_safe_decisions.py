@@ -136,3 +136,40 @@ def test_no_example_is_approved_with_an_amount_cut_short(path):
         if result["decision"] == "approve":
             approved.append((field_path, wrong))
     assert approved == [], f"{path.name}: approved with wrong amounts {approved}"
+
+
+class AsPrinted(Scripted):
+    """A model that copies amounts as the document prints them (what the printed-number schema asks for),
+    and records the schema it was given."""
+
+    def __init__(self, fields: dict, printed: dict[str, str]):
+        super().__init__(fields)
+        self.printed, self.schemas = printed, []
+
+    def extract(self, text, schema, *, notes=None):
+        self.schemas.append(schema)
+        return super().extract(text, schema) if not self.printed else Extraction(
+            {**self.fields, **self.printed}, {k: self.confidence for k in self.fields}, {}, "", self.name)
+
+
+def test_amounts_are_asked_for_as_printed_and_read_in_the_documents_style():
+    gold = _gold(KYC)
+    model = AsPrinted(gold, {"loan_amount": "25,000.00", "annual_income": "58,400.00"})
+    result = _decide(model, KYC)
+    loan = model.schemas[0]["properties"]["loan_amount"]["anyOf"][0]
+    assert loan["type"] == "string" and loan["pattern"]  # the decoder may go past a thousands separator
+    assert result["fields"]["loan_amount"] == 25000.0 and result["fields"]["annual_income"] == 58400.0
+    assert result["as_printed"] == {"loan_amount": "25,000.00", "annual_income": "58,400.00"}
+    assert result["decision"] == "approve", result["flags"]
+
+
+def test_a_decimal_comma_document_reads_its_printed_amounts_by_its_style(tmp_path):
+    from agents.printed import read_printed
+    from agents.schemas import KycApplication
+
+    text = "Darlehensbetrag 25.000,00 EUR\nJahreseinkommen 58.400,00 EUR\nGebühr 1.250\n"
+    fields, printed = read_printed({"loan_amount": "25.000,00", "annual_income": "58.400,00"}, KycApplication, text)
+    assert fields == {"loan_amount": 25000.0, "annual_income": 58400.0}
+    assert printed == {"loan_amount": "25.000,00", "annual_income": "58.400,00"}
+    assert read_printed({"loan_amount": "1.250"}, KycApplication, text)[0]["loan_amount"] == 1250.0
+    assert read_printed({"loan_amount": "1.250"}, KycApplication, "Total 9.99")[0]["loan_amount"] == 1.25

@@ -256,3 +256,26 @@ def test_a_stop_during_the_final_evaluation_cancels_the_run_and_ships_no_adapter
     assert calls["n"] == steps + 1  # stopped at the evaluation's first batch, not after it
     assert not (run.run_dir / "adapter" / "adapter_model.safetensors").exists()
     assert (run.run_dir / "checkpoints" / f"step-{steps}" / "state.json").is_file()
+
+
+def test_an_adapter_folder_holds_no_document_text_and_no_local_path(tiny_config):
+    """What people copy between machines is the adapter folder: its label rules travel with it, while
+    the label memory (label values, heads of training documents) stays beside it in the run folder;
+    the base model is named, not located, and its weights' hash recorded."""
+    from backend.scoring.conventions import MEMORY_FILE, Conventions
+
+    records = [json.loads(line) for line in (EXAMPLES / "receipts.jsonl").read_text().splitlines()]
+    run = train(tiny_config(run_name="portable", data=[str(EXAMPLES / "receipts.jsonl")], max_steps=2, batch_size=2,
+                            max_length=1024, eval_examples=0), progress_bar=False)
+    adapter = run.run_dir / "adapter"
+    shared = "".join(p.read_text(errors="ignore") for p in adapter.iterdir() if p.suffix == ".json")
+    heads = {r["text"].splitlines()[0] for r in records} | {r["fields"]["company"] for r in records}
+    assert not [h for h in heads if h in shared]  # no training document's words in the shared folder
+    assert str(run.run_dir.parent) not in shared and "/tmp" not in shared
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "model"  # the base's name (a local folder: its folder name)
+    assert len(json.loads((adapter / "tunebridge.json").read_text())["base_model_sha256"]) == 64
+    memory = json.loads((run.run_dir / MEMORY_FILE).read_text())
+    assert memory["exemplars"] and any(f.get("known") for f in memory["fields"].values())
+    loaded = Conventions.load(adapter)  # extraction still finds the memory beside the adapter
+    assert loaded.exemplars is not None and any(c.known for c in loaded.fields.values())

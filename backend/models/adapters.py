@@ -23,8 +23,11 @@ def find_adapter(ref: str | Path) -> AdapterRef:
     given = Path(ref).expanduser()
     for candidate in (given, given / "adapter"):
         if (candidate / "adapter_config.json").is_file():
-            meta = candidate / "tunebridge.json"
-            if meta.is_file():
+            meta, run = candidate / "tunebridge.json", candidate.parent / "summary.json"
+            run_base = json.loads(run.read_text()).get("base_model") if run.is_file() else None
+            if run_base:  # the run this adapter came from, on this machine: the base as it was given
+                base = run_base
+            elif meta.is_file():  # a copied adapter folder: the base by name
                 base = json.loads(meta.read_text())["base_model"]
             else:
                 base = json.loads((candidate / "adapter_config.json").read_text()).get("base_model_name_or_path")

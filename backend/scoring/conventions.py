@@ -70,6 +70,7 @@ from backend.scoring.normalize import (
 from backend.scoring.settlement import check_settled, settled
 
 FILE = "conventions.json"
+MEMORY_FILE = "label_memory.json"  # beside the adapter folder, not in it: it quotes training documents
 KIND_SHARE = 0.9  # share of labels that must read as amounts (dates) for a field to be typed so
 RULE_SHARE = 0.9  # share of labels that must follow a format for it to be imposed
 SNAP_DOC = 90.0  # how well (rapidfuzz partial ratio) the document must contain a known value to snap to it
@@ -157,15 +158,40 @@ class Conventions:
                    str(data.get("note", "")), {n: list(o) for n, o in data.get("disjoint", {}).items()},
                    Exemplars.from_json(data["exemplars"]) if data.get("exemplars") else None)
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, *, memory_folder: str | Path | None = None) -> Path:
+        """The rules to `folder`/conventions.json. With `memory_folder`, the label memory (label values
+        and the heads of training documents: document text) goes to `memory_folder`/label_memory.json
+        instead, so the adapter folder that people share holds no document text."""
+        data = self.to_json()
+        if memory_folder is not None:
+            memory = {"fields": {n: {"known": c.pop("known")} for n, c in data["fields"].items() if c.get("known")},
+                      **({"exemplars": data.pop("exemplars")} if "exemplars" in data else {})}
+            for c in data["fields"].values():
+                c.pop("known", None)
+            if memory["fields"] or "exemplars" in memory:
+                (Path(memory_folder) / MEMORY_FILE).write_text(
+                    json.dumps(memory, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         path = Path(folder) / FILE
-        path.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, folder: str | Path) -> "Conventions | None":
+        """The rules in `folder`, with the label memory kept beside it (its parent's label_memory.json),
+        when there is one."""
         path = Path(folder) / FILE
-        return cls.from_json(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        memory_file = Path(folder).parent / MEMORY_FILE
+        if memory_file.is_file():
+            memory = json.loads(memory_file.read_text(encoding="utf-8"))
+            for name, extra in memory.get("fields", {}).items():
+                if name in data.get("fields", {}):
+                    data["fields"][name]["known"] = extra.get("known", {})
+            if memory.get("exemplars"):
+                data["exemplars"] = memory["exemplars"]
+        return cls.from_json(data)
 
 
 # -- learning -------------------------------------------------------------------------------------

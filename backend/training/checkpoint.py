@@ -85,3 +85,26 @@ def load_training_state(path: Path, *, optimizer, scheduler, load_optimizer=None
     torch.set_rng_state(blob["torch_rng"])
     random.setstate(blob["python_rng"])
     return json.loads((path / "state.json").read_text())
+
+
+def make_portable(adapter: Path, *, base_model: str, base_path: str) -> None:
+    """An adapter folder fit to copy to another machine: adapter_config.json and tunebridge.json name
+    the base model as the run was given it (a bundled name or hub id; a local folder by its folder
+    name), never a path of this machine (the run folder's summary.json keeps that, for loading here),
+    and tunebridge.json records the base weights' SHA-256 so a copy can be checked against its base."""
+    import hashlib
+
+    name = Path(base_model).name if os.path.isabs(base_model) else base_model
+    config_file = adapter / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = name
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    digest = hashlib.sha256()
+    for weights in sorted(Path(base_path).glob("*.safetensors")):
+        with open(weights, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    meta_file = adapter / "tunebridge.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    meta.update(base_model=name, base_model_sha256=digest.hexdigest())
+    meta_file.write_text(json.dumps(meta, indent=2) + "\n")

@@ -316,6 +316,7 @@ def train(
                 summary["best"] = best
                 if best["step"] != step:  # ship the best evaluation's adapter, not the last step's
                     shutil.copytree(run_dir / "best" / "adapter", run_dir / "adapter", dirs_exist_ok=True)
+            ckpt.make_portable(run_dir / "adapter", base_model=config.model, base_path=model_path)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{run_dir.name} — {config.model}")
         tracker.finish(summary)
@@ -393,16 +394,17 @@ def _save_outputs(run_dir: Path, *, model, tokenizer, config: TrainConfig, summa
 
 
 def save_conventions(adapter: Path, examples: list) -> str | None:
-    """The label conventions and label memory learned from the extraction records trained on
-    (backend/scoring/conventions.py), saved with the adapter: extraction then writes values the labels'
-    way. The file's path, or None when there were no extraction records to learn from."""
+    """The label conventions learned from the extraction records trained on (backend/scoring/conventions.py),
+    saved with the adapter, and the label memory beside it in the run folder (it quotes the documents):
+    extraction then writes values the labels' way. The file's path, or None when there were no
+    extraction records to learn from."""
     from backend.scoring.conventions import learn
 
     records = [e.record for e in examples if e.record is not None]
     if not records:
         return None
     conventions = learn([(r["text"], r["fields"]) for r in records])
-    return str(conventions.save(adapter)) if conventions.fields else None
+    return str(conventions.save(adapter, memory_folder=adapter.parent)) if conventions.fields else None
 
 
 def _truncate_metrics(path: Path, *, after_step: int) -> None:

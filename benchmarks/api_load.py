@@ -10,6 +10,14 @@ about receipts), half `/v1/extract` (bundled receipts, schema "receipt"). It rep
 generated tokens/s and p50/p95 latency, per route and overall, and `ratio: <batched requests/s /
 unbatched requests/s>`. Greedy decoding, so both runs generate the same answers; the script checks
 that they agree. Results also go to benchmarks/results/api_load.json.
+
+    .venv/bin/python benchmarks/api_load.py --mixed [--small 50 --concurrency 10]
+
+The mixed run asks whether one oversized request can stall the others: in one server (batching on),
+`--small` short chat completions (`max_tokens` 8) from `--concurrency` clients, first alone, then
+again while one extract with a 1,000-property schema is submitted at the start. It reports p50/p95
+of the small ones both ways, what the oversized one got and how fast, and `p95 change:` (the goal is
+under 20%). Results go to benchmarks/results/api_load_mixed.json.
 """
 
 from __future__ import annotations
@@ -92,6 +100,54 @@ def _summary(run: dict) -> dict:
     return out
 
 
+def _mixed(args) -> None:
+    from servers import running_service
+
+    data_dir = Path(tempfile.mkdtemp(prefix="api-load-mixed-"))
+    env = {"TUNEBRIDGE_DEFAULT_BASE_MODEL": args.model, "TUNEBRIDGE_MAX_BODY_MB": "4"}
+    texts = [json.loads(line)["text"] for line in RECEIPTS.read_text().splitlines()]
+    huge = {"type": "object", "properties": {f"field_{i}": {"type": "string"} for i in range(1000)}}
+    with running_service(data_dir, env=env, workers=0) as service:
+        client = httpx.Client(headers=service["auth"], timeout=900)
+
+        def small(i: int) -> float:
+            started = time.perf_counter()
+            client.post(service["url"] + "/v1/chat/completions", json={
+                "model": args.model, "max_tokens": 8, "messages": [
+                    {"role": "user", "content": f"Which shop issued this receipt?\n\n{texts[i % len(texts)][:300]}"}],
+            }).raise_for_status()
+            return time.perf_counter() - started
+
+        def oversized() -> dict:
+            started = time.perf_counter()
+            response = client.post(service["url"] + "/v1/extract", json={"model": args.model, "schema": huge,
+                                                                        "text": texts[0]})
+            return {"status": response.status_code, "latency_s": round(time.perf_counter() - started, 3),
+                    "error": response.json().get("error")}
+
+        small(0)  # loads the model
+        runs = {}
+        for name in ("alone", "with oversized"):
+            with ThreadPoolExecutor(args.concurrency + 1) as pool:
+                big = pool.submit(oversized) if name != "alone" else None
+                latencies = sorted(pool.map(small, range(args.small)))
+            runs[name] = {"p50_s": round(statistics.median(latencies), 3),
+                          "p95_s": round(latencies[int(round(0.95 * (len(latencies) - 1)))], 3),
+                          **({"oversized": big.result()} if big else {})}
+    import torch
+
+    change = runs["with oversized"]["p95_s"] / runs["alone"]["p95_s"] - 1
+    print(f"cpu: {torch.backends.cpu.get_cpu_capability()}; {args.small} small chats, {args.concurrency} clients, "
+          f"model {args.model}")
+    for name, run in runs.items():
+        print(f"{name:<16} p50 {run['p50_s']:.2f} s  p95 {run['p95_s']:.2f} s")
+    print(f"oversized extract: {runs['with oversized']['oversized']}")
+    print(f"p95 change: {100 * change:+.1f}%")
+    out = ROOT / "benchmarks" / "results" / "api_load_mixed.json"
+    out.write_text(json.dumps({"args": vars(args), "runs": runs, "p95_change": change,
+                               "cpu": torch.backends.cpu.get_cpu_capability()}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=32, help="requests per setting (half chat, half extract)")
@@ -100,7 +156,12 @@ def main() -> None:
     parser.add_argument("--window-ms", type=float, default=5.0, help="batcher wait for more requests")
     parser.add_argument("--max-tokens", type=int, default=32, help="chat max_tokens (extract gets twice this)")
     parser.add_argument("--model", default="smollm2-135m", help="base model the service answers with")
+    parser.add_argument("--mixed", action="store_true", help="small chats alone, then beside one oversized extract")
+    parser.add_argument("--small", type=int, default=50, help="small chat requests in the mixed run")
     args = parser.parse_args()
+    if args.mixed:
+        args.concurrency = args.concurrency if args.concurrency != 8 else 10
+        return _mixed(args)
 
     runs = [_run_setting(args, 1), _run_setting(args, args.batch_max)]
     plain, batched = (_summary(r) for r in runs)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from backend.inference.batcher import Batcher, RequestTimeoutError
+from backend.inference.batcher import Batcher, ClientGoneError, RequestTimeoutError
 from backend.inference.pool import GenRequest, GenResult, Target
 
 
@@ -59,8 +59,27 @@ def test_a_request_that_times_out_in_the_queue_is_dropped_and_never_run():
 def test_a_request_that_times_out_while_running_says_so():
     pool = HeldPool()
     batcher = Batcher(pool, max_batch=1, window_s=0, timeout_s=0.3)  # the service-wide limit
-    with pytest.raises(RequestTimeoutError, match="still running and its answer is discarded"):
+    with pytest.raises(RequestTimeoutError, match="it had started: its answer is discarded"):
         batcher.generate(Target("tiny"), _ask("slow"))
     pool.release.set()
     assert batcher.generate(Target("tiny"), _ask("after"), timeout_s=10).text == "after"
+    batcher.close()
+
+
+def test_a_queued_request_whose_client_left_is_dropped():
+    pool = HeldPool()
+    batcher = Batcher(pool, max_batch=1, window_s=0)
+    target = Target("tiny")
+    first = threading.Thread(target=lambda: batcher.generate(target, _ask("slow")))
+    first.start()
+    assert pool.started.wait(10)
+    gone_at = time.monotonic() + 0.3
+    started = time.perf_counter()
+    with pytest.raises(ClientGoneError):
+        batcher.generate(target, _ask("left"), disconnected=lambda: time.monotonic() > gone_at)
+    assert time.perf_counter() - started < 2  # noticed within a poll, not when the queue reached it
+    pool.release.set()
+    first.join(10)
+    assert batcher.generate(target, _ask("next"), timeout_s=10).text == "next"
+    assert pool.batches == [["slow"], ["next"]] and batcher.dropped == 1
     batcher.close()

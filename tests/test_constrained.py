@@ -170,6 +170,29 @@ def test_a_batch_decodes_each_document_as_it_would_alone(tiny_fp32):
     assert len({len(r.tokens) for r in batch}) > 1  # rows really did finish at different steps
 
 
+def test_a_row_whose_caller_left_leaves_the_batch_and_the_others_go_on(tiny_fp32):
+    """A caller that disconnects mid-decoding: its row stops at the next step (finish "cancelled"),
+    and the other rows of the batch decode exactly as they would have."""
+    model, tokenizer = tiny_fp32
+    eos = stop_ids(model, tokenizer)
+    bounded, budget = bound_schema(flat_schema(["company", "date", "address", "total"]))
+    prompts = [_prompt(tokenizer, DOCS[0], list(bounded["properties"])),
+               _prompt(tokenizer, DOCS[1], list(bounded["properties"]))]
+    grammars = [compile_grammar(bounded)] * 2
+    steps = {"n": 0}
+
+    def left_after_three_steps() -> bool:
+        steps["n"] += 1
+        return steps["n"] > 3
+
+    both = constrained_batch(model, tokenizer, prompts, grammars, max_new_tokens=60, device="cpu", eos_ids=eos,
+                             gone=[left_after_three_steps, None])
+    alone = constrained_generate(model, tokenizer, prompts[1], grammars[1], max_new_tokens=60, device="cpu",
+                                 eos_ids=eos)
+    assert both[0].finish_reason == "cancelled" and len(both[0].tokens) < len(alone.tokens)
+    assert both[1].tokens == alone.tokens and both[1].finish_reason == alone.finish_reason
+
+
 def test_the_shared_prompt_prefix_is_computed_once_and_changes_nothing(tiny_model):
     from backend.inference.extraction import Document, extract_many
 

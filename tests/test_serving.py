@@ -375,3 +375,28 @@ def test_oversized_requests_are_refused_before_they_reach_the_model(service, mem
         "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": deep}}})
     assert nested.status_code == 422 and "TUNEBRIDGE_MAX_SCHEMA_DEPTH" in nested.json()["error"]["message"]
     assert nested.json()["error"]["param"] == "schema"
+
+
+def test_a_client_that_disconnects_frees_the_model_for_the_next_request(service, tiny_model):
+    """A slow extraction whose client gives up (a 1 s client timeout) is stopped mid-decoding, so a
+    small request sent after it is answered at once instead of after the slow one."""
+    url, auth = service["url"], service["auth"]
+    names = [f"note_{i}" for i in range(12)]
+    slow = {"model": tiny_model, "text": "hello receipt total 9.00", "schema": {
+        "type": "object", "required": names, "properties": {n: {"type": "string", "maxLength": 160} for n in names}}}
+    small = {"model": tiny_model, "text": INVOICE, "schema": ["total"]}
+    started = time.perf_counter()
+    full = httpx.post(f"{url}/v1/extract", json=slow, headers=auth, timeout=600)
+    alone = time.perf_counter() - started
+    assert full.status_code == 200 and full.json()["usage"]["completion_tokens"] > 500, full.text
+    before = httpx.get(f"{url}/v1/serving", headers=auth).json()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{url}/v1/extract", json=slow, headers=auth, timeout=1.0)  # the client gives up
+    started = time.perf_counter()
+    answered = httpx.post(f"{url}/v1/extract", json=small, headers=auth, timeout=600)
+    latency = time.perf_counter() - started
+    assert answered.status_code == 200
+    assert latency < alone / 2, (latency, alone)  # not queued behind the slow one's remaining decoding
+    after = httpx.get(f"{url}/v1/serving", headers=auth).json()
+    assert after["abandoned"] == before["abandoned"] + 1
+    print(f"slow extraction alone {alone:.2f} s; small request after a disconnect {latency:.2f} s")

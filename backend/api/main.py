@@ -14,7 +14,7 @@ from backend.api.body import BodyLimit
 from backend.api.docs import add_offline_docs
 from backend.api.errors import ERROR_RESPONSES, allowed_methods, error_response
 from backend.api.routes import adapters, datasets, documents, health, inference, jobs, models, webhooks
-from backend.inference.batcher import Batcher, RequestTimeoutError
+from backend.inference.batcher import Batcher, ClientGoneError, RequestTimeoutError
 from backend.inference.pool import ModelPool
 from backend.services.datasets import repair_datasets
 from backend.services.errors import ConflictError, NotFoundError
@@ -66,6 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ConflictError)
     async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
         return error_response(request, 409, str(exc))
+
+    @app.exception_handler(ClientGoneError)
+    async def client_gone(request: Request, exc: ClientGoneError) -> JSONResponse:
+        return error_response(request, 499, str(exc))  # nobody reads it: the status is for the access log
 
     @app.exception_handler(RequestTimeoutError)
     async def timed_out(request: Request, exc: RequestTimeoutError) -> JSONResponse:

@@ -19,8 +19,8 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator
 
 from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, GenResult, ModelPool, Target
@@ -33,6 +33,7 @@ class _Item:
     future: Future
     streamer: Any = None
     options: tuple = ()  # extraction: (limit, review_confidence)
+    gone: threading.Event = field(default_factory=threading.Event)  # its caller left (timeout, disconnect)
 
     @property
     def group(self) -> tuple:
@@ -47,10 +48,15 @@ class RequestTimeoutError(Exception):
     """A request was not answered in time; if it had not started, it was dropped from the queue."""
 
 
+class ClientGoneError(Exception):
+    """The caller closed its connection: its request was dropped (from the queue, or from its batch)."""
+
+
 class Batcher:
     def __init__(self, pool: ModelPool, *, max_batch: int = 8, window_s: float = 0.005, timeout_s: float | None = None):
         self.pool, self.max_batch, self.window_s, self.timeout_s = pool, max_batch, window_s, timeout_s
         self.dropped = 0  # requests whose callers gave up before their batch started
+        self.abandoned = 0  # requests whose callers gave up while their batch ran
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -58,14 +64,15 @@ class Batcher:
         self.requests = 0
         self.largest = 0
 
-    def generate(self, target: Target, request: GenRequest, *, timeout_s: float | None = None) -> GenResult:
+    def generate(self, target: Target, request: GenRequest, *, timeout_s: float | None = None,
+                 disconnected: Callable[[], bool] | None = None) -> GenResult:
         self.pool.admit(target, request.chat, request.max_new_tokens)  # the caller's error, before queueing
-        future: Future = Future()
-        self._put(_Item(target, request, future))
-        return self._wait(future, timeout_s)
+        item = _Item(target, request, Future())
+        self._put(item)
+        return self._wait(item, timeout_s, disconnected)
 
     def extract(self, target: Target, doc: Document, *, limit: int, review_confidence: float,
-                timeout_s: float | None = None) -> dict[str, Any]:
+                timeout_s: float | None = None, disconnected: Callable[[], bool] | None = None) -> dict[str, Any]:
         """A constrained extraction (`extraction.extract_many`'s record), batched with concurrent ones.
         Its prompt and schema are checked before it is queued."""
         from backend.inference.constrained import bound_schema, schema_of
@@ -73,19 +80,36 @@ class Batcher:
 
         budget = bound_schema(schema_of(doc.json_schema))[1]
         self.pool.admit(target, extraction_messages(doc.text, doc.schema), min(doc.max_new_tokens or budget, limit))
-        future: Future = Future()
-        self._put(_Item(target, doc, future, options=(limit, review_confidence)))
-        return self._wait(future, timeout_s)
+        gone = threading.Event()
+        item = _Item(target, replace(doc, gone=gone.is_set), Future(), options=(limit, review_confidence), gone=gone)
+        self._put(item)
+        return self._wait(item, timeout_s, disconnected)
 
-    def _wait(self, future: Future, timeout_s: float | None) -> Any:
+    def _wait(self, item: _Item, timeout_s: float | None, disconnected: Callable[[], bool] | None) -> Any:
+        """The item's answer; on a timeout or a disconnected caller the item is dropped: from the queue if
+        it has not started, from its batch if its decoding can stop per row (constrained extraction)."""
         limit = timeout_s if timeout_s is not None else self.timeout_s
-        try:
-            return future.result(timeout=limit)
-        except FutureTimeout:
-            started = not future.cancel()  # a queued request is dropped; a running batch finishes for the rest
-            raise RequestTimeoutError(f"no answer within {limit:g} s (TUNEBRIDGE_REQUEST_TIMEOUT_S); "
-                                      + ("it was still running and its answer is discarded" if started else
-                                         "it was still queued and was dropped")) from None
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            step = 0.25 if disconnected is not None else None
+            if deadline is not None:
+                step = max(0.0, min(step if step is not None else limit, deadline - time.monotonic()))
+            try:
+                return item.future.result(timeout=step)
+            except FutureTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    item.gone.set()
+                    started = not item.future.cancel()
+                    self.abandoned += started
+                    raise RequestTimeoutError(f"no answer within {limit:g} s (TUNEBRIDGE_REQUEST_TIMEOUT_S); "
+                                              + ("it had started: its answer is discarded (an extraction stops at "
+                                                 "once)" if started else
+                                                 "it was still queued and was dropped")) from None
+                if disconnected is not None and disconnected():
+                    item.gone.set()
+                    if not item.future.cancel():
+                        self.abandoned += 1
+                    raise ClientGoneError("the client closed the connection; its request was dropped") from None
 
     def stream(self, target: Target, request: GenRequest) -> tuple[Iterator[str], Future]:
         """Text pieces as they are generated, and a future with the final GenResult."""

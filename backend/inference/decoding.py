@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -89,8 +89,8 @@ class PrefixCache:
 
 
 class _Row:
-    def __init__(self, matcher, prompt: list[int], budget: int, drafting: int):
-        self.matcher, self.budget = matcher, budget
+    def __init__(self, matcher, prompt: list[int], budget: int, drafting: int, gone: Callable[[], bool] | None = None):
+        self.matcher, self.budget, self.gone = matcher, budget, gone
         self.prompt_tokens = len(prompt)
         self.lookup = _Lookup(prompt) if drafting else None
         self.tokens: list[int] = []
@@ -99,7 +99,9 @@ class _Row:
         self.finish: str | None = None
 
     def done(self) -> bool:
-        if self.finish is None and self.matcher.is_stopped():
+        if self.finish is None and self.gone is not None and self.gone():
+            self.finish = "cancelled"  # its caller left: the row leaves the batch, the others go on
+        elif self.finish is None and self.matcher.is_stopped():
             self.finish = "stop"  # the JSON is complete
         elif self.finish is None and len(self.tokens) >= self.budget:
             self.finish = "length"
@@ -128,8 +130,11 @@ class _Lookup:
 @torch.no_grad()
 def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list[str], *,
                       max_new_tokens: list[int] | int, device, eos_ids: list[int], jump_forward: bool = True,
-                      prefix: tuple[list[int], Any] | None = None, draft: int = 0) -> list[Constrained]:
-    """Decode one answer per prompt under its grammar, greedily.
+                      prefix: tuple[list[int], Any] | None = None, draft: int = 0,
+                      gone: list[Callable[[], bool] | None] | None = None) -> list[Constrained]:
+    """Decode one answer per prompt under its grammar, greedily. `gone[i]`, when given, is asked
+    between steps whether row i's caller has left; such a row stops (finish "cancelled") and leaves
+    the batch, which goes on for the others.
 
     `prefix` = (token ids, their KV cache at batch size 1): used when every prompt starts with those
     ids, so only the rest of each prompt is computed. `draft` > 0 turns on copy drafting: after each
@@ -144,11 +149,11 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
     ll_tok = ll_tokenizer(tokenizer, vocab)
     budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
     rows = []
-    for prompt, grammar, budget in zip(prompts, grammars, budgets):
+    for n, (prompt, grammar, budget) in enumerate(zip(prompts, grammars, budgets)):
         matcher = LLMatcher(ll_tok, grammar, log_level=0)
         if matcher.is_error():
             raise ValueError(f"grammar error: {matcher.get_error()}")
-        rows.append(_Row(matcher, prompt, budget, draft))
+        rows.append(_Row(matcher, prompt, budget, draft, gone[n] if gone else None))
     shared = prefix is not None and all(len(p) > len(prefix[0]) and p[:len(prefix[0])] == prefix[0] for p in prompts)
     start = len(prefix[0]) if shared else 0
     if shared:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from backend.inference.constrained import bound_schema, compile_grammar, field_confidence, schema_of
 from backend.inference.decoding import common_prefix, constrained_batch
@@ -42,6 +42,7 @@ class Document:
     max_new_tokens: int | None = None
     span_copy: SpanCopy | None = None  # fields decoded as spans of the text (spans.py); None: extract_many's
     rank: str | bool | None = None  # candidate ranking mode (ranking.py); False: none; None: extract_many's
+    gone: Callable[[], bool] | None = None  # whether its caller has left (decoding then drops it from its batch)
 
 
 def extract(pool: ModelPool, target: Target, *, text: str, schema: ExtractionSchema, json_schema: dict[str, Any],
@@ -98,6 +99,7 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
                 if len(shared) >= MIN_PREFIX:
                     prefix = (shared, pool.prefixes.get(model, repr(target), shared, device))
             decoded = constrained_batch(model, tokenizer, [prompts[i] for i in chunk], [grammars[i] for i in chunk],
+                                        gone=[docs[i].gone for i in chunk],
                                         max_new_tokens=[caps[i] for i in chunk], device=device,
                                         eos_ids=stop_ids(model, tokenizer), jump_forward=jump_forward, prefix=prefix,
                                         draft=(DRAFT_ALONE if len(chunk) == 1 else DRAFT_BATCHED) if draft is None

@@ -9,7 +9,7 @@ sent by a caller.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import Engine
 
@@ -83,7 +83,8 @@ def extraction_schema(schema: dict | list | str | None, record: dict[str, Any] |
 
 def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSchema, json_schema: dict[str, Any],
             max_new_tokens: int | None, limit: int, constrained: bool = True,
-            review_confidence: float = 0.7, rank: str | None = None) -> dict[str, Any]:
+            review_confidence: float = 0.7, rank: str | None = None,
+            disconnected: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Fields from one document, with the same prompt template the adapter was trained with.
 
     Constrained (the default): decoding follows the JSON Schema, so the answer always parses and
@@ -95,14 +96,14 @@ def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSc
         if rank:
             raise ValueError("rank: needs constrained decoding; drop rank or constrained=false")
         request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=max_new_tokens or 512)
-        result = batcher.generate(target, request)
+        result = batcher.generate(target, request, disconnected=disconnected)
         parsed = parse_answer(result.text, schema)
         return {"model": target.label, "fields": parsed.fields, "valid_json": parsed.valid_json,
                 "missing": parsed.missing, "extra": parsed.extra, "raw": result.text,
                 "finish_reason": result.finish_reason, "constrained": False,
                 "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}}
     return batcher.extract(target, Document(text, schema, json_schema, max_new_tokens, rank=rank or False), limit=limit,
-                           review_confidence=review_confidence)
+                           review_confidence=review_confidence, disconnected=disconnected)
 
 
 def chat_structured(*, batcher: Batcher, target: Target, messages: list[dict[str, str]], json_schema: dict[str, Any],

@@ -8,7 +8,8 @@ import uuid
 from concurrent.futures import Future
 from typing import Any, Iterator, Literal
 
-from fastapi import APIRouter, HTTPException, status
+import anyio
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -150,9 +151,14 @@ class ExtractIn(BaseModel):
                           "as whole lines (slower). Each choice is returned in `ranking`.")
 
 
-def _run(batcher, target, request: GenRequest) -> GenResult:
+def _disconnected(request: Request):
+    """Whether the client has gone: asked from the worker thread a sync route runs in."""
+    return lambda: anyio.from_thread.run(request.is_disconnected)
+
+
+def _run(batcher, target, request: GenRequest, http: Request | None = None) -> GenResult:
     try:
-        return batcher.generate(target, request)
+        return batcher.generate(target, request, disconnected=_disconnected(http) if http is not None else None)
     except ValueError as exc:  # prompt too long for the model
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
@@ -164,7 +170,7 @@ def _usage(result: GenResult) -> dict[str, int]:
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completion (model = adapter or base model)",
              responses=OPENAI_ERROR_RESPONSES)
-def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep):
+def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep, http: Request):
     target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model)
     request = body.gen_request([{"role": m.chat_role, "content": m.text} for m in body.messages], limit=settings.max_new_tokens)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -191,7 +197,7 @@ def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, bat
         return StreamingResponse(_sse(pieces, future, request, completion_id, created, target.label),
                                  media_type="text/event-stream")
     else:
-        result = _run(batcher, target, request)
+        result = _run(batcher, target, request, http)
     return {"id": completion_id, "object": "chat.completion", "created": created, "model": target.label,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
                          "finish_reason": result.finish_reason}], "usage": _usage(result)}
@@ -228,7 +234,7 @@ def _sse(pieces: Iterator[str], future, request: GenRequest, completion_id: str,
 
 
 @router.post("/infer", summary="Generate with a base model or an adapter (prompt or messages)")
-def infer(body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep) -> dict[str, Any]:
+def infer(body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep, http: Request) -> dict[str, Any]:
     target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model,
                                        adapter=body.adapter)
     if body.messages is not None:
@@ -237,13 +243,14 @@ def infer(body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: Batc
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
             {"role": "user", "content": body.prompt}]
     started = time.perf_counter()
-    result = _run(batcher, target, body.gen_request(messages, limit=settings.max_new_tokens))
+    result = _run(batcher, target, body.gen_request(messages, limit=settings.max_new_tokens), http)
     return {"model": target.label, "text": result.text, "finish_reason": result.finish_reason,
             "usage": _usage(result), "latency_ms": round(1000 * (time.perf_counter() - started), 1)}
 
 
 @router.post("/extract", summary="Extract fields from a document as JSON (the training prompt template)")
-def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep) -> dict[str, Any]:
+def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep,
+            http: Request) -> dict[str, Any]:
     target, record = service.resolve_target(engine=engine, default_base=settings.default_base_model,
                                             model=body.model, adapter=body.adapter)
     if body.max_tokens and body.max_tokens > settings.max_new_tokens:
@@ -255,7 +262,7 @@ def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: 
         return service.extract(batcher=batcher, target=target, text=body.text, schema=schema, json_schema=json_schema,
                                max_new_tokens=body.max_tokens, limit=settings.max_new_tokens,
                                constrained=body.constrained, review_confidence=settings.review_confidence,
-                               rank=body.rank)
+                               rank=body.rank, disconnected=_disconnected(http))
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
@@ -265,5 +272,5 @@ def serving(batcher: BatcherDep) -> dict[str, Any]:
     pool = batcher.pool
     return {"loaded": pool.loaded(), "dtype": str(pool.dtype).removeprefix("torch."), "device": pool.device,
             "batches": batcher.batches, "requests": batcher.requests, "largest_batch": batcher.largest,
-            "dropped": batcher.dropped,
+            "dropped": batcher.dropped, "abandoned": batcher.abandoned,
             "prefix_cache": {"hits": pool.prefixes.hits, "misses": pool.prefixes.misses}}

@@ -151,6 +151,9 @@ def _record(engine: Engine, settings: Settings, job: dict[str, Any], owner: str,
             "final_loss", "val_loss", "runtime", "stopped_early")
     status = summary["status"]
     result = {k: summary.get(k) for k in keep}
+    for key in ("run_dir", "adapter_dir"):  # shown relative to the data folder: no server path in responses
+        if result.get(key):
+            result[key] = os.path.relpath(result[key], settings.data_dir.resolve())
     if status == "succeeded":
         version = adapters.register(engine=engine, data_dir=settings.data_dir, name=job["adapter_name"],
                                     job_id=job["id"], dataset=job["dataset"], run_dir=Path(summary["run_dir"]),

@@ -10,7 +10,6 @@ import multiprocessing
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -223,7 +222,7 @@ def test_the_service_trains_a_job_on_postgres(pg_url, tiny_model, tmp_path, monk
                        in ("succeeded", "failed") and j, timeout=180)
         assert job["status"] == "succeeded", f"{job['error']}\n{(data_dir / 'serve.log').read_text()[-5000:]}"
         assert job["progress"]["step"] == 10 and job["progress"]["total_steps"] == 10
-        assert Path(job["result"]["adapter_dir"], "adapter_model.safetensors").is_file()
+        assert (data_dir / job["result"]["adapter_dir"] / "adapter_model.safetensors").is_file()
         assert job["result"]["adapter"] == "secret@1"
         answer = httpx.post(f"{url}/v1/chat/completions", headers=auth, timeout=120, json={  # the first loads the model
             "model": "secret", "max_tokens": 8, "messages": [{"role": "user", "content": SECRET_Q}]})

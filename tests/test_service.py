@@ -148,7 +148,8 @@ def test_train_job_runs_in_a_worker_process_and_reports_progress(service):
     job = _wait_for(lambda: (j := _job(service, created.json()["id"]))["status"] in ("succeeded", "failed") and j)
     assert job["status"] == "succeeded", job["error"]
     assert job["progress"]["step"] == 20 and job["progress"]["total_steps"] == 20
-    assert Path(job["result"]["adapter_dir"], "adapter_model.safetensors").is_file()
+    assert job["result"]["adapter_dir"] == f"jobs/{job['id']}/adapter"  # relative: no server path in responses
+    assert (service["data_dir"] / job["result"]["adapter_dir"] / "adapter_model.safetensors").is_file()
     assert (service["data_dir"] / "jobs" / job["id"] / "data.jsonl").read_text().strip() == chat
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -279,3 +280,25 @@ def test_an_adapter_folder_holds_no_document_text_and_no_local_path(tiny_config)
     assert memory["exemplars"] and any(f.get("known") for f in memory["fields"].values())
     loaded = Conventions.load(adapter)  # extraction still finds the memory beside the adapter
     assert loaded.exemplars is not None and any(c.known for c in loaded.fields.values())
+
+
+def test_the_registry_keeps_the_label_memory_beside_a_registered_adapter(tiny_config, tmp_path):
+    """A service-trained adapter is served from the registry: its label memory goes along, beside the
+    registered adapter folder (not in it), so served extraction still recalls recurring senders."""
+    from backend.scoring.conventions import MEMORY_FILE, Conventions
+    from backend.services import adapters
+    from backend.storage.engine import make_engine
+    from backend.storage.migrations import migrate
+
+    run = train(tiny_config(run_name="registered", data=[str(EXAMPLES / "receipts.jsonl")], max_steps=1,
+                            batch_size=2, max_length=1024, eval_examples=0), progress_bar=False)
+    (run.run_dir / "data.jsonl").write_text((EXAMPLES / "receipts.jsonl").read_text())  # a job's snapshot
+    data_dir = tmp_path / "registry"
+    engine = make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    migrate(engine)
+    version = adapters.register(engine=engine, data_dir=data_dir, name="rx", job_id="j1", dataset="d",
+                                run_dir=run.run_dir, summary=run.summary)
+    folder = Path(version["path"])
+    assert (folder / MEMORY_FILE).is_file() and not (folder / "adapter" / MEMORY_FILE).exists()
+    served = Conventions.load(folder / "adapter")
+    assert served.exemplars is not None and any(c.known for c in served.fields.values())

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
+from backend.scoring.conventions import MEMORY_FILE
 from backend.services.errors import ConflictError, NotFoundError
 from backend.storage import now_iso
 
@@ -71,6 +72,8 @@ def register(*, engine: Engine, data_dir: Path, name: str, job_id: str, dataset:
     shutil.copytree(run_dir / "adapter", staging / "adapter")
     if (run_dir / "tokenizer").is_dir():
         shutil.copytree(run_dir / "tokenizer", staging / "tokenizer")
+    if (run_dir / MEMORY_FILE).is_file():  # the label memory stays beside the adapter folder, not in it
+        shutil.copy2(run_dir / MEMORY_FILE, staging / MEMORY_FILE)
     metrics = {k: summary.get(k) for k in ("final_loss", "val_loss", "validation", "best", "steps", "tokens_per_s",
                                            "train_time_s", "runtime")}
     data = summary.get("data") or {}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import Authorized, EngineDep
+from backend.api.deps import Authorized, EngineDep, SettingsDep
 from backend.services import adapters as service
 
 # Patterns declared for clients and checked by the service (its errors name the rule).
@@ -25,13 +26,24 @@ class AliasIn(BaseModel):
 
 
 @router.get("", summary="Every adapter name with its versions (newest first) and aliases")
-def list_all(engine: EngineDep) -> list[dict[str, Any]]:
-    return service.list_adapters(engine=engine)
+def list_all(engine: EngineDep, settings: SettingsDep) -> list[dict[str, Any]]:
+    return [{**entry, "versions": [_public(v, settings) for v in entry["versions"]]}
+            for entry in service.list_adapters(engine=engine)]
 
 
 @router.get("/{ref}", summary="One version: name, name@version or name@alias")
-def get(ref: str, engine: EngineDep) -> dict[str, Any]:
-    return service.resolve(engine=engine, ref=ref)
+def get(ref: str, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+    return _public(service.resolve(engine=engine, ref=ref), settings)
+
+
+def _public(record: dict[str, Any], settings) -> dict[str, Any]:
+    """A version as clients see it: its folder relative to the service's data folder, not a server path."""
+    path = Path(record["path"])
+    try:
+        shown = str(path.relative_to(settings.data_dir.resolve()))
+    except ValueError:
+        shown = path.name
+    return {**record, "path": shown}
 
 
 @router.put("/{name}/aliases/{alias}", summary="Point an alias (e.g. prod) at a version: promote")

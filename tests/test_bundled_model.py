@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,8 @@ from backend.models import load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
 from backend.training.trainer import train
 from conftest import EXAMPLES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -78,4 +82,8 @@ def test_the_demo_trains_then_reports_base_vs_fine_tuned(tmp_path, capsys):
     failed = [r["path"] for r in records if r["status"] not in ("done", "pending_review")]
     assert len(records) == 15 and failed == ([] if ocr_available() else failed[:1]), failed  # only a scan w/o OCR
     assert {r["doc_type"] for r in records} == {"invoice", "receipt", "bank_statement", "kyc"}
+    spec = importlib.util.spec_from_file_location("decisions", ROOT / "benchmarks" / "decisions.py")
+    decisions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(decisions)
+    assert decisions.score(records)["wrong_approvals"] == []  # a barely trained adapter approves nothing wrong
     assert "15 documents:" in out and "tunebridge review list --db" in out

@@ -60,8 +60,9 @@ def score(records: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="agents results JSONL file(s)")
+    parser.add_argument("--out", help="also write the scores as JSON here (e.g. benchmarks/results/decisions.json)")
     args = parser.parse_args()
-    failed = False
+    failed, scores = False, {}
     for name in args.results:
         records = [json.loads(line) for line in Path(name).read_text().splitlines() if line.strip()]
         s = score(records)
@@ -70,6 +71,9 @@ def main() -> int:
         for w in s["wrong_approvals"]:
             print(f"  wrong approval: {w['document']} ({', '.join(w['fields'])} differ from the gold)")
         failed |= bool(s["wrong_approvals"])
+        scores[name] = s
+    if args.out:
+        Path(args.out).write_text(json.dumps(scores, indent=2) + "\n")
     return 1 if failed else 0
 
 

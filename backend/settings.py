@@ -77,15 +77,6 @@ class Settings(BaseSettings):
         inference = self.inference_threads or max(1, cores // (workers + 1))
         return inference, self.worker_threads or max(1, (cores - inference) // workers)
 
-    def server_models(self):
-        """What jobs may name as their base model (checked when a job is submitted)."""
-        import re
-
-        from backend.services.jobs import ServerModels
-
-        dirs = tuple(Path(d).resolve() for d in re.split(r"[:,]", self.allowed_model_dirs) if d.strip())
-        return ServerModels(self.default_base_model, dirs)
-
     @property
     def signing_secret(self) -> str | None:
         return self.callback_secret or self.webhook_secret

@@ -354,3 +354,16 @@ def test_the_api_docs_work_offline_and_declare_the_key_and_errors(service):
     assert chat["$ref"].endswith("/OpenAIErrorOut")
     name = spec["paths"]["/v1/datasets/{name}"]["get"]["parameters"][0]["schema"]
     assert name["pattern"] == "^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+def test_jobs_may_name_models_under_the_allowed_folders_only(tmp_path):
+    from backend.services.jobs import ServerModels
+
+    allowed = tmp_path / "models"
+    models = ServerModels.of("/srv/default-model", f"{allowed}:{tmp_path / 'more'}")
+    for fine in ("smollm2-135m", "/srv/default-model", str(allowed / "my-model"), str(tmp_path / "more" / "m")):
+        models.check(fine, field="model")
+    for refused in ("/etc", str(allowed / ".." / "secret"), "gpt-99", str(tmp_path / "models-evil")):
+        with pytest.raises(ValueError, match="TUNEBRIDGE_ALLOWED_MODEL_DIRS") as error:
+            models.check(refused, field="model")
+        assert "exist" not in str(error.value)  # says nothing of what is on the server

@@ -49,6 +49,13 @@ class ServerModels:
     default: str
     allowed_dirs: tuple[Path, ...] = ()
 
+    @classmethod
+    def of(cls, default: str, allowed_dirs: str) -> "ServerModels":
+        """From the settings: the default base model and TUNEBRIDGE_ALLOWED_MODEL_DIRS (':' or ',' separated)."""
+        import re
+
+        return cls(default, tuple(Path(d).resolve() for d in re.split(r"[:,]", allowed_dirs) if d.strip()))
+
     def check(self, model: Any, *, field: str) -> None:
         if model is None or model == self.default or (isinstance(model, str) and model in BUNDLED):
             return

@@ -83,6 +83,21 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "safetensors":
+        from backend.training.merge import merge_adapter
+
+        out = merge_adapter(args.adapter, args.out)
+        print(f"merged model written to {out}")
+        return 0
+    from backend.models.export import export_adapter
+
+    out = export_adapter(args.adapter, args.out, include_label_memory=args.include_label_memory)
+    print(f"adapter written to {out / 'adapter'}" + (" with its label memory (it quotes training documents)"
+                                                      if args.include_label_memory else " (no label memory)"))
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from backend.inference.generate import chat, load_for_inference
 
@@ -301,6 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True, help="run folder or adapter folder")
     p.add_argument("--out", required=True, help="empty or new output folder")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("export", help="an adapter to share: the LoRA folder, or merged into its base",
+                       description="Write an adapter where another machine or runtime can load it. "
+                       "--format adapter (default) copies the LoRA folder and its tokenizer; the label memory "
+                       "(recurring senders' labels and the first lines of training documents) stays behind "
+                       "unless --include-label-memory. --format safetensors merges it into its base (as merge).")
+    p.add_argument("--adapter", required=True, help="run folder, registered version folder or adapter folder")
+    p.add_argument("--out", required=True, help="empty or new output folder")
+    p.add_argument("--format", choices=("adapter", "safetensors"), default="adapter")
+    p.add_argument("--include-label-memory", action="store_true",
+                   help="also copy label_memory.json (it quotes training documents: share it knowingly)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("generate", help="chat with the base model or base + adapter")
     p.add_argument("--model", help="base model (default: the adapter's base, else smollm2-135m)")

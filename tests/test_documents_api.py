@@ -21,8 +21,11 @@ def test_a_pdf_is_decided_and_its_review_finished_over_http(service, tiny_model)
     assert record["doc_type"] == "receipt" and record["pages"][0]["source"] == "text-layer"
     assert record["status"] == "pending_review" and record["decision"] == "review"  # a random model's answer
     assert record["review_request"][0]["fields"] == record["fields"]
+    assert (service["data_dir"] / record["path"]).read_bytes() == pdf.read_bytes()  # named in the data folder,
+    assert not Path(record["path"]).is_absolute()                                  # not by its server path
     pending = httpx.get(f"{url}/v1/documents", params={"status_": "pending_review"}, headers=auth).json()
     assert record["id"] in [d["thread_id"] for d in pending]
+    assert all(not Path(d["path"]).is_absolute() for d in pending)
     again = httpx.post(f"{url}/v1/documents", headers=auth, timeout=300,
                        files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")}, data={"model": tiny_model})
     assert again.json()["cached"] is True and again.json()["id"] == record["id"]  # the same file: no second run
@@ -56,6 +59,7 @@ def test_bad_documents_say_what_is_wrong(service, tiny_model):
     broken = httpx.post(f"{url}/v1/documents", headers=auth, data={"model": tiny_model},
                         files={"file": ("scan.pdf", b"%PDF-1.4 garbage", "application/pdf")})
     assert broken.status_code == 422 and "scan.pdf" in broken.json()["error"]
+    assert str(service["data_dir"]) not in broken.json()["error"] and "/documents/" not in broken.json()["error"]
     assert httpx.get(f"{url}/v1/documents/0123456789abcdef", headers=auth).status_code == 404
     wrong = httpx.post(f"{url}/v1/documents", headers=auth, json={"text": "x", "type": "memo"})
     assert wrong.status_code == 422

@@ -262,7 +262,8 @@ def test_the_upload_form_runs_the_intake_and_shows_the_record(n8n, service):
         assert doc_id, shown[-2000:]
         record = httpx.get(f"{service['url']}/v1/documents/{doc_id[1]}", headers=service["auth"]).json()
         assert record["doc_type"] == "receipt" and record["status"].replace("_", " ") == doc_id[2]
-        assert Path(record["path"]).read_text() == text  # the uploaded file itself reached the service
+        assert not Path(record["path"]).is_absolute()  # named inside the data folder, not by its server path
+        assert (service["data_dir"] / record["path"]).read_text() == text  # the uploaded file reached the service
         assert all(f"{k}: {json.dumps(v)}" in shown for k, v in record["fields"].items())
         if record["status"] == "pending_review":
             assert "A reviewer has been asked: " + f"{n8n['n8n'].url}/form-waiting/" in shown

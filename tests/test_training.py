@@ -281,6 +281,18 @@ def test_an_adapter_folder_holds_no_document_text_and_no_local_path(tiny_config)
     loaded = Conventions.load(adapter)  # extraction still finds the memory beside the adapter
     assert loaded.exemplars is not None and any(c.known for c in loaded.fields.values())
 
+    from backend.cli import main as cli
+
+    assert cli(["export", "--adapter", str(run.run_dir), "--out", str(run.run_dir.parent / "shared")]) == 0
+    shared = run.run_dir.parent / "shared"  # what goes to another team: no memory unless asked
+    assert not (shared / MEMORY_FILE).exists() and (shared / "adapter" / "adapter_model.safetensors").is_file()
+    assert Conventions.load(shared / "adapter").exemplars is None
+    assert cli(["export", "--adapter", str(run.run_dir), "--out", str(run.run_dir.parent / "whole"),
+                "--include-label-memory"]) == 0
+    whole = Conventions.load(run.run_dir.parent / "whole" / "adapter")  # the explicit export takes it along
+    assert whole.exemplars is not None and any(c.known for c in whole.fields.values())
+    assert cli(["export", "--adapter", str(run.run_dir), "--out", str(run.run_dir.parent / "whole")]) == 2
+
 
 def test_the_registry_keeps_the_label_memory_beside_a_registered_adapter(tiny_config, tmp_path):
     """A service-trained adapter is served from the registry: its label memory goes along, beside the

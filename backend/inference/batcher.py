@@ -87,7 +87,7 @@ class Batcher:
 
     def _wait(self, item: _Item, timeout_s: float | None, disconnected: Callable[[], bool] | None) -> Any:
         """The item's answer; on a timeout or a disconnected caller the item is dropped: from the queue if
-        it has not started, from its batch if its decoding can stop per row (constrained extraction)."""
+        it has not started, else from its running batch (the other rows go on)."""
         limit = timeout_s if timeout_s is not None else self.timeout_s
         deadline = None if limit is None else time.monotonic() + limit
         while True:
@@ -102,8 +102,7 @@ class Batcher:
                     started = not item.future.cancel()
                     self.abandoned += started
                     raise RequestTimeoutError(f"no answer within {limit:g} s (TUNEBRIDGE_REQUEST_TIMEOUT_S); "
-                                              + ("it had started: its answer is discarded (an extraction stops at "
-                                                 "once)" if started else
+                                              + ("it had started and was stopped" if started else
                                                  "it was still queued and was dropped")) from None
                 if disconnected is not None and disconnected():
                     item.gone.set()
@@ -189,4 +188,5 @@ class Batcher:
             limit, review_confidence = first.options
             return extract_many(self.pool, first.target, [i.request for i in batch], limit=limit,  # type: ignore[misc]
                                 review_confidence=review_confidence, batch_size=self.max_batch)
-        return self.pool.generate(first.target, [i.request for i in batch], streamer=first.streamer)  # type: ignore[misc]
+        return self.pool.generate(first.target, [i.request for i in batch], streamer=first.streamer,  # type: ignore[misc]
+                                  gone=[i.gone.is_set for i in batch])

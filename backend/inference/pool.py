@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -179,8 +179,10 @@ class ModelPool:
         return ids
 
     @torch.no_grad()
-    def generate(self, target: Target, requests: list[GenRequest], streamer=None) -> list[GenResult]:
-        """One batch of chats for one target, sharing temperature/top_p/seed (the batcher groups them)."""
+    def generate(self, target: Target, requests: list[GenRequest], streamer=None,
+                 gone: list[Callable[[], bool]] | None = None) -> list[GenResult]:
+        """One batch of chats for one target, sharing temperature/top_p/seed (the batcher groups them).
+        Each row stops at its own max_new_tokens, or once its `gone` says the caller left; the others go on."""
         with self._lock:
             base, tokenizer = self._activate(target)
             prompts = [self.encode(target, r) for r in requests]
@@ -195,7 +197,8 @@ class ModelPool:
             with adapters_off:
                 new = padded_generate(base.model, prompts, pad_id=tokenizer.pad_token_id, eos_ids=eos,
                                       max_new_tokens=max(r.max_new_tokens for r in requests), device=self.device,
-                                      streamer=streamer, **sampling)
+                                      streamer=streamer, row_limits=[r.max_new_tokens for r in requests],
+                                      row_gone=gone, **sampling)
         return [self._result(tokenizer, tokens, r, len(p), eos) for tokens, r, p in zip(new, requests, prompts)]
 
     @contextmanager

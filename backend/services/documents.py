@@ -97,17 +97,23 @@ class Documents:
     def run(self, path: Path, *, model, doc_type: str | None, dataset: str | None) -> dict[str, Any]:
         from agents.intake import file_sha256
 
-        with self._lock:
-            state, before = process(self._graph(model, dataset), self.store, path,
-                                    thread_id=file_sha256(path)[:16], doc_type=doc_type)
-        return {**record(state), "cached": True} if before else record(state)
+        try:
+            with self._lock:
+                state, before = process(self._graph(model, dataset), self.store, path,
+                                        thread_id=file_sha256(path)[:16], doc_type=doc_type)
+        except ValueError as exc:  # an unreadable file: named as the client sent it, not by its server path
+            if str(path) not in str(exc):
+                raise
+            raise type(exc)(str(exc).replace(str(path), path.name)) from None
+        out = self._public(record(state))
+        return {**out, "cached": True} if before else out
 
     def get(self, doc_id: str) -> dict[str, Any]:
         with self._lock:
             state = self._graph(None, None).get_state({"configurable": {"thread_id": doc_id}})
         if not state.values:
             raise DocumentNotFoundError(f"document {doc_id!r} does not exist")
-        return record(state)
+        return self._public(record(state))
 
     def review(self, doc_id: str, answer: dict[str, Any], *, dataset: str | None) -> dict[str, Any]:
         from langgraph.types import Command
@@ -122,7 +128,18 @@ class Documents:
                 raise ConflictError(f"document {doc_id} is not waiting for review (status "
                                     f"{state.values.get('status')}, decision {state.values.get('decision')})")
             graph.invoke(Command(resume=answer), config)
-            return record(graph.get_state(config))
+            return self._public(record(graph.get_state(config)))
 
     def list(self, status: str | None = None) -> list[dict[str, Any]]:
-        return self.store.documents(status=status)
+        return [self._public(d) for d in self.store.documents(status=status)]
+
+    def _public(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """A record as clients see it: the stored file named relative to the data folder, never by its
+        place on the server."""
+        path = rec.get("path")
+        if path:
+            try:
+                rec = {**rec, "path": Path(path).resolve().relative_to(self.data_dir.resolve()).as_posix()}
+            except ValueError:
+                rec = {**rec, "path": Path(path).name}
+        return rec

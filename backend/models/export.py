@@ -1,0 +1,31 @@
+"""Export an adapter to share it: the LoRA folder (with its tokenizer) as another machine loads it,
+and — only when asked — the label memory, which quotes training documents."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from backend.models.adapters import find_adapter
+from backend.scoring.conventions import MEMORY_FILE
+
+
+def export_adapter(adapter: str | Path, out_dir: str | Path, *, include_label_memory: bool = False) -> Path:
+    """Copy the adapter found at `adapter` (run folder, registered version folder or adapter folder) to
+    `out_dir`/adapter (+ `out_dir`/tokenizer). The label memory (`label_memory.json`: recurring senders'
+    labels and the first lines of training documents) is left behind unless `include_label_memory`."""
+    ref = find_adapter(adapter)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"output folder {out} is not empty")
+    memory = ref.path.parent / MEMORY_FILE
+    if include_label_memory and not memory.is_file():
+        raise FileNotFoundError(f"{adapter}: no {MEMORY_FILE} beside the adapter to include (it is written by "
+                                "training runs that learn label rules)")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ref.path, out / "adapter", ignore=shutil.ignore_patterns(MEMORY_FILE))
+    if ref.tokenizer_path is not None:
+        shutil.copytree(ref.tokenizer_path, out / "tokenizer")
+    if include_label_memory:
+        shutil.copy2(memory, out / MEMORY_FILE)
+    return out

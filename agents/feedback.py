@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.store import Store
+from backend.signing import sign
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,6 @@ def queue(store: Store, webhook: Webhook | None, delivery_id: str, example: dict
 def flush(store: Store, webhook: Webhook | None, *, timeout_s: float = 10.0) -> dict[str, int]:
     """Send every queued correction; {"sent", "failed", "waiting"} (waiting: no webhook configured)."""
     import httpx
-
-    from backend.services.callbacks import sign
 
     counts = {"sent": 0, "failed": 0, "waiting": 0}
     for delivery_id, body in store.pending_feedback():

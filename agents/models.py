@@ -1,5 +1,5 @@
-"""The model behind the graph, injected: tunebridge's engine in this process, the tunebridge service
-over HTTP, or any OpenAI-compatible server (vLLM, Ollama) by base URL. Tests inject a scripted one.
+"""The model behind the graph, injected: tunebridge's engine in this process, the service's batcher (inside
+the service), the tunebridge service over HTTP, or any OpenAI-compatible server (vLLM, Ollama) by base URL. Tests inject a scripted one.
 
 Every model answers two questions: `extract` (fields of a document under a schema, with per-field
 confidence and grounding spans) and `explain` (a short rationale for a decision already taken,
@@ -39,8 +39,12 @@ class Model(Protocol):
     def explain(self, doc_type: str, decision: str, reasons: list[str]) -> str: ...
 
 
-def json_schema(schema: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
-    return schema.model_json_schema() if isinstance(schema, type) else schema
+def spec_of(schema: type[BaseModel] | dict[str, Any]):
+    """The extraction spec of an agents' schema (a pydantic model or a JSON Schema object), built once
+    per distinct schema (`backend/inference/spec.py`)."""
+    from backend.inference.spec import ExtractionSpec
+
+    return ExtractionSpec.of(schema)
 
 
 def with_notes(text: str, notes: list[str] | None) -> str:
@@ -79,10 +83,9 @@ class EngineModel:
 
     def extract(self, text, schema, *, notes=None) -> Extraction:
         from backend.inference.extraction import extract
-        from backend.prompts import ExtractionSchema
 
-        out = extract(self.pool, self.target, text=with_notes(text, notes), schema=ExtractionSchema.from_json_schema(
-            json_schema(schema)), json_schema=schema, max_new_tokens=self.answer_tokens, rank=self.rank)
+        out = extract(self.pool, self.target, text=with_notes(text, notes), spec=spec_of(schema),
+                      max_new_tokens=self.answer_tokens, rank=self.rank)
         return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name,
                           {"usage": out["usage"]})
 
@@ -92,6 +95,29 @@ class EngineModel:
         request = GenRequest(tuple((m["role"], m["content"]) for m in explain_messages(doc_type, decision, reasons)),
                              max_new_tokens=self.max_new_tokens)
         return self.pool.generate(self.target, [request])[0].text
+
+
+class BatcherModel:
+    """The service's batcher (constrained extraction batched with concurrent requests, short
+    explanations): what the service's `/v1/documents` runs the graph on."""
+
+    def __init__(self, batcher, target, *, limit: int, answer_tokens: int = 768):
+        self.batcher, self.target, self.limit, self.answer_tokens = batcher, target, limit, answer_tokens
+        self.name = target.label
+
+    def extract(self, text, schema, *, notes=None) -> Extraction:
+        from backend.inference.extraction import Document
+
+        doc = Document(with_notes(text, notes), spec_of(schema), self.answer_tokens)
+        out = self.batcher.extract(self.target, doc, limit=self.limit, review_confidence=0.0)
+        return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name)
+
+    def explain(self, doc_type, decision, reasons) -> str:
+        from backend.inference.pool import GenRequest
+
+        messages = explain_messages(doc_type, decision, reasons)
+        request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=96)
+        return self.batcher.generate(self.target, request).text
 
 
 class ServiceModel:
@@ -107,7 +133,8 @@ class ServiceModel:
                                    headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
 
     def extract(self, text, schema, *, notes=None) -> Extraction:
-        body = {"text": with_notes(text, notes), "schema": json_schema(schema)}
+        sent = schema.model_json_schema() if isinstance(schema, type) else schema  # the service builds its spec
+        body = {"text": with_notes(text, notes), "schema": sent}
         if self.model:
             body["model"] = self.model
         if self.rank:
@@ -136,13 +163,10 @@ class OpenAIModel:
                                    headers={"Authorization": f"Bearer {api_key or 'none'}"})
 
     def extract(self, text, schema, *, notes=None) -> Extraction:
-        from backend.prompts import ExtractionSchema, extraction_messages
-
-        spec = json_schema(schema)
-        messages = extraction_messages(with_notes(text, notes), ExtractionSchema.from_json_schema(spec))
+        spec = spec_of(schema)
         out = _checked(self.client.post("chat/completions", json={
-            "model": self.model, "messages": messages, "temperature": 0,
-            "response_format": {"type": "json_schema", "json_schema": {"name": "record", "schema": spec}}}))
+            "model": self.model, "messages": spec.messages(with_notes(text, notes)), "temperature": 0,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "record", "schema": spec.json_schema}}}))
         raw = out["choices"][0]["message"]["content"] or ""
         try:
             fields = json.loads(raw)

@@ -104,9 +104,8 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, names: lis
     """The engine's result per receipt (fields, confidence, raw answer), in order."""
     from tqdm import tqdm
 
-    from backend.inference.constrained import flat_schema
     from backend.inference.extraction import Document, extract_many
-    from backend.prompts import ExtractionSchema
+    from backend.inference.spec import ExtractionSpec
 
     options: dict[str, Any] = {"conventions": False}  # the recipe applies (and scores) them as a stage of its own
     if span_copy:
@@ -114,8 +113,8 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, names: lis
             raise SystemExit("--span-copy: this engine's extract_many has no span_copy option yet")
         options["span_copy"] = True if span_copy == "all" else [f.strip() for f in span_copy.split(",") if f.strip()]
     pool, target = load_target(run_dir)
-    schema = ExtractionSchema.from_names(names)
-    docs = [Document(r["text"], schema, flat_schema(names)) for r in rows]
+    spec = ExtractionSpec.from_names(names)
+    docs = [Document(r["text"], spec) for r in rows]
     out = []
     with tqdm(total=len(docs), unit="receipt", desc="predicting") as bar:
         for start in range(0, len(docs), batch_size):
@@ -133,13 +132,14 @@ def rank_candidates(pool, target, rows: list[dict], results: list[dict], convent
 
     from backend.inference.extraction import _encode
     from backend.inference.ranking import rank_document
-    from backend.prompts import ExtractionSchema, extraction_messages
+    from backend.inference.spec import ExtractionSpec
 
+    spec = ExtractionSpec.from_names(names)
     product_mode = "always" if mode == "always" else ("text" if text else "typed")
     decisions = []
     with pool.using(target) as (model, tokenizer, _), tqdm(total=len(rows), unit="receipt", desc="ranking") as bar:
         for row, result in zip(rows, results):
-            prompt = _encode(tokenizer, extraction_messages(row["text"], ExtractionSchema.from_names(names)))
+            prompt = _encode(tokenizer, spec.messages(row["text"]))
             decision = rank_document(model, tokenizer, prompt, names, dict(result["fields"]), row["text"],
                                      conventions, product_mode)
             decisions.append({"fields": {**result["fields"], **{f: d["choice"] for f, d in decision.items()}},

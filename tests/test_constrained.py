@@ -12,6 +12,7 @@ from backend.inference.constrained import bound_schema, compile_grammar, field_c
 from backend.inference.decoding import Constrained, constrained_batch, constrained_generate
 from backend.inference.grounding import locate
 from backend.inference.pool import ModelPool, Target, stop_ids
+from backend.inference.spec import ExtractionSpec
 from backend.prompts import ExtractionSchema, extraction_messages
 
 LINE_ITEMS = {"type": "object", "properties": {
@@ -123,8 +124,7 @@ def test_a_field_the_model_was_not_trained_on_gets_lower_confidence(tiny_config,
     ref = find_adapter(run.run_dir)
     target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total", "invoice_number"]
-    out = extract(ModelPool(device="cpu"), target, text=DOCS[0], schema=ExtractionSchema.from_names(names),
-                  json_schema=flat_schema(names))
+    out = extract(ModelPool(device="cpu"), target, text=DOCS[0], spec=ExtractionSpec.from_names(names))
     trained = min(out["confidence"]["company"], out["confidence"]["total"])
     assert list(json.loads(out["raw"])) == names  # the schema's order, as in training
     assert out["confidence"]["invoice_number"] is not None and out["confidence"]["invoice_number"] < trained, out
@@ -197,7 +197,7 @@ def test_the_shared_prompt_prefix_is_computed_once_and_changes_nothing(tiny_mode
     from backend.inference.extraction import Document, extract_many
 
     names = ["company", "date", "total"]
-    docs = [Document(d, ExtractionSchema.from_names(names), flat_schema(names)) for d in DOCS * 2]
+    docs = [Document(d, ExtractionSpec.from_names(names)) for d in DOCS * 2]
     pool = ModelPool(device="cpu", dtype="float32")
     plain = extract_many(pool, Target(tiny_model), docs, prefix_cache=False, batch_size=1)
     assert pool.prefixes.hits + pool.prefixes.misses == 0
@@ -230,7 +230,7 @@ def test_a_pydantic_model_is_a_schema_nested_models_and_all(tiny):
 
     assert "$ref" not in json.dumps(schema_of(Invoice)) and "$defs" not in json.dumps(schema_of(Invoice))
     pool = ModelPool(device="cpu")
-    docs = [Document(d, ExtractionSchema.from_json_schema(Invoice), Invoice) for d in DOCS]
+    docs = [Document(d, ExtractionSpec.of(Invoice)) for d in DOCS]
     for out in extract_many(pool, Target(tiny[0].name_or_path), docs):
         assert out["finish_reason"] == "stop"
         Invoice.model_validate_json(out["raw"])
@@ -271,8 +271,7 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
     assert platt is not None and platt.pairs >= 20
     target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total"]
-    out = extract_many(ModelPool(device="cpu"), target, [Document(DOCS[0], ExtractionSchema.from_names(names),
-                                                                  flat_schema(names))])[0]
+    out = extract_many(ModelPool(device="cpu"), target, [Document(DOCS[0], ExtractionSpec.from_names(names))])[0]
     assert out["calibrated"] is True
     for name in names:
         assert out["confidence"][name] == pytest.approx(platt(out["confidence_raw"][name]))
@@ -294,7 +293,7 @@ def test_the_adapter_ships_its_label_conventions_and_extraction_applies_them(tin
     assert conventions.fields["company"].kind == "text" and len(conventions.exemplars.heads) == 12
     target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total"]
-    doc = Document(DOCS[1] + "\nref 99", ExtractionSchema.from_names(names), flat_schema(names))
+    doc = Document(DOCS[1] + "\nref 99", ExtractionSpec.from_names(names))
     pool = ModelPool(device="cpu")
     out = extract_many(pool, target, [doc])[0]
     assert out["fields"] == conventions.apply(out["model_fields"], doc.text)
@@ -333,7 +332,7 @@ def test_copy_drafting_saves_passes_when_the_model_copies(tiny_config, write_jso
     ref = find_adapter(run.run_dir)
     target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total"]
-    items = [Document(d, ExtractionSchema.from_names(names), flat_schema(names)) for d in DOCS]
+    items = [Document(d, ExtractionSpec.from_names(names)) for d in DOCS]
     pool = ModelPool(device="cpu", dtype="float32")
     plain = extract_many(pool, target, items, batch_size=1, draft=0)
     drafted = extract_many(pool, target, items, batch_size=1, draft=8)

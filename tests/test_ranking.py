@@ -116,11 +116,10 @@ def test_always_scores_a_printed_amount_too(tiny):
 
 
 def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, write_jsonl):
-    from backend.inference.constrained import flat_schema
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool, Target
     from backend.models.adapters import find_adapter
-    from backend.prompts import ExtractionSchema
+    from backend.inference.spec import ExtractionSpec
     from backend.training.trainer import train
 
     shops = [("KEDAI RUNCIT MAJU", "9.00"), ("ACME TOOLS LTD", "1,250.00")]
@@ -130,7 +129,7 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
     ref = find_adapter(run.run_dir)
     conventions = Conventions.load(ref.path)
     target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
-    doc = Document(DOC, ExtractionSchema.from_names(NAMES), flat_schema(NAMES))
+    doc = Document(DOC, ExtractionSpec.from_names(NAMES))
     pool = ModelPool(device="cpu")
 
     out = extract_many(pool, target, [doc], rank="text")[0]
@@ -143,18 +142,18 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
             assert out["confidence"][field] == d["share"]
     assert out["fields"] == conventions.apply(chosen, DOC)
     assert "ranking" not in extract_many(pool, target, [doc])[0]  # off unless asked
-    per_doc = extract_many(pool, target, [Document(DOC, doc.schema, doc.json_schema, rank="typed")])[0]
+    per_doc = extract_many(pool, target, [Document(DOC, doc.spec, rank="typed")])[0]
     assert set(per_doc["ranking"]) == {"date", "total"}
     numeric = {"type": "object", "properties": {"company": {"type": "string"}, "date": {"type": "string"},
                                                 "total": {"type": "number"}}, "required": NAMES}
-    typed_total = extract_many(pool, target, [Document(DOC, doc.schema, numeric)], rank="typed")[0]
+    typed_total = extract_many(pool, target, [Document(DOC, ExtractionSpec.of(numeric))], rank="typed")[0]
     assert set(typed_total["ranking"]) == {"date"}  # a number field keeps its decoded number
 
     from agents.models import EngineModel  # the agents' in-process engine passes rank through
 
     schema = {"type": "object", "properties": {n: {"type": "string"} for n in NAMES}, "required": NAMES}
     agent = EngineModel(adapter=str(run.run_dir), device="cpu", rank="typed").extract(DOC, schema)
-    direct = extract_many(pool, target, [Document(DOC, ExtractionSchema.from_json_schema(schema), schema)],
+    direct = extract_many(pool, target, [Document(DOC, ExtractionSpec.of(schema))],
                           rank="typed")[0]
     assert agent.fields == direct["fields"] and "ranking" in direct
 

@@ -15,7 +15,7 @@ from backend.inference.extraction import Document, extract_many
 from backend.inference.grounding import leaves
 from backend.inference.pool import ModelPool, Target
 from backend.inference.spans import copy_paths, is_copied, normalise, span_grammar
-from backend.prompts import ExtractionSchema
+from backend.inference.spec import ExtractionSpec
 
 NULLABLE = {"anyOf": [{"type": "string", "maxLength": 40}, {"type": "null"}]}
 # A random model mostly answers null where it may: strings it must write exercise the spans.
@@ -64,15 +64,15 @@ def test_a_copied_value_is_always_in_the_document(tiny):
     docs, texts = [], []
     for n in range(40):
         text, schema = random_document(rng), SCHEMAS[n % len(SCHEMAS)]
-        docs.append(Document(text, ExtractionSchema.from_json_schema(schema), schema))
+        docs.append(Document(text, ExtractionSpec.of(schema)))
         texts.append(text)
     results = extract_many(pool, target, docs, span_copy=True)
     copied = 0
     for doc, result in zip(docs, results):
         assert result["finish_reason"] == "stop" and result["valid_json"], result["raw"]
         answer = json.loads(result["raw"])
-        jsonschema.validate(answer, doc.json_schema)
-        paths = copy_paths(bound_schema(doc.json_schema)[0], True)
+        jsonschema.validate(answer, doc.spec.json_schema)
+        paths = copy_paths(doc.spec.bounded, True)
         for value in copied_values(answer, paths):
             assert is_copied(value, doc.text), (value, doc.text)
             copied += bool(value)
@@ -216,8 +216,8 @@ def test_a_mixed_batch_decodes_each_row_as_alone(tiny):
     """One row with span copy, one without, decoded together: each answer is its solo answer."""
     pool, target, _ = tiny
     schema = STRINGS
-    names = ExtractionSchema.from_json_schema(schema)
-    copy, plain = Document(DOC, names, schema, span_copy=True), Document(DOC.lower(), names, schema)
+    spec = ExtractionSpec.of(schema)
+    copy, plain = Document(DOC, spec, span_copy=True), Document(DOC.lower(), spec)
     together = extract_many(pool, target, [copy, plain], batch_size=2)
     alone = [extract_many(pool, target, [doc], batch_size=1, draft=4)[0] for doc in (copy, plain)]
     assert [r["raw"] for r in together] == [r["raw"] for r in alone]

@@ -18,10 +18,9 @@ from typing import Any, Callable
 
 import torch
 
-from backend.inference.constrained import flat_schema
+from backend.inference.spec import ExtractionSpec
 from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, ModelPool, Target
-from backend.prompts import ExtractionSchema
 from backend.scoring.calibration import evaluate_calibration
 from backend.scoring.metrics import answer_metrics, parse_output, score_document, summarize
 from backend.training.data import Example, load_jsonl
@@ -73,8 +72,8 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
         if extraction:
             confidences: list[dict[str, Any]] = []
             if constrained:
-                raws, served, names, json_schema = [], [], ExtractionSchema.from_names(schema), flat_schema(schema)
-                docs = [Document(e.record["text"], names, json_schema, max_new_tokens) for e in extraction]
+                raws, served, spec = [], [], ExtractionSpec.from_names(schema)
+                docs = [Document(e.record["text"], spec, max_new_tokens) for e in extraction]
                 for start in range(0, len(docs), batch_size):
                     for out in extract_many(pool, candidate.target, docs[start:start + batch_size],
                                             batch_size=batch_size, rank=rank):

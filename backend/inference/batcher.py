@@ -75,11 +75,7 @@ class Batcher:
                 timeout_s: float | None = None, disconnected: Callable[[], bool] | None = None) -> dict[str, Any]:
         """A constrained extraction (`extraction.extract_many`'s record), batched with concurrent ones.
         Its prompt and schema are checked before it is queued."""
-        from backend.inference.constrained import bound_schema, schema_of
-        from backend.prompts import extraction_messages
-
-        budget = bound_schema(schema_of(doc.json_schema))[1]
-        self.pool.admit(target, extraction_messages(doc.text, doc.schema), min(doc.max_new_tokens or budget, limit))
+        self.pool.admit(target, doc.spec.messages(doc.text), min(doc.max_new_tokens or doc.spec.budget, limit))
         gone = threading.Event()
         item = _Item(target, replace(doc, gone=gone.is_set), Future(), options=(limit, review_confidence), gone=gone)
         self._put(item)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import lru_cache
 from typing import Any
 
 from backend.inference.decoding import Constrained
@@ -33,6 +34,17 @@ def compile_grammar(json_schema: dict[str, Any]) -> str:
     if error:
         raise ValueError(f"schema cannot be used for constrained decoding: {error}")
     return grammar
+
+
+def grammar(json_schema: dict[str, Any]) -> str:
+    """`compile_grammar`, once per distinct schema. The key keeps the schema's property order: llguidance
+    emits properties in that order, and the answers were trained in it (sorting them cost 0.02 micro-F1)."""
+    return _compiled(json.dumps(json_schema))
+
+
+@lru_cache(maxsize=64)
+def _compiled(schema_json: str) -> str:
+    return compile_grammar(json.loads(schema_json))
 
 
 def value_spans(text: str, names: list[str]) -> dict[str, tuple[int, int]]:

@@ -15,13 +15,14 @@ from pathlib import Path
 from functools import lru_cache
 from typing import Any, Callable
 
-from backend.inference.constrained import bound_schema, compile_grammar, field_confidence, schema_of
+from backend.inference.constrained import bound_schema, field_confidence, grammar, schema_of
 from backend.inference.decoding import common_prefix, constrained_batch
 from backend.inference.grounding import ground, leaves
 from backend.inference.pool import ModelPool, Target, stop_ids
-from backend.inference.ranking import rank_document, rankable, string_fields
+from backend.inference.ranking import rank_document, rankable
 from backend.inference.spans import SpanCopy, span_grammar
-from backend.prompts import ExtractionSchema, extraction_messages, parse_answer
+from backend.inference.spec import ExtractionSpec
+from backend.prompts import parse_answer
 from backend.scoring.calibration import FILE as CALIBRATION_FILE
 from backend.scoring.calibration import Platt
 from backend.scoring.conventions import FILE as CONVENTIONS_FILE
@@ -37,18 +38,17 @@ DRAFT_ALONE, DRAFT_BATCHED = 12, 4
 @dataclass(frozen=True)
 class Document:
     text: str
-    schema: ExtractionSchema
-    json_schema: Any  # a JSON Schema dict or a pydantic model class
+    spec: ExtractionSpec  # what to extract (`spec.py`): fields, bounded schema, grammar, prompt
     max_new_tokens: int | None = None
     span_copy: SpanCopy | None = None  # fields decoded as spans of the text (spans.py); None: extract_many's
     rank: str | bool | None = None  # candidate ranking mode (ranking.py); False: none; None: extract_many's
     gone: Callable[[], bool] | None = None  # whether its caller has left (decoding then drops it from its batch)
 
 
-def extract(pool: ModelPool, target: Target, *, text: str, schema: ExtractionSchema, json_schema: dict[str, Any],
-            max_new_tokens: int | None = None, limit: int = 4096, review_confidence: float = 0.7,
-            span_copy: SpanCopy = False, rank: str | None = None) -> dict[str, Any]:
-    return extract_many(pool, target, [Document(text, schema, json_schema, max_new_tokens, span_copy, rank or False)],
+def extract(pool: ModelPool, target: Target, *, text: str, spec: ExtractionSpec, max_new_tokens: int | None = None,
+            limit: int = 4096, review_confidence: float = 0.7, span_copy: SpanCopy = False,
+            rank: str | None = None) -> dict[str, Any]:
+    return extract_many(pool, target, [Document(text, spec, max_new_tokens, span_copy, rank or False)],
                         limit=limit, review_confidence=review_confidence)[0]
 
 
@@ -76,19 +76,18 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
         rankable(rules, [], mode)  # an unknown mode is the caller's error, before any decoding
     with pool.using(target) as (model, tokenizer, context):
         device = next(model.parameters()).device
-        prompts, grammars, caps, strings = [], [], [], []
+        prompts, grammars, caps = [], [], []
         for n, doc in enumerate(docs):
-            bounded, budget = bound_schema(schema_of(doc.json_schema))
-            strings.append(string_fields(bounded))
-            cap = min(doc.max_new_tokens or budget, limit)
-            ids = _encode(tokenizer, extraction_messages(doc.text, doc.schema))
+            spec = doc.spec
+            cap = min(doc.max_new_tokens or spec.budget, limit)
+            ids = _encode(tokenizer, spec.messages(doc.text))
             if len(ids) + cap > context:
                 where = f"document {n}: " if len(docs) > 1 else ""
                 raise ValueError(f"{where}prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's "
                                  f"context of {context}; shorten the document")
             prompts.append(ids)
             copy = span_copy if doc.span_copy is None else doc.span_copy
-            grammars.append((span_grammar(bounded, doc.text, copy) if copy else None) or grammar(bounded))
+            grammars.append((span_grammar(spec.bounded, doc.text, copy) if copy else None) or spec.grammar)
             caps.append(cap)
         order = sorted(range(len(docs)), key=lambda i: len(prompts[i]))  # similar lengths pad least
         for start in range(0, len(order), batch_size):
@@ -107,9 +106,10 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
             for i, result in zip(chunk, decoded):
                 ranking = None
                 if modes[i]:
-                    ranking = rank_document(model, tokenizer, prompts[i], docs[i].schema.names,
-                                            parse_answer(result.text, docs[i].schema).fields, docs[i].text, rules,
-                                            modes[i], device, only=strings[i])
+                    spec = docs[i].spec
+                    ranking = rank_document(model, tokenizer, prompts[i], spec.names,
+                                            parse_answer(result.text, spec.fields).fields, docs[i].text, rules,
+                                            modes[i], device, only=spec.strings)
                 results[i] = _record(target, docs[i], result, review_confidence, conventions, ranking)
     return [r for r in results if r is not None]
 
@@ -159,8 +159,8 @@ def _parses(text: str) -> bool:
 
 def _record(target: Target, doc: Document, result, review_confidence: float, conventions: bool = True,
             ranking: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    parsed = parse_answer(result.text, doc.schema)
-    raw_confidence = field_confidence(result, doc.schema.names)
+    parsed = parse_answer(result.text, doc.spec.fields)
+    raw_confidence = field_confidence(result, doc.spec.names)
     platt = _calibrator(target.adapter_path)
     confidence = {k: (platt(v) if platt and v is not None else v) for k, v in raw_confidence.items()}
     chosen = dict(parsed.fields)
@@ -171,7 +171,7 @@ def _record(target: Target, doc: Document, result, review_confidence: float, con
     rules = _conventions(target.adapter_path) if conventions else None
     fields = rules.apply(chosen, doc.text) if rules is not None else chosen
     grounding = ground(fields, doc.text)
-    review = [n for n in doc.schema.names if fields.get(n) not in (None, [], {}) and (
+    review = [n for n in doc.spec.names if fields.get(n) not in (None, [], {}) and (
         (confidence.get(n) or 0) < review_confidence or any(
             grounding.get(path) is None for path, value in leaves({n: fields[n]}) if value is not None))]
     return {"model": target.label, "fields": fields, "confidence": confidence,
@@ -220,18 +220,7 @@ def _shared_prefix(tokenizer, docs: list[Document], prompts: list[list[int]]) ->
     held back so that every prompt still has tokens of its own to compute."""
     shared: list[int] | None = None
     for doc, ids in zip(docs, prompts):
-        template = _encode(tokenizer, extraction_messages("", doc.schema))
+        template = _encode(tokenizer, doc.spec.messages(""))
         n = common_prefix(template, ids)
         shared = ids[:n] if shared is None else shared[:common_prefix(shared, ids[:n])]
     return (shared or [])[:-1]
-
-
-def grammar(json_schema: dict[str, Any]) -> str:
-    """Compiled once per distinct schema. The key keeps the schema's property order: llguidance emits
-    properties in that order, and the answers were trained in it (sorting them cost 0.02 micro-F1)."""
-    return _compiled(json.dumps(json_schema))
-
-
-@lru_cache(maxsize=64)
-def _compiled(schema_json: str) -> str:
-    return compile_grammar(json.loads(schema_json))

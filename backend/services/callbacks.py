@@ -9,8 +9,6 @@ retried with exponential back-off, up to MAX_ATTEMPTS; n8n passes its Wait node'
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 
@@ -18,13 +16,10 @@ import httpx
 from sqlalchemy import Engine, text
 
 from backend.services.jobs import add_event, get_job
+from backend.signing import sign
 
 MAX_ATTEMPTS = 5
 CLAIM_S = 60.0  # a worker killed mid-delivery leaves the callback to be retried after this
-
-
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def deliver_pending(*, engine: Engine, secret: str | None, timeout_s: float = 10.0, limit: int = 10) -> int:

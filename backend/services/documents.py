@@ -23,14 +23,8 @@ from sqlalchemy import Engine
 
 from agents.feedback import dataset_for
 from agents.graph import Deps, build_graph, process, record
-from agents.models import Extraction, explain_messages, json_schema, with_notes
 from agents.policy import Policy
 from agents.store import Store
-from backend.inference.batcher import Batcher
-from backend.inference.extraction import Document
-from backend.inference.grounding import ground
-from backend.inference.pool import GenRequest, Target
-from backend.prompts import ExtractionSchema
 from backend.services import webhooks
 from backend.services.errors import ConflictError, NotFoundError
 
@@ -39,25 +33,6 @@ SUFFIXES = {".pdf", ".txt", ".md", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 class DocumentNotFoundError(NotFoundError):
     pass
-
-
-class BatcherModel:
-    """The agents' Model over the service's batcher (constrained extraction, short explanations)."""
-
-    def __init__(self, batcher: Batcher, target: Target, *, limit: int, answer_tokens: int = 768):
-        self.batcher, self.target, self.limit, self.answer_tokens = batcher, target, limit, answer_tokens
-        self.name = target.label
-
-    def extract(self, text, schema, *, notes=None) -> Extraction:
-        spec = json_schema(schema)
-        doc = Document(with_notes(text, notes), ExtractionSchema.from_json_schema(spec), spec, self.answer_tokens)
-        out = self.batcher.extract(self.target, doc, limit=self.limit, review_confidence=0.0)
-        return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name)
-
-    def explain(self, doc_type, decision, reasons) -> str:
-        messages = explain_messages(doc_type, decision, reasons)
-        request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=96)
-        return self.batcher.generate(self.target, request).text
 
 
 class Documents:

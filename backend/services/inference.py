@@ -14,11 +14,12 @@ from typing import Any, Callable
 from sqlalchemy import Engine
 
 from backend.inference.batcher import Batcher
-from backend.inference.constrained import check_schema_size, flat_schema, schema_of
+from backend.inference.constrained import check_schema_size, schema_of
 from backend.inference.extraction import Document, constrained_chat
 from backend.inference.pool import GenRequest, Target
 from backend.models.bundled import BUNDLED
-from backend.prompts import NAMED_SCHEMAS, ExtractionSchema, extraction_messages, parse_answer
+from backend.inference.spec import ExtractionSpec
+from backend.prompts import NAMED_SCHEMAS, parse_answer
 from backend.services import adapters
 from backend.services.errors import NotFoundError
 
@@ -55,33 +56,20 @@ def resolve_target(*, engine: Engine, default_base: str, model: str | None = Non
     return Target(base), None
 
 
-def extraction_schema(schema: dict | list | str | None, record: dict[str, Any] | None, *,
-                      limits: tuple[int, int] = (200, 8)) -> tuple[ExtractionSchema, dict[str, Any]]:
-    """The prompt's field list and the JSON Schema an answer must match, from a JSON Schema object, a
-    list of field names, a named schema, or the adapter's training schema. `limits`: the most properties
-    and the deepest nesting a schema may have (SchemaTooLargeError past them)."""
-    if isinstance(schema, dict):
-        resolved = schema_of(schema)
-        check_schema_size(resolved, max_properties=limits[0], max_depth=limits[1])
-        return ExtractionSchema.from_json_schema(schema), resolved
-    if isinstance(schema, list):
-        if not schema or not all(isinstance(n, str) and n for n in schema):
-            raise ValueError("schema: a list of field names must be non-empty strings")
-        check_schema_size(flat_schema(schema), max_properties=limits[0], max_depth=limits[1])
-        names = ExtractionSchema.from_names(schema)
-    elif isinstance(schema, str):
-        if schema not in NAMED_SCHEMAS:
-            raise ValueError(f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a schema object")
-        names = NAMED_SCHEMAS[schema]
-    elif record and record.get("schema"):
-        names = ExtractionSchema.from_names(record["schema"])
-    else:
-        raise ValueError("schema: none given, and the model has no training schema; send a schema, a list of field "
-                         f"names or one of {sorted(NAMED_SCHEMAS)}")
-    return names, flat_schema(names.names)
+def extraction_spec(schema: dict | list | str | None, record: dict[str, Any] | None, *,
+                    limits: tuple[int, int] = (200, 8)) -> ExtractionSpec:
+    """What a request extracts: its JSON Schema object, list of field names or named schema, else the
+    adapter's training schema. `limits`: the most properties and the deepest nesting a schema may have
+    (SchemaTooLargeError past them)."""
+    if schema is None:
+        if not (record and record.get("schema")):
+            raise ValueError("schema: none given, and the model has no training schema; send a schema, a list of "
+                             f"field names or one of {sorted(NAMED_SCHEMAS)}")
+        return ExtractionSpec.from_names(record["schema"])
+    return ExtractionSpec.of(schema, max_properties=limits[0], max_depth=limits[1])
 
 
-def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSchema, json_schema: dict[str, Any],
+def extract(*, batcher: Batcher, target: Target, text: str, spec: ExtractionSpec,
             max_new_tokens: int | None, limit: int, constrained: bool = True,
             review_confidence: float = 0.7, rank: str | None = None,
             disconnected: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -91,18 +79,18 @@ def extract(*, batcher: Batcher, target: Target, text: str, schema: ExtractionSc
     matches it; each field gets a confidence and its span in the document (or None: not found), and
     fields below `review_confidence` or not found are listed in `review`. `rank`: candidate ranking after
     decoding (`inference/ranking.py`), constrained only."""
-    messages = extraction_messages(text, schema)
+    messages = spec.messages(text)
     if not constrained:
         if rank:
             raise ValueError("rank: needs constrained decoding; drop rank or constrained=false")
         request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=max_new_tokens or 512)
         result = batcher.generate(target, request, disconnected=disconnected)
-        parsed = parse_answer(result.text, schema)
+        parsed = parse_answer(result.text, spec.fields)
         return {"model": target.label, "fields": parsed.fields, "valid_json": parsed.valid_json,
                 "missing": parsed.missing, "extra": parsed.extra, "raw": result.text,
                 "finish_reason": result.finish_reason, "constrained": False,
                 "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}}
-    return batcher.extract(target, Document(text, schema, json_schema, max_new_tokens, rank=rank or False), limit=limit,
+    return batcher.extract(target, Document(text, spec, max_new_tokens, rank=rank or False), limit=limit,
                            review_confidence=review_confidence, disconnected=disconnected)
 
 

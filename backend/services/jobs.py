@@ -19,9 +19,9 @@ from sqlalchemy import Connection, Engine, text
 
 from backend.evaluation.config import EvalConfig
 from backend.evaluation.policy import PromotionPolicy
-from backend.inference.constrained import flat_schema
+from backend.inference.spec import ExtractionSpec
 from backend.models.bundled import BUNDLED
-from backend.prompts import NAMED_SCHEMAS, ExtractionSchema
+from backend.prompts import NAMED_SCHEMAS
 from backend.services.adapters import check_name as check_adapter_name
 from backend.services.adapters import resolve as resolve_adapter
 from backend.services.datasets import DatasetNotFoundError
@@ -72,12 +72,12 @@ def check_schema(schema: Any) -> dict[str, Any] | None:
     if schema is None:
         return None
     if isinstance(schema, str) and schema in NAMED_SCHEMAS:
-        return flat_schema(NAMED_SCHEMAS[schema].names)
+        return ExtractionSpec.of(schema).json_schema
     if isinstance(schema, dict):
         try:
-            ExtractionSchema.from_json_schema(schema)
+            ExtractionSpec.of(schema)
         except (ValueError, AttributeError, TypeError) as exc:
-            raise ValueError(f"schema: {exc}") from exc
+            raise ValueError(str(exc) if str(exc).startswith("schema") else f"schema: {exc}") from exc
         return schema
     raise ValueError(f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a JSON Schema object "
                      "(the service reads no schema file)")

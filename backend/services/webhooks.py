@@ -11,8 +11,6 @@ dataset's previous job (decided under the dataset's row lock: concurrent deliver
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 from pathlib import Path
@@ -23,21 +21,6 @@ from sqlalchemy import Engine, text
 from backend.services import datasets, jobs
 
 DELIVERY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class SignatureError(Exception):
-    """Missing or wrong signature: the delivery is refused and nothing is stored."""
-
-
-def verify_signature(*, body: bytes, header: str | None, secret: str) -> None:
-    if not header:
-        raise SignatureError("missing X-Tunebridge-Signature header (expected 'sha256=<hex HMAC of the raw body>')")
-    scheme, _, given = header.partition("=")
-    if scheme != "sha256" or not given:
-        raise SignatureError("X-Tunebridge-Signature must look like 'sha256=<hex>'")
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given.strip().lower()):
-        raise SignatureError("signature does not match the body (check the shared secret, and sign the raw bytes)")
 
 
 def parse_delivery(body: bytes) -> tuple[str, bytes]:

@@ -55,7 +55,7 @@ def launcher_command(config: TrainConfig, *, run_dir: Path, control: Path, progr
 
 def launch(config: TrainConfig, *, run_dir: Path, should_stop: Callable[[], bool],
            on_progress: Callable[[dict[str, Any]], None] | None, progress_bar: bool):
-    from backend.training.trainer import TrainResult
+    from backend.training.recipe import TrainResult
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="tunebridge-launch-") as tmp:
@@ -154,12 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         with (control / "progress.jsonl").open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    from backend.training.trainer import train
+    from backend.training.recipe import Recipe, open_run
 
     code = 0
     try:
-        train(None, resume_dir=args.run_dir, should_stop=lambda: requested.is_set() or stop_file.exists(),
-              on_progress=on_progress, progress_bar=args.progress_bar)
+        config, run_dir = open_run(None, args.run_dir)
+        Recipe(config, run_dir, resume=True, should_stop=lambda: requested.is_set() or stop_file.exists(),
+               on_progress=on_progress, progress_bar=args.progress_bar).run()
     except Exception as exc:  # for the parent to raise: the nearest of _ERRORS, else RuntimeError
         kind = next((k.__name__ for k in type(exc).__mro__ if k in _ERRORS), None)
         text = str(exc) if kind else f"{type(exc).__name__}: {exc}"

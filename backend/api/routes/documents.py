@@ -10,10 +10,11 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from agents.models import BatcherModel
 from backend.api.body import read_capped
 from backend.api.deps import Authorized, BatcherDep, EngineDep, SettingsDep
 from backend.services import inference
-from backend.services.documents import BatcherModel, Documents
+from backend.services.documents import Documents
 from backend.services.errors import ConflictError
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], dependencies=[Authorized])

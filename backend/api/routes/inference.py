@@ -257,9 +257,9 @@ def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: 
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"max_tokens: got {body.max_tokens}, the limit is {settings.max_new_tokens}")
     try:
-        schema, json_schema = service.extraction_schema(body.schema_, record, limits=(
+        spec = service.extraction_spec(body.schema_, record, limits=(
             settings.max_schema_properties, settings.max_schema_depth))
-        return service.extract(batcher=batcher, target=target, text=body.text, schema=schema, json_schema=json_schema,
+        return service.extract(batcher=batcher, target=target, text=body.text, spec=spec,
                                max_new_tokens=body.max_tokens, limit=settings.max_new_tokens,
                                constrained=body.constrained, review_confidence=settings.review_confidence,
                                rank=body.rank, disconnected=_disconnected(http))

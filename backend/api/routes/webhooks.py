@@ -10,6 +10,7 @@ from backend.api.body import read_capped
 from backend.api.deps import EngineDep, SettingsDep
 from backend.services import webhooks as service
 from backend.services.datasets import DatasetTooLargeError
+from backend.signing import SignatureError, verify_signature
 from backend.training.data import DatasetError
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -26,9 +27,9 @@ async def labelled_data(request: Request, engine: EngineDep, settings: SettingsD
                             "the labelled-data webhook is off: set TUNEBRIDGE_WEBHOOK_SECRET on the service")
     body = await read_capped(request, limit_bytes=int(settings.max_body_mb * 1024 * 1024))
     try:
-        service.verify_signature(body=body, header=request.headers.get("x-tunebridge-signature"),
+        verify_signature(body=body, header=request.headers.get("x-tunebridge-signature"),
                                  secret=settings.webhook_secret)
-    except service.SignatureError as exc:
+    except SignatureError as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from exc
     try:
         outcome = service.receive(engine=engine, data_dir=settings.data_dir, body=body,

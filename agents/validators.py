@@ -25,25 +25,18 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from stdnum import iban as stdnum_iban
+from stdnum.exceptions import InvalidComponent, ValidationError
+
 from backend.values import ISO_4217, is_absent, parse_amount, parse_date
 
 EARLIEST = dt.date(1990, 1, 1)
 FUTURE_DAYS = 366
 ADULT_AGE, MAX_AGE = 18, 120
 
-# IBAN length per country: all SEPA countries, then others; an unlisted country only needs 15-34 chars.
-IBAN_LENGTHS = {
-    "AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20,
-    "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GI": 23, "GR": 27, "HR": 21, "HU": 28, "IE": 22, "IS": 26,
-    "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31, "NL": 18, "NO": 15, "PL": 28,
-    "PT": 25, "RO": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "VA": 22,
-    "AE": 23, "AL": 28, "AZ": 28, "BA": 20, "BH": 22, "BR": 29, "BY": 28, "CR": 22, "DO": 28, "EG": 29,
-    "FO": 18, "GE": 22, "GL": 18, "GT": 28, "IL": 23, "IQ": 23, "JO": 30, "KW": 30, "KZ": 20, "LB": 28,
-    "LC": 32, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MU": 30, "PK": 24, "PS": 29, "QA": 29, "RS": 22,
-    "SA": 24, "SC": 31, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
-}
-
 # VAT number after its country prefix (the EU VIES formats, GR accepted beside EL; then GB/XI, CH, NO).
+# Formats only: check digits are not verified (python-stdnum's VAT modules would refuse numbers that are
+# well formed but whose check digit is wrong, which a document may still print).
 _UK_VAT = r"\d{9}(?:\d{3})?|GD\d{3}|HA\d{3}"
 VAT_FORMATS = {
     "AT": r"U\d{8}", "BE": r"[01]\d{9}", "BG": r"\d{9,10}", "CY": r"\d{8}[A-Z]", "CZ": r"\d{8,10}",
@@ -75,16 +68,18 @@ class Issue:
 # --- public helpers ---------------------------------------------------------------------------------
 
 def iban_valid(s: Any) -> bool:
-    """True for a well-formed IBAN (spaces allowed): country, check digits 02-98, the country's length
-    where known (15-34 characters elsewhere), and the ISO 7064 mod-97 check."""
+    """True for a well-formed IBAN (spaces allowed): the ISO 7064 mod-97 check and, for a country in the
+    IBAN registry, its length and account-number layout (python-stdnum's registry); a country outside it
+    only needs 15-34 characters."""
     if not isinstance(s, str):
         return False
-    iban = re.sub(r"\s+", "", s).upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", iban) or not 2 <= int(iban[2:4]) <= 98:
+    try:
+        stdnum_iban.validate(s, check_country=False)  # no bank-code tables: banks open and merge
+    except InvalidComponent:  # checksum right, country not in the registry
+        return re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", stdnum_iban.compact(s)) is not None
+    except ValidationError:
         return False
-    if len(iban) != IBAN_LENGTHS.get(iban[:2], len(iban)):
-        return False
-    return int("".join(str(int(c, 36)) for c in iban[4:] + iban[:4])) % 97 == 1
+    return True
 
 
 def vat_id_valid(s: Any) -> bool:
@@ -159,7 +154,7 @@ class _Report:
 
     def iban(self, rec: dict, key: str, path: str) -> None:
         if not is_absent(rec.get(key)) and not iban_valid(rec[key]):
-            self.add("invalid_iban", path, f"{path} {rec[key]!r} is not a valid IBAN (length or mod-97 check)")
+            self.add("invalid_iban", path, f"{path} {rec[key]!r} is not a valid IBAN (length, layout or mod-97 check)")
 
     def vat_id(self, rec: dict, key: str, path: str) -> None:
         value = rec.get(key)

@@ -312,6 +312,12 @@ def test_invalid_ibans(iban):
     assert not iban_valid(iban)
 
 
+def test_an_iban_follows_its_countrys_layout_where_the_registry_has_one():
+    assert not iban_valid("GB25123412345698765432")  # right length and checksum, but GB banks are 4 letters
+    assert iban_valid("DZ580002100001113000000570")  # outside the registry: length 15-34 and the checksum
+    assert iban_valid("DE89-3704-0044-0532-0130-00") and not iban_valid("DE89!370400440532013000")
+
+
 @pytest.mark.parametrize("vat", ["DE123456789", "FR40303265045", "FRK7399859412", "NL123456789B01", "GB123456789",
                                  "GB123456789012", "GBGD001", "ATU12345678", "BE0123456789", "ESA12345674",
                                  "ESX1234567L", "IT12345678901", "EL123456789", "PL1234567890", "SE123456789001",

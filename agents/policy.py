@@ -34,7 +34,7 @@ from typing import Any, Callable, Protocol
 
 import yaml
 
-from agents.validators import parse_amount, parse_date
+from backend.values import is_absent, parse_amount, parse_date
 
 DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.yaml"
 SEVERITY = {"approve": 0, "review": 1, "reject": 2}
@@ -175,7 +175,7 @@ def keys(policy: Policy, record: dict[str, Any], doc_type: str) -> list[tuple[st
 
 def _key(record: dict[str, Any], paths: list[str]) -> str | None:
     parts = [get(record, f) for f in paths]
-    if any(p in (None, "") for p in parts):
+    if any(is_absent(p) for p in parts):
         return None
     return " | ".join(str(p).casefold().strip() for p in parts)
 
@@ -192,13 +192,9 @@ def get(record: Any, path: str) -> Any:
     return record
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
 def _amount(record, name: str) -> float | Unevaluable:
     raw = get(record, name)
-    if _missing(raw):
+    if is_absent(raw):
         return Unevaluable(name, f"{name} is missing")
     value = parse_amount(raw)
     return Unevaluable(name, f"{name} {raw!r} is not an amount") if value is None else value
@@ -215,7 +211,7 @@ def _amount_above(record, params, ctx):
 def _not_in_list(record, params, ctx):
     value = get(record, params["field"])
     allowed = {str(v).casefold().strip() for v in params.get("list", [])}
-    if _missing(value):
+    if is_absent(value):
         yield Unevaluable(params["field"], f"{params['field']} is missing")
     elif str(value).casefold().strip() not in allowed:
         yield {"field": params["field"], "value": value}
@@ -226,7 +222,7 @@ def _duplicate(record, params, ctx):
     if ctx.history is None:
         return
     if key is None:
-        absent = [f for f in params["fields"] if _missing(get(record, f))]
+        absent = [f for f in params["fields"] if is_absent(get(record, f))]
         yield Unevaluable(absent[0], f"{', '.join(absent)} missing: earlier documents cannot be compared")
         return
     earlier = ctx.history.seen(ctx.doc_type, key, ctx.doc_id)
@@ -238,7 +234,7 @@ def _date_passed(record, params, ctx):
     raw = get(record, params["field"])
     when = parse_date(raw)
     if when is None:
-        why = "is missing" if _missing(raw) else f"{raw!r} is not a date"
+        why = "is missing" if is_absent(raw) else f"{raw!r} is not a date"
         yield Unevaluable(params["field"], f"{params['field']} {why}")
     elif when < ctx.today - dt.timedelta(days=int(params.get("grace_days", 0))):
         yield {"field": params["field"], "value": raw, "days": (ctx.today - when).days}

@@ -14,8 +14,8 @@ Tolerances (amounts are parsed to float, then compared):
   against the one before it, within 0.01;
 - dates are plausible from 1990-01-01 to today + 366 days (an invoice may be dated ahead, not years);
   a KYC applicant is 18 to 120 years old on `today`.
-Numeric dates are read day-first (dd/mm/yyyy, as on the receipts and European documents this targets);
-month-first only when day-first is impossible ("12/25/2018"). Two-digit years: 69-99 -> 19xx, else 20xx.
+Amounts, dates and absent values ("null", "n/a", "-", ...) are read by `backend.values`, under the same
+rules as extraction and scoring (numeric dates day-first, two-digit years 69-99 -> 19xx, else 20xx).
 """
 
 from __future__ import annotations
@@ -25,37 +25,18 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from backend.values import parse_amount
+from stdnum import iban as stdnum_iban
+from stdnum.exceptions import InvalidComponent, ValidationError
+
+from backend.values import ISO_4217, is_absent, parse_amount, parse_date
 
 EARLIEST = dt.date(1990, 1, 1)
 FUTURE_DAYS = 366
 ADULT_AGE, MAX_AGE = 18, 120
 
-# Active ISO 4217 codes (list one), funds and metals included; XTS (testing) and XXX (no currency) left
-# out, since no real document is priced in them. ANG/XCG and SLL/SLE: both during their changeovers.
-ISO_4217 = frozenset("""
-AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
-CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
-GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW
-KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN
-NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL
-SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES
-VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XUA YER ZAR ZMW ZWG
-""".split())
-
-# IBAN length per country: all SEPA countries, then others; an unlisted country only needs 15-34 chars.
-IBAN_LENGTHS = {
-    "AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20,
-    "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GI": 23, "GR": 27, "HR": 21, "HU": 28, "IE": 22, "IS": 26,
-    "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31, "NL": 18, "NO": 15, "PL": 28,
-    "PT": 25, "RO": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "VA": 22,
-    "AE": 23, "AL": 28, "AZ": 28, "BA": 20, "BH": 22, "BR": 29, "BY": 28, "CR": 22, "DO": 28, "EG": 29,
-    "FO": 18, "GE": 22, "GL": 18, "GT": 28, "IL": 23, "IQ": 23, "JO": 30, "KW": 30, "KZ": 20, "LB": 28,
-    "LC": 32, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MU": 30, "PK": 24, "PS": 29, "QA": 29, "RS": 22,
-    "SA": 24, "SC": 31, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
-}
-
 # VAT number after its country prefix (the EU VIES formats, GR accepted beside EL; then GB/XI, CH, NO).
+# Formats only: check digits are not verified (python-stdnum's VAT modules would refuse numbers that are
+# well formed but whose check digit is wrong, which a document may still print).
 _UK_VAT = r"\d{9}(?:\d{3})?|GD\d{3}|HA\d{3}"
 VAT_FORMATS = {
     "AT": r"U\d{8}", "BE": r"[01]\d{9}", "BG": r"\d{9,10}", "CY": r"\d{8}[A-Z]", "CZ": r"\d{8,10}",
@@ -67,13 +48,6 @@ VAT_FORMATS = {
     "GB": _UK_VAT, "XI": _UK_VAT, "CH": r"E\d{9}(?:MWST|TVA|IVA|VAT)?", "NO": r"\d{9}(?:MVA)?",
 }
 
-_ABSENT = {"", "null", "none", "n/a"}
-_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
-           "october", "november", "december")
-_YMD = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})")
-_DMY = re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(\d{4}|\d{2})")
-_D_MON_Y = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?[\s./-]*([a-z]{3,9})\.?[\s.,/-]*(\d{4}|\d{2})")
-_MON_D_Y = re.compile(r"([a-z]{3,9})\.?[\s./-]*(\d{1,2})(?:st|nd|rd|th)?[\s.,/-]*(\d{4}|\d{2})")
 _EMAIL_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _EMAIL = re.compile(rf"{_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{{2,}}")
 
@@ -93,40 +67,19 @@ class Issue:
 
 # --- public helpers ---------------------------------------------------------------------------------
 
-def parse_date(value: Any) -> dt.date | None:
-    """A date from one as written, or None: ISO "2018-12-25" (a trailing time is ignored), "2018/12/25",
-    dd/mm/yyyy, dd-mm-yyyy, dd.mm.yyyy, dd/mm/yy, "25 Dec 2018", "25-DEC-18", "December 25, 2018".
-    Numeric dates are day-first unless only month-first is possible ("12/25/2018")."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if not isinstance(value, str):
-        return None
-    text = re.split(r"[\st]+(?=\d{1,2}:\d{2})", value.strip().lower(), maxsplit=1)[0].strip()
-    if m := _YMD.fullmatch(text):
-        return _date(int(m[1]), int(m[3]), int(m[4]))
-    if m := _DMY.fullmatch(text):
-        first, second, year = int(m[1]), int(m[3]), _year(m[4])
-        return _date(year, second, first) or _date(year, first, second)
-    if (m := _D_MON_Y.fullmatch(text)) and (month := _month(m[2])):
-        return _date(_year(m[3]), month, int(m[1]))
-    if (m := _MON_D_Y.fullmatch(text)) and (month := _month(m[1])):
-        return _date(_year(m[3]), month, int(m[2]))
-    return None
-
-
 def iban_valid(s: Any) -> bool:
-    """True for a well-formed IBAN (spaces allowed): country, check digits 02-98, the country's length
-    where known (15-34 characters elsewhere), and the ISO 7064 mod-97 check."""
+    """True for a well-formed IBAN (spaces allowed): the ISO 7064 mod-97 check and, for a country in the
+    IBAN registry, its length and account-number layout (python-stdnum's registry); a country outside it
+    only needs 15-34 characters."""
     if not isinstance(s, str):
         return False
-    iban = re.sub(r"\s+", "", s).upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", iban) or not 2 <= int(iban[2:4]) <= 98:
+    try:
+        stdnum_iban.validate(s, check_country=False)  # no bank-code tables: banks open and merge
+    except InvalidComponent:  # checksum right, country not in the registry
+        return re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", stdnum_iban.compact(s)) is not None
+    except ValidationError:
         return False
-    if len(iban) != IBAN_LENGTHS.get(iban[:2], len(iban)):
-        return False
-    return int("".join(str(int(c, 36)) for c in iban[4:] + iban[:4])) % 97 == 1
+    return True
 
 
 def vat_id_valid(s: Any) -> bool:
@@ -146,28 +99,6 @@ def currency_valid(code: Any) -> bool:
     return isinstance(code, str) and code.strip().upper() in ISO_4217
 
 
-# --- parsing internals ------------------------------------------------------------------------------
-
-def _year(text: str) -> int:
-    year = int(text)
-    return year if len(text) == 4 else year + (1900 if year >= 69 else 2000)
-
-
-def _month(word: str) -> int | None:
-    return next((i for i, name in enumerate(_MONTHS, 1) if name.startswith(word)), None)
-
-
-def _date(year: int, month: int, day: int) -> dt.date | None:
-    try:
-        return dt.date(year, month, day)
-    except ValueError:
-        return None
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in _ABSENT)
-
-
 def _off(a: float, b: float, tolerance: float) -> bool:
     return abs(a - b) > tolerance + 1e-9
 
@@ -184,7 +115,7 @@ class _Report:
         self.issues.append(Issue(code, field, message, severity))
 
     def present(self, rec: dict, key: str, path: str) -> bool:
-        if _blank(rec.get(key)):
+        if is_absent(rec.get(key)):
             self.add("missing", path, f"{path} is missing")
             return False
         return True
@@ -201,7 +132,7 @@ class _Report:
         return [self.mapping(v, f"{key}[{i}]") for i, v in enumerate(value)] if isinstance(value, list) else []
 
     def amount(self, rec: dict, key: str, path: str, *, required: bool = False) -> float | None:
-        if required and not self.present(rec, key, path) or _blank(rec.get(key)):
+        if required and not self.present(rec, key, path) or is_absent(rec.get(key)):
             return None
         value = parse_amount(rec[key])
         if value is None:
@@ -210,7 +141,7 @@ class _Report:
 
     def date(self, rec: dict, key: str, path: str, *, required: bool = False, severity: str = "error",
              plausible: bool = True) -> dt.date | None:
-        if required and not self.present(rec, key, path) or _blank(rec.get(key)):
+        if required and not self.present(rec, key, path) or is_absent(rec.get(key)):
             return None
         day = parse_date(rec[key])
         latest = self.today + dt.timedelta(days=FUTURE_DAYS)
@@ -222,12 +153,12 @@ class _Report:
         return day
 
     def iban(self, rec: dict, key: str, path: str) -> None:
-        if not _blank(rec.get(key)) and not iban_valid(rec[key]):
-            self.add("invalid_iban", path, f"{path} {rec[key]!r} is not a valid IBAN (length or mod-97 check)")
+        if not is_absent(rec.get(key)) and not iban_valid(rec[key]):
+            self.add("invalid_iban", path, f"{path} {rec[key]!r} is not a valid IBAN (length, layout or mod-97 check)")
 
     def vat_id(self, rec: dict, key: str, path: str) -> None:
         value = rec.get(key)
-        if _blank(value) or vat_id_valid(value):
+        if is_absent(value) or vat_id_valid(value):
             return
         if re.sub(r"[\s.\-]", "", str(value)).upper()[:2] in VAT_FORMATS:
             self.add("invalid_vat_id", path, f"{path} {value!r} does not match its country's VAT format")
@@ -235,7 +166,7 @@ class _Report:
             self.add("unrecognised_vat_id", path, f"{path} {value!r} has no known VAT format", "warning")
 
     def currency(self, rec: dict, key: str, path: str) -> None:
-        if not _blank(rec.get(key)) and not currency_valid(rec[key]):
+        if not is_absent(rec.get(key)) and not currency_valid(rec[key]):
             self.add("invalid_currency", path, f"{path} {rec[key]!r} is not an ISO 4217 currency code")
 
     def non_negative(self, rec: dict, key: str, path: str, *, required: bool = False) -> float | None:
@@ -267,7 +198,7 @@ def _check_invoice(r: _Report, rec: dict) -> None:
         base, label, tolerance = subtotal, "subtotal", 0.02
     else:
         base, label = items_sum, "line items"
-    tax_unreadable = tax is None and not _blank(rec.get("tax"))  # already reported; cannot judge the total
+    tax_unreadable = tax is None and not is_absent(rec.get("tax"))  # already reported; cannot judge the total
     if total is not None and base is not None and not tax_unreadable and _off(base + (tax or 0.0), total, tolerance):
         tax_text, expected = (f"tax {tax:.2f}" if tax is not None else "no tax"), base + (tax or 0.0)
         r.add("total_mismatch", "total", f"{label} {base:.2f} + {tax_text} = {expected:.2f} but total is "
@@ -343,7 +274,7 @@ def _check_kyc(r: _Report, rec: dict) -> None:
             r.add("age_out_of_range", "date_of_birth", f"date_of_birth {born} makes the applicant {age} on "
                   f"{today}, outside {ADULT_AGE} to {MAX_AGE}")
     email = rec.get("email")
-    if not _blank(email) and not (isinstance(email, str) and _EMAIL.fullmatch(email.strip())):
+    if not is_absent(email) and not (isinstance(email, str) and _EMAIL.fullmatch(email.strip())):
         r.add("invalid_email", "email", f"email {email!r} is not an email address")
     r.iban(rec, "iban", "iban")
     r.non_negative(rec, "annual_income", "annual_income")

@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from backend.scoring.normalize import is_absent, loose, norm_text, parse_amount, same_value  # noqa: E402
+from backend.scoring.normalize import loose, norm_text, same_value  # noqa: E402
+from backend.values import is_absent, parse_amount  # noqa: E402
 
 KINDS = ("label_not_in_text", "format", "boundary", "wrong_span", "copy_error", "invented", "missing")
 

@@ -2,8 +2,8 @@
 freely, list the document's amount-like (date-like) spans and let the model choose among them.
 
 - `amount_candidates(text)` / `date_candidates(text)`: every span that reads as an amount (as a date),
-  in document order, as printed (amounts without their currency marker, which `normalize.parse_amount`
-  ignores anyway);
+  in document order, as printed (amounts without their currency marker, which `backend.values` ignores
+  anyway);
 - `line_candidates(text, within, max_lines, prefixes)`: for text fields printed as whole lines (a name,
   an address): every run of up to `max_lines` consecutive lines starting in the first `within` lines,
   joined by a space, and with `prefixes` every line's first words (a name before its registration
@@ -32,7 +32,7 @@ from typing import Any, Callable
 import torch
 
 from backend.inference.decoding import common_prefix
-from backend.scoring.normalize import AMOUNT, parse_amount, parse_date
+from backend.values import AMOUNT, parse_date, parse_decimal
 
 _MONTH = r"(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]*"
 DATE = re.compile(
@@ -56,11 +56,11 @@ def amount_candidates(text: str) -> list[Candidate]:
     once per place; numbers inside dates, times, codes or longer numbers, and rates ("6.00%") are not
     candidates."""
     return [Candidate(m.group(1), m.start(1), m.end(1)) for m in AMOUNT.finditer(text)
-            if parse_amount(m.group(1)) is not None]
+            if parse_decimal(m.group(1)) is not None]
 
 
 def date_candidates(text: str) -> list[Candidate]:
-    """Date-like spans that read as a real date (`normalize.parse_date`), without any time printed after them."""
+    """Date-like spans that read as a real date (`backend.values.parse_date`), without any time printed after them."""
     return [Candidate(m.group(), m.start(), m.end()) for m in DATE.finditer(text) if parse_date(m.group()) is not None]
 
 
@@ -85,7 +85,7 @@ def line_candidates(text: str, within: int, max_lines: int, prefixes: bool = Fal
 def meaning(field_kind: str) -> Callable[[str], Any]:
     """What makes two candidate values the same: the number, the day, or the text."""
     if field_kind == "amount":
-        return parse_amount
+        return parse_decimal
     if field_kind == "date":
         return parse_date
     return lambda v: v

@@ -12,8 +12,8 @@ field's label (an address that never holds the company's name): a prediction tha
 the other field's predicted value has it cut off.
 
 Per field:
-- `kind`: "amount" when at least KIND_SHARE of the labels read as amounts (`normalize.parse_amount`),
-  else "date" when as many read as dates, else "text".
+- `kind`: "amount" when at least KIND_SHARE of the labels read as amounts (`backend.values`), else
+  "date" when as many read as dates, else "text".
 - amounts: `currency` (labels keep a currency marker: majority), `decimals` (the number of decimals
   that at least RULE_SHARE of the labels have, else None: as predicted), `thousands` (labels of 1000 or
   more group thousands with ",": majority), `settles` (at least RULE_SHARE of the labels of documents
@@ -59,15 +59,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from backend.scoring.exemplars import Exemplars
-from backend.scoring.normalize import (
-    _CURRENCY,
-    as_text,
-    is_absent,
-    norm_text,
-    parse_amount,
-    parse_date,
-)
+from backend.scoring.normalize import as_text, norm_text
 from backend.scoring.settlement import check_settled, settled
+from backend.values import CURRENCY_MARKER, is_absent, parse_date, parse_decimal
 
 FILE = "conventions.json"
 MEMORY_FILE = "label_memory.json"  # beside the adapter folder, not in it: it quotes training documents
@@ -240,15 +234,15 @@ def cut_off(value: Any, other: Any) -> Any:
 def learn_field(labels: list[str], documents: list[str], *, memory: bool = True) -> FieldConvention:
     n = len(labels)
     conv = FieldConvention(support=n)
-    if sum(parse_amount(v) is not None for v in labels) >= KIND_SHARE * n:
+    if sum(parse_decimal(v) is not None for v in labels) >= KIND_SHARE * n:
         conv.kind = "amount"
-        conv.currency = sum(bool(_CURRENCY.search(v)) for v in labels) > n / 2
-        places = Counter(_decimals(v) for v in labels if parse_amount(v) is not None)
+        conv.currency = sum(bool(CURRENCY_MARKER.search(v)) for v in labels) > n / 2
+        places = Counter(_decimals(v) for v in labels if parse_decimal(v) is not None)
         top, count = places.most_common(1)[0]
         conv.decimals = top if count >= RULE_SHARE * n else None
-        large = [v for v in labels if abs(parse_amount(v) or 0) >= 1000]
-        conv.thousands = len(large) >= 3 and sum("," in v or " " in _CURRENCY.sub("", v).strip() for v in large) > len(large) / 2
-        paid = [(parse_amount(v), p) for v, p in zip(labels, map(settled, documents)) if p is not None]
+        large = [v for v in labels if abs(parse_decimal(v) or 0) >= 1000]
+        conv.thousands = len(large) >= 3 and sum("," in v or " " in CURRENCY_MARKER.sub("", v).strip() for v in large) > len(large) / 2
+        paid = [(parse_decimal(v), p) for v, p in zip(labels, map(settled, documents)) if p is not None]
         conv.settles = len(paid) >= SETTLE_SUPPORT and sum(v == p for v, p in paid) >= RULE_SHARE * len(paid)
         return conv
     if sum(parse_date(v) is not None for v in labels) >= KIND_SHARE * n:
@@ -328,7 +322,7 @@ def learn_lines(labels: list[str], documents: list[str]) -> dict[str, Any] | Non
 
 def _decimals(value: str) -> int:
     """Decimal places as written ("9.00": 2, "1,250": 0)."""
-    exponent = parse_amount(value).as_tuple().exponent
+    exponent = parse_decimal(value).as_tuple().exponent
     return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
@@ -368,7 +362,7 @@ def _strftime(value, pattern: str) -> str | None:
 
 # -- formatting -----------------------------------------------------------------------------------
 def format_amount(value: Any, conv: FieldConvention) -> Any:
-    number = parse_amount(value)
+    number = parse_decimal(value)
     if number is None:
         return value
     text = as_text(value).strip()
@@ -378,11 +372,11 @@ def format_amount(value: Any, conv: FieldConvention) -> Any:
     elif isinstance(value, (int, float)):
         digits = f"{number:,}" if conv.thousands else str(number)
     else:
-        digits = _CURRENCY.sub("", text).strip()
-        if not conv.thousands and parse_amount(digits.replace(",", "")) == number:
+        digits = CURRENCY_MARKER.sub("", text).strip()
+        if not conv.thousands and parse_decimal(digits.replace(",", "")) == number:
             digits = digits.replace(",", "")
     if conv.currency:
-        marker = _CURRENCY.search(text)
+        marker = CURRENCY_MARKER.search(text)
         return f"{marker.group()}{digits}" if marker else digits
     return digits
 

@@ -28,7 +28,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from backend.scoring.normalize import is_absent, norm_text
+from backend.scoring.normalize import norm_text
+from backend.values import is_absent
 
 HEAD_LINES = 6  # the lines of a document that say who sent it
 SIMILAR = 80.0  # token-set ratio between two heads for the documents to count as the same sender's

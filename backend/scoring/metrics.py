@@ -27,7 +27,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.scoring.normalize import is_absent, loose, norm_text, same_value
+from backend.scoring.normalize import loose, norm_text, same_value
+from backend.values import is_absent
 
 ERROR_CATEGORIES = ("missing", "hallucinated", "format", "too_long", "near_miss", "repetitive", "wrong_value")
 NEAR_MISS = 0.2  # edit distance at most this share of the gold value's length (and at least 1 character)

@@ -18,7 +18,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from backend.scoring.normalize import _CURRENCY, AMOUNT, parse_amount
+from backend.values import AMOUNT, CURRENCY_MARKER, parse_decimal
 
 TENDERED = {"CASH", "CASH RECEIVED", "CASH TENDERED", "CASH PAID", "TENDERED", "AMOUNT TENDERED", "TOTAL TENDERED",
             "PAID", "PAID AMOUNT", "AMOUNT PAID", "TOTAL PAID", "PAYMENT", "TTL CASH"}
@@ -29,17 +29,17 @@ ROUNDING = Decimal("0.10")  # cash rounding: a total and what was settled may di
 
 def _label(line: str) -> str:
     """The line's words without its amounts, currency markers and punctuation, upper case."""
-    words = _CURRENCY.sub(" ", AMOUNT.sub(" ", line))
+    words = CURRENCY_MARKER.sub(" ", AMOUNT.sub(" ", line))
     return " ".join(re.sub(r"[^\w\s]", " ", words).upper().split())
 
 
 def _amount(lines: list[str], i: int) -> Decimal | None:
     """The amount on line `i`, or alone on line `i + 1` (a label and its value printed on two lines)."""
-    found = [parse_amount(m.group(1)) for m in AMOUNT.finditer(lines[i])]
+    found = [parse_decimal(m.group(1)) for m in AMOUNT.finditer(lines[i])]
     if found:
         return found[-1]
     if i + 1 < len(lines) and not _label(lines[i + 1]):
-        found = [parse_amount(m.group(1)) for m in AMOUNT.finditer(lines[i + 1])]
+        found = [parse_decimal(m.group(1)) for m in AMOUNT.finditer(lines[i + 1])]
         return found[-1] if found else None
     return None
 
@@ -66,13 +66,13 @@ def settled(text: str) -> Decimal | None:
 
 def printed(amount: Decimal, text: str) -> bool:
     """Whether the document prints this amount (as any of its amount spans)."""
-    return any(parse_amount(m.group(1)) == amount for m in AMOUNT.finditer(text))
+    return any(parse_decimal(m.group(1)) == amount for m in AMOUNT.finditer(text))
 
 
 def check_settled(value: Any, document: str) -> Any:
     """`value`, or the amount the document settled (tendered minus change) where the two differ by more
     than cash rounding and the document prints that amount."""
-    number, paid = parse_amount(value), settled(document)
+    number, paid = parse_decimal(value), settled(document)
     if number is None or paid is None or abs(number - paid) <= ROUNDING or not printed(paid, document):
         return value
     return f"{paid:f}"

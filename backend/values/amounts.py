@@ -1,23 +1,28 @@
-"""Amounts as documents print them: one reader for the validators, the policy rules and grounding.
-
-A document's number style decides what "1.250" means: in a document that writes decimals with a comma
-("1.250,00") it is one thousand two hundred and fifty; elsewhere it is one and a quarter.
-"""
+"""Amounts as documents print them (rules: `backend.values`)."""
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-_AMOUNT = re.compile(r"(?P<pre>\D*?)(?P<num>[\d.,' ]*\d)(?P<post>\D*)")
+from backend.values.currency import CURRENCY_MARKER
+
+# An amount as printed in running text: one or two decimals, optionally a currency marker right before it
+# (group 1: the number); not part of a date, time, code, longer number or rate ("6.00%").
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})"
+AMOUNT = re.compile(r"(?<![\w.,/-])(?:(?:" + CURRENCY_MARKER.pattern + r")\s?)?(" + _NUMBER + r")"
+                    r"(?![\d.,]?\d)(?![/:%A-Za-z])", re.IGNORECASE)
 # Numbers as printed: digits with "." and "," inside; and runs grouped in threes by spaces or
 # apostrophes ("1 250,00", "1'250.00"), which may also be separate numbers side by side ("8 245.00").
 PRINTED_NUMBER = re.compile(r"\d(?:[\d.,]*\d)?")
 GROUPED_NUMBER = re.compile(r"(?<![\d.,])\d{1,3}(?:[ \u00a0'’]\d{3})+(?:[.,]\d+)?(?!\d)")
+
+_WRITTEN = re.compile(r"(?P<pre>\D*?)(?P<num>[\d.,' ]*\d)(?P<post>\D*)")
 _DECIMAL_POINT = re.compile(r"\d\.\d{2}(?!\d)")
 _DECIMAL_COMMA = re.compile(r"\d,\d{2}(?!\d)")
+_SIGNS = set(" .,:+-\u2212()")
 
 
 def number_style(text: str) -> str | None:
@@ -28,40 +33,46 @@ def number_style(text: str) -> str | None:
 
 
 def parse_amount(value: Any, *, decimal: str | None = None) -> float | None:
-    """A number from an amount as written, or None when it does not read as one.
+    """The amount as a float (for arithmetic), or None when `value` does not read as one."""
+    number = parse_decimal(value, decimal=decimal)
+    return None if number is None else float(number)
 
-    Numbers pass through. Strings may carry a currency symbol or a code of up to 3 letters ("RM 9.00",
-    "$1,234.50", "9.00 EUR"), thousands separators (",", ".", space, apostrophe; Indian 1,23,456 too)
-    and a decimal comma ("9,00", "1 234,50"). With both separators the later one is the decimal point.
-    A lone separator is read with the document's `decimal` mark when given ("," makes "1.250" 1250);
-    without it, a lone comma before exactly three digits groups thousands ("1,250"), a lone dot is decimal.
-    A leading or trailing minus, or parentheses, make it negative.
-    """
+
+def parse_decimal(value: Any, *, decimal: str | None = None) -> Decimal | None:
+    """The amount exactly as written, decimal places kept ("9.00" -> Decimal("9.00")), or None when
+    `value` does not read as one. `decimal` is the document's decimal mark when known (`number_style`)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
     if not isinstance(value, str):
         return None
     text = value.replace("\u00a0", " ").replace("\u202f", " ").replace("\u2019", "'").strip()
-    m = _AMOUNT.fullmatch(text)
-    if not m or not (_currency_text(m["pre"]) and _currency_text(m["post"])):
+    m = _WRITTEN.fullmatch(text)
+    if not m:
         return None
-    number = _parse_number(m["num"].strip(), decimal)
+    pre, num, post = m["pre"], m["num"].strip(), m["post"].strip()
+    if m["num"].startswith(".") and re.search(r"[^\W\d_]$", pre) and not re.fullmatch(r"\.\d{1,2}", num):
+        pre, num = pre + ".", num[1:].strip()  # "Rs.500", "Rs. 1,250.00": the point ends the abbreviation
+    if not (_marker_only(pre) and _marker_only(post)):
+        return None
+    number = _number(num, decimal)
     if number is None:
         return None
-    pre, post = m["pre"], m["post"].strip()
     negative = "-" in pre or "\u2212" in pre or post.endswith("-") or ("(" in pre and post.endswith(")"))
     return -number if negative else number
 
 
-def _currency_text(part: str) -> bool:
-    letters = sum(c.isalpha() for c in part)
-    return letters <= 3 and all(c.isalpha() or c in " .:+-\u2212()" or unicodedata.category(c) == "Sc"
-                                for c in part)
+def _marker_only(part: str) -> bool:
+    """Whether text beside a number holds nothing but currency markers, signs and spacing."""
+    return set(CURRENCY_MARKER.sub("", part)) <= _SIGNS
 
 
-def _parse_number(num: str, decimal: str | None = None) -> float | None:
+def _number(num: str, decimal: str | None) -> Decimal | None:
     whole, frac = num, ""
     seps = [i for i, c in enumerate(num) if c in ".,"]
     if seps:
@@ -81,4 +92,8 @@ def _parse_number(num: str, decimal: str | None = None) -> float | None:
         indian = 1 <= len(groups[0]) <= 2 and all(len(g) == 2 for g in groups[1:-1]) and len(groups[-1]) == 3
         if len(set(re.findall(r"[.,' ]", whole))) != 1 or not (western or indian):
             return None
-    return float(f"{re.sub(r'[^0-9]', '', whole) or '0'}.{frac or '0'}")
+    digits = re.sub(r"\D", "", whole) or "0"
+    try:
+        return Decimal(f"{digits}.{frac}" if frac else digits)
+    except InvalidOperation:
+        return None

@@ -18,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from backend.errors import InvalidRequest
+
 SUFFIXES = {".pdf", ".txt", ".md", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 FOLDER_SUFFIXES = SUFFIXES - {".md"}  # a folder's README is not a document; name .md files to include them
 DEFAULT_DB = "runs/agents/agents.sqlite"
@@ -170,7 +172,7 @@ def run_one(graph, store, path: Path, *, doc_type: str | None = None, rerun: boo
         thread = f"{doc_id}-{len(store.threads_of(doc_id)) + 1}"
     try:
         state, before = process(graph, store, path, thread_id=thread, doc_type=doc_type)
-    except (IntakeError, ValueError) as exc:
+    except InvalidRequest as exc:  # this document (unreadable, too long for the model): the others go on
         return {"path": str(path), "doc_id": doc_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     return {**record(state), "cached": True} if before else record(state)
 

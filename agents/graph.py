@@ -23,7 +23,8 @@ from typing import Any, Callable, Literal
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
-from agents import feedback, policy as rules
+from agents import feedback
+from agents import policy as rules
 from agents.classify import classify as classify_text
 from agents.intake import chunks, read_document
 from agents.models import Extraction, Model
@@ -32,6 +33,7 @@ from agents.schemas import DOC_TYPES, OTHER
 from agents.state import OUTPUT_KEYS, DocumentInput, DocumentState
 from agents.store import Store
 from agents.validators import validate as validate_record
+from backend.errors import InvalidRequest
 from backend.inference.grounding import ground, leaves
 
 CUSTOM = "custom"  # a user-supplied JSON Schema
@@ -62,7 +64,7 @@ def build_graph(deps: Deps, checkpointer=None):
             return {"doc_type": CUSTOM, "classification": {"doc_type": CUSTOM, "given": "schema"}}
         if state.get("doc_type"):
             if state["doc_type"] not in DOC_TYPES:
-                raise ValueError(f"document type {state['doc_type']!r} is not one of {sorted(DOC_TYPES)}")
+                raise InvalidRequest(f"document type {state['doc_type']!r} is not one of {sorted(DOC_TYPES)}")
             return {"classification": {"doc_type": state["doc_type"], "given": "--type"}}
         found = classify_text(state["text"])
         return {"doc_type": found["doc_type"], "classification": found}
@@ -97,14 +99,14 @@ def build_graph(deps: Deps, checkpointer=None):
             "doc_id", "path", "doc_type", "fields", "confidence", "validation", "fired", "flags", "decision",
             "rationale")})
         if not isinstance(answer, dict):
-            raise ValueError(f"a review answer is a JSON object, got {type(answer).__name__}")
+            raise InvalidRequest(f"a review answer is a JSON object, got {type(answer).__name__}")
         fields = apply_corrections(state.get("fields") or {}, answer.get("fields") or {})
         validation = _validate(deps, state["doc_type"], fields)
         outcome = _decision(deps, {**state, "grounding": ground(fields, state["text"])}, fields, validation,
                             explain=False)
         chosen = answer.get("decision")
         if chosen is not None and chosen not in rules.SEVERITY:
-            raise ValueError(f"decision: got {chosen!r}, expected one of {sorted(rules.SEVERITY)}")
+            raise InvalidRequest(f"decision: got {chosen!r}, expected one of {sorted(rules.SEVERITY)}")
         # The reviewer vouches for the values they saw: only the rules and the validators still speak.
         unresolved = [f for f in outcome["flags"] if f["why"] in ("validation", "required field missing")]
         decision = chosen or (rules.decide(outcome["fired"]) if outcome["fired"] else
@@ -359,32 +361,32 @@ def apply_corrections(fields: dict[str, Any], corrections: dict[str, Any]) -> di
     for path, value in corrections.items():
         parts = [name if name else int(index) for name, index in _PATH.findall(path)]
         if not parts:
-            raise ValueError(f"correction {path!r}: not a field path")
+            raise InvalidRequest(f"correction {path!r}: not a field path")
         node: Any = out
         for n, part in enumerate(parts[:-1]):
             nxt = parts[n + 1]
             if isinstance(part, int):
                 if not isinstance(node, list) or part >= len(node):
-                    raise ValueError(f"correction {path!r}: {part} is past the end of the list")
+                    raise InvalidRequest(f"correction {path!r}: {part} is past the end of the list")
                 node = node[part]
             else:
                 if not isinstance(node, dict):
-                    raise ValueError(f"correction {path!r}: {part!r} is not inside an object")
+                    raise InvalidRequest(f"correction {path!r}: {part!r} is not inside an object")
                 if node.get(part) is None:
                     node[part] = [] if isinstance(nxt, int) else {}
                 node = node[part]
         last = parts[-1]
         if isinstance(last, int):
             if not isinstance(node, list):
-                raise ValueError(f"correction {path!r}: not a list")
+                raise InvalidRequest(f"correction {path!r}: not a list")
             if last == len(node):
                 node.append(value)
             elif last < len(node):
                 node[last] = value
             else:
-                raise ValueError(f"correction {path!r}: {last} is past the end of the list")
+                raise InvalidRequest(f"correction {path!r}: {last} is past the end of the list")
         else:
             if not isinstance(node, dict):
-                raise ValueError(f"correction {path!r}: {last!r} is not inside an object")
+                raise InvalidRequest(f"correction {path!r}: {last!r} is not inside an object")
             node[last] = value
     return out

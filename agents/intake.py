@@ -27,6 +27,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.errors import InvalidRequest
+
 log = logging.getLogger(__name__)
 
 TEXT_EXTS = {".txt", ".md"}
@@ -39,7 +41,7 @@ MIN_TEXT_CHARS = 20  # a PDF page with fewer non-space characters in its text la
 OCR_CONFIG = "--psm 4"
 
 
-class IntakeError(ValueError):
+class IntakeError(InvalidRequest):
     """A file could not be turned into text; the message names the file and the reason."""
 
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from backend.errors import Upstream
 from backend.inference.grounding import ground
 
 EXPLAIN_SYSTEM = ("You explain decisions on financial documents to an analyst in one or two plain sentences. "
@@ -182,7 +183,7 @@ class OpenAIModel:
         return out["choices"][0]["message"]["content"]
 
 
-class ModelError(RuntimeError):
+class ModelError(Upstream):
     pass
 
 

@@ -34,6 +34,7 @@ from typing import Any, Callable, Protocol
 
 import yaml
 
+from backend.errors import InvalidRequest
 from backend.values import is_absent, parse_amount, parse_date
 
 DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.yaml"
@@ -92,21 +93,21 @@ class Policy:
         try:
             data = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"policy {path}: cannot read it: {exc}") from exc
+            raise InvalidRequest(f"policy {path}: cannot read it: {exc}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
-            raise ValueError(f"policy {path}: expected a mapping with a 'rules' list")
+            raise InvalidRequest(f"policy {path}: expected a mapping with a 'rules' list")
         rules = []
         for n, item in enumerate(data["rules"]):
             where = f"policy {path}, rule {n + 1}"
             if not isinstance(item, dict):
-                raise ValueError(f"{where}: expected a mapping, got {item!r}")
+                raise InvalidRequest(f"{where}: expected a mapping, got {item!r}")
             unknown = set(item) - {"id", "check", "outcome", "applies_to", "params", "reason"}
             if unknown:
-                raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+                raise InvalidRequest(f"{where}: unknown keys {sorted(unknown)}")
             if item.get("check") not in CHECKS:
-                raise ValueError(f"{where}: check {item.get('check')!r} is not one of {sorted(CHECKS)}")
+                raise InvalidRequest(f"{where}: check {item.get('check')!r} is not one of {sorted(CHECKS)}")
             if item.get("outcome") not in ("review", "reject"):
-                raise ValueError(f"{where}: outcome must be 'review' or 'reject', got {item.get('outcome')!r}")
+                raise InvalidRequest(f"{where}: outcome must be 'review' or 'reject', got {item.get('outcome')!r}")
             rules.append(Rule(id=str(item.get("id") or f"rule-{n + 1}"), check=item["check"], outcome=item["outcome"],
                               applies_to=tuple(item.get("applies_to") or ()), params=dict(item.get("params") or {}),
                               reason=str(item.get("reason") or "")))
@@ -114,7 +115,7 @@ class Policy:
         if not isinstance(requires, dict) or not all(
                 isinstance(k, str) and isinstance(v, (list, tuple)) and all(isinstance(f, str) for f in v)
                 for k, v in requires.items()):
-            raise ValueError(f"policy {path}: 'requires' maps document types to lists of field paths, "
+            raise InvalidRequest(f"policy {path}: 'requires' maps document types to lists of field paths, "
                              f"got {requires!r}")
         return cls(tuple(rules), float(data.get("review_below_confidence", 0.7)), str(path),
                    {k: tuple(v) for k, v in requires.items()})

@@ -28,6 +28,7 @@ from typing import Any
 from stdnum import iban as stdnum_iban
 from stdnum.exceptions import InvalidComponent, ValidationError
 
+from backend.errors import InvalidRequest
 from backend.values import ISO_4217, is_absent, parse_amount, parse_date
 
 EARLIEST = dt.date(1990, 1, 1)
@@ -290,7 +291,7 @@ def validate(doc_type: str, record: dict, *, today: dt.date | None = None) -> li
     `today` (default: the current date) bounds plausible dates and applicants' ages."""
     check = CHECKS.get(doc_type)
     if check is None:
-        raise ValueError(f"unknown doc_type {doc_type!r}; known: {', '.join(sorted(CHECKS))}")
+        raise InvalidRequest(f"unknown doc_type {doc_type!r}; known: {', '.join(sorted(CHECKS))}")
     report = _Report(today or dt.date.today())
     if not isinstance(record, dict):
         report.add("invalid_type", "", f"the record should be an object, got {type(record).__name__}")

@@ -7,10 +7,16 @@ import dataclasses
 import json
 import signal
 import sys
+import traceback
 import types
 from typing import Any
 
-EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)
+from backend.errors import InvalidRequest, TunebridgeError
+
+# Failures explained by their message: "error: ..." and the error's exit code (2 for a wrong input).
+# Anything else is a bug: its traceback is shown (all of it with --debug).
+EXPECTED_ERRORS = (TunebridgeError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                   PermissionError)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from backend.training.trainer import train
 
     if args.resume is None and not args.data:
-        raise ValueError("train: give --data FILE [FILE ...], or --resume RUN_DIR")
+        raise InvalidRequest("train: give --data FILE [FILE ...], or --resume RUN_DIR")
     config = _config_from_args(args) if args.resume is None else None
     stop = {"requested": False}
 
@@ -108,7 +114,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
             {"role": "user", "content": args.prompt}]
     else:
-        raise ValueError("generate: give --prompt TEXT or --messages FILE.json")
+        raise InvalidRequest("generate: give --prompt TEXT or --messages FILE.json")
     loaded = load_for_inference(model=args.model, adapter=args.adapter, device=args.device)
     print(chat(loaded, messages, max_new_tokens=args.max_new_tokens, temperature=args.temperature))
     return 0
@@ -118,8 +124,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from backend.evaluation.runner import evaluate, load_eval_set, write_eval
-    from backend.services.evaluations import build_candidates
     from backend.inference.pool import ModelPool
+    from backend.services.evaluations import build_candidates
 
     if args.calibrate and not args.constrained:
         print("--calibrate needs --constrained (confidences come from constrained decoding)", file=sys.stderr)
@@ -267,24 +273,20 @@ def cmd_vllm(args: argparse.Namespace) -> int:
 
 
 def cmd_vllm_push(args: argparse.Namespace) -> int:
-    from backend.services.errors import NotFoundError
     from backend.services.vllm_push import push_adapter
     from backend.storage.engine import make_engine
 
     settings = _settings(argparse.Namespace(data_dir=args.data_dir))
     url = args.url or settings.vllm_url
     if not url:
-        raise ValueError("vllm push: give --url http://host:8000 (or set TUNEBRIDGE_VLLM_URL)")
+        raise InvalidRequest("vllm push: give --url http://host:8000 (or set TUNEBRIDGE_VLLM_URL)")
     if not (settings.data_dir / "tunebridge.db").exists() and settings.db_url.startswith("sqlite"):
         print(f"no registry at {settings.data_dir} (give --data-dir, or TUNEBRIDGE_DATA_DIR)", file=sys.stderr)
         return 2
-    try:
-        done = push_adapter(url, args.ref, engine=make_engine(settings.db_url),
-                            api_key=args.api_key or settings.vllm_api_key, name=args.name,
-                            path_map=args.path_map if args.path_map is not None else settings.vllm_path_map,
-                            unload_previous=args.unload_previous, move_alias=args.alias, check_base=args.base_check)
-    except NotFoundError as exc:
-        raise ValueError(str(exc)) from exc
+    done = push_adapter(url, args.ref, engine=make_engine(settings.db_url),
+                        api_key=args.api_key or settings.vllm_api_key, name=args.name,
+                        path_map=args.path_map if args.path_map is not None else settings.vllm_path_map,
+                        unload_previous=args.unload_previous, move_alias=args.alias, check_base=args.base_check)
     state = "already loaded" if done["already_loaded"] else "loaded"
     print(f"{state}: {done['served_name']} ({done['adapter']}, base {done['base_model']}) from {done['lora_path']} "
           f"at {done['url']}")
@@ -304,6 +306,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunebridge", description=__doc__.split(":")[0] + ": fine-tune small "
                                      "LLMs on your labelled documents, offline, CPU-first.")
+    parser.add_argument("--debug", action="store_true", help="on an error, show its whole traceback")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="fine-tune a LoRA/QLoRA adapter on JSONL data")
@@ -435,8 +438,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EXPECTED_ERRORS as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
+    except Exception:  # a bug: where it happened matters
+        traceback.print_exc(limit=None if args.debug else -4)
+        print("error: unexpected failure (the traceback above" + ("" if args.debug else ", its last frames; "
+              "`tunebridge --debug ...` shows all of it") + ")", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.errors import InvalidRequest
+
 SYSTEM = (
     "You extract fields from business documents. Reply with one JSON object that has exactly the "
     "listed keys. Copy each value as it is written in the document; use null when it is absent."
@@ -45,7 +47,7 @@ class ExtractionSchema:
             schema = schema.model_json_schema()
         props = schema.get("properties")
         if not isinstance(props, dict) or not props:
-            raise ValueError(f"schema needs a non-empty 'properties' object, got keys {sorted(schema)}")
+            raise InvalidRequest(f"schema needs a non-empty 'properties' object, got keys {sorted(schema)}")
         return cls(tuple(FieldSpec(k, str(v.get("description", ""))) for k, v in props.items()))
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from backend.errors import Unauthorized
+
 HEADER = "X-Tunebridge-Signature"
 
 
-class SignatureError(Exception):
+class SignatureError(Unauthorized):
     """Missing or wrong signature: the delivery is refused and nothing is stored."""
 
 

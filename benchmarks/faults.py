@@ -167,9 +167,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
+    from servers import cli
 
     from backend.models.tiny import build_tiny_model
-    from servers import cli
 
     work = Path(tempfile.mkdtemp(prefix="tunebridge-faults-"))
     texts = [json.loads(line)["text"] for line in (ROOT / "examples" / "data" / "receipts.jsonl").read_text()

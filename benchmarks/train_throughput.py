@@ -98,8 +98,8 @@ def held_out_loss(args, adapter: str) -> float:
 
     from backend.models import load_tokenizer, resolve_model
     from backend.training.runtime import Runtime
-    from backend.training.tokenize import encode_examples
     from backend.training.steps import AnswerLoss, evaluate_loss
+    from backend.training.tokenize import encode_examples
 
     _, held = _split(args.data, args.steps * args.batch_size)
     path = resolve_model()

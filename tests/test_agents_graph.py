@@ -16,6 +16,7 @@ from agents.graph import Deps, apply_corrections, build_graph, merge, output
 from agents.models import Extraction
 from agents.policy import Context, Policy, decide, evaluate
 from agents.store import Store
+from backend.errors import InvalidRequest
 from backend.inference.grounding import ground
 
 TODAY = dt.date(2026, 11, 28)
@@ -176,13 +177,14 @@ def test_bank_statement_and_kyc_rules():
 def test_a_bad_policy_file_says_which_rule_and_what(tmp_path, text, problem):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(ValueError, match=problem):
+    with pytest.raises(InvalidRequest, match=problem):
         Policy.load(path)
 
 
 def test_a_paused_review_survives_a_restart_and_corrections_reach_the_webhook(policy, doc, tmp_path, service):
-    from agents.feedback import Webhook
     from servers import WEBHOOK_SECRET
+
+    from agents.feedback import Webhook
 
     path = doc(INVOICE)
     bad = {**GOOD, "total": 999.0}
@@ -250,7 +252,7 @@ def test_corrections_by_path():
     assert fixed == {"vendor": {"name": "B"}, "line_items": [{"amount": 2.0}, {"amount": 3}], "total": 1.0,
                      "customer": {"name": "C"}}
     assert fields["vendor"]["name"] == "A"  # the original is untouched
-    with pytest.raises(ValueError, match=r"line_items\[5\].*past the end"):
+    with pytest.raises(InvalidRequest, match=r"line_items\[5\].*past the end"):
         apply_corrections(fields, {"line_items[5].amount": 1})
 
 

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLES
 
 from backend.models import load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
 from backend.training.trainer import train
-from conftest import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
 

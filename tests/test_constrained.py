@@ -8,6 +8,7 @@ import json
 import jsonschema
 import pytest
 
+from backend.errors import InvalidRequest
 from backend.inference.constrained import bound_schema, compile_grammar, field_confidence, flat_schema, value_spans
 from backend.inference.decoding import Constrained, constrained_batch, constrained_generate
 from backend.inference.grounding import locate
@@ -241,9 +242,9 @@ def test_a_recursive_or_foreign_reference_is_refused_with_the_path():
 
     node = {"$defs": {"Node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}},
             "$ref": "#/$defs/Node"}
-    with pytest.raises(ValueError, match="Node -> Node is recursive"):
+    with pytest.raises(InvalidRequest, match="Node -> Node is recursive"):
         schema_of(node)
-    with pytest.raises(ValueError, match="not a local definition"):
+    with pytest.raises(InvalidRequest, match="not a local definition"):
         schema_of({"type": "object", "properties": {"a": {"$ref": "https://example.com/a.json"}}})
 
 

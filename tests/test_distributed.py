@@ -7,11 +7,12 @@ import json
 
 import pytest
 import torch
+from conftest import EXAMPLES
 from safetensors.torch import load_file
 
+from backend.errors import InvalidRequest
 from backend.training.config import TrainConfig
 from backend.training.trainer import train
-from conftest import EXAMPLES
 
 # Each rank pads and multiplies its own share, and the ranks' gradients are summed by all-reduce:
 # fp32 results then differ from one process's in the last bits. Losses and gradient norms (which
@@ -87,19 +88,19 @@ def test_fsdp_under_accelerate_launch_learns_what_one_process_learns(tiny_config
 
 
 def test_config_checks_the_global_batch_and_the_launcher():
-    with pytest.raises(ValueError, match="nproc: got 2, expected 1 without a launcher"):
+    with pytest.raises(InvalidRequest, match="nproc: got 2, expected 1 without a launcher"):
         TrainConfig(nproc=2)
-    with pytest.raises(ValueError, match=r"batch_size: got 6, expected a multiple of grad_accum × nproc \(2 × 2\)"):
+    with pytest.raises(InvalidRequest, match=r"batch_size: got 6, expected a multiple of grad_accum × nproc \(2 × 2\)"):
         TrainConfig(launcher="torchrun", nproc=2, batch_size=6, grad_accum=2)
     config = TrainConfig.from_dict({"launcher": "accelerate", "nproc": 4, "batch_size": 8})  # the job API's path
     assert (config.launcher, config.nproc, config.strategy) == ("accelerate", 4, "ddp")
     TrainConfig(launcher="torchrun", launcher_args="--nnodes 2 --node-rank 1 --rdzv-endpoint host0:29500")
     for smuggled in ("--no-python bash -c 'id'", "--nnodes 1 /tmp/other_script.py", "--master-addr --run-path"):
-        with pytest.raises(ValueError, match="launcher_args: got"):  # a job must not choose what the launcher runs
+        with pytest.raises(InvalidRequest, match="launcher_args: got"):  # a job must not choose what the launcher runs
             TrainConfig(launcher="torchrun", launcher_args=smuggled)
 
 
 def test_a_rank_error_reaches_the_caller_as_itself(tiny_config, write_jsonl):
     bad = write_jsonl("bad.jsonl", [{"prompt": "p", "completion": "c"}, "{oops"])
-    with pytest.raises(ValueError, match="bad.jsonl:2: invalid JSON"):
+    with pytest.raises(InvalidRequest, match="bad.jsonl:2: invalid JSON"):
         train(tiny_config(data=[bad], launcher="torchrun", nproc=2), progress_bar=False)

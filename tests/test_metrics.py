@@ -7,8 +7,15 @@ import json
 
 import pytest
 
-from backend.scoring.metrics import (answer_metrics, categorize, edit_distance, repeated_ngram, score_document,
-                                        summarize, token_f1)
+from backend.scoring.metrics import (
+    answer_metrics,
+    categorize,
+    edit_distance,
+    repeated_ngram,
+    score_document,
+    summarize,
+    token_f1,
+)
 from backend.scoring.normalize import same_value
 
 NAMES = ["company", "date", "total"]

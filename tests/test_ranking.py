@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from backend.errors import InvalidRequest
 from backend.inference.candidates import amount_candidates, line_candidates, rank_fields
 from backend.inference.ranking import candidates_for, rank_document, rankable, string_fields
 from backend.scoring.conventions import Conventions, FieldConvention
@@ -28,7 +29,7 @@ def test_each_mode_ranks_its_fields():
     assert rankable(conv, ["total"], "always") == {"total": "amount"}
     assert rankable(_conventions(lines=None), NAMES, "text") == {"date": "date", "total": "amount"}  # no line window
     assert rankable(None, NAMES, "typed") == {}
-    with pytest.raises(ValueError, match="rank: got 'best'"):
+    with pytest.raises(InvalidRequest, match="rank: got 'best'"):
         rankable(conv, NAMES, "best")
 
 
@@ -118,8 +119,8 @@ def test_always_scores_a_printed_amount_too(tiny):
 def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, write_jsonl):
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool, Target
-    from backend.models.adapters import find_adapter
     from backend.inference.spec import ExtractionSpec
+    from backend.models.adapters import find_adapter
     from backend.training.trainer import train
 
     shops = [("KEDAI RUNCIT MAJU", "9.00"), ("ACME TOOLS LTD", "1,250.00")]
@@ -174,7 +175,7 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
     assert tuned["extraction"]["micro"] == expected["micro"] and tuned["extraction"]["json_valid"] == 1.0
     assert main(["eval", "--data", data, "--adapter", str(run.run_dir), "--rank", "typed"]) == 2  # not constrained
 
-    with pytest.raises(ValueError, match="rank: got 'best'"):
+    with pytest.raises(InvalidRequest, match="rank: got 'best'"):
         extract_many(pool, target, [doc], rank="best")
-    with pytest.raises(ValueError, match="has no label conventions"):
+    with pytest.raises(InvalidRequest, match="has no label conventions"):
         extract_many(pool, Target(tiny_model), [doc], rank="typed")

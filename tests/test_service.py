@@ -9,12 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from servers import ROOT, cli, free_port, healthy, wait_for
 from sqlalchemy import text
 
+from backend.errors import InvalidRequest
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
-from servers import ROOT, cli, free_port, healthy, wait_for
-
 
 _free_port, _wait_for, _healthy = free_port, wait_for, healthy
 
@@ -134,8 +134,9 @@ def _job(service, job_id: str) -> dict:
 
 
 def test_train_job_runs_in_a_worker_process_and_reports_progress(service):
-    from conftest import SECRET_A, SECRET_Q
     import json
+
+    from conftest import SECRET_A, SECRET_Q
 
     url = service["url"]
     chat = json.dumps({"messages": [{"role": "user", "content": SECRET_Q}, {"role": "assistant", "content": SECRET_A}]})
@@ -364,6 +365,6 @@ def test_jobs_may_name_models_under_the_allowed_folders_only(tmp_path):
     for fine in ("smollm2-135m", "/srv/default-model", str(allowed / "my-model"), str(tmp_path / "more" / "m")):
         models.check(fine, field="model")
     for refused in ("/etc", str(allowed / ".." / "secret"), "gpt-99", str(tmp_path / "models-evil")):
-        with pytest.raises(ValueError, match="TUNEBRIDGE_ALLOWED_MODEL_DIRS") as error:
+        with pytest.raises(InvalidRequest, match="TUNEBRIDGE_ALLOWED_MODEL_DIRS") as error:
             models.check(refused, field="model")
         assert "exist" not in str(error.value)  # says nothing of what is on the server

@@ -10,6 +10,7 @@ import re
 import jsonschema
 import pytest
 
+from backend.errors import InvalidRequest
 from backend.inference.constrained import bound_schema, flat_schema, schema_of
 from backend.inference.extraction import Document, extract_many
 from backend.inference.grounding import leaves
@@ -123,7 +124,7 @@ def test_which_fields_are_copied():
     assert copy_paths(invoice, "invoice_date") == {"invoice_date"}
     assert copy_paths(invoice, False) == set() and span_grammar(invoice, "x", False) is None
     assert copy_paths(bound_schema(TYPED)[0], True) == {"company", "date", "total"}  # x-copy: typed spans
-    with pytest.raises(ValueError, match="total is not a string field"):
+    with pytest.raises(InvalidRequest, match="total is not a string field"):
         copy_paths(invoice, ["total"])
 
 

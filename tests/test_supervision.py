@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-
 from servers import ROOT, WEBHOOK_SECRET, children, running_service, wait_for
 
 

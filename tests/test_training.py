@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import EXAMPLES, SECRET_A, SECRET_Q
 from safetensors.torch import load_file
 
 from backend.cli import main as cli_main
+from backend.errors import InvalidRequest
 from backend.inference.generate import chat, load_for_inference
 from backend.training.tracking import read_metrics
 from backend.training.trainer import train
-from conftest import EXAMPLES, SECRET_A, SECRET_Q
 
 
 def test_training_changes_adapter_and_leaves_base_bit_identical(tiny_config, tiny_model):
@@ -180,7 +181,7 @@ def test_cli_interrupted_run_resumes_to_the_same_end(tiny_model, tmp_path, signu
 
 def test_resume_refuses_finished_runs_and_other_folders(tiny_config, tmp_path):
     result = train(tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=1), progress_bar=False)
-    with pytest.raises(ValueError, match="already finished"):
+    with pytest.raises(InvalidRequest, match="already finished"):
         train(None, resume_dir=result.run_dir, progress_bar=False)
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         train(None, resume_dir=tmp_path, progress_bar=False)

@@ -12,6 +12,7 @@ import pytest
 
 from agents.schemas import DOC_TYPES
 from agents.validators import CHECKS, Issue, currency_valid, iban_valid, validate, vat_id_valid
+from backend.errors import InvalidRequest
 
 TODAY = date(2024, 6, 1)
 
@@ -83,7 +84,7 @@ def test_every_document_type_has_a_check():
 
 
 def test_unknown_doc_type_names_the_known_ones():
-    with pytest.raises(ValueError, match="bank_statement.*invoice.*kyc.*receipt"):
+    with pytest.raises(InvalidRequest, match="bank_statement.*invoice.*kyc.*receipt"):
         validate("passport", {})
 
 

@@ -16,8 +16,17 @@ from agents.policy import Context, Policy, Rule, evaluate
 from agents.validators import validate
 from backend.scoring.metrics import score_document
 from backend.scoring.normalize import same_value
-from backend.values import (AMOUNT, CURRENCY_MARKER, CURRENCY_SYMBOLS, ISO_4217, is_absent, number_style, parse_amount,
-                            parse_date, parse_decimal)
+from backend.values import (
+    AMOUNT,
+    CURRENCY_MARKER,
+    CURRENCY_SYMBOLS,
+    ISO_4217,
+    is_absent,
+    number_style,
+    parse_amount,
+    parse_date,
+    parse_decimal,
+)
 
 TODAY = date(2024, 6, 1)
 

@@ -32,6 +32,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from servers import free_port, wait_for
 
+from backend.errors import InvalidRequest
+
 DOCS = [
     {"text": "ACME Tools Ltd\nInvoice 2024-117\nTotal due: 1,250.00", "fields": {"company": "ACME Tools Ltd",
                                                                                "total": "1,250.00"}},
@@ -116,7 +118,7 @@ class FakeVLLM:
                 return self.error("LoRA is not enabled. Use --enable-lora to enable LoRA.", "BadRequestError", 400)
             folder = self.visible(path)
             if folder is None or not (folder / "adapter_config.json").is_file():
-                return self.error(f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError", 404)
+                return self.error(f"Loading lora {name} failed: No adapter found for {path}", "NotFound", 404)
             config = json.loads((folder / "adapter_config.json").read_text())
             if (folder / "adapter_model.safetensors").is_file():
                 from safetensors import safe_open
@@ -137,7 +139,7 @@ class FakeVLLM:
         def unload(body: _Unload):
             self.calls.append(("unload", body.model_dump()))
             if body.lora_name not in self.loras:
-                return self.error(f"The lora adapter '{body.lora_name}' cannot be found.", "NotFoundError", 404)
+                return self.error(f"The lora adapter '{body.lora_name}' cannot be found.", "NotFound", 404)
             del self.loras[body.lora_name]
             return Response(status_code=200, content=f"Success: LoRA adapter '{body.lora_name}' removed successfully.")
 
@@ -318,7 +320,7 @@ def test_path_map_takes_the_most_specific_folder_and_refuses_a_bad_spec(tmp_path
     assert map_path(tmp_path / "adapters" / "rx" / "v1", pairs) == "/adapters/rx/v1"
     assert map_path(tmp_path / "jobs", pairs) == "/data/jobs"
     assert map_path(Path("/elsewhere/x"), pairs) == "/elsewhere/x"
-    with pytest.raises(ValueError, match="expected LOCAL=REMOTE"):
+    with pytest.raises(InvalidRequest, match="expected LOCAL=REMOTE"):
         parse_path_map(["/only-local"])
 
 

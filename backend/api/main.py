@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 import torch
@@ -14,13 +15,15 @@ from backend.api.body import BodyLimit
 from backend.api.docs import add_offline_docs
 from backend.api.errors import ERROR_RESPONSES, allowed_methods, error_response
 from backend.api.routes import adapters, datasets, documents, health, inference, jobs, models, webhooks
-from backend.inference.batcher import Batcher, ClientGoneError, RequestTimeoutError
+from backend.errors import TunebridgeError
+from backend.inference.batcher import Batcher
 from backend.inference.pool import ModelPool
 from backend.services.datasets import repair_datasets
-from backend.services.errors import ConflictError, NotFoundError
 from backend.settings import Settings, get_settings
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
+
+log = logging.getLogger("tunebridge.api")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,21 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers["Allow"] = ", ".join(allowed_methods(app, request.url.path)) or headers.get("Allow", "")
         return error_response(request, exc.status_code, str(exc.detail), headers=headers)
 
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return error_response(request, 404, str(exc))
-
-    @app.exception_handler(ConflictError)
-    async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
-        return error_response(request, 409, str(exc))
-
-    @app.exception_handler(ClientGoneError)
-    async def client_gone(request: Request, exc: ClientGoneError) -> JSONResponse:
-        return error_response(request, 499, str(exc))  # nobody reads it: the status is for the access log
-
-    @app.exception_handler(RequestTimeoutError)
-    async def timed_out(request: Request, exc: RequestTimeoutError) -> JSONResponse:
-        return error_response(request, 503, str(exc), headers={"Retry-After": "5"})
+    @app.exception_handler(TunebridgeError)
+    async def known_error(request: Request, exc: TunebridgeError) -> JSONResponse:  # the error tree, mapped once
+        if exc.status >= 500 and exc.status != 503:
+            log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        headers = {"Retry-After": "5"} if exc.status == 503 else None
+        return error_response(request, exc.status, str(exc), headers=headers)
 
     @app.exception_handler(RecursionError)
     async def too_deep(request: Request, _exc: RecursionError) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.errors import InvalidRequest
 from backend.evaluation.policy import PromotionPolicy
 from backend.training.config import from_known
 
@@ -21,16 +22,16 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.adapters, list) or not all(isinstance(a, str) and a for a in self.adapters):
-            raise ValueError(f"adapters: got {self.adapters!r}, expected a list of adapter references")
+            raise InvalidRequest(f"adapters: got {self.adapters!r}, expected a list of adapter references")
         if not self.adapters and not self.include_base:
-            raise ValueError("nothing to evaluate: give adapters, or include the base model")
+            raise InvalidRequest("nothing to evaluate: give adapters, or include the base model")
         for name, value, low in (("limit", self.limit, 0), ("batch_size", self.batch_size, 1),
                                  ("max_new_tokens", self.max_new_tokens, 0)):
             if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: got {value!r}, expected an integer >= {low}")
+                raise InvalidRequest(f"{name}: got {value!r}, expected an integer >= {low}")
         if self.promote is not None:
             if len(self.adapters) != 1:
-                raise ValueError(f"promote: needs exactly one adapter to decide on, got {len(self.adapters)}")
+                raise InvalidRequest(f"promote: needs exactly one adapter to decide on, got {len(self.adapters)}")
             self.policy  # validates
 
     @property
@@ -38,7 +39,7 @@ class EvalConfig:
         if self.promote is None:
             return None
         if not isinstance(self.promote, dict):
-            raise ValueError(f"promote: got {self.promote!r}, expected an object like {{\"alias\": \"prod\"}}")
+            raise InvalidRequest(f"promote: got {self.promote!r}, expected an object like {{\"alias\": \"prod\"}}")
         return PromotionPolicy.from_dict(self.promote)
 
     @classmethod

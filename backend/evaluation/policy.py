@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from backend.errors import InvalidRequest
 from backend.training.config import from_known
 
 
@@ -23,9 +24,9 @@ class PromotionPolicy:
 
     def __post_init__(self) -> None:
         if not -1 <= self.min_gain <= 1:
-            raise ValueError(f"min_gain: got {self.min_gain}, expected a number in [-1, 1]")
+            raise InvalidRequest(f"min_gain: got {self.min_gain}, expected a number in [-1, 1]")
         if not 0 <= self.max_field_drop <= 1:
-            raise ValueError(f"max_field_drop: got {self.max_field_drop}, expected a number in [0, 1]")
+            raise InvalidRequest(f"max_field_drop: got {self.max_field_drop}, expected a number in [0, 1]")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "PromotionPolicy":

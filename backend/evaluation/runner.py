@@ -18,9 +18,10 @@ from typing import Any, Callable
 
 import torch
 
-from backend.inference.spec import ExtractionSpec
+from backend.errors import InvalidRequest
 from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, ModelPool, Target
+from backend.inference.spec import ExtractionSpec
 from backend.scoring.calibration import evaluate_calibration
 from backend.scoring.metrics import answer_metrics, parse_output, score_document, summarize
 from backend.training.data import Example, load_jsonl
@@ -38,11 +39,11 @@ def load_eval_set(path: str | Path, *, limit: int | None = None) -> tuple[list[E
     loaded = load_jsonl(path, dedupe=False)
     if loaded.issues:
         first = loaded.issues[0]
-        raise ValueError(f"{len(loaded.issues)} invalid line(s) in {path}, first {first.file}:{first.line}: "
+        raise InvalidRequest(f"{len(loaded.issues)} invalid line(s) in {path}, first {first.file}:{first.line}: "
                          f"{first.message}")
     examples = loaded.examples[:limit] if limit else loaded.examples
     if not examples:
-        raise ValueError(f"{path}: no examples to evaluate")
+        raise InvalidRequest(f"{path}: no examples to evaluate")
     return examples, loaded.schema.names if loaded.schema else []
 
 

@@ -22,6 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
+from backend.errors import ClientGone, Unavailable
 from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, GenResult, ModelPool, Target
 
@@ -44,11 +45,11 @@ class _Item:
         return (self.target, sampled and r.temperature, sampled and r.top_p, sampled and r.seed, self.streamer is None)
 
 
-class RequestTimeoutError(Exception):
+class RequestTimeoutError(Unavailable):
     """A request was not answered in time; if it had not started, it was dropped from the queue."""
 
 
-class ClientGoneError(Exception):
+class ClientGoneError(ClientGone):
     """The caller closed its connection: its request was dropped (from the queue, or from its batch)."""
 
 

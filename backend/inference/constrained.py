@@ -10,8 +10,8 @@ import math
 from functools import lru_cache
 from typing import Any
 
+from backend.errors import InvalidRequest
 from backend.inference.decoding import Constrained
-
 
 MAX_VALUE_CHARS = 160
 # The separators json.dumps writes: the training answers (backend/prompts.py) look exactly like this.
@@ -32,7 +32,7 @@ def compile_grammar(json_schema: dict[str, Any]) -> str:
     grammar = LLMatcher.grammar_from_json_schema(json.dumps(json_schema), defaults=JSON_LAYOUT)
     error = LLMatcher.validate_grammar(grammar)
     if error:
-        raise ValueError(f"schema cannot be used for constrained decoding: {error}")
+        raise InvalidRequest(f"schema cannot be used for constrained decoding: {error}")
     return grammar
 
 
@@ -131,7 +131,7 @@ def schema_of(spec: Any) -> dict[str, Any]:
     if isinstance(spec, type) and hasattr(spec, "model_json_schema"):
         spec = spec.model_json_schema()
     if not isinstance(spec, dict):
-        raise ValueError(f"schema: expected a JSON Schema object or a pydantic model, got {type(spec).__name__}")
+        raise InvalidRequest(f"schema: expected a JSON Schema object or a pydantic model, got {type(spec).__name__}")
     defs = {**spec.get("definitions", {}), **spec.get("$defs", {})}
 
     def inline(node: Any, trail: tuple[str, ...]) -> Any:
@@ -143,9 +143,9 @@ def schema_of(spec: Any) -> dict[str, Any]:
         if isinstance(ref, str):
             name = ref.rsplit("/", 1)[-1]
             if not ref.startswith(("#/$defs/", "#/definitions/")) or name not in defs:
-                raise ValueError(f"schema: reference {ref!r} is not a local definition")
+                raise InvalidRequest(f"schema: reference {ref!r} is not a local definition")
             if name in trail:
-                raise ValueError(f"schema: {' -> '.join(trail + (name,))} is recursive; answers could be "
+                raise InvalidRequest(f"schema: {' -> '.join(trail + (name,))} is recursive; answers could be "
                                  "endless, so it cannot be decoded under a bound")
             rest = {k: v for k, v in node.items() if k != "$ref"}
             return inline({**defs[name], **rest}, trail + (name,))
@@ -154,7 +154,7 @@ def schema_of(spec: Any) -> dict[str, Any]:
     return inline(spec, ())
 
 
-class SchemaTooLargeError(ValueError):
+class SchemaTooLargeError(InvalidRequest):
     """A schema past the service's size limits: refused before it is compiled or queued."""
 
 

@@ -27,10 +27,12 @@ from typing import Any, Callable
 
 import torch
 
+from backend.errors import InvalidRequest
+
 _LL_TOKENIZERS: dict[int, Any] = {}
 
 
-class GrammarError(ValueError):
+class GrammarError(InvalidRequest):
     """The schema's grammar gave up on an answer (too complex a schema): the caller's request to fix."""
 
 
@@ -152,7 +154,7 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
     for n, (prompt, grammar, budget) in enumerate(zip(prompts, grammars, budgets)):
         matcher = LLMatcher(ll_tok, grammar, log_level=0)
         if matcher.is_error():
-            raise ValueError(f"grammar error: {matcher.get_error()}")
+            raise InvalidRequest(f"grammar error: {matcher.get_error()}")
         rows.append(_Row(matcher, prompt, budget, draft, gone[n] if gone else None))
     shared = prefix is not None and all(len(p) > len(prefix[0]) and p[:len(prefix[0])] == prefix[0] for p in prompts)
     start = len(prefix[0]) if shared else 0

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable
 
+from backend.errors import InvalidRequest
 from backend.inference.constrained import bound_schema, field_confidence, grammar, schema_of
 from backend.inference.decoding import common_prefix, constrained_batch
 from backend.inference.grounding import ground, leaves
@@ -70,7 +71,7 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
     modes = [(rank if doc.rank is None else doc.rank) or None for doc in docs]
     rules = _conventions(target.adapter_path) if any(modes) else None
     if any(modes) and rules is None:
-        raise ValueError(f"rank: {target.label} has no label conventions ({CONVENTIONS_FILE}, written by the trainer "
+        raise InvalidRequest(f"rank: {target.label} has no label conventions ({CONVENTIONS_FILE}, written by the trainer "
                          "for extraction data) to tell which fields to rank; leave rank off")
     for mode in set(filter(None, modes)):
         rankable(rules, [], mode)  # an unknown mode is the caller's error, before any decoding
@@ -83,7 +84,7 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
             ids = _encode(tokenizer, spec.messages(doc.text))
             if len(ids) + cap > context:
                 where = f"document {n}: " if len(docs) > 1 else ""
-                raise ValueError(f"{where}prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's "
+                raise InvalidRequest(f"{where}prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's "
                                  f"context of {context}; shorten the document")
             prompts.append(ids)
             copy = span_copy if doc.span_copy is None else doc.span_copy
@@ -120,20 +121,20 @@ def constrained_chat(pool: ModelPool, target: Target, messages: list[dict[str, s
     bounded, budget = bound_schema(schema_of(json_schema))
     open_ended = _open_ended(bounded)
     if max_new_tokens is not None and max_new_tokens < budget and not open_ended:
-        raise ValueError(f"max_tokens: got {max_new_tokens}, but an answer under this schema can take up to {budget} "
+        raise InvalidRequest(f"max_tokens: got {max_new_tokens}, but an answer under this schema can take up to {budget} "
                          "tokens and would be cut off before its JSON closes: raise max_tokens (or leave it out), or "
                          "bound the schema more tightly (maxLength, maxItems, enum)")
     cap = min(max_new_tokens or budget, limit)
     with pool.using(target) as (model, tokenizer, context):
         ids = _encode(tokenizer, messages)
         if len(ids) + cap > context:
-            raise ValueError(f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of "
+            raise InvalidRequest(f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of "
                              f"{context}; shorten the messages or max_tokens")
         result = constrained_batch(model, tokenizer, [ids], [grammar(bounded)], max_new_tokens=cap,
                                    device=next(model.parameters()).device, eos_ids=stop_ids(model, tokenizer),
                                    draft=DRAFT_ALONE)[0]
     if result.finish_reason == "length" and not _parses(result.text):  # only an open-ended object gets here
-        raise ValueError(f"max_tokens: the answer reached {cap} tokens before its JSON closed; raise max_tokens")
+        raise InvalidRequest(f"max_tokens: the answer reached {cap} tokens before its JSON closed; raise max_tokens")
     return {"text": result.text, "finish_reason": result.finish_reason, "prompt_tokens": len(ids),
             "completion_tokens": len(result.tokens)}
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from backend.errors import InvalidRequest
 from backend.inference.decoding import PrefixCache
 from backend.inference.generate import padded_generate
 from backend.models.loading import cpu_has_bf16, default_device, load_tokenizer, resolve_model
@@ -70,7 +71,7 @@ class _Base:
     adapters: OrderedDict = field(default_factory=OrderedDict)  # adapter_id -> module key
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(InvalidRequest):
     pass
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from backend.errors import InvalidRequest
 from backend.inference.candidates import (
     amount_candidates,
     date_candidates,
@@ -58,7 +59,7 @@ def rankable(conventions, names: list[str], mode: str, only: set[str] | None = N
     """{field: kind} for the fields of `names` (and of `only`, when given) that `mode` ranks under these
     conventions."""
     if mode not in MODES:
-        raise ValueError(f"rank: got {mode!r}, expected one of {list(MODES)}")
+        raise InvalidRequest(f"rank: got {mode!r}, expected one of {list(MODES)}")
     out = {}
     for name in names:
         if only is not None and name not in only:

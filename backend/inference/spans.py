@@ -41,6 +41,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from backend.errors import InvalidRequest
 from backend.inference.constrained import JSON_LAYOUT, MAX_VALUE_CHARS
 
 COPY_KEY = "x-copy"
@@ -71,7 +72,7 @@ def copy_paths(schema: dict[str, Any], span_copy: SpanCopy) -> set[str]:
     found: set[str] = set()
     _walk(schema, "", wanted, found)
     if wanted is not True and wanted - found:
-        raise ValueError(f"span copy: {', '.join(sorted(wanted - found))} is not a string field of the schema")
+        raise InvalidRequest(f"span copy: {', '.join(sorted(wanted - found))} is not a string field of the schema")
     return found
 
 
@@ -87,7 +88,7 @@ def span_grammar(schema: dict[str, Any], text: str, span_copy: SpanCopy) -> str 
     grammar = LLMatcher.grammar_from_lark(lark)
     error = LLMatcher.validate_grammar(grammar)
     if error:
-        raise ValueError(f"span-copy grammar: {error}")
+        raise InvalidRequest(f"span-copy grammar: {error}")
     return grammar
 
 

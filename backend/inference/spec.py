@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
 
+from backend.errors import InvalidRequest
 from backend.inference.constrained import bound_schema, check_schema_size, flat_schema, grammar, schema_of
 from backend.inference.ranking import string_fields
 from backend.prompts import NAMED_SCHEMAS, ExtractionSchema, extraction_messages
@@ -34,11 +35,11 @@ class ExtractionSpec:
         before anything is compiled. ValueError names what was wrong with the schema."""
         if isinstance(schema, str):
             if schema not in NAMED_SCHEMAS:
-                raise ValueError(f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a schema object")
+                raise InvalidRequest(f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a schema object")
             return cls.from_names(NAMED_SCHEMAS[schema].names)
         if isinstance(schema, (list, tuple)):
             if not schema or not all(isinstance(n, str) and n for n in schema):
-                raise ValueError("schema: a list of field names must be non-empty strings")
+                raise InvalidRequest("schema: a list of field names must be non-empty strings")
             resolved = flat_schema(list(schema))
         else:
             resolved = schema_of(schema)
@@ -50,7 +51,7 @@ class ExtractionSpec:
             #   the field's description)
             fields = ExtractionSchema.from_json_schema(schema)
         except AttributeError as exc:  # properties that are not objects
-            raise ValueError(f"schema: every property must be a schema object ({exc})") from exc
+            raise InvalidRequest(f"schema: every property must be a schema object ({exc})") from exc
         return _cached(json.dumps(resolved), fields)
 
     @classmethod

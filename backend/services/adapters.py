@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
+from backend.errors import Conflict, InvalidRequest, NotFound
 from backend.scoring.conventions import MEMORY_FILE
-from backend.services.errors import ConflictError, NotFoundError
 from backend.storage import now_iso
 
 MAX_VERSION = 2**62  # versions are counted from 1; larger numbers are no version (and overflow SQL integers)
@@ -29,21 +29,21 @@ COLUMNS = ("name, version, base_model, dataset, dataset_hash, job_id, path, sche
            "promotion")
 
 
-class AdapterNotFoundError(NotFoundError):
+class AdapterNotFoundError(NotFound):
     pass
 
 
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
-        raise ValueError(f"adapter name {name!r} is invalid: use 1-64 lower-case letters, digits, '-' or '_', "
+        raise InvalidRequest(f"adapter name {name!r} is invalid: use 1-64 lower-case letters, digits, '-' or '_', "
                          "starting with a letter or digit")
     return name
 
 
 def check_alias(alias: str) -> str:
     if not ALIAS.match(alias) or alias == "latest":
-        raise ValueError(f"alias {alias!r} is invalid: use 1-32 lower-case letters, digits, '-' or '_', starting "
+        raise InvalidRequest(f"alias {alias!r} is invalid: use 1-32 lower-case letters, digits, '-' or '_', starting "
                          "with a letter ('latest' is reserved; versions are numbers)")
     return alias
 
@@ -96,7 +96,7 @@ def register(*, engine: Engine, data_dir: Path, name: str, job_id: str, dataset:
         except IntegrityError:
             continue
         return get_version(engine=engine, name=name, version=version)
-    raise ConflictError(f"could not register a version of {name!r}: too many concurrent registrations")
+    raise Conflict(f"could not register a version of {name!r}: too many concurrent registrations")
 
 
 def _decode(row) -> dict[str, Any]:
@@ -189,7 +189,7 @@ def rollback_alias(*, engine: Engine, name: str, alias: str) -> dict[str, Any]:
     current = history[0]["version"]
     earlier = next((h["version"] for h in history[1:] if h["version"] != current), None)
     if earlier is None:
-        raise ConflictError(f"{name}@{alias} has no earlier version to roll back to")
+        raise Conflict(f"{name}@{alias} has no earlier version to roll back to")
     with engine.begin() as conn:
         conn.execute(text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n AND alias = :a"),
                      {"n": name, "a": alias, "v": earlier, "t": now_iso()})
@@ -219,13 +219,13 @@ def delete_version(*, engine: Engine, name: str, version: int) -> None:
     """Remove a version, unless an alias points at it or a queued/running job uses it."""
     record = get_version(engine=engine, name=name, version=version)
     if record["aliases"]:
-        raise ConflictError(f"{name}@{version} is in use by alias(es) {record['aliases']}; move them first")
+        raise Conflict(f"{name}@{version} is in use by alias(es) {record['aliases']}; move them first")
     with engine.connect() as conn:
         active = conn.execute(text("SELECT id, params FROM jobs WHERE status IN ('queued', 'running')")).all()
     for job_id, params in active:
         used = json.loads(params).get("adapter")
         if used and _same(engine, used, name, version):
-            raise ConflictError(f"{name}@{version} is in use by job {job_id}")
+            raise Conflict(f"{name}@{version} is in use by job {job_id}")
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM adapters WHERE name = :n AND version = :v"), {"n": name, "v": version})
     shutil.rmtree(record["path"], ignore_errors=True)
@@ -234,6 +234,6 @@ def delete_version(*, engine: Engine, name: str, version: int) -> None:
 def _same(engine: Engine, ref: str, name: str, version: int) -> bool:
     try:
         used = resolve(engine=engine, ref=ref)
-    except NotFoundError:
+    except NotFound:
         return False
     return used["name"] == name and used["version"] == version

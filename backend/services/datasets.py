@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from backend.services.errors import NotFoundError
+from backend.errors import Conflict, InvalidRequest, NotFound, TooLarge
 from backend.storage import crashpoints, now_iso
 from backend.training.data import DatasetError, parse_jsonl
 
@@ -29,13 +29,13 @@ log = logging.getLogger("tunebridge.datasets")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
-class DatasetNotFoundError(NotFoundError):
+class DatasetNotFoundError(NotFound):
     pass
 
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
-        raise ValueError(f"dataset name {name!r} is invalid: use 1-64 lower-case letters, digits, '-' or '_', "
+        raise InvalidRequest(f"dataset name {name!r} is invalid: use 1-64 lower-case letters, digits, '-' or '_', "
                          "starting with a letter or digit")
     return name
 
@@ -52,11 +52,11 @@ class Appended:
     formats: dict[str, int]
 
 
-class DuplicateDeliveryError(Exception):
+class DuplicateDeliveryError(Conflict):
     """A webhook delivery id that was stored before; nothing was stored again."""
 
 
-class DatasetTooLargeError(ValueError):
+class DatasetTooLargeError(TooLarge):
     """Appending would grow the dataset past its size limit; nothing was stored."""
 
 

@@ -25,13 +25,13 @@ from agents.feedback import dataset_for
 from agents.graph import Deps, build_graph, process, record
 from agents.policy import Policy
 from agents.store import Store
+from backend.errors import Conflict, InvalidRequest, NotFound
 from backend.services import webhooks
-from backend.services.errors import ConflictError, NotFoundError
 
 SUFFIXES = {".pdf", ".txt", ".md", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
-class DocumentNotFoundError(NotFoundError):
+class DocumentNotFoundError(NotFound):
     pass
 
 
@@ -60,7 +60,7 @@ class Documents:
     def save_upload(self, filename: str, content: bytes) -> Path:
         suffix = Path(filename or "document.txt").suffix.lower()
         if suffix not in SUFFIXES:
-            raise ValueError(f"file {filename!r}: unsupported type {suffix or '(none)'}; send one of "
+            raise InvalidRequest(f"file {filename!r}: unsupported type {suffix or '(none)'}; send one of "
                              f"{sorted(SUFFIXES)}")
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename).name)[:120] or f"document{suffix}"
         folder = self.folder / hashlib.sha256(content).hexdigest()[:16]  # one folder per content
@@ -76,7 +76,7 @@ class Documents:
             with self._lock:
                 state, before = process(self._graph(model, dataset), self.store, path,
                                         thread_id=file_sha256(path)[:16], doc_type=doc_type)
-        except ValueError as exc:  # an unreadable file: named as the client sent it, not by its server path
+        except InvalidRequest as exc:  # an unreadable file: named as the client sent it, not by its server path
             if str(path) not in str(exc):
                 raise
             raise type(exc)(str(exc).replace(str(path), path.name)) from None
@@ -100,7 +100,7 @@ class Documents:
             if not state.values:
                 raise DocumentNotFoundError(f"document {doc_id!r} does not exist")
             if not state.next:
-                raise ConflictError(f"document {doc_id} is not waiting for review (status "
+                raise Conflict(f"document {doc_id} is not waiting for review (status "
                                     f"{state.values.get('status')}, decision {state.values.get('decision')})")
             graph.invoke(Command(resume=answer), config)
             return self._public(record(graph.get_state(config)))

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from sqlalchemy import Engine
 
+from backend.errors import InvalidRequest
 from backend.evaluation.config import EvalConfig
 from backend.evaluation.policy import decide
 from backend.evaluation.runner import Candidate, evaluate, load_eval_set, write_eval
@@ -65,7 +66,7 @@ def _headline(entry: dict[str, Any]) -> dict[str, Any]:
 def _promote(engine: Engine, candidate_id: str, incumbent_id: str | None, result: dict[str, Any], policy) -> dict:
     entries = result["candidates"]
     if "extraction" not in entries[candidate_id]:
-        raise ValueError("promotion needs an extraction dataset (field-level F1 decides it)")
+        raise InvalidRequest("promotion needs an extraction dataset (field-level F1 decides it)")
     decision = decide(entries[candidate_id]["extraction"],
                       entries[incumbent_id]["extraction"] if incumbent_id and incumbent_id != candidate_id else None,
                       policy)
@@ -97,10 +98,10 @@ def build_candidates(*, adapters: list[str], include_base: bool, model: str | No
             target, record = resolve_target(engine=engine, default_base=default_base, adapter=ref)
             found.append(Candidate(record["id"], target))
         else:
-            raise ValueError(f"adapter {ref!r}: no such folder (registry references need the service's --data-dir)")
+            raise InvalidRequest(f"adapter {ref!r}: no such folder (registry references need the service's --data-dir)")
     if include_base:
         base = model or (found[0].target.base if found else default_base)
         found.insert(0, Candidate("base", Target(base)))
     if not found:
-        raise ValueError("nothing to evaluate: give --adapter, or keep the base model in")
+        raise InvalidRequest("nothing to evaluate: give --adapter, or keep the base model in")
     return found

@@ -13,18 +13,18 @@ from typing import Any, Callable
 
 from sqlalchemy import Engine
 
+from backend.errors import InvalidRequest, NotFound
 from backend.inference.batcher import Batcher
 from backend.inference.constrained import check_schema_size, schema_of
 from backend.inference.extraction import Document, constrained_chat
 from backend.inference.pool import GenRequest, Target
-from backend.models.bundled import BUNDLED
 from backend.inference.spec import ExtractionSpec
+from backend.models.bundled import BUNDLED
 from backend.prompts import NAMED_SCHEMAS, parse_answer
 from backend.services import adapters
-from backend.services.errors import NotFoundError
 
 
-class ModelNotFoundError(NotFoundError):
+class ModelNotFoundError(NotFound):
     pass
 
 
@@ -63,7 +63,7 @@ def extraction_spec(schema: dict | list | str | None, record: dict[str, Any] | N
     (SchemaTooLargeError past them)."""
     if schema is None:
         if not (record and record.get("schema")):
-            raise ValueError("schema: none given, and the model has no training schema; send a schema, a list of "
+            raise InvalidRequest("schema: none given, and the model has no training schema; send a schema, a list of "
                              f"field names or one of {sorted(NAMED_SCHEMAS)}")
         return ExtractionSpec.from_names(record["schema"])
     return ExtractionSpec.of(schema, max_properties=limits[0], max_depth=limits[1])
@@ -82,7 +82,7 @@ def extract(*, batcher: Batcher, target: Target, text: str, spec: ExtractionSpec
     messages = spec.messages(text)
     if not constrained:
         if rank:
-            raise ValueError("rank: needs constrained decoding; drop rank or constrained=false")
+            raise InvalidRequest("rank: needs constrained decoding; drop rank or constrained=false")
         request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=max_new_tokens or 512)
         result = batcher.generate(target, request, disconnected=disconnected)
         parsed = parse_answer(result.text, spec.fields)

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, text
 
+from backend.errors import Conflict, InvalidRequest, NotFound
 from backend.evaluation.config import EvalConfig
 from backend.evaluation.policy import PromotionPolicy
 from backend.inference.spec import ExtractionSpec
@@ -25,7 +26,6 @@ from backend.prompts import NAMED_SCHEMAS
 from backend.services.adapters import check_name as check_adapter_name
 from backend.services.adapters import resolve as resolve_adapter
 from backend.services.datasets import DatasetNotFoundError
-from backend.services.errors import ConflictError, NotFoundError
 from backend.storage import now_iso
 from backend.training.config import TrainConfig
 
@@ -36,7 +36,7 @@ COLUMNS = ("id, kind, status, dataset, params, progress, result, error, cancel_r
            "updated_at, adapter_name, callback_url, callback_state, callback_attempts, callback_error, follow_up")
 
 
-class JobNotFoundError(NotFoundError):
+class JobNotFoundError(NotFound):
     pass
 
 
@@ -62,7 +62,7 @@ class ServerModels:
         if isinstance(model, str) and model.startswith("/") and ".." not in Path(model).parts:
             if any(Path(model).is_relative_to(folder) for folder in self.allowed_dirs):
                 return
-        raise ValueError(f"{field}: got {model!r}, expected a bundled model ({', '.join(sorted(BUNDLED))}) or a "
+        raise InvalidRequest(f"{field}: got {model!r}, expected a bundled model ({', '.join(sorted(BUNDLED))}) or a "
                          "folder under one of TUNEBRIDGE_ALLOWED_MODEL_DIRS")
 
 
@@ -76,10 +76,10 @@ def check_schema(schema: Any) -> dict[str, Any] | None:
     if isinstance(schema, dict):
         try:
             ExtractionSpec.of(schema)
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise ValueError(str(exc) if str(exc).startswith("schema") else f"schema: {exc}") from exc
+        except (InvalidRequest, ValueError, AttributeError, TypeError) as exc:
+            raise InvalidRequest(str(exc) if str(exc).startswith("schema") else f"schema: {exc}") from exc
         return schema
-    raise ValueError(f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a JSON Schema object "
+    raise InvalidRequest(f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a JSON Schema object "
                      "(the service reads no schema file)")
 
 
@@ -90,25 +90,25 @@ def check_job_request(*, kind: str, params: dict[str, Any], adapter_name: str | 
     With `models` and `engine`, what the request names is resolved against what the service owns:
     base models, and the registry's adapters."""
     if kind not in KINDS:
-        raise ValueError(f"kind: got {kind!r}, expected one of {list(KINDS)}")
+        raise InvalidRequest(f"kind: got {kind!r}, expected one of {list(KINDS)}")
     if not isinstance(params, dict):
-        raise ValueError(f"hyperparameters: got {type(params).__name__}, expected an object")
+        raise InvalidRequest(f"hyperparameters: got {type(params).__name__}, expected an object")
     if kind == "eval":
         config = EvalConfig.from_dict(params)
         if promote is not None:
-            raise ValueError("promote: for train jobs; an eval job takes promote inside its hyperparameters")
+            raise InvalidRequest("promote: for train jobs; an eval job takes promote inside its hyperparameters")
         if models is not None:
             models.check(config.model, field="hyperparameters.model")
         if engine is not None:
             for ref in config.adapters:
                 try:
                     resolve_adapter(engine=engine, ref=ref)
-                except NotFoundError as exc:
-                    raise ValueError(f"hyperparameters.adapters: {exc}") from exc
+                except NotFound as exc:
+                    raise InvalidRequest(f"hyperparameters.adapters: {exc}") from exc
     else:
         reserved = sorted({"data", "output_dir", "run_name"} & set(params))
         if reserved:
-            raise ValueError(f"hyperparameters {reserved} are set by the service; leave them out")
+            raise InvalidRequest(f"hyperparameters {reserved} are set by the service; leave them out")
         check_schema(params.get("schema"))
         options = {k: v for k, v in params.items() if k != "schema"}
         TrainConfig.from_dict({**options, "data": ["(dataset)"]})
@@ -117,12 +117,12 @@ def check_job_request(*, kind: str, params: dict[str, Any], adapter_name: str | 
     if promote is not None:
         options = dict(promote)
         if not isinstance(options.pop("dataset", None), str):
-            raise ValueError("promote.dataset: name the held-out dataset the new version is evaluated on")
+            raise InvalidRequest("promote.dataset: name the held-out dataset the new version is evaluated on")
         PromotionPolicy.from_dict(options)
     if adapter_name is not None:
         check_adapter_name(adapter_name)
     if callback_url is not None and not callback_url.startswith(("http://", "https://")):
-        raise ValueError(f"callback_url: got {callback_url!r}, expected an http:// or https:// URL")
+        raise InvalidRequest(f"callback_url: got {callback_url!r}, expected an http:// or https:// URL")
 
 
 def create_job(*, engine: Engine, kind: str, dataset: str, params: dict[str, Any], adapter_name: str | None = None,
@@ -214,7 +214,7 @@ def resume_job(*, engine: Engine, job_id: str) -> dict[str, Any]:
     """Queue a cancelled or failed job again; its worker continues from the last checkpoint."""
     job = get_job(engine=engine, job_id=job_id)
     if job["status"] not in ("cancelled", "failed"):
-        raise ConflictError(f"job {job_id} is {job['status']}; only cancelled or failed jobs can be resumed")
+        raise Conflict(f"job {job_id} is {job['status']}; only cancelled or failed jobs can be resumed")
     with engine.begin() as conn:
         conn.execute(text("UPDATE jobs SET status = 'queued', cancel_requested = 0, error = NULL, attempts = 0, "
                           "callback_state = NULL, callback_attempts = 0, callback_error = NULL, "

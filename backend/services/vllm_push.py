@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
+from backend.errors import InvalidRequest, Upstream
 from backend.services import adapters
 
 log = logging.getLogger("tunebridge.vllm")
@@ -34,7 +35,7 @@ ENABLE_HINT = ("start vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True in its env
                "(docs/vllm.md)")
 
 
-class VLLMError(RuntimeError):
+class VLLMError(Upstream):
     """vLLM unreachable, or it refused a request: the message says which and what to change."""
 
 
@@ -48,7 +49,7 @@ def parse_path_map(spec: str | list[str] | None) -> list[tuple[Path, str]]:
             continue
         local, sep, remote = item.partition("=")
         if not sep or not local.strip() or not remote.strip():
-            raise ValueError(f"path map {item!r}: expected LOCAL=REMOTE, e.g. /srv/tunebridge-data=/data")
+            raise InvalidRequest(f"path map {item!r}: expected LOCAL=REMOTE, e.g. /srv/tunebridge-data=/data")
         pairs.append((Path(local.strip()).expanduser().resolve(), remote.strip().rstrip("/") or "/"))
     return sorted(pairs, key=lambda p: len(p[0].parts), reverse=True)  # the most specific folder first
 
@@ -66,7 +67,7 @@ def base_url(url: str) -> str:
     """The server's root whether given as `http://host:8000` or as an OpenAI base URL ending in `/v1`."""
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise ValueError(f"vLLM URL {url!r}: expected http://host:port")
+        raise InvalidRequest(f"vLLM URL {url!r}: expected http://host:port")
     return url.removesuffix("/v1")
 
 

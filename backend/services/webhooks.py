@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from backend.errors import InvalidRequest
 from backend.services import datasets, jobs
 
 DELIVERY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -28,20 +29,20 @@ def parse_delivery(body: bytes) -> tuple[str, bytes]:
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"body is not JSON: {exc}") from exc
+        raise InvalidRequest(f"body is not JSON: {exc}") from exc
     except RecursionError as exc:
-        raise ValueError("body is not JSON this service reads: nested too deeply") from exc
+        raise InvalidRequest("body is not JSON this service reads: nested too deeply") from exc
     if not isinstance(payload, dict):
-        raise ValueError(f"body must be a JSON object, got {type(payload).__name__}")
+        raise InvalidRequest(f"body must be a JSON object, got {type(payload).__name__}")
     dataset = payload.get("dataset")
     if not isinstance(dataset, str):
-        raise ValueError("field 'dataset': a dataset name (string) is required")
+        raise InvalidRequest("field 'dataset': a dataset name (string) is required")
     datasets.check_name(dataset)
     if ("examples" in payload) == ("example" in payload):
-        raise ValueError("give exactly one of 'examples' (a list of records) or 'example' (one record)")
+        raise InvalidRequest("give exactly one of 'examples' (a list of records) or 'example' (one record)")
     examples = payload["examples"] if "examples" in payload else [payload["example"]]
     if not isinstance(examples, list) or not examples:
-        raise ValueError("field 'examples': a non-empty list of records is required")
+        raise InvalidRequest("field 'examples': a non-empty list of records is required")
     return dataset, b"\n".join(json.dumps(e, ensure_ascii=False).encode() for e in examples)
 
 
@@ -49,7 +50,7 @@ def receive(*, engine: Engine, data_dir: Path, delivery_id: str, body: bytes, th
             max_dataset_bytes: int | None = None) -> dict[str, Any]:
     """Store a delivery's examples (once) and start training if the threshold is reached."""
     if not DELIVERY.match(delivery_id or ""):
-        raise ValueError("X-Tunebridge-Delivery: a delivery id of 1-128 letters, digits, '.', '_', ':' or '-' "
+        raise InvalidRequest("X-Tunebridge-Delivery: a delivery id of 1-128 letters, digits, '.', '_', ':' or '-' "
                          "is required (it makes replays harmless)")
     dataset, lines = parse_delivery(body)
     try:

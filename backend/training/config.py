@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.errors import InvalidRequest
+
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
     if isinstance(default, list):
@@ -87,7 +89,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name}: got {getattr(self, f.name)!r}, expected one of {choices}")
+                raise InvalidRequest(f"{f.name}: got {getattr(self, f.name)!r}, expected one of {choices}")
         checks = [
             ("val_fraction", 0 <= self.val_fraction < 1, "a number in [0, 1)"),
             ("max_length", self.max_length >= 16, "at least 16"),
@@ -119,10 +121,10 @@ class TrainConfig:
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {expected}")
+                raise InvalidRequest(f"{name}: got {getattr(self, name)!r}, expected {expected}")
         problem = launcher_args_problem(self.launcher, self.launcher_args)
         if problem:
-            raise ValueError(f"launcher_args: got {self.launcher_args!r}, {problem}")
+            raise InvalidRequest(f"launcher_args: got {self.launcher_args!r}, {problem}")
 
     @property
     def micro_batch_size(self) -> int:
@@ -177,15 +179,15 @@ def from_known(cls, values: dict[str, Any], *, what: str):
     """Build the dataclass `cls` from `values`, refusing keys it does not have by name (config from
     JSON: a typo must not be dropped silently) and values of the wrong type ("abc" for a number)."""
     if not isinstance(values, dict):
-        raise ValueError(f"{what} options: got {type(values).__name__}, expected an object of options")
+        raise InvalidRequest(f"{what} options: got {type(values).__name__}, expected an object of options")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {what} option(s) {unknown}; known: {sorted(fields)}")
+        raise InvalidRequest(f"unknown {what} option(s) {unknown}; known: {sorted(fields)}")
     for name, value in values.items():
         expected = _type_problem(str(fields[name].type), value)
         if expected:
-            raise ValueError(f"{name}: got {value!r} ({type(value).__name__}), expected {expected}")
+            raise InvalidRequest(f"{name}: got {value!r} ({type(value).__name__}), expected {expected}")
     return cls(**values)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from backend.errors import InvalidRequest
 from backend.prompts import ExtractionSchema, extraction_answer, extraction_messages
 
 ROLES = {"system", "user", "assistant"}
@@ -34,7 +35,7 @@ class LineIssue:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-class DatasetError(ValueError):
+class DatasetError(InvalidRequest):
     """The dataset cannot be trained on; `issues` lists every offending line."""
 
     def __init__(self, summary: str, issues: list[LineIssue] | None = None, limit: int = 20):
@@ -70,7 +71,7 @@ class LoadedData:
         }
 
 
-class RecordError(ValueError):
+class RecordError(InvalidRequest):
     """One record is malformed; the message names the field."""
 
 
@@ -256,7 +257,7 @@ def check_usable(data: LoadedData, *, skip_invalid: bool, source: str) -> None:
 def split(examples: list[Example], *, val_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Seeded shuffle, then hold out `val_fraction` (at least one example when the fraction > 0)."""
     if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise InvalidRequest(f"val_fraction must be in [0, 1), got {val_fraction}")
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     n_val = 0 if val_fraction == 0 else max(1, round(len(examples) * val_fraction))

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import torch
 
+from backend.errors import InvalidRequest
+
 
 class LossModule(torch.nn.Module):
     """The model and its answer-only loss as one module, so DDP/FSDP see every forward pass (the
@@ -92,7 +94,7 @@ class Parallel:
         if not self.enabled:
             return
         if batch_size % (grad_accum * self.world):
-            raise ValueError(f"batch_size: got {batch_size}, expected a multiple of grad_accum × processes "
+            raise InvalidRequest(f"batch_size: got {batch_size}, expected a multiple of grad_accum × processes "
                              f"({grad_accum} × {self.world}): it is the global batch, split evenly over the ranks")
         import torch.distributed as dist
 
@@ -260,4 +262,4 @@ def _check_adapter_keys(model) -> None:
 
     ours = {_adapter_key(k) for k in model.state_dict() if "lora_" in k}
     if ours != set(get_peft_model_state_dict(model)):
-        raise RuntimeError("strategy fsdp: this adapter's keys are not plain LoRA keys; use strategy ddp")
+        raise InvalidRequest("strategy fsdp: this adapter's keys are not plain LoRA keys; use strategy ddp")

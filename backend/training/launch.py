@@ -18,7 +18,6 @@ to the ranks, which checkpoint and stop), and each rank is killed if its launche
 from __future__ import annotations
 
 import argparse
-import builtins
 import json
 import os
 import shlex
@@ -26,16 +25,18 @@ import signal
 import socket
 import subprocess
 import sys
-import traceback
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from backend.errors import Conflict, InvalidRequest, NotFound, TunebridgeError
 from backend.training.config import TrainConfig
 
-_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)  # re-raised as themselves
+# a rank's error of one of these kinds is raised again as itself in the parent
+_ERRORS = (InvalidRequest, NotFound, Conflict, TunebridgeError, FileNotFoundError, FileExistsError)
 
 
 def launcher_command(config: TrainConfig, *, run_dir: Path, control: Path, progress_bar: bool) -> list[str]:
@@ -92,8 +93,9 @@ def launch(config: TrainConfig, *, run_dir: Path, should_stop: Callable[[], bool
         status = "cancelled" if stopping else "succeeded"
         return TrainResult(run_dir, status, {"status": status, "run_dir": str(run_dir), "remote": True})
     if first_error:
-        raise getattr(builtins, first_error["kind"] or "RuntimeError")(first_error["text"])
-    raise RuntimeError(f"{config.launcher} exited with code {proc.returncode} before the run finished; "
+        kinds = {k.__name__: k for k in _ERRORS}
+        raise kinds.get(first_error["kind"] or "", TunebridgeError)(first_error["text"])
+    raise TunebridgeError(f"{config.launcher} exited with code {proc.returncode} before the run finished; "
                        f"the ranks' output is above (resume with: tunebridge train --resume {run_dir})")
 
 
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         config, run_dir = open_run(None, args.run_dir)
         Recipe(config, run_dir, resume=True, should_stop=lambda: requested.is_set() or stop_file.exists(),
                on_progress=on_progress, progress_bar=args.progress_bar).run()
-    except Exception as exc:  # for the parent to raise: the nearest of _ERRORS, else RuntimeError
+    except Exception as exc:  # for the parent to raise: the nearest of _ERRORS, else TunebridgeError
         kind = next((k.__name__ for k in type(exc).__mro__ if k in _ERRORS), None)
         text = str(exc) if kind else f"{type(exc).__name__}: {exc}"
         (control / f"error-rank-{os.environ.get('RANK', '0')}.json").write_text(json.dumps({"kind": kind, "text": text}))

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from backend.errors import InvalidRequest
 from backend.prompts import ExtractionSchema
 from backend.training import checkpoint as ckpt
 from backend.training.batching import run_batches
@@ -61,12 +62,12 @@ def open_run(config: TrainConfig | None, resume_dir: str | Path | None) -> tuple
             raise FileNotFoundError(f"cannot resume {run_dir}: no config.json there (not a run folder)")
         done = run_dir / "summary.json"
         if done.is_file() and json.loads(done.read_text()).get("status") == "succeeded":
-            raise ValueError(f"cannot resume {run_dir}: the run already finished")
+            raise InvalidRequest(f"cannot resume {run_dir}: the run already finished")
         return TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())), run_dir
     if config is None:
-        raise ValueError("a new run needs a config")
+        raise TypeError("a new run needs a config")
     if launched() and Parallel.from_env().enabled:
-        raise ValueError("a launched rank trains a prepared run folder: start it with "
+        raise InvalidRequest("a launched rank trains a prepared run folder: start it with "
                          "`tunebridge train --launcher torchrun|accelerate`, not the launcher around the CLI")
     return config, _new_run_dir(config)
 
@@ -104,7 +105,7 @@ class Recipe:
         # generation-based metrics run on rank 0; not under FSDP, where no rank holds the whole model
         extraction = bool(config.eval_examples and self.data_report["schema"]) and not par.fsdp
         if par.fsdp and config.eval_metric == "micro_f1":
-            raise ValueError("eval_metric: got 'micro_f1' with strategy fsdp, expected val_loss or auto (FSDP runs "
+            raise InvalidRequest("eval_metric: got 'micro_f1' with strategy fsdp, expected val_loss or auto (FSDP runs "
                              "no generation during training; evaluate the adapter afterwards)")
         self.check = None
         if extraction and par.main:
@@ -318,7 +319,7 @@ def prepare_data(config: TrainConfig, tokenizer) -> tuple[EncodedSet, EncodedSet
         "too_long": [f"{o} ({n} tokens > max_length {config.max_length})" for o, n in train_set.too_long + val_set.too_long],
     }
     if not train_set.items:
-        raise ValueError(f"no training example fits max_length={config.max_length}: " + "; ".join(report["too_long"][:5]))
+        raise InvalidRequest(f"no training example fits max_length={config.max_length}: " + "; ".join(report["too_long"][:5]))
     return train_set, val_set, report, val_ex, train_ex
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from backend.errors import InvalidRequest
 from backend.models.loading import cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
 
@@ -24,7 +25,7 @@ class Runtime:
     def from_config(cls, config: TrainConfig) -> "Runtime":
         device = default_device() if config.device == "auto" else config.device
         if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device: got 'cuda', but no CUDA device is available here")
+            raise InvalidRequest("device: got 'cuda', but no CUDA device is available here")
         if config.precision == "auto":
             bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_bf16()
             dtype = torch.bfloat16 if bf16 else torch.float32

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backend.errors import InvalidRequest
 from backend.training.data import Example
 
 IGNORE = -100
@@ -25,7 +26,7 @@ class Encoded:
         return sum(1 for label in self.labels if label != IGNORE)
 
 
-class TemplateError(ValueError):
+class TemplateError(InvalidRequest):
     """The chat template does not render a conversation as a growing prefix."""
 
 

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import torch
 
-from backend.scoring.metrics import score_document, summarize
 from backend.inference.generate import padded_generate
+from backend.scoring.metrics import score_document, summarize
 from backend.training.data import Example
 
 HIGHER_IS_BETTER = {"micro_f1": True, "val_loss": False}

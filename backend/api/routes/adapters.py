@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Response, status
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,10 +48,7 @@ def _public(record: dict[str, Any], settings) -> dict[str, Any]:
 
 @router.put("/{name}/aliases/{alias}", summary="Point an alias (e.g. prod) at a version: promote")
 def promote(name: AdapterName, alias: AliasName, body: AliasIn, engine: EngineDep) -> dict[str, Any]:
-    try:
-        return service.set_alias(engine=engine, name=name, alias=alias, version=body.version, reason=body.reason)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return service.set_alias(engine=engine, name=name, alias=alias, version=body.version, reason=body.reason)
 
 
 @router.get("/{name}/aliases/{alias}", summary="Where an alias points, and its history")

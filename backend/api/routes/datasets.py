@@ -43,10 +43,7 @@ def _tokenizer(model: str):
 
 
 def _checked(name: str) -> str:
-    try:
-        return service.check_name(name)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return service.check_name(name)
 
 
 @router.post("/{name}/examples", status_code=status.HTTP_201_CREATED, response_model=AppendedOut,
@@ -66,9 +63,7 @@ async def append(name: DatasetName, request: Request, engine: EngineDep, setting
     try:
         result = service.append_examples(engine=engine, data_dir=settings.data_dir, name=name, body=body, source=source,
                                          max_bytes=int(settings.max_dataset_mb * 1024 * 1024))
-    except service.DatasetTooLargeError as exc:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from exc
-    except DatasetError as exc:
+    except DatasetError as exc:  # the lines at fault, each with its problem
         issues = [{"file": i.file, "line": i.line, "problem": i.message} for i in exc.issues]
         return JSONResponse({"error": str(exc).split("\n")[0], "issues": issues},
                             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)

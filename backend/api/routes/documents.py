@@ -15,7 +15,6 @@ from backend.api.body import read_capped
 from backend.api.deps import Authorized, BatcherDep, EngineDep, SettingsDep
 from backend.services import inference
 from backend.services.documents import Documents
-from backend.services.errors import ConflictError
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], dependencies=[Authorized])
 DocType = Literal["invoice", "receipt", "bank_statement", "kyc"]
@@ -86,12 +85,9 @@ async def create(request: Request, engine: EngineDep, settings: SettingsDep, bat
     target, _ = inference.resolve_target(engine=engine, default_base=settings.default_base_model,
                                          model=options.get("model"), adapter=options.get("adapter"))
     model = BatcherModel(batcher, target, limit=settings.max_new_tokens)
-    try:
-        path = documents.save_upload(name, content)
-        return await _in_thread(documents.run, path, model=model, doc_type=options.get("type"),
-                                dataset=options.get("corrections_dataset") or settings.corrections_dataset)
-    except ValueError as exc:  # unreadable file, missing OCR, prompt too long
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    path = documents.save_upload(name, content)
+    return await _in_thread(documents.run, path, model=model, doc_type=options.get("type"),
+                            dataset=options.get("corrections_dataset") or settings.corrections_dataset)
 
 
 @router.get("", summary="Documents, optionally by status (pending_review, done, reviewed)")
@@ -108,13 +104,8 @@ def get_document(doc_id: str, request: Request, engine: EngineDep, settings: Set
 @router.post("/{doc_id}/review", summary="Finish a review: corrections and/or a decision")
 def review(doc_id: str, body: ReviewIn, request: Request, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     answer = body.model_dump(exclude={"corrections_dataset"})
-    try:
-        return _documents(request, settings, engine).review(
-            doc_id, answer, dataset=body.corrections_dataset or settings.corrections_dataset)
-    except ConflictError:
-        raise  # 409: not waiting for review
-    except ValueError as exc:  # a correction path that does not exist
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return _documents(request, settings, engine).review(
+        doc_id, answer, dataset=body.corrections_dataset or settings.corrections_dataset)
 
 
 async def _in_thread(fn, *args, **kwargs):

@@ -13,8 +13,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from backend.api.errors import OPENAI_ERROR_RESPONSES
 from backend.api.deps import Authorized, BatcherDep, EngineDep, SettingsDep
+from backend.api.errors import OPENAI_ERROR_RESPONSES
 from backend.inference.pool import GenRequest, GenResult, apply_stop
 from backend.services import inference as service
 
@@ -157,10 +157,7 @@ def _disconnected(request: Request):
 
 
 def _run(batcher, target, request: GenRequest, http: Request | None = None) -> GenResult:
-    try:
-        return batcher.generate(target, request, disconnected=_disconnected(http) if http is not None else None)
-    except ValueError as exc:  # prompt too long for the model
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return batcher.generate(target, request, disconnected=_disconnected(http) if http is not None else None)
 
 
 def _usage(result: GenResult) -> dict[str, int]:
@@ -176,13 +173,10 @@ def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, bat
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     schema = body.response_format.decoding_schema if body.response_format else None
     if schema is not None:
-        try:
-            out = service.chat_structured(batcher=batcher, target=target, messages=request.chat, json_schema=schema,
-                                          max_new_tokens=body.max_completion_tokens or body.max_tokens,
-                                          limit=settings.max_new_tokens,
-                                          limits=(settings.max_schema_properties, settings.max_schema_depth))
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        out = service.chat_structured(batcher=batcher, target=target, messages=request.chat, json_schema=schema,
+                                      max_new_tokens=body.max_completion_tokens or body.max_tokens,
+                                      limit=settings.max_new_tokens,
+                                      limits=(settings.max_schema_properties, settings.max_schema_depth))
         result = GenResult(out["text"], out["finish_reason"], out["prompt_tokens"], out["completion_tokens"])
         if body.stream:  # decoded whole, sent as one piece
             done: Future = Future()
@@ -190,10 +184,7 @@ def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, bat
             return StreamingResponse(_sse(iter([result.text]), done, request, completion_id, created, target.label),
                                      media_type="text/event-stream")
     elif body.stream:
-        try:
-            pieces, future = batcher.stream(target, request)
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        pieces, future = batcher.stream(target, request)
         return StreamingResponse(_sse(pieces, future, request, completion_id, created, target.label),
                                  media_type="text/event-stream")
     else:
@@ -256,15 +247,12 @@ def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: 
     if body.max_tokens and body.max_tokens > settings.max_new_tokens:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"max_tokens: got {body.max_tokens}, the limit is {settings.max_new_tokens}")
-    try:
-        spec = service.extraction_spec(body.schema_, record, limits=(
-            settings.max_schema_properties, settings.max_schema_depth))
-        return service.extract(batcher=batcher, target=target, text=body.text, spec=spec,
-                               max_new_tokens=body.max_tokens, limit=settings.max_new_tokens,
-                               constrained=body.constrained, review_confidence=settings.review_confidence,
-                               rank=body.rank, disconnected=_disconnected(http))
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    spec = service.extraction_spec(body.schema_, record, limits=(settings.max_schema_properties,
+                                                                 settings.max_schema_depth))
+    return service.extract(batcher=batcher, target=target, text=body.text, spec=spec, max_new_tokens=body.max_tokens,
+                           limit=settings.max_new_tokens, constrained=body.constrained,
+                           review_confidence=settings.review_confidence, rank=body.rank,
+                           disconnected=_disconnected(http))
 
 
 @router.get("/serving", summary="What the serving process holds and how batching and the prefix cache fare")

@@ -59,13 +59,9 @@ class JobOut(BaseModel):
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def create(job: JobIn, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
-    try:
-        return service.create_job(engine=engine, kind=job.kind, dataset=job.dataset, params=job.hyperparameters,
-                                  adapter_name=job.adapter_name, callback_url=job.callback_url, promote=job.promote,
-                                  models=service.ServerModels.of(settings.default_base_model,
-                                                                 settings.allowed_model_dirs))
-    except ValueError as exc:  # an invalid training option (a missing dataset is a 404, mapped in main.py)
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return service.create_job(engine=engine, kind=job.kind, dataset=job.dataset, params=job.hyperparameters,
+                              adapter_name=job.adapter_name, callback_url=job.callback_url, promote=job.promote,
+                              models=service.ServerModels.of(settings.default_base_model, settings.allowed_model_dirs))
 
 
 @router.get("", response_model=list[JobOut])

@@ -9,11 +9,11 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from backend.api.errors import OPENAI_ERROR_RESPONSES
 from backend.api.deps import Authorized, EngineDep, SettingsDep
+from backend.api.errors import OPENAI_ERROR_RESPONSES
+from backend.errors import NotFound
 from backend.models.bundled import BUNDLED
 from backend.services import adapters
-from backend.services.errors import NotFoundError
 from backend.services.inference import servable_bases
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Authorized], responses=OPENAI_ERROR_RESPONSES)
@@ -39,7 +39,7 @@ def retrieve_model(model_id: str, engine: EngineDep, settings: SettingsDep) -> M
     for card in list_models(engine, settings).data:
         if card.id == model_id:
             return card
-    raise NotFoundError(f"model {model_id!r} does not exist: GET /v1/models lists the base models and adapters")
+    raise NotFound(f"model {model_id!r} does not exist: GET /v1/models lists the base models and adapters")
 
 
 @router.get("/models")

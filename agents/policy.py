@@ -246,10 +246,9 @@ def _date_passed(record, params, ctx):
 
 def _ratio_above(record, params, ctx):
     top, bottom = _amount(record, params["numerator"]), _amount(record, params["denominator"])
-    for part in (top, bottom):
-        if isinstance(part, Unevaluable):
-            yield part
-            return
+    if isinstance(top, Unevaluable) or isinstance(bottom, Unevaluable):
+        yield top if isinstance(top, Unevaluable) else bottom
+        return
     if not bottom:
         yield Unevaluable(params["denominator"], f"{params['denominator']} is zero")
     elif top / bottom > float(params["limit"]):

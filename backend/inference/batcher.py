@@ -92,7 +92,7 @@ class Batcher:
         deadline = None if limit is None else time.monotonic() + limit
         while True:
             step = 0.25 if disconnected is not None else None
-            if deadline is not None:
+            if limit is not None and deadline is not None:
                 step = max(0.0, min(step if step is not None else limit, deadline - time.monotonic()))
             try:
                 return item.future.result(timeout=step)
@@ -141,9 +141,9 @@ class Batcher:
                 return
             batch = [first]
             if first.streamer is None:
-                for item in [i for i in held if i.group == first.group][:self.max_batch - 1]:
-                    held.remove(item)
-                    batch.append(item)
+                for other in [i for i in held if i.group == first.group][:self.max_batch - 1]:
+                    held.remove(other)
+                    batch.append(other)
                 deadline = time.monotonic() + self.window_s
                 while len(batch) < self.max_batch:
                     try:

@@ -155,8 +155,8 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
             raise ValueError(f"grammar error: {matcher.get_error()}")
         rows.append(_Row(matcher, prompt, budget, draft, gone[n] if gone else None))
     shared = prefix is not None and all(len(p) > len(prefix[0]) and p[:len(prefix[0])] == prefix[0] for p in prompts)
-    start = len(prefix[0]) if shared else 0
-    if shared:
+    start = len(prefix[0]) if prefix is not None and shared else 0
+    if prefix is not None and shared:
         cache = _expand(prefix[1], len(rows))
     else:
         from transformers import DynamicCache

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from backend.inference.constrained import bound_schema, compile_grammar, field_confidence, schema_of
 from backend.inference.decoding import common_prefix, constrained_batch
@@ -41,7 +41,7 @@ class Document:
     json_schema: Any  # a JSON Schema dict or a pydantic model class
     max_new_tokens: int | None = None
     span_copy: SpanCopy | None = None  # fields decoded as spans of the text (spans.py); None: extract_many's
-    rank: str | bool | None = None  # candidate ranking mode (ranking.py); False: none; None: extract_many's
+    rank: str | Literal[False] | None = None  # candidate ranking mode (ranking.py); False: none; None: extract_many's
     gone: Callable[[], bool] | None = None  # whether its caller has left (decoding then drops it from its batch)
 
 
@@ -106,10 +106,10 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
                                         else draft)
             for i, result in zip(chunk, decoded):
                 ranking = None
-                if modes[i]:
+                if row_mode := modes[i]:
                     ranking = rank_document(model, tokenizer, prompts[i], docs[i].schema.names,
                                             parse_answer(result.text, docs[i].schema).fields, docs[i].text, rules,
-                                            modes[i], device, only=strings[i])
+                                            row_mode, device, only=strings[i])
                 results[i] = _record(target, docs[i], result, review_confidence, conventions, ranking)
     return [r for r in results if r is not None]
 

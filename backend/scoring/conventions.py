@@ -246,7 +246,7 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True)
         places = Counter(_decimals(v) for v in labels if parse_amount(v) is not None)
         top, count = places.most_common(1)[0]
         conv.decimals = top if count >= RULE_SHARE * n else None
-        large = [v for v in labels if abs(parse_amount(v) or 0) >= 1000]
+        large = [v for v in labels if abs(parse_amount(v) or Decimal(0)) >= 1000]
         conv.thousands = len(large) >= 3 and sum("," in v or " " in _CURRENCY.sub("", v).strip() for v in large) > len(large) / 2
         paid = [(parse_amount(v), p) for v, p in zip(labels, map(settled, documents)) if p is not None]
         conv.settles = len(paid) >= SETTLE_SUPPORT and sum(v == p for v, p in paid) >= RULE_SHARE * len(paid)
@@ -328,7 +328,9 @@ def learn_lines(labels: list[str], documents: list[str]) -> dict[str, Any] | Non
 
 def _decimals(value: str) -> int:
     """Decimal places as written ("9.00": 2, "1,250": 0)."""
-    exponent = parse_amount(value).as_tuple().exponent
+    amount = parse_amount(value)
+    assert amount is not None, value  # called on values that read as amounts
+    exponent = amount.as_tuple().exponent
     return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 

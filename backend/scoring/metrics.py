@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from backend.scoring.normalize import is_absent, loose, norm_text, same_value
@@ -39,7 +40,7 @@ class FieldResult:
     outcome: str  # correct | wrong | missing | extra | absent
     predicted: Any
     gold: Any
-    categories: list[str] = field(default_factory=list)
+    categories: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass

@@ -57,7 +57,7 @@ def parse_amount(value: Any) -> Decimal | None:
         return None
     sign, text = ("-" if text.startswith("-") else ""), text.lstrip("+-")
     if "." in text and "," in text:  # the later one is the decimal separator
-        decimal_sep = "." if text.rindex(".") > text.rindex(",") else ","
+        decimal_sep: str | None = "." if text.rindex(".") > text.rindex(",") else ","
     elif "," in text:  # "12,50" is decimal; "1,250" and "1,250,000" group thousands
         decimal_sep = "," if text.count(",") == 1 and re.search(r",\d{1,2}$", text) else None
     elif "." in text:  # "1.250.000" groups thousands; "12.50" and "1.250" are decimal

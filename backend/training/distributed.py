@@ -122,7 +122,7 @@ class Parallel:
         else:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            head = model.get_base_model().get_output_embeddings()
+            head = model.get_base_model().get_output_embeddings()  # type: ignore[operator]  # torch: Tensor|Module
             unused = any(p.requires_grad for p in head.parameters())  # an adapted head: AnswerLoss bypasses it
             self.module = DDP(wrapped, device_ids=None if device.type == "cpu" else [device.index],
                               broadcast_buffers=False, init_sync=False, find_unused_parameters=unused)

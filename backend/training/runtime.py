@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
-from backend.models.loading import cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
+from backend.models.loading import Quantize, cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
 
 
@@ -18,7 +19,7 @@ from backend.training.config import TrainConfig
 class Runtime:
     device: str
     compute_dtype: torch.dtype
-    quantize: str  # "none" | "4bit"
+    quantize: Quantize
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> "Runtime":
@@ -33,7 +34,7 @@ class Runtime:
         quantize = config.quantize
         if quantize == "auto":
             quantize = "4bit" if device == "cuda" else "none"
-        return cls(device, dtype, quantize)
+        return cls(device, dtype, cast(Quantize, quantize))  # TrainConfig checks the choices
 
     def describe(self) -> str:
         compute = "bf16" if self.compute_dtype == torch.bfloat16 else "fp32"

@@ -119,7 +119,7 @@ def _new_run_dir(config: TrainConfig) -> Path:
 
 
 def train(
-    config: TrainConfig,
+    config: TrainConfig | None,
     *,
     resume_dir: str | Path | None = None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -138,6 +138,8 @@ def train(
             raise ValueError(f"cannot resume {run_dir}: the run already finished")
         config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     else:
+        if config is None:
+            raise ValueError("train: a new run needs a config (None only with resume_dir)")
         if launched() and Parallel.from_env().enabled:
             raise ValueError("a launched rank trains a prepared run folder: start it with "
                              "`tunebridge train --launcher torchrun|accelerate`, not the launcher around the CLI")
@@ -262,7 +264,7 @@ def train(
                                  params=params, optimizer=optimizer, scheduler=scheduler,
                                  max_grad_norm=config.max_grad_norm, parallel=par)
         step += 1
-        tokens_seen += result["tokens"]
+        tokens_seen += int(result["tokens"])
         step_loss = last_loss = result["loss"]
         dt = time.time() - t0
         record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": round(step_loss, 6),
@@ -319,7 +321,8 @@ def train(
             ckpt.make_portable(run_dir / "adapter", base_model=config.model, base_path=model_path)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{run_dir.name} — {config.model}")
-        tracker.finish(summary)
+        if tracker is not None:  # par.main made one
+            tracker.finish(summary)
     par.barrier()
     par.close()
     return TrainResult(run_dir, status, summary, model)
@@ -367,6 +370,7 @@ def evaluate_loss(model, loss_fn: AnswerLoss, data: EncodedSet, *, runtime: Runt
     forward = forward or loss_fn
     was_training = model.training
     model.eval()
+    count: float  # a float once summed over the ranks
     total, count = 0.0, 0
     order = sorted(range(len(data.items)), key=lambda i: len(data.items[i].input_ids))
     for start in range(0, len(order), batch_size):

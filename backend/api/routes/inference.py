@@ -240,6 +240,7 @@ def infer(body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: Batc
     if body.messages is not None:
         messages = [{"role": m.chat_role, "content": m.text} for m in body.messages]
     else:
+        assert body.prompt is not None  # InferIn: exactly one of prompt and messages
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
             {"role": "user", "content": body.prompt}]
     started = time.perf_counter()

@@ -17,13 +17,15 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
-from agents import feedback, policy as rules
+from agents import feedback
+from agents import policy as rules
 from agents.classify import classify as classify_text
 from agents.intake import chunks, read_document
 from agents.models import Extraction, Model
@@ -121,7 +123,7 @@ def build_graph(deps: Deps, checkpointer=None):
         review = {"reviewer": answer.get("reviewer"), "note": answer.get("note"), "corrected": sorted(
             p for p, v in leaves(fields) if dict(leaves(state.get("fields") or {})).get(p) != v),
                   "decision": decision, "explicit": chosen is not None,
-                  "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                  "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         return {"fields": fields, "grounding": ground(fields, state["text"]), "validation": validation,
                 "fired": outcome["fired"], "flags": unresolved, "basis": outcome["basis"], "decision": decision, "review": review,
                 "status": "reviewed"}

@@ -28,9 +28,10 @@ reason carries its evidence: the field, the value, and where it is in the docume
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import yaml
 
@@ -87,7 +88,7 @@ class Policy:
     requires: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRES))
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Policy":
+    def load(cls, path: str | Path | None = None) -> Policy:
         path = Path(path or DEFAULT_POLICY)
         try:
             data = yaml.safe_load(path.read_text())

@@ -118,8 +118,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from backend.evaluation.runner import evaluate, load_eval_set, write_eval
-    from backend.services.evaluations import build_candidates
     from backend.inference.pool import ModelPool
+    from backend.services.evaluations import build_candidates
 
     if args.calibrate and not args.constrained:
         print("--calibrate needs --constrained (confidences come from constrained decoding)", file=sys.stderr)

@@ -9,8 +9,15 @@ from decimal import Decimal
 
 import pytest
 
-from backend.scoring.metrics import (answer_metrics, categorize, edit_distance, repeated_ngram, score_document,
-                                        summarize, token_f1)
+from backend.scoring.metrics import (
+    answer_metrics,
+    categorize,
+    edit_distance,
+    repeated_ngram,
+    score_document,
+    summarize,
+    token_f1,
+)
 from backend.scoring.normalize import is_absent, parse_amount, parse_date, same_value
 
 NAMES = ["company", "date", "total"]

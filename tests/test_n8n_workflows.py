@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from n8n_server import find_n8n, load_workflow, running_n8n
 from servers import WEBHOOK_SECRET, wait_for
 

@@ -15,7 +15,6 @@ from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
 from servers import ROOT, cli, free_port, healthy, wait_for
 
-
 _free_port, _wait_for, _healthy = free_port, wait_for, healthy
 
 
@@ -134,8 +133,9 @@ def _job(service, job_id: str) -> dict:
 
 
 def test_train_job_runs_in_a_worker_process_and_reports_progress(service):
-    from conftest import SECRET_A, SECRET_Q
     import json
+
+    from conftest import SECRET_A, SECRET_Q
 
     url = service["url"]
     chat = json.dumps({"messages": [{"role": "user", "content": SECRET_Q}, {"role": "assistant", "content": SECRET_A}]})

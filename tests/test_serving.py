@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -334,7 +334,6 @@ def test_concurrent_extractions_are_batched_and_one_bad_document_fails_alone(ser
 
 
 def test_extract_takes_a_schema_as_pydantic_writes_it(service, tiny_model):
-    from typing import Optional
 
     from pydantic import BaseModel, Field
 
@@ -343,7 +342,7 @@ def test_extract_takes_a_schema_as_pydantic_writes_it(service, tiny_model):
 
     class Doc(BaseModel):
         seller: Party
-        total: Optional[float] = None
+        total: float | None = None
 
     out = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"], timeout=120,
                      json={"text": INVOICE, "model": tiny_model, "schema": Doc.model_json_schema()})

@@ -11,8 +11,17 @@ from datetime import date
 import pytest
 
 from agents.schemas import DOC_TYPES
-from agents.validators import (CHECKS, ISO_4217, Issue, currency_valid, iban_valid, parse_amount, parse_date,
-                               validate, vat_id_valid)
+from agents.validators import (
+    CHECKS,
+    ISO_4217,
+    Issue,
+    currency_valid,
+    iban_valid,
+    parse_amount,
+    parse_date,
+    validate,
+    vat_id_valid,
+)
 
 TODAY = date(2024, 6, 1)
 

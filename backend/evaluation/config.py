@@ -42,5 +42,5 @@ class EvalConfig:
         return PromotionPolicy.from_dict(self.promote)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EvalConfig":
+    def from_dict(cls, values: dict[str, Any]) -> EvalConfig:
         return from_known(cls, values, what="eval")

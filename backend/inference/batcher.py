@@ -17,10 +17,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, GenResult, ModelPool, Target

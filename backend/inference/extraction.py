@@ -10,10 +10,11 @@ field list) is computed once per model state and read from the pool's prefix cac
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from functools import lru_cache
-from typing import Any, Callable, Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from backend.inference.constrained import bound_schema, compile_grammar, field_confidence, schema_of
 from backend.inference.decoding import common_prefix, constrained_batch

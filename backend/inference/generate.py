@@ -6,8 +6,9 @@ The schema-constrained extraction engine (extraction.py) builds on these.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList

@@ -17,8 +17,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from backend.models.bundled import BUNDLED, DEFAULT_MODEL, BundledModel
 from backend.paths import cache_dir

@@ -53,10 +53,11 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from backend.scoring.exemplars import Exemplars
 from backend.scoring.normalize import (
@@ -153,7 +154,7 @@ class Conventions:
                 **({"exemplars": self.exemplars.to_json()} if self.exemplars is not None else {})}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Conventions":
+    def from_json(cls, data: dict[str, Any]) -> Conventions:
         return cls({n: FieldConvention(**c) for n, c in data.get("fields", {}).items()}, int(data.get("examples", 0)),
                    str(data.get("note", "")), {n: list(o) for n, o in data.get("disjoint", {}).items()},
                    Exemplars.from_json(data["exemplars"]) if data.get("exemplars") else None)
@@ -176,7 +177,7 @@ class Conventions:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Conventions | None":
+    def load(cls, folder: str | Path) -> Conventions | None:
         """The rules in `folder`, with the label memory kept beside it (its parent's label_memory.json),
         when there is one."""
         path = Path(folder) / FILE

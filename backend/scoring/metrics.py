@@ -21,10 +21,10 @@ Each error gets categories (`ERROR_CATEGORIES`), so a report can say *why* field
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter, defaultdict
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 

@@ -13,10 +13,11 @@ import logging
 import os
 import re
 import statistics
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError

@@ -4,8 +4,9 @@ folder and, with a promotion policy, decide whether the candidate takes the alia
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Engine
 

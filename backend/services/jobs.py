@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -50,7 +51,7 @@ class ServerModels:
     allowed_dirs: tuple[Path, ...] = ()
 
     @classmethod
-    def of(cls, default: str, allowed_dirs: str) -> "ServerModels":
+    def of(cls, default: str, allowed_dirs: str) -> ServerModels:
         """From the settings: the default base model and TUNEBRIDGE_ALLOWED_MODEL_DIRS (':' or ',' separated)."""
         import re
 

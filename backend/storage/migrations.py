@@ -6,7 +6,6 @@ migrations to the end; never edit one that has shipped.
 
 from __future__ import annotations
 
-
 from sqlalchemy import Engine, text
 
 from backend.storage import now_iso

@@ -15,9 +15,10 @@ import hashlib
 import json
 import random
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from backend.prompts import ExtractionSchema, extraction_answer, extraction_messages
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -53,7 +54,7 @@ class Parallel:
     module: Any = field(default=None, repr=False)  # the DDP/FSDP wrapper once wrap() ran
 
     @classmethod
-    def from_env(cls, strategy: str = "ddp") -> "Parallel":
+    def from_env(cls, strategy: str = "ddp") -> Parallel:
         env = os.environ
         world = int(env.get("WORLD_SIZE", "1"))
         return cls(rank=int(env.get("RANK", "0")), world=world, local_rank=int(env.get("LOCAL_RANK", "0")),

@@ -26,12 +26,13 @@ import signal
 import socket
 import subprocess
 import sys
-import traceback
 import tempfile
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from backend.training.config import TrainConfig
 

@@ -22,7 +22,7 @@ class Runtime:
     quantize: Quantize
 
     @classmethod
-    def from_config(cls, config: TrainConfig) -> "Runtime":
+    def from_config(cls, config: TrainConfig) -> Runtime:
         device = default_device() if config.device == "auto" else config.device
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device: got 'cuda', but no CUDA device is available here")

@@ -16,10 +16,11 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +31,10 @@ from backend.training.batching import collate, run_batches
 from backend.training.config import TrainConfig
 from backend.training.data import check_usable, load_jsonl, split
 from backend.training.distributed import Parallel, launched
-from backend.training.validation import EvaluationStopped, HIGHER_IS_BETTER, ExtractionCheck
 from backend.training.runtime import Runtime, build_lora_model, tune_cpu_allocator
 from backend.training.tokenize import IGNORE, Encoded, EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
+from backend.training.validation import HIGHER_IS_BETTER, EvaluationStopped, ExtractionCheck
 
 
 @dataclass
@@ -307,7 +308,7 @@ def train(
         "runtime": described, "steps": step, "total_steps": total_steps, "tokens_seen": tokens_seen,
         "train_time_s": round(train_time, 2), "tokens_per_s": round(tokens_seen / max(train_time, 1e-9), 2),
         "final_loss": last_loss, "val_loss": val_loss, "validation": validation, "stopped_early": stopped_early, "wall_time_s": round(time.time() - started, 2),
-        "data": data_report, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": data_report, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     weights = par.adapter_weights() if status == "succeeded" else None
     if par.main:

@@ -8,12 +8,13 @@ evaluation by the chosen metric (`eval_metric`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 
-from backend.scoring.metrics import score_document, summarize
 from backend.inference.generate import padded_generate
+from backend.scoring.metrics import score_document, summarize
 from backend.training.data import Example
 
 HIGHER_IS_BETTER = {"micro_f1": True, "val_loss": False}

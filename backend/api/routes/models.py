@@ -9,8 +9,8 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from backend.api.errors import OPENAI_ERROR_RESPONSES
 from backend.api.deps import Authorized, EngineDep, SettingsDep
+from backend.api.errors import OPENAI_ERROR_RESPONSES
 from backend.models.bundled import BUNDLED
 from backend.services import adapters
 from backend.services.errors import NotFoundError

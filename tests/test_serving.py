@@ -49,7 +49,7 @@ def receiver():
 
 def _train(service, dataset: str, lines: list[dict], *, adapter_name: str, params: dict, callback_url=None) -> dict:
     url, auth = service["url"], service["auth"]
-    body = "\n".join(json.dumps(l) for l in lines).encode()
+    body = "\n".join(json.dumps(line) for line in lines).encode()
     assert httpx.post(f"{url}/v1/datasets/{dataset}/examples", content=body, headers=auth).status_code == 201
     request = {"kind": "train", "dataset": dataset, "hyperparameters": params, "adapter_name": adapter_name}
     if callback_url:

@@ -31,7 +31,7 @@ class EvalConfig:
         if self.promote is not None:
             if len(self.adapters) != 1:
                 raise ValueError(f"promote: needs exactly one adapter to decide on, got {len(self.adapters)}")
-            self.policy  # validates
+            _ = self.policy  # validates
 
     @property
     def policy(self) -> PromotionPolicy | None:

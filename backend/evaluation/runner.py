@@ -69,7 +69,7 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
             nonlocal done
             done += n
             if on_progress:
-                on_progress({"step": done, "total_steps": total_work, "candidate": candidate.label})
+                on_progress({"step": done, "total_steps": total_work, "candidate": candidate.label})  # noqa: B023 - called in this iteration
 
         if extraction:
             confidences: list[dict[str, Any]] = []

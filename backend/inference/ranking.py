@@ -109,7 +109,7 @@ def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], val
             asked[field] = (options, kind)
     ranked = rank_fields(model, tokenizer, prompt_ids, names, values, asked, device) if asked else {}
     decision = {}
-    for field, kind in kinds.items():
+    for field in kinds:
         scored = ranked.get(field) or []
         free = values.get(field)
         best = scored[0][0] if scored else None  # scored: one per meaning, best first

@@ -1,6 +1,6 @@
 """Storage: one SQLAlchemy engine per process (SQLite WAL by default, Postgres by URL) and ordered migrations."""
 
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 
 
 def now_iso() -> str:

@@ -331,7 +331,7 @@ def train(
 
 def _optimizer_step(micro: list[list[Encoded]], *, forward: Callable, runtime: Runtime, pad_id: int,
                     params: list[torch.nn.Parameter], optimizer, scheduler, max_grad_norm: float,
-                    parallel: Parallel = Parallel()) -> dict[str, float]:
+                    parallel: Parallel = Parallel()) -> dict[str, float]:  # noqa: B008 - only read, never changed
     """One optimizer step over `grad_accum` micro-batches; the loss is the mean over all their
     answer tokens (each micro-batch's summed loss divided by the step's answer-token count).
     With several processes each rank runs its share of every micro-batch (distributed.py)."""
@@ -365,7 +365,7 @@ def _optimizer_step(micro: list[list[Encoded]], *, forward: Callable, runtime: R
 
 @torch.no_grad()
 def evaluate_loss(model, loss_fn: AnswerLoss, data: EncodedSet, *, runtime: Runtime, batch_size: int, pad_id: int,
-                  forward: Callable | None = None, parallel: Parallel = Parallel()) -> float:
+                  forward: Callable | None = None, parallel: Parallel = Parallel()) -> float:  # noqa: B008 - only read
     """Mean loss per answer token; `forward` (the DDP/FSDP wrapper) and `parallel` split each batch
     over the ranks as training does."""
     forward = forward or loss_fn
@@ -414,5 +414,5 @@ def save_conventions(adapter: Path, examples: list) -> str | None:
 
 def _truncate_metrics(path: Path, *, after_step: int) -> None:
     if path.exists():
-        keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= after_step]
-        path.write_text("".join(l + "\n" for l in keep))
+        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= after_step]
+        path.write_text("".join(line + "\n" for line in keep))

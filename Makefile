@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast test-n8n screenshots bench bench-api bench-sroie bench-extract venv clean
+.PHONY: demo test test-fast test-n8n lint screenshots bench bench-api bench-sroie bench-extract venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,8 +26,11 @@ venv: $(STAMP)
 demo: $(STAMP)  ## the main job: fine-tune the bundled model a few minutes, show before/after answers
 	$(BIN)/tunebridge demo
 
-test: $(STAMP) test-n8n  ## the whole suite, slow tests on the bundled model included
+test: $(STAMP) lint test-n8n  ## the whole suite, slow tests on the bundled model included
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)  ## ruff (lint rules, import order) and mypy (backend, agents); config in pyproject.toml
+	$(BIN)/ruff check backend agents tests benchmarks && $(BIN)/mypy
 
 test-n8n:  ## the n8n node package (build, lint, unit tests) and n8n itself for the workflow tests (Node 20 + npm)
 	@if command -v npm >/dev/null; then (cd n8n_nodes && npm ci --yes --no-audit --no-fund --loglevel=error \

@@ -17,8 +17,9 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
@@ -70,14 +71,14 @@ def build_graph(deps: Deps, checkpointer=None):
         return {"doc_type": found["doc_type"], "classification": found}
 
     def extract(state: DocumentState) -> dict[str, Any]:
-        schema = _schema(deps, state["doc_type"])
+        schema = _schema(deps, _doc_type(state))
         if schema is None:
             return {"fields": {}, "confidence": {}, "grounding": {}, "model": deps.model.name}
         out = _extract(deps, state["text"], schema)
         return _taken(out, "extract")
 
     def validate(state: DocumentState) -> dict[str, Any]:
-        return {"validation": _validate(deps, state["doc_type"], state.get("fields") or {})}
+        return {"validation": _validate(deps, _doc_type(state), state.get("fields") or {})}
 
     def route_validation(state: DocumentState) -> Literal["repair", "decide"]:
         errors = [i for i in state.get("validation", []) if i["severity"] == "error"]
@@ -85,7 +86,7 @@ def build_graph(deps: Deps, checkpointer=None):
 
     def repair(state: DocumentState) -> dict[str, Any]:
         notes = [f"{i['field']}: {i['message']}" for i in state["validation"] if i["severity"] == "error"]
-        out = _extract(deps, state["text"], _schema(deps, state["doc_type"]), notes=notes)
+        out = _extract(deps, state["text"], _schema(deps, _doc_type(state)), notes=notes)
         return {**_taken(out, "repair"), "repairs": state.get("repairs", 0) + 1}
 
     def decide(state: DocumentState) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def build_graph(deps: Deps, checkpointer=None):
         if not isinstance(answer, dict):
             raise InvalidRequest(f"a review answer is a JSON object, got {type(answer).__name__}")
         fields = apply_corrections(state.get("fields") or {}, answer.get("fields") or {})
-        validation = _validate(deps, state["doc_type"], fields)
+        validation = _validate(deps, _doc_type(state), fields)
         outcome = _decision(deps, {**state, "grounding": ground(fields, state["text"])}, fields, validation,
                             explain=False)
         chosen = answer.get("decision")
@@ -114,7 +115,7 @@ def build_graph(deps: Deps, checkpointer=None):
         if fields != state.get("fields"):
             delivery = "review-" + state["doc_id"] + "-" + hashlib.sha256(
                 json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-            example = feedback.labelled_example(state["text"], fields, state["doc_type"], state["path"])
+            example = feedback.labelled_example(state["text"], fields, _doc_type(state), state["path"])
             if deps.deliver is not None:
                 deps.deliver(delivery, example)
             elif deps.store is not None:
@@ -123,7 +124,7 @@ def build_graph(deps: Deps, checkpointer=None):
         review = {"reviewer": answer.get("reviewer"), "note": answer.get("note"), "corrected": sorted(
             p for p, v in leaves(fields) if dict(leaves(state.get("fields") or {})).get(p) != v),
                   "decision": decision, "explicit": chosen is not None,
-                  "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                  "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         return {"fields": fields, "grounding": ground(fields, state["text"]), "validation": validation,
                 "fired": outcome["fired"], "flags": unresolved, "basis": outcome["basis"], "decision": decision, "review": review,
                 "status": "reviewed"}
@@ -197,6 +198,13 @@ def _schema(deps: Deps, doc_type: str):
     return DOC_TYPES.get(doc_type)
 
 
+def _doc_type(state: DocumentState) -> str:
+    """The type `classify` settled on (the input's may be None: classified when absent)."""
+    doc_type = state["doc_type"]
+    assert doc_type is not None, "classify sets doc_type before the nodes that read it"
+    return doc_type
+
+
 def _extract(deps: Deps, text: str, schema, *, notes: list[str] | None = None) -> Extraction:
     """The model's answer, numbers asked for as printed and read in the document's number style
     (`agents/printed.py`); long documents in chunks, merged."""
@@ -257,7 +265,7 @@ def _validate(deps: Deps, doc_type: str, fields: dict[str, Any]) -> list[dict[st
     return [i.as_dict() for i in validate_record(doc_type, fields, today=deps.today)]
 
 
-def _decision(deps: Deps, state: dict[str, Any], fields: dict[str, Any], validation: list[dict[str, Any]], *,
+def _decision(deps: Deps, state: Mapping[str, Any], fields: dict[str, Any], validation: list[dict[str, Any]], *,
               explain: bool = True) -> dict[str, Any]:
     doc_type, grounding = state["doc_type"], state.get("grounding") or {}
     confidence = state.get("confidence") or {}
@@ -277,7 +285,7 @@ def _decision(deps: Deps, state: dict[str, Any], fields: dict[str, Any], validat
         found = grounding.get(path)
         if value not in (None, "") and found is None:
             flags.append({"why": "not in document", "field": path, "detail": f"{value!r} not found in the text"})
-        elif value not in (None, "") and found["match"] == "partial":
+        elif value not in (None, "") and found is not None and found["match"] == "partial":
             flags.append({"why": "partly in document", "field": path,
                           "detail": f"{value!r} only appears inside the longer {state['text'][found['start']:found['end']]!r}"})
     basis = _basis(deps.policy, doc_type, fields, confidence, grounding, state.get("text") or "")

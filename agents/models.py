@@ -134,7 +134,7 @@ class ServiceModel:
                                    headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
 
     def extract(self, text, schema, *, notes=None) -> Extraction:
-        sent = schema.model_json_schema() if isinstance(schema, type) else schema  # the service builds its spec
+        sent = schema.model_json_schema() if isinstance(schema, type) and issubclass(schema, BaseModel) else schema
         body = {"text": with_notes(text, notes), "schema": sent}
         if self.model:
             body["model"] = self.model

@@ -28,9 +28,10 @@ reason carries its evidence: the field, the value, and where it is in the docume
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import yaml
 
@@ -88,7 +89,7 @@ class Policy:
     requires: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRES))
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Policy":
+    def load(cls, path: str | Path | None = None) -> Policy:
         path = Path(path or DEFAULT_POLICY)
         try:
             data = yaml.safe_load(path.read_text())
@@ -243,10 +244,9 @@ def _date_passed(record, params, ctx):
 
 def _ratio_above(record, params, ctx):
     top, bottom = _amount(record, params["numerator"]), _amount(record, params["denominator"])
-    for part in (top, bottom):
-        if isinstance(part, Unevaluable):
-            yield part
-            return
+    if isinstance(top, Unevaluable) or isinstance(bottom, Unevaluable):
+        yield top if isinstance(top, Unevaluable) else bottom
+        return
     if not bottom:
         yield Unevaluable(params["denominator"], f"{params['denominator']} is zero")
     elif top / bottom > float(params["limit"]):

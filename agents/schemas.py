@@ -9,8 +9,6 @@ not the schema, decide whether a missing value matters.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -19,74 +17,74 @@ class _Record(BaseModel):
 
 
 class Party(_Record):
-    name: Optional[str] = Field(None, max_length=120, description="legal name as written")
-    address: Optional[str] = Field(None, max_length=200, description="postal address, one line")
-    vat_id: Optional[str] = Field(None, max_length=20, description="VAT / tax registration number")
-    iban: Optional[str] = Field(None, max_length=42, description="bank account IBAN")
+    name: str | None = Field(None, max_length=120, description="legal name as written")
+    address: str | None = Field(None, max_length=200, description="postal address, one line")
+    vat_id: str | None = Field(None, max_length=20, description="VAT / tax registration number")
+    iban: str | None = Field(None, max_length=42, description="bank account IBAN")
 
 
 class LineItem(_Record):
-    description: Optional[str] = Field(None, max_length=120)
-    quantity: Optional[float] = None
-    unit_price: Optional[float] = None
-    amount: Optional[float] = Field(None, description="line total")
+    description: str | None = Field(None, max_length=120)
+    quantity: float | None = None
+    unit_price: float | None = None
+    amount: float | None = Field(None, description="line total")
 
 
 class Invoice(_Record):
-    invoice_number: Optional[str] = Field(None, max_length=40)
-    invoice_date: Optional[str] = Field(None, max_length=30, description="date of issue, as written")
-    due_date: Optional[str] = Field(None, max_length=30, description="payment due date, as written")
-    vendor: Optional[Party] = Field(None, description="who issued the invoice")
-    customer: Optional[Party] = Field(None, description="who is billed")
-    currency: Optional[str] = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
+    invoice_number: str | None = Field(None, max_length=40)
+    invoice_date: str | None = Field(None, max_length=30, description="date of issue, as written")
+    due_date: str | None = Field(None, max_length=30, description="payment due date, as written")
+    vendor: Party | None = Field(None, description="who issued the invoice")
+    customer: Party | None = Field(None, description="who is billed")
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
     line_items: list[LineItem] = Field(default_factory=list, max_length=30)
-    subtotal: Optional[float] = Field(None, description="total before tax")
-    tax: Optional[float] = Field(None, description="tax amount")
-    total: Optional[float] = Field(None, description="amount due, tax included")
+    subtotal: float | None = Field(None, description="total before tax")
+    tax: float | None = Field(None, description="tax amount")
+    total: float | None = Field(None, description="amount due, tax included")
 
 
 class Receipt(_Record):
     """The SROIE fields, strings as printed (an adapter trained on SROIE answers exactly these)."""
 
-    company: Optional[str] = Field(None, max_length=120)
-    date: Optional[str] = Field(None, max_length=30)
-    address: Optional[str] = Field(None, max_length=200)
-    total: Optional[str] = Field(None, max_length=20, description="amount paid, as printed")
+    company: str | None = Field(None, max_length=120)
+    date: str | None = Field(None, max_length=30)
+    address: str | None = Field(None, max_length=200)
+    total: str | None = Field(None, max_length=20, description="amount paid, as printed")
 
 
 class Transaction(_Record):
-    date: Optional[str] = Field(None, max_length=30)
-    description: Optional[str] = Field(None, max_length=120)
-    amount: Optional[float] = Field(None, description="signed: credits positive, debits negative")
-    balance: Optional[float] = Field(None, description="running balance after it, if printed")
+    date: str | None = Field(None, max_length=30)
+    description: str | None = Field(None, max_length=120)
+    amount: float | None = Field(None, description="signed: credits positive, debits negative")
+    balance: float | None = Field(None, description="running balance after it, if printed")
 
 
 class BankStatement(_Record):
-    bank_name: Optional[str] = Field(None, max_length=80)
-    account_holder: Optional[str] = Field(None, max_length=120)
-    iban: Optional[str] = Field(None, max_length=42)
-    currency: Optional[str] = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
-    period_start: Optional[str] = Field(None, max_length=30)
-    period_end: Optional[str] = Field(None, max_length=30)
-    opening_balance: Optional[float] = None
-    closing_balance: Optional[float] = None
+    bank_name: str | None = Field(None, max_length=80)
+    account_holder: str | None = Field(None, max_length=120)
+    iban: str | None = Field(None, max_length=42)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
+    period_start: str | None = Field(None, max_length=30)
+    period_end: str | None = Field(None, max_length=30)
+    opening_balance: float | None = None
+    closing_balance: float | None = None
     transactions: list[Transaction] = Field(default_factory=list, max_length=60)
 
 
 class KycApplication(_Record):
     """A know-your-customer / loan application form."""
 
-    full_name: Optional[str] = Field(None, max_length=120)
-    date_of_birth: Optional[str] = Field(None, max_length=30)
-    nationality: Optional[str] = Field(None, max_length=60)
-    id_number: Optional[str] = Field(None, max_length=40, description="passport or national ID number")
-    address: Optional[str] = Field(None, max_length=200)
-    email: Optional[str] = Field(None, max_length=120)
-    employer: Optional[str] = Field(None, max_length=120)
-    annual_income: Optional[float] = None
-    loan_amount: Optional[float] = None
-    loan_purpose: Optional[str] = Field(None, max_length=120)
-    iban: Optional[str] = Field(None, max_length=42)
+    full_name: str | None = Field(None, max_length=120)
+    date_of_birth: str | None = Field(None, max_length=30)
+    nationality: str | None = Field(None, max_length=60)
+    id_number: str | None = Field(None, max_length=40, description="passport or national ID number")
+    address: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=120)
+    employer: str | None = Field(None, max_length=120)
+    annual_income: float | None = None
+    loan_amount: float | None = None
+    loan_purpose: str | None = Field(None, max_length=120)
+    iban: str | None = Field(None, max_length=42)
 
 
 DOC_TYPES: dict[str, type[BaseModel]] = {

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS feedback_outbox (
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class Store:

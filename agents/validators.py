@@ -110,7 +110,8 @@ class _Report:
     """Collects issues while reading fields out of a record."""
 
     def __init__(self, today: dt.date) -> None:
-        self.today, self.issues = today, []
+        self.today = today
+        self.issues: list[Issue] = []
 
     def add(self, code: str, field: str, message: str, severity: str = "error") -> None:
         self.issues.append(Issue(code, field, message, severity))
@@ -190,12 +191,13 @@ def _check_invoice(r: _Report, rec: dict) -> None:
     lines = [_check_line(r, item, f"line_items[{i}]") for i, item in enumerate(r.items(rec, "line_items"))]
     subtotal, tax = r.amount(rec, "subtotal", "subtotal"), r.amount(rec, "tax", "tax")
     total = r.non_negative(rec, "total", "total", required=True)
-    items_sum = sum(lines) if lines and None not in lines else None
+    items_sum = sum(line for line in lines if line is not None) if lines and None not in lines else None
     tolerance = max(0.01 * len(lines), 0.02)
     if items_sum is not None and subtotal is not None and _off(items_sum, subtotal, tolerance):
         r.add("subtotal_mismatch", "line_items", f"line items sum to {items_sum:.2f} but subtotal is "
               f"{subtotal:.2f} (difference {abs(items_sum - subtotal):.2f})")
     if subtotal is not None:
+        base: float | None
         base, label, tolerance = subtotal, "subtotal", 0.02
     else:
         base, label = items_sum, "line items"
@@ -242,7 +244,7 @@ def _check_bank_statement(r: _Report, rec: dict) -> None:
         rows.append((amount, r.amount(tx, "balance", f"{path}.balance")))
     amounts = [amount for amount, _ in rows]
     if opening is not None and closing is not None and None not in amounts:
-        moved = sum(amounts)
+        moved = sum(amount for amount in amounts if amount is not None)
         if _off(opening + moved, closing, 0.01):
             r.add("balance_mismatch", "transactions", f"opening balance {opening:.2f} + transactions {moved:+.2f} "
                   f"= {opening + moved:.2f} but closing balance is {closing:.2f} "

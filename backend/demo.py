@@ -47,7 +47,7 @@ def run_demo(*, minutes: float, output_dir: str) -> int:
     outcome = evaluate(examples=examples, schema=schema, candidates=candidates, pool=ModelPool(), max_new_tokens=160)
     paths = write_eval({"data": str(eval_file), **outcome}, result.run_dir / "eval",
                        title="tunebridge demo: base vs fine-tuned on held-out receipts")
-    for (label, entry), shown in zip(outcome["candidates"].items(), ("base model", "fine-tuned")):
+    for entry, shown in zip(outcome["candidates"].values(), ("base model", "fine-tuned")):
         x = entry["extraction"]
         fields = ", ".join(f"{f} {v['f1']:.2f}" for f, v in x["fields"].items())
         print(f"   {shown:<11} micro-F1 {x['micro']['f1']:.3f} ({fields}); valid JSON {x['json_valid']:.0%}")

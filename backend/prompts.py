@@ -37,11 +37,11 @@ class ExtractionSchema:
         return [f.name for f in self.fields]
 
     @classmethod
-    def from_names(cls, names: list[str]) -> "ExtractionSchema":
+    def from_names(cls, names: list[str]) -> ExtractionSchema:
         return cls(tuple(FieldSpec(n) for n in names))
 
     @classmethod
-    def from_json_schema(cls, schema: Any) -> "ExtractionSchema":
+    def from_json_schema(cls, schema: Any) -> ExtractionSchema:
         """Accept a JSON Schema object, or a pydantic model class (its `model_json_schema()`)."""
         if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
             schema = schema.model_json_schema()

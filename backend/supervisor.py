@@ -25,7 +25,7 @@ class Supervisor:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="tunebridge-supervisor", daemon=True)
 
-    def start(self) -> "Supervisor":
+    def start(self) -> Supervisor:
         with self._lock:
             self.procs = [self._spawn(i) for i in range(self.count)]
         self._started = [time.monotonic()] * self.count

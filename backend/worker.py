@@ -150,7 +150,7 @@ def _record(engine: Engine, settings: Settings, job: dict[str, Any], owner: str,
     keep = ("status", "run_dir", "adapter_dir", "steps", "total_steps", "tokens_per_s", "train_time_s",
             "final_loss", "val_loss", "runtime", "stopped_early")
     status = summary["status"]
-    result = {k: summary.get(k) for k in keep}
+    result: dict[str, Any] = {k: summary.get(k) for k in keep}
     for key in ("run_dir", "adapter_dir"):  # shown relative to the data folder: no server path in responses
         if result.get(key):
             result[key] = os.path.relpath(result[key], settings.data_dir.resolve())

@@ -94,9 +94,10 @@ def write_window(data_dir: Path, env: dict, auth: dict, tries: int) -> dict:
         proc, url = _serve(data_dir, env, f"serve-write-{n}.log", TUNEBRIDGE_CRASH_POINT=point,
                            TUNEBRIDGE_CRASH_DIR=str(crash_dir), TUNEBRIDGE_WORKERS="0")
         body = _delivery(n)
-        sender = threading.Thread(target=lambda: _quiet(lambda: _post(url, body, f"d-{n}")), daemon=True)
+        sender = threading.Thread(target=lambda url=url, body=body, n=n: _quiet(lambda: _post(url, body, f"d-{n}")),
+                                  daemon=True)
         sender.start()
-        wait_for(lambda: (crash_dir / f"{point}.reached").exists(), timeout=60, what=point)
+        wait_for(lambda: (crash_dir / f"{point}.reached").exists(), timeout=60, what=point)  # noqa: B023 - polled here
         _stop(proc, signal.SIGKILL)
         sender.join(30)
         proc, url = _serve(data_dir, env, f"serve-after-{n}.log", TUNEBRIDGE_WORKERS="0")
@@ -144,14 +145,14 @@ def job_faults(data_dir: Path, env: dict, auth: dict, tries: int, *, kind: str) 
         proc, url = _serve(data_dir, env, f"serve-{kind}-{n}.log", TUNEBRIDGE_LEASE_S="3")
         job_id = _train(url, auth, steps)
         run_dir = data_dir / "jobs" / job_id
-        wait_for(lambda: list((run_dir / "checkpoints").glob("step-*")), timeout=300, what="a checkpoint")
+        wait_for(lambda: list((run_dir / "checkpoints").glob("step-*")), timeout=300, what="a checkpoint")  # noqa: B023
         if kind == "worker":
             worker = [p for p in children(proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
             os.kill(worker[0], signal.SIGKILL)
         else:
             _stop(proc)
             proc, url = _serve(data_dir, env, f"serve-{kind}-{n}-again.log", TUNEBRIDGE_LEASE_S="3")
-        job = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"]
+        job = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"]  # noqa: B023
                        in ("succeeded", "failed", "cancelled") and j, timeout=600, what="the job's end")
         _stop(proc)
         outcome["survived"] += job["status"] == "succeeded" and _steps_once(data_dir, job_id, steps)
@@ -167,9 +168,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
-    from servers import cli
 
     from backend.models.tiny import build_tiny_model
+    from servers import cli
 
     work = Path(tempfile.mkdtemp(prefix="tunebridge-faults-"))
     texts = [json.loads(line)["text"] for line in (ROOT / "examples" / "data" / "receipts.jsonl").read_text()

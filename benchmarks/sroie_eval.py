@@ -27,7 +27,7 @@ SROIE = ROOT.parent / "shared" / "data" / "sroie_train.jsonl"
 
 
 def split(data: Path, out: Path, *, val: int, seed: int) -> tuple[Path, Path]:
-    lines = [l for l in data.read_text().splitlines() if l.strip()]
+    lines = [line for line in data.read_text().splitlines() if line.strip()]
     random.Random(seed).shuffle(lines)
     out.mkdir(parents=True, exist_ok=True)
     train, held = out / "train.jsonl", out / "val.jsonl"

@@ -72,10 +72,9 @@ def split_rows(eval_on: str) -> tuple[list[dict], list[dict]]:
 
 
 def train_run(rows: list[dict], args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    from sroie_split import write_jsonl
-
     from backend.training.config import TrainConfig
     from backend.training.trainer import train
+    from sroie_split import write_jsonl
 
     name = args.run_name or f"sroie-{args.eval_on}-{time.strftime('%m%d-%H%M')}"
     out = Path(args.runs)
@@ -245,10 +244,9 @@ def main() -> None:
     args.out = args.out or ROOT / "benchmarks" / "results" / (
         "sroie_recipe.json" if args.eval_on == "dev" else f"sroie_recipe_{args.eval_on}.json")
 
-    from sroie_analysis import errors
-
     from backend.scoring.conventions import learn
     from backend.scoring.metrics import parse_output, score_document, summarize
+    from sroie_analysis import errors
 
     started = time.perf_counter()
     train_rows, eval_rows = split_rows(args.eval_on)

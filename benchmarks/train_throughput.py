@@ -85,7 +85,7 @@ def run_tunebridge(args, out: Path) -> dict:
                          save_every=0, output_dir=str(out), run_name="tb", seed=args.seed, threads=args.threads,
                          **json.loads(args.variant or "{}"))
     result = train(config, progress_bar=False)
-    losses = [json.loads(l)["loss"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+    losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     return {"seconds": result.summary["train_time_s"], "losses": losses, "adapter": str(result.adapter_dir),
             "runtime": result.summary["runtime"]}
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from servers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

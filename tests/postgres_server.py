@@ -174,7 +174,7 @@ class PostgresServer:
                 self.proc.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self
 
     def __exit__(self, *_exc) -> None:

@@ -182,9 +182,8 @@ def test_a_bad_policy_file_says_which_rule_and_what(tmp_path, text, problem):
 
 
 def test_a_paused_review_survives_a_restart_and_corrections_reach_the_webhook(policy, doc, tmp_path, service):
-    from servers import WEBHOOK_SECRET
-
     from agents.feedback import Webhook
+    from servers import WEBHOOK_SECRET
 
     path = doc(INVOICE)
     bad = {**GOOD, "total": 999.0}

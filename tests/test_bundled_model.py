@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
 
 from backend.models import load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
 from backend.training.trainer import train
+from conftest import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,7 @@ def test_a_few_steps_on_the_real_model_give_finite_falling_loss(tmp_path):
                          warmup_ratio=0.0, lr_scheduler="constant", group_by_length=False, report_to="none",
                          save_every=0, output_dir=str(tmp_path / "runs"))
     result = train(config, progress_bar=False)
-    losses = [json.loads(l)["loss"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     assert sum(losses[2:]) < sum(losses[:2]), losses
     assert "bf16" in result.summary["runtime"] or "fp32" in result.summary["runtime"]
@@ -61,7 +61,7 @@ def test_optional_gemma_model_trains_when_installed(tmp_path):
                          learning_rate=1e-3, warmup_ratio=0.0, lr_scheduler="constant", report_to="none",
                          save_every=0, output_dir=str(tmp_path / "runs"))
     result = train(config, progress_bar=False)
-    losses = [json.loads(l)["loss"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses[1] < losses[0]
 
 

@@ -212,7 +212,7 @@ def test_the_shared_prompt_prefix_is_computed_once_and_changes_nothing(tiny_mode
 def test_a_pydantic_model_is_a_schema_nested_models_and_all(tiny):
     """pydantic writes nested models as $refs; they are inlined and bounded, and every answer of a
     random model validates against the pydantic model itself."""
-    from typing import Literal, Optional
+    from typing import Literal
 
     from pydantic import BaseModel, Field
 
@@ -226,7 +226,7 @@ def test_a_pydantic_model_is_a_schema_nested_models_and_all(tiny):
     class Invoice(BaseModel):
         vendor: str = Field(description="who issued it", max_length=40)
         currency: Literal["MYR", "USD", "EUR"]
-        issued: Optional[str] = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+        issued: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
         lines: list[Line] = Field(max_length=3)
 
     assert "$ref" not in json.dumps(schema_of(Invoice)) and "$defs" not in json.dumps(schema_of(Invoice))

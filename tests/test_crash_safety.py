@@ -15,10 +15,10 @@ import threading
 from pathlib import Path
 
 import httpx
-from servers import ROOT, WEBHOOK_SECRET, cli, free_port, healthy, running_service, wait_for
 from sqlalchemy import text
 
 from backend.storage.engine import make_engine
+from servers import ROOT, WEBHOOK_SECRET, cli, free_port, healthy, running_service, wait_for
 
 POINTS = ["dataset-mid-write", "dataset-before-commit", "dataset-after-commit"]
 EXAMPLES = 1500  # a large delivery: about 150 kB of JSON lines

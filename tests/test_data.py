@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import EXAMPLES
 
 from backend.prompts import ExtractionSchema, extraction_answer
 from backend.training.data import DatasetError, check_usable, load_jsonl, split
+from conftest import EXAMPLES
 
 
 def test_every_example_format_loads_to_chats():

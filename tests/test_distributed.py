@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
-from conftest import EXAMPLES
 from safetensors.torch import load_file
 
 from backend.errors import InvalidRequest
 from backend.training.config import TrainConfig
 from backend.training.trainer import train
+from conftest import EXAMPLES
 
 # Each rank pads and multiplies its own share, and the ranks' gradients are summed by all-reduce:
 # fp32 results then differ from one process's in the last bits. Losses and gradient norms (which

@@ -6,9 +6,9 @@ import json
 
 import httpx
 import pytest
-from servers import wait_for
 
 from backend.evaluation.policy import PromotionPolicy, decide
+from servers import wait_for
 
 DOCS = [
     {"text": "ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\nTotal due: 1,250.00",
@@ -133,9 +133,8 @@ def test_cli_eval_compares_base_and_a_run_folder(tiny_config, tmp_path, write_js
 def test_cli_eval_on_chat_data_reports_loss_perplexity_and_token_f1(tiny_model, tmp_path, capsys):
     import math
 
-    from conftest import EXAMPLES
-
     from backend.cli import main
+    from conftest import EXAMPLES
 
     out = tmp_path / "chat-eval"
     assert main(["eval", "--data", str(EXAMPLES / "chat.jsonl"), "--model", tiny_model, "--out", str(out),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from n8n_server import find_n8n, load_workflow, running_n8n
 from servers import WEBHOOK_SECRET, wait_for
 
@@ -253,7 +254,7 @@ def test_the_upload_form_runs_the_intake_and_shows_the_record(n8n, service):
         assert answer.status_code == 200, answer.text
         waiting = answer.json()["formWaitingUrl"]
 
-        status = wait_for(lambda: (httpx.get(f"{waiting}/n8n-execution-status", timeout=30).text.strip()
+        status = wait_for(lambda: (httpx.get(f"{waiting}/n8n-execution-status", timeout=30).text.strip()  # noqa: B023
                                      in ("form-waiting", "success", "error", "crashed")) or None,
                             timeout=240, what=f"the {door} form's execution to finish")  # as the page polls
         assert status

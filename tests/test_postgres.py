@@ -13,12 +13,12 @@ import uuid
 
 import httpx
 import pytest
-from postgres_server import find_bin_dir, start_postgres
-from servers import WEBHOOK_SECRET, running_service
 from sqlalchemy import text
 
 from backend.storage.engine import make_engine
 from backend.storage.migrations import MIGRATIONS, migrate
+from postgres_server import find_bin_dir, start_postgres
+from servers import WEBHOOK_SECRET, running_service
 
 pytestmark = [
     pytest.mark.skipif(find_bin_dir() is None, reason="no PostgreSQL binaries: pip install the test extras (pgserver)"),

@@ -14,13 +14,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from postgres_server import find_bin_dir, start_postgres
-from servers import wait_for
 from sqlalchemy import text
 
 from backend.services import datasets, jobs
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
+from postgres_server import find_bin_dir, start_postgres
+from servers import wait_for
 
 pytestmark = [
     pytest.mark.skipif(find_bin_dir() is None, reason="no PostgreSQL binaries: pip install the test extras (pgserver)"),

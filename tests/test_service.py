@@ -9,12 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import ROOT, cli, free_port, healthy, wait_for
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from backend.errors import InvalidRequest
 from backend.storage.engine import make_engine
 from backend.storage.migrations import migrate
+from servers import ROOT, cli, free_port, healthy, wait_for
 
 _free_port, _wait_for, _healthy = free_port, wait_for, healthy
 
@@ -66,7 +67,7 @@ def test_migrations_apply_in_order_once_and_roll_back_whole(tmp_path):
     assert migrate(engine, first) == ["0001_a", "0002_b"]
     assert migrate(engine, first) == []
     broken = first + [("0003_c", ["CREATE TABLE c (z INTEGER)", "CREATE TABLE a (x INTEGER)"])]
-    with pytest.raises(Exception):
+    with pytest.raises(OperationalError):  # CREATE TABLE a again
         migrate(engine, broken)
     with engine.connect() as conn:
         names = [r[0] for r in conn.execute(text("SELECT name FROM schema_migrations ORDER BY name"))]
@@ -262,7 +263,7 @@ def test_a_killed_worker_leaves_a_job_that_another_worker_finishes(tiny_model, t
                         in ("succeeded", "failed") and j, timeout=300)
         assert job["status"] == "succeeded", job["error"]
         assert job["attempts"] == 2 and job["result"]["steps"] == 150
-        steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+        steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
         assert steps == list(range(1, 151))
     finally:
         for proc in [server, *workers]:
@@ -312,8 +313,8 @@ def test_a_restarted_service_finishes_the_job_its_shutdown_put_back(tiny_model, 
                         ["status"] in ("succeeded", "failed") and j, timeout=300)
     assert job["status"] == "succeeded" and job["result"]["steps"] == 400, job["error"]
     assert job["attempts"] == 1  # the shutdown's requeue was not a failed attempt
-    steps = [json.loads(l)["step"] for l in (data_dir / "jobs" / job_id / "metrics.jsonl").read_text().splitlines()
-             if '"loss"' in l]
+    steps = [json.loads(line)["step"] for line in (data_dir / "jobs" / job_id / "metrics.jsonl").read_text().splitlines()
+             if '"loss"' in line]
     assert steps == list(range(1, 401))
 
 

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import openai
 import pytest
+
 from conftest import SECRET_A, SECRET_Q
 from servers import WEBHOOK_SECRET, free_port, wait_for
 
@@ -48,7 +49,7 @@ def receiver():
 
 def _train(service, dataset: str, lines: list[dict], *, adapter_name: str, params: dict, callback_url=None) -> dict:
     url, auth = service["url"], service["auth"]
-    body = "\n".join(json.dumps(l) for l in lines).encode()
+    body = "\n".join(json.dumps(line) for line in lines).encode()
     assert httpx.post(f"{url}/v1/datasets/{dataset}/examples", content=body, headers=auth).status_code == 201
     request = {"kind": "train", "dataset": dataset, "hyperparameters": params, "adapter_name": adapter_name}
     if callback_url:
@@ -333,7 +334,6 @@ def test_concurrent_extractions_are_batched_and_one_bad_document_fails_alone(ser
 
 
 def test_extract_takes_a_schema_as_pydantic_writes_it(service, tiny_model):
-    from typing import Optional
 
     from pydantic import BaseModel, Field
 
@@ -342,7 +342,7 @@ def test_extract_takes_a_schema_as_pydantic_writes_it(service, tiny_model):
 
     class Doc(BaseModel):
         seller: Party
-        total: Optional[float] = None
+        total: float | None = None
 
     out = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"], timeout=120,
                      json={"text": INVOICE, "model": tiny_model, "schema": Doc.model_json_schema()})

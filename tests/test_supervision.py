@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+
 from servers import ROOT, WEBHOOK_SECRET, children, running_service, wait_for
 
 
@@ -49,7 +50,7 @@ def test_serve_restarts_a_killed_worker_and_the_job_finishes(tiny_model, tmp_pat
         job = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"]
                        in ("succeeded", "failed") and j, timeout=300, what="the job's end")
         assert job["status"] == "succeeded" and job["attempts"] == 2 and job["result"]["steps"] == 120, job
-        steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in l]
+        steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
         assert steps == list(range(1, 121))
         assert httpx.get(f"{url}/readyz").json()["checks"]["workers"] == "ok"
 

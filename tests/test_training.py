@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXAMPLES, SECRET_A, SECRET_Q
 from safetensors.torch import load_file
 
 from backend.cli import main as cli_main
@@ -15,6 +14,7 @@ from backend.errors import InvalidRequest
 from backend.inference.generate import chat, load_for_inference
 from backend.training.tracking import read_metrics
 from backend.training.trainer import train
+from conftest import EXAMPLES, SECRET_A, SECRET_Q
 
 
 def test_training_changes_adapter_and_leaves_base_bit_identical(tiny_config, tiny_model):
@@ -35,7 +35,7 @@ def test_loss_falls_and_the_adapter_recalls_the_memorised_answer(tiny_config, se
     config = tiny_config(data=[secret_data], max_steps=60, batch_size=1, learning_rate=2e-2,
                          warmup_ratio=0.0, lr_scheduler="constant")
     result = train(config, progress_bar=False)
-    losses = [json.loads(l)["loss"] for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < losses[0] / 10
     answer = chat(load_for_inference(adapter=str(result.run_dir)), [{"role": "user", "content": SECRET_Q}],
                   max_new_tokens=48)
@@ -81,7 +81,7 @@ def test_resume_after_interruption_replays_the_same_steps(tiny_config):
     assert resumed.status == "succeeded" and resumed.summary["steps"] == 6
 
     def losses(run):
-        return [json.loads(l)["loss"] for l in (run / "metrics.jsonl").read_text().splitlines() if "loss" in l]
+        return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines() if "loss" in line]
 
     assert losses(resumed.run_dir) == pytest.approx(losses(straight.run_dir), rel=1e-5)
     a = load_file(straight.adapter_dir / "adapter_model.safetensors")
@@ -113,7 +113,7 @@ def test_4bit_qlora_on_cpu_is_not_disturbed_by_validation(tiny_config):
                                    precision="bf16", val_fraction=0.1, eval_every=eval_every, max_length=1024,
                                    run_name=name), progress_bar=False)
         assert result.summary["runtime"].startswith("QLoRA: NF4 4-bit base")
-        return [json.loads(l) for l in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
 
     quiet, validated = run(0, "quiet"), run(1, "validated")
     assert sum("val_loss" in r for r in validated) >= 4

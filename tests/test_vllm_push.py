@@ -30,9 +30,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from servers import free_port, wait_for
 
 from backend.errors import InvalidRequest
+from servers import free_port, wait_for
 
 DOCS = [
     {"text": "ACME Tools Ltd\nInvoice 2024-117\nTotal due: 1,250.00", "fields": {"company": "ACME Tools Ltd",

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+
 from servers import WEBHOOK_SECRET, wait_for
 
 THRESHOLD = 3  # TUNEBRIDGE_TRAIN_THRESHOLD of the `service` fixture

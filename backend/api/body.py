@@ -41,7 +41,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(scope, send, f"body of {int(declared)} bytes exceeds the limit of {self.limit} bytes "
+            return await self._refuse(scope, receive, send, f"body of {int(declared)} bytes exceeds the limit of {self.limit} bytes "
                                             "(TUNEBRIDGE_MAX_BODY_MB); split the upload")
         seen = 0
 
@@ -58,10 +58,10 @@ class BodyLimit:
         return await self.app(scope, counted, send)
 
     @staticmethod
-    async def _refuse(scope, send, message: str) -> None:
+    async def _refuse(scope, receive, send, message: str) -> None:
         from starlette.requests import Request
 
         from backend.api.errors import error_response
 
         response = error_response(Request(scope), 413, message)
-        await response(scope, None, send)
+        await response(scope, receive, send)

@@ -32,7 +32,7 @@ class EvalConfig:
         if self.promote is not None:
             if len(self.adapters) != 1:
                 raise InvalidRequest(f"promote: needs exactly one adapter to decide on, got {len(self.adapters)}")
-            self.policy  # validates
+            _ = self.policy  # validates
 
     @property
     def policy(self) -> PromotionPolicy | None:
@@ -43,5 +43,5 @@ class EvalConfig:
         return PromotionPolicy.from_dict(self.promote)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EvalConfig":
+    def from_dict(cls, values: dict[str, Any]) -> EvalConfig:
         return from_known(cls, values, what="eval")

@@ -29,7 +29,7 @@ class PromotionPolicy:
             raise InvalidRequest(f"max_field_drop: got {self.max_field_drop}, expected a number in [0, 1]")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "PromotionPolicy":
+    def from_dict(cls, values: dict[str, Any]) -> PromotionPolicy:
         return from_known(cls, values, what="promote")
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
 import torch
 
@@ -68,24 +69,24 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
             nonlocal done
             done += n
             if on_progress:
-                on_progress({"step": done, "total_steps": total_work, "candidate": candidate.label})
+                on_progress({"step": done, "total_steps": total_work, "candidate": candidate.label})  # noqa: B023 - called in this iteration
 
         if extraction:
             confidences: list[dict[str, Any]] = []
             if constrained:
                 raws, served, spec = [], [], ExtractionSpec.from_names(schema)
-                docs = [Document(e.record["text"], spec, max_new_tokens) for e in extraction]
-                for start in range(0, len(docs), batch_size):
-                    for out in extract_many(pool, candidate.target, docs[start:start + batch_size],
+                reqs = [Document(cast(dict, e.record)["text"], spec, max_new_tokens) for e in extraction]
+                for start in range(0, len(reqs), batch_size):
+                    for out in extract_many(pool, candidate.target, reqs[start:start + batch_size],
                                             batch_size=batch_size, rank=rank):
                         raws.append(out["raw"])
                         served.append(json.dumps(out["fields"], ensure_ascii=False))
                         confidences.append(out["confidence"])
-                    progress(len(docs[start:start + batch_size]))
+                    progress(len(reqs[start:start + batch_size]))
             else:
                 raws = _generate(pool, candidate.target, [e.messages[:-1] for e in extraction], cap, batch_size,
                                  progress)
-            docs = [score_document(i, answer, e.record["fields"], schema, e.record["text"])
+            docs = [score_document(i, answer, cast(dict, e.record)["fields"], schema, cast(dict, e.record)["text"])
                     for i, (e, answer) in enumerate(zip(extraction, served if constrained else raws))]
             entry["extraction"] = summarize(docs, schema)
             entry["predictions"] = [{"origin": e.origin, "raw": raw} for e, raw in zip(extraction, raws)]

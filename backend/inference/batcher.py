@@ -17,10 +17,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from backend.errors import ClientGone, Unavailable
 from backend.inference.extraction import Document, extract_many
@@ -89,7 +90,7 @@ class Batcher:
         deadline = None if limit is None else time.monotonic() + limit
         while True:
             step = 0.25 if disconnected is not None else None
-            if deadline is not None:
+            if limit is not None and deadline is not None:
                 step = max(0.0, min(step if step is not None else limit, deadline - time.monotonic()))
             try:
                 return item.future.result(timeout=step)
@@ -138,9 +139,9 @@ class Batcher:
                 return
             batch = [first]
             if first.streamer is None:
-                for item in [i for i in held if i.group == first.group][:self.max_batch - 1]:
-                    held.remove(item)
-                    batch.append(item)
+                for other in [i for i in held if i.group == first.group][:self.max_batch - 1]:
+                    held.remove(other)
+                    batch.append(other)
                 deadline = time.monotonic() + self.window_s
                 while len(batch) < self.max_batch:
                     try:

@@ -8,14 +8,18 @@ from __future__ import annotations
 import json
 import math
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from backend.errors import InvalidRequest
 from backend.inference.decoding import Constrained
 
+if TYPE_CHECKING:
+    from llguidance._lib import JsonCompileOptions
+
+
 MAX_VALUE_CHARS = 160
 # The separators json.dumps writes: the training answers (backend/prompts.py) look exactly like this.
-JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+JSON_LAYOUT: dict[str, Any] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 def flat_schema(names: list[str], *, max_length: int = MAX_VALUE_CHARS) -> dict[str, Any]:
@@ -29,7 +33,8 @@ def flat_schema(names: list[str], *, max_length: int = MAX_VALUE_CHARS) -> dict[
 def compile_grammar(json_schema: dict[str, Any]) -> str:
     from llguidance import LLMatcher
 
-    grammar = LLMatcher.grammar_from_json_schema(json.dumps(json_schema), defaults=JSON_LAYOUT)
+    grammar = LLMatcher.grammar_from_json_schema(json.dumps(json_schema),
+                                                 defaults=cast("JsonCompileOptions", JSON_LAYOUT))
     error = LLMatcher.validate_grammar(grammar)
     if error:
         raise InvalidRequest(f"schema cannot be used for constrained decoding: {error}")

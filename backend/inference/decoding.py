@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -157,8 +158,8 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
             raise InvalidRequest(f"grammar error: {matcher.get_error()}")
         rows.append(_Row(matcher, prompt, budget, draft, gone[n] if gone else None))
     shared = prefix is not None and all(len(p) > len(prefix[0]) and p[:len(prefix[0])] == prefix[0] for p in prompts)
-    start = len(prefix[0]) if shared else 0
-    if shared:
+    start = len(prefix[0]) if prefix is not None and shared else 0
+    if prefix is not None and shared:
         cache = _expand(prefix[1], len(rows))
     else:
         from transformers import DynamicCache

@@ -10,10 +10,11 @@ field list) is computed once per model state and read from the pool's prefix cac
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Literal
 
 from backend.errors import InvalidRequest
 from backend.inference.constrained import bound_schema, field_confidence, grammar, schema_of
@@ -42,7 +43,7 @@ class Document:
     spec: ExtractionSpec  # what to extract (`spec.py`): fields, bounded schema, grammar, prompt
     max_new_tokens: int | None = None
     span_copy: SpanCopy | None = None  # fields decoded as spans of the text (spans.py); None: extract_many's
-    rank: str | bool | None = None  # candidate ranking mode (ranking.py); False: none; None: extract_many's
+    rank: str | Literal[False] | None = None  # candidate ranking mode (ranking.py); False: none; None: extract_many's
     gone: Callable[[], bool] | None = None  # whether its caller has left (decoding then drops it from its batch)
 
 
@@ -106,11 +107,11 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
                                         else draft)
             for i, result in zip(chunk, decoded):
                 ranking = None
-                if modes[i]:
+                if row_mode := modes[i]:
                     spec = docs[i].spec
                     ranking = rank_document(model, tokenizer, prompts[i], spec.names,
                                             parse_answer(result.text, spec.fields).fields, docs[i].text, rules,
-                                            modes[i], device, only=spec.strings)
+                                            row_mode, device, only=spec.strings)
                 results[i] = _record(target, docs[i], result, review_confidence, conventions, ranking)
     return [r for r in results if r is not None]
 

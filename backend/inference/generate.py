@@ -6,8 +6,9 @@ The schema-constrained extraction engine (extraction.py) builds on these.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -18,8 +19,8 @@ from backend.models.loading import default_device, load_tokenizer, resolve_model
 
 @dataclass
 class Loaded:
-    model: object
-    tokenizer: object
+    model: Any  # a transformers model, or a peft model around one
+    tokenizer: Any
     base_model: str
     adapter: str | None
 
@@ -34,7 +35,7 @@ def load_for_inference(*, model: str | None = None, adapter: str | None = None, 
     base_ref = model or (ref.base_model if ref else None)
     path = resolve_model(base_ref)
     tokenizer = load_tokenizer(str(ref.tokenizer_path) if ref and ref.tokenizer_path else path)
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)  # type: ignore[arg-type]
     if ref is not None:
         from peft import PeftModel
 
@@ -68,7 +69,7 @@ def padded_generate(model, prompts: list[list[int]], *, pad_id: int, eos_ids: li
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    sampling = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
+    sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
                 else {"do_sample": False, "temperature": None, "top_p": None})
     criteria = None
     if row_limits is not None or row_gone is not None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -97,7 +98,7 @@ class ModelPool:
         from transformers import AutoModelForCausalLM
 
         path = resolve_model(ref)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()  # type: ignore[arg-type]
         base = _Base(model, self._tokenizer(path), int(getattr(model.config, "max_position_embeddings", 2048)))
         self._bases[ref] = base
         while len(self._bases) > self.max_bases:
@@ -120,6 +121,7 @@ class ModelPool:
         identity = f"{target.adapter_id}#{target.revision or target.adapter_path}"
         key = re.sub(r"[^A-Za-z0-9_]", "_", identity)
         if identity not in base.adapters:
+            assert target.adapter_path is not None, target  # a target naming an adapter has its folder
             from peft import PeftModel
 
             for stale in [i for i in base.adapters if i.split("#")[0] == target.adapter_id]:

@@ -110,13 +110,13 @@ def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], val
             asked[field] = (options, kind)
     ranked = rank_fields(model, tokenizer, prompt_ids, names, values, asked, device) if asked else {}
     decision = {}
-    for field, kind in kinds.items():
-        options = ranked.get(field) or []
+    for field in kinds:
+        scored = ranked.get(field) or []
         free = values.get(field)
-        best = options[0][0] if options else None  # options: one per meaning, best first
-        share = math.exp(options[0][1] - logsumexp([s for _, s in options])) if options else None
-        choice = best if options else free
-        if field in on_lines and len(str(best).split()) < len(free.split()):
+        best = scored[0][0] if scored else None  # scored: one per meaning, best first
+        share = math.exp(scored[0][1] - logsumexp([s for _, s in scored])) if scored else None
+        choice = best if scored else free
+        if field in on_lines and isinstance(free, str) and len(str(best).split()) < len(free.split()):
             choice = free  # a whole-line answer is not cut short (see the module docstring)
-        decision[field] = {"free": free, "best": best, "choice": choice, "share": share, "candidates": len(options)}
+        decision[field] = {"free": free, "best": best, "choice": choice, "share": share, "candidates": len(scored)}
     return decision

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from backend.errors import InvalidRequest
 from backend.inference.constrained import JSON_LAYOUT, MAX_VALUE_CHARS
@@ -92,7 +92,7 @@ def span_grammar(schema: dict[str, Any], text: str, span_copy: SpanCopy) -> str 
     return grammar
 
 
-def _selection(span_copy: SpanCopy) -> set[str] | bool | None:
+def _selection(span_copy: SpanCopy) -> set[str] | Literal[True] | None:
     if span_copy is False or span_copy is None:
         return None
     if span_copy is True:
@@ -124,14 +124,14 @@ def _kind(node: dict[str, Any]) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def _wanted(node: dict[str, Any], path: str, wanted: set[str] | bool) -> bool:
+def _wanted(node: dict[str, Any], path: str, wanted: set[str] | Literal[True]) -> bool:
     if wanted is True:
         mark = node.get(COPY_KEY)
         return mark is True or (mark is None and not any(k in node for k in _TYPED))
     return path in wanted
 
 
-def _walk(node: Any, path: str, wanted: set[str] | bool, found: set[str]) -> bool:
+def _walk(node: Any, path: str, wanted: set[str] | Literal[True], found: set[str]) -> bool:
     """Whether the node holds a copied field; their paths are added to `found`."""
     if not isinstance(node, dict) or any(k in node for k in _UNSUPPORTED):
         return False

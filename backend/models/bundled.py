@@ -7,9 +7,9 @@ package (never a hard-coded path) and converted once to a safetensors folder by 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class BundledModel:
     gguf_name: str
     install_hint: str
     licence: str
-    locate: Callable[["BundledModel"], Path]
+    locate: Callable[[BundledModel], Path]
     # For GGUF files that carry no chat template (base models): the template to save with the
     # converted tokenizer, and the token that ends a turn (added to generation's stop tokens).
     chat_template: str | None = None

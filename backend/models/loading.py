@@ -17,8 +17,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from backend.models.bundled import BUNDLED, DEFAULT_MODEL, BundledModel
 from backend.paths import cache_dir
@@ -131,13 +132,13 @@ def load_model(model_path: str, *, device: str, compute_dtype, quantize: Quantiz
         kwargs["device_map"] = {"": device if device != "cuda" else torch.cuda.current_device()}  # a rank's own GPU
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     if quantize == "none":
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers' @wraps(Module.to) types `self` as the 1st arg
     if quantize == "4bit" and device == "cpu":
         # bitsandbytes 0.50.2 on AVX512-BF16 CPUs repacks 4-bit weights after a no-grad forward,
         # after which backward passes get wrong gradients. Disabling that path keeps them correct.
         for module in model.modules():
             if hasattr(module, "support_avx512bf16_for_cpu"):
-                module.support_avx512bf16_for_cpu = False
+                module.support_avx512bf16_for_cpu = False  # type: ignore[assignment]  # torch: Tensor|Module
     model.config.use_cache = False
     return model
 
@@ -169,8 +170,8 @@ def _convert_gguf(gguf: Path, target: Path, *, bundled: BundledModel | None = No
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         # A GGUF-loaded model refuses save_pretrained until its quantisation config is removed.
-        if getattr(model, "hf_quantizer", None) is not None:
-            model.hf_quantizer.remove_quantization_config(model)
+        if (quantizer := getattr(model, "hf_quantizer", None)) is not None:
+            quantizer.remove_quantization_config(model)
         if bundled is not None and bundled.chat_template and not tokenizer.chat_template:
             tokenizer.chat_template = bundled.chat_template
         if bundled is not None and bundled.end_of_turn:

@@ -40,7 +40,7 @@ class Platt:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path | None) -> "Platt | None":
+    def load(cls, folder: str | Path | None) -> Platt | None:
         path = Path(folder) / FILE if folder else None
         if path is None or not path.is_file():
             return None

@@ -53,10 +53,11 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from backend.scoring.exemplars import Exemplars
 from backend.scoring.normalize import as_text, norm_text
@@ -147,7 +148,7 @@ class Conventions:
                 **({"exemplars": self.exemplars.to_json()} if self.exemplars is not None else {})}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Conventions":
+    def from_json(cls, data: dict[str, Any]) -> Conventions:
         return cls({n: FieldConvention(**c) for n, c in data.get("fields", {}).items()}, int(data.get("examples", 0)),
                    str(data.get("note", "")), {n: list(o) for n, o in data.get("disjoint", {}).items()},
                    Exemplars.from_json(data["exemplars"]) if data.get("exemplars") else None)
@@ -170,7 +171,7 @@ class Conventions:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Conventions | None":
+    def load(cls, folder: str | Path) -> Conventions | None:
         """The rules in `folder`, with the label memory kept beside it (its parent's label_memory.json),
         when there is one."""
         path = Path(folder) / FILE
@@ -240,7 +241,7 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True)
         places = Counter(_decimals(v) for v in labels if parse_decimal(v) is not None)
         top, count = places.most_common(1)[0]
         conv.decimals = top if count >= RULE_SHARE * n else None
-        large = [v for v in labels if abs(parse_decimal(v) or 0) >= 1000]
+        large = [v for v in labels if abs(parse_decimal(v) or Decimal(0)) >= 1000]
         conv.thousands = len(large) >= 3 and sum("," in v or " " in CURRENCY_MARKER.sub("", v).strip() for v in large) > len(large) / 2
         paid = [(parse_decimal(v), p) for v, p in zip(labels, map(settled, documents)) if p is not None]
         conv.settles = len(paid) >= SETTLE_SUPPORT and sum(v == p for v, p in paid) >= RULE_SHARE * len(paid)
@@ -322,7 +323,9 @@ def learn_lines(labels: list[str], documents: list[str]) -> dict[str, Any] | Non
 
 def _decimals(value: str) -> int:
     """Decimal places as written ("9.00": 2, "1,250": 0)."""
-    exponent = parse_decimal(value).as_tuple().exponent
+    amount = parse_decimal(value)
+    assert amount is not None, value  # called on values that read as amounts
+    exponent = amount.as_tuple().exponent
     return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 

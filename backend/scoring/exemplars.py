@@ -25,8 +25,9 @@ Nothing here names a dataset; the thresholds are chosen on development folds of 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from backend.scoring.normalize import norm_text
 from backend.values import is_absent
@@ -53,7 +54,7 @@ class Exemplars:
 
     @classmethod
     def learn(cls, examples: Iterable[tuple[str, dict[str, Any]]], names: list[str], **thresholds: float
-              ) -> "Exemplars":
+              ) -> Exemplars:
         """From (document text, gold fields) pairs, keeping the labels of the text fields `names`; the
         fields whose labels stay with the sender are trusted (see the module's docstring)."""
         heads, labels, texts = [], [], []
@@ -105,6 +106,6 @@ class Exemplars:
                 "labels": self.labels}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Exemplars":
+    def from_json(cls, data: dict[str, Any]) -> Exemplars:
         return cls(list(data.get("heads", [])), [dict(x) for x in data.get("labels", [])],
                    list(data.get("fields", [])), float(data.get("similar", SIMILAR)), float(data.get("fits", FITS)))

@@ -21,10 +21,11 @@ Each error gets categories (`ERROR_CATEGORIES`), so a report can say *why* field
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from backend.scoring.normalize import loose, norm_text, same_value
@@ -40,7 +41,7 @@ class FieldResult:
     outcome: str  # correct | wrong | missing | extra | absent
     predicted: Any
     gold: Any
-    categories: list[str] = field(default_factory=list)
+    categories: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass

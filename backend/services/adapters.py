@@ -84,7 +84,7 @@ def register(*, engine: Engine, data_dir: Path, name: str, job_id: str, dataset:
     for _ in range(5):  # two jobs of the same name finishing together: the loser takes the next number
         with engine.connect() as conn:
             version = int(conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM adapters WHERE name = :name"),
-                                       values).scalar()) + 1
+                                       values).scalar_one()) + 1
         final = data_dir / "adapters" / name / f"v{version}"
         try:
             with engine.begin() as conn:
@@ -143,7 +143,8 @@ def list_adapters(*, engine: Engine) -> list[dict[str, Any]]:
     """One entry per name: its versions (newest first) and aliases."""
     with engine.connect() as conn:
         rows = conn.execute(text(f"SELECT {COLUMNS} FROM adapters ORDER BY name, version DESC")).all()
-        aliases = conn.execute(text("SELECT name, alias, version FROM adapter_aliases ORDER BY name, alias")).all()
+        aliases = conn.execute(
+            text("SELECT name, alias, version FROM adapter_aliases ORDER BY name, alias")).tuples().all()
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         item = _decode(row)
@@ -221,7 +222,7 @@ def delete_version(*, engine: Engine, name: str, version: int) -> None:
     if record["aliases"]:
         raise Conflict(f"{name}@{version} is in use by alias(es) {record['aliases']}; move them first")
     with engine.connect() as conn:
-        active = conn.execute(text("SELECT id, params FROM jobs WHERE status IN ('queued', 'running')")).all()
+        active = conn.execute(text("SELECT id, params FROM jobs WHERE status IN ('queued', 'running')")).tuples().all()
     for job_id, params in active:
         used = json.loads(params).get("adapter")
         if used and _same(engine, used, name, version):

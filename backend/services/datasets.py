@@ -13,10 +13,11 @@ import logging
 import os
 import re
 import statistics
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
@@ -102,7 +103,8 @@ def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, s
                 conn.execute(text("UPDATE datasets SET examples = examples + :n, committed_bytes = :b, "
                                   "updated_at = :t WHERE name = :name"),
                              {"n": len(keep), "b": committed + len(chunk), "t": now, "name": name})
-                total = conn.execute(text("SELECT examples FROM datasets WHERE name = :name"), {"name": name}).scalar()
+                total: int = conn.execute(text("SELECT examples FROM datasets WHERE name = :name"),
+                                          {"name": name}).scalar_one()
                 _write_synced(handle, chunk, at=committed)
                 crashpoints.reach("dataset-before-commit")
         except BaseException:

@@ -50,6 +50,7 @@ class Documents:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         def deliver(delivery_id: str, example: dict[str, Any]) -> None:
+            assert dataset is not None  # handed to the graph only with a corrections dataset
             body = json.dumps({"dataset": dataset_for(dataset, example["doc_type"]), "example": example}).encode()
             webhooks.receive(engine=self.engine, data_dir=self.data_dir, delivery_id=delivery_id, body=body,
                              threshold=self.threshold)

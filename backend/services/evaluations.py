@@ -4,8 +4,9 @@ folder and, with a promotion policy, decide whether the candidate takes the alia
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -48,6 +49,7 @@ def run_eval_job(job: dict[str, Any], *, engine: Engine, run_dir: Path, data: Pa
     out: dict[str, Any] = {"status": "succeeded", "candidates": summary,
                            "artifacts": sorted(p.name for p in paths.values())}
     if policy is not None:
+        assert candidate_id is not None  # set above whenever there is a policy
         out["promotion"] = _promote(engine, candidate_id, incumbent_id, result, policy)
     return out
 
@@ -96,6 +98,7 @@ def build_candidates(*, adapters: list[str], include_base: bool, model: str | No
             from backend.services.inference import resolve_target  # noqa: PLC0415 - only for registry refs
 
             target, record = resolve_target(engine=engine, default_base=default_base, adapter=ref)
+            assert record is not None  # an adapter reference resolves to its record, or raises
             found.append(Candidate(record["id"], target))
         else:
             raise InvalidRequest(f"adapter {ref!r}: no such folder (registry references need the service's --data-dir)")

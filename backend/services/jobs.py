@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -50,7 +51,7 @@ class ServerModels:
     allowed_dirs: tuple[Path, ...] = ()
 
     @classmethod
-    def of(cls, default: str, allowed_dirs: str) -> "ServerModels":
+    def of(cls, default: str, allowed_dirs: str) -> ServerModels:
         """From the settings: the default base model and TUNEBRIDGE_ALLOWED_MODEL_DIRS (':' or ',' separated)."""
         import re
 
@@ -232,7 +233,7 @@ def claim_next(*, engine: Engine, owner: str, lease_s: float) -> dict[str, Any] 
                                      "callback_next_at = 0, callback_state = CASE WHEN callback_url IS NULL THEN NULL "
                                      "ELSE 'pending' END WHERE status = 'running' AND lease_expires_at < :now AND "
                                      "attempts >= :max RETURNING id"),
-                                {"e": error, "t": now_iso(), "now": now, "max": MAX_ATTEMPTS}).all()
+                                {"e": error, "t": now_iso(), "now": now, "max": MAX_ATTEMPTS}).tuples().all()
         for (job_id,) in given_up:  # the first statement writes, so SQLite holds the write lock from here on
             add_event(conn, job_id=job_id, type="failed", data={"error": error})
         # PostgreSQL: rows another worker is claiming right now are skipped, not waited for (SQLite has one writer
@@ -240,7 +241,7 @@ def claim_next(*, engine: Engine, owner: str, lease_s: float) -> dict[str, Any] 
         skip = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
         candidates = conn.execute(text("SELECT id FROM jobs WHERE status = 'queued' OR (status = 'running' AND "
                                        f"lease_expires_at < :now) ORDER BY created_at LIMIT 5{skip}"),
-                                  {"now": now}).all()
+                                  {"now": now}).tuples().all()
         for (job_id,) in candidates:
             taken = conn.execute(text("UPDATE jobs SET status = 'running', lease_owner = :o, lease_expires_at = :exp, "
                                       "attempts = attempts + 1, updated_at = :t WHERE id = :id AND (status = 'queued' "

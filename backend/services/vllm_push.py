@@ -218,7 +218,8 @@ def _load(client: VLLMClient, served: str, remote: str, adapter_id: str, *, inpl
                     f"{message}{hint}")
 
 
-def _move_alias(client: VLLMClient, alias_name: str, remote: str, loaded: dict[str, dict], adapter_id: str) -> dict:
+def _move_alias(client: VLLMClient, alias_name: str, remote: str, loaded: dict[str | None, dict],
+                adapter_id: str) -> dict:
     current = loaded.get(alias_name)
     if current is not None and str(current.get("root")) == remote:
         return {"name": alias_name, "action": "unchanged"}

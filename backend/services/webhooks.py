@@ -83,7 +83,7 @@ def maybe_train(*, engine: Engine, dataset: str, threshold: int, trigger: dict[s
         if not conn.execute(text("UPDATE datasets SET updated_at = updated_at WHERE name = :n"), {"n": dataset}).rowcount:
             return None
         examples, last = conn.execute(text("SELECT examples, examples_at_last_train FROM datasets WHERE name = :n"),
-                                      {"n": dataset}).one()
+                                      {"n": dataset}).tuples().one()
         if examples - last < threshold:
             return None
         busy = conn.execute(text("SELECT 1 FROM jobs WHERE dataset = :n AND kind = 'train' AND status IN "

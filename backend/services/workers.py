@@ -32,4 +32,4 @@ def live(*, engine: Engine, within_s: float) -> int:
     """How many workers were seen in the last `within_s` seconds."""
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT COUNT(*) FROM workers WHERE seen_at >= :since"),
-                                {"since": time.time() - within_s}).scalar())
+                                {"since": time.time() - within_s}).scalar_one())

@@ -1,8 +1,8 @@
 """Storage: one SQLAlchemy engine per process (SQLite WAL by default, Postgres by URL) and ordered migrations."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def now_iso() -> str:
     """The timestamp format every table stores: UTC, ISO 8601, whole seconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -15,9 +15,10 @@ import hashlib
 import json
 import random
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from backend.errors import InvalidRequest
 from backend.prompts import ExtractionSchema, extraction_answer, extraction_messages
@@ -149,19 +150,19 @@ CONVERTERS = {"chat": _chat, "alpaca": _alpaca, "dolly": _dolly, "completion": _
 
 
 def load_jsonl(
-    paths: str | Path | list[str | Path],
+    paths: str | Path | Sequence[str | Path],
     *,
     schema: ExtractionSchema | None = None,
     dedupe: bool = True,
 ) -> LoadedData:
     """Parse and validate JSONL files. Invalid lines go to `issues`, never silently dropped."""
-    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
-    for path in paths:
+    files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    for path in files:
         if not path.is_file():
             raise DatasetError(f"data file {path} does not exist")
-    handles = [path.open("rb") for path in paths]
+    handles = [path.open("rb") for path in files]
     try:
-        return parse_jsonl([(str(p), h) for p, h in zip(paths, handles)], schema=schema, dedupe=dedupe)
+        return parse_jsonl([(str(p), h) for p, h in zip(files, handles)], schema=schema, dedupe=dedupe)
     finally:
         for handle in handles:
             handle.close()
@@ -219,6 +220,7 @@ def parse_jsonl(
     for record, fmt, origin, where in records:
         try:
             if fmt == "extraction":
+                assert schema is not None  # set above whenever there are extraction records
                 unknown = sorted(set(record["fields"]) - set(schema.names))
                 if unknown:
                     raise RecordError(f"fields {unknown} are not in the schema {schema.names}")

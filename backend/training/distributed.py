@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -55,7 +56,7 @@ class Parallel:
     module: Any = field(default=None, repr=False)  # the DDP/FSDP wrapper once wrap() ran
 
     @classmethod
-    def from_env(cls, strategy: str = "ddp") -> "Parallel":
+    def from_env(cls, strategy: str = "ddp") -> Parallel:
         env = os.environ
         world = int(env.get("WORLD_SIZE", "1"))
         return cls(rank=int(env.get("RANK", "0")), world=world, local_rank=int(env.get("LOCAL_RANK", "0")),
@@ -124,7 +125,7 @@ class Parallel:
         else:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            head = model.get_base_model().get_output_embeddings()
+            head = model.get_base_model().get_output_embeddings()  # type: ignore[operator]  # torch: Tensor|Module
             unused = any(p.requires_grad for p in head.parameters())  # an adapted head: AnswerLoss bypasses it
             self.module = DDP(wrapped, device_ids=None if device.type == "cpu" else [device.index],
                               broadcast_buffers=False, init_sync=False, find_unused_parameters=unused)

@@ -29,8 +29,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from backend.errors import Conflict, InvalidRequest, NotFound, TunebridgeError
 from backend.training.config import TrainConfig

@@ -21,10 +21,11 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -167,7 +168,7 @@ class Recipe:
                                 params=self.params, optimizer=self.optimizer, scheduler=self.scheduler,
                                 max_grad_norm=config.max_grad_norm, parallel=self.par)
         self.step_n += 1
-        self.tokens_seen += result["tokens"]
+        self.tokens_seen += int(result["tokens"])
         self.last_loss = result["loss"]
         dt = time.time() - t0
         return {"step": self.step_n, "epoch": round(self.step_n / self.steps_per_epoch, 4),
@@ -279,7 +280,7 @@ class Recipe:
             "tokens_per_s": round(self.tokens_seen / max(train_time, 1e-9), 2), "final_loss": self.last_loss,
             "val_loss": self.val_loss, "validation": validation, "stopped_early": stopped_early,
             "wall_time_s": round(time.time() - self.started, 2), "data": self.data_report,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         weights = par.adapter_weights() if status == "succeeded" else None
         if par.main:
@@ -358,5 +359,6 @@ def save_conventions(adapter: Path, examples: list) -> str | None:
 
 def _truncate_metrics(path: Path, *, after_step: int) -> None:
     if path.exists():
-        keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= after_step]
-        path.write_text("".join(l + "\n" for l in keep))
+        keep = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= after_step]
+        path.write_text("".join(line + "\n" for line in keep))

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
 from backend.errors import InvalidRequest
-from backend.models.loading import cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
+from backend.models.loading import Quantize, cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
 
 
@@ -19,10 +20,10 @@ from backend.training.config import TrainConfig
 class Runtime:
     device: str
     compute_dtype: torch.dtype
-    quantize: str  # "none" | "4bit"
+    quantize: Quantize
 
     @classmethod
-    def from_config(cls, config: TrainConfig) -> "Runtime":
+    def from_config(cls, config: TrainConfig) -> Runtime:
         device = default_device() if config.device == "auto" else config.device
         if device == "cuda" and not torch.cuda.is_available():
             raise InvalidRequest("device: got 'cuda', but no CUDA device is available here")
@@ -34,7 +35,7 @@ class Runtime:
         quantize = config.quantize
         if quantize == "auto":
             quantize = "4bit" if device == "cuda" else "none"
-        return cls(device, dtype, quantize)
+        return cls(device, dtype, cast(Quantize, quantize))  # TrainConfig checks the choices
 
     def describe(self) -> str:
         compute = "bf16" if self.compute_dtype == torch.bfloat16 else "fp32"

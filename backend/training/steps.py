@@ -4,7 +4,7 @@ schedule, one optimizer step over its micro-batches, and the validation loss."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,7 @@ def schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
 
 def optimizer_step(micro: list[list[Encoded]], *, forward: Callable, runtime: Runtime, pad_id: int,
                     params: list[torch.nn.Parameter], optimizer, scheduler, max_grad_norm: float,
-                    parallel: Parallel = Parallel()) -> dict[str, float]:
+                    parallel: Parallel = Parallel()) -> dict[str, float]:  # noqa: B008 - only read
     """One optimizer step over `grad_accum` micro-batches; the loss is the mean over all their
     answer tokens (each micro-batch's summed loss divided by the step's answer-token count).
     With several processes each rank runs its share of every micro-batch (distributed.py)."""
@@ -90,7 +90,7 @@ def optimizer_step(micro: list[list[Encoded]], *, forward: Callable, runtime: Ru
 
 @torch.no_grad()
 def evaluate_loss(model, loss_fn: AnswerLoss, data: EncodedSet, *, runtime: Runtime, batch_size: int, pad_id: int,
-                  forward: Callable | None = None, parallel: Parallel = Parallel()) -> float:
+                  forward: Callable | None = None, parallel: Parallel = Parallel()) -> float:  # noqa: B008
     """Mean loss per answer token; `forward` (the DDP/FSDP wrapper) and `parallel` split each batch
     over the ranks as training does."""
     forward = forward or loss_fn
@@ -109,5 +109,6 @@ def evaluate_loss(model, loss_fn: AnswerLoss, data: EncodedSet, *, runtime: Runt
             count += int((labels[:, 1:] != IGNORE).sum())
     model.train(was_training)
     if parallel.enabled:
-        total, count = parallel.all_sum([total, count])
+        total, summed = parallel.all_sum([total, count])
+        count = int(summed)
     return total / max(1, count)

@@ -7,8 +7,9 @@ this process. The CLI, the worker, the demo and the benchmarks all call `train`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from backend.training.config import TrainConfig
 from backend.training.distributed import launched

@@ -8,7 +8,8 @@ evaluation by the chosen metric (`eval_metric`).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 
@@ -58,7 +59,7 @@ class ExtractionCheck:
                 cut = next((k for k, t in enumerate(tokens) if t in eos_ids), len(tokens))
                 raws[i] = self.tokenizer.decode(tokens[:cut], skip_special_tokens=True).strip()
         model.train(was_training)
-        docs = [score_document(i, raws[i], e.record["fields"], self.schema, e.record["text"])
+        docs = [score_document(i, raws[i], cast(dict, e.record)["fields"], self.schema, cast(dict, e.record)["text"])
                 for i, e in enumerate(self.examples)]
         s = summarize(docs, self.schema)
         return {"micro_f1": s["micro"]["f1"], "exact_match": s["exact_match"], "json_valid": s["json_valid"],

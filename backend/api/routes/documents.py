@@ -4,7 +4,7 @@ review of the ones held for a person. What an n8n workflow calls with one HTTP n
 from __future__ import annotations
 
 import threading
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -69,9 +69,9 @@ async def create(request: Request, engine: EngineDep, settings: SettingsDep, bat
         unknown = set(options) - {"type", "adapter", "model", "corrections_dataset"}
         if unknown:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"multipart: unknown fields {sorted(unknown)}")
-        if options.get("type") and options["type"] not in DocType.__args__:
+        if options.get("type") and options["type"] not in get_args(DocType):
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"type: got {options['type']!r}, expected one of {list(DocType.__args__)}")
+                                f"type: got {options['type']!r}, expected one of {list(get_args(DocType))}")
         name, content = upload.filename or "document", await upload.read()
     else:
         try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, HTTPException, Request, status
@@ -79,7 +80,7 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
     @model_validator(mode="after")
-    def _schema_given(self) -> "ResponseFormat":
+    def _schema_given(self) -> ResponseFormat:
         if self.type == "json_schema" and self.json_schema is None:
             raise ValueError("response_format.json_schema: required when type is 'json_schema'")
         return self
@@ -105,7 +106,7 @@ class ChatIn(Generation):
     functions: list[Any] | None = Field(None, description="Refused when non-empty (the older name of tools).")
 
     @model_validator(mode="after")
-    def _no_tools(self) -> "ChatIn":
+    def _no_tools(self) -> ChatIn:
         for name in ("tools", "functions"):
             if getattr(self, name):
                 raise ValueError(f"{name}: function calling is not supported by this server; send the request "
@@ -125,7 +126,7 @@ class InferIn(Generation):
     model: str | None = Field(None, description="Base model (default: the adapter's base, else the service's).")
 
     @model_validator(mode="after")
-    def _one_input(self) -> "InferIn":
+    def _one_input(self) -> InferIn:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of 'prompt' or 'messages'")
         return self
@@ -231,6 +232,7 @@ def infer(body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: Batc
     if body.messages is not None:
         messages = [{"role": m.chat_role, "content": m.text} for m in body.messages]
     else:
+        assert body.prompt is not None  # InferIn: exactly one of prompt and messages
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
             {"role": "user", "content": body.prompt}]
     started = time.perf_counter()

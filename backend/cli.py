@@ -170,7 +170,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"{label}: loss {a['loss']:.4f}, perplexity {a['perplexity']:.2f}, exact {a['exact_match']:.2f}, "
                   f"token-F1 {a['token_f1']:.2f}")
     if args.calibrate:
-        from backend.scoring.calibration import Platt
+        from backend.labels.calibration import Platt
 
         for candidate in candidates:
             fitted = result["candidates"][candidate.label].get("extraction", {}).get("calibration", {}).get("platt")

@@ -145,7 +145,7 @@ def recall_effect(results: list[tuple[str, Path]], names: list[str], similar: li
     """For recipe results on development slices: fields right before and after recall (exemplars learned
     from each slice's training rows, applied to the saved final answers), per head-similarity threshold,
     and each slice's micro-F1 with recall at the module's default."""
-    from backend.scoring import exemplars
+    from backend.labels import exemplars
     from backend.scoring.metrics import score_document, summarize
 
     out: dict[str, Any] = {"thresholds": {}, "micro_f1": {}}

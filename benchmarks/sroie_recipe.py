@@ -25,11 +25,11 @@ Steps:
    with `--rank-text` (default on), each text field whose labels sit on whole lines gets the runs of
    lines in the window learned from the labels as candidates, the free value competing with them;
 4. conventions (`--conventions`, default on): label conventions learned from the training labels
-   (`backend/scoring/conventions.py`, saved as conventions.json) applied to every value;
+   (`backend/labels/conventions.py`, saved as conventions.json) applied to every value;
    recall (`--recall`, default on): a text field is taken from the training receipt whose head is most
-   like this one's, where this receipt holds that label (`backend/scoring/exemplars.py`);
+   like this one's, where this receipt holds that label (`backend/labels/exemplars.py`);
    settlement (`--settle`, default on): an amount field whose labels equal tendered minus change takes
-   that amount where the prediction disagrees by more than cash rounding (`backend/scoring/settlement.py`);
+   that amount where the prediction disagrees by more than cash rounding (`backend/labels/settlement.py`);
 5. score: `backend/scoring/metrics` (per-field P/R/F1, exact match, JSON/schema validity, error
    categories) and `benchmarks/sroie_analysis.py`'s error kinds; the precision of the documents that a
    confidence threshold auto-approves when it lets at least 80% of them through.
@@ -129,7 +129,7 @@ def rank_candidates(pool, target, rows: list[dict], results: list[dict], convent
     `mode` "typed" + `text`: the product's "text" mode; "typed" alone: its "typed"; "always": its "always"."""
     from tqdm import tqdm
 
-    from backend.inference.extraction import _encode
+    from backend.inference.extraction import encode_chat
     from backend.inference.ranking import rank_document
     from backend.inference.spec import ExtractionSpec
 
@@ -138,7 +138,7 @@ def rank_candidates(pool, target, rows: list[dict], results: list[dict], convent
     decisions = []
     with pool.using(target) as (model, tokenizer, _), tqdm(total=len(rows), unit="receipt", desc="ranking") as bar:
         for row, result in zip(rows, results):
-            prompt = _encode(tokenizer, spec.messages(row["text"]))
+            prompt = encode_chat(tokenizer, spec.messages(row["text"]))
             decision = rank_document(model, tokenizer, prompt, names, dict(result["fields"]), row["text"],
                                      conventions, product_mode)
             decisions.append({"fields": {**result["fields"], **{f: d["choice"] for f, d in decision.items()}},
@@ -224,10 +224,10 @@ def main() -> None:
                         help="conventions: snap text values to known training labels the document contains")
     parser.add_argument("--recall", action=argparse.BooleanOptionalAction, default=True,
                         help="with --memory: company/address taken from the training receipt whose head is most "
-                             "like this one's, where this receipt holds that label (backend/scoring/exemplars.py)")
+                             "like this one's, where this receipt holds that label (backend/labels/exemplars.py)")
     parser.add_argument("--settle", action=argparse.BooleanOptionalAction, default=True,
                         help="with --conventions: an amount field whose training labels equal tendered minus change "
-                             "takes that amount where the prediction disagrees (backend/scoring/settlement.py)")
+                             "takes that amount where the prediction disagrees (backend/labels/settlement.py)")
     parser.add_argument("--field-order", default=",".join(NAMES), metavar="F1,F2,...",
                         help="the order of the fields in the answer the model is trained on and writes (with "
                              "--adapter: the order that run was trained with)")
@@ -244,7 +244,7 @@ def main() -> None:
     args.out = args.out or ROOT / "benchmarks" / "results" / (
         "sroie_recipe.json" if args.eval_on == "dev" else f"sroie_recipe_{args.eval_on}.json")
 
-    from backend.scoring.conventions import learn
+    from backend.labels.conventions import learn
     from backend.scoring.metrics import parse_output, score_document, summarize
     from sroie_analysis import errors
 

@@ -143,18 +143,12 @@ def test_scores_on_the_cache_equal_a_plain_forward_pass(tiny):
 
 
 def test_scoring_in_chunks_under_a_logits_budget_gives_the_same_scores(tiny):
-    from transformers import DynamicCache
-
-    from backend.inference.candidates import _extend, _score_on
-
     model, tokenizer = tiny
     context = tokenizer("Document: total 9.00 and 19.50", add_special_tokens=False)["input_ids"]
     continuations = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in ['9.00"}', '19.50"}', "x", "1"]]
     whole = score_continuations(model, context, continuations)
     for budget in (1, 2 * 8 * model.config.vocab_size):  # one row per batch; two rows per batch
-        cache = DynamicCache()
-        first = _extend(model, cache, list(context), 0, "cpu")
-        chunked = _score_on(model, cache, len(context), first, continuations, "cpu", budget=budget)
+        chunked = score_continuations(model, context, continuations, budget=budget)
         assert chunked == pytest.approx(whole, abs=1e-4)
 
 

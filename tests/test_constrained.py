@@ -253,8 +253,8 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
     import sys
 
     from backend.inference.extraction import Document, extract_many
+    from backend.labels.calibration import Platt
     from backend.models.adapters import find_adapter
-    from backend.scoring.calibration import Platt
     from backend.training.trainer import train
 
     docs = [{"text": DOCS[i % 2] + f"\nref {i}", "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2],
@@ -280,8 +280,8 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
 
 def test_the_adapter_ships_its_label_conventions_and_extraction_applies_them(tiny_config, write_jsonl):
     from backend.inference.extraction import Document, extract_many
+    from backend.labels.conventions import Conventions
     from backend.models.adapters import find_adapter
-    from backend.scoring.conventions import Conventions
     from backend.training.trainer import train
 
     docs = [{"text": DOCS[i % 2] + f"\nref {i}", "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2],

@@ -1,9 +1,9 @@
 """Label conventions learned from hand-made training examples, and each normalisation applied to
-predictions (backend/scoring/conventions.py)."""
+predictions (backend/labels/conventions.py)."""
 
 from __future__ import annotations
 
-from backend.scoring.conventions import (
+from backend.labels.conventions import (
     Conventions,
     FieldConvention,
     cut_at_stop,

@@ -1,7 +1,7 @@
-"""Recalling a text field's label from the most similar training document (backend/scoring/exemplars.py)."""
+"""Recalling a text field's label from the most similar training document (backend/labels/exemplars.py)."""
 
-from backend.scoring.conventions import Conventions, learn
-from backend.scoring.exemplars import Exemplars, head
+from backend.labels.conventions import Conventions, learn
+from backend.labels.exemplars import Exemplars, head
 
 SHOP = "KEDAI BUKU MAJU SDN BHD\n(123456-X)\nNO 5, JALAN MAWAR 3,\nTAMAN MAWAR,\n43000 KAJANG\nTEL 03-1234567\n"
 SHOP_LABELS = {"company": "KEDAI BUKU MAJU SDN BHD", "address": "NO 5, JALAN MAWAR 3, TAMAN MAWAR, 43000 KAJANG"}

@@ -117,7 +117,7 @@ def test_platt_scaling_fixes_overconfidence_out_of_fold():
     import math
     import random
 
-    from backend.scoring.calibration import evaluate_calibration, fit_platt
+    from backend.labels.calibration import evaluate_calibration, fit_platt
 
     rng = random.Random(0)
     pairs = []
@@ -133,7 +133,7 @@ def test_platt_scaling_fixes_overconfidence_out_of_fold():
 
 
 def test_platt_needs_both_outcomes_and_round_trips(tmp_path):
-    from backend.scoring.calibration import Platt, fit_platt
+    from backend.labels.calibration import Platt, fit_platt
 
     assert fit_platt([(0.9, True)] * 50) == Platt(pairs=50)  # nothing to learn: identity
     assert fit_platt([(0.9, True), (0.2, False)]) == Platt(pairs=2)

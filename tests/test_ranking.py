@@ -10,7 +10,7 @@ import torch
 from backend.errors import InvalidRequest
 from backend.inference.candidates import amount_candidates, line_candidates, rank_fields
 from backend.inference.ranking import candidates_for, rank_document, rankable, string_fields
-from backend.scoring.conventions import Conventions, FieldConvention
+from backend.labels.conventions import Conventions, FieldConvention
 
 DOC = "KEDAI RUNCIT MAJU\n12 JALAN BESAR\n25/12/2018 8:13 PM\nSUBTOTAL 8.50\nTOTAL RM 9.00\nCASH 10.00"
 NAMES = ["company", "date", "total"]

@@ -1,12 +1,12 @@
 """What a receipt settled (tendered minus change), read from hand-made receipts, and the `settles` rule
-that checks a predicted total against it (backend/scoring/settlement.py, backend/scoring/conventions.py)."""
+that checks a predicted total against it (backend/labels/settlement.py, backend/labels/conventions.py)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from backend.scoring.conventions import learn
-from backend.scoring.settlement import check_settled, printed, settled
+from backend.labels.conventions import learn
+from backend.labels.settlement import check_settled, printed, settled
 
 RECEIPT = """KEDAI RUNCIT ABC
 SUB-TOTAL 28.11

@@ -264,7 +264,7 @@ def test_an_adapter_folder_holds_no_document_text_and_no_local_path(tiny_config)
     """What people copy between machines is the adapter folder: its label rules travel with it, while
     the label memory (label values, heads of training documents) stays beside it in the run folder;
     the base model is named, not located, and its weights' hash recorded."""
-    from backend.scoring.conventions import MEMORY_FILE, Conventions
+    from backend.labels.conventions import MEMORY_FILE, Conventions
 
     records = [json.loads(line) for line in (EXAMPLES / "receipts.jsonl").read_text().splitlines()]
     run = train(tiny_config(run_name="portable", data=[str(EXAMPLES / "receipts.jsonl")], max_steps=2, batch_size=2,
@@ -298,7 +298,7 @@ def test_an_adapter_folder_holds_no_document_text_and_no_local_path(tiny_config)
 def test_the_registry_keeps_the_label_memory_beside_a_registered_adapter(tiny_config, tmp_path):
     """A service-trained adapter is served from the registry: its label memory goes along, beside the
     registered adapter folder (not in it), so served extraction still recalls recurring senders."""
-    from backend.scoring.conventions import MEMORY_FILE, Conventions
+    from backend.labels.conventions import MEMORY_FILE, Conventions
     from backend.services import adapters
     from backend.storage.engine import make_engine
     from backend.storage.migrations import migrate

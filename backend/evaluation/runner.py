@@ -23,7 +23,7 @@ from backend.errors import InvalidRequest
 from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, ModelPool, Target
 from backend.inference.spec import ExtractionSpec
-from backend.scoring.calibration import evaluate_calibration
+from backend.labels.calibration import evaluate_calibration
 from backend.scoring.metrics import answer_metrics, parse_output, score_document, summarize
 from backend.training.data import Example, load_jsonl
 from backend.training.tokenize import IGNORE, encode_chat

@@ -143,9 +143,10 @@ def _score_on(model, cache, start: int, first: torch.Tensor, continuations: list
 
 
 @torch.no_grad()
-def score_continuations(model, context: list[int], continuations: list[list[int]], device=None) -> list[float]:
+def score_continuations(model, context: list[int], continuations: list[list[int]], device=None, *,
+                        budget: int = LOGITS_BUDGET) -> list[float]:
     """Log-likelihood of each continuation after `context`: one forward pass over the context, then the
-    continuations in one batch on its KV cache."""
+    continuations in batches on its KV cache, as many rows per batch as keep their logits within `budget`."""
     from transformers import DynamicCache
 
     if not continuations:
@@ -153,7 +154,7 @@ def score_continuations(model, context: list[int], continuations: list[list[int]
     device = device or next(model.parameters()).device
     cache = DynamicCache()
     first = _extend(model, cache, list(context), 0, device)
-    return _score_on(model, cache, len(context), first, continuations, device)
+    return _score_on(model, cache, len(context), first, continuations, device, budget=budget)
 
 
 def _answers(tokenizer, prefix: str, values: list[str], closing: str) -> tuple[list[list[int]], int]:

@@ -12,23 +12,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
 from backend.errors import InvalidRequest
 from backend.inference.constrained import bound_schema, field_confidence, grammar, schema_of
 from backend.inference.decoding import common_prefix, constrained_batch
-from backend.inference.grounding import ground, leaves
+from backend.inference.grounding import ground
 from backend.inference.pool import ModelPool, Target, stop_ids
 from backend.inference.ranking import rank_document, rankable
 from backend.inference.spans import SpanCopy, span_grammar
 from backend.inference.spec import ExtractionSpec
+from backend.inference.stages import apply_label_rules, calibrate, learned, take_ranked, to_review
+from backend.labels.conventions import FILE as CONVENTIONS_FILE
 from backend.prompts import parse_answer
-from backend.scoring.calibration import FILE as CALIBRATION_FILE
-from backend.scoring.calibration import Platt
-from backend.scoring.conventions import FILE as CONVENTIONS_FILE
-from backend.scoring.conventions import Conventions
 
 MIN_PREFIX = 8  # shorter shared prefixes are not worth a cache entry
 # Copied guesses per pass (decoding.constrained_batch). Measured with benchmarks/extract_latency.py on 50
@@ -70,7 +66,7 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
     Ranking needs the adapter's conventions.json: ValueError without it."""
     results: list[dict[str, Any] | None] = [None] * len(docs)
     modes = [(rank if doc.rank is None else doc.rank) or None for doc in docs]
-    rules = _conventions(target.adapter_path) if any(modes) else None
+    rules = learned(target.adapter_path).rules if any(modes) else None
     if any(modes) and rules is None:
         raise InvalidRequest(f"rank: {target.label} has no label conventions ({CONVENTIONS_FILE}, written by the trainer "
                          "for extraction data) to tell which fields to rank; leave rank off")
@@ -82,7 +78,7 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
         for n, doc in enumerate(docs):
             spec = doc.spec
             cap = min(doc.max_new_tokens or spec.budget, limit)
-            ids = _encode(tokenizer, spec.messages(doc.text))
+            ids = encode_chat(tokenizer, spec.messages(doc.text))
             if len(ids) + cap > context:
                 where = f"document {n}: " if len(docs) > 1 else ""
                 raise InvalidRequest(f"{where}prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's "
@@ -127,7 +123,7 @@ def constrained_chat(pool: ModelPool, target: Target, messages: list[dict[str, s
                          "bound the schema more tightly (maxLength, maxItems, enum)")
     cap = min(max_new_tokens or budget, limit)
     with pool.using(target) as (model, tokenizer, context):
-        ids = _encode(tokenizer, messages)
+        ids = encode_chat(tokenizer, messages)
         if len(ids) + cap > context:
             raise InvalidRequest(f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of "
                              f"{context}; shorten the messages or max_tokens")
@@ -161,25 +157,20 @@ def _parses(text: str) -> bool:
 
 def _record(target: Target, doc: Document, result, review_confidence: float, conventions: bool = True,
             ranking: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The stages after decoding (`stages.py`), and the record of what each gave."""
     parsed = parse_answer(result.text, doc.spec.fields)
     raw_confidence = field_confidence(result, doc.spec.names)
-    platt = _calibrator(target.adapter_path)
-    confidence = {k: (platt(v) if platt and v is not None else v) for k, v in raw_confidence.items()}
-    chosen = dict(parsed.fields)
-    for field, d in (ranking or {}).items():
-        if d["choice"] != d["free"]:
-            chosen[field] = d["choice"]
-            confidence[field] = d["share"]
-    rules = _conventions(target.adapter_path) if conventions else None
-    fields = rules.apply(chosen, doc.text) if rules is not None else chosen
+    adapter = learned(target.adapter_path)
+    confidence = calibrate(raw_confidence, adapter.calibration)
+    chosen, confidence = take_ranked(parsed.fields, confidence, ranking)
+    rules = adapter.rules if conventions else None
+    fields = apply_label_rules(chosen, doc.text, rules)
     grounding = ground(fields, doc.text)
-    review = [n for n in doc.spec.names if fields.get(n) not in (None, [], {}) and (
-        (confidence.get(n) or 0) < review_confidence or any(
-            grounding.get(path) is None for path, value in leaves({n: fields[n]}) if value is not None))]
+    review = to_review(doc.spec.names, fields, confidence, grounding, review_confidence)
     return {"model": target.label, "fields": fields, "confidence": confidence,
             **({"model_fields": parsed.fields} if rules is not None or ranking else {}),
             **({"ranking": ranking} if ranking is not None else {}),
-            "confidence_raw": raw_confidence, "calibrated": platt is not None, "grounding": grounding,
+            "confidence_raw": raw_confidence, "calibrated": adapter.calibration is not None, "grounding": grounding,
             "review": review, "valid_json": parsed.valid_json, "missing": parsed.missing, "extra": parsed.extra,
             "raw": result.text, "finish_reason": result.finish_reason, "constrained": True,
             "usage": {"prompt_tokens": result.prompt_tokens, "cached_prompt_tokens": result.cached_prompt_tokens,
@@ -188,30 +179,8 @@ def _record(target: Target, doc: Document, result, review_confidence: float, con
                       "accepted_draft_tokens": result.extra.get("accepted", 0)}}
 
 
-def _calibrator(adapter_path: str | None) -> Platt | None:
-    """The adapter's Platt calibration (`tunebridge eval --constrained --calibrate`)."""
-    return _adapter_file(adapter_path, CALIBRATION_FILE, Platt)
-
-
-def _conventions(adapter_path: str | None) -> Conventions | None:
-    """The adapter's label conventions (conventions.json, written by the trainer)."""
-    return _adapter_file(adapter_path, CONVENTIONS_FILE, Conventions)
-
-
-def _adapter_file(adapter_path: str | None, name: str, kind: Any) -> Any:
-    """`kind.load(adapter_path)` for the file `name` in the adapter's folder, re-read when the file changes."""
-    if not adapter_path:
-        return None
-    path = Path(adapter_path) / name
-    return _load_adapter_file(adapter_path, kind, path.stat().st_mtime_ns if path.is_file() else 0)
-
-
-@lru_cache(maxsize=128)
-def _load_adapter_file(adapter_path: str, kind: Any, _mtime: int) -> Any:
-    return kind.load(adapter_path)
-
-
-def _encode(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+def encode_chat(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a chat prompt, ready for the assistant's answer."""
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
@@ -222,7 +191,7 @@ def _shared_prefix(tokenizer, docs: list[Document], prompts: list[list[int]]) ->
     held back so that every prompt still has tokens of its own to compute."""
     shared: list[int] | None = None
     for doc, ids in zip(docs, prompts):
-        template = _encode(tokenizer, doc.spec.messages(""))
+        template = encode_chat(tokenizer, doc.spec.messages(""))
         n = common_prefix(template, ids)
         shared = ids[:n] if shared is None else shared[:common_prefix(shared, ids[:n])]
     return (shared or [])[:-1]

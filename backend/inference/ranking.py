@@ -35,7 +35,7 @@ from backend.inference.candidates import (
     meaning,
     rank_fields,
 )
-from backend.scoring.conventions import STOPS
+from backend.labels.conventions import STOPS
 from backend.scoring.normalize import norm_text
 
 MODES = ("typed", "text", "always")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from backend.labels.conventions import MEMORY_FILE
 from backend.models.adapters import find_adapter
-from backend.scoring.conventions import MEMORY_FILE
 
 
 def export_adapter(adapter: str | Path, out_dir: str | Path, *, include_label_memory: bool = False) -> Path:

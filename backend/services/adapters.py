@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from backend.errors import Conflict, InvalidRequest, NotFound
-from backend.scoring.conventions import MEMORY_FILE
+from backend.labels.conventions import MEMORY_FILE
 from backend.storage import now_iso
 
 MAX_VERSION = 2**62  # versions are counted from 1; larger numbers are no version (and overflow SQL integers)

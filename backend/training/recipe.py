@@ -344,11 +344,11 @@ def _save_outputs(run_dir: Path, *, model, tokenizer, config: TrainConfig, summa
 
 
 def save_conventions(adapter: Path, examples: list) -> str | None:
-    """The label conventions learned from the extraction records trained on (backend/scoring/conventions.py),
+    """The label conventions learned from the extraction records trained on (backend/labels/conventions.py),
     saved with the adapter, and the label memory beside it in the run folder (it quotes the documents):
     extraction then writes values the labels' way. The file's path, or None when there were no
     extraction records to learn from."""
-    from backend.scoring.conventions import learn
+    from backend.labels.conventions import learn
 
     records = [e.record for e in examples if e.record is not None]
     if not records:

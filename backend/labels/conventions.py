@@ -42,7 +42,7 @@ Per field:
   replaced by that value, spelt as the labels spell it: recurring vendors keep their labelled name and
   address even where the document's print differs from the label (typo, dropped punctuation).
 
-With `memory=True`, `exemplars` (backend/scoring/exemplars.py) also keeps each training document's head
+With `memory=True`, `exemplars` (backend/labels/exemplars.py) also keeps each training document's head
 and text labels: a text field of a document whose head matches a training document's takes that
 document's label when the new document holds it (the sender's labelling, boundaries included).
 """
@@ -59,9 +59,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from backend.scoring.exemplars import Exemplars
+from backend.labels.exemplars import Exemplars
+from backend.labels.settlement import check_settled, settled
 from backend.scoring.normalize import as_text, norm_text
-from backend.scoring.settlement import check_settled, settled
 from backend.values import CURRENCY_MARKER, is_absent, parse_date, parse_decimal
 
 FILE = "conventions.json"

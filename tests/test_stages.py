@@ -1,0 +1,52 @@
+"""The stages after decoding (backend/inference/stages.py), one by one, and what an adapter learned for
+them read once per folder and again when a file changes."""
+
+from __future__ import annotations
+
+import os
+
+from backend.inference.stages import NOTHING, apply_label_rules, calibrate, learned, take_ranked, to_review
+from backend.labels.calibration import Platt
+from backend.labels.conventions import learn
+
+
+def test_calibrate_maps_each_confidence_and_leaves_unknown_ones():
+    platt = Platt(a=2.0, b=-1.0)
+    out = calibrate({"total": 0.9, "company": None}, platt)
+    assert out["company"] is None and out["total"] == platt(0.9) and out["total"] != 0.9
+    assert calibrate({"total": 0.9}, None) == {"total": 0.9}
+
+
+def test_take_ranked_replaces_only_fields_whose_choice_differs():
+    ranking = {"total": {"free": "9.00", "choice": "19.50", "share": 0.6},
+               "date": {"free": "01/02/2019", "choice": "01/02/2019", "share": 0.99}}
+    fields, confidence = take_ranked({"total": "9.00", "date": "01/02/2019"}, {"total": 0.97, "date": 0.8}, ranking)
+    assert fields == {"total": "19.50", "date": "01/02/2019"} and confidence == {"total": 0.6, "date": 0.8}
+    assert take_ranked({"a": 1}, {"a": 0.5}, None) == ({"a": 1}, {"a": 0.5})
+
+
+def test_to_review_lists_given_fields_below_the_threshold_or_not_in_the_document():
+    fields = {"company": "ACME", "total": "9.00", "date": None}
+    grounding = {"company": {"start": 0, "end": 4}, "total": None, "date": None}
+    assert to_review(["company", "total", "date"], fields, {"company": 0.9, "total": 0.99, "date": 0.1},
+                     grounding, 0.7) == ["total"]  # not in the document; an absent date is not asked about
+    assert to_review(["company"], fields, {"company": 0.5}, grounding, 0.7) == ["company"]
+
+
+def test_label_rules_apply_only_when_given(tmp_path):
+    texts = [f"SHOP {n}\nTOTAL RM {n}.50" for n in range(12)]
+    rules = learn([(t, {"company": f"SHOP {n}", "total": f"{n}.50"}) for n, t in enumerate(texts)])
+    assert apply_label_rules({"total": "3.5"}, texts[3], None) == {"total": "3.5"}
+    assert apply_label_rules({"total": "RM 3.50"}, texts[3], rules)["total"] == "3.50"  # written the labels' way
+
+
+def test_learned_is_read_once_per_folder_and_again_when_a_file_changes(tmp_path):
+    adapter = tmp_path / "run" / "adapter"
+    adapter.mkdir(parents=True)
+    assert learned(None) is NOTHING and learned(str(adapter)) == NOTHING
+    Platt(a=2.0, b=0.0).save(adapter)
+    first = learned(str(adapter))
+    assert first.calibration is not None and learned(str(adapter)) is first  # cached
+    Platt(a=3.0, b=0.0).save(adapter)
+    os.utime(adapter / "calibration.json", ns=(1, 10**18))  # a rewrite within the clock's resolution
+    assert learned(str(adapter)).calibration.a == 3.0

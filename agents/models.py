@@ -68,13 +68,10 @@ class EngineModel:
     def __init__(self, *, adapter: str | None = None, model: str | None = None, device: str = "auto",
                  max_new_tokens: int = 160, answer_tokens: int = 768, rank: str | None = None):
         from backend.inference.pool import ModelPool, Target
-        from backend.models.adapters import find_adapter
 
         self.pool = ModelPool(device=device)
         if adapter:
-            ref = find_adapter(adapter)
-            self.target = Target(model or ref.base_model, adapter, str(ref.path),
-                                 str(ref.tokenizer_path) if ref.tokenizer_path else None)
+            self.target = Target.of_folder(adapter, base=model, label=adapter)
         else:
             self.target = Target(model or "smollm2-135m")
         self.name = self.target.label

@@ -41,6 +41,18 @@ class Target:
     def label(self) -> str:
         return self.adapter_id or self.base
 
+    @classmethod
+    def of_folder(cls, ref: str, *, base: str | None = None, label: str | None = None) -> Target:
+        """An adapter on disk — a run folder, a registered version's folder or an adapter folder — with its
+        base (or `base` instead) and the tokenizer saved with its run. The one reader of adapter folders
+        for serving; registry references are resolved by the service (`services/inference.py`)."""
+        from backend.models.adapters import find_adapter
+
+        found = find_adapter(ref)
+        name = label or (found.path.parent.name if found.path.name == "adapter" else found.path.name)
+        return cls(base or found.base_model, name, str(found.path),
+                   str(found.tokenizer_path) if found.tokenizer_path else None)
+
 
 @dataclass(frozen=True)
 class GenRequest:

@@ -85,15 +85,11 @@ def build_candidates(*, adapters: list[str], include_base: bool, model: str | No
                      engine=None) -> list[Candidate]:
     """The base model (unless excluded) and each adapter: a run/adapter folder, or a registry reference
     (`name`, `name@3`, `name@prod`) when an engine is given."""
-    from backend.models.adapters import find_adapter
-
     found: list[Candidate] = []
     for ref in adapters:
         if Path(ref).expanduser().exists():
-            a = find_adapter(ref)
-            label = a.path.parent.name if a.path.name == "adapter" else a.path.name
-            found.append(Candidate(label, Target(a.base_model, label, str(a.path),
-                                                 str(a.tokenizer_path) if a.tokenizer_path else None)))
+            target = Target.of_folder(ref)
+            found.append(Candidate(target.label, target))
         elif engine is not None:
             from backend.services.inference import resolve_target  # noqa: PLC0415 - only for registry refs
 

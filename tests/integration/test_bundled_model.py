@@ -15,7 +15,7 @@ from backend.training.config import TrainConfig
 from backend.training.trainer import train
 from conftest import EXAMPLES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 SERVICE_IMAGES = {"cpu": DOCKER / "Dockerfile", "cuda": DOCKER / "Dockerfile.cuda"}
 DOCKERFILES = {**SERVICE_IMAGES, "n8n": DOCKER / "n8n.Dockerfile"}
@@ -170,7 +170,7 @@ def test_each_flag_is_in_the_commands_help():
 def test_images_run_the_subcommands_the_service_tests_start():
     """The images start the service the way the tests do: `serve` and `worker` from backend.cli."""
     started = set()
-    for test_file in ROOT.glob("tests/*.py"):
+    for test_file in ROOT.glob("tests/**/*.py"):
         if test_file.name != Path(__file__).name:
             started |= set(re.findall(r'"backend\.cli", "([a-z]+)"', test_file.read_text()))
     used = {argv[1] for argv in tunebridge_commands().values()}

@@ -26,7 +26,7 @@ pytestmark = [
     pytest.mark.skipif(find_bin_dir() is None, reason="no PostgreSQL binaries: pip install the test extras (pgserver)"),
     pytest.mark.skipif(importlib.util.find_spec("psycopg") is None, reason="no PostgreSQL driver: pip install psycopg"),
 ]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = {"max_steps": 1, "batch_size": 1, "report_to": "none", "precision": "fp32", "val_fraction": 0.0,
          "save_every": 0, "warmup_ratio": 0.0}
 LONG = {**QUICK, "max_steps": 120, "save_every": 5}

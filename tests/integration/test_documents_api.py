@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-DOCS = Path(__file__).resolve().parents[1] / "examples" / "documents"
+DOCS = Path(__file__).resolve().parents[2] / "examples" / "documents"
 
 
 def test_a_pdf_is_decided_and_its_review_finished_over_http(service, tiny_model):

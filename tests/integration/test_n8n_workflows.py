@@ -197,7 +197,7 @@ def test_document_intake_with_core_http_nodes_only(n8n, service, receiver):
 
 
 def test_a_file_upload_takes_the_multipart_branch(n8n, service, receiver):
-    pdf = Path(__file__).resolve().parents[1] / "examples" / "documents" / "receipt_01_copper_kettle.pdf"
+    pdf = Path(__file__).resolve().parents[2] / "examples" / "documents" / "receipt_01_copper_kettle.pdf"
     answer = httpx.post(f"{n8n['n8n'].url}/webhook/{INTAKE['node']}", timeout=300,
                         files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")},
                         data={"type": "receipt", "notify_url": receiver.url})

@@ -24,7 +24,7 @@ from agents.policy import Policy
 from agents.store import Store
 from backend.inference.grounding import ground
 
-DOCS = Path(__file__).resolve().parents[1] / "examples" / "documents"
+DOCS = Path(__file__).resolve().parents[3] / "examples" / "documents"
 TODAY = dt.date(2026, 11, 28)  # the day the example documents were dated around
 
 

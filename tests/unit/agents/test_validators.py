@@ -1,6 +1,6 @@
 """The record validators (agents/validators.py): each check passes a consistent record and fails a broken
 one with the right code, field path and numbers; the IBAN, VAT and currency checks on tables of values
-(how amounts, dates and absent values are read: tests/test_values.py)."""
+(how amounts, dates and absent values are read: tests/unit/values/test_values.py)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import pytest
 from agents.intake import IntakeError, OcrUnavailableError, chunks, file_sha256, read_document
 from agents.schemas import DOC_TYPES
 
-DOCS = Path(__file__).resolve().parents[1] / "examples" / "documents"
+DOCS = Path(__file__).resolve().parents[3] / "examples" / "documents"
 PDFS = sorted(DOCS.glob("*.pdf"))
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 

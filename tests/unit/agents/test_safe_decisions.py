@@ -18,7 +18,7 @@ from agents.policy import Policy
 from backend.inference.grounding import ground, leaves, locate
 from backend.values import parse_amount
 
-DOCS = Path(__file__).resolve().parents[1] / "examples" / "documents"
+DOCS = Path(__file__).resolve().parents[3] / "examples" / "documents"
 TODAY = dt.date(2026, 11, 28)
 KYC = DOCS / "kyc_01_loan_application.pdf"
 

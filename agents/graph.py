@@ -222,7 +222,7 @@ def _extract(deps: Deps, text: str, schema, *, notes: list[str] | None = None) -
 def _as_numbers(out: Extraction, schema, text: str) -> Extraction:
     fields, printed = read_printed(out.fields, schema, text)
     return Extraction(fields, out.confidence, ground(fields, text), out.raw, out.model,
-                      {**out.extra, "as_printed": printed})
+                      {**out.extra, "as_printed": printed}, out.calibrated)
 
 
 def merge(results: list[Extraction], text: str) -> Extraction:
@@ -244,12 +244,12 @@ def merge(results: list[Extraction], text: str) -> Extraction:
                 fields.setdefault(key, None)
                 confidence.setdefault(key, None)
     return Extraction(fields, confidence, ground(fields, text), "\n".join(r.raw for r in results), results[0].model,
-                      {"chunks": len(results)})
+                      {"chunks": len(results)}, all(r.calibrated for r in results))
 
 
 def _taken(out: Extraction, how: str) -> dict[str, Any]:
     return {"fields": out.fields, "confidence": out.confidence, "grounding": out.grounding, "model": out.model,
-            "as_printed": out.extra.get("as_printed", {}),
+            "as_printed": out.extra.get("as_printed", {}), "calibrated": out.calibrated,
             "attempts": [{"how": how, "fields": out.fields, "raw": out.raw}]}
 
 
@@ -288,12 +288,12 @@ def _decision(deps: Deps, state: Mapping[str, Any], fields: dict[str, Any], vali
         elif value not in (None, "") and found is not None and found["match"] == "partial":
             flags.append({"why": "partly in document", "field": path,
                           "detail": f"{value!r} only appears inside the longer {state['text'][found['start']:found['end']]!r}"})
-    basis = _basis(deps.policy, doc_type, fields, confidence, grounding, state.get("text") or "")
+    basis = _basis(deps.policy, doc_type, fields, confidence, grounding, state.get("text") or "",
+                   calibrated=bool(state.get("calibrated")))
     for item in basis:
-        if item["required"] and item["status"] in ("missing", "no confidence"):
-            detail = "missing" if item["status"] == "missing" else "the model gave no confidence for it"
+        if item["required"] and item["status"] in UNAPPROVABLE:
             flags.append({"why": f"required field {item['status']}", "field": item["field"],
-                          "detail": f"an approval rests on it: {detail}"})
+                          "detail": f"an approval rests on it: {UNAPPROVABLE[item['status']](deps.policy, item)}"})
     ctx = rules.Context(doc_id=state["doc_id"], doc_type=doc_type, grounding=grounding, history=deps.store,
                         today=deps.today)
     fired = rules.evaluate(deps.policy, fields, ctx)
@@ -320,8 +320,19 @@ def _decision(deps: Deps, state: Mapping[str, Any], fields: dict[str, Any], vali
     return out
 
 
+# statuses of a required field that no other flag reports, and what to tell the reviewer
+UNAPPROVABLE = {
+    "missing": lambda p, item: "missing",
+    "no confidence": lambda p, item: "the model gave no confidence for it",
+    "uncalibrated": lambda p, item: (f"confidence {item['confidence']:.2f} is the model's own, not calibrated on "
+                                     "held-out answers (tunebridge eval --constrained --calibrate)"),
+    "below approval confidence": lambda p, item: (f"confidence {item['confidence']:.2f} is under "
+                                                  f"approve_min_confidence {p.approve_min_confidence:g}"),
+}
+
+
 def _basis(policy: rules.Policy, doc_type: str, fields: dict[str, Any], confidence: dict[str, Any],
-           grounding: dict[str, Any], text: str) -> list[dict[str, Any]]:
+           grounding: dict[str, Any], text: str, *, calibrated: bool = False) -> list[dict[str, Any]]:
     """What a decision rests on: per decision field its value, where it is printed, its confidence,
     the rules that read it, and whether it can carry an approval (`status` "ok")."""
     required = set(policy.requires.get(doc_type, ()))
@@ -343,6 +354,10 @@ def _basis(policy: rules.Policy, doc_type: str, fields: dict[str, Any], confiden
             status = "no confidence"
         elif c < policy.review_below_confidence:
             status = "low confidence"
+        elif policy.require_calibrated and not calibrated:
+            status = "uncalibrated"
+        elif c < policy.approve_min_confidence:
+            status = "below approval confidence"
         else:
             status = "ok"
         printed = text[span["start"]:span["end"]] if span and not isinstance(value, (dict, list)) else None

@@ -29,6 +29,7 @@ class Extraction:
     raw: str = ""
     model: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    calibrated: bool = False  # the confidences were calibrated on held-out answers (an adapter's calibration.json)
 
 
 class Model(Protocol):
@@ -85,7 +86,7 @@ class EngineModel:
         out = extract(self.pool, self.target, text=with_notes(text, notes), spec=spec_of(schema),
                       max_new_tokens=self.answer_tokens, rank=self.rank)
         return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name,
-                          {"usage": out["usage"]})
+                          {"usage": out["usage"]}, calibrated=bool(out.get("calibrated")))
 
     def explain(self, doc_type, decision, reasons) -> str:
         from backend.inference.pool import GenRequest
@@ -108,7 +109,8 @@ class BatcherModel:
 
         doc = Document(with_notes(text, notes), spec_of(schema), self.answer_tokens)
         out = self.batcher.extract(self.target, doc, limit=self.limit, review_confidence=0.0)
-        return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name)
+        return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name,
+                          calibrated=bool(out.get("calibrated")))
 
     def explain(self, doc_type, decision, reasons) -> str:
         from backend.inference.pool import GenRequest
@@ -139,7 +141,7 @@ class ServiceModel:
             body["rank"] = self.rank
         out = _checked(self.client.post("/v1/extract", json=body))
         return Extraction(out["fields"], out.get("confidence") or {}, ground(out["fields"], text), out.get("raw", ""),
-                          out.get("model", self.name))
+                          out.get("model", self.name), calibrated=bool(out.get("calibrated")))
 
     def explain(self, doc_type, decision, reasons) -> str:
         out = _checked(self.client.post("/v1/chat/completions", json={

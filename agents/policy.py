@@ -5,6 +5,8 @@ nothing written in a document can change a decision (prompt injection).
 A policy file (`agents/policies/default.yaml` is the default):
 
     review_below_confidence: 0.7          # a present field under this confidence → review
+    approve_min_confidence: 0.95          # an approval needs each required field at least this sure
+    require_calibrated: true              # ... and its confidence calibrated on held-out answers
     rules:
       - id: high_value
         applies_to: [invoice]
@@ -18,8 +20,10 @@ A policy file (`agents/policies/default.yaml` is the default):
 
 Approval needs evidence, not the absence of objections: a document is approved only when every field
 its type `requires` is present, found whole in the document (an amount of the same value, a code as a
-whole token) and at or above `review_below_confidence`, and every rule that applies could be
-evaluated. A rule whose inputs are missing or unreadable is a reason for review, shown as such.
+whole token), at or above `approve_min_confidence` (0.95) on confidences *calibrated* on held-out
+answers (the adapter's calibration.json, written by `tunebridge eval --constrained --calibrate`;
+`require_calibrated: false` trusts raw token probabilities, which a fine-tuned small model gives
+wrong values at 0.98), and every rule that applies could be evaluated. A rule whose inputs are missing or unreadable is a reason for review, shown as such.
 Otherwise the decision is the most severe outcome among the rules that fired, validation errors
 (review), low-confidence or ungrounded fields (review) and an unknown document type (review). Each
 reason carries its evidence: the field, the value, and where it is in the document.
@@ -87,6 +91,8 @@ class Policy:
     review_below_confidence: float = 0.7
     source: str = ""
     requires: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRES))
+    approve_min_confidence: float = 0.95  # each required field's confidence, for an approval
+    require_calibrated: bool = True  # only confidences calibrated on held-out answers can approve
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Policy:
@@ -118,8 +124,17 @@ class Policy:
                 for k, v in requires.items()):
             raise InvalidRequest(f"policy {path}: 'requires' maps document types to lists of field paths, "
                              f"got {requires!r}")
-        return cls(tuple(rules), float(data.get("review_below_confidence", 0.7)), str(path),
-                   {k: tuple(v) for k, v in requires.items()})
+        thresholds = {}
+        for key, low, high in (("review_below_confidence", 0.0, 1.0), ("approve_min_confidence", 0.0, 1.0)):
+            value = data.get(key, 0.7 if key == "review_below_confidence" else 0.95)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise InvalidRequest(f"policy {path}: {key}: got {value!r}, expected a number in [{low:g}, {high:g}]")
+            thresholds[key] = float(value)
+        calibrated = data.get("require_calibrated", True)
+        if not isinstance(calibrated, bool):
+            raise InvalidRequest(f"policy {path}: require_calibrated: got {calibrated!r}, expected true or false")
+        return cls(tuple(rules), thresholds["review_below_confidence"], str(path),
+                   {k: tuple(v) for k, v in requires.items()}, thresholds["approve_min_confidence"], calibrated)
 
     def decision_fields(self, doc_type: str) -> dict[str, list[str]]:
         """The fields a decision on this type rests on: each required one, and each one a rule reads,

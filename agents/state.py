@@ -19,6 +19,7 @@ class DocumentState(DocumentInput, total=False):
     classification: dict[str, Any]
     fields: dict[str, Any]
     confidence: dict[str, float | None]
+    calibrated: bool  # the confidences were calibrated on held-out answers (else they authorise no approval)
     grounding: dict[str, Any]
     as_printed: dict[str, str]  # number fields by path: the text the model copied, before it was read as a number
     model: str
@@ -36,6 +37,6 @@ class DocumentState(DocumentInput, total=False):
     error: str | None
 
 
-OUTPUT_KEYS = ("path", "doc_id", "doc_type", "classification", "pages", "fields", "as_printed", "confidence",
+OUTPUT_KEYS = ("path", "doc_id", "doc_type", "classification", "pages", "fields", "as_printed", "confidence", "calibrated",
                "grounding", "model", "repairs", "validation", "fired", "flags", "basis", "decision", "decision_confidence",
                "rationale", "review", "status")

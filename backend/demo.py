@@ -85,6 +85,10 @@ def run_agents(run_dir: Path) -> None:
     print(summary_table(records))
     print(f"records: {folder / 'results.jsonl'}\nreport: {report}\n"
           f"reviews: tunebridge review list --db {store.path}")
+    if not any(r.get("calibrated") for r in records):
+        print("approvals rest on calibrated confidence: calibrate the adapter on labelled receipts it never saw, "
+              f"then run the agents again:\n  tunebridge eval --adapter {run_dir} --data {run_dir.parent / 'demo-heldout.jsonl'} "
+              f"--constrained --calibrate\n  tunebridge extract {DOCUMENTS.relative_to(ROOT)} --adapter {run_dir}")
 
 
 def _short(text: str, width: int = 400) -> str:

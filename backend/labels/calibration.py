@@ -23,6 +23,7 @@ from backend.scoring.metrics import calibration
 
 EPS = 1e-6
 FILE = "calibration.json"
+MIN_PAIRS = 10  # fewer (confidence, correct) pairs fit nothing: the identity is kept
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class Platt:
 
     def __call__(self, confidence: float) -> float:
         return _sigmoid(self.a * _logit(confidence) + self.b)
+
+    @property
+    def fitted(self) -> bool:
+        """Fitted on enough right and wrong answers to correct anything (else it is the identity)."""
+        return self.pairs >= MIN_PAIRS and (self.a, self.b) != (1.0, 0.0)
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / FILE
@@ -51,7 +57,7 @@ class Platt:
 def fit_platt(pairs: list[tuple[float, bool]], *, iterations: int = 50, l2: float = 1e-3) -> Platt:
     """Newton's method on the logistic loss (a tiny L2 keeps a separable set finite). Too few pairs,
     or pairs all right or all wrong, give the identity."""
-    if len(pairs) < 10 or len({ok for _, ok in pairs}) < 2:
+    if len(pairs) < MIN_PAIRS or len({ok for _, ok in pairs}) < 2:
         return Platt(pairs=len(pairs))
     xs = [_logit(c) for c, _ in pairs]
     ys = [1.0 if ok else 0.0 for _, ok in pairs]

@@ -15,26 +15,29 @@ from agents.graph import Deps, build_graph
 from agents.intake import read_document
 from agents.models import Extraction
 from agents.policy import Policy
+from backend.errors import InvalidRequest
 from backend.inference.grounding import ground, leaves, locate
 from backend.values import parse_amount
 
-DOCS = Path(__file__).resolve().parents[3] / "examples" / "documents"
+ROOT = Path(__file__).resolve().parents[3]
+DOCS = ROOT / "examples" / "documents"
 TODAY = dt.date(2026, 11, 28)
 KYC = DOCS / "kyc_01_loan_application.pdf"
 
 
 class Scripted:
-    """Answers fixed fields with a fixed (high) confidence, whatever the document."""
+    """Answers fixed fields with a fixed (high) confidence, calibrated unless told, whatever the document."""
 
     name = "scripted"
 
-    def __init__(self, fields: dict, confidence: float = 0.97):
-        self.fields, self.confidence = fields, confidence
+    def __init__(self, fields: dict, confidence: float = 0.97, calibrated: bool = True):
+        self.fields, self.confidence, self.calibrated = fields, confidence, calibrated
         self.explained: list[tuple] = []
 
     def extract(self, text, schema, *, notes=None):
         fields = copy.deepcopy(self.fields)
-        return Extraction(fields, {k: self.confidence for k in fields}, ground(fields, text), json.dumps(fields), self.name)
+        return Extraction(fields, {k: self.confidence for k in fields}, ground(fields, text), json.dumps(fields),
+                          self.name, calibrated=self.calibrated)
 
     def explain(self, doc_type, decision, reasons):
         self.explained.append((doc_type, decision, list(reasons)))
@@ -86,6 +89,38 @@ def test_a_model_without_confidence_cannot_carry_an_approval():
     result = _decide(NoConfidence(_gold(KYC)), KYC)
     assert result["decision"] == "review"
     assert {f["field"] for f in result["flags"] if f["why"] == "required field no confidence"} >= {"loan_amount", "iban"}
+
+
+def test_a_models_own_confidence_cannot_carry_an_approval_until_calibrated():
+    """The demo's 21-step adapter approved receipts naming the wrong company at 0.98: a fine-tuned small
+    model's token probabilities are not evidence until calibrated on answers it gave on held-out data."""
+    result = _decide(Scripted(_gold(KYC), confidence=0.99, calibrated=False), KYC)
+    assert result["decision"] == "review"
+    flagged = {f["field"]: f["detail"] for f in result["flags"] if f["why"] == "required field uncalibrated"}
+    assert set(flagged) >= {"loan_amount", "annual_income", "iban"}
+    assert "tunebridge eval --constrained --calibrate" in flagged["iban"]
+
+
+def test_a_calibrated_confidence_under_the_approval_bar_is_a_review():
+    result = _decide(Scripted(_gold(KYC), confidence=0.9), KYC)  # above review_below_confidence 0.7, under 0.95
+    assert result["decision"] == "review"
+    assert {b["status"] for b in result["basis"] if b["required"]} == {"below approval confidence"}
+    assert any("under approve_min_confidence 0.95" in f["detail"] for f in result["flags"])
+
+
+def test_a_policy_may_trust_raw_confidence_and_set_its_own_bar(tmp_path):
+    source = (ROOT / "agents" / "policies" / "default.yaml").read_text()
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text(source.replace("approve_min_confidence: 0.95", "approve_min_confidence: 0.9")
+                       .replace("require_calibrated: true", "require_calibrated: false"))
+    graph = build_graph(Deps(model=Scripted(_gold(KYC), confidence=0.92, calibrated=False),
+                             policy=Policy.load(lenient), today=TODAY))
+    assert graph.invoke({"path": str(KYC)}, {"configurable": {"thread_id": "k"}})["decision"] == "approve"
+    for bad in ("approve_min_confidence: 1.5", "require_calibrated: maybe"):
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(source + "\n" + bad + "\n")
+        with pytest.raises(InvalidRequest, match=bad.split(":")[0]):
+            Policy.load(broken)
 
 
 def _wrong_substrings(fields: dict, text: str) -> list[tuple[str, float | str]]:
@@ -149,7 +184,8 @@ class AsPrinted(Scripted):
     def extract(self, text, schema, *, notes=None):
         self.schemas.append(schema)
         return super().extract(text, schema) if not self.printed else Extraction(
-            {**self.fields, **self.printed}, {k: self.confidence for k in self.fields}, {}, "", self.name)
+            {**self.fields, **self.printed}, {k: self.confidence for k in self.fields}, {}, "", self.name,
+            calibrated=True)
 
 
 def test_amounts_are_asked_for_as_printed_and_read_in_the_documents_style():

@@ -158,7 +158,21 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--check", action="store_true")
     group.add_argument("--write", action="store_true")
+    group.add_argument("--export-tune", type=Path, metavar="DIR",
+                       help="write DIR/train.jsonl (the train part without the tune receipts and without the receipts "
+                            "in examples/documents) and DIR/tune.jsonl (held out: to calibrate an adapter on)")
     args = parser.parse_args()
+    if args.export_tune:
+        train, _ = load_split(args.source, args.out)
+        tune = tune_rows(args.source, args.out)
+        shown = {p.stem.removeprefix("sroie_") for p in (ROOT / "examples" / "documents").glob("sroie_*.txt")}
+        held = {r["id"] for r in tune} | shown
+        args.export_tune.mkdir(parents=True, exist_ok=True)
+        for name, rows in (("train", [r for r in train if r["id"] not in held]), ("tune", tune)):
+            write_jsonl([{"text": r["text"], "fields": r["fields"]} for r in rows],
+                        args.export_tune / f"{name}.jsonl")
+            print(f"{args.export_tune / f'{name}.jsonl'}: {len(rows)} receipts")
+        return
     if args.write:
         args.out.write_text(json.dumps(make_split(args.source), indent=1) + "\n")
         print(f"written: {args.out}")

@@ -91,3 +91,27 @@ def test_training_samples_are_seeded_ordered_and_nest(source):
     for bad in (0, 201):
         with pytest.raises(ValueError, match=f"a sample of {bad} from 200 rows"):
             sroie_split.sample_rows(rows, bad, seed=3)
+
+
+def test_export_tune_holds_out_the_tune_receipts_and_the_example_documents(source, tmp_path, monkeypatch):
+    """What an adapter is trained on (train.jsonl) never holds the receipts it is calibrated on (tune.jsonl)
+    nor those the agents are then measured on (examples/documents/sroie_*.txt)."""
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps(sroie_split.make_split(source, seed=7, dev_size=40)))
+    shown = {p.stem.removeprefix("sroie_") for p in (ROOT / "examples" / "documents").glob("sroie_*.txt")}
+    rows = [json.loads(line) for line in source.read_text().splitlines()]
+    rows[0]["id"] = sorted(shown)[0]  # one training receipt is an example document
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    split_file.write_text(json.dumps(sroie_split.make_split(source, seed=7, dev_size=40)))
+    out = tmp_path / "export"
+    monkeypatch.setattr("sys.argv", ["sroie_split.py", "--source", str(source), "--out", str(split_file),
+                                     "--export-tune", str(out)])
+    sroie_split.main()
+    split = json.loads(split_file.read_text())
+    texts = {r["id"]: r["text"] for r in rows}
+    train = [json.loads(line)["text"] for line in (out / "train.jsonl").read_text().splitlines()]
+    tune = [json.loads(line)["text"] for line in (out / "tune.jsonl").read_text().splitlines()]
+    assert sorted(tune) == sorted(texts[i] for i in split["tune_ids"])
+    held = set(split["tune_ids"]) | (shown & set(split["train_ids"]))
+    assert sorted(train) == sorted(texts[i] for i in split["train_ids"] if i not in held)
+    assert not set(train) & set(tune) and texts[sorted(shown)[0]] not in train

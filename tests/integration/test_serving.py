@@ -244,7 +244,7 @@ def test_bad_extract_requests_say_what_is_wrong(service, memo, tiny_model, body,
 
 
 def test_an_unknown_adapter_is_a_404_for_the_openai_sdk(service):
-    with pytest.raises(openai.NotFound) as missing:
+    with pytest.raises(openai.NotFoundError) as missing:
         _client(service).chat.completions.create(model="ghost", messages=[{"role": "user", "content": "hi"}])
     assert "ghost" in missing.value.body["message"] and missing.value.body["code"] == "model_not_found"
     assert "ghost" in str(missing.value)  # the SDK shows the message, not a bare status code
@@ -263,7 +263,7 @@ def test_openai_errors_carry_their_message_and_parameter(service, memo, tiny_mod
         {"role": "developer", "content": "Answer briefly."}, {"role": "user", "content": "hi"}])
     assert developer.choices[0].message.content is not None  # read as a system message
     assert client.models.retrieve("memo").id == "memo" and client.models.retrieve(tiny_model).owned_by == "local"
-    with pytest.raises(openai.NotFound):
+    with pytest.raises(openai.NotFoundError):
         client.models.retrieve("ghost")
 
 

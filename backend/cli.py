@@ -105,7 +105,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from backend.inference.generate import chat, load_for_inference
+    from backend.inference.bundle import AdapterBundle
+    from backend.inference.pool import GenRequest, ModelPool
 
     if args.messages:
         with open(args.messages) as handle:
@@ -115,8 +116,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
             {"role": "user", "content": args.prompt}]
     else:
         raise InvalidRequest("generate: give --prompt TEXT or --messages FILE.json")
-    loaded = load_for_inference(model=args.model, adapter=args.adapter, device=args.device)
-    print(chat(loaded, messages, max_new_tokens=args.max_new_tokens, temperature=args.temperature))
+    bundle = (AdapterBundle.of_folder(args.adapter, base=args.model) if args.adapter
+              else AdapterBundle(args.model or "smollm2-135m"))
+    request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature)
+    print(ModelPool(device=args.device).generate(bundle, [request])[0].text.strip())
     return 0
 
 
@@ -209,11 +213,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from backend.api.main import create_app
+    from backend.cores import machine_cores
     from backend.supervisor import Supervisor
 
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    inference_threads, worker_threads = settings.thread_split(cores=_cores(), workers=settings.workers)
+    inference_threads, worker_threads = settings.thread_split(cores=machine_cores(), workers=settings.workers)
     settings = settings.model_copy(update={"inference_threads": inference_threads, "worker_threads": worker_threads})
     workers = Supervisor(settings, settings.workers).start()  # restarts a worker that dies
     # uvicorn handles SIGTERM itself, then re-raises it with the handler that was set before it started:
@@ -224,12 +229,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         workers.stop()  # a worker checkpoints and re-queues its job on SIGTERM
     return 0
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -432,9 +431,19 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
+# Commands that run torch in this process: each takes its share of the cores (`backend/cores.py`).
+TORCH_COMMANDS = {"train", "eval", "generate", "demo", "merge", "extract"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    if args.command in TORCH_COMMANDS:
+        from backend import cores
+
+        note = cores.crowded(cores.claim(args.command, fixed=getattr(args, "threads", 0) or 0))
+        if note:
+            print(note, file=sys.stderr)
     try:
         return args.func(args)
     except EXPECTED_ERRORS as exc:

@@ -130,14 +130,13 @@ def run_plain(docs: list[dict], adapter: str | None, retries: int, schema: dict,
 
 
 def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, name: str, draft: int) -> dict:
+    from backend.inference.bundle import AdapterBundle
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool
     from backend.inference.spec import ExtractionSpec
-    from backend.services.evaluations import build_candidates
 
     pool = ModelPool()
-    target = build_candidates(adapters=[adapter] if adapter else [], include_base=not adapter, model=None,
-                              default_base="smollm2-135m")[0].target
+    target = AdapterBundle.of_folder(adapter) if adapter else AdapterBundle("smollm2-135m")
     spec = ExtractionSpec.of(schema)
     items = [Document(d["text"], spec) for d in docs]
     extract_many(pool, target, items[:1])  # warm-up: loads the model, compiles the grammar

@@ -91,11 +91,10 @@ def train_run(rows: list[dict], args: argparse.Namespace) -> tuple[str, dict[str
 
 def load_target(run_dir: str) -> tuple[Any, Any]:
     """(a model pool, the run's adapter as a serving target)."""
+    from backend.inference.bundle import AdapterBundle
     from backend.inference.pool import ModelPool
-    from backend.services.evaluations import build_candidates
 
-    target = build_candidates(adapters=[run_dir], include_base=False, model=None, default_base="smollm2-135m")[0].target
-    return ModelPool(), target
+    return ModelPool(), AdapterBundle.of_folder(run_dir)
 
 
 def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, names: list[str] = NAMES, batch_size: int = 8

@@ -51,6 +51,22 @@ class Runtime:
         return torch.autocast(self.device, dtype=self.compute_dtype)
 
 
+ACTIVATION_BUDGET = 2 * 1024**3  # bytes of saved activations one pass may hold (beside weights and the rest)
+
+
+def pass_tokens(model_config, compute_dtype: torch.dtype, budget: int = ACTIVATION_BUDGET) -> int:
+    """Padded tokens per forward/backward pass that keep the activations saved for backward within
+    `budget`: per token and layer, a decoder layer keeps about 8 hidden-sized and 4 MLP-sized vectors
+    (norms, attention projections, MLP gate/up/product) in the compute dtype."""
+    hidden = getattr(model_config, "hidden_size", 0) or 0
+    mlp = getattr(model_config, "intermediate_size", 0) or 4 * hidden
+    layers = getattr(model_config, "num_hidden_layers", 0) or 0
+    if not hidden or not layers:
+        return 0  # an architecture this estimate does not know: no limit
+    per_token = layers * (8 * hidden + 4 * mlp) * (2 if compute_dtype == torch.bfloat16 else 4)
+    return max(256, budget // per_token)
+
+
 def tune_cpu_allocator() -> bool:
     """Keep activation-sized blocks (up to 32 MiB) on glibc's heap and stop it trimming memory back
     to the OS after each step: freed activations are reused instead of mmap'd, page-faulted and

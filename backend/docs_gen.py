@@ -100,7 +100,7 @@ def cli_reference() -> str:
 
     parser = build_parser()
     out = [HEADER.format(source="backend/cli.py's argparse parser"), "# Command line: `tunebridge`\n\n",
-           "Every subcommand and option, from the parser itself. `tunebridge COMMAND --help` prints the same.\n\n",
+           "Every subcommand and option, from the parser itself; `--help` after any command prints the same.\n\n",
            "Global options (before the command):\n\n", _table(["option", "default", "what it does"],
                                                                _option_rows(parser) + [["`--version`", "",
                                                                "print the installed tunebridge version and exit"]]),
@@ -166,7 +166,7 @@ def configuration_reference() -> str:
         rows.append([f"`{name}`", env, f"`{_type_name(info.annotation)}`", shown,
                      (info.description or "") + (f" ({_bounds(info.metadata)})" if _bounds(info.metadata) else "")])
     out.append(_table(["setting", "environment variable", "type", "default", "what it does"], rows))
-    out.append("\n`tunebridge serve --host/--port/--data-dir/--workers` and the other commands' `--data-dir` "
+    out.append("\nThe options `--host`, `--port`, `--data-dir` and `--workers` of `tunebridge serve`, and the other commands' `--data-dir`, "
                "override the variables of the same name.\n\n")
     out.append("## Training options (`backend/training/config.py`)\n\n")
     rows = []

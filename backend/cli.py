@@ -302,10 +302,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(minutes=args.minutes, output_dir=args.output_dir)
 
 
+def version() -> str:
+    """The installed package's version (pyproject.toml's, once `pip install -e .` has run)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("tunebridge")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+# `tunebridge review ACTION --help`: what that action does and the options it reads (the parser is shared).
+REVIEW_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "list": ("List the documents held for a person: id, type, decision, path, flags and rules fired.", ("--db",)),
+    "show": ("Show what the graph found for one held document and why it stopped (JSON).", ("id", "--db")),
+    "resume": ("Continue a held document with corrections and/or a decision (from --corrections FILE, else asked "
+               "at the prompt); the rules decide again and the corrections go to the labelled-data webhook.",
+               ("id", "--corrections", "--reviewer", "--policy", "--db", "--webhook-url", "--webhook-secret",
+                "--dataset")),
+    "flush": ("Send the corrections that could not be delivered (the outbox in --db) to the labelled-data webhook.",
+              ("--db", "--webhook-url", "--webhook-secret")),
+}
+
+
+def review_action_parser(review: argparse.ArgumentParser, action: str) -> argparse.ArgumentParser:
+    """A parser for the help of one review action: its description and only the options it reads."""
+    text, reads = REVIEW_ACTIONS[action]
+    one = argparse.ArgumentParser(prog=f"tunebridge review {action}", description=text)
+    for a in review._actions:
+        if a.dest in reads or any(o in reads for o in a.option_strings):
+            one._add_action(a)
+    return one
+
+
+def _per_action_help(review: argparse.ArgumentParser) -> None:
+    """`review show --help` prints the help of `show`; `review --help` the whole command's."""
+
+    class ActionHelp(argparse._HelpAction):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if getattr(namespace, "action", None) in REVIEW_ACTIONS:
+                review_action_parser(parser, namespace.action).print_help()
+                parser.exit()
+            super().__call__(parser, namespace, values, option_string)
+
+    review.epilog = ("actions: list, show ID, resume ID, flush; `tunebridge review ACTION --help` says what one "
+                     "does and which options it reads")
+    for a in review._actions:
+        if isinstance(a, argparse._HelpAction):
+            a.__class__ = ActionHelp
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunebridge", description=__doc__.split(":")[0] + ": fine-tune small "
                                      "LLMs on your labelled documents, offline, CPU-first.")
     parser.add_argument("--debug", action="store_true", help="on an error, show its whole traceback")
+    parser.add_argument("--version", action="version", version=f"tunebridge {version()}",
+                        help="print the installed tunebridge version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="fine-tune a LoRA/QLoRA adapter on JSONL data")
@@ -411,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agents.cli import add_commands
 
     add_commands(sub)  # extract, review: the agents' document graph
+    _per_action_help(sub.choices["review"])
 
     p = sub.add_parser("demo", help="the main job: fine-tune the bundled model on bundled receipts, "
                        "show answers before and after")

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/extract_latency.py                       # the bundled base model
     .venv/bin/python benchmarks/extract_latency.py --adapter runs/sroie/<run>   # a fine-tuned adapter
 
-Documents: `--n` receipts (default 50) from ../shared/data/sroie_train.jsonl (SROIE, CC BY 4.0), the
+Documents: `--n` receipts (default 50) from sroie_train.jsonl (kept outside the repository: benchmarks/README.md; SROIE, CC BY 4.0), the
 held-out part of the split `benchmarks/sroie_eval.py` makes (seed 42), so a SROIE adapter has never
 seen them. Every contender gets the same prompt (backend/prompts.py) and the receipt schema
 (company, date, address, total: strings or null).

@@ -8,7 +8,7 @@ the constrained engine, post-process, score; prints `micro-F1: <number>`.
     .venv/bin/python benchmarks/sroie_recipe.py --eval-on fold0 --model gemma3-270m --epochs 2 --rank-mode typed \
         --train-receipts 100 --out benchmarks/results/sroie_recipe_fold0_n100.json   # a learning-curve point
 
-Data: ../shared/data/sroie_train.jsonl (ICDAR 2019 SROIE receipts, Z. Huang et al., CC BY 4.0), split by
+Data: sroie_train.jsonl, kept outside the repository (benchmarks/README.md) (ICDAR 2019 SROIE receipts, Z. Huang et al., CC BY 4.0), split by
 benchmarks/sroie_split.json (benchmarks/sroie_split.py): 500 train, 126 dev receipts that nothing but
 this report reads. `--eval-on tune` scores the 60-receipt tune slice instead and then trains, and learns
 conventions, on the other 440 only; `--eval-on foldK` (K = 0..4) scores the K-th of five 100-receipt

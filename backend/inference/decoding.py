@@ -1,7 +1,7 @@
 """The constrained decode loop: several documents at once, each under its own grammar, with forced
 stretches jumped over and a shared prompt prefix read from a cache.
 
-Why llguidance (compared on this CPU, see ../shared/FACTS.md): it compiles a JSON Schema in
+Why llguidance (compared on a 2-core CPU with SmolLM2-135M): it compiles a JSON Schema in
 milliseconds, adds ≈ 0.5 ms per token, and tells which tokens the grammar forces next
 (`compute_ff_tokens`) — keys, quotes, colons and commas of a schema are forced, so they are appended
 in one forward pass instead of being decoded one by one. xgrammar is as fast but its HF processor

@@ -33,6 +33,10 @@ OTHER_ENV: list[tuple[str, str, str]] = [
      "reviewers' corrections are posted to, when `--webhook-url` is not given."),
     ("TUNEBRIDGE_WEBHOOK_SECRET", "`tunebridge extract`, `tunebridge review`", "The webhook's secret, when "
      "`--webhook-secret` is not given (the service reads the same variable: settings above)."),
+    ("TUNEBRIDGE_CORES", "every command that runs a model", "The number of CPU cores tunebridge's processes "
+     "share on this machine (default: the cores this process may run on)."),
+    ("TUNEBRIDGE_CORES_DIR", "every command that runs a model", "The folder where the processes sharing the "
+     "cores register (default: a `tunebridge-cores-<uid>` folder in the temporary folder)."),
     ("TUNEBRIDGE_LAUNCHED", "training", "Set by tunebridge itself on the processes of a launched (multi-process) "
      "run; not for users."),
     ("TUNEBRIDGE_CRASH_POINT", "tests", "Crash-safety tests: the named point in a write where the process stops and waits to be killed."),

@@ -43,6 +43,8 @@ from backend.training.tokenize import EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
 from backend.training.validation import HIGHER_IS_BETTER, EvaluationStopped, ExtractionCheck
 
+FIT_AFTER = 2  # steps measured before a time-budgeted run is sized to its budget (the first one warms up)
+
 
 @dataclass
 class TrainResult:
@@ -88,6 +90,7 @@ class Recipe:
         self.val_loss: float | None = None
         self.best: dict[str, Any] | None = None
         self.bar: Any = None
+        self.fitted: dict[str, Any] | None = None  # the run shortened to its time budget (`fit_schedule`)
         self.tracker: Tracker | None = None
 
     # -- setup -------------------------------------------------------------------------------------
@@ -207,6 +210,22 @@ class Recipe:
         self.val_loss = found["val_loss"]
         return found
 
+    def fit_schedule(self, budget_s: float) -> None:
+        """Shorten the run to the steps that fit the time budget at the speed measured so far, so the
+        learning-rate schedule (warm-up, decay) completes instead of being cut off when time runs out."""
+        rate = self.tokens_seen / max(self.train_time(), 1e-9)  # tokens/s on this machine, this run
+        lengths = [len(self.train_set.items[i].input_ids) for batch in self.batches for i in batch]
+        per_step = sum(lengths) / max(1, len(self.batches)) * self.config.grad_accum / rate
+        fit = self.step_n + int((budget_s - self.train_time()) / per_step)
+        if fit < self.total_steps:
+            self.fitted = {"steps": max(fit, self.step_n + 1), "planned": self.total_steps,
+                           "tokens_per_s": round(rate, 1)}
+            self.total_steps = self.fitted["steps"]
+            self.scheduler.lr_lambdas = [schedule(self.config, self.total_steps)]
+            if self.bar is not None:
+                self.bar.total = self.total_steps
+                self.bar.refresh()
+
     def save(self) -> None:
         """A checkpoint to resume from (collectives under FSDP: every rank calls it)."""
         par = self.par
@@ -250,6 +269,8 @@ class Recipe:
                 break
             record = self.step()
             step = self.step_n
+            if config.max_minutes and start_step == 0 and step == FIT_AFTER:
+                self.fit_schedule(config.max_minutes * 60)
             if config.eval_every and step % config.eval_every == 0 and self.val_set.items and step < self.total_steps:
                 record.update(self.evaluate())
             self._report(record, start_step)
@@ -282,6 +303,7 @@ class Recipe:
         summary = {
             "status": status, "run_dir": str(run_dir), "base_model": config.model, "base_model_path": self.model_path,
             "runtime": described, "steps": self.step_n, "total_steps": self.total_steps,
+            **({"fitted_to_budget": self.fitted} if self.fitted else {}), "pass_tokens": self.pass_tokens,
             "tokens_seen": self.tokens_seen, "train_time_s": round(train_time, 2),
             "tokens_per_s": round(self.tokens_seen / max(train_time, 1e-9), 2), "final_loss": self.last_loss,
             "val_loss": self.val_loss, "validation": validation, "stopped_early": stopped_early,

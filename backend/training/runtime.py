@@ -12,6 +12,7 @@ from typing import cast
 import torch
 
 from backend.errors import InvalidRequest
+from backend.models.hardware import compute_path, cpu_kind
 from backend.models.loading import Quantize, cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
 
@@ -40,10 +41,15 @@ class Runtime:
     def describe(self) -> str:
         compute = "bf16" if self.compute_dtype == torch.bfloat16 else "fp32"
         if self.quantize == "4bit":
-            return f"QLoRA: NF4 4-bit base (double quant) + {compute} compute on {self.device}"
-        if self.compute_dtype == torch.bfloat16:
-            return f"LoRA: bf16 base body (fp32 embeddings, logits), bf16 autocast, fp32 adapter on {self.device}"
-        return f"LoRA: fp32 base + fp32 compute, fp32 adapter on {self.device}"
+            what = f"QLoRA: NF4 4-bit base (double quant) + {compute} compute on {self.device}"
+        elif self.compute_dtype == torch.bfloat16:
+            what = f"LoRA: bf16 base body (fp32 embeddings, logits), bf16 autocast, fp32 adapter on {self.device}"
+        else:
+            what = f"LoRA: fp32 base + fp32 compute, fp32 adapter on {self.device}"
+        if self.device != "cpu":
+            return what
+        path = compute_path(cpu_kind())
+        return what + (f" (auto: {path.why})" if path.dtype == compute else f" (as asked; auto would be {path.why})")
 
     def autocast(self):
         if self.compute_dtype == torch.float32:
@@ -51,7 +57,7 @@ class Runtime:
         return torch.autocast(self.device, dtype=self.compute_dtype)
 
 
-ACTIVATION_BUDGET = 2 * 1024**3  # bytes of saved activations one pass may hold (beside weights and the rest)
+ACTIVATION_BUDGET = 1024**3  # bytes of saved activations one pass may hold (beside weights and the rest)
 
 
 def pass_tokens(model_config, compute_dtype: torch.dtype, budget: int = ACTIVATION_BUDGET) -> int:

@@ -35,7 +35,7 @@ def test_pass_size_follows_the_model_and_the_precision(tiny_model):
     smollm2 = AutoConfig.for_model("llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30)
     fp32, bf16 = pass_tokens(smollm2, torch.float32), pass_tokens(smollm2, torch.bfloat16)
     assert bf16 == 2 * fp32 or bf16 == 2 * fp32 + 1
-    assert 1000 < fp32 < 2500  # SmolLM2-135M in fp32: about 1.3 MB of saved activations per token
+    assert 600 < fp32 < 1200  # SmolLM2-135M in fp32: about 1.3 MB of saved activations per token
     assert pass_tokens(AutoConfig.from_pretrained(tiny_model), torch.float32) > fp32  # a tiny model: larger passes
 
 

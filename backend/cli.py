@@ -468,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: fine-tune the bundled model on bundled receipts, "
                        "show answers before and after")
-    p.add_argument("--minutes", type=float, default=3.0, help="training time budget")
+    p.add_argument("--minutes", type=float, default=10.0, help="the demo's time budget, about: training is sized "
+                   "to its share after measuring this machine's speed")
     p.add_argument("--output-dir", default="runs", help="where the demo run folder goes")
     p.set_defaults(func=cmd_demo)
     return parser

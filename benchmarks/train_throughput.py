@@ -11,7 +11,7 @@ process so peak RSS is its own:
   logits only at answer positions).
 Afterwards both adapters are scored with the same answer-token loss on the same held-out receipts:
 "equal loss after the same number of tokens" is checked there, not on noisy per-batch losses.
-Prints tokens/s, peak RSS, held-out loss, useful FLOP/s against a bf16 matmul peak measured in
+Prints the CPU kind, tokens/s, peak RSS, held-out loss, useful FLOP/s against a matmul peak (in the dtype tunebridge computes in there) measured in
 the same run, and `ratio: <tunebridge tokens/s / plain tokens/s>`.
 """
 
@@ -133,12 +133,12 @@ def workload(args) -> dict:
     return {"tokens": tokens, "answer_tokens": answer, "useful_flops": flops}
 
 
-def matmul_peak(threads: int) -> float:
+def matmul_peak(threads: int, dtype) -> float:
     import torch
 
     torch.set_num_threads(threads)
-    a = torch.randn(2048, 2048, dtype=torch.bfloat16)
-    b = torch.randn(2048, 2048, dtype=torch.bfloat16)
+    a = torch.randn(2048, 2048, dtype=dtype)
+    b = torch.randn(2048, 2048, dtype=dtype)
     for _ in range(3):
         a @ b
     n, started = 20, time.time()
@@ -172,14 +172,17 @@ def main() -> None:
     if args.only:
         return child(args)
 
-    from backend.models.hardware import cpu_kind
+    import torch
+
+    from backend.models.hardware import compute_path, cpu_kind
 
     work = workload(args)
-    peak = matmul_peak(args.threads)
+    path = compute_path(cpu_kind())  # the peak in the dtype tunebridge computes in here (bf16 is emulated on AVX2)
+    peak = matmul_peak(args.threads, torch.bfloat16 if path.dtype == "bf16" else torch.float32)
     print(f"cpu: {cpu_kind()}")
     print(f"workload: {args.epochs} epochs x {args.steps} steps x {args.batch_size} receipts = {work['tokens']} tokens "
           f"({work['answer_tokens']} answer tokens), {args.threads} threads")
-    print(f"bf16 2048x2048 matmul peak: {peak / 1e12:.2f} TFLOP/s")
+    print(f"{path.dtype} 2048x2048 matmul peak: {peak / 1e12:.2f} TFLOP/s")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("plain", "tunebridge"):

@@ -29,7 +29,7 @@ from typing import Any
 import llguidance.hf
 import torch
 from llguidance import LLMatcher
-from llguidance.torch import allocate_token_bitmask, apply_token_bitmask_inplace, fill_next_token_bitmask
+from llguidance.torch import allocate_token_bitmask, fill_next_token_bitmask
 from transformers import DynamicCache
 
 from backend.errors import InvalidRequest
@@ -130,6 +130,21 @@ class _Lookup:
         return []
 
 
+_BITS = torch.arange(32, dtype=torch.int32)
+
+
+def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
+    """Set the logits of the tokens the grammar forbids to -inf, in place: llguidance's bitmask (32 tokens
+    per int32 word, bit i of word w = token 32w + i). Plain torch ops on purpose: llguidance's own
+    `apply_token_bitmask_inplace` is a torch.compile kernel that allowed half the vocabulary when torch
+    ran its AVX2 kernels on an AVX-512 CPU, and plain ops cost nothing at these sizes."""
+    bits = ((bitmask.unsqueeze(-1) >> _BITS.to(bitmask.device)) & 1).flatten(-2)
+    vocab = logits.shape[-1]
+    if bits.shape[-1] < vocab:  # tokens past the mask's words are never allowed
+        logits[..., bits.shape[-1]:] = float("-inf")
+    logits[..., :min(vocab, bits.shape[-1])].masked_fill_(bits[..., :vocab] == 0, float("-inf"))
+
+
 @torch.no_grad()
 def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list[str], *,
                       max_new_tokens: list[int] | int, device, eos_ids: list[int], jump_forward: bool = True,
@@ -173,7 +188,7 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
         fill_next_token_bitmask(row.matcher, bitmask, 0)
         raw = logits.float()
         masked = raw.clone().unsqueeze(0)
-        apply_token_bitmask_inplace(masked, bitmask.to(masked.device))
+        apply_bitmask(masked, bitmask.to(masked.device))
         token = int(masked[0].argmax())
         if token in eos_ids or masked[0, token] == float("-inf"):
             return None

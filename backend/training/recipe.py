@@ -43,7 +43,7 @@ from backend.training.tokenize import EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
 from backend.training.validation import HIGHER_IS_BETTER, EvaluationStopped, ExtractionCheck
 
-FIT_AFTER = 2  # steps measured before a time-budgeted run is sized to its budget (the first one warms up)
+FIT_AFTER = 3  # steps before a time-budgeted run is sized to its budget: the speed of steps 2..3 (step 1 warms up)
 
 
 @dataclass
@@ -210,10 +210,11 @@ class Recipe:
         self.val_loss = found["val_loss"]
         return found
 
-    def fit_schedule(self, budget_s: float) -> None:
-        """Shorten the run to the steps that fit the time budget at the speed measured so far, so the
-        learning-rate schedule (warm-up, decay) completes instead of being cut off when time runs out."""
-        rate = self.tokens_seen / max(self.train_time(), 1e-9)  # tokens/s on this machine, this run
+    def fit_schedule(self, budget_s: float, since: tuple[float, int] = (0.0, 0)) -> None:
+        """Shorten the run to the steps that fit the time budget at the speed measured since `since` (train
+        time, tokens seen), so the learning-rate schedule (warm-up, decay) completes instead of being cut
+        off when time runs out."""
+        rate = (self.tokens_seen - since[1]) / max(self.train_time() - since[0], 1e-9)  # tokens/s here, now
         lengths = [len(self.train_set.items[i].input_ids) for batch in self.batches for i in batch]
         per_step = sum(lengths) / max(1, len(self.batches)) * self.config.grad_accum / rate
         fit = self.step_n + int((budget_s - self.train_time()) / per_step)
@@ -256,6 +257,7 @@ class Recipe:
         config, par = self.config, self.par
         status, stopped_early, validation = "succeeded", None, None
         start_step, self.loop_start = self.step_n, time.time()
+        warmed = (0.0, 0)
         self.model.train()
         while self.step_n < self.total_steps:
             stop, out_of_time = par.agree([self.should_stop(), bool(config.max_minutes) and
@@ -269,8 +271,10 @@ class Recipe:
                 break
             record = self.step()
             step = self.step_n
+            if config.max_minutes and start_step == 0 and step == 1:
+                warmed = (self.train_time(), self.tokens_seen)
             if config.max_minutes and start_step == 0 and step == FIT_AFTER:
-                self.fit_schedule(config.max_minutes * 60)
+                self.fit_schedule(config.max_minutes * 60, since=warmed)
             if config.eval_every and step % config.eval_every == 0 and self.val_set.items and step < self.total_steps:
                 record.update(self.evaluate())
             self._report(record, start_step)

@@ -26,13 +26,18 @@ DEFAULT_DB = "runs/agents/agents.sqlite"
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("extract", help="documents → validated, grounded, decided records (the agents' graph); "
-                       "doubtful ones are held for review",
-                       description="Extract fields from financial documents, validate them, apply the decision "
-                       "policy, and hold doubtful documents for a person (tunebridge review).")
+    p = sub.add_parser(
+        "extract",
+        help="documents → validated, grounded, decided records (the agents' graph); doubtful ones are held for review",
+        description="Extract fields from financial documents, validate them, apply the decision "
+        "policy, and hold doubtful documents for a person (tunebridge review).",
+    )
     p.add_argument("paths", nargs="+", help="files or folders (pdf, txt, md, png, jpg, tif)")
-    p.add_argument("--type", choices=["invoice", "receipt", "bank_statement", "kyc"],
-                   help="skip classification: every document is of this type")
+    p.add_argument(
+        "--type",
+        choices=["invoice", "receipt", "bank_statement", "kyc"],
+        help="skip classification: every document is of this type",
+    )
     p.add_argument("--schema", help="a JSON Schema file to extract instead of the built-in types")
     _model_flags(p)
     p.add_argument("--policy", help="decision policy YAML (default: agents/policies/default.yaml)")
@@ -42,11 +47,17 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("review", help="list documents held for review, show one, or resume it with corrections")
-    p.add_argument("action", choices=["list", "show", "resume", "flush"],
-                   help="flush: send queued corrections to the labelled-data webhook")
+    p.add_argument(
+        "action",
+        choices=["list", "show", "resume", "flush"],
+        help="flush: send queued corrections to the labelled-data webhook",
+    )
     p.add_argument("id", nargs="?", help="document id (from `review list`)")
-    p.add_argument("--corrections", help="JSON file: {\"fields\": {\"total\": 12.5, \"vendor.name\": \"...\"}, "
-                   "\"decision\": \"approve|review|reject\", \"note\": \"...\"}; without it, prompts")
+    p.add_argument(
+        "--corrections",
+        help='JSON file: {"fields": {"total": 12.5, "vendor.name": "..."}, '
+        '"decision": "approve|review|reject", "note": "..."}; without it, prompts',
+    )
     p.add_argument("--reviewer", help="who reviewed (recorded)")
     _model_flags(p)
     p.add_argument("--policy", help="decision policy YAML")
@@ -54,8 +65,10 @@ def add_commands(sub) -> None:
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--adapter", help="adapter: a run folder (in-process engine), or with --service-url a registry "
-                   "reference (name, name@prod)")
+    p.add_argument(
+        "--adapter",
+        help="adapter: a run folder (in-process engine), or with --service-url a registry reference (name, name@prod)",
+    )
     p.add_argument("--model", help="base model (in-process) or model name (--openai-url)")
     p.add_argument("--service-url", help="use the tunebridge service at this URL (e.g. http://127.0.0.1:8000)")
     p.add_argument("--api-key", help="its API key (or TUNEBRIDGE_API_KEY)")
@@ -65,10 +78,13 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--webhook-secret", help="its secret (or TUNEBRIDGE_WEBHOOK_SECRET)")
     p.add_argument("--dataset", default="corrections", help="dataset the corrections go to")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--rank", choices=["typed", "text"],
-                   help="candidate ranking after decoding (an adapter trained on extraction data): typed = amounts "
-                        "and dates the document does not print are replaced by printed ones; text = also names and "
-                        "addresses printed as whole lines (slower)")
+    p.add_argument(
+        "--rank",
+        choices=["typed", "text"],
+        help="candidate ranking after decoding (an adapter trained on extraction data): typed = amounts "
+        "and dates the document does not print are replaced by printed ones; text = also names and "
+        "addresses printed as whole lines (slower)",
+    )
 
 
 def build_model(args: argparse.Namespace):
@@ -77,8 +93,12 @@ def build_model(args: argparse.Namespace):
     from agents.models import EngineModel, OpenAIModel, ServiceModel
 
     if args.service_url:
-        return ServiceModel(args.service_url, api_key=args.api_key or os.environ.get("TUNEBRIDGE_API_KEY"),
-                            model=args.adapter or args.model, rank=args.rank)
+        return ServiceModel(
+            args.service_url,
+            api_key=args.api_key or os.environ.get("TUNEBRIDGE_API_KEY"),
+            model=args.adapter or args.model,
+            rank=args.rank,
+        )
     if args.openai_url:
         if args.rank:
             raise SystemExit("--rank needs tunebridge's engine (in-process or --service-url), not --openai-url")
@@ -110,8 +130,14 @@ def open_runtime(args: argparse.Namespace, *, model=None):
             schema = json.loads(Path(args.schema).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise SystemExit(f"--schema {args.schema}: {exc}") from exc
-    deps = Deps(model=model or build_model(args), policy=Policy.load(args.policy), store=store, webhook=webhook,
-                max_repairs=getattr(args, "max_repairs", 2), schema=schema)
+    deps = Deps(
+        model=model or build_model(args),
+        policy=Policy.load(args.policy),
+        store=store,
+        webhook=webhook,
+        max_repairs=getattr(args, "max_repairs", 2),
+        schema=schema,
+    )
     saver = SqliteSaver(sqlite3.connect(str(store.path), check_same_thread=False))
     return build_graph(deps, saver), store, deps
 
@@ -139,8 +165,16 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_documents(graph, store, files: list[Path], *, out: Path, doc_type: str | None = None,
-                  rerun: bool = False, deadline: float | None = None) -> tuple[list[dict[str, Any]], Path]:
+def run_documents(
+    graph,
+    store,
+    files: list[Path],
+    *,
+    out: Path,
+    doc_type: str | None = None,
+    rerun: bool = False,
+    deadline: float | None = None,
+) -> tuple[list[dict[str, Any]], Path]:
     """Every file through the graph, with a progress bar; records written to `out` as they finish,
     and a markdown report beside it. With a `deadline` (time.monotonic()), no document is started
     after it: the ones done are returned."""
@@ -188,27 +222,51 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     statuses = Counter(r.get("status") or "-" for r in records)
     rows = [("document", "type", "decision", "status", "flags", "rules fired")]
     for r in records:
-        rows.append((Path(r["path"]).name[:34], str(r.get("doc_type") or "-"), str(r.get("decision") or "-"),
-                     str(r.get("status")), str(len(r.get("flags") or [])),
-                     ", ".join(f["rule"] for f in r.get("fired") or [])[:40] or "-"))
+        rows.append(
+            (
+                Path(r["path"]).name[:34],
+                str(r.get("doc_type") or "-"),
+                str(r.get("decision") or "-"),
+                str(r.get("status")),
+                str(len(r.get("flags") or [])),
+                ", ".join(f["rule"] for f in r.get("fired") or [])[:40] or "-",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     fields = sum(len({f.get("field") for f in r.get("flags") or [] if f.get("field")}) for r in records)
-    lines.append(f"\n{len(records)} documents: " + ", ".join(f"{k} {v}" for k, v in sorted(decisions.items())) +
-                 "; status: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) +
-                 f"; {fields} fields need review")
+    lines.append(
+        f"\n{len(records)} documents: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(decisions.items()))
+        + "; status: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+        + f"; {fields} fields need review"
+    )
     return "\n".join(lines)
 
 
 def write_report(records: list[dict[str, Any]], path: Path) -> Path:
-    lines = ["# Document run", "", "| document | type | decision | status | confidence | reasons |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Document run",
+        "",
+        "| document | type | decision | status | confidence | reasons |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in records:
-        reasons = "; ".join([f["reason"] for f in r.get("fired") or []] +
-                            [f"{f['why']}: {f.get('field', '')}" for f in r.get("flags") or []]) or r.get("error") or ""
+        reasons = (
+            "; ".join(
+                [f["reason"] for f in r.get("fired") or []]
+                + [f"{f['why']}: {f.get('field', '')}" for f in r.get("flags") or []]
+            )
+            or r.get("error")
+            or ""
+        )
         conf = r.get("decision_confidence")
-        lines.append(f"| {Path(r['path']).name} | {r.get('doc_type') or '-'} | {r.get('decision') or '-'} | "
-                     f"{r.get('status')} | {'-' if conf is None else f'{conf:.2f}'} | {reasons.replace('|', '/')} |")
+        lines.append(
+            f"| {Path(r['path']).name} | {r.get('doc_type') or '-'} | {r.get('decision') or '-'} | "
+            f"{r.get('status')} | {'-' if conf is None else f'{conf:.2f}'} | {reasons.replace('|', '/')} |"
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -223,8 +281,10 @@ def cmd_review(args: argparse.Namespace) -> int:
         if not pending:
             print("nothing waiting for review")
         for d in pending:
-            print(f"{d['thread_id']}  {d['doc_type'] or '-':14} {d['decision'] or '-':8} {d['path']}  "
-                  f"({d['summary'].get('flags', 0)} flags; rules: {', '.join(d['summary'].get('fired', [])) or '-'})")
+            print(
+                f"{d['thread_id']}  {d['doc_type'] or '-':14} {d['decision'] or '-':8} {d['path']}  "
+                f"({d['summary'].get('flags', 0)} flags; rules: {', '.join(d['summary'].get('fired', [])) or '-'})"
+            )
         return 0
     if args.action == "flush":
         _, store, deps = open_runtime(args, model=_NoModel())
@@ -256,8 +316,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     record = output(result)
     if result.get("__interrupt__"):
         record["status"] = "pending_review"
-        print(f"document {args.id} still fails validation: give a decision, or corrections that pass "
-              f"({'; '.join(f['field'] + ': ' + f['detail'] for f in result.get('flags') or [])})", file=sys.stderr)
+        print(
+            f"document {args.id} still fails validation: give a decision, or corrections that pass "
+            f"({'; '.join(f['field'] + ': ' + f['detail'] for f in result.get('flags') or [])})",
+            file=sys.stderr,
+        )
     print(json.dumps(record, indent=2, default=str))
     return 0
 
@@ -273,11 +336,18 @@ def _read_corrections(path: str) -> dict[str, Any]:
 
 
 def _prompt(payload: dict[str, Any]) -> dict[str, Any]:
-    print(json.dumps({k: payload.get(k) for k in ("path", "doc_type", "fields", "flags", "fired", "decision")},
-                     indent=2, default=str))
+    print(
+        json.dumps(
+            {k: payload.get(k) for k in ("path", "doc_type", "fields", "flags", "fired", "decision")},
+            indent=2,
+            default=str,
+        )
+    )
     fields: dict[str, Any] = {}
-    print("Corrections: one per line as path=value (JSON values, e.g. total=12.5 or vendor.name=\"ACME\"); "
-          "empty line to finish.")
+    print(
+        'Corrections: one per line as path=value (JSON values, e.g. total=12.5 or vendor.name="ACME"); '
+        "empty line to finish."
+    )
     for line in iter(lambda: input("> ").strip(), ""):
         path, _, value = line.partition("=")
         try:

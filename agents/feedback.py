@@ -49,9 +49,16 @@ def flush(store: Store, webhook: Webhook | None, *, timeout_s: float = 10.0) -> 
         payload["dataset"] = payload.get("dataset") or dataset_for(webhook.dataset, payload["example"]["doc_type"])
         raw = json.dumps(payload, ensure_ascii=False).encode()
         try:
-            response = httpx.post(webhook.url, content=raw, timeout=timeout_s, headers={
-                "Content-Type": "application/json", "X-Tunebridge-Delivery": delivery_id,
-                "X-Tunebridge-Signature": sign(raw, webhook.secret)})
+            response = httpx.post(
+                webhook.url,
+                content=raw,
+                timeout=timeout_s,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Tunebridge-Delivery": delivery_id,
+                    "X-Tunebridge-Signature": sign(raw, webhook.secret),
+                },
+            )
             error = None if response.status_code < 300 else f"HTTP {response.status_code}: {response.text[:300]}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"

@@ -56,9 +56,13 @@ class Deps:
 def build_graph(deps: Deps, checkpointer=None):
     def intake(state: DocumentState) -> dict[str, Any]:
         doc = read_document(state["path"])
-        return {"doc_id": doc.sha256[:16], "text": doc.text,
-                "pages": [{"number": p.number, "source": p.source, "characters": len(p.text)} for p in doc.pages],
-                "attempts": [], "repairs": 0}
+        return {
+            "doc_id": doc.sha256[:16],
+            "text": doc.text,
+            "pages": [{"number": p.number, "source": p.source, "characters": len(p.text)} for p in doc.pages],
+            "attempts": [],
+            "repairs": 0,
+        }
 
     def classify(state: DocumentState) -> dict[str, Any]:
         if deps.schema is not None:
@@ -96,38 +100,70 @@ def build_graph(deps: Deps, checkpointer=None):
         return "human_review" if state["decision"] == "review" or state.get("flags") else "finalize"
 
     def human_review(state: DocumentState) -> dict[str, Any]:
-        answer = interrupt({key: state.get(key) for key in (
-            "doc_id", "path", "doc_type", "fields", "confidence", "validation", "fired", "flags", "decision",
-            "rationale")})
+        answer = interrupt(
+            {
+                key: state.get(key)
+                for key in (
+                    "doc_id",
+                    "path",
+                    "doc_type",
+                    "fields",
+                    "confidence",
+                    "validation",
+                    "fired",
+                    "flags",
+                    "decision",
+                    "rationale",
+                )
+            }
+        )
         if not isinstance(answer, dict):
             raise InvalidRequest(f"a review answer is a JSON object, got {type(answer).__name__}")
         fields = apply_corrections(state.get("fields") or {}, answer.get("fields") or {})
         validation = _validate(deps, _doc_type(state), fields)
-        outcome = _decision(deps, {**state, "grounding": ground(fields, state["text"])}, fields, validation,
-                            explain=False)
+        outcome = _decision(
+            deps, {**state, "grounding": ground(fields, state["text"])}, fields, validation, explain=False
+        )
         chosen = answer.get("decision")
         if chosen is not None and chosen not in rules.SEVERITY:
             raise InvalidRequest(f"decision: got {chosen!r}, expected one of {sorted(rules.SEVERITY)}")
         # The reviewer vouches for the values they saw: only the rules and the validators still speak.
         unresolved = [f for f in outcome["flags"] if f["why"] in ("validation", "required field missing")]
-        decision = chosen or (rules.decide(outcome["fired"]) if outcome["fired"] else
-                              "review" if unresolved else "approve")
+        decision = chosen or (
+            rules.decide(outcome["fired"]) if outcome["fired"] else "review" if unresolved else "approve"
+        )
         if fields != state.get("fields"):
-            delivery = "review-" + state["doc_id"] + "-" + hashlib.sha256(
-                json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+            delivery = (
+                "review-"
+                + state["doc_id"]
+                + "-"
+                + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+            )
             example = feedback.labelled_example(state["text"], fields, _doc_type(state), state["path"])
             if deps.deliver is not None:
                 deps.deliver(delivery, example)
             elif deps.store is not None:
                 feedback.queue(deps.store, deps.webhook, delivery, example)
                 feedback.flush(deps.store, deps.webhook)
-        review = {"reviewer": answer.get("reviewer"), "note": answer.get("note"), "corrected": sorted(
-            p for p, v in leaves(fields) if dict(leaves(state.get("fields") or {})).get(p) != v),
-                  "decision": decision, "explicit": chosen is not None,
-                  "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-        return {"fields": fields, "grounding": ground(fields, state["text"]), "validation": validation,
-                "fired": outcome["fired"], "flags": unresolved, "basis": outcome["basis"], "decision": decision, "review": review,
-                "status": "reviewed"}
+        review = {
+            "reviewer": answer.get("reviewer"),
+            "note": answer.get("note"),
+            "corrected": sorted(p for p, v in leaves(fields) if dict(leaves(state.get("fields") or {})).get(p) != v),
+            "decision": decision,
+            "explicit": chosen is not None,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        return {
+            "fields": fields,
+            "grounding": ground(fields, state["text"]),
+            "validation": validation,
+            "fired": outcome["fired"],
+            "flags": unresolved,
+            "basis": outcome["basis"],
+            "decision": decision,
+            "review": review,
+            "status": "reviewed",
+        }
 
     def route_review(state: DocumentState) -> Literal["human_review", "finalize"]:
         """Corrections that still fail validation, and no decision given: ask again."""
@@ -137,14 +173,27 @@ def build_graph(deps: Deps, checkpointer=None):
     def finalize(state: DocumentState) -> dict[str, Any]:
         status = state.get("status") or "done"
         if deps.store is not None:
-            deps.store.put_document(thread_id=state["doc_id"], doc_id=state["doc_id"], path=state["path"],
-                                    status=status, doc_type=state["doc_type"], decision=state["decision"])
+            deps.store.put_document(
+                thread_id=state["doc_id"],
+                doc_id=state["doc_id"],
+                path=state["path"],
+                status=status,
+                doc_type=state["doc_type"],
+                decision=state["decision"],
+            )
         return {"status": status}
 
     graph = StateGraph(DocumentState, input_schema=DocumentInput)
-    for name, node in [("intake", intake), ("classify", classify), ("extract", extract), ("validate", validate),
-                       ("repair", repair), ("decide", decide), ("human_review", human_review),
-                       ("finalize", finalize)]:
+    for name, node in [
+        ("intake", intake),
+        ("classify", classify),
+        ("extract", extract),
+        ("validate", validate),
+        ("repair", repair),
+        ("decide", decide),
+        ("human_review", human_review),
+        ("finalize", finalize),
+    ]:
         graph.add_node(name, node)
     graph.add_edge(START, "intake")
     graph.add_edge("intake", "classify")
@@ -174,10 +223,15 @@ def process(graph, store: Store | None, path, *, thread_id: str, doc_type: str |
     state = graph.get_state(config)
     if state.next and store is not None:
         values = state.values
-        store.put_document(thread_id=thread_id, doc_id=values["doc_id"], path=str(path), status="pending_review",
-                           doc_type=values.get("doc_type"), decision=values.get("decision"),
-                           summary={"flags": len(values.get("flags") or []),
-                                    "fired": [f["rule"] for f in values.get("fired") or []]})
+        store.put_document(
+            thread_id=thread_id,
+            doc_id=values["doc_id"],
+            path=str(path),
+            status="pending_review",
+            doc_type=values.get("doc_type"),
+            decision=values.get("decision"),
+            summary={"flags": len(values.get("flags") or []), "fired": [f["rule"] for f in values.get("fired") or []]},
+        )
     return state, False
 
 
@@ -214,15 +268,26 @@ def _extract(deps: Deps, text: str, schema, *, notes: list[str] | None = None) -
     if len(results) == 1:
         return results[0]
     merged = merge(results, text)
-    merged.extra["as_printed"] = {k: v for r in reversed(results) for k, v in r.extra.get("as_printed", {}).items()
-                                  if k in dict(leaves(merged.fields))}
+    merged.extra["as_printed"] = {
+        k: v
+        for r in reversed(results)
+        for k, v in r.extra.get("as_printed", {}).items()
+        if k in dict(leaves(merged.fields))
+    }
     return merged
 
 
 def _as_numbers(out: Extraction, schema, text: str) -> Extraction:
     fields, printed = read_printed(out.fields, schema, text)
-    return Extraction(fields, out.confidence, ground(fields, text), out.raw, out.model,
-                      {**out.extra, "as_printed": printed}, out.calibrated)
+    return Extraction(
+        fields,
+        out.confidence,
+        ground(fields, text),
+        out.raw,
+        out.model,
+        {**out.extra, "as_printed": printed},
+        out.calibrated,
+    )
 
 
 def merge(results: list[Extraction], text: str) -> Extraction:
@@ -236,21 +301,37 @@ def merge(results: list[Extraction], text: str) -> Extraction:
             if isinstance(value, list):
                 seen = {json.dumps(v, sort_keys=True) for v in fields.get(key, [])}
                 fields[key] = fields.get(key, []) + [v for v in value if json.dumps(v, sort_keys=True) not in seen]
-                confidence[key] = min(x for x in (confidence.get(key), c) if x is not None) if (
-                    confidence.get(key) is not None or c is not None) else None
+                confidence[key] = (
+                    min(x for x in (confidence.get(key), c) if x is not None)
+                    if (confidence.get(key) is not None or c is not None)
+                    else None
+                )
             elif value is not None and (fields.get(key) is None or (c or 0) > (confidence.get(key) or 0)):
                 fields[key], confidence[key] = value, c
             else:
                 fields.setdefault(key, None)
                 confidence.setdefault(key, None)
-    return Extraction(fields, confidence, ground(fields, text), "\n".join(r.raw for r in results), results[0].model,
-                      {"chunks": len(results)}, all(r.calibrated for r in results))
+    return Extraction(
+        fields,
+        confidence,
+        ground(fields, text),
+        "\n".join(r.raw for r in results),
+        results[0].model,
+        {"chunks": len(results)},
+        all(r.calibrated for r in results),
+    )
 
 
 def _taken(out: Extraction, how: str) -> dict[str, Any]:
-    return {"fields": out.fields, "confidence": out.confidence, "grounding": out.grounding, "model": out.model,
-            "as_printed": out.extra.get("as_printed", {}), "calibrated": out.calibrated,
-            "attempts": [{"how": how, "fields": out.fields, "raw": out.raw}]}
+    return {
+        "fields": out.fields,
+        "confidence": out.confidence,
+        "grounding": out.grounding,
+        "model": out.model,
+        "as_printed": out.extra.get("as_printed", {}),
+        "calibrated": out.calibrated,
+        "attempts": [{"how": how, "fields": out.fields, "raw": out.raw}],
+    }
 
 
 def _validate(deps: Deps, doc_type: str, fields: dict[str, Any]) -> list[dict[str, Any]]:
@@ -258,15 +339,28 @@ def _validate(deps: Deps, doc_type: str, fields: dict[str, Any]) -> list[dict[st
         import jsonschema
 
         validator = jsonschema.Draft202012Validator(deps.schema)
-        return [{"code": "schema", "field": ".".join(map(str, e.absolute_path)) or "(record)", "message": e.message,
-                 "severity": "error"} for e in validator.iter_errors(fields)]
+        return [
+            {
+                "code": "schema",
+                "field": ".".join(map(str, e.absolute_path)) or "(record)",
+                "message": e.message,
+                "severity": "error",
+            }
+            for e in validator.iter_errors(fields)
+        ]
     if doc_type not in DOC_TYPES:
         return []
     return [i.as_dict() for i in validate_record(doc_type, fields, today=deps.today)]
 
 
-def _decision(deps: Deps, state: Mapping[str, Any], fields: dict[str, Any], validation: list[dict[str, Any]], *,
-              explain: bool = True) -> dict[str, Any]:
+def _decision(
+    deps: Deps,
+    state: Mapping[str, Any],
+    fields: dict[str, Any],
+    validation: list[dict[str, Any]],
+    *,
+    explain: bool = True,
+) -> dict[str, Any]:
     doc_type, grounding = state["doc_type"], state.get("grounding") or {}
     confidence = state.get("confidence") or {}
     flags = []
@@ -286,16 +380,34 @@ def _decision(deps: Deps, state: Mapping[str, Any], fields: dict[str, Any], vali
         if value not in (None, "") and found is None:
             flags.append({"why": "not in document", "field": path, "detail": f"{value!r} not found in the text"})
         elif value not in (None, "") and found is not None and found["match"] == "partial":
-            flags.append({"why": "partly in document", "field": path,
-                          "detail": f"{value!r} only appears inside the longer {state['text'][found['start']:found['end']]!r}"})
-    basis = _basis(deps.policy, doc_type, fields, confidence, grounding, state.get("text") or "",
-                   calibrated=bool(state.get("calibrated")))
+            flags.append(
+                {
+                    "why": "partly in document",
+                    "field": path,
+                    "detail": f"{value!r} only appears inside the longer {state['text'][found['start'] : found['end']]!r}",
+                }
+            )
+    basis = _basis(
+        deps.policy,
+        doc_type,
+        fields,
+        confidence,
+        grounding,
+        state.get("text") or "",
+        calibrated=bool(state.get("calibrated")),
+    )
     for item in basis:
         if item["required"] and item["status"] in UNAPPROVABLE:
-            flags.append({"why": f"required field {item['status']}", "field": item["field"],
-                          "detail": f"an approval rests on it: {UNAPPROVABLE[item['status']](deps.policy, item)}"})
-    ctx = rules.Context(doc_id=state["doc_id"], doc_type=doc_type, grounding=grounding, history=deps.store,
-                        today=deps.today)
+            flags.append(
+                {
+                    "why": f"required field {item['status']}",
+                    "field": item["field"],
+                    "detail": f"an approval rests on it: {UNAPPROVABLE[item['status']](deps.policy, item)}",
+                }
+            )
+    ctx = rules.Context(
+        doc_id=state["doc_id"], doc_type=doc_type, grounding=grounding, history=deps.store, today=deps.today
+    )
     fired = rules.evaluate(deps.policy, fields, ctx)
     decision = rules.decide(fired)
     if decision == "approve" and flags:
@@ -305,12 +417,20 @@ def _decision(deps: Deps, state: Mapping[str, Any], fields: dict[str, Any], vali
             deps.store.remember(kind, key, state["doc_id"], state["path"])
     present = [c for n, c in confidence.items() if c is not None and fields.get(n) not in (None, [], {})]
     for item in basis:
-        item["rules"] = sorted(set(item["rules"]) | {f["rule"] for f in fired if f["evidence"].get("field") == item["field"]})
-    out = {"fired": fired, "flags": flags, "decision": decision, "decision_confidence": min(present, default=None),
-           "basis": basis}
+        item["rules"] = sorted(
+            set(item["rules"]) | {f["rule"] for f in fired if f["evidence"].get("field") == item["field"]}
+        )
+    out = {
+        "fired": fired,
+        "flags": flags,
+        "decision": decision,
+        "decision_confidence": min(present, default=None),
+        "basis": basis,
+    }
     if explain:
-        reasons = [f["reason"] for f in fired] + [f"{f['why']}: {f.get('field', '')} {f['detail']}".strip()
-                                                  for f in flags]
+        reasons = [f["reason"] for f in fired] + [
+            f"{f['why']}: {f.get('field', '')} {f['detail']}".strip() for f in flags
+        ]
         if decision == "approve":
             reasons = [_fact(item) for item in basis] or ["no field was required and no rule applied"]
         try:
@@ -324,15 +444,26 @@ def _decision(deps: Deps, state: Mapping[str, Any], fields: dict[str, Any], vali
 UNAPPROVABLE = {
     "missing": lambda p, item: "missing",
     "no confidence": lambda p, item: "the model gave no confidence for it",
-    "uncalibrated": lambda p, item: (f"confidence {item['confidence']:.2f} is the model's own, not calibrated on "
-                                     "held-out answers (tunebridge eval --constrained --calibrate)"),
-    "below approval confidence": lambda p, item: (f"confidence {item['confidence']:.2f} is under "
-                                                  f"approve_min_confidence {p.approve_min_confidence:g}"),
+    "uncalibrated": lambda p, item: (
+        f"confidence {item['confidence']:.2f} is the model's own, not calibrated on "
+        "held-out answers (tunebridge eval --constrained --calibrate)"
+    ),
+    "below approval confidence": lambda p, item: (
+        f"confidence {item['confidence']:.2f} is under approve_min_confidence {p.approve_min_confidence:g}"
+    ),
 }
 
 
-def _basis(policy: rules.Policy, doc_type: str, fields: dict[str, Any], confidence: dict[str, Any],
-           grounding: dict[str, Any], text: str, *, calibrated: bool = False) -> list[dict[str, Any]]:
+def _basis(
+    policy: rules.Policy,
+    doc_type: str,
+    fields: dict[str, Any],
+    confidence: dict[str, Any],
+    grounding: dict[str, Any],
+    text: str,
+    *,
+    calibrated: bool = False,
+) -> list[dict[str, Any]]:
     """What a decision rests on: per decision field its value, where it is printed, its confidence,
     the rules that read it, and whether it can carry an approval (`status` "ok")."""
     required = set(policy.requires.get(doc_type, ()))
@@ -360,10 +491,19 @@ def _basis(policy: rules.Policy, doc_type: str, fields: dict[str, Any], confiden
             status = "below approval confidence"
         else:
             status = "ok"
-        printed = text[span["start"]:span["end"]] if span and not isinstance(value, (dict, list)) else None
-        out.append({"field": name, "value": value if not isinstance(value, (dict, list)) else f"{len(value)} item(s)",
-                    "printed": printed, "span": span, "confidence": c, "rules": list(reads),
-                    "required": name in required, "status": status})
+        printed = text[span["start"] : span["end"]] if span and not isinstance(value, (dict, list)) else None
+        out.append(
+            {
+                "field": name,
+                "value": value if not isinstance(value, (dict, list)) else f"{len(value)} item(s)",
+                "printed": printed,
+                "span": span,
+                "confidence": c,
+                "rules": list(reads),
+                "required": name in required,
+                "status": status,
+            }
+        )
     return out
 
 

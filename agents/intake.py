@@ -88,8 +88,9 @@ def read_document(path) -> Document:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            raise IntakeError(f"{p}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                              "re-save it as UTF-8") from None
+            raise IntakeError(
+                f"{p}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); re-save it as UTF-8"
+            ) from None
         pages = [Page(1, text, "plain")]
     elif ext in PDF_EXTS:
         pages = _read_pdf(p)
@@ -154,16 +155,20 @@ def require_ocr(p=None):
     try:
         import pytesseract
     except ImportError:
-        raise OcrUnavailableError(f"{where}OCR needs the pytesseract package: pip install pytesseract "
-                                  "(and the tesseract binary: apt-get install tesseract-ocr)." + tail) from None
+        raise OcrUnavailableError(
+            f"{where}OCR needs the pytesseract package: pip install pytesseract "
+            "(and the tesseract binary: apt-get install tesseract-ocr)." + tail
+        ) from None
     cmd = pytesseract.pytesseract.tesseract_cmd
     try:
         if not shutil.which(cmd):
             raise FileNotFoundError(cmd)
         pytesseract.get_tesseract_version()
     except Exception:
-        raise OcrUnavailableError(f"{where}OCR needs the tesseract binary ({cmd!r} not found): "
-                                  "apt-get install tesseract-ocr (macOS: brew install tesseract)." + tail) from None
+        raise OcrUnavailableError(
+            f"{where}OCR needs the tesseract binary ({cmd!r} not found): "
+            "apt-get install tesseract-ocr (macOS: brew install tesseract)." + tail
+        ) from None
     return pytesseract
 
 
@@ -206,7 +211,9 @@ def chunks(text: str, max_chars: int = 3000, overlap: int = 200) -> list[str]:
     overlap = min(overlap, max_chars // 2)
     if len(text) <= max_chars:
         return [text]
-    pieces = [line[i:i + max_chars] for line in text.splitlines(keepends=True) for i in range(0, len(line), max_chars)]
+    pieces = [
+        line[i : i + max_chars] for line in text.splitlines(keepends=True) for i in range(0, len(line), max_chars)
+    ]
     out: list[str] = []
     cur: list[str] = []
     size = 0

@@ -17,8 +17,10 @@ from pydantic import BaseModel
 from backend.errors import Upstream
 from backend.inference.grounding import ground
 
-EXPLAIN_SYSTEM = ("You explain decisions on financial documents to an analyst in one or two plain sentences. "
-                  "Use only the facts given.")
+EXPLAIN_SYSTEM = (
+    "You explain decisions on financial documents to an analyst in one or two plain sentences. "
+    "Use only the facts given."
+)
 
 
 @dataclass
@@ -35,8 +37,9 @@ class Extraction:
 class Model(Protocol):
     name: str
 
-    def extract(self, text: str, schema: type[BaseModel] | dict[str, Any], *,
-                notes: list[str] | None = None) -> Extraction: ...
+    def extract(
+        self, text: str, schema: type[BaseModel] | dict[str, Any], *, notes: list[str] | None = None
+    ) -> Extraction: ...
 
     def explain(self, doc_type: str, decision: str, reasons: list[str]) -> str: ...
 
@@ -58,16 +61,28 @@ def with_notes(text: str, notes: list[str] | None) -> str:
 
 def explain_messages(doc_type: str, decision: str, reasons: list[str]) -> list[dict[str, str]]:
     facts = "\n".join(f"- {r}" for r in reasons) or "- (no facts were given)"
-    return [{"role": "system", "content": EXPLAIN_SYSTEM},
-            {"role": "user", "content": f"Document type: {doc_type}\nDecision: {decision}\nReasons:\n{facts}\n\n"
-                                        "Explain the decision."}]
+    return [
+        {"role": "system", "content": EXPLAIN_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Document type: {doc_type}\nDecision: {decision}\nReasons:\n{facts}\n\nExplain the decision.",
+        },
+    ]
 
 
 class EngineModel:
     """tunebridge's constrained extraction engine in this process (base model or base + adapter)."""
 
-    def __init__(self, *, adapter: str | None = None, model: str | None = None, device: str = "auto",
-                 max_new_tokens: int = 160, answer_tokens: int = 768, rank: str | None = None):
+    def __init__(
+        self,
+        *,
+        adapter: str | None = None,
+        model: str | None = None,
+        device: str = "auto",
+        max_new_tokens: int = 160,
+        answer_tokens: int = 768,
+        rank: str | None = None,
+    ):
         from backend import cores
         from backend.inference.bundle import AdapterBundle
         from backend.inference.pool import ModelPool
@@ -87,16 +102,31 @@ class EngineModel:
     def extract(self, text, schema, *, notes=None) -> Extraction:
         from backend.inference.extraction import extract
 
-        out = extract(self.pool, self.target, text=with_notes(text, notes), spec=spec_of(schema),
-                      max_new_tokens=self.answer_tokens, rank=self.rank)
-        return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name,
-                          {"usage": out["usage"]}, calibrated=bool(out.get("calibrated")))
+        out = extract(
+            self.pool,
+            self.target,
+            text=with_notes(text, notes),
+            spec=spec_of(schema),
+            max_new_tokens=self.answer_tokens,
+            rank=self.rank,
+        )
+        return Extraction(
+            out["fields"],
+            out["confidence"],
+            ground(out["fields"], text),
+            out["raw"],
+            self.name,
+            {"usage": out["usage"]},
+            calibrated=bool(out.get("calibrated")),
+        )
 
     def explain(self, doc_type, decision, reasons) -> str:
         from backend.inference.pool import GenRequest
 
-        request = GenRequest(tuple((m["role"], m["content"]) for m in explain_messages(doc_type, decision, reasons)),
-                             max_new_tokens=self.max_new_tokens)
+        request = GenRequest(
+            tuple((m["role"], m["content"]) for m in explain_messages(doc_type, decision, reasons)),
+            max_new_tokens=self.max_new_tokens,
+        )
         return self.pool.generate(self.target, [request])[0].text
 
 
@@ -113,8 +143,14 @@ class BatcherModel:
 
         doc = Document(with_notes(text, notes), spec_of(schema), self.answer_tokens)
         out = self.batcher.extract(self.target, doc, limit=self.limit, review_confidence=0.0)
-        return Extraction(out["fields"], out["confidence"], ground(out["fields"], text), out["raw"], self.name,
-                          calibrated=bool(out.get("calibrated")))
+        return Extraction(
+            out["fields"],
+            out["confidence"],
+            ground(out["fields"], text),
+            out["raw"],
+            self.name,
+            calibrated=bool(out.get("calibrated")),
+        )
 
     def explain(self, doc_type, decision, reasons) -> str:
         from backend.inference.pool import GenRequest
@@ -127,14 +163,24 @@ class BatcherModel:
 class ServiceModel:
     """The tunebridge service: `/v1/extract` (constrained, with confidence) and `/v1/chat/completions`."""
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, model: str | None = None, timeout_s: float = 600,
-                 rank: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        model: str | None = None,
+        timeout_s: float = 600,
+        rank: str | None = None,
+    ):
         import httpx
 
         self.name = model or "default"
         self.model, self.rank = model, rank
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
-                                   headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+        )
 
     def extract(self, text, schema, *, notes=None) -> Extraction:
         sent = schema.model_json_schema() if isinstance(schema, type) and issubclass(schema, BaseModel) else schema
@@ -144,13 +190,26 @@ class ServiceModel:
         if self.rank:
             body["rank"] = self.rank
         out = _checked(self.client.post("/v1/extract", json=body))
-        return Extraction(out["fields"], out.get("confidence") or {}, ground(out["fields"], text), out.get("raw", ""),
-                          out.get("model", self.name), calibrated=bool(out.get("calibrated")))
+        return Extraction(
+            out["fields"],
+            out.get("confidence") or {},
+            ground(out["fields"], text),
+            out.get("raw", ""),
+            out.get("model", self.name),
+            calibrated=bool(out.get("calibrated")),
+        )
 
     def explain(self, doc_type, decision, reasons) -> str:
-        out = _checked(self.client.post("/v1/chat/completions", json={
-            "model": self.model or "default", "messages": explain_messages(doc_type, decision, reasons),
-            "max_tokens": 160}))
+        out = _checked(
+            self.client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": self.model or "default",
+                    "messages": explain_messages(doc_type, decision, reasons),
+                    "max_tokens": 160,
+                },
+            )
+        )
         return out["choices"][0]["message"]["content"]
 
 
@@ -163,14 +222,26 @@ class OpenAIModel:
         import httpx
 
         self.name, self.model = model, model
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
-                                   headers={"Authorization": f"Bearer {api_key or 'none'}"})
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout_s, headers={"Authorization": f"Bearer {api_key or 'none'}"}
+        )
 
     def extract(self, text, schema, *, notes=None) -> Extraction:
         spec = spec_of(schema)
-        out = _checked(self.client.post("chat/completions", json={
-            "model": self.model, "messages": spec.messages(with_notes(text, notes)), "temperature": 0,
-            "response_format": {"type": "json_schema", "json_schema": {"name": "record", "schema": spec.json_schema}}}))
+        out = _checked(
+            self.client.post(
+                "chat/completions",
+                json={
+                    "model": self.model,
+                    "messages": spec.messages(with_notes(text, notes)),
+                    "temperature": 0,
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "record", "schema": spec.json_schema},
+                    },
+                },
+            )
+        )
         raw = out["choices"][0]["message"]["content"] or ""
         try:
             fields = json.loads(raw)
@@ -181,8 +252,16 @@ class OpenAIModel:
         return Extraction(fields, {k: None for k in fields}, ground(fields, text), raw, self.name)
 
     def explain(self, doc_type, decision, reasons) -> str:
-        out = _checked(self.client.post("chat/completions", json={
-            "model": self.model, "messages": explain_messages(doc_type, decision, reasons), "max_tokens": 160}))
+        out = _checked(
+            self.client.post(
+                "chat/completions",
+                json={
+                    "model": self.model,
+                    "messages": explain_messages(doc_type, decision, reasons),
+                    "max_tokens": 160,
+                },
+            )
+        )
         return out["choices"][0]["message"]["content"]
 
 
@@ -192,6 +271,7 @@ class ModelError(Upstream):
 
 def _checked(response) -> dict[str, Any]:
     if response.status_code >= 400:
-        raise ModelError(f"{response.request.method} {response.request.url} answered {response.status_code}: "
-                         f"{response.text[:500]}")
+        raise ModelError(
+            f"{response.request.method} {response.request.url} answered {response.status_code}: {response.text[:500]}"
+        )
     return response.json()

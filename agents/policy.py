@@ -73,7 +73,9 @@ class Rule:
         """The field paths this rule's check reads."""
         if self.check in ("large_deposit", "structuring"):
             return ("transactions",)
-        named = [self.params.get(k) for k in ("field", "numerator", "denominator")] + list(self.params.get("fields") or [])
+        named = [self.params.get(k) for k in ("field", "numerator", "denominator")] + list(
+            self.params.get("fields") or []
+        )
         return tuple(str(n) for n in named if n)
 
 
@@ -115,15 +117,24 @@ class Policy:
                 raise InvalidRequest(f"{where}: check {item.get('check')!r} is not one of {sorted(CHECKS)}")
             if item.get("outcome") not in ("review", "reject"):
                 raise InvalidRequest(f"{where}: outcome must be 'review' or 'reject', got {item.get('outcome')!r}")
-            rules.append(Rule(id=str(item.get("id") or f"rule-{n + 1}"), check=item["check"], outcome=item["outcome"],
-                              applies_to=tuple(item.get("applies_to") or ()), params=dict(item.get("params") or {}),
-                              reason=str(item.get("reason") or "")))
+            rules.append(
+                Rule(
+                    id=str(item.get("id") or f"rule-{n + 1}"),
+                    check=item["check"],
+                    outcome=item["outcome"],
+                    applies_to=tuple(item.get("applies_to") or ()),
+                    params=dict(item.get("params") or {}),
+                    reason=str(item.get("reason") or ""),
+                )
+            )
         requires = data.get("requires", DEFAULT_REQUIRES)
         if not isinstance(requires, dict) or not all(
-                isinstance(k, str) and isinstance(v, (list, tuple)) and all(isinstance(f, str) for f in v)
-                for k, v in requires.items()):
-            raise InvalidRequest(f"policy {path}: 'requires' maps document types to lists of field paths, "
-                             f"got {requires!r}")
+            isinstance(k, str) and isinstance(v, (list, tuple)) and all(isinstance(f, str) for f in v)
+            for k, v in requires.items()
+        ):
+            raise InvalidRequest(
+                f"policy {path}: 'requires' maps document types to lists of field paths, got {requires!r}"
+            )
         thresholds = {}
         for key, low, high in (("review_below_confidence", 0.0, 1.0), ("approve_min_confidence", 0.0, 1.0)):
             value = data.get(key, 0.7 if key == "review_below_confidence" else 0.95)
@@ -133,8 +144,14 @@ class Policy:
         calibrated = data.get("require_calibrated", True)
         if not isinstance(calibrated, bool):
             raise InvalidRequest(f"policy {path}: require_calibrated: got {calibrated!r}, expected true or false")
-        return cls(tuple(rules), thresholds["review_below_confidence"], str(path),
-                   {k: tuple(v) for k, v in requires.items()}, thresholds["approve_min_confidence"], calibrated)
+        return cls(
+            tuple(rules),
+            thresholds["review_below_confidence"],
+            str(path),
+            {k: tuple(v) for k, v in requires.items()},
+            thresholds["approve_min_confidence"],
+            calibrated,
+        )
 
     def decision_fields(self, doc_type: str) -> dict[str, list[str]]:
         """The fields a decision on this type rests on: each required one, and each one a rule reads,
@@ -164,9 +181,15 @@ def evaluate(policy: Policy, record: dict[str, Any], ctx: Context) -> list[dict[
             continue
         for evidence in CHECKS[rule.check](record, rule.params, ctx):
             if isinstance(evidence, Unevaluable):
-                fired.append({"rule": rule.id, "outcome": "review", "unevaluable": True,
-                              "reason": f"rule {rule.id} could not be evaluated: {evidence.why}",
-                              "evidence": {"field": evidence.field, "span": ctx.grounding.get(evidence.field)}})
+                fired.append(
+                    {
+                        "rule": rule.id,
+                        "outcome": "review",
+                        "unevaluable": True,
+                        "reason": f"rule {rule.id} could not be evaluated: {evidence.why}",
+                        "evidence": {"field": evidence.field, "span": ctx.grounding.get(evidence.field)},
+                    }
+                )
                 continue
             values = {**rule.params, **evidence}
             try:
@@ -174,8 +197,9 @@ def evaluate(policy: Policy, record: dict[str, Any], ctx: Context) -> list[dict[
             except (KeyError, IndexError, ValueError):
                 reason = f"{rule.reason} ({evidence})"
             span = ctx.grounding.get(evidence.get("field", ""))
-            fired.append({"rule": rule.id, "outcome": rule.outcome, "reason": reason,
-                          "evidence": {**evidence, "span": span}})
+            fired.append(
+                {"rule": rule.id, "outcome": rule.outcome, "reason": reason, "evidence": {**evidence, "span": span}}
+            )
     return fired
 
 
@@ -288,16 +312,23 @@ def _large_deposit(record, params, ctx):
 def _structuring(record, params, ctx):
     """Several deposits just under a reporting threshold within a few days."""
     limit, band = float(params["threshold"]), float(params.get("band", 0.1))
-    near = [(i, amount, day) for i, _, amount, day in _transactions(record)
-            if limit * (1 - band) <= amount < limit and day is not None]
+    near = [
+        (i, amount, day)
+        for i, _, amount, day in _transactions(record)
+        if limit * (1 - band) <= amount < limit and day is not None
+    ]
     near.sort(key=lambda x: x[2])
     window, count = dt.timedelta(days=int(params.get("days", 7))), int(params.get("count", 3))
     for start in range(len(near)):
         group = [x for x in near[start:] if x[2] - near[start][2] <= window]
         if len(group) >= count:
-            yield {"field": f"transactions[{group[0][0]}].amount", "value": [g[1] for g in group],
-                   "count": len(group), "total": round(sum(g[1] for g in group), 2),
-                   "transactions": [g[0] for g in group]}
+            yield {
+                "field": f"transactions[{group[0][0]}].amount",
+                "value": [g[1] for g in group],
+                "count": len(group),
+                "total": round(sum(g[1] for g in group), 2),
+                "transactions": [g[0] for g in group],
+            }
             return
 
 

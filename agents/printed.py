@@ -24,14 +24,18 @@ def _kinds(node: dict[str, Any]) -> set[str]:
 
 def printed_schema(schema: Any) -> dict[str, Any]:
     """The schema with every number (or integer) asked for as its printed text."""
+
     def swap(node: Any) -> Any:
         if isinstance(node, list):
             return [swap(v) for v in node]
         if not isinstance(node, dict):
             return node
         if _kinds(node) & {"number", "integer"} and not _kinds(node) - {"number", "integer", "null"}:
-            out = {k: v for k, v in node.items() if k not in ("type", "minimum", "maximum", "multipleOf",
-                                                            "exclusiveMinimum", "exclusiveMaximum")}
+            out = {
+                k: v
+                for k, v in node.items()
+                if k not in ("type", "minimum", "maximum", "multipleOf", "exclusiveMinimum", "exclusiveMaximum")
+            }
             if "null" in _kinds(node):
                 return {**out, "anyOf": [dict(PRINTED), {"type": "null"}]}
             return {**out, **PRINTED}

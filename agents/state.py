@@ -37,6 +37,26 @@ class DocumentState(DocumentInput, total=False):
     error: str | None
 
 
-OUTPUT_KEYS = ("path", "doc_id", "doc_type", "classification", "pages", "fields", "as_printed", "confidence", "calibrated",
-               "grounding", "model", "repairs", "validation", "fired", "flags", "basis", "decision", "decision_confidence",
-               "rationale", "review", "status")
+OUTPUT_KEYS = (
+    "path",
+    "doc_id",
+    "doc_type",
+    "classification",
+    "pages",
+    "fields",
+    "as_printed",
+    "confidence",
+    "calibrated",
+    "grounding",
+    "model",
+    "repairs",
+    "validation",
+    "fired",
+    "flags",
+    "basis",
+    "decision",
+    "decision_confidence",
+    "rationale",
+    "review",
+    "status",
+)

@@ -40,18 +40,29 @@ class Store:
         self.conn.close()
 
     # -- documents ---------------------------------------------------------------------------------
-    def put_document(self, *, thread_id: str, doc_id: str, path: str, status: str, doc_type: str | None = None,
-                     decision: str | None = None, summary: dict[str, Any] | None = None) -> None:
+    def put_document(
+        self,
+        *,
+        thread_id: str,
+        doc_id: str,
+        path: str,
+        status: str,
+        doc_type: str | None = None,
+        decision: str | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
         self.conn.execute(
             "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(thread_id) DO UPDATE SET "
             "doc_type = excluded.doc_type, status = excluded.status, decision = excluded.decision, "
             "summary = excluded.summary, updated_at = excluded.updated_at",
-            (thread_id, doc_id, path, doc_type, status, decision, json.dumps(summary or {}), now()))
+            (thread_id, doc_id, path, doc_type, status, decision, json.dumps(summary or {}), now()),
+        )
 
     def documents(self, *, status: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT thread_id, doc_id, path, doc_type, status, decision, summary, updated_at FROM documents"
-        rows = self.conn.execute(query + (" WHERE status = ?" if status else "") + " ORDER BY updated_at",
-                                 (status,) if status else ()).fetchall()
+        rows = self.conn.execute(
+            query + (" WHERE status = ?" if status else "") + " ORDER BY updated_at", (status,) if status else ()
+        ).fetchall()
         keys = ("thread_id", "doc_id", "path", "doc_type", "status", "decision", "summary", "updated_at")
         return [{**dict(zip(keys, r)), "summary": json.loads(r[6] or "{}")} for r in rows]
 
@@ -60,8 +71,9 @@ class Store:
 
     # -- history (agents.policy.History) -------------------------------------------------------------
     def seen(self, kind: str, key: str, doc_id: str) -> list[str]:
-        rows = self.conn.execute("SELECT path FROM seen_keys WHERE kind = ? AND key = ? AND doc_id != ? ORDER BY path",
-                                 (kind, key, doc_id)).fetchall()
+        rows = self.conn.execute(
+            "SELECT path FROM seen_keys WHERE kind = ? AND key = ? AND doc_id != ? ORDER BY path", (kind, key, doc_id)
+        ).fetchall()
         return [r[0] for r in rows]
 
     def remember(self, kind: str, key: str, doc_id: str, path: str) -> None:
@@ -69,22 +81,31 @@ class Store:
 
     # -- feedback outbox -----------------------------------------------------------------------------
     def queue_feedback(self, delivery_id: str, body: dict[str, Any]) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO feedback_outbox (delivery_id, body, created_at) VALUES (?, ?, ?)",
-                          (delivery_id, json.dumps(body, ensure_ascii=False), now()))
+        self.conn.execute(
+            "INSERT OR IGNORE INTO feedback_outbox (delivery_id, body, created_at) VALUES (?, ?, ?)",
+            (delivery_id, json.dumps(body, ensure_ascii=False), now()),
+        )
 
     def pending_feedback(self) -> list[tuple[str, str]]:
-        return self.conn.execute("SELECT delivery_id, body FROM feedback_outbox WHERE sent_at IS NULL "
-                                 "ORDER BY created_at").fetchall()
+        return self.conn.execute(
+            "SELECT delivery_id, body FROM feedback_outbox WHERE sent_at IS NULL ORDER BY created_at"
+        ).fetchall()
 
     def feedback_result(self, delivery_id: str, error: str | None) -> None:
         if error is None:
-            self.conn.execute("UPDATE feedback_outbox SET sent_at = ?, attempts = attempts + 1, last_error = NULL "
-                              "WHERE delivery_id = ?", (now(), delivery_id))
+            self.conn.execute(
+                "UPDATE feedback_outbox SET sent_at = ?, attempts = attempts + 1, last_error = NULL "
+                "WHERE delivery_id = ?",
+                (now(), delivery_id),
+            )
         else:
-            self.conn.execute("UPDATE feedback_outbox SET attempts = attempts + 1, last_error = ? WHERE delivery_id = ?",
-                              (error[:500], delivery_id))
+            self.conn.execute(
+                "UPDATE feedback_outbox SET attempts = attempts + 1, last_error = ? WHERE delivery_id = ?",
+                (error[:500], delivery_id),
+            )
 
     def feedback_rows(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT delivery_id, created_at, sent_at, attempts, last_error FROM feedback_outbox "
-                                 "ORDER BY created_at").fetchall()
+        rows = self.conn.execute(
+            "SELECT delivery_id, created_at, sent_at, attempts, last_error FROM feedback_outbox ORDER BY created_at"
+        ).fetchall()
         return [dict(zip(("delivery_id", "created_at", "sent_at", "attempts", "last_error"), r)) for r in rows]

@@ -40,13 +40,38 @@ ADULT_AGE, MAX_AGE = 18, 120
 # well formed but whose check digit is wrong, which a document may still print).
 _UK_VAT = r"\d{9}(?:\d{3})?|GD\d{3}|HA\d{3}"
 VAT_FORMATS = {
-    "AT": r"U\d{8}", "BE": r"[01]\d{9}", "BG": r"\d{9,10}", "CY": r"\d{8}[A-Z]", "CZ": r"\d{8,10}",
-    "DE": r"\d{9}", "DK": r"\d{8}", "EE": r"\d{9}", "EL": r"\d{9}", "GR": r"\d{9}",
-    "ES": r"[0-9A-Z]\d{7}[0-9A-Z]", "FI": r"\d{8}", "FR": r"[0-9A-Z]{2}\d{9}", "HR": r"\d{11}",
-    "HU": r"\d{8}", "IE": r"\d{7}[A-W][A-IW]?|\d[A-Z+*]\d{5}[A-W]", "IT": r"\d{11}", "LT": r"\d{9}|\d{12}",
-    "LU": r"\d{8}", "LV": r"\d{11}", "MT": r"\d{8}", "NL": r"\d{9}B\d{2}", "PL": r"\d{10}", "PT": r"\d{9}",
-    "RO": r"\d{2,10}", "SE": r"\d{10}01", "SI": r"\d{8}", "SK": r"\d{10}",
-    "GB": _UK_VAT, "XI": _UK_VAT, "CH": r"E\d{9}(?:MWST|TVA|IVA|VAT)?", "NO": r"\d{9}(?:MVA)?",
+    "AT": r"U\d{8}",
+    "BE": r"[01]\d{9}",
+    "BG": r"\d{9,10}",
+    "CY": r"\d{8}[A-Z]",
+    "CZ": r"\d{8,10}",
+    "DE": r"\d{9}",
+    "DK": r"\d{8}",
+    "EE": r"\d{9}",
+    "EL": r"\d{9}",
+    "GR": r"\d{9}",
+    "ES": r"[0-9A-Z]\d{7}[0-9A-Z]",
+    "FI": r"\d{8}",
+    "FR": r"[0-9A-Z]{2}\d{9}",
+    "HR": r"\d{11}",
+    "HU": r"\d{8}",
+    "IE": r"\d{7}[A-W][A-IW]?|\d[A-Z+*]\d{5}[A-W]",
+    "IT": r"\d{11}",
+    "LT": r"\d{9}|\d{12}",
+    "LU": r"\d{8}",
+    "LV": r"\d{11}",
+    "MT": r"\d{8}",
+    "NL": r"\d{9}B\d{2}",
+    "PL": r"\d{10}",
+    "PT": r"\d{9}",
+    "RO": r"\d{2,10}",
+    "SE": r"\d{10}01",
+    "SI": r"\d{8}",
+    "SK": r"\d{10}",
+    "GB": _UK_VAT,
+    "XI": _UK_VAT,
+    "CH": r"E\d{9}(?:MWST|TVA|IVA|VAT)?",
+    "NO": r"\d{9}(?:MVA)?",
 }
 
 _EMAIL_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -67,6 +92,7 @@ class Issue:
 
 
 # --- public helpers ---------------------------------------------------------------------------------
+
 
 def iban_valid(s: Any) -> bool:
     """True for a well-formed IBAN (spaces allowed): the ISO 7064 mod-97 check and, for a country in the
@@ -106,6 +132,7 @@ def _off(a: float, b: float, tolerance: float) -> bool:
 
 # --- the checks -------------------------------------------------------------------------------------
 
+
 class _Report:
     """Collects issues while reading fields out of a record."""
 
@@ -141,8 +168,9 @@ class _Report:
             self.add("invalid_amount", path, f"{path} {rec[key]!r} is not an amount")
         return value
 
-    def date(self, rec: dict, key: str, path: str, *, required: bool = False, severity: str = "error",
-             plausible: bool = True) -> dt.date | None:
+    def date(
+        self, rec: dict, key: str, path: str, *, required: bool = False, severity: str = "error", plausible: bool = True
+    ) -> dt.date | None:
         if required and not self.present(rec, key, path) or is_absent(rec.get(key)):
             return None
         day = parse_date(rec[key])
@@ -150,8 +178,12 @@ class _Report:
         if day is None:
             self.add("invalid_date", path, f"{path} {rec[key]!r} is not a date", severity)
         elif plausible and not EARLIEST <= day <= latest:
-            self.add("implausible_date", path,
-                     f"{path} {rec[key]!r} reads as {day}, outside {EARLIEST} to {latest}", severity)
+            self.add(
+                "implausible_date",
+                path,
+                f"{path} {rec[key]!r} reads as {day}, outside {EARLIEST} to {latest}",
+                severity,
+            )
         return day
 
     def iban(self, rec: dict, key: str, path: str) -> None:
@@ -194,8 +226,12 @@ def _check_invoice(r: _Report, rec: dict) -> None:
     items_sum = sum(line for line in lines if line is not None) if lines and None not in lines else None
     tolerance = max(0.01 * len(lines), 0.02)
     if items_sum is not None and subtotal is not None and _off(items_sum, subtotal, tolerance):
-        r.add("subtotal_mismatch", "line_items", f"line items sum to {items_sum:.2f} but subtotal is "
-              f"{subtotal:.2f} (difference {abs(items_sum - subtotal):.2f})")
+        r.add(
+            "subtotal_mismatch",
+            "line_items",
+            f"line items sum to {items_sum:.2f} but subtotal is "
+            f"{subtotal:.2f} (difference {abs(items_sum - subtotal):.2f})",
+        )
     if subtotal is not None:
         base: float | None
         base, label, tolerance = subtotal, "subtotal", 0.02
@@ -204,8 +240,12 @@ def _check_invoice(r: _Report, rec: dict) -> None:
     tax_unreadable = tax is None and not is_absent(rec.get("tax"))  # already reported; cannot judge the total
     if total is not None and base is not None and not tax_unreadable and _off(base + (tax or 0.0), total, tolerance):
         tax_text, expected = (f"tax {tax:.2f}" if tax is not None else "no tax"), base + (tax or 0.0)
-        r.add("total_mismatch", "total", f"{label} {base:.2f} + {tax_text} = {expected:.2f} but total is "
-              f"{total:.2f} (difference {abs(expected - total):.2f})")
+        r.add(
+            "total_mismatch",
+            "total",
+            f"{label} {base:.2f} + {tax_text} = {expected:.2f} but total is "
+            f"{total:.2f} (difference {abs(expected - total):.2f})",
+        )
 
 
 def _check_line(r: _Report, item: dict, path: str) -> float | None:
@@ -214,8 +254,12 @@ def _check_line(r: _Report, item: dict, path: str) -> float | None:
     amount = r.amount(item, "amount", f"{path}.amount")
     product = qty * price if qty is not None and price is not None else None
     if product is not None and amount is not None and _off(product, amount, 0.01):
-        r.add("line_amount_mismatch", f"{path}.amount", f"{path}: quantity {qty:g} x unit price {price:.2f} = "
-              f"{product:.2f} but amount is {amount:.2f} (difference {abs(product - amount):.2f})")
+        r.add(
+            "line_amount_mismatch",
+            f"{path}.amount",
+            f"{path}: quantity {qty:g} x unit price {price:.2f} = "
+            f"{product:.2f} but amount is {amount:.2f} (difference {abs(product - amount):.2f})",
+        )
     return amount if amount is not None else product
 
 
@@ -238,17 +282,25 @@ def _check_bank_statement(r: _Report, rec: dict) -> None:
         path = f"transactions[{i}]"
         day = r.date(tx, "date", f"{path}.date", severity="warning")
         if day and (start and day < start or end and day > end):
-            r.add("date_outside_period", f"{path}.date", f"{path}.date {day} is outside the period "
-                  f"{start or '?'} to {end or '?'}", "warning")
+            r.add(
+                "date_outside_period",
+                f"{path}.date",
+                f"{path}.date {day} is outside the period {start or '?'} to {end or '?'}",
+                "warning",
+            )
         amount = r.amount(tx, "amount", f"{path}.amount", required=True)
         rows.append((amount, r.amount(tx, "balance", f"{path}.balance")))
     amounts = [amount for amount, _ in rows]
     if opening is not None and closing is not None and None not in amounts:
         moved = sum(amount for amount in amounts if amount is not None)
         if _off(opening + moved, closing, 0.01):
-            r.add("balance_mismatch", "transactions", f"opening balance {opening:.2f} + transactions {moved:+.2f} "
-                  f"= {opening + moved:.2f} but closing balance is {closing:.2f} "
-                  f"(difference {abs(opening + moved - closing):.2f})")
+            r.add(
+                "balance_mismatch",
+                "transactions",
+                f"opening balance {opening:.2f} + transactions {moved:+.2f} "
+                f"= {opening + moved:.2f} but closing balance is {closing:.2f} "
+                f"(difference {abs(opening + moved - closing):.2f})",
+            )
     _check_running_balances(r, opening, rows)
 
 
@@ -258,9 +310,13 @@ def _check_running_balances(r: _Report, opening: float | None, rows: list[tuple[
     for i, (amount, balance) in enumerate(rows):
         expected = previous + amount if previous is not None and amount is not None else None
         if expected is not None and balance is not None and _off(expected, balance, 0.01):
-            r.add("running_balance_mismatch", f"transactions[{i}].balance", f"transactions[{i}]: balance "
-                  f"{previous:.2f} + amount {amount:+.2f} = {expected:.2f} but printed balance is {balance:.2f} "
-                  f"(difference {abs(expected - balance):.2f})")
+            r.add(
+                "running_balance_mismatch",
+                f"transactions[{i}].balance",
+                f"transactions[{i}]: balance "
+                f"{previous:.2f} + amount {amount:+.2f} = {expected:.2f} but printed balance is {balance:.2f} "
+                f"(difference {abs(expected - balance):.2f})",
+            )
             return
         previous = balance if balance is not None else expected
 
@@ -274,8 +330,11 @@ def _check_kyc(r: _Report, rec: dict) -> None:
         today = r.today
         age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
         if not ADULT_AGE <= age <= MAX_AGE:
-            r.add("age_out_of_range", "date_of_birth", f"date_of_birth {born} makes the applicant {age} on "
-                  f"{today}, outside {ADULT_AGE} to {MAX_AGE}")
+            r.add(
+                "age_out_of_range",
+                "date_of_birth",
+                f"date_of_birth {born} makes the applicant {age} on {today}, outside {ADULT_AGE} to {MAX_AGE}",
+            )
     email = rec.get("email")
     if not is_absent(email) and not (isinstance(email, str) and _EMAIL.fullmatch(email.strip())):
         r.add("invalid_email", "email", f"email {email!r} is not an email address")
@@ -284,8 +343,12 @@ def _check_kyc(r: _Report, rec: dict) -> None:
     r.non_negative(rec, "loan_amount", "loan_amount")
 
 
-CHECKS = {"invoice": _check_invoice, "receipt": _check_receipt, "bank_statement": _check_bank_statement,
-          "kyc": _check_kyc}
+CHECKS = {
+    "invoice": _check_invoice,
+    "receipt": _check_receipt,
+    "bank_statement": _check_bank_statement,
+    "kyc": _check_kyc,
+}
 
 
 def validate(doc_type: str, record: dict, *, today: dt.date | None = None) -> list[Issue]:

@@ -15,8 +15,14 @@ from backend.errors import InvalidRequest, TunebridgeError
 
 # Failures explained by their message: "error: ..." and the error's exit code (2 for a wrong input).
 # Anything else is a bug: its traceback is shown (all of it with --debug).
-EXPECTED_ERRORS = (TunebridgeError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
-                   PermissionError)
+EXPECTED_ERRORS = (
+    TunebridgeError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +32,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f.metadata["help"].replace("%", "%%") + (f" (default: {default})" if default not in (None, []) else "")
+        help_text = f.metadata["help"].replace("%", "%%") + (
+            f" (default: {default})" if default not in (None, []) else ""
+        )
         kind = str(f.type)  # annotations are strings here: "int", "float", "str | None", ...
         if f.name == "data":
             parser.add_argument(flag, nargs="+", default=None, metavar="FILE", help=help_text)
@@ -60,8 +68,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if stop["requested"]:
             raise KeyboardInterrupt
         stop["requested"] = True
-        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
-              "(press again to abort at once)", file=sys.stderr)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+            "(press again to abort at once)",
+            file=sys.stderr,
+        )
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
@@ -70,10 +81,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if s.get("remote"):  # multi-node, a node other than rank 0's: the outputs are written on that one
         print(f"{s['status']}: this node's ranks are done; rank 0's node holds the run folder {result.run_dir}")
         return 0
-    print(f"{s['status']}: {s['steps']}/{s['total_steps']} steps, {s['tokens_per_s']:.0f} tokens/s, "
-          f"{s['train_time_s']:.0f} s; {s['runtime']}")
+    print(
+        f"{s['status']}: {s['steps']}/{s['total_steps']} steps, {s['tokens_per_s']:.0f} tokens/s, "
+        f"{s['train_time_s']:.0f} s; {s['runtime']}"
+    )
     if s["data"]["too_long"]:
-        print(f"skipped {len(s['data']['too_long'])} example(s) longer than max_length, e.g. {s['data']['too_long'][0]}")
+        print(
+            f"skipped {len(s['data']['too_long'])} example(s) longer than max_length, e.g. {s['data']['too_long'][0]}"
+        )
     if result.status == "cancelled":
         print(f"resume with: tunebridge train --resume {result.run_dir}")
         return 130
@@ -99,8 +114,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from backend.models.export import export_adapter
 
     out = export_adapter(args.adapter, args.out, include_label_memory=args.include_label_memory)
-    print(f"adapter written to {out / 'adapter'}" + (" with its label memory (it quotes training documents)"
-                                                      if args.include_label_memory else " (no label memory)"))
+    print(
+        f"adapter written to {out / 'adapter'}"
+        + (
+            " with its label memory (it quotes training documents)"
+            if args.include_label_memory
+            else " (no label memory)"
+        )
+    )
     return 0
 
 
@@ -113,13 +134,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
             messages = json.load(handle)
     elif args.prompt:
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
-            {"role": "user", "content": args.prompt}]
+            {"role": "user", "content": args.prompt}
+        ]
     else:
         raise InvalidRequest("generate: give --prompt TEXT or --messages FILE.json")
-    bundle = (AdapterBundle.of_folder(args.adapter, base=args.model) if args.adapter
-              else AdapterBundle(args.model or "smollm2-135m"))
-    request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=args.max_new_tokens,
-                         temperature=args.temperature)
+    bundle = (
+        AdapterBundle.of_folder(args.adapter, base=args.model)
+        if args.adapter
+        else AdapterBundle(args.model or "smollm2-135m")
+    )
+    request = GenRequest(
+        tuple((m["role"], m["content"]) for m in messages),
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+    )
     print(ModelPool(device=args.device).generate(bundle, [request])[0].text.strip())
     return 0
 
@@ -143,8 +171,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         engine = make_engine(_settings(args).db_url)
     examples, schema = load_eval_set(args.data, limit=args.limit)
-    candidates = build_candidates(adapters=args.adapter or [], include_base=not args.no_base, model=args.model,
-                                  default_base=_settings(args).default_base_model, engine=engine)
+    candidates = build_candidates(
+        adapters=args.adapter or [],
+        include_base=not args.no_base,
+        model=args.model,
+        default_base=_settings(args).default_base_model,
+        engine=engine,
+    )
     from tqdm import tqdm
 
     bar = tqdm(total=len(examples) * len(candidates), unit="example", desc="evaluating")
@@ -153,9 +186,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bar.set_postfix_str(p["candidate"])
         bar.update(p["step"] - bar.n)
 
-    result = evaluate(examples=examples, schema=schema, candidates=candidates, pool=ModelPool(device=args.device),
-                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, constrained=args.constrained,
-                      rank=args.rank, on_progress=show)
+    result = evaluate(
+        examples=examples,
+        schema=schema,
+        candidates=candidates,
+        pool=ModelPool(device=args.device),
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        constrained=args.constrained,
+        rank=args.rank,
+        on_progress=show,
+    )
     bar.close()
     out = Path(args.out or f"runs/eval-{__import__('time').strftime('%Y%m%d-%H%M%S')}")
     paths = write_eval({"data": str(args.data), **result}, out, title=f"Evaluation on {Path(args.data).name}")
@@ -167,12 +208,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ece = f"; ECE {c['ece']:.3f}" if c else ""
             if c and c.get("ece_calibrated") is not None:
                 ece += f" (Platt-calibrated {c['ece_calibrated']:.3f} out of fold)"
-            print(f"{label}: micro-F1 {s['micro']['f1']:.3f} ({fields}); exact {s['exact_match']:.2f}; "
-                  f"JSON-valid {s['json_valid']:.2f}; schema-valid {s['schema_valid']:.2f}{ece}; {entry['seconds']} s")
+            print(
+                f"{label}: micro-F1 {s['micro']['f1']:.3f} ({fields}); exact {s['exact_match']:.2f}; "
+                f"JSON-valid {s['json_valid']:.2f}; schema-valid {s['schema_valid']:.2f}{ece}; {entry['seconds']} s"
+            )
         if "answers" in entry:
             a = entry["answers"]
-            print(f"{label}: loss {a['loss']:.4f}, perplexity {a['perplexity']:.2f}, exact {a['exact_match']:.2f}, "
-                  f"token-F1 {a['token_f1']:.2f}")
+            print(
+                f"{label}: loss {a['loss']:.4f}, perplexity {a['perplexity']:.2f}, exact {a['exact_match']:.2f}, "
+                f"token-F1 {a['token_f1']:.2f}"
+            )
     if args.calibrate:
         from backend.labels.calibration import Platt
 
@@ -180,8 +225,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             fitted = result["candidates"][candidate.label].get("extraction", {}).get("calibration", {}).get("platt")
             if candidate.target.adapter_path and fitted:
                 saved = Platt(**fitted).save(Path(candidate.target.adapter_path))
-                print(f"{candidate.label}: calibration (a={fitted['a']:.3f}, b={fitted['b']:.3f}) saved to {saved}; "
-                      "constrained extraction with this adapter now reports calibrated confidence")
+                print(
+                    f"{candidate.label}: calibration (a={fitted['a']:.3f}, b={fitted['b']:.3f}) saved to {saved}; "
+                    "constrained extraction with this adapter now reports calibrated confidence"
+                )
     print(f"report: {paths['report']}  (eval.json, eval.png beside it)")
     return 0
 
@@ -193,17 +240,26 @@ def cmd_models(_args: argparse.Namespace) -> int:
 
     for name, m in BUNDLED.items():
         installed = importlib.util.find_spec(m.package) is not None
-        print(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}: "
-              f"{'installed' if installed else 'not installed: ' + m.install_hint}; licence: {m.licence}")
+        print(
+            f"{name}{' (default)' if name == DEFAULT_MODEL else ''}: "
+            f"{'installed' if installed else 'not installed: ' + m.install_hint}; licence: {m.licence}"
+        )
     return 0
 
 
 def _settings(args: argparse.Namespace):
     from backend.settings import Settings
 
-    overrides = {k: v for k, v in {"data_dir": args.data_dir, "host": getattr(args, "host", None),
-                                   "port": getattr(args, "port", None),
-                                   "workers": getattr(args, "workers", None)}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "data_dir": args.data_dir,
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "workers": getattr(args, "workers", None),
+        }.items()
+        if v is not None
+    }
     return Settings(**overrides)
 
 
@@ -266,8 +322,10 @@ def cmd_vllm(args: argparse.Namespace) -> int:
         return 2
     for c in commands:
         print(f"# {c['base_model']}: serves {', '.join(c['adapters'])}\n{c['command']}")
-    print("# to load promoted versions later (tunebridge vllm push), start it with "
-          "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True in its environment")
+    print(
+        "# to load promoted versions later (tunebridge vllm push), start it with "
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True in its environment"
+    )
     return 0
 
 
@@ -282,13 +340,22 @@ def cmd_vllm_push(args: argparse.Namespace) -> int:
     if not (settings.data_dir / "tunebridge.db").exists() and settings.db_url.startswith("sqlite"):
         print(f"no registry at {settings.data_dir} (give --data-dir, or TUNEBRIDGE_DATA_DIR)", file=sys.stderr)
         return 2
-    done = push_adapter(url, args.ref, engine=make_engine(settings.db_url),
-                        api_key=args.api_key or settings.vllm_api_key, name=args.name,
-                        path_map=args.path_map if args.path_map is not None else settings.vllm_path_map,
-                        unload_previous=args.unload_previous, move_alias=args.alias, check_base=args.base_check)
+    done = push_adapter(
+        url,
+        args.ref,
+        engine=make_engine(settings.db_url),
+        api_key=args.api_key or settings.vllm_api_key,
+        name=args.name,
+        path_map=args.path_map if args.path_map is not None else settings.vllm_path_map,
+        unload_previous=args.unload_previous,
+        move_alias=args.alias,
+        check_base=args.base_check,
+    )
     state = "already loaded" if done["already_loaded"] else "loaded"
-    print(f"{state}: {done['served_name']} ({done['adapter']}, base {done['base_model']}) from {done['lora_path']} "
-          f"at {done['url']}")
+    print(
+        f"{state}: {done['served_name']} ({done['adapter']}, base {done['base_model']}) from {done['lora_path']} "
+        f"at {done['url']}"
+    )
     if done["alias"]:
         print(f"alias {done['alias']['name']}: {done['alias']['action']}")
     for name in done["unloaded"]:
@@ -317,12 +384,15 @@ def version() -> str:
 REVIEW_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "list": ("List the documents held for a person: id, type, decision, path, flags and rules fired.", ("--db",)),
     "show": ("Show what the graph found for one held document and why it stopped (JSON).", ("id", "--db")),
-    "resume": ("Continue a held document with corrections and/or a decision (from --corrections FILE, else asked "
-               "at the prompt); the rules decide again and the corrections go to the labelled-data webhook.",
-               ("id", "--corrections", "--reviewer", "--policy", "--db", "--webhook-url", "--webhook-secret",
-                "--dataset")),
-    "flush": ("Send the corrections that could not be delivered (the outbox in --db) to the labelled-data webhook.",
-              ("--db", "--webhook-url", "--webhook-secret")),
+    "resume": (
+        "Continue a held document with corrections and/or a decision (from --corrections FILE, else asked "
+        "at the prompt); the rules decide again and the corrections go to the labelled-data webhook.",
+        ("id", "--corrections", "--reviewer", "--policy", "--db", "--webhook-url", "--webhook-secret", "--dataset"),
+    ),
+    "flush": (
+        "Send the corrections that could not be delivered (the outbox in --db) to the labelled-data webhook.",
+        ("--db", "--webhook-url", "--webhook-secret"),
+    ),
 }
 
 
@@ -346,19 +416,27 @@ def _per_action_help(review: argparse.ArgumentParser) -> None:
                 parser.exit()
             super().__call__(parser, namespace, values, option_string)
 
-    review.epilog = ("actions: list, show ID, resume ID, flush; `tunebridge review ACTION --help` says what one "
-                     "does and which options it reads")
+    review.epilog = (
+        "actions: list, show ID, resume ID, flush; `tunebridge review ACTION --help` says what one "
+        "does and which options it reads"
+    )
     for a in review._actions:
         if isinstance(a, argparse._HelpAction):
             a.__class__ = ActionHelp
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tunebridge", description=__doc__.split(":")[0] + ": fine-tune small "
-                                     "LLMs on your labelled documents, offline, CPU-first.")
+    parser = argparse.ArgumentParser(
+        prog="tunebridge",
+        description=__doc__.split(":")[0] + ": fine-tune small LLMs on your labelled documents, offline, CPU-first.",
+    )
     parser.add_argument("--debug", action="store_true", help="on an error, show its whole traceback")
-    parser.add_argument("--version", action="version", version=f"tunebridge {version()}",
-                        help="print the installed tunebridge version and exit")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"tunebridge {version()}",
+        help="print the installed tunebridge version and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="fine-tune a LoRA/QLoRA adapter on JSONL data")
@@ -372,16 +450,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="empty or new output folder")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("export", help="an adapter to share: the LoRA folder, or merged into its base",
-                       description="Write an adapter where another machine or runtime can load it. "
-                       "--format adapter (default) copies the LoRA folder and its tokenizer; the label memory "
-                       "(recurring senders' labels and the first lines of training documents) stays behind "
-                       "unless --include-label-memory. --format safetensors merges it into its base (as merge).")
+    p = sub.add_parser(
+        "export",
+        help="an adapter to share: the LoRA folder, or merged into its base",
+        description="Write an adapter where another machine or runtime can load it. "
+        "--format adapter (default) copies the LoRA folder and its tokenizer; the label memory "
+        "(recurring senders' labels and the first lines of training documents) stays behind "
+        "unless --include-label-memory. --format safetensors merges it into its base (as merge).",
+    )
     p.add_argument("--adapter", required=True, help="run folder, registered version folder or adapter folder")
     p.add_argument("--out", required=True, help="empty or new output folder")
     p.add_argument("--format", choices=("adapter", "safetensors"), default="adapter")
-    p.add_argument("--include-label-memory", action="store_true",
-                   help="also copy label_memory.json (it quotes training documents: share it knowingly)")
+    p.add_argument(
+        "--include-label-memory",
+        action="store_true",
+        help="also copy label_memory.json (it quotes training documents: share it knowingly)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("generate", help="chat with the base model or base + adapter")
@@ -395,23 +479,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("eval", help="score the base model and adapters on labelled data, side by side "
-                       "(field-level F1 for extraction; loss, exact match, token-F1 for chats)")
+    p = sub.add_parser(
+        "eval",
+        help="score the base model and adapters on labelled data, side by side "
+        "(field-level F1 for extraction; loss, exact match, token-F1 for chats)",
+    )
     p.add_argument("--data", required=True, help="JSONL file (extraction records, chats, ...)")
-    p.add_argument("--adapter", action="append", help="run folder, adapter folder, or with --data-dir a registry "
-                   "reference (name, name@3, name@prod); repeat to compare several")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        help="run folder, adapter folder, or with --data-dir a registry "
+        "reference (name, name@3, name@prod); repeat to compare several",
+    )
     p.add_argument("--no-base", action="store_true", help="leave the base model out of the comparison")
     p.add_argument("--model", help="base model (default: the first adapter's base, else smollm2-135m)")
     p.add_argument("--limit", type=int, help="first N examples only")
     p.add_argument("--batch-size", type=int, default=8, help="examples generated together")
     p.add_argument("--max-new-tokens", type=int, help="generation cap (default: 48 per field + 32)")
-    p.add_argument("--constrained", action="store_true", help="decode extraction answers under the schema "
-                   "(always valid JSON; per-field confidence, scored for calibration) and score them as serving "
-                   "returns them (the adapter's label conventions applied)")
-    p.add_argument("--rank", choices=["typed", "text"], help="with --constrained: candidate ranking after decoding, "
-                   "as /v1/extract's rank (needs the adapter's conventions.json)")
-    p.add_argument("--calibrate", action="store_true", help="with --constrained: fit Platt scaling of the "
-                   "confidences on this data and save it in each adapter's folder (used at serving)")
+    p.add_argument(
+        "--constrained",
+        action="store_true",
+        help="decode extraction answers under the schema "
+        "(always valid JSON; per-field confidence, scored for calibration) and score them as serving "
+        "returns them (the adapter's label conventions applied)",
+    )
+    p.add_argument(
+        "--rank",
+        choices=["typed", "text"],
+        help="with --constrained: candidate ranking after decoding, "
+        "as /v1/extract's rank (needs the adapter's conventions.json)",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="with --constrained: fit Platt scaling of the "
+        "confidences on this data and save it in each adapter's folder (used at serving)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", help="output folder (default: runs/eval-<timestamp>)")
     p.add_argument("--data-dir", help="the service's data folder, for registry references")
@@ -438,26 +541,47 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--data-dir", help="the service's data folder (env TUNEBRIDGE_DATA_DIR)")
     k.set_defaults(func=cmd_keys_create)
 
-    p = sub.add_parser("vllm", help="print `vllm serve` commands that serve the registry's adapters under the "
-                       "same names (on machines with vLLM); `vllm push REF` loads a version into a running one")
+    p = sub.add_parser(
+        "vllm",
+        help="print `vllm serve` commands that serve the registry's adapters under the "
+        "same names (on machines with vLLM); `vllm push REF` loads a version into a running one",
+    )
     p.add_argument("--data-dir", help="the service's data folder (env TUNEBRIDGE_DATA_DIR)")
     p.add_argument("--port", type=int, default=8001, help="first port (one vLLM server per base model)")
     p.set_defaults(func=cmd_vllm)
     vllm = p.add_subparsers(dest="vllm_command", metavar="{push}")
-    v = vllm.add_parser("push", help="load a registry version into a running vLLM server as name@version "
-                        "(its runtime LoRA API: VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)")
+    v = vllm.add_parser(
+        "push",
+        help="load a registry version into a running vLLM server as name@version "
+        "(its runtime LoRA API: VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)",
+    )
     v.add_argument("ref", help="name, name@3 or name@prod (an alias is resolved to its version)")
     v.add_argument("--url", help="the vLLM server, e.g. http://gpu-host:8000 (env TUNEBRIDGE_VLLM_URL)")
     v.add_argument("--api-key", help="the --api-key vLLM was started with (env TUNEBRIDGE_VLLM_API_KEY)")
-    v.add_argument("--path-map", action="append", metavar="LOCAL=REMOTE", help="a folder here and the same folder "
-                   "as vLLM sees it (another host, a container mount); repeatable (env TUNEBRIDGE_VLLM_PATH_MAP)")
+    v.add_argument(
+        "--path-map",
+        action="append",
+        metavar="LOCAL=REMOTE",
+        help="a folder here and the same folder "
+        "as vLLM sees it (another host, a container mount); repeatable (env TUNEBRIDGE_VLLM_PATH_MAP)",
+    )
     v.add_argument("--name", help="serve it under this name instead of name@version")
-    v.add_argument("--unload-previous", action="store_true", help="unload the name's other versions from vLLM, "
-                   "except those an alias points at")
-    v.add_argument("--alias", metavar="ALIAS", help="also serve it as name@ALIAS in vLLM, replacing what that "
-                   "name served (e.g. prod after a promotion)")
-    v.add_argument("--no-base-check", dest="base_check", action="store_false", help="load it even when vLLM's "
-                   "base model does not look like the adapter's")
+    v.add_argument(
+        "--unload-previous",
+        action="store_true",
+        help="unload the name's other versions from vLLM, except those an alias points at",
+    )
+    v.add_argument(
+        "--alias",
+        metavar="ALIAS",
+        help="also serve it as name@ALIAS in vLLM, replacing what that name served (e.g. prod after a promotion)",
+    )
+    v.add_argument(
+        "--no-base-check",
+        dest="base_check",
+        action="store_false",
+        help="load it even when vLLM's base model does not look like the adapter's",
+    )
     v.add_argument("--data-dir", default=argparse.SUPPRESS, help="the service's data folder (env TUNEBRIDGE_DATA_DIR)")
     v.set_defaults(func=cmd_vllm_push)
 
@@ -466,10 +590,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)  # extract, review: the agents' document graph
     _per_action_help(sub.choices["review"])
 
-    p = sub.add_parser("demo", help="the main job: fine-tune the bundled model on bundled receipts, "
-                       "show answers before and after")
-    p.add_argument("--minutes", type=float, default=10.0, help="the demo's time budget, about: training is sized "
-                   "to its share after measuring this machine's speed")
+    p = sub.add_parser(
+        "demo", help="the main job: fine-tune the bundled model on bundled receipts, show answers before and after"
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="the demo's time budget, about: training is sized to its share after measuring this machine's speed",
+    )
     p.add_argument("--output-dir", default="runs", help="where the demo run folder goes")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -508,8 +637,12 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "exit_code", 2)
     except Exception:  # a bug: where it happened matters
         traceback.print_exc(limit=None if args.debug else -4)
-        print("error: unexpected failure (the traceback above" + ("" if args.debug else ", its last frames; "
-              "`tunebridge --debug ...` shows all of it") + ")", file=sys.stderr)
+        print(
+            "error: unexpected failure (the traceback above"
+            + ("" if args.debug else ", its last frames; `tunebridge --debug ...` shows all of it")
+            + ")",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -38,7 +38,9 @@ def machine_cores() -> int:
 
 
 def folder() -> Path:
-    path = Path(os.environ.get("TUNEBRIDGE_CORES_DIR") or Path(tempfile.gettempdir()) / f"tunebridge-cores-{os.getuid()}")
+    path = Path(
+        os.environ.get("TUNEBRIDGE_CORES_DIR") or Path(tempfile.gettempdir()) / f"tunebridge-cores-{os.getuid()}"
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -57,7 +59,9 @@ def holders() -> list[Holder]:
     for path in sorted(folder().glob("*.json"), key=lambda p: p.stat().st_mtime_ns if p.exists() else 0):
         try:
             data = json.loads(path.read_text())
-            holder = Holder(int(data["pid"]), str(data["role"]), int(data.get("fixed", 0)), str(data.get("started", "")))
+            holder = Holder(
+                int(data["pid"]), str(data["role"]), int(data.get("fixed", 0)), str(data.get("started", ""))
+            )
         except (OSError, ValueError, KeyError):
             continue
         if _alive(holder.pid) and holder.started == _started(holder.pid):
@@ -82,8 +86,9 @@ class Share:
     def __init__(self, role: str, fixed: int = 0):
         self.me = Holder(os.getpid(), role, max(0, fixed), _started(os.getpid()))
         self.path = folder() / f"{self.me.pid}.json"
-        self.path.write_text(json.dumps({"pid": self.me.pid, "role": role, "fixed": self.me.fixed,
-                                         "started": self.me.started}))
+        self.path.write_text(
+            json.dumps({"pid": self.me.pid, "role": role, "fixed": self.me.fixed, "started": self.me.started})
+        )
         atexit.register(self.release)
         self._checked, self._threads = 0.0, 0
 
@@ -133,9 +138,11 @@ def crowded(share: Share) -> str | None:
     if not others:
         return None
     held = ", ".join(f"pid {h.pid} ({h.role})" for h in others)
-    return (f"note: {len(others)} other tunebridge process{'es' if len(others) > 1 else ''} share this machine's "
-            f"{machine_cores()} cores ({held}); this one uses {share.threads()} thread(s) while they run, and "
-            "everything runs slower: heavy work goes fastest one at a time")
+    return (
+        f"note: {len(others)} other tunebridge process{'es' if len(others) > 1 else ''} share this machine's "
+        f"{machine_cores()} cores ({held}); this one uses {share.threads()} thread(s) while they run, and "
+        "everything runs slower: heavy work goes fastest one at a time"
+    )
 
 
 def _alive(pid: int) -> bool:

@@ -67,8 +67,19 @@ def extraction_answer(values: dict[str, Any], schema: ExtractionSchema) -> str:
 # what the bundled SROIE receipts are labelled with, so the prompt matches training token for token.
 NAMED_SCHEMAS: dict[str, ExtractionSchema] = {
     "receipt": ExtractionSchema.from_names(["company", "date", "address", "total"]),
-    "invoice": ExtractionSchema.from_names(["invoice_number", "invoice_date", "due_date", "vendor_name",
-                                            "customer_name", "currency", "subtotal", "tax", "total"]),
+    "invoice": ExtractionSchema.from_names(
+        [
+            "invoice_number",
+            "invoice_date",
+            "due_date",
+            "vendor_name",
+            "customer_name",
+            "currency",
+            "subtotal",
+            "tax",
+            "total",
+        ]
+    ),
 }
 
 
@@ -91,9 +102,13 @@ def parse_answer(raw: str, schema: ExtractionSchema) -> ParsedAnswer:
     if not valid:  # a JSON object wrapped in prose or a code fence: take the outermost braces
         start, end = text.find("{"), text.rfind("}")
         try:
-            value = json.loads(text[start:end + 1]) if 0 <= start < end else None
+            value = json.loads(text[start : end + 1]) if 0 <= start < end else None
         except json.JSONDecodeError:
             value = None
     got = value if isinstance(value, dict) else {}
-    return ParsedAnswer({n: got.get(n) for n in schema.names}, valid, [n for n in schema.names if n not in got],
-                        [k for k in got if k not in schema.names])
+    return ParsedAnswer(
+        {n: got.get(n) for n in schema.names},
+        valid,
+        [n for n in schema.names if n not in got],
+        [k for k in got if k not in schema.names],
+    )

@@ -38,8 +38,9 @@ class Supervisor:
         from backend.worker import worker_main
 
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared with the server
-        proc = context.Process(target=worker_main, args=(self.settings,), kwargs={"parent_pid": os.getpid()},
-                               name=f"tunebridge-worker-{i}")
+        proc = context.Process(
+            target=worker_main, args=(self.settings,), kwargs={"parent_pid": os.getpid()}, name=f"tunebridge-worker-{i}"
+        )
         proc.start()
         return proc
 
@@ -53,8 +54,13 @@ class Supervisor:
                         self._backoff[i] = FIRST_BACKOFF_S
                     continue
                 wait = self._backoff[i]
-                log.warning("worker %d (pid %s) exited with code %s; starting it again in %.0f s",
-                            i, proc.pid, proc.exitcode, wait)
+                log.warning(
+                    "worker %d (pid %s) exited with code %s; starting it again in %.0f s",
+                    i,
+                    proc.pid,
+                    proc.exitcode,
+                    wait,
+                )
                 if self._stopping.wait(wait):
                     return
                 with self._lock:

@@ -39,8 +39,14 @@ class _Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         progress = self.progress
-        if jobs.heartbeat(engine=self.engine, job_id=self.job_id, owner=self.owner, lease_s=self.lease_s,
-                          progress=progress, new_progress=progress is not self._logged):
+        if jobs.heartbeat(
+            engine=self.engine,
+            job_id=self.job_id,
+            owner=self.owner,
+            lease_s=self.lease_s,
+            progress=progress,
+            new_progress=progress is not self._logged,
+        ):
             self.cancel.set()
         self._logged = progress
 
@@ -53,17 +59,20 @@ class _Stopped(Exception):
     """An eval job stopped between batches (cancel, or worker shutdown)."""
 
 
-def run_job(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: str, lease_s: float,
-            shutdown: threading.Event) -> str:
+def run_job(
+    job: dict[str, Any], *, engine: Engine, settings: Settings, owner: str, lease_s: float, shutdown: threading.Event
+) -> str:
     run_dir = settings.data_dir / "jobs" / job["id"]
     heart = _Heartbeat(engine=engine, job_id=job["id"], owner=owner, lease_s=lease_s)
     heart.start()
     try:
         if job["kind"] == "eval":
-            return _run_eval(job, engine=engine, settings=settings, owner=owner, run_dir=run_dir, heart=heart,
-                             shutdown=shutdown)
-        return _run_train(job, engine=engine, settings=settings, owner=owner, run_dir=run_dir, heart=heart,
-                          shutdown=shutdown)
+            return _run_eval(
+                job, engine=engine, settings=settings, owner=owner, run_dir=run_dir, heart=heart, shutdown=shutdown
+            )
+        return _run_train(
+            job, engine=engine, settings=settings, owner=owner, run_dir=run_dir, heart=heart, shutdown=shutdown
+        )
     except _Stopped:
         status = "cancelled" if heart.cancel.is_set() else "queued"  # shutdown: run again later
         jobs.finish(engine=engine, job_id=job["id"], owner=owner, status=status)
@@ -87,8 +96,16 @@ def _snapshot(engine: Engine, settings: Settings, job: dict[str, Any], run_dir: 
     return snapshot
 
 
-def _run_train(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: str, run_dir: Path,
-               heart: _Heartbeat, shutdown: threading.Event) -> str:
+def _run_train(
+    job: dict[str, Any],
+    *,
+    engine: Engine,
+    settings: Settings,
+    owner: str,
+    run_dir: Path,
+    heart: _Heartbeat,
+    shutdown: threading.Event,
+) -> str:
     from backend.training.config import TrainConfig
     from backend.training.trainer import train
 
@@ -98,8 +115,13 @@ def _run_train(job: dict[str, Any], *, engine: Engine, settings: Settings, owner
         done = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         if done.get("status") == "succeeded":  # finished before the previous worker could record it
             return _record(engine, settings, job, owner, done)
-        result = train(None, resume_dir=run_dir, progress_bar=False, should_stop=stop,
-                       on_progress=lambda p: setattr(heart, "progress", p))
+        result = train(
+            None,
+            resume_dir=run_dir,
+            progress_bar=False,
+            should_stop=stop,
+            on_progress=lambda p: setattr(heart, "progress", p),
+        )
     else:
         snapshot = _snapshot(engine, settings, job, run_dir)
         params = dict(job["params"])
@@ -107,15 +129,29 @@ def _run_train(job: dict[str, Any], *, engine: Engine, settings: Settings, owner
         if schema is not None:
             (run_dir / "schema.json").write_text(json.dumps(schema))
             params["schema"] = str(run_dir / "schema.json")
-        config = TrainConfig.from_dict({"model": settings.default_base_model, "threads": settings.worker_threads,
-                                        **params, "data": [str(snapshot)], "output_dir": str(run_dir.parent),
-                                        "run_name": job["id"]})
-        result = train(config, progress_bar=False, should_stop=stop, on_progress=lambda p: setattr(heart, "progress", p))
+        config = TrainConfig.from_dict(
+            {
+                "model": settings.default_base_model,
+                "threads": settings.worker_threads,
+                **params,
+                "data": [str(snapshot)],
+                "output_dir": str(run_dir.parent),
+                "run_name": job["id"],
+            }
+        )
+        result = train(
+            config, progress_bar=False, should_stop=stop, on_progress=lambda p: setattr(heart, "progress", p)
+        )
     heart.done.set()
     heart.beat()  # the last progress; also reads a cancel asked for while the run was finishing
     if heart.cancel.is_set():  # cancel means cancel: a run that finished all the same registers nothing
-        jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="cancelled",
-                    result={"steps": result.summary.get("steps")})
+        jobs.finish(
+            engine=engine,
+            job_id=job["id"],
+            owner=owner,
+            status="cancelled",
+            result={"steps": result.summary.get("steps")},
+        )
         return "cancelled"
     if result.status == "cancelled":
         jobs.finish(engine=engine, job_id=job["id"], owner=owner, status="queued")  # shutdown: resume later
@@ -123,8 +159,16 @@ def _run_train(job: dict[str, Any], *, engine: Engine, settings: Settings, owner
     return _record(engine, settings, job, owner, result.summary)
 
 
-def _run_eval(job: dict[str, Any], *, engine: Engine, settings: Settings, owner: str, run_dir: Path,
-              heart: _Heartbeat, shutdown: threading.Event) -> str:
+def _run_eval(
+    job: dict[str, Any],
+    *,
+    engine: Engine,
+    settings: Settings,
+    owner: str,
+    run_dir: Path,
+    heart: _Heartbeat,
+    shutdown: threading.Event,
+) -> str:
     from backend.services.evaluations import run_eval_job
 
     def progress(p: dict[str, Any]) -> None:
@@ -133,8 +177,15 @@ def _run_eval(job: dict[str, Any], *, engine: Engine, settings: Settings, owner:
             raise _Stopped
 
     snapshot = _snapshot(engine, settings, job, run_dir)
-    result = run_eval_job(job, engine=engine, run_dir=run_dir, data=snapshot, threads=settings.worker_threads,
-                          default_base=settings.default_base_model, on_progress=progress)
+    result = run_eval_job(
+        job,
+        engine=engine,
+        run_dir=run_dir,
+        data=snapshot,
+        threads=settings.worker_threads,
+        default_base=settings.default_base_model,
+        on_progress=progress,
+    )
     promotion = result.get("promotion")
     if settings.vllm_url and promotion and promotion["promote"] and promotion["candidate"] != promotion["incumbent"]:
         # the alias moved: serve the new version from vLLM too (a failed push is recorded, the promotion stands)
@@ -148,29 +199,51 @@ def _run_eval(job: dict[str, Any], *, engine: Engine, settings: Settings, owner:
 
 
 def _record(engine: Engine, settings: Settings, job: dict[str, Any], owner: str, summary: dict[str, Any]) -> str:
-    keep = ("status", "run_dir", "adapter_dir", "steps", "total_steps", "tokens_per_s", "train_time_s",
-            "final_loss", "val_loss", "runtime", "stopped_early")
+    keep = (
+        "status",
+        "run_dir",
+        "adapter_dir",
+        "steps",
+        "total_steps",
+        "tokens_per_s",
+        "train_time_s",
+        "final_loss",
+        "val_loss",
+        "runtime",
+        "stopped_early",
+    )
     status = summary["status"]
     result: dict[str, Any] = {k: summary.get(k) for k in keep}
     for key in ("run_dir", "adapter_dir"):  # shown relative to the data folder: no server path in responses
         if result.get(key):
             result[key] = os.path.relpath(result[key], settings.data_dir.resolve())
     if status == "succeeded":
-        version = adapters.register(engine=engine, data_dir=settings.data_dir, name=job["adapter_name"],
-                                    job_id=job["id"], dataset=job["dataset"], run_dir=Path(summary["run_dir"]),
-                                    summary=summary)
+        version = adapters.register(
+            engine=engine,
+            data_dir=settings.data_dir,
+            name=job["adapter_name"],
+            job_id=job["id"],
+            dataset=job["dataset"],
+            run_dir=Path(summary["run_dir"]),
+            summary=summary,
+        )
         result["adapter"] = version["id"]
         if job.get("follow_up"):  # eval-gated promotion of the new version
             options = dict(job["follow_up"])
-            follow = jobs.create_job(engine=engine, kind="eval", dataset=options.pop("dataset"), params={
-                "adapters": [version["id"]], "include_base": False, "promote": options})
+            follow = jobs.create_job(
+                engine=engine,
+                kind="eval",
+                dataset=options.pop("dataset"),
+                params={"adapters": [version["id"]], "include_base": False, "promote": options},
+            )
             result["promotion_job"] = follow["id"]
     jobs.finish(engine=engine, job_id=job["id"], owner=owner, status=status, result=result)
     return status
 
 
-def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None = None,
-               parent_pid: int | None = None) -> None:
+def run_worker(
+    settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None = None, parent_pid: int | None = None
+) -> None:
     """Poll for jobs until SIGTERM/SIGINT (or `max_jobs` jobs are done, or the parent process
     `parent_pid` — the `tunebridge serve` that started this worker — is gone)."""
     lease_s = settings.lease_s
@@ -204,8 +277,16 @@ def _announce(engine: Engine, owner: str, every_s: float, shutdown: threading.Ev
             log.exception("worker heartbeat")
 
 
-def _poll(engine: Engine, settings: Settings, *, owner: str, lease_s: float, poll_s: float, max_jobs: int | None,
-          shutdown: threading.Event) -> None:
+def _poll(
+    engine: Engine,
+    settings: Settings,
+    *,
+    owner: str,
+    lease_s: float,
+    poll_s: float,
+    max_jobs: int | None,
+    shutdown: threading.Event,
+) -> None:
     done = 0
     while not shutdown.is_set() and (max_jobs is None or done < max_jobs):
         _deliver_callbacks(engine, settings)
@@ -226,8 +307,9 @@ def _retrigger(engine: Engine, settings: Settings, dataset: str, *, ended: str) 
     """Deliveries that arrived while the dataset's job ran may have passed the threshold: check again."""
     try:
         if webhooks.fed_by_webhook(engine=engine, dataset=dataset):
-            job_id = webhooks.maybe_train(engine=engine, dataset=dataset, threshold=settings.train_threshold,
-                                          trigger={"after_job": ended})
+            job_id = webhooks.maybe_train(
+                engine=engine, dataset=dataset, threshold=settings.train_threshold, trigger={"after_job": ended}
+            )
             if job_id:
                 log.info("dataset %s passed its threshold while job %s ran: queued job %s", dataset, ended, job_id)
     except Exception:  # noqa: BLE001 - the next delivery checks again; the worker carries on
@@ -253,4 +335,3 @@ def worker_main(settings: Settings, parent_pid: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     run_worker(settings, parent_pid=parent_pid)
-

@@ -46,11 +46,17 @@ def _workload(n: int, max_tokens: int) -> list[tuple[str, dict]]:
     for i in range(n):
         text = texts[i % len(texts)]
         if i % 2 == 0:
-            work.append(("chat", {"max_tokens": max_tokens, "messages": [
-                {"role": "user", "content": f"Which shop issued this receipt?\n\n{text[:600]}"}]}))
+            work.append(
+                (
+                    "chat",
+                    {
+                        "max_tokens": max_tokens,
+                        "messages": [{"role": "user", "content": f"Which shop issued this receipt?\n\n{text[:600]}"}],
+                    },
+                )
+            )
         else:
-            work.append(("extract", {"text": text[:1200], "schema": "receipt",
-                                     "max_tokens": max_tokens * 2}))
+            work.append(("extract", {"text": text[:1200], "schema": "receipt", "max_tokens": max_tokens * 2}))
     return work
 
 
@@ -58,8 +64,12 @@ def _run_setting(args, batch_max: int) -> dict:
     from servers import running_service
 
     data_dir = Path(tempfile.mkdtemp(prefix=f"api-load-b{batch_max}-"))
-    env = {"TUNEBRIDGE_BATCH_MAX": str(batch_max), "TUNEBRIDGE_BATCH_WINDOW_MS": str(args.window_ms),
-           "TUNEBRIDGE_DEFAULT_BASE_MODEL": args.model, "TUNEBRIDGE_MAX_BODY_MB": "4"}
+    env = {
+        "TUNEBRIDGE_BATCH_MAX": str(batch_max),
+        "TUNEBRIDGE_BATCH_WINDOW_MS": str(args.window_ms),
+        "TUNEBRIDGE_DEFAULT_BASE_MODEL": args.model,
+        "TUNEBRIDGE_MAX_BODY_MB": "4",
+    }
     with running_service(data_dir, env=env, workers=0) as service:
         client = httpx.Client(headers=service["auth"], timeout=600)
         paths = {"chat": "/v1/chat/completions", "extract": "/v1/extract"}
@@ -88,13 +98,21 @@ def _run_setting(args, batch_max: int) -> dict:
 def _summary(run: dict) -> dict:
     def stats(rows):
         latencies = sorted(r["latency_s"] for r in rows)
-        return {"requests": len(rows), "p50_s": statistics.median(latencies),
-                "p95_s": latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))],
-                "tokens": sum(r["tokens"] for r in rows)}
+        return {
+            "requests": len(rows),
+            "p50_s": statistics.median(latencies),
+            "p95_s": latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))],
+            "tokens": sum(r["tokens"] for r in rows),
+        }
 
     rows = run["results"]
-    out = {"batch_max": run["batch_max"], "wall_s": run["wall_s"], "requests_per_s": len(rows) / run["wall_s"],
-           "tokens_per_s": sum(r["tokens"] for r in rows) / run["wall_s"], **stats(rows)}
+    out = {
+        "batch_max": run["batch_max"],
+        "wall_s": run["wall_s"],
+        "requests_per_s": len(rows) / run["wall_s"],
+        "tokens_per_s": sum(r["tokens"] for r in rows) / run["wall_s"],
+        **stats(rows),
+    }
     for route in ("chat", "extract"):
         out[route] = stats([r for r in rows if r["route"] == route])
     return out
@@ -112,18 +130,28 @@ def _mixed(args) -> None:
 
         def small(i: int) -> float:
             started = time.perf_counter()
-            client.post(service["url"] + "/v1/chat/completions", json={
-                "model": args.model, "max_tokens": 8, "messages": [
-                    {"role": "user", "content": f"Which shop issued this receipt?\n\n{texts[i % len(texts)][:300]}"}],
-            }).raise_for_status()
+            client.post(
+                service["url"] + "/v1/chat/completions",
+                json={
+                    "model": args.model,
+                    "max_tokens": 8,
+                    "messages": [
+                        {"role": "user", "content": f"Which shop issued this receipt?\n\n{texts[i % len(texts)][:300]}"}
+                    ],
+                },
+            ).raise_for_status()
             return time.perf_counter() - started
 
         def oversized() -> dict:
             started = time.perf_counter()
-            response = client.post(service["url"] + "/v1/extract", json={"model": args.model, "schema": huge,
-                                                                        "text": texts[0]})
-            return {"status": response.status_code, "latency_s": round(time.perf_counter() - started, 3),
-                    "error": response.json().get("error")}
+            response = client.post(
+                service["url"] + "/v1/extract", json={"model": args.model, "schema": huge, "text": texts[0]}
+            )
+            return {
+                "status": response.status_code,
+                "latency_s": round(time.perf_counter() - started, 3),
+                "error": response.json().get("error"),
+            }
 
         small(0)  # loads the model
         runs = {}
@@ -131,21 +159,30 @@ def _mixed(args) -> None:
             with ThreadPoolExecutor(args.concurrency + 1) as pool:
                 big = pool.submit(oversized) if name != "alone" else None
                 latencies = sorted(pool.map(small, range(args.small)))
-            runs[name] = {"p50_s": round(statistics.median(latencies), 3),
-                          "p95_s": round(latencies[int(round(0.95 * (len(latencies) - 1)))], 3),
-                          **({"oversized": big.result()} if big else {})}
+            runs[name] = {
+                "p50_s": round(statistics.median(latencies), 3),
+                "p95_s": round(latencies[int(round(0.95 * (len(latencies) - 1)))], 3),
+                **({"oversized": big.result()} if big else {}),
+            }
     import torch
 
     change = runs["with oversized"]["p95_s"] / runs["alone"]["p95_s"] - 1
-    print(f"cpu: {torch.backends.cpu.get_cpu_capability()}; {args.small} small chats, {args.concurrency} clients, "
-          f"model {args.model}")
+    print(
+        f"cpu: {torch.backends.cpu.get_cpu_capability()}; {args.small} small chats, {args.concurrency} clients, "
+        f"model {args.model}"
+    )
     for name, run in runs.items():
         print(f"{name:<16} p50 {run['p50_s']:.2f} s  p95 {run['p95_s']:.2f} s")
     print(f"oversized extract: {runs['with oversized']['oversized']}")
     print(f"p95 change: {100 * change:+.1f}%")
     out = ROOT / "benchmarks" / "results" / "api_load_mixed.json"
-    out.write_text(json.dumps({"args": vars(args), "runs": runs, "p95_change": change,
-                               "cpu": torch.backends.cpu.get_cpu_capability()}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {"args": vars(args), "runs": runs, "p95_change": change, "cpu": torch.backends.cpu.get_cpu_capability()},
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def main() -> None:
@@ -166,19 +203,27 @@ def main() -> None:
     runs = [_run_setting(args, 1), _run_setting(args, args.batch_max)]
     plain, batched = (_summary(r) for r in runs)
     same = sum(a["text"] == b["text"] for a, b in zip(runs[0]["results"], runs[1]["results"]))
-    print(f"{args.requests} requests, {args.concurrency} concurrent clients, model {args.model}, "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"{args.requests} requests, {args.concurrency} concurrent clients, model {args.model}, "
+        f"{os.cpu_count()} CPU cores"
+    )
     print(f"{'setting':<22}{'req/s':>8}{'tok/s':>8}{'p50 s':>8}{'p95 s':>8}{'chat p50':>10}{'extract p50':>13}")
     for name, s in (("no batching", plain), (f"batching (max {args.batch_max})", batched)):
-        print(f"{name:<22}{s['requests_per_s']:>8.2f}{s['tokens_per_s']:>8.1f}{s['p50_s']:>8.2f}{s['p95_s']:>8.2f}"
-              f"{s['chat']['p50_s']:>10.2f}{s['extract']['p50_s']:>13.2f}")
+        print(
+            f"{name:<22}{s['requests_per_s']:>8.2f}{s['tokens_per_s']:>8.1f}{s['p50_s']:>8.2f}{s['p95_s']:>8.2f}"
+            f"{s['chat']['p50_s']:>10.2f}{s['extract']['p50_s']:>13.2f}"
+        )
     print(f"identical answers with and without batching: {same}/{args.requests}")
     ratio = batched["requests_per_s"] / plain["requests_per_s"]
     print(f"ratio: {ratio:.2f}")
     out = ROOT / "benchmarks" / "results" / "api_load.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "no_batching": plain, "batching": batched,
-                               "identical_answers": same, "ratio": ratio}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"args": vars(args), "no_batching": plain, "batching": batched, "identical_answers": same, "ratio": ratio},
+            indent=2,
+        )
+    )
     print(f"written: {out.relative_to(ROOT)}")
 
 

@@ -50,8 +50,7 @@ def score(records: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         out["approved"] += 1
         fields = policy.decision_fields(gold["doc_type"])
-        wrong = [name for name in fields
-                 if not _same(get(record.get("fields") or {}, name), get(gold["fields"], name))]
+        wrong = [name for name in fields if not _same(get(record.get("fields") or {}, name), get(gold["fields"], name))]
         if wrong:
             out["wrong_approvals"].append({"document": Path(record["path"]).name, "fields": wrong})
     return out
@@ -66,8 +65,10 @@ def main() -> int:
     for name in args.results:
         records = [json.loads(line) for line in Path(name).read_text().splitlines() if line.strip()]
         s = score(records)
-        print(f"{name}: {s['documents']} documents; decisions {s['decisions']}; decided without a person "
-              f"{s['auto_decided']}; approved {s['approved']}; wrong approvals {len(s['wrong_approvals'])}")
+        print(
+            f"{name}: {s['documents']} documents; decisions {s['decisions']}; decided without a person "
+            f"{s['auto_decided']}; approved {s['approved']}; wrong approvals {len(s['wrong_approvals'])}"
+        )
         for w in s["wrong_approvals"]:
             print(f"  wrong approval: {w['document']} ({', '.join(w['fields'])} differ from the gold)")
         failed |= bool(s["wrong_approvals"])

@@ -64,21 +64,32 @@ def check(raw: str, schema: dict) -> dict | None:
     return value
 
 
-def summary(name: str, latencies: list[float], wall: float, tokens: int, valid: list[bool], f1: float,
-            extra: dict | None = None) -> dict:
+def summary(
+    name: str, latencies: list[float], wall: float, tokens: int, valid: list[bool], f1: float, extra: dict | None = None
+) -> dict:
     ordered = sorted(latencies)
-    return {"name": name, "documents": len(latencies), "wall_s": round(wall, 2),
-            "docs_per_s": len(latencies) / wall, "p50_s": statistics.median(ordered),
-            "p95_s": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
-            "tokens_per_s": tokens / wall, "generated_tokens": tokens, "valid": sum(valid) / len(valid),
-            "micro_f1": f1, **(extra or {})}
+    return {
+        "name": name,
+        "documents": len(latencies),
+        "wall_s": round(wall, 2),
+        "docs_per_s": len(latencies) / wall,
+        "p50_s": statistics.median(ordered),
+        "p95_s": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        "tokens_per_s": tokens / wall,
+        "generated_tokens": tokens,
+        "valid": sum(valid) / len(valid),
+        "micro_f1": f1,
+        **(extra or {}),
+    }
 
 
 def micro_f1(predictions: list[dict | None], docs: list[dict]) -> float:
     from backend.scoring.metrics import score_document, summarize
 
-    scored = [score_document(i, json.dumps(p) if p is not None else "", d["fields"], NAMES, d["text"])
-              for i, (p, d) in enumerate(zip(predictions, docs))]
+    scored = [
+        score_document(i, json.dumps(p) if p is not None else "", d["fields"], NAMES, d["text"])
+        for i, (p, d) in enumerate(zip(predictions, docs))
+    ]
     return summarize(scored, NAMES)["micro"]["f1"]
 
 
@@ -100,13 +111,19 @@ def run_plain(docs: list[dict], adapter: str | None, retries: int, schema: dict,
     fields = ExtractionSchema.from_names(NAMES)
 
     def attempt(text: str, sampled: bool) -> tuple[str, int]:
-        ids = tokenizer.apply_chat_template(extraction_messages(text, fields), add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)
+        ids = tokenizer.apply_chat_template(
+            extraction_messages(text, fields), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         sampling = {"do_sample": True, "temperature": 0.7, "top_p": 0.95} if sampled else {"do_sample": False}
         with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 top_k=None, **({"temperature": None, "top_p": None} | sampling))
-        new = out[0, ids["input_ids"].shape[1]:]
+            out = model.generate(
+                **ids,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                top_k=None,
+                **({"temperature": None, "top_p": None} | sampling),
+            )
+        new = out[0, ids["input_ids"].shape[1] :]
         return tokenizer.decode(new, skip_special_tokens=True).strip(), len(new)
 
     attempt(docs[0]["text"], False)  # warm-up
@@ -125,8 +142,15 @@ def run_plain(docs: list[dict], adapter: str | None, retries: int, schema: dict,
         valid.append(parsed is not None)
         predictions.append(parsed)
     wall = time.perf_counter() - started
-    return summary("(a) plain generate + json.loads, retry", latencies, wall, tokens, valid,
-                   micro_f1(predictions, docs), {"attempts": attempts, "dtype": str(model.dtype)})
+    return summary(
+        "(a) plain generate + json.loads, retry",
+        latencies,
+        wall,
+        tokens,
+        valid,
+        micro_f1(predictions, docs),
+        {"attempts": attempts, "dtype": str(model.dtype)},
+    )
 
 
 def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, name: str, draft: int) -> dict:
@@ -146,7 +170,7 @@ def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, 
     bar = progress(None, name, total=len(items))
     for start in range(0, len(items), batch):
         t = time.perf_counter()
-        out = extract_many(pool, target, items[start:start + batch], batch_size=batch, draft=draft)
+        out = extract_many(pool, target, items[start : start + batch], batch_size=batch, draft=draft)
         latencies += [time.perf_counter() - t] * len(out)
         outputs += out
         passes += max(o["usage"]["forward_passes"] for o in out)
@@ -155,13 +179,25 @@ def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, 
     wall = time.perf_counter() - started
     predictions = [check(o["raw"], schema) for o in outputs]
     tokens = sum(o["usage"]["completion_tokens"] for o in outputs)
-    return summary(name, latencies, wall, tokens, [p is not None for p in predictions], micro_f1(predictions, docs),
-                   {"dtype": str(pool.dtype), "batch": batch, "forward_passes": passes, "draft": draft,
-                    "drafted_tokens": sum(o["usage"]["drafted_tokens"] for o in outputs),
-                    "accepted_draft_tokens": sum(o["usage"]["accepted_draft_tokens"] for o in outputs),
-                    "forced_tokens": sum(o["usage"]["forced_tokens"] for o in outputs),
-                    "cached_prompt_tokens": sum(o["usage"]["cached_prompt_tokens"] for o in outputs),
-                    "prompt_tokens": sum(o["usage"]["prompt_tokens"] for o in outputs)})
+    return summary(
+        name,
+        latencies,
+        wall,
+        tokens,
+        [p is not None for p in predictions],
+        micro_f1(predictions, docs),
+        {
+            "dtype": str(pool.dtype),
+            "batch": batch,
+            "forward_passes": passes,
+            "draft": draft,
+            "drafted_tokens": sum(o["usage"]["drafted_tokens"] for o in outputs),
+            "accepted_draft_tokens": sum(o["usage"]["accepted_draft_tokens"] for o in outputs),
+            "forced_tokens": sum(o["usage"]["forced_tokens"] for o in outputs),
+            "cached_prompt_tokens": sum(o["usage"]["cached_prompt_tokens"] for o in outputs),
+            "prompt_tokens": sum(o["usage"]["prompt_tokens"] for o in outputs),
+        },
+    )
 
 
 def run_llama_cpp(docs: list[dict], schema: dict, threads: int, max_new_tokens: int) -> dict | None:
@@ -173,23 +209,36 @@ def run_llama_cpp(docs: list[dict], schema: dict, threads: int, max_new_tokens: 
     from backend.models.bundled import BUNDLED, DEFAULT_MODEL
     from backend.prompts import ExtractionSchema, extraction_messages
 
-    llm = Llama(model_path=str(BUNDLED[DEFAULT_MODEL].locate(BUNDLED[DEFAULT_MODEL])), n_ctx=2048, n_threads=threads, verbose=False)
+    llm = Llama(
+        model_path=str(BUNDLED[DEFAULT_MODEL].locate(BUNDLED[DEFAULT_MODEL])),
+        n_ctx=2048,
+        n_threads=threads,
+        verbose=False,
+    )
     fields = ExtractionSchema.from_names(NAMES)
     llm.create_chat_completion(extraction_messages(docs[0]["text"], fields), max_tokens=8, temperature=0)
     latencies, valid, predictions, tokens = [], [], [], 0
     started = time.perf_counter()
     for doc in progress(docs, "(c) llama.cpp"):
         t = time.perf_counter()
-        out = llm.create_chat_completion(extraction_messages(doc["text"], fields), max_tokens=max_new_tokens,
-                                         temperature=0)
+        out = llm.create_chat_completion(
+            extraction_messages(doc["text"], fields), max_tokens=max_new_tokens, temperature=0
+        )
         latencies.append(time.perf_counter() - t)
         tokens += out["usage"]["completion_tokens"]
         parsed = check(out["choices"][0]["message"]["content"].strip(), schema)
         valid.append(parsed is not None)
         predictions.append(parsed)
     wall = time.perf_counter() - started
-    return summary("(c) llama.cpp, same GGUF (Q4_1), greedy", latencies, wall, tokens, valid,
-                   micro_f1(predictions, docs), {"note": "base model only: no LoRA adapter, no constraint"})
+    return summary(
+        "(c) llama.cpp, same GGUF (Q4_1), greedy",
+        latencies,
+        wall,
+        tokens,
+        valid,
+        micro_f1(predictions, docs),
+        {"note": "base model only: no LoRA adapter, no constraint"},
+    )
 
 
 def progress(items, desc: str, total: int | None = None):
@@ -203,8 +252,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50, help="receipts (held-out part of the SROIE split)")
     parser.add_argument("--adapter", help="a training run folder (e.g. runs/sroie/<run>); default: base model")
     parser.add_argument("--batch", type=int, default=8, help="documents per batch in (b)")
-    parser.add_argument("--draft", type=int, default=None, help="copied guesses per pass in (b) "
-                        "(default: the engine's, extraction.DRAFT_ALONE / DRAFT_BATCHED; 0 = off)")
+    parser.add_argument(
+        "--draft",
+        type=int,
+        default=None,
+        help="copied guesses per pass in (b) (default: the engine's, extraction.DRAFT_ALONE / DRAFT_BATCHED; 0 = off)",
+    )
     parser.add_argument("--retries", type=int, default=2, help="extra attempts of (a) after invalid JSON")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer cap of (a) and (c)")
     parser.add_argument("--threads", type=int, default=0, help="torch / llama.cpp threads (0: all cores)")
@@ -226,8 +279,9 @@ def main() -> None:
     results = []
     if "plain" not in args.skip:
         results.append(run_plain(docs, args.adapter, args.retries, schema, args.max_new_tokens))
-    results.append(run_engine(docs, args.adapter, schema, args.batch, f"(b) tunebridge, batches of {args.batch}",
-                              args.draft))
+    results.append(
+        run_engine(docs, args.adapter, schema, args.batch, f"(b) tunebridge, batches of {args.batch}", args.draft)
+    )
     if "single" not in args.skip:
         results.append(run_engine(docs, args.adapter, schema, 1, "(b1) tunebridge, one at a time", args.draft))
     if "llama" not in args.skip:
@@ -235,12 +289,16 @@ def main() -> None:
         if llama:
             results.append(llama)
 
-    print(f"\n{len(docs)} SROIE receipts, model: {args.adapter or 'smollm2-135m (bundled base)'}, {threads} threads, "
-          f"copy drafting {'default' if args.draft is None else args.draft}")
+    print(
+        f"\n{len(docs)} SROIE receipts, model: {args.adapter or 'smollm2-135m (bundled base)'}, {threads} threads, "
+        f"copy drafting {'default' if args.draft is None else args.draft}"
+    )
     print(f"{'contender':44} {'docs/s':>7} {'p50 s':>7} {'p95 s':>7} {'tok/s':>7} {'valid':>6} {'F1':>6}")
     for r in results:
-        print(f"{r['name']:44} {r['docs_per_s']:7.3f} {r['p50_s']:7.2f} {r['p95_s']:7.2f} {r['tokens_per_s']:7.1f} "
-              f"{r['valid']:6.2f} {r['micro_f1']:6.3f}")
+        print(
+            f"{r['name']:44} {r['docs_per_s']:7.3f} {r['p50_s']:7.2f} {r['p95_s']:7.2f} {r['tokens_per_s']:7.1f} "
+            f"{r['valid']:6.2f} {r['micro_f1']:6.3f}"
+        )
     engine = results[0 if "plain" in args.skip else 1]
     comparisons = {}
     if "plain" not in args.skip:
@@ -260,7 +318,12 @@ def main() -> None:
     suffix = f"-{Path(args.adapter).name}" if args.adapter else ""
     out = args.out or ROOT / "benchmarks" / "results" / f"extract_latency{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "threads": threads, "results": results, **comparisons}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "threads": threads, "results": results, **comparisons},
+            indent=2,
+        )
+    )
     print(f"written: {out}")
 
 

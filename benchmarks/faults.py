@@ -45,8 +45,16 @@ def _delivery(n: int) -> bytes:
 
 def _post(url: str, body: bytes, delivery: str) -> httpx.Response:
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return httpx.post(f"{url}/v1/webhooks/labelled-data", content=body, timeout=120, headers={
-        "Content-Type": "application/json", "X-Tunebridge-Delivery": delivery, "X-Tunebridge-Signature": signature})
+    return httpx.post(
+        f"{url}/v1/webhooks/labelled-data",
+        content=body,
+        timeout=120,
+        headers={
+            "Content-Type": "application/json",
+            "X-Tunebridge-Delivery": delivery,
+            "X-Tunebridge-Signature": signature,
+        },
+    )
 
 
 def _serve(data_dir: Path, env: dict[str, str], log_name: str, **extra: str) -> tuple[subprocess.Popen, str]:
@@ -54,9 +62,13 @@ def _serve(data_dir: Path, env: dict[str, str], log_name: str, **extra: str) -> 
 
     port = free_port()
     log = open(data_dir / log_name, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--data-dir",
-                             str(data_dir)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **env, **extra})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env, **extra},
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: healthy(url) or proc.poll() is not None, timeout=120, what="server start")
     return proc, url
@@ -86,16 +98,30 @@ def write_window(data_dir: Path, env: dict, auth: dict, tries: int) -> dict:
     from servers import wait_for
 
     acknowledged = 0
-    outcome = {"fault": "kill -9 inside a dataset write", "tried": tries, "survived": 0, "lost": 0, "doubled": 0,
-               "manual_repairs": 0, "retried_as": []}
+    outcome = {
+        "fault": "kill -9 inside a dataset write",
+        "tried": tries,
+        "survived": 0,
+        "lost": 0,
+        "doubled": 0,
+        "manual_repairs": 0,
+        "retried_as": [],
+    }
     for n in range(tries):
         point = POINTS[n % len(POINTS)]
         crash_dir = data_dir / f"crash-{n}"
-        proc, url = _serve(data_dir, env, f"serve-write-{n}.log", TUNEBRIDGE_CRASH_POINT=point,
-                           TUNEBRIDGE_CRASH_DIR=str(crash_dir), TUNEBRIDGE_WORKERS="0")
+        proc, url = _serve(
+            data_dir,
+            env,
+            f"serve-write-{n}.log",
+            TUNEBRIDGE_CRASH_POINT=point,
+            TUNEBRIDGE_CRASH_DIR=str(crash_dir),
+            TUNEBRIDGE_WORKERS="0",
+        )
         body = _delivery(n)
-        sender = threading.Thread(target=lambda url=url, body=body, n=n: _quiet(lambda: _post(url, body, f"d-{n}")),
-                                  daemon=True)
+        sender = threading.Thread(
+            target=lambda url=url, body=body, n=n: _quiet(lambda: _post(url, body, f"d-{n}")), daemon=True
+        )
         sender.start()
         wait_for(lambda: (crash_dir / f"{point}.reached").exists(), timeout=60, what=point)  # noqa: B023 - polled here
         _stop(proc, signal.SIGKILL)
@@ -123,23 +149,39 @@ def _quiet(call) -> None:
 def _train(url: str, auth: dict, steps: int) -> str:
     receipts = (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()
     httpx.post(f"{url}/v1/datasets/jobs-data/examples", content=receipts, headers=auth)
-    params = {"max_steps": steps, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 5,
-              "val_fraction": 0.0}
-    return httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "jobs-data", "hyperparameters": params},
-                      headers=auth).json()["id"]
+    params = {
+        "max_steps": steps,
+        "batch_size": 1,
+        "report_to": "none",
+        "precision": "fp32",
+        "save_every": 5,
+        "val_fraction": 0.0,
+    }
+    return httpx.post(
+        f"{url}/v1/jobs", json={"kind": "train", "dataset": "jobs-data", "hyperparameters": params}, headers=auth
+    ).json()["id"]
 
 
 def _steps_once(data_dir: Path, job_id: str, steps: int) -> bool:
-    logged = [json.loads(line)["step"] for line in (data_dir / "jobs" / job_id / "metrics.jsonl").read_text()
-              .splitlines() if '"loss"' in line]
+    logged = [
+        json.loads(line)["step"]
+        for line in (data_dir / "jobs" / job_id / "metrics.jsonl").read_text().splitlines()
+        if '"loss"' in line
+    ]
     return logged == list(range(1, steps + 1))
 
 
 def job_faults(data_dir: Path, env: dict, auth: dict, tries: int, *, kind: str) -> dict:
     from servers import children, wait_for
 
-    outcome = {"fault": "kill -9 of the worker mid-job" if kind == "worker" else "SIGTERM of serve mid-job",
-               "tried": tries, "survived": 0, "lost": 0, "doubled": 0, "manual_repairs": 0}
+    outcome = {
+        "fault": "kill -9 of the worker mid-job" if kind == "worker" else "SIGTERM of serve mid-job",
+        "tried": tries,
+        "survived": 0,
+        "lost": 0,
+        "doubled": 0,
+        "manual_repairs": 0,
+    }
     steps = 60
     for n in range(tries):
         proc, url = _serve(data_dir, env, f"serve-{kind}-{n}.log", TUNEBRIDGE_LEASE_S="3")
@@ -152,8 +194,15 @@ def job_faults(data_dir: Path, env: dict, auth: dict, tries: int, *, kind: str) 
         else:
             _stop(proc)
             proc, url = _serve(data_dir, env, f"serve-{kind}-{n}-again.log", TUNEBRIDGE_LEASE_S="3")
-        job = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"]  # noqa: B023
-                       in ("succeeded", "failed", "cancelled") and j, timeout=600, what="the job's end")
+        job = wait_for(
+            lambda: (
+                (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"]  # noqa: B023
+                in ("succeeded", "failed", "cancelled")
+                and j
+            ),
+            timeout=600,
+            what="the job's end",
+        )
         _stop(proc)
         outcome["survived"] += job["status"] == "succeeded" and _steps_once(data_dir, job_id, steps)
     return outcome
@@ -173,25 +222,36 @@ def main() -> int:
     from servers import cli
 
     work = Path(tempfile.mkdtemp(prefix="tunebridge-faults-"))
-    texts = [json.loads(line)["text"] for line in (ROOT / "examples" / "data" / "receipts.jsonl").read_text()
-             .splitlines()[:16]]
+    texts = [
+        json.loads(line)["text"]
+        for line in (ROOT / "examples" / "data" / "receipts.jsonl").read_text().splitlines()[:16]
+    ]
     model = build_tiny_model(work / "model", texts=texts)
     data_dir = work / "data"
     data_dir.mkdir()
-    env = {"TUNEBRIDGE_DEFAULT_BASE_MODEL": str(model), "TUNEBRIDGE_WEBHOOK_SECRET": SECRET,
-           "TUNEBRIDGE_TRAIN_THRESHOLD": "1000000", "WANDB_MODE": "offline"}
+    env = {
+        "TUNEBRIDGE_DEFAULT_BASE_MODEL": str(model),
+        "TUNEBRIDGE_WEBHOOK_SECRET": SECRET,
+        "TUNEBRIDGE_TRAIN_THRESHOLD": "1000000",
+        "WANDB_MODE": "offline",
+    }
     key = cli("keys", "create", data_dir=data_dir, env=env).stdout.strip().splitlines()[-1]
     auth = {"Authorization": f"Bearer {key}"}
-    results = [write_window(data_dir, env, auth, args.writes),
-               job_faults(data_dir, env, auth, args.worker_kills, kind="worker"),
-               job_faults(data_dir, env, auth, args.sigterms, kind="sigterm")]
+    results = [
+        write_window(data_dir, env, auth, args.writes),
+        job_faults(data_dir, env, auth, args.worker_kills, kind="worker"),
+        job_faults(data_dir, env, auth, args.sigterms, kind="sigterm"),
+    ]
     print(f"cpu: {torch.backends.cpu.get_cpu_capability()}")
     print(f"{'fault':36} tried survived lost doubled manual-repairs")
     for r in results:
-        print(f"{r['fault']:36} {r['tried']:5} {r['survived']:8} {r['lost']:4} {r['doubled']:7} {r['manual_repairs']:14}")
+        print(
+            f"{r['fault']:36} {r['tried']:5} {r['survived']:8} {r['lost']:4} {r['doubled']:7} {r['manual_repairs']:14}"
+        )
     print("retried deliveries: " + ", ".join(results[0]["retried_as"]))
-    Path(args.out).write_text(json.dumps({"cpu": torch.backends.cpu.get_cpu_capability(), "results": results},
-                                         indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps({"cpu": torch.backends.cpu.get_cpu_capability(), "results": results}, indent=2) + "\n"
+    )
     return 0 if all(r["survived"] == r["tried"] for r in results) else 1
 
 

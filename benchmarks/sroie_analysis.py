@@ -64,8 +64,16 @@ def ceiling(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str,
             counts["lines_as_spaces"] += gold in flat
             counts["case_space"] += _case_space(gold) in _case_space(flat)
             counts["normalised"] += norm_text(gold) in norm_text(flat)
-    return {n: {**dict(c), **{f"{k}_share": c[k] / max(1, c["labels"]) for k in
-                              ("exact", "lines_as_spaces", "case_space", "normalised")}} for n, c in table.items()}
+    return {
+        n: {
+            **dict(c),
+            **{
+                f"{k}_share": c[k] / max(1, c["labels"])
+                for k in ("exact", "lines_as_spaces", "case_space", "normalised")
+            },
+        }
+        for n, c in table.items()
+    }
 
 
 def spans(value: Any, text: str) -> list[tuple[int, int]]:
@@ -112,8 +120,7 @@ def error_kind(predicted: Any, gold: Any, text: str) -> str | None:
     return "invented"
 
 
-def errors(rows: list[dict[str, Any]], predictions: dict[str, dict[str, Any]], names: list[str]
-           ) -> dict[str, Any]:
+def errors(rows: list[dict[str, Any]], predictions: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any]:
     """Counts of error kinds per field, and every wrong value with its kind."""
     counts = {n: Counter() for n in names}
     cases = []
@@ -123,8 +130,15 @@ def errors(rows: list[dict[str, Any]], predictions: dict[str, dict[str, Any]], n
             kind = error_kind(fields.get(name), row["fields"].get(name), row["text"])
             if kind:
                 counts[name][kind] += 1
-                cases.append({"id": row["id"], "field": name, "kind": kind, "predicted": fields.get(name),
-                              "gold": row["fields"].get(name)})
+                cases.append(
+                    {
+                        "id": row["id"],
+                        "field": name,
+                        "kind": kind,
+                        "predicted": fields.get(name),
+                        "gold": row["fields"].get(name),
+                    }
+                )
     return {"counts": {n: dict(c) for n, c in counts.items()}, "cases": cases}
 
 
@@ -154,20 +168,25 @@ def recall_effect(results: list[tuple[str, Path]], names: list[str], similar: li
         for name, path in results:
             train, rows = slice_rows(name)
             saved = {p["id"]: p["fields"] for p in json.loads(path.read_text())["predictions"]}
-            memory = exemplars.Exemplars.learn([(r["text"], r["fields"]) for r in train], list(counts),
-                                               similar=threshold)
+            memory = exemplars.Exemplars.learn(
+                [(r["text"], r["fields"]) for r in train], list(counts), similar=threshold
+            )
             finals = []
             for row in rows:
                 before = dict(saved[row["id"]])
-                after = {**before, **{f: memory.recall(row["text"], f) or before[f] for f in counts
-                                      if not is_absent(before.get(f))}}
+                after = {
+                    **before,
+                    **{f: memory.recall(row["text"], f) or before[f] for f in counts if not is_absent(before.get(f))},
+                }
                 for f in counts:
                     for n, value in enumerate((before[f], after[f])):
                         counts[f][n] += same_value(value, row["fields"][f])
                 finals.append(after)
             if threshold == exemplars.SIMILAR:
-                docs = [score_document(i, json.dumps(f, ensure_ascii=False), r["fields"], names, r["text"])
-                        for i, (f, r) in enumerate(zip(finals, rows))]
+                docs = [
+                    score_document(i, json.dumps(f, ensure_ascii=False), r["fields"], names, r["text"])
+                    for i, (f, r) in enumerate(zip(finals, rows))
+                ]
                 out["micro_f1"][name] = round(summarize(docs, names)["micro"]["f1"], 4)
         out["thresholds"][threshold] = {f: f"{a} -> {b}" for f, (a, b) in counts.items()}
     return out
@@ -182,8 +201,12 @@ def main() -> None:
     err = sub.add_parser("errors")
     err.add_argument("predictions", type=Path)
     rec = sub.add_parser("recall", help="recall's effect on saved recipe results of development slices")
-    rec.add_argument("results", nargs="+", metavar="SLICE=RESULTS.json",
-                     help="e.g. fold0=benchmarks/results/sroie_recipe_fold0.json (tune or fold0..fold4)")
+    rec.add_argument(
+        "results",
+        nargs="+",
+        metavar="SLICE=RESULTS.json",
+        help="e.g. fold0=benchmarks/results/sroie_recipe_fold0.json (tune or fold0..fold4)",
+    )
     rec.add_argument("--similar", type=float, nargs="+", default=[60.0, 70.0, 80.0, 90.0])
     args = parser.parse_args()
     names = ["company", "date", "address", "total"]

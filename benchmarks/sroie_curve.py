@@ -30,10 +30,16 @@ def point(path: Path) -> dict[str, Any]:
     saved = json.loads(path.read_text())
     receipts = saved.get("train_receipts") or TRAIN_PART.get(saved["eval_on"], 400)  # results from before the option
     stages = saved["stages"]
-    return {"file": str(path), "slice": saved["eval_on"], "receipts": receipts, "scored": saved["receipts"],
-            "engine": stages["engine"]["micro_f1"], "final": saved["micro_f1"],
-            "fields": {n: saved["report"]["fields"][n]["f1"] for n in NAMES},
-            "steps": (saved.get("train") or {}).get("steps")}
+    return {
+        "file": str(path),
+        "slice": saved["eval_on"],
+        "receipts": receipts,
+        "scored": saved["receipts"],
+        "engine": stages["engine"]["micro_f1"],
+        "final": saved["micro_f1"],
+        "fields": {n: saved["report"]["fields"][n]["f1"] for n in NAMES},
+        "steps": (saved.get("train") or {}).get("steps"),
+    }
 
 
 def per_doubling(points: list[dict[str, Any]], key: str) -> tuple[float, float] | None:
@@ -73,8 +79,9 @@ def draw(points: list[dict[str, Any]], out: Path, target: float) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("results", nargs="+", type=Path, help="sroie_recipe.py results of one slice")
     parser.add_argument("--target", type=float, default=0.95, help="the micro-F1 the trend is read against")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sroie_learning_curve.png")
@@ -92,12 +99,16 @@ def main() -> None:
     counts = [p["receipts"] for p in points]
     twice = sorted({n for n in counts if counts.count(n) > 1})
     if twice:
-        parser.error(f"one result per training-receipt count; several at {twice}: "
-                     + ", ".join(p["file"] for p in points if p["receipts"] in twice))
+        parser.error(
+            f"one result per training-receipt count; several at {twice}: "
+            + ", ".join(p["file"] for p in points if p["receipts"] in twice)
+        )
     print(f"{'receipts':>8s} {'steps':>6s} {'engine':>7s} {'final':>7s}  " + " ".join(f"{n:>8s}" for n in NAMES))
     for p in points:
-        print(f"{p['receipts']:8d} {p['steps'] or '-':>6} {p['engine']:7.3f} {p['final']:7.3f}  "
-              + " ".join(f"{p['fields'][n]:8.3f}" for n in NAMES))
+        print(
+            f"{p['receipts']:8d} {p['steps'] or '-':>6} {p['engine']:7.3f} {p['final']:7.3f}  "
+            + " ".join(f"{p['fields'][n]:8.3f}" for n in NAMES)
+        )
     for key in ("engine", "final"):
         fit = per_doubling(points, key)
         if fit is None:

@@ -49,10 +49,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--adapter", help="skip training: evaluate this run folder")
     parser.add_argument("--no-base", action="store_true", help="skip the base model's evaluation")
-    parser.add_argument("--constrained", action="store_true", help="decode under the schema (the constrained extraction engine)")
-    parser.add_argument("--span-copy", action="store_true",
-                        help="with --constrained: every field may only be a substring of the receipt's text or of "
-                             "its whitespace-normalised variant (backend/inference/spans.py)")
+    parser.add_argument(
+        "--constrained", action="store_true", help="decode under the schema (the constrained extraction engine)"
+    )
+    parser.add_argument(
+        "--span-copy",
+        action="store_true",
+        help="with --constrained: every field may only be a substring of the receipt's text or of "
+        "its whitespace-normalised variant (backend/inference/spans.py)",
+    )
     args = parser.parse_args()
     if args.span_copy and not args.constrained:
         parser.error("--span-copy needs --constrained")
@@ -66,15 +71,24 @@ def main() -> None:
     train_file, val_file = split(args.data, args.out, val=args.val, seed=args.seed)
     run_dir, train_s, summary = args.adapter, None, {}
     if run_dir is None:
-        config = TrainConfig(data=[str(train_file)], output_dir=str(args.out), run_name=f"sroie-{time.strftime('%m%d-%H%M')}",
-                             epochs=args.epochs, max_minutes=args.max_minutes, learning_rate=args.lr,
-                             batch_size=args.batch_size, val_fraction=0.0, save_every=25)
+        config = TrainConfig(
+            data=[str(train_file)],
+            output_dir=str(args.out),
+            run_name=f"sroie-{time.strftime('%m%d-%H%M')}",
+            epochs=args.epochs,
+            max_minutes=args.max_minutes,
+            learning_rate=args.lr,
+            batch_size=args.batch_size,
+            val_fraction=0.0,
+            save_every=25,
+        )
         result = train(config)
         run_dir, summary = str(result.run_dir), result.summary
         train_s = summary["train_time_s"]
     examples, schema = load_eval_set(val_file)
-    candidates = build_candidates(adapters=[run_dir], include_base=not args.no_base, model=None,
-                                  default_base="smollm2-135m")
+    candidates = build_candidates(
+        adapters=[run_dir], include_base=not args.no_base, model=None, default_base="smollm2-135m"
+    )
     from tqdm import tqdm
 
     if args.span_copy:  # the evaluation runner has no option for it: its extraction call gets one
@@ -86,8 +100,14 @@ def main() -> None:
     kind = "-constrained-span" if args.span_copy else "-constrained" if args.constrained else ""
 
     bar = tqdm(total=len(examples) * len(candidates), unit="receipt", desc="evaluating")
-    outcome = evaluate(examples=examples, schema=schema, candidates=candidates, pool=ModelPool(),
-                       constrained=args.constrained, on_progress=lambda p: bar.update(p["step"] - bar.n))
+    outcome = evaluate(
+        examples=examples,
+        schema=schema,
+        candidates=candidates,
+        pool=ModelPool(),
+        constrained=args.constrained,
+        on_progress=lambda p: bar.update(p["step"] - bar.n),
+    )
     bar.close()
     eval_dir = Path(run_dir) / f"eval{kind}"
     write_eval({"data": str(val_file), **outcome}, eval_dir, title="SROIE held-out receipts")
@@ -96,22 +116,39 @@ def main() -> None:
         s = entry["extraction"]
         fields = ", ".join(f"{f} {v['f1']:.3f}" for f, v in s["fields"].items())
         ece = f"; ECE {s['calibration']['ece']:.3f}" if "calibration" in s else ""
-        lines.append(f"{label}: micro-F1 {s['micro']['f1']:.3f} ({fields}); exact match {s['exact_match']:.3f}; "
-                     f"JSON-valid {s['json_valid']:.3f}; schema-valid {s['schema_valid']:.3f}{ece}; "
-                     f"eval {entry['seconds']} s")
+        lines.append(
+            f"{label}: micro-F1 {s['micro']['f1']:.3f} ({fields}); exact match {s['exact_match']:.3f}; "
+            f"JSON-valid {s['json_valid']:.3f}; schema-valid {s['schema_valid']:.3f}{ece}; "
+            f"eval {entry['seconds']} s"
+        )
     print("\n".join(lines))
     tuned = outcome["candidates"][candidates[-1].label]["extraction"]
     if train_s is not None:
-        print(f"training: {summary['steps']} steps, {train_s:.0f} s, {summary['tokens_per_s']:.0f} tokens/s, "
-              f"{summary['runtime']}")
+        print(
+            f"training: {summary['steps']} steps, {train_s:.0f} s, {summary['tokens_per_s']:.0f} tokens/s, "
+            f"{summary['runtime']}"
+        )
     print(f"SROIE micro-F1 {tuned['micro']['f1']:.3f} on {len(examples)} held-out receipts")
     out = ROOT / "benchmarks" / "results" / f"sroie_eval{kind.replace('-', '_')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "run_dir": run_dir,
-                               "train_time_s": train_s, "train_summary": {k: summary.get(k) for k in (
-                                   "steps", "tokens_per_s", "final_loss", "runtime")} if summary else None,
-                               "results": {label: {k: v for k, v in e.items() if k != "predictions"}
-                                           for label, e in outcome["candidates"].items()}}, indent=2, default=str))
+    out.write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "run_dir": run_dir,
+                "train_time_s": train_s,
+                "train_summary": {k: summary.get(k) for k in ("steps", "tokens_per_s", "final_loss", "runtime")}
+                if summary
+                else None,
+                "results": {
+                    label: {k: v for k, v in e.items() if k != "predictions"}
+                    for label, e in outcome["candidates"].items()
+                },
+            },
+            indent=2,
+            default=str,
+        )
+    )
     print(f"written: {out.relative_to(ROOT)}; report: {eval_dir / 'report.md'}")
 
 

@@ -79,12 +79,27 @@ def train_run(rows: list[dict], args: argparse.Namespace) -> tuple[str, dict[str
     name = args.run_name or f"sroie-{args.eval_on}-{time.strftime('%m%d-%H%M')}"
     out = Path(args.runs)
     data = write_jsonl(rows, out / name / "data" / "train.jsonl")
-    (data.parent / "CREDITS.md").write_text("Receipts from the ICDAR 2019 SROIE dataset (Z. Huang et al.), CC BY 4.0.\n")
-    config = TrainConfig(data=[str(data)], model=args.model, output_dir=str(out), run_name=name, epochs=args.epochs,
-                         max_steps=args.max_steps, max_minutes=args.max_minutes, learning_rate=args.lr,
-                         batch_size=args.batch_size, grad_accum=args.grad_accum, lora_r=args.lora_r,
-                         lora_alpha=2 * args.lora_r, val_fraction=0.0, save_every=25, report_to=args.report_to,
-                         seed=args.seed)
+    (data.parent / "CREDITS.md").write_text(
+        "Receipts from the ICDAR 2019 SROIE dataset (Z. Huang et al.), CC BY 4.0.\n"
+    )
+    config = TrainConfig(
+        data=[str(data)],
+        model=args.model,
+        output_dir=str(out),
+        run_name=name,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        lora_r=args.lora_r,
+        lora_alpha=2 * args.lora_r,
+        val_fraction=0.0,
+        save_every=25,
+        report_to=args.report_to,
+        seed=args.seed,
+    )
     result = train(config)
     return str(result.run_dir), result.summary
 
@@ -97,8 +112,9 @@ def load_target(run_dir: str) -> tuple[Any, Any]:
     return ModelPool(), AdapterBundle.of_folder(run_dir)
 
 
-def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, names: list[str] = NAMES, batch_size: int = 8
-            ) -> tuple[list[dict[str, Any]], Any, Any]:
+def predict(
+    run_dir: str, rows: list[dict], *, span_copy: str | None, names: list[str] = NAMES, batch_size: int = 8
+) -> tuple[list[dict[str, Any]], Any, Any]:
     """The engine's result per receipt (fields, confidence, raw answer), in order."""
     from tqdm import tqdm
 
@@ -116,13 +132,21 @@ def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, names: lis
     out = []
     with tqdm(total=len(docs), unit="receipt", desc="predicting") as bar:
         for start in range(0, len(docs), batch_size):
-            out += extract_many(pool, target, docs[start:start + batch_size], batch_size=batch_size, **options)
-            bar.update(len(docs[start:start + batch_size]))
+            out += extract_many(pool, target, docs[start : start + batch_size], batch_size=batch_size, **options)
+            bar.update(len(docs[start : start + batch_size]))
     return out, pool, target
 
 
-def rank_candidates(pool, target, rows: list[dict], results: list[dict], conventions, mode: str, text: bool = True,
-                    names: list[str] = NAMES) -> list[dict[str, Any]]:
+def rank_candidates(
+    pool,
+    target,
+    rows: list[dict],
+    results: list[dict],
+    conventions,
+    mode: str,
+    text: bool = True,
+    names: list[str] = NAMES,
+) -> list[dict[str, Any]]:
     """Per receipt: {field: {"free", "best", "choice", "share", "candidates"}} for each field the product's
     ranking (`backend/inference/ranking.py`) ranks in this mode, and the fields with the choices applied.
     `mode` "typed" + `text`: the product's "text" mode; "typed" alone: its "typed"; "always": its "always"."""
@@ -138,10 +162,12 @@ def rank_candidates(pool, target, rows: list[dict], results: list[dict], convent
     with pool.using(target) as (model, tokenizer, _), tqdm(total=len(rows), unit="receipt", desc="ranking") as bar:
         for row, result in zip(rows, results):
             prompt = encode_chat(tokenizer, spec.messages(row["text"]))
-            decision = rank_document(model, tokenizer, prompt, names, dict(result["fields"]), row["text"],
-                                     conventions, product_mode)
-            decisions.append({"fields": {**result["fields"], **{f: d["choice"] for f, d in decision.items()}},
-                              "decision": decision})
+            decision = rank_document(
+                model, tokenizer, prompt, names, dict(result["fields"]), row["text"], conventions, product_mode
+            )
+            decisions.append(
+                {"fields": {**result["fields"], **{f: d["choice"] for f, d in decision.items()}}, "decision": decision}
+            )
             bar.update(1)
     return decisions
 
@@ -156,13 +182,19 @@ def reuse_engine(path: Path, rows: list[dict], run_dir: str) -> list[dict[str, A
     missing = [r["id"] for r in rows if r["id"] not in by_id]
     if missing:
         raise SystemExit(f"--engine-from {path}: no prediction for {len(missing)} receipts (first {missing[0]})")
-    return [{"fields": by_id[r["id"]]["engine"], "confidence": by_id[r["id"]]["confidence"],
-             "raw": by_id[r["id"]].get("raw") or json.dumps(by_id[r["id"]]["engine"], ensure_ascii=False)}
-            for r in rows]
+    return [
+        {
+            "fields": by_id[r["id"]]["engine"],
+            "confidence": by_id[r["id"]]["confidence"],
+            "raw": by_id[r["id"]].get("raw") or json.dumps(by_id[r["id"]]["engine"], ensure_ascii=False),
+        }
+        for r in rows
+    ]
 
 
-def auto_approval(confidences: list[float], exact: list[bool], field_counts: list[tuple[int, int]],
-                  share: float = AUTO_APPROVE) -> dict[str, Any]:
+def auto_approval(
+    confidences: list[float], exact: list[bool], field_counts: list[tuple[int, int]], share: float = AUTO_APPROVE
+) -> dict[str, Any]:
     """The highest document-confidence threshold that auto-approves at least `share` of the documents, and
     the precision there: documents entirely right among those approved, and fields right among their
     predicted fields (`field_counts`: (right, predicted) per document)."""
@@ -174,64 +206,130 @@ def auto_approval(confidences: list[float], exact: list[bool], field_counts: lis
     approved = [i for i in range(n) if confidences[i] >= threshold]
     right = sum(field_counts[i][0] for i in approved)
     predicted = sum(field_counts[i][1] for i in approved)
-    return {"threshold": threshold, "approved": len(approved), "coverage": len(approved) / n,
-            "document_precision": sum(exact[i] for i in approved) / len(approved),
-            "field_precision": right / predicted if predicted else 0.0,
-            "documents_right_overall": sum(exact) / n}
+    return {
+        "threshold": threshold,
+        "approved": len(approved),
+        "coverage": len(approved) / n,
+        "document_precision": sum(exact[i] for i in approved) / len(approved),
+        "field_precision": right / predicted if predicted else 0.0,
+        "documents_right_overall": sum(exact) / n,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--eval-on", choices=["dev", "tune"] + [f"fold{k}" for k in range(5)], default="dev",
-                        help="dev: the held-back receipts (the reported figure); tune: the 60-receipt development "
-                             "slice; foldK: the K-th fifth of the train part (100 receipts), trained on the rest")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--eval-on",
+        choices=["dev", "tune"] + [f"fold{k}" for k in range(5)],
+        default="dev",
+        help="dev: the held-back receipts (the reported figure); tune: the 60-receipt development "
+        "slice; foldK: the K-th fifth of the train part (100 receipts), trained on the rest",
+    )
     parser.add_argument("--adapter", help="skip training: score this run folder")
-    parser.add_argument("--engine-from", type=Path, metavar="RESULTS",
-                        help="with --adapter: take the engine's answers from this earlier results file of the run "
-                             "(skips decoding; validity then reads its saved answers)")
+    parser.add_argument(
+        "--engine-from",
+        type=Path,
+        metavar="RESULTS",
+        help="with --adapter: take the engine's answers from this earlier results file of the run "
+        "(skips decoding; validity then reads its saved answers)",
+    )
     parser.add_argument("--limit", type=int, help="score only the first N receipts (in id order)")
-    parser.add_argument("--train-receipts", type=int, metavar="N",
-                        help="train, and learn conventions, on a seeded sample of N receipts of the training part "
-                             "(a learning curve point; `sroie_curve.py` draws the curve) (default: all)")
+    parser.add_argument(
+        "--train-receipts",
+        type=int,
+        metavar="N",
+        help="train, and learn conventions, on a seeded sample of N receipts of the training part "
+        "(a learning curve point; `sroie_curve.py` draws the curve) (default: all)",
+    )
     parser.add_argument("--runs", default=str(ROOT / "runs" / "sroie-recipe"), help="folder for new runs")
     parser.add_argument("--run-name")
-    parser.add_argument("--model", default="smollm2-135m",
-                        help="base model: a bundled name (smollm2-135m, gemma3-270m), a local folder or a hub id")
+    parser.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="base model: a bundled name (smollm2-135m, gemma3-270m), a local folder or a hub id",
+    )
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: from epochs)")
     parser.add_argument("--max-minutes", type=float, default=55.0, help="training time budget")
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--grad-accum", type=int, default=1,
-                        help="micro-batches per step (a step's batch in smaller pieces: less memory, the same step size)")
+    parser.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        help="micro-batches per step (a step's batch in smaller pieces: less memory, the same step size)",
+    )
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (alpha = 2 x rank)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--report-to", default="none", choices=["none", "wandb"])
-    parser.add_argument("--span-copy", nargs="?", const="all", default=None, metavar="FIELDS",
-                        help="decode values as spans of the document (engine option): every string field, or "
-                             "these comma-separated fields")
-    parser.add_argument("--rank", action=argparse.BooleanOptionalAction, default=True,
-                        help="rank the document's amount/date spans for amount/date fields")
-    parser.add_argument("--rank-text", action=argparse.BooleanOptionalAction, default=True,
-                        help="also rank line candidates for text fields whose labels are printed as whole lines")
-    parser.add_argument("--rank-mode", choices=["typed", "always"], default="always",
-                        help="always: the best-ranked span; typed: only where the free value is not a span")
-    parser.add_argument("--conventions", action=argparse.BooleanOptionalAction, default=True,
-                        help="apply the label conventions learned from the training labels")
-    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
-                        help="conventions: snap text values to known training labels the document contains")
-    parser.add_argument("--recall", action=argparse.BooleanOptionalAction, default=True,
-                        help="with --memory: company/address taken from the training receipt whose head is most "
-                             "like this one's, where this receipt holds that label (backend/labels/exemplars.py)")
-    parser.add_argument("--settle", action=argparse.BooleanOptionalAction, default=True,
-                        help="with --conventions: an amount field whose training labels equal tendered minus change "
-                             "takes that amount where the prediction disagrees (backend/labels/settlement.py)")
-    parser.add_argument("--field-order", default=",".join(NAMES), metavar="F1,F2,...",
-                        help="the order of the fields in the answer the model is trained on and writes (with "
-                             "--adapter: the order that run was trained with)")
-    parser.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/sroie_recipe.json, "
-                        "or sroie_recipe_tune.json with --eval-on tune)")
+    parser.add_argument(
+        "--span-copy",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="FIELDS",
+        help="decode values as spans of the document (engine option): every string field, or "
+        "these comma-separated fields",
+    )
+    parser.add_argument(
+        "--rank",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rank the document's amount/date spans for amount/date fields",
+    )
+    parser.add_argument(
+        "--rank-text",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also rank line candidates for text fields whose labels are printed as whole lines",
+    )
+    parser.add_argument(
+        "--rank-mode",
+        choices=["typed", "always"],
+        default="always",
+        help="always: the best-ranked span; typed: only where the free value is not a span",
+    )
+    parser.add_argument(
+        "--conventions",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="apply the label conventions learned from the training labels",
+    )
+    parser.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="conventions: snap text values to known training labels the document contains",
+    )
+    parser.add_argument(
+        "--recall",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --memory: company/address taken from the training receipt whose head is most "
+        "like this one's, where this receipt holds that label (backend/labels/exemplars.py)",
+    )
+    parser.add_argument(
+        "--settle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --conventions: an amount field whose training labels equal tendered minus change "
+        "takes that amount where the prediction disagrees (backend/labels/settlement.py)",
+    )
+    parser.add_argument(
+        "--field-order",
+        default=",".join(NAMES),
+        metavar="F1,F2,...",
+        help="the order of the fields in the answer the model is trained on and writes (with "
+        "--adapter: the order that run was trained with)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results JSON (default: benchmarks/results/sroie_recipe.json, "
+        "or sroie_recipe_tune.json with --eval-on tune)",
+    )
     args = parser.parse_args()
     if args.rank_mode == "always" and not args.rank_text:
         parser.error("--rank-mode always ranks text fields too; drop --no-rank-text")
@@ -241,7 +339,8 @@ def main() -> None:
     if sorted(names) != sorted(NAMES):
         parser.error(f"--field-order: got {args.field_order!r}, expected the fields {', '.join(NAMES)} in any order")
     args.out = args.out or ROOT / "benchmarks" / "results" / (
-        "sroie_recipe.json" if args.eval_on == "dev" else f"sroie_recipe_{args.eval_on}.json")
+        "sroie_recipe.json" if args.eval_on == "dev" else f"sroie_recipe_{args.eval_on}.json"
+    )
 
     from backend.labels.conventions import learn
     from backend.scoring.metrics import parse_output, score_document, summarize
@@ -249,7 +348,7 @@ def main() -> None:
 
     started = time.perf_counter()
     train_rows, eval_rows = split_rows(args.eval_on)
-    eval_rows = eval_rows[:args.limit] if args.limit else eval_rows
+    eval_rows = eval_rows[: args.limit] if args.limit else eval_rows
     if args.train_receipts:
         from sroie_split import sample_rows
 
@@ -267,8 +366,9 @@ def main() -> None:
     elif (Path(run_dir) / "summary.json").is_file():  # an existing run: report how it was trained
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
     conventions = learn([(r["text"], r["fields"]) for r in train_rows])
-    conventions.note = ("Learned from SROIE training labels (ICDAR 2019 SROIE, Z. Huang et al., CC BY 4.0); "
-                        f"--eval-on {args.eval_on}.")
+    conventions.note = (
+        f"Learned from SROIE training labels (ICDAR 2019 SROIE, Z. Huang et al., CC BY 4.0); --eval-on {args.eval_on}."
+    )
     conventions_file = conventions.save(run_dir) if args.eval_on == "dev" else None
     if conventions_file is None:
         sample = f"-n{args.train_receipts}" if args.train_receipts else ""
@@ -287,29 +387,37 @@ def main() -> None:
     decisions = None
     if args.rank:
         t1 = time.perf_counter()
-        decisions = rank_candidates(pool, target, eval_rows, results, conventions, args.rank_mode, args.rank_text,
-                                    names)
+        decisions = rank_candidates(
+            pool, target, eval_rows, results, conventions, args.rank_mode, args.rank_text, names
+        )
         typed = {n for n, c in conventions.fields.items() if c.kind in ("amount", "date")}
-        stages["ranked"] = [{**e, **{f: d["decision"][f]["choice"] for f in typed if f in d["decision"]}}
-                            for e, d in zip(stages["engine"], decisions)]
+        stages["ranked"] = [
+            {**e, **{f: d["decision"][f]["choice"] for f in typed if f in d["decision"]}}
+            for e, d in zip(stages["engine"], decisions)
+        ]
         if args.rank_text:
             stages["ranked_text"] = [d["fields"] for d in decisions]
         predict_s += time.perf_counter() - t1
     last = list(stages.values())[-1]
     if args.conventions:
-        stages["conventions"] = [conventions.apply(f, r["text"], memory=args.memory, recall=False, settle=False)
-                                 for f, r in zip(last, eval_rows)]
+        stages["conventions"] = [
+            conventions.apply(f, r["text"], memory=args.memory, recall=False, settle=False)
+            for f, r in zip(last, eval_rows)
+        ]
         recall = args.memory and args.recall
         if recall:
             stages["recall"] = [conventions.apply(f, r["text"], settle=False) for f, r in zip(last, eval_rows)]
         if args.settle:
-            stages["settled"] = [conventions.apply(f, r["text"], memory=args.memory, recall=recall)
-                                 for f, r in zip(last, eval_rows)]
+            stages["settled"] = [
+                conventions.apply(f, r["text"], memory=args.memory, recall=recall) for f, r in zip(last, eval_rows)
+            ]
     final = list(stages.values())[-1]
 
     def scored(fields_list):
-        docs = [score_document(i, json.dumps(f, ensure_ascii=False), r["fields"], NAMES, r["text"])
-                for i, (f, r) in enumerate(zip(fields_list, eval_rows))]
+        docs = [
+            score_document(i, json.dumps(f, ensure_ascii=False), r["fields"], NAMES, r["text"])
+            for i, (f, r) in enumerate(zip(fields_list, eval_rows))
+        ]
         return docs, summarize(docs, NAMES)
 
     by_stage = {name: scored(fields)[1] for name, fields in stages.items()}
@@ -328,8 +436,13 @@ def main() -> None:
                     conf[field] = d["share"]
         present = [c for f, c in conf.items() if c is not None and final[n].get(f) is not None]
         confidences.append(min(present) if present else 0.0)
-    counts = [(sum(f.outcome == "correct" for f in d.fields),
-               sum(f.outcome in ("correct", "wrong", "extra") for f in d.fields)) for d in docs]
+    counts = [
+        (
+            sum(f.outcome == "correct" for f in d.fields),
+            sum(f.outcome in ("correct", "wrong", "extra") for f in d.fields),
+        )
+        for d in docs
+    ]
     approval = auto_approval(confidences, [d.exact for d in docs], counts)
     kinds_of_errors = errors(eval_rows, {r["id"]: f for r, f in zip(eval_rows, final)}, NAMES)
 
@@ -337,43 +450,83 @@ def main() -> None:
     print(f"{'field':10s} {'P':>6s} {'R':>6s} {'F1':>6s}  " + "  ".join(f"{s:>11s}" for s in by_stage))
     for name in NAMES:
         f = report["fields"][name]
-        print(f"{name:10s} {f['precision']:6.3f} {f['recall']:6.3f} {f['f1']:6.3f}  " +
-              "  ".join(f"{by_stage[s]['fields'][name]['f1']:11.3f}" for s in by_stage))
-    print(f"{'micro':10s} {report['micro']['precision']:6.3f} {report['micro']['recall']:6.3f} "
-          f"{report['micro']['f1']:6.3f}  " + "  ".join(f"{by_stage[s]['micro']['f1']:11.3f}" for s in by_stage))
-    print(f"exact match {report['exact_match']:.3f}; JSON-valid {report['json_valid']:.3f}; "
-          f"schema-valid {report['schema_valid']:.3f}")
+        print(
+            f"{name:10s} {f['precision']:6.3f} {f['recall']:6.3f} {f['f1']:6.3f}  "
+            + "  ".join(f"{by_stage[s]['fields'][name]['f1']:11.3f}" for s in by_stage)
+        )
+    print(
+        f"{'micro':10s} {report['micro']['precision']:6.3f} {report['micro']['recall']:6.3f} "
+        f"{report['micro']['f1']:6.3f}  " + "  ".join(f"{by_stage[s]['micro']['f1']:11.3f}" for s in by_stage)
+    )
+    print(
+        f"exact match {report['exact_match']:.3f}; JSON-valid {report['json_valid']:.3f}; "
+        f"schema-valid {report['schema_valid']:.3f}"
+    )
     if approval:
-        print(f"auto-approve at confidence >= {approval['threshold']:.3f}: {approval['approved']}/{len(docs)} "
-              f"documents ({approval['coverage']:.0%}), document precision {approval['document_precision']:.3f}, "
-              f"field precision {approval['field_precision']:.3f}")
+        print(
+            f"auto-approve at confidence >= {approval['threshold']:.3f}: {approval['approved']}/{len(docs)} "
+            f"documents ({approval['coverage']:.0%}), document precision {approval['document_precision']:.3f}, "
+            f"field precision {approval['field_precision']:.3f}"
+        )
     print("error kinds: " + "; ".join(f"{n} {c}" for n, c in kinds_of_errors["counts"].items() if c))
     if summary:
-        print(f"training: {summary.get('steps')} steps, {summary.get('train_time_s', 0):.0f} s "
-              f"({summary.get('train_time_s', 0) / 60:.1f} min), {summary.get('tokens_per_s', 0):.0f} tokens/s, "
-              f"{summary.get('runtime')}")
-    print(f"prediction: {predict_s:.0f} s ({len(eval_rows) / max(predict_s, 1e-9):.2f} receipts/s); "
-          f"total {time.perf_counter() - started:.0f} s")
+        print(
+            f"training: {summary.get('steps')} steps, {summary.get('train_time_s', 0):.0f} s "
+            f"({summary.get('train_time_s', 0) / 60:.1f} min), {summary.get('tokens_per_s', 0):.0f} tokens/s, "
+            f"{summary.get('runtime')}"
+        )
+    print(
+        f"prediction: {predict_s:.0f} s ({len(eval_rows) / max(predict_s, 1e-9):.2f} receipts/s); "
+        f"total {time.perf_counter() - started:.0f} s"
+    )
     print(f"micro-F1: {report['micro']['f1']:.4f}")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "command": "benchmarks/sroie_recipe.py " + " ".join(sys.argv[1:]),
-        "args": {k: str(v) for k, v in vars(args).items()}, "eval_on": args.eval_on, "receipts": len(eval_rows),
-        "train_receipts": len(train_rows),
-        "run_dir": run_dir, "conventions": str(conventions_file),
-        "train": {k: summary.get(k) for k in ("steps", "train_time_s", "tokens_per_s", "final_loss", "runtime")}
-        if summary else None,
-        "micro_f1": report["micro"]["f1"], "report": {k: v for k, v in report.items() if k != "worst"},
-        "stages": {s: {"micro_f1": r["micro"]["f1"], "fields": {n: r["fields"][n]["f1"] for n in NAMES},
-                       "exact_match": r["exact_match"]} for s, r in by_stage.items()},
-        "auto_approval": approval, "error_kinds": kinds_of_errors["counts"], "predict_s": round(predict_s, 1),
-        "credit": "Receipts: ICDAR 2019 SROIE (Z. Huang et al.), CC BY 4.0.",
-        "predictions": [{"id": r["id"], "fields": f, "engine": e, "raw": res["raw"], "confidence": res["confidence"],
-                         "document_confidence": c, **({"ranking": decisions[i]["decision"]} if decisions else {})}
-                        for i, (r, f, e, res, c) in enumerate(zip(eval_rows, final, stages["engine"], results,
-                                                                  confidences))],
-    }, indent=1, ensure_ascii=False, default=str))
+    args.out.write_text(
+        json.dumps(
+            {
+                "command": "benchmarks/sroie_recipe.py " + " ".join(sys.argv[1:]),
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "eval_on": args.eval_on,
+                "receipts": len(eval_rows),
+                "train_receipts": len(train_rows),
+                "run_dir": run_dir,
+                "conventions": str(conventions_file),
+                "train": {k: summary.get(k) for k in ("steps", "train_time_s", "tokens_per_s", "final_loss", "runtime")}
+                if summary
+                else None,
+                "micro_f1": report["micro"]["f1"],
+                "report": {k: v for k, v in report.items() if k != "worst"},
+                "stages": {
+                    s: {
+                        "micro_f1": r["micro"]["f1"],
+                        "fields": {n: r["fields"][n]["f1"] for n in NAMES},
+                        "exact_match": r["exact_match"],
+                    }
+                    for s, r in by_stage.items()
+                },
+                "auto_approval": approval,
+                "error_kinds": kinds_of_errors["counts"],
+                "predict_s": round(predict_s, 1),
+                "credit": "Receipts: ICDAR 2019 SROIE (Z. Huang et al.), CC BY 4.0.",
+                "predictions": [
+                    {
+                        "id": r["id"],
+                        "fields": f,
+                        "engine": e,
+                        "raw": res["raw"],
+                        "confidence": res["confidence"],
+                        "document_confidence": c,
+                        **({"ranking": decisions[i]["decision"]} if decisions else {}),
+                    }
+                    for i, (r, f, e, res, c) in enumerate(zip(eval_rows, final, stages["engine"], results, confidences))
+                ],
+            },
+            indent=1,
+            ensure_ascii=False,
+            default=str,
+        )
+    )
     print(f"written: {args.out}")
 
 

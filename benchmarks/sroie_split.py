@@ -37,9 +37,11 @@ SEED = 2019
 DEV_SIZE = 126
 FOLDS, FOLD_SEED = 5, 5  # development folds over the train part (fold_rows)
 OLD_SEED, OLD_VAL = 42, 60  # benchmarks/sroie_eval.py's defaults, which made runs/sroie/val.jsonl
-CREDIT = ("Ids of receipts from the ICDAR 2019 SROIE dataset: Z. Huang et al., \"ICDAR2019 Competition on "
-          "Scanned Receipt OCR and Information Extraction\", ICDAR 2019, doi:10.1109/ICDAR.2019.00244. "
-          "Licence: CC BY 4.0.")
+CREDIT = (
+    'Ids of receipts from the ICDAR 2019 SROIE dataset: Z. Huang et al., "ICDAR2019 Competition on '
+    'Scanned Receipt OCR and Information Extraction", ICDAR 2019, doi:10.1109/ICDAR.2019.00244. '
+    "Licence: CC BY 4.0."
+)
 
 
 def _lines(source: Path) -> list[str]:
@@ -65,10 +67,12 @@ def make_split(source: Path = SOURCE, *, seed: int = SEED, dev_size: int = DEV_S
         "source": "sroie_train.jsonl",
         "source_sha256": sha256(source),
         "credit": CREDIT,
-        "method": (f"tune = the {OLD_VAL} receipts benchmarks/sroie_eval.py held out (random.Random({OLD_SEED}) "
-                   f"shuffle of the source lines, first {OLD_VAL}); dev = random.Random({seed}).sample of "
-                   f"{dev_size} from the sorted remaining ids; train = all other ids (tune included). "
-                   "Regenerate or check with benchmarks/sroie_split.py."),
+        "method": (
+            f"tune = the {OLD_VAL} receipts benchmarks/sroie_eval.py held out (random.Random({OLD_SEED}) "
+            f"shuffle of the source lines, first {OLD_VAL}); dev = random.Random({seed}).sample of "
+            f"{dev_size} from the sorted remaining ids; train = all other ids (tune included). "
+            "Regenerate or check with benchmarks/sroie_split.py."
+        ),
         "seed": seed,
         "counts": {"source": len(ids), "train": len(train), "dev": len(dev), "tune": len(tune)},
         "dev_ids": dev,
@@ -121,8 +125,9 @@ def tune_rows(source: Path = SOURCE, split_file: Path = SPLIT_FILE) -> list[dict
     return [by_id[i] for i in recorded["tune_ids"]]
 
 
-def fold_rows(fold: int, folds: int = FOLDS, source: Path = SOURCE, split_file: Path = SPLIT_FILE
-              ) -> tuple[list[dict], list[dict]]:
+def fold_rows(
+    fold: int, folds: int = FOLDS, source: Path = SOURCE, split_file: Path = SPLIT_FILE
+) -> tuple[list[dict], list[dict]]:
     """(the train rows outside fold `fold`, the rows in it): the train part's ids, sorted, shuffled with
     `random.Random(FOLD_SEED)` and dealt round-robin into `folds` slices. A wider development slice than
     tune: each fold is scored by a model trained on the other folds, dev stays untouched."""
@@ -132,8 +137,7 @@ def fold_rows(fold: int, folds: int = FOLDS, source: Path = SOURCE, split_file: 
     ids = sorted(recorded["train_ids"])
     random.Random(FOLD_SEED).shuffle(ids)
     held = set(ids[fold::folds])
-    return ([by_id[i] for i in sorted(recorded["train_ids"]) if i not in held],
-            [by_id[i] for i in sorted(held)])
+    return ([by_id[i] for i in sorted(recorded["train_ids"]) if i not in held], [by_id[i] for i in sorted(held)])
 
 
 def sample_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
@@ -158,9 +162,13 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--check", action="store_true")
     group.add_argument("--write", action="store_true")
-    group.add_argument("--export-tune", type=Path, metavar="DIR",
-                       help="write DIR/train.jsonl (the train part without the tune receipts and without the receipts "
-                            "in examples/documents) and DIR/tune.jsonl (held out: to calibrate an adapter on)")
+    group.add_argument(
+        "--export-tune",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/train.jsonl (the train part without the tune receipts and without the receipts "
+        "in examples/documents) and DIR/tune.jsonl (held out: to calibrate an adapter on)",
+    )
     args = parser.parse_args()
     if args.export_tune:
         train, _ = load_split(args.source, args.out)
@@ -169,8 +177,7 @@ def main() -> None:
         held = {r["id"] for r in tune} | shown
         args.export_tune.mkdir(parents=True, exist_ok=True)
         for name, rows in (("train", [r for r in train if r["id"] not in held]), ("tune", tune)):
-            write_jsonl([{"text": r["text"], "fields": r["fields"]} for r in rows],
-                        args.export_tune / f"{name}.jsonl")
+            write_jsonl([{"text": r["text"], "fields": r["fields"]} for r in rows], args.export_tune / f"{name}.jsonl")
             print(f"{args.export_tune / f'{name}.jsonl'}: {len(rows)} receipts")
         return
     if args.write:

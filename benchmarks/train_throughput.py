@@ -57,14 +57,27 @@ def run_plain(args, out: Path) -> dict:
     path = resolve_model()
     tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    config = SFTConfig(output_dir=str(out), per_device_train_batch_size=args.batch_size,
-                       max_steps=args.steps * args.epochs,
-                       learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1,
-                       report_to="none", save_strategy="no", use_cpu=True, bf16=False, max_length=2048,
-                       seed=args.seed, dataloader_num_workers=0, disable_tqdm=True)
+    config = SFTConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps * args.epochs,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        max_length=2048,
+        seed=args.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
     lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, peft_config=lora)
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora
+    )
     started = time.time()
     trainer.train()
     seconds = time.time() - started
@@ -80,14 +93,34 @@ def run_tunebridge(args, out: Path) -> dict:
     train_ex, _ = _split(args.data, args.steps * args.batch_size)
     data = out / "train.jsonl"
     data.write_text("".join(json.dumps({"messages": ex.messages}) + "\n" for ex in train_ex))
-    config = TrainConfig(data=[str(data)], val_fraction=0.0, epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.lr, lr_scheduler="constant", warmup_ratio=0.0, report_to="none",
-                         save_every=0, output_dir=str(out), run_name="tb", seed=args.seed, threads=args.threads,
-                         **json.loads(args.variant or "{}"))
+    config = TrainConfig(
+        data=[str(data)],
+        val_fraction=0.0,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        report_to="none",
+        save_every=0,
+        output_dir=str(out),
+        run_name="tb",
+        seed=args.seed,
+        threads=args.threads,
+        **json.loads(args.variant or "{}"),
+    )
     result = train(config, progress_bar=False)
-    losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
-    return {"seconds": result.summary["train_time_s"], "losses": losses, "adapter": str(result.adapter_dir),
-            "runtime": result.summary["runtime"]}
+    losses = [
+        json.loads(line)["loss"]
+        for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
+        if '"loss"' in line
+    ]
+    return {
+        "seconds": result.summary["train_time_s"],
+        "losses": losses,
+        "adapter": str(result.adapter_dir),
+        "runtime": result.summary["runtime"],
+    }
 
 
 def held_out_loss(args, adapter: str) -> float:
@@ -106,8 +139,14 @@ def held_out_loss(args, adapter: str) -> float:
     tokenizer = load_tokenizer(path)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), adapter)
     encoded = encode_examples(tokenizer, held, max_length=4096)
-    return evaluate_loss(model, AnswerLoss(model), encoded, runtime=Runtime("cpu", torch.float32, "none"),
-                         batch_size=4, pad_id=tokenizer.pad_token_id)
+    return evaluate_loss(
+        model,
+        AnswerLoss(model),
+        encoded,
+        runtime=Runtime("cpu", torch.float32, "none"),
+        batch_size=4,
+        pad_id=tokenizer.pad_token_id,
+    )
 
 
 def workload(args) -> dict:
@@ -128,8 +167,11 @@ def workload(args) -> dict:
     answer = sum(e.n_answer_tokens for e in enc.items) * args.epochs
     # forward 2 FLOPs per weight per token, backward (activation gradients only; the base is frozen) 2 more;
     # attention scores and mixing (causal, so half of T^2), and the output layer only where there are labels.
-    flops = 4 * body * tokens + 4 * layers * h * sum(len(e.input_ids) ** 2 for e in enc.items) * args.epochs \
+    flops = (
+        4 * body * tokens
+        + 4 * layers * h * sum(len(e.input_ids) ** 2 for e in enc.items) * args.epochs
         + 4 * cfg.vocab_size * h * answer
+    )
     return {"tokens": tokens, "answer_tokens": answer, "useful_flops": flops}
 
 
@@ -165,8 +207,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--only", choices=["plain", "tunebridge"], help=argparse.SUPPRESS)
-    parser.add_argument("--variant", metavar="JSON", help="TrainConfig overrides for the tunebridge side, for "
-                        "ablations, e.g. '{\"precision\": \"fp32\", \"group_by_length\": false}'")
+    parser.add_argument(
+        "--variant",
+        metavar="JSON",
+        help="TrainConfig overrides for the tunebridge side, for "
+        'ablations, e.g. \'{"precision": "fp32", "group_by_length": false}\'',
+    )
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
@@ -180,25 +226,50 @@ def main() -> None:
     path = compute_path(cpu_kind())  # the peak in the dtype tunebridge computes in here (bf16 is emulated on AVX2)
     peak = matmul_peak(args.threads, torch.bfloat16 if path.dtype == "bf16" else torch.float32)
     print(f"cpu: {cpu_kind()}")
-    print(f"workload: {args.epochs} epochs x {args.steps} steps x {args.batch_size} receipts = {work['tokens']} tokens "
-          f"({work['answer_tokens']} answer tokens), {args.threads} threads")
+    print(
+        f"workload: {args.epochs} epochs x {args.steps} steps x {args.batch_size} receipts = {work['tokens']} tokens "
+        f"({work['answer_tokens']} answer tokens), {args.threads} threads"
+    )
     print(f"{path.dtype} 2048x2048 matmul peak: {peak / 1e12:.2f} TFLOP/s")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("plain", "tunebridge"):
             out = Path(tmp) / name
             out.mkdir()
-            cmd = [sys.executable, __file__, "--only", name, "--out", str(out), "--data", str(args.data),
-                   "--steps", str(args.steps), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-                   "--seed", str(args.seed), "--threads", str(args.threads), "--variant", args.variant or "{}"]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--only",
+                name,
+                "--out",
+                str(out),
+                "--data",
+                str(args.data),
+                "--steps",
+                str(args.steps),
+                "--epochs",
+                str(args.epochs),
+                "--batch-size",
+                str(args.batch_size),
+                "--lr",
+                str(args.lr),
+                "--seed",
+                str(args.seed),
+                "--threads",
+                str(args.threads),
+                "--variant",
+                args.variant or "{}",
+            ]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             results[name] = r = json.loads((out / "result.json").read_text())
             r["tokens_per_s"] = work["tokens"] / r["seconds"]
             r["flops_per_s"] = work["useful_flops"] / r["seconds"]
-            print(f"{name:>10}: {r['seconds']:7.1f} s  {r['tokens_per_s']:7.1f} tokens/s  "
-                  f"{r['flops_per_s'] / 1e12:.3f} useful TFLOP/s ({100 * r['flops_per_s'] / peak:.1f}% of peak)  "
-                  f"peak RSS {r['peak_rss_mib']:.0f} MiB  held-out loss {r['held_out_loss']:.4f}  "
-                  f"first/last step loss {r['losses'][0]:.3f}/{r['losses'][-1]:.3f}")
+            print(
+                f"{name:>10}: {r['seconds']:7.1f} s  {r['tokens_per_s']:7.1f} tokens/s  "
+                f"{r['flops_per_s'] / 1e12:.3f} useful TFLOP/s ({100 * r['flops_per_s'] / peak:.1f}% of peak)  "
+                f"peak RSS {r['peak_rss_mib']:.0f} MiB  held-out loss {r['held_out_loss']:.4f}  "
+                f"first/last step loss {r['losses'][0]:.3f}/{r['losses'][-1]:.3f}"
+            )
     plain, tb = results["plain"], results["tunebridge"]
     diff = (tb["held_out_loss"] - plain["held_out_loss"]) / plain["held_out_loss"]
     print(f"held-out loss difference: {100 * diff:+.1f}% ({'within' if abs(diff) <= 0.05 else 'OUTSIDE'} ±5%)")

@@ -55,7 +55,9 @@ class PostgresServer:
     def __init__(self, bin_dir: Path | None = None, *, timeout: float = 30.0) -> None:
         self.bin_dir = bin_dir or find_bin_dir()
         if self.bin_dir is None:
-            raise FileNotFoundError("no PostgreSQL binaries: pip install pgserver (the test extras) or a system postgres")
+            raise FileNotFoundError(
+                "no PostgreSQL binaries: pip install pgserver (the test extras) or a system postgres"
+            )
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self._as_user: dict = {}
@@ -93,8 +95,10 @@ class PostgresServer:
         pgserver's programs find their libraries by a relative path, `$ORIGIN/../../../pgserver.libs`."""
         install = self.bin_dir.parent
         if not (install / "share").is_dir():
-            raise RuntimeError(f"user {NOBODY!r} cannot run {self.bin_dir}/postgres, and it is not a copyable "
-                               "installation (bin, lib and share side by side)")
+            raise RuntimeError(
+                f"user {NOBODY!r} cannot run {self.bin_dir}/postgres, and it is not a copyable "
+                "installation (bin, lib and share side by side)"
+            )
         copy = self.tmp / install.parent.name / install.name
         shutil.copytree(install, copy, symlinks=True, ignore=shutil.ignore_patterns("include"))
         libs = install.parent.parent / f"{install.parent.name}.libs"  # where auditwheel put the shared libraries
@@ -103,27 +107,67 @@ class PostgresServer:
         self.bin_dir = copy / "bin"
 
     def _run(self, *args: str) -> None:
-        done = subprocess.run([str(self.bin_dir / args[0]), *args[1:]], env=self._env, cwd=self.tmp,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120, **self._as_user)
+        done = subprocess.run(
+            [str(self.bin_dir / args[0]), *args[1:]],
+            env=self._env,
+            cwd=self.tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=120,
+            **self._as_user,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({done.returncode}):\n{done.stdout}")
 
     def _initdb(self) -> None:
         # --no-sync: a test server's files need not survive a power cut, and fsync is the slow part.
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                  "--locale=C", "--no-sync", "--no-instructions")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        )
 
     def _start(self, timeout: float) -> None:
         for _attempt in range(3):  # the free port can be taken between choosing and binding it
             self.port = _free_port()
             with open(self.log_path, "ab") as log:  # a file, never an unread pipe
                 self.proc = subprocess.Popen(
-                    [str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                     "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                     "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                     "-c", "max_connections=100", "-c", "shared_buffers=32MB"],
-                    env=self._env, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                    **self._as_user)
+                    [
+                        str(self.bin_dir / "postgres"),
+                        "-D",
+                        str(self.data),
+                        "-p",
+                        str(self.port),
+                        "-c",
+                        "listen_addresses=127.0.0.1",
+                        "-c",
+                        "unix_socket_directories=",
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                        "-c",
+                        "max_connections=100",
+                        "-c",
+                        "shared_buffers=32MB",
+                    ],
+                    env=self._env,
+                    cwd=self.tmp,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    **self._as_user,
+                )
             if self._wait_ready(timeout):
                 return
             if "could not bind" not in self.log():

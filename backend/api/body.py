@@ -13,9 +13,11 @@ def check_declared_length(request: Request, *, limit_bytes: int, required: bool 
             raise HTTPException(status.HTTP_411_LENGTH_REQUIRED, "this upload needs a Content-Length header")
         return
     if int(declared) > limit_bytes:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"body of {int(declared)} bytes exceeds the limit of {limit_bytes} bytes "
-                            "(TUNEBRIDGE_MAX_BODY_MB); split the upload")
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"body of {int(declared)} bytes exceeds the limit of {limit_bytes} bytes "
+            "(TUNEBRIDGE_MAX_BODY_MB); split the upload",
+        )
 
 
 async def read_capped(request: Request, *, limit_bytes: int) -> bytes:
@@ -24,8 +26,10 @@ async def read_capped(request: Request, *, limit_bytes: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit_bytes:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                f"body exceeds the limit of {limit_bytes} bytes (TUNEBRIDGE_MAX_BODY_MB); split the upload")
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"body exceeds the limit of {limit_bytes} bytes (TUNEBRIDGE_MAX_BODY_MB); split the upload",
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -41,8 +45,13 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(scope, receive, send, f"body of {int(declared)} bytes exceeds the limit of {self.limit} bytes "
-                                            "(TUNEBRIDGE_MAX_BODY_MB); split the upload")
+            return await self._refuse(
+                scope,
+                receive,
+                send,
+                f"body of {int(declared)} bytes exceeds the limit of {self.limit} bytes "
+                "(TUNEBRIDGE_MAX_BODY_MB); split the upload",
+            )
         seen = 0
 
         async def counted():
@@ -51,8 +60,10 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                        f"body exceeds the limit of {self.limit} bytes (TUNEBRIDGE_MAX_BODY_MB)")
+                    raise HTTPException(
+                        status.HTTP_413_CONTENT_TOO_LARGE,
+                        f"body exceeds the limit of {self.limit} bytes (TUNEBRIDGE_MAX_BODY_MB)",
+                    )
             return message
 
         return await self.app(scope, counted, send)

@@ -29,17 +29,26 @@ def get_batcher(request: Request) -> Batcher:
 BatcherDep = Annotated[Batcher, Depends(get_batcher)]
 
 
-bearer = HTTPBearer(auto_error=False, scheme_name="apiKey",
-                    description="An API key from `tunebridge keys create`, sent as `Authorization: Bearer <key>`.")
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An API key from `tunebridge keys create`, sent as `Authorization: Bearer <key>`.",
+)
 
 
-def require_api_key(request: Request, engine: EngineDep,
-                    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> None:
+def require_api_key(
+    request: Request,
+    engine: EngineDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send 'Authorization: Bearer <key>' "
-                            "(create one with `tunebridge keys create`)", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send 'Authorization: Bearer <key>' (create one with `tunebridge keys create`)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not verify_key(engine=engine, key=key.strip()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
 

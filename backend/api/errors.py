@@ -16,8 +16,14 @@ _CODES = {401: "invalid_api_key", 404: "model_not_found", 409: "conflict", 413: 
 _PARAM = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
 
 
-def error_response(request: Request, status: int, message: str, *, details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     if not request.url.path.startswith(OPENAI_ROUTES):
         body: dict[str, Any] = {"error": message}
         if details is not None:
@@ -25,16 +31,18 @@ def error_response(request: Request, status: int, message: str, *, details: list
         return JSONResponse(body, status_code=status, headers=headers)
     param = None
     if details:  # pydantic's: where (body.messages.0.role) and problem; a model check's problem names its field
-        problems = [(d["where"].removeprefix("body").lstrip("."), d["problem"].removeprefix("Value error, "))
-                    for d in details]
+        problems = [
+            (d["where"].removeprefix("body").lstrip("."), d["problem"].removeprefix("Value error, ")) for d in details
+        ]
         message = "; ".join(f"{where}: {problem}" if where else problem for where, problem in problems)
         param = problems[0][0] or None
     if param is None and (found := _PARAM.match(message)):
         param = found.group(1)
     kind = "server_error" if status >= 500 else "authentication_error" if status == 401 else "invalid_request_error"
     code = _CODES.get(status)
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status, headers=headers
+    )
 
 
 class ErrorOut(BaseModel):
@@ -53,13 +61,22 @@ class OpenAIErrorOut(BaseModel):
     error: OpenAIErrorDetail
 
 
-_WHY = {400: "The body is not valid JSON", 503: "Not answered within TUNEBRIDGE_REQUEST_TIMEOUT_S", 401: "Missing or invalid API key", 404: "Not found", 409: "Conflicts with the current state",
-        413: "Body or dataset too large", 422: "Invalid request: the message names the field and what was expected"}
+_WHY = {
+    400: "The body is not valid JSON",
+    503: "Not answered within TUNEBRIDGE_REQUEST_TIMEOUT_S",
+    401: "Missing or invalid API key",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    413: "Body or dataset too large",
+    422: "Invalid request: the message names the field and what was expected",
+}
 # Declared on every /v1 route, so generated clients know the error bodies.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut, "description": why}
-                                                    for code, why in _WHY.items()}
-OPENAI_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": OpenAIErrorOut, "description": why}
-                                                           for code, why in _WHY.items()}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": why} for code, why in _WHY.items()
+}
+OPENAI_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": OpenAIErrorOut, "description": why} for code, why in _WHY.items()
+}
 
 
 def allowed_methods(app: Any, path: str) -> list[str]:

@@ -36,16 +36,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(app.state.engine)
         repair_datasets(engine=app.state.engine, data_dir=settings.data_dir)  # logs what a crash left behind
         cores.claim("serve", fixed=settings.inference_threads).apply()
-        pool = ModelPool(device=settings.device, max_prompt_tokens=settings.max_prompt_tokens,
-                         dtype=settings.inference_dtype)  # models load on first use, then stay for the process
-        app.state.batcher = Batcher(pool, max_batch=settings.batch_max, window_s=settings.batch_window_ms / 1000,
-                                    timeout_s=settings.request_timeout_s or None)
+        pool = ModelPool(
+            device=settings.device, max_prompt_tokens=settings.max_prompt_tokens, dtype=settings.inference_dtype
+        )  # models load on first use, then stay for the process
+        app.state.batcher = Batcher(
+            pool,
+            max_batch=settings.batch_max,
+            window_s=settings.batch_window_ms / 1000,
+            timeout_s=settings.request_timeout_s or None,
+        )
         yield
         app.state.batcher.close()
         app.state.engine.dispose()
 
-    app = FastAPI(title="tunebridge", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  summary="Fine-tune small LLMs on your labelled documents and serve them.")
+    app = FastAPI(
+        title="tunebridge",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        summary="Fine-tune small LLMs on your labelled documents and serve them.",
+    )
     add_offline_docs(app)
     app.dependency_overrides[get_settings] = lambda: settings
     app.add_middleware(BodyLimit, limit_bytes=int(settings.max_body_mb * 1024 * 1024))

@@ -25,8 +25,11 @@ class EvalConfig:
             raise InvalidRequest(f"adapters: got {self.adapters!r}, expected a list of adapter references")
         if not self.adapters and not self.include_base:
             raise InvalidRequest("nothing to evaluate: give adapters, or include the base model")
-        for name, value, low in (("limit", self.limit, 0), ("batch_size", self.batch_size, 1),
-                                 ("max_new_tokens", self.max_new_tokens, 0)):
+        for name, value, low in (
+            ("limit", self.limit, 0),
+            ("batch_size", self.batch_size, 1),
+            ("max_new_tokens", self.max_new_tokens, 0),
+        ):
             if not isinstance(value, int) or value < low:
                 raise InvalidRequest(f"{name}: got {value!r}, expected an integer >= {low}")
         if self.promote is not None:
@@ -39,7 +42,7 @@ class EvalConfig:
         if self.promote is None:
             return None
         if not isinstance(self.promote, dict):
-            raise InvalidRequest(f"promote: got {self.promote!r}, expected an object like {{\"alias\": \"prod\"}}")
+            raise InvalidRequest(f'promote: got {self.promote!r}, expected an object like {{"alias": "prod"}}')
         return PromotionPolicy.from_dict(self.promote)
 
     @classmethod

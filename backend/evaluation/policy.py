@@ -35,12 +35,17 @@ class PromotionPolicy:
 
 def decide(candidate: dict[str, Any], incumbent: dict[str, Any] | None, policy: PromotionPolicy) -> dict[str, Any]:
     """`candidate`/`incumbent`: extraction summaries (`metrics.summarize`) on the same data."""
-    decision: dict[str, Any] = {"policy": asdict(policy), "candidate_f1": candidate["micro"]["f1"],
-                                "incumbent_f1": incumbent["micro"]["f1"] if incumbent else None}
+    decision: dict[str, Any] = {
+        "policy": asdict(policy),
+        "candidate_f1": candidate["micro"]["f1"],
+        "incumbent_f1": incumbent["micro"]["f1"] if incumbent else None,
+    }
     if incumbent is None:
         return {**decision, "promote": True, "reasons": [f"no version holds @{policy.alias} yet"]}
     gain = candidate["micro"]["f1"] - incumbent["micro"]["f1"]
-    drops = {f: incumbent["fields"][f]["f1"] - c["f1"] for f, c in candidate["fields"].items() if f in incumbent["fields"]}
+    drops = {
+        f: incumbent["fields"][f]["f1"] - c["f1"] for f, c in candidate["fields"].items() if f in incumbent["fields"]
+    }
     reasons = []
     if gain < policy.min_gain:
         reasons.append(f"micro-F1 gain {gain:+.4f} is below the required {policy.min_gain:+.4f}")
@@ -49,6 +54,8 @@ def decide(candidate: dict[str, Any], incumbent: dict[str, Any] | None, policy: 
             reasons.append(f"field {field!r} F1 drops by {drop:.4f} (> {policy.max_field_drop:.4f})")
     promote = not reasons
     if promote:
-        reasons.append(f"micro-F1 gain {gain:+.4f} >= {policy.min_gain:+.4f} and no field drops more than "
-                       f"{policy.max_field_drop:.4f}")
+        reasons.append(
+            f"micro-F1 gain {gain:+.4f} >= {policy.min_gain:+.4f} and no field drops more than "
+            f"{policy.max_field_drop:.4f}"
+        )
     return {**decision, "promote": promote, "gain": gain, "field_drops": drops, "reasons": reasons}

@@ -10,56 +10,89 @@ from backend.scoring.metrics import ERROR_CATEGORIES
 
 def write_report(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[str, Path]:
     paths = {"report": out_dir / "report.md"}
-    lines = [f"# {title}", "", f"{result['examples']} examples ({result['extraction_examples']} extraction, "
-             f"{result['answer_examples']} chat/instruction); greedy decoding, at most {result['max_new_tokens']} "
-             "new tokens.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"{result['examples']} examples ({result['extraction_examples']} extraction, "
+        f"{result['answer_examples']} chat/instruction); greedy decoding, at most {result['max_new_tokens']} "
+        "new tokens.",
+        "",
+    ]
     candidates = result["candidates"]
     extraction = {k: v["extraction"] for k, v in candidates.items() if "extraction" in v}
     if extraction:
         schema = result["schema"]
-        lines += ["## Extraction", "",
-                  "| model | micro-F1 | precision | recall | exact match | JSON-valid | schema-valid | seconds |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Extraction",
+            "",
+            "| model | micro-F1 | precision | recall | exact match | JSON-valid | schema-valid | seconds |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for label, s in extraction.items():
             m = s["micro"]
-            lines.append(f"| {label} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | "
-                         f"{s['exact_match']:.3f} | {s['json_valid']:.3f} | {s['schema_valid']:.3f} | "
-                         f"{candidates[label]['seconds']} |")
-        lines += ["", "F1 per field:", "", "| model | " + " | ".join(schema) + " |",
-                  "|---|" + "---|" * len(schema)]
+            lines.append(
+                f"| {label} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                f"{s['exact_match']:.3f} | {s['json_valid']:.3f} | {s['schema_valid']:.3f} | "
+                f"{candidates[label]['seconds']} |"
+            )
+        lines += ["", "F1 per field:", "", "| model | " + " | ".join(schema) + " |", "|---|" + "---|" * len(schema)]
         for label, s in extraction.items():
             lines.append(f"| {label} | " + " | ".join(f"{s['fields'][f]['f1']:.3f}" for f in schema) + " |")
         calibrated = {k: v["calibration"] for k, v in extraction.items() if "calibration" in v}
         if calibrated:
-            lines += ["", "Confidence calibration (constrained decoding; expected calibration error over the "
-                          "present predictions, 10 bins):", ""]
-            lines += [f"- {label}: ECE {c['ece']:.3f} over {c['predictions']} field predictions" + (
-                f"; after Platt scaling {c['ece_calibrated']:.3f} (out of fold)" if c.get("ece_calibrated") is not None
-                else "") for label, c in calibrated.items()]
+            lines += [
+                "",
+                "Confidence calibration (constrained decoding; expected calibration error over the "
+                "present predictions, 10 bins):",
+                "",
+            ]
+            lines += [
+                f"- {label}: ECE {c['ece']:.3f} over {c['predictions']} field predictions"
+                + (
+                    f"; after Platt scaling {c['ece_calibrated']:.3f} (out of fold)"
+                    if c.get("ece_calibrated") is not None
+                    else ""
+                )
+                for label, c in calibrated.items()
+            ]
         lines += ["", "![F1 per field](eval.png)", "", "## Errors by category", ""]
         for label, s in extraction.items():
             why = [c for c in ERROR_CATEGORIES if c != "missing"]  # "missing" is an outcome column already
-            lines += [f"### {label}", "", "| field | correct | wrong | missing | extra | " + " | ".join(why) + " |",
-                      "|---|---|---|---|---|" + "---|" * len(why)]
+            lines += [
+                f"### {label}",
+                "",
+                "| field | correct | wrong | missing | extra | " + " | ".join(why) + " |",
+                "|---|---|---|---|---|" + "---|" * len(why),
+            ]
             for f in schema:
                 c, errs = s["fields"][f], s["errors"].get(f, {})
-                lines.append(f"| {f} | {c['correct']} | {c['wrong']} | {c['missing']} | {c['extra']} | " +
-                             " | ".join(str(errs.get(k, 0)) for k in why) + " |")
+                lines.append(
+                    f"| {f} | {c['correct']} | {c['wrong']} | {c['missing']} | {c['extra']} | "
+                    + " | ".join(str(errs.get(k, 0)) for k in why)
+                    + " |"
+                )
             if s["worst"]:
                 lines += ["", "Worst documents:", ""]
                 for doc in s["worst"]:
-                    wrong = "; ".join(f"{f['field']}: {f['predicted']!r} (gold {f['gold']!r}, "
-                                      f"{', '.join(f['categories'])})" for f in doc["fields"])
+                    wrong = "; ".join(
+                        f"{f['field']}: {f['predicted']!r} (gold {f['gold']!r}, {', '.join(f['categories'])})"
+                        for f in doc["fields"]
+                    )
                     lines.append(f"- document {doc['index']} ({doc['errors']} wrong): {wrong}")
             lines.append("")
         paths["chart"] = _chart(extraction, schema, out_dir / "eval.png")
     answers = {k: v["answers"] for k, v in candidates.items() if "answers" in v}
     if answers:
-        lines += ["## Chat / instruction answers", "", "| model | loss | perplexity | exact match | token-F1 |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## Chat / instruction answers",
+            "",
+            "| model | loss | perplexity | exact match | token-F1 |",
+            "|---|---|---|---|---|",
+        ]
         for label, a in answers.items():
-            lines.append(f"| {label} | {a['loss']:.4f} | {a['perplexity']:.2f} | {a['exact_match']:.3f} | "
-                         f"{a['token_f1']:.3f} |")
+            lines.append(
+                f"| {label} | {a['loss']:.4f} | {a['perplexity']:.2f} | {a['exact_match']:.3f} | {a['token_f1']:.3f} |"
+            )
         lines.append("")
     paths["report"].write_text("\n".join(lines) + "\n")
     return paths

@@ -41,17 +41,27 @@ def load_eval_set(path: str | Path, *, limit: int | None = None) -> tuple[list[E
     loaded = load_jsonl(path, dedupe=False)
     if loaded.issues:
         first = loaded.issues[0]
-        raise InvalidRequest(f"{len(loaded.issues)} invalid line(s) in {path}, first {first.file}:{first.line}: "
-                         f"{first.message}")
+        raise InvalidRequest(
+            f"{len(loaded.issues)} invalid line(s) in {path}, first {first.file}:{first.line}: {first.message}"
+        )
     examples = loaded.examples[:limit] if limit else loaded.examples
     if not examples:
         raise InvalidRequest(f"{path}: no examples to evaluate")
     return examples, loaded.schema.names if loaded.schema else []
 
 
-def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Candidate], pool: ModelPool,
-             batch_size: int = 8, max_new_tokens: int | None = None, constrained: bool = False,
-             rank: str | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def evaluate(
+    *,
+    examples: list[Example],
+    schema: list[str],
+    candidates: list[Candidate],
+    pool: ModelPool,
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    constrained: bool = False,
+    rank: str | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """`constrained`: extraction answers are decoded under the schema (backend/inference/extraction.py)
     and scored as serving returns them (the adapter's label conventions applied; with `rank`, candidate
     ranking too), JSON/schema validity from the model's own answer; their per-field confidences are
@@ -78,17 +88,21 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
                 raws, served, spec = [], [], ExtractionSpec.from_names(schema)
                 reqs = [Document(cast(dict, e.record)["text"], spec, max_new_tokens) for e in extraction]
                 for start in range(0, len(reqs), batch_size):
-                    for out in extract_many(pool, candidate.target, reqs[start:start + batch_size],
-                                            batch_size=batch_size, rank=rank):
+                    for out in extract_many(
+                        pool, candidate.target, reqs[start : start + batch_size], batch_size=batch_size, rank=rank
+                    ):
                         raws.append(out["raw"])
                         served.append(json.dumps(out["fields"], ensure_ascii=False))
                         confidences.append(out["confidence"])
-                    progress(len(reqs[start:start + batch_size]))
+                    progress(len(reqs[start : start + batch_size]))
             else:
-                raws = _generate(pool, candidate.target, [e.messages[:-1] for e in extraction], cap, batch_size,
-                                 progress)
-            docs = [score_document(i, answer, cast(dict, e.record)["fields"], schema, cast(dict, e.record)["text"])
-                    for i, (e, answer) in enumerate(zip(extraction, served if constrained else raws))]
+                raws = _generate(
+                    pool, candidate.target, [e.messages[:-1] for e in extraction], cap, batch_size, progress
+                )
+            docs = [
+                score_document(i, answer, cast(dict, e.record)["fields"], schema, cast(dict, e.record)["text"])
+                for i, (e, answer) in enumerate(zip(extraction, served if constrained else raws))
+            ]
             entry["extraction"] = summarize(docs, schema)
             entry["predictions"] = [{"origin": e.origin, "raw": raw} for e, raw in zip(extraction, raws)]
             if constrained:
@@ -98,23 +112,37 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
                 for p, fields in zip(entry["predictions"], served):
                     p["fields"] = json.loads(fields)
             if confidences:
-                pairs = [(c[f.field], f.outcome == "correct") for d, c in zip(docs, confidences) for f in d.fields
-                         if c.get(f.field) is not None and f.outcome in ("correct", "wrong", "extra")]
+                pairs = [
+                    (c[f.field], f.outcome == "correct")
+                    for d, c in zip(docs, confidences)
+                    for f in d.fields
+                    if c.get(f.field) is not None and f.outcome in ("correct", "wrong", "extra")
+                ]
                 entry["extraction"]["calibration"] = evaluate_calibration(pairs)
                 for p, c in zip(entry["predictions"], confidences):
                     p["confidence"] = c
         if answers:
             cap_answers = max_new_tokens or 256
-            outputs = _generate(pool, candidate.target, [e.messages[:-1] for e in answers], cap_answers, batch_size,
-                                progress)
+            outputs = _generate(
+                pool, candidate.target, [e.messages[:-1] for e in answers], cap_answers, batch_size, progress
+            )
             nll, tokens = answer_loss(pool, candidate.target, [e.messages for e in answers])
             loss = nll / max(1, tokens)
-            entry["answers"] = {**answer_metrics([(o, e.messages[-1]["content"]) for o, e in zip(outputs, answers)]),
-                                "loss": loss, "perplexity": math.exp(min(loss, 50))}
+            entry["answers"] = {
+                **answer_metrics([(o, e.messages[-1]["content"]) for o, e in zip(outputs, answers)]),
+                "loss": loss,
+                "perplexity": math.exp(min(loss, 50)),
+            }
         entry["seconds"] = round(time.perf_counter() - started, 1)
         results[candidate.label] = entry
-    return {"examples": len(examples), "extraction_examples": len(extraction), "answer_examples": len(answers),
-            "schema": schema, "max_new_tokens": cap, "candidates": results}
+    return {
+        "examples": len(examples),
+        "extraction_examples": len(extraction),
+        "answer_examples": len(answers),
+        "schema": schema,
+        "max_new_tokens": cap,
+        "candidates": results,
+    }
 
 
 @torch.no_grad()
@@ -134,13 +162,19 @@ def answer_loss(pool: ModelPool, target: AdapterBundle, chats: list[list[dict[st
     return total, count
 
 
-def _generate(pool: ModelPool, target: AdapterBundle, prompts: list[list[dict[str, str]]], cap: int, batch_size: int,
-              progress: Callable[[int], None]) -> list[str]:
+def _generate(
+    pool: ModelPool,
+    target: AdapterBundle,
+    prompts: list[list[dict[str, str]]],
+    cap: int,
+    batch_size: int,
+    progress: Callable[[int], None],
+) -> list[str]:
     requests = [GenRequest(tuple((m["role"], m["content"]) for m in p), max_new_tokens=cap) for p in prompts]
     order = sorted(range(len(requests)), key=lambda i: sum(len(m[1]) for m in requests[i].messages))
     out: list[str] = [""] * len(requests)
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         for i, result in zip(chunk, pool.generate(target, [requests[i] for i in chunk])):
             out[i] = result.text
         progress(len(chunk))
@@ -153,4 +187,3 @@ def write_eval(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[str
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2, default=str))
     return {"eval": out_dir / "eval.json", **write_report(result, out_dir, title=title)}
-

@@ -67,15 +67,29 @@ class Batcher:
         self.requests = 0
         self.largest = 0
 
-    def generate(self, target: AdapterBundle, request: GenRequest, *, timeout_s: float | None = None,
-                 disconnected: Callable[[], bool] | None = None) -> GenResult:
+    def generate(
+        self,
+        target: AdapterBundle,
+        request: GenRequest,
+        *,
+        timeout_s: float | None = None,
+        disconnected: Callable[[], bool] | None = None,
+    ) -> GenResult:
         self.pool.admit(target, request.chat, request.max_new_tokens)  # the caller's error, before queueing
         item = _Item(target, request, Future())
         self._put(item)
         return self._wait(item, timeout_s, disconnected)
 
-    def extract(self, target: AdapterBundle, doc: Document, *, limit: int, review_confidence: float,
-                timeout_s: float | None = None, disconnected: Callable[[], bool] | None = None) -> dict[str, Any]:
+    def extract(
+        self,
+        target: AdapterBundle,
+        doc: Document,
+        *,
+        limit: int,
+        review_confidence: float,
+        timeout_s: float | None = None,
+        disconnected: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
         """A constrained extraction (`extraction.extract_many`'s record), batched with concurrent ones.
         Its prompt and schema are checked before it is queued."""
         self.pool.admit(target, doc.spec.messages(doc.text), min(doc.max_new_tokens or doc.spec.budget, limit))
@@ -100,9 +114,10 @@ class Batcher:
                     item.gone.set()
                     started = not item.future.cancel()
                     self.abandoned += started
-                    raise RequestTimeoutError(f"no answer within {limit:g} s (TUNEBRIDGE_REQUEST_TIMEOUT_S); "
-                                              + ("it had started and was stopped" if started else
-                                                 "it was still queued and was dropped")) from None
+                    raise RequestTimeoutError(
+                        f"no answer within {limit:g} s (TUNEBRIDGE_REQUEST_TIMEOUT_S); "
+                        + ("it had started and was stopped" if started else "it was still queued and was dropped")
+                    ) from None
                 if disconnected is not None and disconnected():
                     item.gone.set()
                     if not item.future.cancel():
@@ -140,14 +155,17 @@ class Batcher:
                 return
             batch = [first]
             if first.streamer is None:
-                for other in [i for i in held if i.group == first.group][:self.max_batch - 1]:
+                for other in [i for i in held if i.group == first.group][: self.max_batch - 1]:
                     held.remove(other)
                     batch.append(other)
                 deadline = time.monotonic() + self.window_s
                 while len(batch) < self.max_batch:
                     try:
-                        item = self._queue.get_nowait() if time.monotonic() >= deadline else \
-                            self._queue.get(timeout=deadline - time.monotonic())
+                        item = (
+                            self._queue.get_nowait()
+                            if time.monotonic() >= deadline
+                            else self._queue.get(timeout=deadline - time.monotonic())
+                        )
                     except queue.Empty:
                         break
                     if item is None:
@@ -185,7 +203,17 @@ class Batcher:
         first = batch[0]
         if isinstance(first.request, Document):
             limit, review_confidence = first.options
-            return extract_many(self.pool, first.target, [i.request for i in batch], limit=limit,  # type: ignore[misc]
-                                review_confidence=review_confidence, batch_size=self.max_batch)
-        return self.pool.generate(first.target, [i.request for i in batch], streamer=first.streamer,  # type: ignore[misc]
-                                  gone=[i.gone.is_set for i in batch])
+            return extract_many(
+                self.pool,
+                first.target,
+                [i.request for i in batch],  # type: ignore[misc]  # a batch holds one kind of request
+                limit=limit,
+                review_confidence=review_confidence,
+                batch_size=self.max_batch,
+            )
+        return self.pool.generate(
+            first.target,
+            [i.request for i in batch],  # type: ignore[misc]  # a batch holds one kind of request
+            streamer=first.streamer,
+            gone=[i.gone.is_set for i in batch],
+        )

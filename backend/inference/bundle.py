@@ -65,23 +65,35 @@ class AdapterBundle:
         base (or `base` instead) and the tokenizer saved with its run."""
         found = find_adapter(ref)
         name = label or (found.path.parent.name if found.path.name == "adapter" else found.path.name)
-        return cls(base or found.base_model, name, str(found.path),
-                   str(found.tokenizer_path) if found.tokenizer_path else None)
+        return cls(
+            base or found.base_model, name, str(found.path), str(found.tokenizer_path) if found.tokenizer_path else None
+        )
 
     @classmethod
     def of_record(cls, record: dict[str, Any]) -> AdapterBundle:
         """A registered adapter version (its registry record: folder, base, id, registering job)."""
         folder = Path(record["path"])
         tokenizer = folder / "tokenizer"
-        return cls(record["base_model"], record["id"], str(folder / "adapter"),
-                   str(tokenizer) if tokenizer.is_dir() else None, revision=record.get("job_id"))
+        return cls(
+            record["base_model"],
+            record["id"],
+            str(folder / "adapter"),
+            str(tokenizer) if tokenizer.is_dir() else None,
+            revision=record.get("job_id"),
+        )
 
 
 Registry = Callable[[str], dict[str, Any]]  # a reference → its registry record, or NotFound
 
 
-def resolve(ref: str | None, *, registry: Registry | None = None, folders: bool = False,
-            base: str | None = None, label: str | None = None) -> tuple[AdapterBundle, dict[str, Any] | None]:
+def resolve(
+    ref: str | None,
+    *,
+    registry: Registry | None = None,
+    folders: bool = False,
+    base: str | None = None,
+    label: str | None = None,
+) -> tuple[AdapterBundle, dict[str, Any] | None]:
     """The bundle `ref` names, and its registry record (None for a folder or a base model).
 
     `folders`: a path to an existing folder names an adapter on disk (never for references sent over
@@ -104,8 +116,9 @@ def learned(adapter_path: str | None) -> Learned:
     if not adapter_path:
         return NOTHING
     folder = Path(adapter_path)
-    stamps = tuple(_mtime(p) for p in (folder / CONVENTIONS_FILE, folder.parent / MEMORY_FILE,
-                                       folder / CALIBRATION_FILE))
+    stamps = tuple(
+        _mtime(p) for p in (folder / CONVENTIONS_FILE, folder.parent / MEMORY_FILE, folder / CALIBRATION_FILE)
+    )
     return _load(adapter_path, stamps)
 
 

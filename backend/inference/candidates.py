@@ -43,7 +43,9 @@ DATE = re.compile(
     r"|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2})"  # 25/12/2018, 25-12-18
     r"|\d{1,2}[- /]?" + _MONTH + r"[-,. /]*(?:\d{4}|\d{2})"  # 25 DEC 2018, 25-DEC-18
     r"|" + _MONTH + r"[- ]?\d{1,2},?[- ]?\d{4}"  # DEC 25, 2018
-    r")(?![\w/.-]*\d)", re.IGNORECASE)
+    r")(?![\w/.-]*\d)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,11 @@ def amount_candidates(text: str) -> list[Candidate]:
     """Amount-like spans with one or two decimals ("12.50", "RM 1,250.00", "-0.02"), each printed number
     once per place; numbers inside dates, times, codes or longer numbers, and rates ("6.00%") are not
     candidates."""
-    return [Candidate(m.group(1), m.start(1), m.end(1)) for m in AMOUNT.finditer(text)
-            if parse_decimal(m.group(1)) is not None]
+    return [
+        Candidate(m.group(1), m.start(1), m.end(1))
+        for m in AMOUNT.finditer(text)
+        if parse_decimal(m.group(1)) is not None
+    ]
 
 
 def date_candidates(text: str) -> list[Candidate]:
@@ -74,13 +79,15 @@ def line_candidates(text: str, within: int, max_lines: int, prefixes: bool = Fal
     out = []
     for i, (start, end) in enumerate(spans[:within]):
         if prefixes:
-            out += [Candidate(text[start:start + m.end()], start, start + m.end())
-                    for m in re.finditer(r"\S+(?=\s+\S)", text[start:end])]
+            out += [
+                Candidate(text[start : start + m.end()], start, start + m.end())
+                for m in re.finditer(r"\S+(?=\s+\S)", text[start:end])
+            ]
         for k in range(1, max_lines + 1):
             if i + k > len(spans):
                 break
             stop = spans[i + k - 1][1]
-            out.append(Candidate(" ".join(text[a:b] for a, b in spans[i:i + k]), start, stop))
+            out.append(Candidate(" ".join(text[a:b] for a, b in spans[i : i + k]), start, stop))
     return out
 
 
@@ -107,17 +114,27 @@ def answer_prefix(names: list[str], values: dict[str, Any], field: str) -> tuple
 def _extend(model, cache, ids: list[int], start: int, device) -> torch.Tensor:
     """Feed `ids` (one row, positions from `start`) into `cache`; the log-probabilities after the last."""
     positions = torch.arange(start, start + len(ids), device=device).unsqueeze(0)
-    logits = model(input_ids=torch.tensor([ids], device=device), position_ids=positions, cache=cache,
-                   use_cache=True, logits_to_keep=1).logits[0, -1].float()
+    logits = (
+        model(
+            input_ids=torch.tensor([ids], device=device),
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        .logits[0, -1]
+        .float()
+    )
     return torch.log_softmax(logits, dim=-1)
 
 
-LOGITS_BUDGET = 2 ** 26  # vocabulary logits held at once when scoring (256 MB in fp32): rows go in chunks
+LOGITS_BUDGET = 2**26  # vocabulary logits held at once when scoring (256 MB in fp32): rows go in chunks
 
 
 @torch.no_grad()
-def _score_on(model, cache, start: int, first: torch.Tensor, continuations: list[list[int]], device,
-              budget: int = LOGITS_BUDGET) -> list[float]:
+def _score_on(
+    model, cache, start: int, first: torch.Tensor, continuations: list[list[int]], device, budget: int = LOGITS_BUDGET
+) -> list[float]:
     """Log-likelihood of each continuation on a one-row cache of `start` tokens whose next-token
     log-probabilities are `first`: the continuations run in batches (right-padded, so no row attends
     to padding) of as many rows as keep rows x width x vocabulary logits within `budget` (a 262k-token
@@ -128,7 +145,7 @@ def _score_on(model, cache, start: int, first: torch.Tensor, continuations: list
         return scores
     rows = max(1, budget // (width * first.shape[-1]))
     for at in range(0, len(continuations), rows):
-        chunk = continuations[at:at + rows]
+        chunk = continuations[at : at + rows]
         branch = cache if at + rows >= len(continuations) else copy.deepcopy(cache)
         if len(chunk) > 1:
             branch.batch_repeat_interleave(len(chunk))
@@ -137,15 +154,16 @@ def _score_on(model, cache, start: int, first: torch.Tensor, continuations: list
         logits = model(input_ids=ids, position_ids=positions, cache=branch, use_cache=True).logits[:, :-1]
         for i, c in enumerate(chunk):
             if len(c) > 1:
-                row = torch.log_softmax(logits[i, :len(c) - 1].float(), dim=-1)
+                row = torch.log_softmax(logits[i, : len(c) - 1].float(), dim=-1)
                 scores[at + i] += float(row[torch.arange(len(c) - 1), torch.tensor(c[1:], device=device)].sum())
         del logits
     return scores
 
 
 @torch.no_grad()
-def score_continuations(model, context: list[int], continuations: list[list[int]], device=None, *,
-                        budget: int = LOGITS_BUDGET) -> list[float]:
+def score_continuations(
+    model, context: list[int], continuations: list[list[int]], device=None, *, budget: int = LOGITS_BUDGET
+) -> list[float]:
     """Log-likelihood of each continuation after `context`: one forward pass over the context, then the
     continuations in batches on its KV cache, as many rows per batch as keep their logits within `budget`."""
 
@@ -169,15 +187,17 @@ def _answers(tokenizer, prefix: str, values: list[str], closing: str) -> tuple[l
     return full, min(shared, min(len(ids) for ids in full) - 1)
 
 
-def score_values(model, tokenizer, prompt_ids: list[int], prefix: str, values: list[str], closing: str,
-                 device=None) -> list[float]:
+def score_values(
+    model, tokenizer, prompt_ids: list[int], prefix: str, values: list[str], closing: str, device=None
+) -> list[float]:
     """Log-likelihood of `prefix + value + closing` beyond the part every value shares, after the prompt."""
     return score_queries(model, tokenizer, prompt_ids, [(prefix, values, closing)], device)[0]
 
 
 @torch.no_grad()
-def score_queries(model, tokenizer, prompt_ids: list[int], queries: list[tuple[str, list[str], str]],
-                  device=None) -> list[list[float]]:
+def score_queries(
+    model, tokenizer, prompt_ids: list[int], queries: list[tuple[str, list[str], str]], device=None
+) -> list[list[float]]:
     """`score_values` for several (prefix, values, closing) after one prompt: the prompt is computed
     once, each query's shared answer prefix once on a copy of its cache."""
 
@@ -197,8 +217,9 @@ def score_queries(model, tokenizer, prompt_ids: list[int], queries: list[tuple[s
     return results
 
 
-def group(values: list[str], scores: list[float], key: Callable[[str], Any],
-          counts: dict[str, int] | None = None) -> list[tuple[str, float]]:
+def group(
+    values: list[str], scores: list[float], key: Callable[[str], Any], counts: dict[str, int] | None = None
+) -> list[tuple[str, float]]:
     """(the best-scored form, log of the summed probability of its forms) per meaning, best first; a
     form printed `counts[form]` times counts that often (the value is the answer if any of its spans
     is). Values with no meaning (key None) are their own group."""
@@ -216,14 +237,30 @@ def logsumexp(xs: list[float]) -> float:
     return top + math.log(sum(math.exp(x - top) for x in xs))
 
 
-def rank(model, tokenizer, prompt_ids: list[int], names: list[str], values: dict[str, Any], field: str,
-         candidates: list[str], kind: str, device=None) -> list[tuple[str, float]]:
+def rank(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    names: list[str],
+    values: dict[str, Any],
+    field: str,
+    candidates: list[str],
+    kind: str,
+    device=None,
+) -> list[tuple[str, float]]:
     """The distinct candidate values for `field`, each with its log-likelihood as the answer there, best first."""
     return rank_fields(model, tokenizer, prompt_ids, names, values, {field: (candidates, kind)}, device)[field]
 
 
-def rank_fields(model, tokenizer, prompt_ids: list[int], names: list[str], values: dict[str, Any],
-                fields: dict[str, tuple[list[str], str]], device=None) -> dict[str, list[tuple[str, float]]]:
+def rank_fields(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    names: list[str],
+    values: dict[str, Any],
+    fields: dict[str, tuple[list[str], str]],
+    device=None,
+) -> dict[str, list[tuple[str, float]]]:
     """`rank` for several fields of one document ({field: (candidate values, kind)}), the prompt computed once.
     Each field is scored after the answer written up to it with `values` (the free prediction). A value
     listed n times (printed in n places) has its probability counted n times: the document's spans are
@@ -235,5 +272,7 @@ def rank_fields(model, tokenizer, prompt_ids: list[int], names: list[str], value
         prefix, closing = answer_prefix(names, values, field)
         queries.append((prefix, forms[field], closing))
     scores = score_queries(model, tokenizer, prompt_ids, queries, device)
-    return {field: group(forms[field], s, meaning(kind), counts[field]) if forms[field] else []
-            for (field, (_, kind)), s in zip(fields.items(), scores)}
+    return {
+        field: group(forms[field], s, meaning(kind), counts[field]) if forms[field] else []
+        for (field, (_, kind)), s in zip(fields.items(), scores)
+    }

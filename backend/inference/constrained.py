@@ -27,14 +27,18 @@ JSON_LAYOUT: dict[str, Any] = {"whitespace_flexible": False, "item_separator": "
 def flat_schema(names: list[str], *, max_length: int = MAX_VALUE_CHARS) -> dict[str, Any]:
     """The JSON Schema of an extraction answer: every field a bounded string or null, no other keys.
     Bounded strings stop a small model from looping inside a value until the token cap."""
-    return {"type": "object", "additionalProperties": False, "required": list(names),
-            "properties": {n: {"anyOf": [{"type": "string", "maxLength": max_length}, {"type": "null"}]}
-                           for n in names}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(names),
+        "properties": {n: {"anyOf": [{"type": "string", "maxLength": max_length}, {"type": "null"}]} for n in names},
+    }
 
 
 def compile_grammar(json_schema: dict[str, Any]) -> str:
-    grammar = LLMatcher.grammar_from_json_schema(json.dumps(json_schema),
-                                                 defaults=cast("JsonCompileOptions", JSON_LAYOUT))
+    grammar = LLMatcher.grammar_from_json_schema(
+        json.dumps(json_schema), defaults=cast("JsonCompileOptions", JSON_LAYOUT)
+    )
     error = LLMatcher.validate_grammar(grammar)
     if error:
         raise InvalidRequest(f"schema cannot be used for constrained decoding: {error}")
@@ -79,8 +83,11 @@ def field_confidence(result: Constrained, names: list[str]) -> dict[str, float |
     the value was forced; None when the field is absent from the answer."""
     out: dict[str, float | None] = {}
     for name, (start, end) in value_spans(result.text, names).items():
-        lps = [lp for (a, b), lp in zip(result.spans, result.logprobs) if a < max(end, start + 1) and b > start
-               and lp is not None]
+        lps = [
+            lp
+            for (a, b), lp in zip(result.spans, result.logprobs)
+            if a < max(end, start + 1) and b > start and lp is not None
+        ]
         out[name] = math.exp(sum(lps) / len(lps)) if lps else 1.0
     for name in names:
         out.setdefault(name, None)
@@ -109,7 +116,7 @@ def bound_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], int]:
         out.setdefault("maxLength", MAX_VALUE_CHARS)
         budget = max(budget, 2 * out["maxLength"] + 2)  # an escaped character ("\n") takes two
     if kinds & {"number", "integer"}:  # digits are bounded too: a small model can run on in a number forever
-        out.setdefault("minimum", -10**12)
+        out.setdefault("minimum", -(10**12))
         out.setdefault("maximum", 10**12)
         if "number" in kinds:
             out.setdefault("multipleOf", 0.0001)
@@ -150,8 +157,10 @@ def schema_of(spec: Any) -> dict[str, Any]:
             if not ref.startswith(("#/$defs/", "#/definitions/")) or name not in defs:
                 raise InvalidRequest(f"schema: reference {ref!r} is not a local definition")
             if name in trail:
-                raise InvalidRequest(f"schema: {' -> '.join(trail + (name,))} is recursive; answers could be "
-                                 "endless, so it cannot be decoded under a bound")
+                raise InvalidRequest(
+                    f"schema: {' -> '.join(trail + (name,))} is recursive; answers could be "
+                    "endless, so it cannot be decoded under a bound"
+                )
             rest = {k: v for k, v in node.items() if k != "$ref"}
             return inline({**defs[name], **rest}, trail + (name,))
         return {k: inline(v, trail) for k, v in node.items() if k not in ("$defs", "definitions")}
@@ -178,14 +187,18 @@ def check_schema_size(schema: dict[str, Any], *, max_properties: int, max_depth:
         props = node.get("properties")
         nested = depth + (1 if isinstance(props, dict) or "items" in node else 0)
         if nested > max_depth:
-            raise SchemaTooLargeError(f"schema: nested {nested} levels deep at {where or 'the top'}, over the limit "
-                                      f"of {max_depth} (TUNEBRIDGE_MAX_SCHEMA_DEPTH)")
+            raise SchemaTooLargeError(
+                f"schema: nested {nested} levels deep at {where or 'the top'}, over the limit "
+                f"of {max_depth} (TUNEBRIDGE_MAX_SCHEMA_DEPTH)"
+            )
         deepest = max(deepest, nested)
         if isinstance(props, dict):
             properties += len(props)
             if properties > max_properties:
-                raise SchemaTooLargeError(f"schema: more than {max_properties} properties in all (the limit, "
-                                          "TUNEBRIDGE_MAX_SCHEMA_PROPERTIES); split the extraction")
+                raise SchemaTooLargeError(
+                    f"schema: more than {max_properties} properties in all (the limit, "
+                    "TUNEBRIDGE_MAX_SCHEMA_PROPERTIES); split the extraction"
+                )
             stack += [(v, nested, f"{where}.{k}" if where else k) for k, v in props.items()]
         for key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties"):
             if isinstance(node.get(key), (dict, list)):

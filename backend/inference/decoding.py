@@ -120,13 +120,13 @@ class _Lookup:
         self.after: dict[tuple[int, ...], int] = {}
         for n in range(1, longest + 1):
             for end in range(n, len(prompt)):
-                self.after[tuple(prompt[end - n:end])] = end
+                self.after[tuple(prompt[end - n : end])] = end
 
     def propose(self, history: list[int], k: int) -> list[int]:
         for n in range(min(self.longest, len(history)), 0, -1):
             end = self.after.get(tuple(history[-n:]))
             if end is not None:
-                return self.prompt[end:end + k]
+                return self.prompt[end : end + k]
         return []
 
 
@@ -141,15 +141,25 @@ def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
     bits = ((bitmask.unsqueeze(-1) >> _BITS.to(bitmask.device)) & 1).flatten(-2)
     vocab = logits.shape[-1]
     if bits.shape[-1] < vocab:  # tokens past the mask's words are never allowed
-        logits[..., bits.shape[-1]:] = float("-inf")
-    logits[..., :min(vocab, bits.shape[-1])].masked_fill_(bits[..., :vocab] == 0, float("-inf"))
+        logits[..., bits.shape[-1] :] = float("-inf")
+    logits[..., : min(vocab, bits.shape[-1])].masked_fill_(bits[..., :vocab] == 0, float("-inf"))
 
 
 @torch.no_grad()
-def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list[str], *,
-                      max_new_tokens: list[int] | int, device, eos_ids: list[int], jump_forward: bool = True,
-                      prefix: tuple[list[int], Any] | None = None, draft: int = 0,
-                      gone: list[Callable[[], bool] | None] | None = None) -> list[Constrained]:
+def constrained_batch(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    grammars: list[str],
+    *,
+    max_new_tokens: list[int] | int,
+    device,
+    eos_ids: list[int],
+    jump_forward: bool = True,
+    prefix: tuple[list[int], Any] | None = None,
+    draft: int = 0,
+    gone: list[Callable[[], bool] | None] | None = None,
+) -> list[Constrained]:
     """Decode one answer per prompt under its grammar, greedily. `gone[i]`, when given, is asked
     between steps whether row i's caller has left; such a row stops (finish "cancelled") and leaves
     the batch, which goes on for the others.
@@ -170,7 +180,7 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
         if matcher.is_error():
             raise InvalidRequest(f"grammar error: {matcher.get_error()}")
         rows.append(_Row(matcher, prompt, budget, draft, gone[n] if gone else None))
-    shared = prefix is not None and all(len(p) > len(prefix[0]) and p[:len(prefix[0])] == prefix[0] for p in prompts)
+    shared = prefix is not None and all(len(p) > len(prefix[0]) and p[: len(prefix[0])] == prefix[0] for p in prompts)
     start = len(prefix[0]) if prefix is not None and shared else 0
     if prefix is not None and shared:
         cache = _expand(prefix[1], len(rows))
@@ -200,8 +210,9 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
 
     while True:
         width = max(len(drafts[i]) for i in live) + 1
-        logits, mask = _forward(model, cache, mask, [feed[i] + drafts[i] for i in live], [positions[i] for i in live],
-                                device, keep=width)
+        logits, mask = _forward(
+            model, cache, mask, [feed[i] + drafts[i] for i in live], [positions[i] for i in live], device, keep=width
+        )
         keep: list[int] = []
         for b, i in enumerate(live):
             row, guess = rows[i], drafts[i]
@@ -209,11 +220,12 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
             cursor, accepted, following = width - len(guess) - 1, 0, []
             while not row.done():
                 forced = row.matcher.compute_ff_tokens() if jump_forward else []
-                forced = [t for t in forced if t not in eos_ids][:row.budget - len(row.tokens)]
+                forced = [t for t in forced if t not in eos_ids][: row.budget - len(row.tokens)]
                 if forced:  # no choice to make: appended, and fed in the next pass
                     if not row.matcher.consume_tokens(forced):
-                        raise GrammarError(f"schema: constrained decoding stopped: {row.matcher.get_error()}; "
-                                           "simplify the schema")
+                        raise GrammarError(
+                            f"schema: constrained decoding stopped: {row.matcher.get_error()}; simplify the schema"
+                        )
                     row.tokens += forced
                     row.logprobs += [None] * len(forced)
                     row.forced += len(forced)
@@ -229,7 +241,7 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
                 following = [token]
                 break
             if len(guess) > accepted:
-                mask[b, mask.shape[1] - (len(guess) - accepted):] = 0  # wrong guesses: never attended to
+                mask[b, mask.shape[1] - (len(guess) - accepted) :] = 0  # wrong guesses: never attended to
             row.drafted, row.accepted = row.drafted + len(guess), row.accepted + accepted
             positions[i] += len(feed[i]) + accepted
             if row.done():
@@ -237,7 +249,7 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
             feed[i], drafts[i] = following, []
             if row.lookup is not None and len(following) == 1:
                 proposal = row.lookup.propose(row.tokens, min(draft, row.budget - len(row.tokens)))
-                drafts[i] = proposal[:row.matcher.validate_tokens(proposal)] if proposal else []
+                drafts[i] = proposal[: row.matcher.validate_tokens(proposal)] if proposal else []
             keep.append(b)
         if not keep:
             break
@@ -249,16 +261,47 @@ def constrained_batch(model, tokenizer, prompts: list[list[int]], grammars: list
     out = []
     for row in rows:
         text, spans = _decode_with_spans(tokenizer, row.tokens)
-        out.append(Constrained(text, row.tokens, row.logprobs, spans, row.finish or "length", row.prompt_tokens,
-                               row.forced, row.passes, start, {"drafted": row.drafted, "accepted": row.accepted}))
+        out.append(
+            Constrained(
+                text,
+                row.tokens,
+                row.logprobs,
+                spans,
+                row.finish or "length",
+                row.prompt_tokens,
+                row.forced,
+                row.passes,
+                start,
+                {"drafted": row.drafted, "accepted": row.accepted},
+            )
+        )
     return out
 
 
-def constrained_generate(model, tokenizer, prompt_ids: list[int], grammar: str, *, max_new_tokens: int,
-                         device, eos_ids: list[int], jump_forward: bool = True, draft: int = 0) -> Constrained:
+def constrained_generate(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    grammar: str,
+    *,
+    max_new_tokens: int,
+    device,
+    eos_ids: list[int],
+    jump_forward: bool = True,
+    draft: int = 0,
+) -> Constrained:
     """One document: a batch of one."""
-    return constrained_batch(model, tokenizer, [prompt_ids], [grammar], max_new_tokens=max_new_tokens,
-                             device=device, eos_ids=eos_ids, jump_forward=jump_forward, draft=draft)[0]
+    return constrained_batch(
+        model,
+        tokenizer,
+        [prompt_ids],
+        [grammar],
+        max_new_tokens=max_new_tokens,
+        device=device,
+        eos_ids=eos_ids,
+        jump_forward=jump_forward,
+        draft=draft,
+    )[0]
 
 
 def _expand(cache, rows: int):
@@ -274,8 +317,9 @@ def _forward(model, cache, mask: torch.Tensor, steps: list[list[int]], positions
     width = max(len(s) for s in steps)
     ids = torch.tensor([[0] * (width - len(s)) + s for s in steps], device=device)
     real = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in steps], device=device)
-    pos = torch.tensor([[p] * (width - len(s)) + list(range(p, p + len(s))) for s, p in zip(steps, positions)],
-                       device=device)
+    pos = torch.tensor(
+        [[p] * (width - len(s)) + list(range(p, p + len(s))) for s, p in zip(steps, positions)], device=device
+    )
     mask = torch.cat([mask, real], dim=1)
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=keep)
     return out.logits, mask
@@ -284,7 +328,7 @@ def _forward(model, cache, mask: torch.Tensor, steps: list[list[int]], positions
 def _decode_with_spans(tokenizer, tokens: list[int]) -> tuple[str, list[tuple[int, int]]]:
     spans, previous = [], ""
     for i in range(len(tokens)):
-        current = tokenizer.decode(tokens[:i + 1], skip_special_tokens=True)
+        current = tokenizer.decode(tokens[: i + 1], skip_special_tokens=True)
         spans.append((len(previous), len(current)))
         previous = current
     return previous, spans

@@ -44,18 +44,42 @@ class Document:
     gone: Callable[[], bool] | None = None  # whether its caller has left (decoding then drops it from its batch)
 
 
-def extract(pool: ModelPool, target: AdapterBundle, *, text: str, spec: ExtractionSpec, max_new_tokens: int | None = None,
-            limit: int = 4096, review_confidence: float = 0.7, span_copy: SpanCopy = False,
-            rank: str | None = None) -> dict[str, Any]:
-    return extract_many(pool, target, [Document(text, spec, max_new_tokens, span_copy, rank or False)],
-                        limit=limit, review_confidence=review_confidence)[0]
+def extract(
+    pool: ModelPool,
+    target: AdapterBundle,
+    *,
+    text: str,
+    spec: ExtractionSpec,
+    max_new_tokens: int | None = None,
+    limit: int = 4096,
+    review_confidence: float = 0.7,
+    span_copy: SpanCopy = False,
+    rank: str | None = None,
+) -> dict[str, Any]:
+    return extract_many(
+        pool,
+        target,
+        [Document(text, spec, max_new_tokens, span_copy, rank or False)],
+        limit=limit,
+        review_confidence=review_confidence,
+    )[0]
 
 
-def extract_many(pool: ModelPool, target: AdapterBundle, docs: list[Document], *, limit: int = 4096,
-                 review_confidence: float = 0.7, batch_size: int = 8, prefix_cache: bool = True,
-                 jump_forward: bool = True, draft: int | None = None,
-                 span_copy: SpanCopy = False, conventions: bool = True, rank: str | None = None
-                 ) -> list[dict[str, Any]]:
+def extract_many(
+    pool: ModelPool,
+    target: AdapterBundle,
+    docs: list[Document],
+    *,
+    limit: int = 4096,
+    review_confidence: float = 0.7,
+    batch_size: int = 8,
+    prefix_cache: bool = True,
+    jump_forward: bool = True,
+    draft: int | None = None,
+    span_copy: SpanCopy = False,
+    conventions: bool = True,
+    rank: str | None = None,
+) -> list[dict[str, Any]]:
     """One result per document, in order. Raises ValueError naming the document whose prompt and answer
     would not fit the model's context. `span_copy` (for documents that do not set their own): the
     string fields whose values may only be substrings of the document's text (`spans.py`): False,
@@ -69,8 +93,10 @@ def extract_many(pool: ModelPool, target: AdapterBundle, docs: list[Document], *
     modes = [(rank if doc.rank is None else doc.rank) or None for doc in docs]
     rules = target.learned.rules if any(modes) else None
     if any(modes) and rules is None:
-        raise InvalidRequest(f"rank: {target.label} has no label conventions ({CONVENTIONS_FILE}, written by the trainer "
-                         "for extraction data) to tell which fields to rank; leave rank off")
+        raise InvalidRequest(
+            f"rank: {target.label} has no label conventions ({CONVENTIONS_FILE}, written by the trainer "
+            "for extraction data) to tell which fields to rank; leave rank off"
+        )
     for mode in set(filter(None, modes)):
         rankable(rules, [], mode)  # an unknown mode is the caller's error, before any decoding
     with pool.using(target) as (model, tokenizer, context):
@@ -82,59 +108,99 @@ def extract_many(pool: ModelPool, target: AdapterBundle, docs: list[Document], *
             ids = encode_chat(tokenizer, spec.messages(doc.text))
             if len(ids) + cap > context:
                 where = f"document {n}: " if len(docs) > 1 else ""
-                raise InvalidRequest(f"{where}prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's "
-                                 f"context of {context}; shorten the document")
+                raise InvalidRequest(
+                    f"{where}prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's "
+                    f"context of {context}; shorten the document"
+                )
             prompts.append(ids)
             copy = span_copy if doc.span_copy is None else doc.span_copy
             grammars.append((span_grammar(spec.bounded, doc.text, copy) if copy else None) or spec.grammar)
             caps.append(cap)
         order = sorted(range(len(docs)), key=lambda i: len(prompts[i]))  # similar lengths pad least
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             prefix = None
             if prefix_cache:
                 shared = _shared_prefix(tokenizer, [docs[i] for i in chunk], [prompts[i] for i in chunk])
                 if len(shared) >= MIN_PREFIX:
                     prefix = (shared, pool.prefixes.get(model, repr(target), shared, device))
-            decoded = constrained_batch(model, tokenizer, [prompts[i] for i in chunk], [grammars[i] for i in chunk],
-                                        gone=[docs[i].gone for i in chunk],
-                                        max_new_tokens=[caps[i] for i in chunk], device=device,
-                                        eos_ids=stop_ids(model, tokenizer), jump_forward=jump_forward, prefix=prefix,
-                                        draft=(DRAFT_ALONE if len(chunk) == 1 else DRAFT_BATCHED) if draft is None
-                                        else draft)
+            decoded = constrained_batch(
+                model,
+                tokenizer,
+                [prompts[i] for i in chunk],
+                [grammars[i] for i in chunk],
+                gone=[docs[i].gone for i in chunk],
+                max_new_tokens=[caps[i] for i in chunk],
+                device=device,
+                eos_ids=stop_ids(model, tokenizer),
+                jump_forward=jump_forward,
+                prefix=prefix,
+                draft=(DRAFT_ALONE if len(chunk) == 1 else DRAFT_BATCHED) if draft is None else draft,
+            )
             for i, result in zip(chunk, decoded):
                 ranking = None
                 if row_mode := modes[i]:
                     spec = docs[i].spec
-                    ranking = rank_document(model, tokenizer, prompts[i], spec.names,
-                                            parse_answer(result.text, spec.fields).fields, docs[i].text, rules,
-                                            row_mode, device, only=spec.strings)
+                    ranking = rank_document(
+                        model,
+                        tokenizer,
+                        prompts[i],
+                        spec.names,
+                        parse_answer(result.text, spec.fields).fields,
+                        docs[i].text,
+                        rules,
+                        row_mode,
+                        device,
+                        only=spec.strings,
+                    )
                 results[i] = _record(target, docs[i], result, review_confidence, conventions, ranking)
     return [r for r in results if r is not None]
 
 
-def constrained_chat(pool: ModelPool, target: AdapterBundle, messages: list[dict[str, str]], json_schema: dict[str, Any], *,
-                     max_new_tokens: int | None = None, limit: int = 4096) -> dict[str, Any]:
+def constrained_chat(
+    pool: ModelPool,
+    target: AdapterBundle,
+    messages: list[dict[str, str]],
+    json_schema: dict[str, Any],
+    *,
+    max_new_tokens: int | None = None,
+    limit: int = 4096,
+) -> dict[str, Any]:
     """A chat answer decoded under a JSON Schema (OpenAI's `response_format`): text, finish reason, usage."""
     bounded, budget = bound_schema(schema_of(json_schema))
     open_ended = _open_ended(bounded)
     if max_new_tokens is not None and max_new_tokens < budget and not open_ended:
-        raise InvalidRequest(f"max_tokens: got {max_new_tokens}, but an answer under this schema can take up to {budget} "
-                         "tokens and would be cut off before its JSON closes: raise max_tokens (or leave it out), or "
-                         "bound the schema more tightly (maxLength, maxItems, enum)")
+        raise InvalidRequest(
+            f"max_tokens: got {max_new_tokens}, but an answer under this schema can take up to {budget} "
+            "tokens and would be cut off before its JSON closes: raise max_tokens (or leave it out), or "
+            "bound the schema more tightly (maxLength, maxItems, enum)"
+        )
     cap = min(max_new_tokens or budget, limit)
     with pool.using(target) as (model, tokenizer, context):
         ids = encode_chat(tokenizer, messages)
         if len(ids) + cap > context:
-            raise InvalidRequest(f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of "
-                             f"{context}; shorten the messages or max_tokens")
-        result = constrained_batch(model, tokenizer, [ids], [grammar(bounded)], max_new_tokens=cap,
-                                   device=next(model.parameters()).device, eos_ids=stop_ids(model, tokenizer),
-                                   draft=DRAFT_ALONE)[0]
+            raise InvalidRequest(
+                f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of "
+                f"{context}; shorten the messages or max_tokens"
+            )
+        result = constrained_batch(
+            model,
+            tokenizer,
+            [ids],
+            [grammar(bounded)],
+            max_new_tokens=cap,
+            device=next(model.parameters()).device,
+            eos_ids=stop_ids(model, tokenizer),
+            draft=DRAFT_ALONE,
+        )[0]
     if result.finish_reason == "length" and not _parses(result.text):  # only an open-ended object gets here
         raise InvalidRequest(f"max_tokens: the answer reached {cap} tokens before its JSON closed; raise max_tokens")
-    return {"text": result.text, "finish_reason": result.finish_reason, "prompt_tokens": len(ids),
-            "completion_tokens": len(result.tokens)}
+    return {
+        "text": result.text,
+        "finish_reason": result.finish_reason,
+        "prompt_tokens": len(ids),
+        "completion_tokens": len(result.tokens),
+    }
 
 
 def _open_ended(schema: Any) -> bool:
@@ -156,8 +222,14 @@ def _parses(text: str) -> bool:
     return True
 
 
-def _record(target: AdapterBundle, doc: Document, result, review_confidence: float, conventions: bool = True,
-            ranking: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def _record(
+    target: AdapterBundle,
+    doc: Document,
+    result,
+    review_confidence: float,
+    conventions: bool = True,
+    ranking: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The stages after decoding (`stages.py`), and the record of what each gave."""
     parsed = parse_answer(result.text, doc.spec.fields)
     raw_confidence = field_confidence(result, doc.spec.names)
@@ -168,17 +240,32 @@ def _record(target: AdapterBundle, doc: Document, result, review_confidence: flo
     fields = apply_label_rules(chosen, doc.text, rules)
     grounding = ground(fields, doc.text)
     review = to_review(doc.spec.names, fields, confidence, grounding, review_confidence)
-    return {"model": target.label, "fields": fields, "confidence": confidence,
-            **({"model_fields": parsed.fields} if rules is not None or ranking else {}),
-            **({"ranking": ranking} if ranking is not None else {}),
-            "confidence_raw": raw_confidence, "calibrated": bool(adapter.calibration and adapter.calibration.fitted),
-            "grounding": grounding,
-            "review": review, "valid_json": parsed.valid_json, "missing": parsed.missing, "extra": parsed.extra,
-            "raw": result.text, "finish_reason": result.finish_reason, "constrained": True,
-            "usage": {"prompt_tokens": result.prompt_tokens, "cached_prompt_tokens": result.cached_prompt_tokens,
-                      "completion_tokens": len(result.tokens), "forced_tokens": result.forced,
-                      "forward_passes": result.forward_passes, "drafted_tokens": result.extra.get("drafted", 0),
-                      "accepted_draft_tokens": result.extra.get("accepted", 0)}}
+    return {
+        "model": target.label,
+        "fields": fields,
+        "confidence": confidence,
+        **({"model_fields": parsed.fields} if rules is not None or ranking else {}),
+        **({"ranking": ranking} if ranking is not None else {}),
+        "confidence_raw": raw_confidence,
+        "calibrated": bool(adapter.calibration and adapter.calibration.fitted),
+        "grounding": grounding,
+        "review": review,
+        "valid_json": parsed.valid_json,
+        "missing": parsed.missing,
+        "extra": parsed.extra,
+        "raw": result.text,
+        "finish_reason": result.finish_reason,
+        "constrained": True,
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "cached_prompt_tokens": result.cached_prompt_tokens,
+            "completion_tokens": len(result.tokens),
+            "forced_tokens": result.forced,
+            "forward_passes": result.forward_passes,
+            "drafted_tokens": result.extra.get("drafted", 0),
+            "accepted_draft_tokens": result.extra.get("accepted", 0),
+        },
+    }
 
 
 def encode_chat(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -195,5 +282,5 @@ def _shared_prefix(tokenizer, docs: list[Document], prompts: list[list[int]]) ->
     for doc, ids in zip(docs, prompts):
         template = encode_chat(tokenizer, doc.spec.messages(""))
         n = common_prefix(template, ids)
-        shared = ids[:n] if shared is None else shared[:common_prefix(shared, ids[:n])]
+        shared = ids[:n] if shared is None else shared[: common_prefix(shared, ids[:n])]
     return (shared or [])[:-1]

@@ -10,10 +10,20 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 
 @torch.no_grad()
-def padded_generate(model, prompts: list[list[int]], *, pad_id: int, eos_ids: list[int], max_new_tokens: int,
-                    device, streamer=None, temperature: float = 0.0, top_p: float = 1.0,
-                    row_limits: list[int] | None = None,
-                    row_gone: list[Callable[[], bool]] | None = None) -> list[list[int]]:
+def padded_generate(
+    model,
+    prompts: list[list[int]],
+    *,
+    pad_id: int,
+    eos_ids: list[int],
+    max_new_tokens: int,
+    device,
+    streamer=None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    row_limits: list[int] | None = None,
+    row_gone: list[Callable[[], bool]] | None = None,
+) -> list[list[int]]:
     """Generate for several tokenised prompts at once (left-padded); the new tokens of each row.
     Greedy unless `temperature` > 0. The serving pool and training-time validation both use it.
 
@@ -22,15 +32,27 @@ def padded_generate(model, prompts: list[list[int]], *, pad_id: int, eos_ids: li
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    sampling: dict[str, Any] = ({"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0
-                else {"do_sample": False, "temperature": None, "top_p": None})
+    sampling: dict[str, Any] = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        if temperature > 0
+        else {"do_sample": False, "temperature": None, "top_p": None}
+    )
     criteria = None
     if row_limits is not None or row_gone is not None:
-        criteria = StoppingCriteriaList([_RowsEnd(width, row_limits or [max_new_tokens] * len(prompts),
-                                                  row_gone or [lambda: False] * len(prompts))])
-    out = model.generate(input_ids=ids, attention_mask=mask, pad_token_id=pad_id, eos_token_id=eos_ids,
-                         max_new_tokens=max_new_tokens, top_k=None, streamer=streamer,
-                         stopping_criteria=criteria, **sampling)
+        criteria = StoppingCriteriaList(
+            [_RowsEnd(width, row_limits or [max_new_tokens] * len(prompts), row_gone or [lambda: False] * len(prompts))]
+        )
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        pad_token_id=pad_id,
+        eos_token_id=eos_ids,
+        max_new_tokens=max_new_tokens,
+        top_k=None,
+        streamer=streamer,
+        stopping_criteria=criteria,
+        **sampling,
+    )
     return [row[width:].tolist() for row in out]
 
 
@@ -42,5 +64,8 @@ class _RowsEnd(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
         made = input_ids.shape[1] - self.width
-        return torch.tensor([made >= limit or gone() for limit, gone in zip(self.limits, self.gone)],
-                            dtype=torch.bool, device=input_ids.device)
+        return torch.tensor(
+            [made >= limit or gone() for limit, gone in zip(self.limits, self.gone)],
+            dtype=torch.bool,
+            device=input_ids.device,
+        )

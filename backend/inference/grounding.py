@@ -26,7 +26,9 @@ FUZZY_MIN = 85.0
 _CODE_WORD = re.compile(r"[A-Za-z0-9./#_-]*\d[A-Za-z0-9./#_-]*")
 _JOINERS = "./#_-"
 # What reads as an amount rather than a code: no letters, or a currency code before a number with decimals.
-_AMOUNT_TEXT = re.compile(r"[^A-Za-z]*\d[^A-Za-z]*|[A-Za-z]{1,3}\s?\d[\d.,' ]*[.,]\d{2}|\d[\d.,' ]*[.,]\d{2}\s?[A-Za-z]{1,3}")
+_AMOUNT_TEXT = re.compile(
+    r"[^A-Za-z]*\d[^A-Za-z]*|[A-Za-z]{1,3}\s?\d[\d.,' ]*[.,]\d{2}|\d[\d.,' ]*[.,]\d{2}\s?[A-Za-z]{1,3}"
+)
 _GROUP_AFTER = re.compile(r"\s[A-Za-z0-9]{1,4}(?![A-Za-z0-9])")
 _GROUP_BEFORE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{1,4}\s$")
 
@@ -59,8 +61,12 @@ def locate(value: Any, source: str, *, style: str | None = None) -> dict[str, An
     found = fuzz.partial_ratio_alignment(target, collapsed, score_cutoff=FUZZY_MIN)
     if found is None or found.dest_end <= found.dest_start:
         return None
-    return {"start": index[found.dest_start], "end": index[found.dest_end - 1] + 1, "match": "fuzzy",
-            "score": round(found.score, 1)}
+    return {
+        "start": index[found.dest_start],
+        "end": index[found.dest_end - 1] + 1,
+        "match": "fuzzy",
+        "score": round(found.score, 1),
+    }
 
 
 def _collapse(text: str) -> tuple[str, list[int]]:
@@ -102,7 +108,7 @@ def _grouped_on(text: str, m: re.Match) -> bool:
     if not any(c.isspace() for c in m.group()):
         return False
     after = _GROUP_AFTER.match(text, m.end())
-    before = _GROUP_BEFORE.search(text[max(0, m.start() - 6):m.start()])
+    before = _GROUP_BEFORE.search(text[max(0, m.start() - 6) : m.start()])
     return any(g is not None and any(c.isdigit() for c in g.group()) for g in (after, before))
 
 
@@ -128,8 +134,12 @@ def number_forms(value: float) -> list[str]:
 
 
 def _forms(value: float) -> list[str]:
-    forms = [f"{value:,.2f}", f"{value:.2f}", f"{value:,.2f}".replace(",", " ").replace(".", ","),
-             f"{value:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")]
+    forms = [
+        f"{value:,.2f}",
+        f"{value:.2f}",
+        f"{value:,.2f}".replace(",", " ").replace(".", ","),
+        f"{value:,.2f}".replace(",", "_").replace(".", ",").replace("_", "."),
+    ]
     if float(value).is_integer():
         forms += [f"{int(value):,}", str(int(value))]
     else:

@@ -63,8 +63,15 @@ class PromptTooLongError(InvalidRequest):
 
 
 class ModelPool:
-    def __init__(self, *, device: str = "auto", max_bases: int = 2, max_adapters: int = 16,
-                 max_prompt_tokens: int = 4096, dtype: str = "auto"):
+    def __init__(
+        self,
+        *,
+        device: str = "auto",
+        max_bases: int = 2,
+        max_adapters: int = 16,
+        max_prompt_tokens: int = 4096,
+        dtype: str = "auto",
+    ):
         self.max_prompt_tokens = max_prompt_tokens
         self.device = default_device() if device == "auto" else device
         self.dtype = inference_dtype(self.device, dtype)
@@ -141,11 +148,15 @@ class ModelPool:
             ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         size = len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
         if size > self.max_prompt_tokens:
-            raise PromptTooLongError(f"prompt of {size} tokens is over the limit of {self.max_prompt_tokens} "
-                                     "(TUNEBRIDGE_MAX_PROMPT_TOKENS); shorten the input")
+            raise PromptTooLongError(
+                f"prompt of {size} tokens is over the limit of {self.max_prompt_tokens} "
+                "(TUNEBRIDGE_MAX_PROMPT_TOKENS); shorten the input"
+            )
         if size + max_new_tokens > context:
-            raise PromptTooLongError(f"prompt of {size} tokens + {max_new_tokens} answer tokens exceed the model's "
-                                     f"context of {context} tokens; shorten the input or max_tokens")
+            raise PromptTooLongError(
+                f"prompt of {size} tokens + {max_new_tokens} answer tokens exceed the model's "
+                f"context of {context} tokens; shorten the input or max_tokens"
+            )
         return size
 
     def tokenizer_for(self, target: AdapterBundle):
@@ -162,16 +173,25 @@ class ModelPool:
         ids = tokenizer.apply_chat_template(request.chat, add_generation_prompt=True, tokenize=True)
         ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
         if len(ids) > self.max_prompt_tokens:
-            raise PromptTooLongError(f"prompt of {len(ids)} tokens is over the limit of {self.max_prompt_tokens} "
-                                     "(TUNEBRIDGE_MAX_PROMPT_TOKENS); shorten the input")
+            raise PromptTooLongError(
+                f"prompt of {len(ids)} tokens is over the limit of {self.max_prompt_tokens} "
+                "(TUNEBRIDGE_MAX_PROMPT_TOKENS); shorten the input"
+            )
         if len(ids) + request.max_new_tokens > base.context:
-            raise PromptTooLongError(f"prompt of {len(ids)} tokens + max_tokens {request.max_new_tokens} exceeds the "
-                                     f"model's context of {base.context} tokens; shorten the input or max_tokens")
+            raise PromptTooLongError(
+                f"prompt of {len(ids)} tokens + max_tokens {request.max_new_tokens} exceeds the "
+                f"model's context of {base.context} tokens; shorten the input or max_tokens"
+            )
         return ids
 
     @torch.no_grad()
-    def generate(self, target: AdapterBundle, requests: list[GenRequest], streamer=None,
-                 gone: list[Callable[[], bool]] | None = None) -> list[GenResult]:
+    def generate(
+        self,
+        target: AdapterBundle,
+        requests: list[GenRequest],
+        streamer=None,
+        gone: list[Callable[[], bool]] | None = None,
+    ) -> list[GenResult]:
         """One batch of chats for one target, sharing temperature/top_p/seed (the batcher groups them).
         Each row stops at its own max_new_tokens, or once its `gone` says the caller left; the others go on."""
         with self._lock:
@@ -184,12 +204,22 @@ class ModelPool:
                 if first.seed is not None:
                     torch.manual_seed(first.seed)
             eos = self._stop_ids(base, tokenizer)
-            adapters_off = base.model.disable_adapter() if target.adapter_id is None and base.adapters else nullcontext()
+            adapters_off = (
+                base.model.disable_adapter() if target.adapter_id is None and base.adapters else nullcontext()
+            )
             with adapters_off:
-                new = padded_generate(base.model, prompts, pad_id=tokenizer.pad_token_id, eos_ids=eos,
-                                      max_new_tokens=max(r.max_new_tokens for r in requests), device=self.device,
-                                      streamer=streamer, row_limits=[r.max_new_tokens for r in requests],
-                                      row_gone=gone, **sampling)
+                new = padded_generate(
+                    base.model,
+                    prompts,
+                    pad_id=tokenizer.pad_token_id,
+                    eos_ids=eos,
+                    max_new_tokens=max(r.max_new_tokens for r in requests),
+                    device=self.device,
+                    streamer=streamer,
+                    row_limits=[r.max_new_tokens for r in requests],
+                    row_gone=gone,
+                    **sampling,
+                )
         return [self._result(tokenizer, tokens, r, len(p), eos) for tokens, r, p in zip(new, requests, prompts)]
 
     @contextmanager
@@ -197,7 +227,9 @@ class ModelPool:
         """(model, tokenizer, context length) for the target, held exclusively (for scoring, not generation)."""
         with self._lock:
             base, tokenizer = self._activate(target)
-            adapters_off = base.model.disable_adapter() if target.adapter_id is None and base.adapters else nullcontext()
+            adapters_off = (
+                base.model.disable_adapter() if target.adapter_id is None and base.adapters else nullcontext()
+            )
             with adapters_off:
                 yield base.model, tokenizer, base.context
 
@@ -207,7 +239,7 @@ class ModelPool:
 
     @staticmethod
     def _result(tokenizer, tokens: list[int], request: GenRequest, prompt_tokens: int, eos: list[int]) -> GenResult:
-        tokens = tokens[:request.max_new_tokens]
+        tokens = tokens[: request.max_new_tokens]
         cut = next((i for i, t in enumerate(tokens) if t in eos), None)
         reason = "length"
         if cut is not None:
@@ -230,7 +262,7 @@ def inference_dtype(device: str, choice: str = "auto") -> torch.dtype:
 def apply_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """Cut the text at the first stop string (OpenAI semantics: the stop string is not included)."""
     positions = [text.find(s) for s in stop if s and s in text]
-    return (text[:min(positions)], True) if positions else (text, False)
+    return (text[: min(positions)], True) if positions else (text, False)
 
 
 def stop_ids(model, tokenizer) -> list[int]:

@@ -44,6 +44,7 @@ MODES = ("typed", "text", "always")
 def string_fields(schema: dict[str, Any]) -> set[str]:
     """The top-level properties of a JSON Schema whose values may be strings (candidates are strings:
     a field typed as a number keeps its decoded value)."""
+
     def takes_string(node: Any) -> bool:
         if not isinstance(node, dict):
             return False
@@ -85,9 +86,18 @@ def candidates_for(conventions, field: str, kind: str, text: str) -> list[str]:
     return [c.value for c in lines if not any(stops[name].search(c.value) for name in conv.stops if name in stops)]
 
 
-def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], values: dict[str, Any], text: str,
-                  conventions, mode: str = "typed", device=None, only: set[str] | None = None
-                  ) -> dict[str, dict[str, Any]]:
+def rank_document(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    names: list[str],
+    values: dict[str, Any],
+    text: str,
+    conventions,
+    mode: str = "typed",
+    device=None,
+    only: set[str] | None = None,
+) -> dict[str, dict[str, Any]]:
     """{field: {"free", "best", "choice", "share", "candidates"}} for each field `mode` ranks (see the module
     docstring; with `only`, among those fields); `values` (the decoded answer) is what the model
     conditions on before each field."""

@@ -154,8 +154,12 @@ class _Lark:
         self.paths = paths
         self.rules: list[str] = []
         forms = list(dict.fromkeys([text, normalise(text)]))
-        chunks = [json.dumps({"substring_chunks": [json.dumps(c, ensure_ascii=False)[1:-1] for c in form]},
-                             ensure_ascii=False) for form in forms]
+        chunks = [
+            json.dumps(
+                {"substring_chunks": [json.dumps(c, ensure_ascii=False)[1:-1] for c in form]}, ensure_ascii=False
+            )
+            for form in forms
+        ]
         self.rules.append("SPAN: " + " | ".join(f"%regex {c}" for c in chunks))
 
     def build(self, schema: dict[str, Any]) -> str:
@@ -194,9 +198,13 @@ class _Lark:
         """Declared properties in order, required ones always, optional ones maybe, ", " between:
         `first_i` (nothing written yet) and `more_i` (something written) over properties i.. ."""
         required = set(node.get("required", []))
-        items = [(self.rule(f"{_literal(json.dumps(k) + JSON_LAYOUT['key_separator'])} "
-                            f"{self.expr(v, _join(path, k))}"), k in required)
-                 for k, v in node.get("properties", {}).items()]
+        items = [
+            (
+                self.rule(f"{_literal(json.dumps(k) + JSON_LAYOUT['key_separator'])} {self.expr(v, _join(path, k))}"),
+                k in required,
+            )
+            for k, v in node.get("properties", {}).items()
+        ]
         separator = _literal(JSON_LAYOUT["item_separator"])
         first = more = ""
         for item, needed in reversed(items):

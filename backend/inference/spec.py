@@ -35,7 +35,9 @@ class ExtractionSpec:
         before anything is compiled. ValueError names what was wrong with the schema."""
         if isinstance(schema, str):
             if schema not in NAMED_SCHEMAS:
-                raise InvalidRequest(f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a schema object")
+                raise InvalidRequest(
+                    f"schema: got {schema!r}, expected one of {sorted(NAMED_SCHEMAS)} or a schema object"
+                )
             return cls.from_names(NAMED_SCHEMAS[schema].names)
         if isinstance(schema, (list, tuple)):
             if not schema or not all(isinstance(n, str) and n for n in schema):

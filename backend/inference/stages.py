@@ -21,8 +21,9 @@ def calibrate(confidence: dict[str, float | None], platt: Platt | None) -> dict[
     return {k: (platt(v) if platt and v is not None else v) for k, v in confidence.items()}
 
 
-def take_ranked(fields: dict[str, Any], confidence: dict[str, float | None],
-                ranking: dict[str, dict[str, Any]] | None) -> tuple[dict[str, Any], dict[str, float | None]]:
+def take_ranked(
+    fields: dict[str, Any], confidence: dict[str, float | None], ranking: dict[str, dict[str, Any]] | None
+) -> tuple[dict[str, Any], dict[str, float | None]]:
     """A ranked field whose best candidate differs from the decoded value takes it, with its share of the
     candidates' probability as confidence."""
     fields, confidence = dict(fields), dict(confidence)
@@ -36,9 +37,20 @@ def apply_label_rules(fields: dict[str, Any], text: str, rules: Conventions | No
     return rules.apply(fields, text) if rules is not None else fields
 
 
-def to_review(names: list[str], fields: dict[str, Any], confidence: dict[str, float | None],
-              grounding: dict[str, Any], threshold: float) -> list[str]:
+def to_review(
+    names: list[str],
+    fields: dict[str, Any],
+    confidence: dict[str, float | None],
+    grounding: dict[str, Any],
+    threshold: float,
+) -> list[str]:
     """Fields a person should look at: given, but below `threshold` or not found in the document."""
-    return [n for n in names if fields.get(n) not in (None, [], {}) and (
-        (confidence.get(n) or 0) < threshold or any(
-            grounding.get(path) is None for path, value in leaves({n: fields[n]}) if value is not None))]
+    return [
+        n
+        for n in names
+        if fields.get(n) not in (None, [], {})
+        and (
+            (confidence.get(n) or 0) < threshold
+            or any(grounding.get(path) is None for path, value in leaves({n: fields[n]}) if value is not None)
+        )
+    ]

@@ -97,9 +97,13 @@ def evaluate_calibration(pairs: list[tuple[float, bool]]) -> dict[str, Any]:
     folds = [pairs[0::2], pairs[1::2]]
     out_of_fold = [(fit_platt(folds[1 - k])(c), ok) for k in (0, 1) for c, ok in folds[k]]
     fitted = fit_platt(pairs)
-    return {"predictions": raw["predictions"], "ece": raw["ece"], "bins": raw["bins"],
-            "ece_calibrated": calibration(out_of_fold)["ece"] if len(pairs) >= 20 else None,
-            "platt": {"a": fitted.a, "b": fitted.b, "pairs": fitted.pairs}}
+    return {
+        "predictions": raw["predictions"],
+        "ece": raw["ece"],
+        "bins": raw["bins"],
+        "ece_calibrated": calibration(out_of_fold)["ece"] if len(pairs) >= 20 else None,
+        "platt": {"a": fitted.a, "b": fitted.b, "pairs": fitted.pairs},
+    }
 
 
 def _logit(p: float) -> float:

@@ -77,8 +77,19 @@ PREFIX_SHARE = 0.1  # share of labels that are a line's first words for line pre
 SETTLE_SUPPORT = 20  # documents with a tendered and a change amount needed to learn `settles`
 DISJOINT_SHARE = 0.02  # at most this share of labels may contain the other field's label for a disjoint rule
 PUNCT = ".,;:"
-DATE_FORMATS = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d-%m-%y", "%d.%m.%Y", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y",
-                "%d %b %Y", "%d %B %Y", "%b %d, %Y")
+DATE_FORMATS = (
+    "%d/%m/%Y",
+    "%d/%m/%y",
+    "%d-%m-%Y",
+    "%d-%m-%y",
+    "%d.%m.%Y",
+    "%Y-%m-%d",
+    "%Y/%m/%d",
+    "%m/%d/%Y",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%b %d, %Y",
+)
 _TIME = re.compile(r"(?i)[\sT]+\d{1,2}:\d{2}(:\d{2})?(\s*[ap]\.?m\.?)?\s*$")
 
 
@@ -114,8 +125,15 @@ class Conventions:
         return load_profile(self.profile)
 
     # -- applying ---------------------------------------------------------------------------------
-    def apply(self, values: dict[str, Any], document: str | None = None, *, memory: bool = True,
-              recall: bool = True, settle: bool = True) -> dict[str, Any]:
+    def apply(
+        self,
+        values: dict[str, Any],
+        document: str | None = None,
+        *,
+        memory: bool = True,
+        recall: bool = True,
+        settle: bool = True,
+    ) -> dict[str, Any]:
         """The predicted fields rewritten to the labels' conventions (fields without one unchanged); with
         `memory` and `recall`, text fields recalled from the most similar training document (`exemplars`);
         with `settle`, amount fields that `settles` checked against what the document settled."""
@@ -123,16 +141,18 @@ class Conventions:
         for name, others in self.disjoint.items():
             for other in others:
                 out[name] = cut_off(out.get(name), out.get(other))
-        out = {name: self.apply_value(name, value, document, memory=memory, settle=settle)
-               for name, value in out.items()}
+        out = {
+            name: self.apply_value(name, value, document, memory=memory, settle=settle) for name, value in out.items()
+        }
         if memory and recall and self.exemplars is not None and document:
             for name in out:
                 if name in self.fields and self.fields[name].kind == "text" and not is_absent(out[name]):
                     out[name] = self.exemplars.recall(document, name) or out[name]
         return out
 
-    def apply_value(self, name: str, value: Any, document: str | None = None, *, memory: bool = True,
-                    settle: bool = True) -> Any:
+    def apply_value(
+        self, name: str, value: Any, document: str | None = None, *, memory: bool = True, settle: bool = True
+    ) -> Any:
         conv = self.fields.get(name)
         if conv is None or is_absent(value) or isinstance(value, (dict, list, bool)):
             return value
@@ -146,16 +166,25 @@ class Conventions:
 
     # -- storing ----------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {"examples": self.examples, "profile": self.profile, **({"note": self.note} if self.note else {}),
-                "fields": {n: asdict(c) for n, c in self.fields.items()}, "disjoint": self.disjoint,
-                **({"exemplars": self.exemplars.to_json()} if self.exemplars is not None else {})}
+        return {
+            "examples": self.examples,
+            "profile": self.profile,
+            **({"note": self.note} if self.note else {}),
+            "fields": {n: asdict(c) for n, c in self.fields.items()},
+            "disjoint": self.disjoint,
+            **({"exemplars": self.exemplars.to_json()} if self.exemplars is not None else {}),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Conventions:
-        return cls({n: FieldConvention(**c) for n, c in data.get("fields", {}).items()}, int(data.get("examples", 0)),
-                   str(data.get("note", "")), {n: list(o) for n, o in data.get("disjoint", {}).items()},
-                   Exemplars.from_json(data["exemplars"]) if data.get("exemplars") else None,
-                   str(data.get("profile", DEFAULT_PROFILE)))
+        return cls(
+            {n: FieldConvention(**c) for n, c in data.get("fields", {}).items()},
+            int(data.get("examples", 0)),
+            str(data.get("note", "")),
+            {n: list(o) for n, o in data.get("disjoint", {}).items()},
+            Exemplars.from_json(data["exemplars"]) if data.get("exemplars") else None,
+            str(data.get("profile", DEFAULT_PROFILE)),
+        )
 
     def save(self, folder: str | Path, *, memory_folder: str | Path | None = None) -> Path:
         """The rules to `folder`/conventions.json. With `memory_folder`, the label memory (label values
@@ -163,13 +192,16 @@ class Conventions:
         instead, so the adapter folder that people share holds no document text."""
         data = self.to_json()
         if memory_folder is not None:
-            memory = {"fields": {n: {"known": c.pop("known")} for n, c in data["fields"].items() if c.get("known")},
-                      **({"exemplars": data.pop("exemplars")} if "exemplars" in data else {})}
+            memory = {
+                "fields": {n: {"known": c.pop("known")} for n, c in data["fields"].items() if c.get("known")},
+                **({"exemplars": data.pop("exemplars")} if "exemplars" in data else {}),
+            }
             for c in data["fields"].values():
                 c.pop("known", None)
             if memory["fields"] or "exemplars" in memory:
                 (Path(memory_folder) / MEMORY_FILE).write_text(
-                    json.dumps(memory, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+                    json.dumps(memory, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+                )
         path = Path(folder) / FILE
         path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         return path
@@ -194,8 +226,13 @@ class Conventions:
 
 
 # -- learning -------------------------------------------------------------------------------------
-def learn(examples: Iterable[tuple[str, dict[str, Any]]], *, memory: bool = True, min_support: int = 5,
-          profile: str | None = None) -> Conventions:
+def learn(
+    examples: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    memory: bool = True,
+    min_support: int = 5,
+    profile: str | None = None,
+) -> Conventions:
     """Conventions from (document text, gold fields) pairs. Fields with fewer than `min_support` present
     labels get none (their predictions are left alone). `profile`: the label profile whose patterns are
     tried (`profile.py`; the default one for None)."""
@@ -204,14 +241,23 @@ def learn(examples: Iterable[tuple[str, dict[str, Any]]], *, memory: bool = True
     names = list(dict.fromkeys(n for _, fields in pairs for n in fields))
     learned = {}
     for name in names:
-        labelled = [(text, as_text(f[name])) for text, f in pairs
-                    if not is_absent(f.get(name)) and not isinstance(f.get(name), (dict, list, bool))]
+        labelled = [
+            (text, as_text(f[name]))
+            for text, f in pairs
+            if not is_absent(f.get(name)) and not isinstance(f.get(name), (dict, list, bool))
+        ]
         if len(labelled) >= min_support:
-            learned[name] = learn_field([v for _, v in labelled], [t for t, _ in labelled], memory=memory,
-                                        profile=patterns)
+            learned[name] = learn_field(
+                [v for _, v in labelled], [t for t, _ in labelled], memory=memory, profile=patterns
+            )
     texts = [n for n, c in learned.items() if c.kind == "text"]
-    return Conventions(learned, len(pairs), disjoint=learn_disjoint(pairs, texts),
-                       exemplars=Exemplars.learn(pairs, texts) if memory and texts else None, profile=patterns.name)
+    return Conventions(
+        learned,
+        len(pairs),
+        disjoint=learn_disjoint(pairs, texts),
+        exemplars=Exemplars.learn(pairs, texts) if memory and texts else None,
+        profile=patterns.name,
+    )
 
 
 def learn_disjoint(pairs: list[tuple[str, dict[str, Any]]], names: list[str]) -> dict[str, list[str]]:
@@ -219,8 +265,14 @@ def learn_disjoint(pairs: list[tuple[str, dict[str, Any]]], names: list[str]) ->
     rules: dict[str, list[str]] = {}
     for name in names:
         for other in names:
-            both = [(norm_text(f[name]), norm_text(f[other])) for _, f in pairs if other != name
-                    and isinstance(f.get(name), str) and isinstance(f.get(other), str) and len(f[other].strip()) >= 4]
+            both = [
+                (norm_text(f[name]), norm_text(f[other]))
+                for _, f in pairs
+                if other != name
+                and isinstance(f.get(name), str)
+                and isinstance(f.get(other), str)
+                and len(f[other].strip()) >= 4
+            ]
             if len(both) >= 20 and sum(b in a for a, b in both) <= DISJOINT_SHARE * len(both):
                 rules.setdefault(name, []).append(other)
     return rules
@@ -233,15 +285,16 @@ def cut_off(value: Any, other: Any) -> Any:
     words, cut = value.split(), other.split()
     if len(cut) >= len(words):
         return value
-    if [norm_text(w) for w in words[:len(cut)]] == [norm_text(w) for w in cut]:
-        return " ".join(words[len(cut):]).lstrip(PUNCT + " ")
-    if [norm_text(w) for w in words[-len(cut):]] == [norm_text(w) for w in cut]:
-        return " ".join(words[:-len(cut)]).rstrip(", ")
+    if [norm_text(w) for w in words[: len(cut)]] == [norm_text(w) for w in cut]:
+        return " ".join(words[len(cut) :]).lstrip(PUNCT + " ")
+    if [norm_text(w) for w in words[-len(cut) :]] == [norm_text(w) for w in cut]:
+        return " ".join(words[: -len(cut)]).rstrip(", ")
     return value
 
 
-def learn_field(labels: list[str], documents: list[str], *, memory: bool = True,
-                profile: Profile | None = None) -> FieldConvention:
+def learn_field(
+    labels: list[str], documents: list[str], *, memory: bool = True, profile: Profile | None = None
+) -> FieldConvention:
     profile = profile or load_profile()
     n = len(labels)
     conv = FieldConvention(support=n)
@@ -252,8 +305,13 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True,
         top, count = places.most_common(1)[0]
         conv.decimals = top if count >= RULE_SHARE * n else None
         large = [v for v in labels if abs(parse_decimal(v) or Decimal(0)) >= 1000]
-        conv.thousands = len(large) >= 3 and sum("," in v or " " in CURRENCY_MARKER.sub("", v).strip() for v in large) > len(large) / 2
-        paid = [(parse_decimal(v), p) for v, p in zip(labels, (settled(d, profile) for d in documents)) if p is not None]
+        conv.thousands = (
+            len(large) >= 3
+            and sum("," in v or " " in CURRENCY_MARKER.sub("", v).strip() for v in large) > len(large) / 2
+        )
+        paid = [
+            (parse_decimal(v), p) for v, p in zip(labels, (settled(d, profile) for d in documents)) if p is not None
+        ]
         conv.settles = len(paid) >= SETTLE_SUPPORT and sum(v == p for v, p in paid) >= RULE_SHARE * len(paid)
         return conv
     if sum(parse_date(v) is not None for v in labels) >= KIND_SHARE * n:
@@ -281,7 +339,7 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True,
         if at is None:
             continue
         end = at[1]
-        after = document[end:end + 1]
+        after = document[end : end + 1]
         if label.rstrip(" ")[-1:] in PUNCT and label.rstrip(PUNCT + " ") != label.rstrip(" "):
             kept += 1
         elif after and after in PUNCT:
@@ -291,8 +349,11 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True,
     if kept + dropped:
         share = kept / (kept + dropped)
         conv.trailing_punct = "keep" if share >= 0.8 else "strip" if share <= 0.2 else "as_printed"
-    conv.stops = [name for name, pattern in profile.stops.items()
-                  if n >= 20 and sum(bool(pattern.search(v)) for v in labels) <= DISJOINT_SHARE * n]
+    conv.stops = [
+        name
+        for name, pattern in profile.stops.items()
+        if n >= 20 and sum(bool(pattern.search(v)) for v in labels) <= DISJOINT_SHARE * n
+    ]
     conv.lines = learn_lines(labels, documents)
     if memory:
         conv.known = dict(Counter(re.sub(r"\s+", " ", v).strip() for v in labels).most_common())
@@ -307,12 +368,12 @@ def line_span(label: str, document: str, *, within: int = 40, longest: int = 8) 
     if not target:
         return None
     for i in range(min(within, len(lines))):
-        if lines[i].startswith(target) and lines[i] != target and lines[i][len(target):len(target) + 1] in " (":
+        if lines[i].startswith(target) and lines[i] != target and lines[i][len(target) : len(target) + 1] in " (":
             return i, 1, True
         for k in range(1, longest + 1):
             if i + k > len(lines):
                 break
-            if norm_text(" ".join(lines[i:i + k])) == target:
+            if norm_text(" ".join(lines[i : i + k])) == target:
                 return i, k, False
     return None
 
@@ -327,8 +388,11 @@ def learn_lines(labels: list[str], documents: list[str]) -> dict[str, Any] | Non
         ordered = sorted(values)
         return ordered[min(len(ordered) - 1, math.ceil(LINE_SHARE * len(ordered)) - 1)]
 
-    return {"within": covering([s[0] for s in spans]) + 1, "max_lines": covering([s[1] for s in spans]),
-            "prefixes": sum(s[2] for s in spans) >= PREFIX_SHARE * len(labels)}
+    return {
+        "within": covering([s[0] for s in spans]) + 1,
+        "max_lines": covering([s[1] for s in spans]),
+        "prefixes": sum(s[2] for s in spans) >= PREFIX_SHARE * len(labels),
+    }
 
 
 def _decimals(value: str) -> int:
@@ -405,8 +469,14 @@ def format_date(value: Any, conv: FieldConvention) -> Any:
     return text
 
 
-def format_text(value: Any, conv: FieldConvention, document: str | None = None, *, memory: bool = True,
-                profile: Profile | None = None) -> Any:
+def format_text(
+    value: Any,
+    conv: FieldConvention,
+    document: str | None = None,
+    *,
+    memory: bool = True,
+    profile: Profile | None = None,
+) -> Any:
     text = as_text(value).strip()
     text = re.sub(r"[ \t]*\n\s*", conv.line_joiner, text) if conv.line_joiner != "\n" else text
     text = re.sub(r"[ \t]+", " ", text).strip()
@@ -420,7 +490,7 @@ def format_text(value: Any, conv: FieldConvention, document: str | None = None, 
         text = text.rstrip(PUNCT + " ")
     elif conv.trailing_punct == "keep" and document and text[-1:] not in PUNCT:
         at = _find(text, document)
-        if at is not None and document[at[1]:at[1] + 1] in PUNCT and document[at[1]:at[1] + 1]:
+        if at is not None and document[at[1] : at[1] + 1] in PUNCT and document[at[1] : at[1] + 1]:
             text += document[at[1]]
     if conv.case == "upper":
         text = text.upper()
@@ -434,9 +504,10 @@ def cut_at_stop(text: str, stops: list[str], profile: Profile | None = None) -> 
     that is where it starts (punctuation before the cut stays: whether labels keep it is
     `trailing_punct`'s business)."""
     patterns = (profile or load_profile()).stops
-    starts = [m.start() for m in (patterns[name].search(text) for name in stops if name in patterns)
-              if m and m.start() > 0]
-    return text[:min(starts)].rstrip(" -(") or text if starts else text
+    starts = [
+        m.start() for m in (patterns[name].search(text) for name in stops if name in patterns) if m and m.start() > 0
+    ]
+    return text[: min(starts)].rstrip(" -(") or text if starts else text
 
 
 def snap(prediction: str, known: dict[str, int], document: str) -> str | None:

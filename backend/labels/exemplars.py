@@ -52,8 +52,7 @@ class Exemplars:
     fits: float = FITS
 
     @classmethod
-    def learn(cls, examples: Iterable[tuple[str, dict[str, Any]]], names: list[str], **thresholds: float
-              ) -> Exemplars:
+    def learn(cls, examples: Iterable[tuple[str, dict[str, Any]]], names: list[str], **thresholds: float) -> Exemplars:
         """From (document text, gold fields) pairs, keeping the labels of the text fields `names`; the
         fields whose labels stay with the sender are trusted (see the module's docstring)."""
         heads, labels, texts = [], [], []
@@ -87,8 +86,9 @@ class Exemplars:
         return label if label is not None and self._holds(document, label) else None
 
     def _nearest(self, query: str, skip: int | None = None) -> int | None:
-        for _, _, j in process.extract(query, self.heads, scorer=fuzz.token_set_ratio, limit=2,
-                                       score_cutoff=self.similar):
+        for _, _, j in process.extract(
+            query, self.heads, scorer=fuzz.token_set_ratio, limit=2, score_cutoff=self.similar
+        ):
             if j != skip:
                 return j
         return None
@@ -97,10 +97,20 @@ class Exemplars:
         return fuzz.partial_ratio(norm_text(label), norm_text(document.replace("\n", " "))) >= self.fits
 
     def to_json(self) -> dict[str, Any]:
-        return {"fields": self.fields, "similar": self.similar, "fits": self.fits, "heads": self.heads,
-                "labels": self.labels}
+        return {
+            "fields": self.fields,
+            "similar": self.similar,
+            "fits": self.fits,
+            "heads": self.heads,
+            "labels": self.labels,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Exemplars:
-        return cls(list(data.get("heads", [])), [dict(x) for x in data.get("labels", [])],
-                   list(data.get("fields", [])), float(data.get("similar", SIMILAR)), float(data.get("fits", FITS)))
+        return cls(
+            list(data.get("heads", [])),
+            [dict(x) for x in data.get("labels", [])],
+            list(data.get("fields", [])),
+            float(data.get("similar", SIMILAR)),
+            float(data.get("fits", FITS)),
+        )

@@ -54,8 +54,15 @@ def _load(ref: str) -> Profile:
     try:
         raw = json.loads(path.read_text())
         stops = {name: re.compile(pattern, re.IGNORECASE) for name, pattern in raw["stops"].items()}
-        return Profile(ref, stops, frozenset(s.upper() for s in raw["tendered"]),
-                       frozenset(s.upper() for s in raw["change"]), int(raw["change_within"]))
+        return Profile(
+            ref,
+            stops,
+            frozenset(s.upper() for s in raw["tendered"]),
+            frozenset(s.upper() for s in raw["change"]),
+            int(raw["change_within"]),
+        )
     except (ValueError, KeyError, TypeError, re.error) as e:
-        raise InvalidRequest(f"label_profile {path}: {type(e).__name__}: {e} (a profile has stops {{name: regex}}, "
-                             "tendered and change [labels], change_within lines)") from e
+        raise InvalidRequest(
+            f"label_profile {path}: {type(e).__name__}: {e} (a profile has stops {{name: regex}}, "
+            "tendered and change [labels], change_within lines)"
+        ) from e

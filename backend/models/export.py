@@ -20,8 +20,10 @@ def export_adapter(adapter: str | Path, out_dir: str | Path, *, include_label_me
         raise FileExistsError(f"output folder {out} is not empty")
     memory = ref.path.parent / MEMORY_FILE
     if include_label_memory and not memory.is_file():
-        raise FileNotFoundError(f"{adapter}: no {MEMORY_FILE} beside the adapter to include (it is written by "
-                                "training runs that learn label rules)")
+        raise FileNotFoundError(
+            f"{adapter}: no {MEMORY_FILE} beside the adapter to include (it is written by "
+            "training runs that learn label rules)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ref.path, out / "adapter", ignore=shutil.ignore_patterns(MEMORY_FILE))
     if ref.tokenizer_path is not None:

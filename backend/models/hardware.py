@@ -51,8 +51,12 @@ def cpu_kind() -> CpuKind:
     import torch
 
     flags = _cpu_flags()
-    return CpuKind(torch.backends.cpu.get_cpu_capability(), "avx512_bf16" in flags or "amx_bf16" in flags,
-                   "amx_tile" in flags, platform.machine())
+    return CpuKind(
+        torch.backends.cpu.get_cpu_capability(),
+        "avx512_bf16" in flags or "amx_bf16" in flags,
+        "amx_tile" in flags,
+        platform.machine(),
+    )
 
 
 def _cpu_flags() -> set[str]:

@@ -70,9 +70,11 @@ def parse_output(raw: str, names: list[str]) -> tuple[dict[str, Any], bool, bool
         value = json.loads(raw.strip())
     except json.JSONDecodeError:
         value = None
-    schema_valid = (isinstance(value, dict) and set(value) == set(names)
-                    and all(v is None or isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                            for v in value.values()))
+    schema_valid = (
+        isinstance(value, dict)
+        and set(value) == set(names)
+        and all(v is None or isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value.values())
+    )
     return parsed.fields, parsed.valid_json, schema_valid
 
 
@@ -126,7 +128,7 @@ def edit_distance(a: str, b: str) -> int:
 def repeated_ngram(text: str, n: int = 3, times: int = 3) -> bool:
     """A word n-gram that occurs `times` or more: the loop a small model falls into."""
     words = re.findall(r"\w+", text)
-    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     return bool(grams) and max(grams.values()) >= times
 
 
@@ -135,8 +137,12 @@ def _prf(counts: Counter) -> dict[str, float]:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, **{k: counts[k] for k in
-                                                                   ("correct", "wrong", "missing", "extra", "absent")}}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        **{k: counts[k] for k in ("correct", "wrong", "missing", "extra", "absent")},
+    }
 
 
 def summarize(documents: list[DocumentResult], names: list[str], *, worst: int = 5) -> dict[str, Any]:
@@ -159,10 +165,26 @@ def summarize(documents: list[DocumentResult], names: list[str], *, worst: int =
         "json_valid": sum(d.valid_json for d in documents) / n,
         "schema_valid": sum(d.schema_valid for d in documents) / n,
         "errors": {name: dict(categories[name]) for name in names if categories[name]},
-        "worst": [{"index": d.index, "errors": d.errors, "raw": d.raw[:500],
-                   "fields": [{"field": f.field, "outcome": f.outcome, "predicted": f.predicted, "gold": f.gold,
-                               "categories": f.categories} for f in d.fields if f.outcome not in ("correct", "absent")]}
-                  for d in worst_docs if d.errors],
+        "worst": [
+            {
+                "index": d.index,
+                "errors": d.errors,
+                "raw": d.raw[:500],
+                "fields": [
+                    {
+                        "field": f.field,
+                        "outcome": f.outcome,
+                        "predicted": f.predicted,
+                        "gold": f.gold,
+                        "categories": f.categories,
+                    }
+                    for f in d.fields
+                    if f.outcome not in ("correct", "absent")
+                ],
+            }
+            for d in worst_docs
+            if d.errors
+        ],
     }
 
 
@@ -180,11 +202,15 @@ def answer_metrics(pairs: list[tuple[str, str]]) -> dict[str, float]:
     """Exact match (the same words, ignoring case and punctuation) and mean token-F1 for
     (prediction, reference) answers."""
     n = max(1, len(pairs))
+
     def words(text: str) -> list[str]:
         return re.findall(r"\w+", norm_text(text))
 
-    return {"answers": len(pairs), "exact_match": sum(words(p) == words(r) for p, r in pairs) / n,
-            "token_f1": sum(token_f1(p, r) for p, r in pairs) / n}
+    return {
+        "answers": len(pairs),
+        "exact_match": sum(words(p) == words(r) for p, r in pairs) / n,
+        "token_f1": sum(token_f1(p, r) for p, r in pairs) / n,
+    }
 
 
 def calibration(pairs: list[tuple[float, bool]], *, bins: int = 10) -> dict[str, Any]:
@@ -195,9 +221,15 @@ def calibration(pairs: list[tuple[float, bool]], *, bins: int = 10) -> dict[str,
         low, high = b / bins, (b + 1) / bins
         inside = [(c, ok) for c, ok in pairs if low <= c < high or (b == bins - 1 and c == 1.0)]
         if inside:
-            table.append({"from": low, "to": high, "count": len(inside),
-                          "confidence": sum(c for c, _ in inside) / len(inside),
-                          "accuracy": sum(ok for _, ok in inside) / len(inside)})
+            table.append(
+                {
+                    "from": low,
+                    "to": high,
+                    "count": len(inside),
+                    "confidence": sum(c for c, _ in inside) / len(inside),
+                    "accuracy": sum(ok for _, ok in inside) / len(inside),
+                }
+            )
     n = max(1, len(pairs))
     ece = sum(row["count"] / n * abs(row["accuracy"] - row["confidence"]) for row in table)
     return {"predictions": len(pairs), "ece": ece, "bins": table}

@@ -27,22 +27,26 @@ from backend.storage import now_iso
 MAX_VERSION = 2**62  # versions are counted from 1; larger numbers are no version (and overflow SQL integers)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-COLUMNS = ("name, version, base_model, dataset, dataset_hash, job_id, path, schema_fields, metrics, created_at, "
-           "promotion")
-
+COLUMNS = (
+    "name, version, base_model, dataset, dataset_hash, job_id, path, schema_fields, metrics, created_at, promotion"
+)
 
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
-        raise InvalidRequest(f"adapter name {name!r} is invalid: use 1-64 lower-case letters, digits, '-' or '_', "
-                         "starting with a letter or digit")
+        raise InvalidRequest(
+            f"adapter name {name!r} is invalid: use 1-64 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
     return name
 
 
 def check_alias(alias: str) -> str:
     if not ALIAS.match(alias) or alias == "latest":
-        raise InvalidRequest(f"alias {alias!r} is invalid: use 1-32 lower-case letters, digits, '-' or '_', starting "
-                         "with a letter ('latest' is reserved; versions are numbers)")
+        raise InvalidRequest(
+            f"alias {alias!r} is invalid: use 1-32 lower-case letters, digits, '-' or '_', starting "
+            "with a letter ('latest' is reserved; versions are numbers)"
+        )
     return alias
 
 
@@ -54,8 +58,9 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def register(*, engine: Engine, data_dir: Path, name: str, job_id: str, dataset: str, run_dir: Path,
-             summary: dict[str, Any]) -> dict[str, Any]:
+def register(
+    *, engine: Engine, data_dir: Path, name: str, job_id: str, dataset: str, run_dir: Path, summary: dict[str, Any]
+) -> dict[str, Any]:
     """Copy a finished run's adapter into the registry as the next version of `name`.
 
     Idempotent per job: a worker that crashed after registering gets the same version back.
@@ -72,23 +77,42 @@ def register(*, engine: Engine, data_dir: Path, name: str, job_id: str, dataset:
         shutil.copytree(run_dir / "tokenizer", staging / "tokenizer")
     if (run_dir / MEMORY_FILE).is_file():  # the label memory stays beside the adapter folder, not in it
         shutil.copy2(run_dir / MEMORY_FILE, staging / MEMORY_FILE)
-    metrics = {k: summary.get(k) for k in ("final_loss", "val_loss", "validation", "best", "steps", "tokens_per_s",
-                                           "train_time_s", "runtime")}
+    metrics = {
+        k: summary.get(k)
+        for k in ("final_loss", "val_loss", "validation", "best", "steps", "tokens_per_s", "train_time_s", "runtime")
+    }
     data = summary.get("data") or {}
     metrics["train_examples"], metrics["val_examples"] = data.get("train_examples"), data.get("val_examples")
-    values = {"name": name, "base_model": summary["base_model"], "dataset": dataset, "job_id": job_id,
-              "dataset_hash": file_hash(run_dir / "data.jsonl"), "schema": json.dumps(data.get("schema")),
-              "metrics": json.dumps(metrics), "t": now_iso()}
+    values = {
+        "name": name,
+        "base_model": summary["base_model"],
+        "dataset": dataset,
+        "job_id": job_id,
+        "dataset_hash": file_hash(run_dir / "data.jsonl"),
+        "schema": json.dumps(data.get("schema")),
+        "metrics": json.dumps(metrics),
+        "t": now_iso(),
+    }
     for _ in range(5):  # two jobs of the same name finishing together: the loser takes the next number
         with engine.connect() as conn:
-            version = int(conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM adapters WHERE name = :name"),
-                                       values).scalar_one()) + 1
+            version = (
+                int(
+                    conn.execute(
+                        text("SELECT COALESCE(MAX(version), 0) FROM adapters WHERE name = :name"), values
+                    ).scalar_one()
+                )
+                + 1
+            )
         final = data_dir / "adapters" / name / f"v{version}"
         try:
             with engine.begin() as conn:
-                conn.execute(text(f"INSERT INTO adapters ({COLUMNS}) VALUES (:name, :v, :base_model, :dataset, "
-                                  ":dataset_hash, :job_id, :path, :schema, :metrics, :t, NULL)"),
-                             {**values, "v": version, "path": str(final)})
+                conn.execute(
+                    text(
+                        f"INSERT INTO adapters ({COLUMNS}) VALUES (:name, :v, :base_model, :dataset, "
+                        ":dataset_hash, :job_id, :path, :schema, :metrics, :t, NULL)"
+                    ),
+                    {**values, "v": version, "path": str(final)},
+                )
                 shutil.rmtree(final, ignore_errors=True)
                 staging.rename(final)
         except IntegrityError:
@@ -110,12 +134,18 @@ def get_version(*, engine: Engine, name: str, version: int) -> dict[str, Any]:
     if not 0 < version < MAX_VERSION:
         raise AdapterNotFoundError(f"adapter {name}@{version} does not exist")
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {COLUMNS} FROM adapters WHERE name = :n AND version = :v"),
-                           {"n": name, "v": version}).first()
+        row = conn.execute(
+            text(f"SELECT {COLUMNS} FROM adapters WHERE name = :n AND version = :v"), {"n": name, "v": version}
+        ).first()
         if row is None:
             raise AdapterNotFoundError(f"adapter {name}@{version} does not exist")
-        aliases = [r[0] for r in conn.execute(text("SELECT alias FROM adapter_aliases WHERE name = :n AND version = :v "
-                                                   "ORDER BY alias"), {"n": name, "v": version})]
+        aliases = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT alias FROM adapter_aliases WHERE name = :n AND version = :v ORDER BY alias"),
+                {"n": name, "v": version},
+            )
+        ]
     return {**_decode(row), "aliases": aliases}
 
 
@@ -130,8 +160,9 @@ def resolve(*, engine: Engine, ref: str) -> dict[str, Any]:
         elif tag.isdigit():
             version = int(tag) if len(tag) <= 18 else None  # past any version a registry holds
         else:
-            version = conn.execute(text("SELECT version FROM adapter_aliases WHERE name = :n AND alias = :a"),
-                                   {"n": name, "a": tag}).scalar()
+            version = conn.execute(
+                text("SELECT version FROM adapter_aliases WHERE name = :n AND alias = :a"), {"n": name, "a": tag}
+            ).scalar()
     if version is None:
         raise AdapterNotFoundError(f"adapter {ref!r} does not exist" + (f" (no alias {tag!r})" if tag else ""))
     return get_version(engine=engine, name=name, version=int(version))
@@ -146,13 +177,15 @@ def list_adapters(*, engine: Engine) -> list[dict[str, Any]]:
     """One entry per name: its versions (newest first) and aliases."""
     with engine.connect() as conn:
         rows = conn.execute(text(f"SELECT {COLUMNS} FROM adapters ORDER BY name, version DESC")).all()
-        aliases = conn.execute(
-            text("SELECT name, alias, version FROM adapter_aliases ORDER BY name, alias")).tuples().all()
+        aliases = (
+            conn.execute(text("SELECT name, alias, version FROM adapter_aliases ORDER BY name, alias")).tuples().all()
+        )
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         item = _decode(row)
-        entry = out.setdefault(item["name"], {"name": item["name"], "latest": item["version"], "aliases": {},
-                                              "versions": []})
+        entry = out.setdefault(
+            item["name"], {"name": item["name"], "latest": item["version"], "aliases": {}, "versions": []}
+        )
         entry["versions"].append(item)
     for name, alias, version in aliases:
         if name in out:
@@ -163,8 +196,10 @@ def list_adapters(*, engine: Engine) -> list[dict[str, Any]]:
 def record_decision(*, engine: Engine, name: str, version: int, decision: dict[str, Any]) -> None:
     """Keep an eval-gated promotion decision (promoted or not, and its numbers) with the version."""
     with engine.begin() as conn:
-        conn.execute(text("UPDATE adapters SET promotion = :d WHERE name = :n AND version = :v"),
-                     {"d": json.dumps(decision), "n": name, "v": version})
+        conn.execute(
+            text("UPDATE adapters SET promotion = :d WHERE name = :n AND version = :v"),
+            {"d": json.dumps(decision), "n": name, "v": version},
+        )
 
 
 def set_alias(*, engine: Engine, name: str, alias: str, version: int, reason: str | None = None) -> dict[str, Any]:
@@ -174,11 +209,15 @@ def set_alias(*, engine: Engine, name: str, alias: str, version: int, reason: st
     for attempt in range(3):
         try:
             with engine.begin() as conn:  # the first statement writes: the alias row stays locked until commit
-                moved = conn.execute(text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n "
-                                          "AND alias = :a"), {"n": name, "a": alias, "v": version, "t": now_iso()}).rowcount
+                moved = conn.execute(
+                    text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n AND alias = :a"),
+                    {"n": name, "a": alias, "v": version, "t": now_iso()},
+                ).rowcount
                 if not moved:
-                    conn.execute(text("INSERT INTO adapter_aliases (name, alias, version, updated_at) "
-                                      "VALUES (:n, :a, :v, :t)"), {"n": name, "a": alias, "v": version, "t": now_iso()})
+                    conn.execute(
+                        text("INSERT INTO adapter_aliases (name, alias, version, updated_at) VALUES (:n, :a, :v, :t)"),
+                        {"n": name, "a": alias, "v": version, "t": now_iso()},
+                    )
                 _remember(conn, name=name, alias=alias, version=version, reason=reason or "promoted")
             break
         except IntegrityError:  # the same new alias created concurrently: take the other path
@@ -195,28 +234,39 @@ def rollback_alias(*, engine: Engine, name: str, alias: str) -> dict[str, Any]:
     if earlier is None:
         raise Conflict(f"{name}@{alias} has no earlier version to roll back to")
     with engine.begin() as conn:
-        conn.execute(text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n AND alias = :a"),
-                     {"n": name, "a": alias, "v": earlier, "t": now_iso()})
+        conn.execute(
+            text("UPDATE adapter_aliases SET version = :v, updated_at = :t WHERE name = :n AND alias = :a"),
+            {"n": name, "a": alias, "v": earlier, "t": now_iso()},
+        )
         _remember(conn, name=name, alias=alias, version=earlier, reason=f"rolled back from version {current}")
     return alias_state(engine=engine, name=name, alias=alias)
 
 
 def _remember(conn, *, name: str, alias: str, version: int, reason: str) -> None:
-    conn.execute(text("INSERT INTO adapter_alias_history (name, alias, seq, version, reason, set_at) SELECT :n, :a, "
-                      "COALESCE(MAX(seq), 0) + 1, :v, :r, :t FROM adapter_alias_history WHERE name = :n AND alias = :a"),
-                 {"n": name, "a": alias, "v": version, "r": reason, "t": now_iso()})
+    conn.execute(
+        text(
+            "INSERT INTO adapter_alias_history (name, alias, seq, version, reason, set_at) SELECT :n, :a, "
+            "COALESCE(MAX(seq), 0) + 1, :v, :r, :t FROM adapter_alias_history WHERE name = :n AND alias = :a"
+        ),
+        {"n": name, "a": alias, "v": version, "r": reason, "t": now_iso()},
+    )
 
 
 def alias_state(*, engine: Engine, name: str, alias: str) -> dict[str, Any]:
     with engine.connect() as conn:
-        version = conn.execute(text("SELECT version FROM adapter_aliases WHERE name = :n AND alias = :a"),
-                               {"n": name, "a": alias}).scalar()
-        history = conn.execute(text("SELECT version, reason, set_at FROM adapter_alias_history WHERE name = :n AND "
-                                    "alias = :a ORDER BY seq DESC"), {"n": name, "a": alias}).all()
+        version = conn.execute(
+            text("SELECT version FROM adapter_aliases WHERE name = :n AND alias = :a"), {"n": name, "a": alias}
+        ).scalar()
+        history = conn.execute(
+            text(
+                "SELECT version, reason, set_at FROM adapter_alias_history WHERE name = :n AND "
+                "alias = :a ORDER BY seq DESC"
+            ),
+            {"n": name, "a": alias},
+        ).all()
     if version is None:
         raise AdapterNotFoundError(f"alias {name}@{alias} does not exist")
-    return {"name": name, "alias": alias, "version": version,
-            "history": [dict(h._mapping) for h in history]}
+    return {"name": name, "alias": alias, "version": version, "history": [dict(h._mapping) for h in history]}
 
 
 def delete_version(*, engine: Engine, name: str, version: int) -> None:

@@ -27,14 +27,25 @@ def deliver_pending(*, engine: Engine, secret: str | None, timeout_s: float = 10
     delivered = 0
     now = time.time()
     with engine.connect() as conn:
-        due = [r[0] for r in conn.execute(text("SELECT id FROM jobs WHERE callback_state = 'pending' AND "
-                                               "callback_next_at <= :now ORDER BY updated_at LIMIT :n"),
-                                          {"now": now, "n": limit})]
+        due = [
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT id FROM jobs WHERE callback_state = 'pending' AND "
+                    "callback_next_at <= :now ORDER BY updated_at LIMIT :n"
+                ),
+                {"now": now, "n": limit},
+            )
+        ]
     for job_id in due:
         with engine.begin() as conn:  # claim it, so two workers don't both send it
-            claimed = conn.execute(text("UPDATE jobs SET callback_next_at = :later WHERE id = :id AND "
-                                        "callback_state = 'pending' AND callback_next_at <= :now"),
-                                   {"later": now + CLAIM_S, "id": job_id, "now": now}).rowcount
+            claimed = conn.execute(
+                text(
+                    "UPDATE jobs SET callback_next_at = :later WHERE id = :id AND "
+                    "callback_state = 'pending' AND callback_next_at <= :now"
+                ),
+                {"later": now + CLAIM_S, "id": job_id, "now": now},
+            ).rowcount
         if claimed and _send(engine=engine, job_id=job_id, secret=secret, timeout_s=timeout_s):
             delivered += 1
     return delivered
@@ -43,8 +54,12 @@ def deliver_pending(*, engine: Engine, secret: str | None, timeout_s: float = 10
 def _send(*, engine: Engine, job_id: str, secret: str | None, timeout_s: float) -> bool:
     job = get_job(engine=engine, job_id=job_id)
     body = json.dumps({"event": f"job.{job['status']}", "job": job}).encode()
-    headers = {"Content-Type": "application/json", "X-Tunebridge-Delivery": job_id,
-               "X-Tunebridge-Event": f"job.{job['status']}", "User-Agent": "tunebridge-callback/1"}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Tunebridge-Delivery": job_id,
+        "X-Tunebridge-Event": f"job.{job['status']}",
+        "User-Agent": "tunebridge-callback/1",
+    }
     if secret:
         headers["X-Tunebridge-Signature"] = sign(body, secret)
     try:
@@ -55,8 +70,12 @@ def _send(*, engine: Engine, job_id: str, secret: str | None, timeout_s: float) 
     attempts = job["callback"]["attempts"] + 1
     state = "delivered" if error is None else ("failed" if attempts >= MAX_ATTEMPTS else "pending")
     with engine.begin() as conn:
-        conn.execute(text("UPDATE jobs SET callback_state = :s, callback_attempts = :a, callback_error = :e, "
-                          "callback_next_at = :next WHERE id = :id"),
-                     {"s": state, "a": attempts, "e": error, "next": time.time() + 2 ** attempts, "id": job_id})
+        conn.execute(
+            text(
+                "UPDATE jobs SET callback_state = :s, callback_attempts = :a, callback_error = :e, "
+                "callback_next_at = :next WHERE id = :id"
+            ),
+            {"s": state, "a": attempts, "e": error, "next": time.time() + 2**attempts, "id": job_id},
+        )
         add_event(conn, job_id=job_id, type="callback", data={"state": state, "attempt": attempts, "error": error})
     return error is None

@@ -36,8 +36,10 @@ class DatasetNotFoundError(NotFound):
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
-        raise InvalidRequest(f"dataset name {name!r} is invalid: use 1-64 lower-case letters, digits, '-' or '_', "
-                         "starting with a letter or digit")
+        raise InvalidRequest(
+            f"dataset name {name!r} is invalid: use 1-64 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
     return name
 
 
@@ -61,8 +63,16 @@ class DatasetTooLargeError(TooLarge):
     """Appending would grow the dataset past its size limit; nothing was stored."""
 
 
-def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, source: str,
-                    delivery_id: str | None = None, max_bytes: int | None = None) -> Appended:
+def append_examples(
+    *,
+    engine: Engine,
+    data_dir: Path,
+    name: str,
+    body: bytes,
+    source: str,
+    delivery_id: str | None = None,
+    max_bytes: int | None = None,
+) -> Appended:
     """Validate every line, then append them all (or nothing). With a `delivery_id`, the delivery is
     recorded in the same transaction, so a replayed delivery stores nothing twice.
 
@@ -74,8 +84,9 @@ def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, s
     lines = body.splitlines()
     parsed = parse_jsonl([(source, lines)], dedupe=False)
     if parsed.issues:
-        raise DatasetError(f"{source}: {len(parsed.issues)} invalid line(s); nothing was stored", parsed.issues,
-                           limit=100)
+        raise DatasetError(
+            f"{source}: {len(parsed.issues)} invalid line(s); nothing was stored", parsed.issues, limit=100
+        )
     if not parsed.examples:
         raise DatasetError(f"{source}: no examples (the body is empty)")
     keep = [line.strip() for line in lines if line.strip()]
@@ -90,21 +101,36 @@ def append_examples(*, engine: Engine, data_dir: Path, name: str, body: bytes, s
                 if max_bytes is not None and committed + len(chunk) > max_bytes:
                     raise DatasetTooLargeError(
                         f"dataset {name!r} holds {committed} bytes; adding {len(chunk)} would pass its limit of "
-                        f"{max_bytes} bytes (TUNEBRIDGE_MAX_DATASET_MB); nothing was stored")
+                        f"{max_bytes} bytes (TUNEBRIDGE_MAX_DATASET_MB); nothing was stored"
+                    )
                 if delivery_id is not None:
                     try:
-                        conn.execute(text("INSERT INTO webhook_deliveries (delivery_id, dataset, added, received_at) "
-                                          "VALUES (:d, :name, :n, :t)"),
-                                     {"d": delivery_id, "name": name, "n": len(keep), "t": now})
+                        conn.execute(
+                            text(
+                                "INSERT INTO webhook_deliveries (delivery_id, dataset, added, received_at) "
+                                "VALUES (:d, :name, :n, :t)"
+                            ),
+                            {"d": delivery_id, "name": name, "n": len(keep), "t": now},
+                        )
                     except IntegrityError as exc:
                         raise DuplicateDeliveryError(delivery_id) from exc
-                conn.execute(text("INSERT INTO datasets (name, examples, committed_bytes, created_at, updated_at) "
-                                  "VALUES (:name, 0, 0, :t, :t) ON CONFLICT (name) DO NOTHING"), {"name": name, "t": now})
-                conn.execute(text("UPDATE datasets SET examples = examples + :n, committed_bytes = :b, "
-                                  "updated_at = :t WHERE name = :name"),
-                             {"n": len(keep), "b": committed + len(chunk), "t": now, "name": name})
-                total: int = conn.execute(text("SELECT examples FROM datasets WHERE name = :name"),
-                                          {"name": name}).scalar_one()
+                conn.execute(
+                    text(
+                        "INSERT INTO datasets (name, examples, committed_bytes, created_at, updated_at) "
+                        "VALUES (:name, 0, 0, :t, :t) ON CONFLICT (name) DO NOTHING"
+                    ),
+                    {"name": name, "t": now},
+                )
+                conn.execute(
+                    text(
+                        "UPDATE datasets SET examples = examples + :n, committed_bytes = :b, "
+                        "updated_at = :t WHERE name = :name"
+                    ),
+                    {"n": len(keep), "b": committed + len(chunk), "t": now, "name": name},
+                )
+                total: int = conn.execute(
+                    text("SELECT examples FROM datasets WHERE name = :name"), {"name": name}
+                ).scalar_one()
                 _write_synced(handle, chunk, at=committed)
                 crashpoints.reach("dataset-before-commit")
         except BaseException:
@@ -150,17 +176,27 @@ def _committed(conn: Any, handle: Any, *, name: str) -> int:
     else:
         committed = int(row[1])
     if size > committed:
-        log.warning("dataset %r: cut %d byte(s) past its last committed append (a write was interrupted)",
-                    name, size - committed)
+        log.warning(
+            "dataset %r: cut %d byte(s) past its last committed append (a write was interrupted)",
+            name,
+            size - committed,
+        )
         handle.truncate(committed)
     elif size < committed:
         lines = _prefix_of_lines(handle, 10**18)
         count = _count_lines(handle, lines)
-        log.error("dataset %r: the file is %d byte(s) shorter than its record (changed outside tunebridge?); "
-                  "recounted it as %d example(s)", name, committed - size, count)
+        log.error(
+            "dataset %r: the file is %d byte(s) shorter than its record (changed outside tunebridge?); "
+            "recounted it as %d example(s)",
+            name,
+            committed - size,
+            count,
+        )
         handle.truncate(lines)
-        conn.execute(text("UPDATE datasets SET examples = :e, committed_bytes = :b WHERE name = :n"),
-                     {"e": count, "b": lines, "n": name})
+        conn.execute(
+            text("UPDATE datasets SET examples = :e, committed_bytes = :b WHERE name = :n"),
+            {"e": count, "b": lines, "n": name},
+        )
         committed = lines
     return committed
 
@@ -219,10 +255,13 @@ def list_datasets(*, engine: Engine) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in rows]
 
 
-def dataset_stats(*, engine: Engine, data_dir: Path, name: str, tokenizer=None, max_length: int = 2048) -> dict[str, Any]:
+def dataset_stats(
+    *, engine: Engine, data_dir: Path, name: str, tokenizer=None, max_length: int = 2048
+) -> dict[str, Any]:
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT name, examples, created_at, updated_at FROM datasets WHERE name = :n"),
-                           {"n": check_name(name)}).first()
+        row = conn.execute(
+            text("SELECT name, examples, created_at, updated_at FROM datasets WHERE name = :n"), {"n": check_name(name)}
+        ).first()
     if row is None:
         raise DatasetNotFoundError(f"dataset {name!r} does not exist")
     body = read_committed(engine=engine, data_dir=data_dir, name=name)
@@ -234,8 +273,11 @@ def dataset_stats(*, engine: Engine, data_dir: Path, name: str, tokenizer=None, 
 
         encoded = encode_examples(tokenizer, loaded.examples, max_length=10**9)
         lengths = [len(e.input_ids) for e in encoded.items]
-        stats["tokens"] = {**_spread(lengths), "over_max_length": sum(n > max_length for n in lengths),
-                           "max_length": max_length}
+        stats["tokens"] = {
+            **_spread(lengths),
+            "over_max_length": sum(n > max_length for n in lengths),
+            "max_length": max_length,
+        }
     return stats
 
 
@@ -243,5 +285,9 @@ def _spread(values: list[int]) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)
-    return {"min": ordered[0], "median": statistics.median(ordered),
-            "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "max": ordered[-1]}
+    return {
+        "min": ordered[0],
+        "median": statistics.median(ordered),
+        "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "max": ordered[-1],
+    }

@@ -52,8 +52,9 @@ class Documents:
         def deliver(delivery_id: str, example: dict[str, Any]) -> None:
             assert dataset is not None  # handed to the graph only with a corrections dataset
             body = json.dumps({"dataset": dataset_for(dataset, example["doc_type"]), "example": example}).encode()
-            webhooks.receive(engine=self.engine, data_dir=self.data_dir, delivery_id=delivery_id, body=body,
-                             threshold=self.threshold)
+            webhooks.receive(
+                engine=self.engine, data_dir=self.data_dir, delivery_id=delivery_id, body=body, threshold=self.threshold
+            )
 
         deps = Deps(model=model, policy=self.policy, store=self.store, deliver=deliver if dataset else None)
         return build_graph(deps, SqliteSaver(self._saver_conn))
@@ -61,8 +62,9 @@ class Documents:
     def save_upload(self, filename: str, content: bytes) -> Path:
         suffix = Path(filename or "document.txt").suffix.lower()
         if suffix not in SUFFIXES:
-            raise InvalidRequest(f"file {filename!r}: unsupported type {suffix or '(none)'}; send one of "
-                             f"{sorted(SUFFIXES)}")
+            raise InvalidRequest(
+                f"file {filename!r}: unsupported type {suffix or '(none)'}; send one of {sorted(SUFFIXES)}"
+            )
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename).name)[:120] or f"document{suffix}"
         folder = self.folder / hashlib.sha256(content).hexdigest()[:16]  # one folder per content
         folder.mkdir(parents=True, exist_ok=True)
@@ -75,8 +77,9 @@ class Documents:
 
         try:
             with self._lock:
-                state, before = process(self._graph(model, dataset), self.store, path,
-                                        thread_id=file_sha256(path)[:16], doc_type=doc_type)
+                state, before = process(
+                    self._graph(model, dataset), self.store, path, thread_id=file_sha256(path)[:16], doc_type=doc_type
+                )
         except InvalidRequest as exc:  # an unreadable file: named as the client sent it, not by its server path
             if str(path) not in str(exc):
                 raise
@@ -101,8 +104,10 @@ class Documents:
             if not state.values:
                 raise DocumentNotFoundError(f"document {doc_id!r} does not exist")
             if not state.next:
-                raise Conflict(f"document {doc_id} is not waiting for review (status "
-                                    f"{state.values.get('status')}, decision {state.values.get('decision')})")
+                raise Conflict(
+                    f"document {doc_id} is not waiting for review (status "
+                    f"{state.values.get('status')}, decision {state.values.get('decision')})"
+                )
             graph.invoke(Command(resume=answer), config)
             return self._public(record(graph.get_state(config)))
 

@@ -35,8 +35,9 @@ def servable_bases(*, engine: Engine, default_base: str) -> list[str]:
     return sorted({*BUNDLED, default_base, *registered})
 
 
-def resolve_target(*, engine: Engine, default_base: str, model: str | None = None,
-                   adapter: str | None = None) -> tuple[AdapterBundle, dict[str, Any] | None]:
+def resolve_target(
+    *, engine: Engine, default_base: str, model: str | None = None, adapter: str | None = None
+) -> tuple[AdapterBundle, dict[str, Any] | None]:
     """What answers a request, and the adapter's registry record (None for a base model). `adapter` must
     be registered; `model` is a registered adapter or else a servable base model — never a folder."""
     if adapter:
@@ -49,28 +50,41 @@ def resolve_target(*, engine: Engine, default_base: str, model: str | None = Non
     base = model or default_base
     allowed = servable_bases(engine=engine, default_base=default_base)
     if base not in allowed:
-        raise ModelNotFoundError(f"model {base!r} not found: use a registered adapter (GET /v1/adapters) or a "
-                                 f"base model among {allowed}")
+        raise ModelNotFoundError(
+            f"model {base!r} not found: use a registered adapter (GET /v1/adapters) or a base model among {allowed}"
+        )
     return resolve(base)
 
 
-def extraction_spec(schema: dict | list | str | None, record: dict[str, Any] | None, *,
-                    limits: tuple[int, int] = (200, 8)) -> ExtractionSpec:
+def extraction_spec(
+    schema: dict | list | str | None, record: dict[str, Any] | None, *, limits: tuple[int, int] = (200, 8)
+) -> ExtractionSpec:
     """What a request extracts: its JSON Schema object, list of field names or named schema, else the
     adapter's training schema. `limits`: the most properties and the deepest nesting a schema may have
     (SchemaTooLargeError past them)."""
     if schema is None:
         if not (record and record.get("schema")):
-            raise InvalidRequest("schema: none given, and the model has no training schema; send a schema, a list of "
-                             f"field names or one of {sorted(NAMED_SCHEMAS)}")
+            raise InvalidRequest(
+                "schema: none given, and the model has no training schema; send a schema, a list of "
+                f"field names or one of {sorted(NAMED_SCHEMAS)}"
+            )
         return ExtractionSpec.from_names(record["schema"])
     return ExtractionSpec.of(schema, max_properties=limits[0], max_depth=limits[1])
 
 
-def extract(*, batcher: Batcher, target: AdapterBundle, text: str, spec: ExtractionSpec,
-            max_new_tokens: int | None, limit: int, constrained: bool = True,
-            review_confidence: float = 0.7, rank: str | None = None,
-            disconnected: Callable[[], bool] | None = None) -> dict[str, Any]:
+def extract(
+    *,
+    batcher: Batcher,
+    target: AdapterBundle,
+    text: str,
+    spec: ExtractionSpec,
+    max_new_tokens: int | None,
+    limit: int,
+    constrained: bool = True,
+    review_confidence: float = 0.7,
+    rank: str | None = None,
+    disconnected: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Fields from one document, with the same prompt template the adapter was trained with.
 
     Constrained (the default): decoding follows the JSON Schema, so the answer always parses and
@@ -84,16 +98,36 @@ def extract(*, batcher: Batcher, target: AdapterBundle, text: str, spec: Extract
         request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=max_new_tokens or 512)
         result = batcher.generate(target, request, disconnected=disconnected)
         parsed = parse_answer(result.text, spec.fields)
-        return {"model": target.label, "fields": parsed.fields, "valid_json": parsed.valid_json,
-                "missing": parsed.missing, "extra": parsed.extra, "raw": result.text,
-                "finish_reason": result.finish_reason, "constrained": False,
-                "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}}
-    return batcher.extract(target, Document(text, spec, max_new_tokens, rank=rank or False), limit=limit,
-                           review_confidence=review_confidence, disconnected=disconnected)
+        return {
+            "model": target.label,
+            "fields": parsed.fields,
+            "valid_json": parsed.valid_json,
+            "missing": parsed.missing,
+            "extra": parsed.extra,
+            "raw": result.text,
+            "finish_reason": result.finish_reason,
+            "constrained": False,
+            "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
+        }
+    return batcher.extract(
+        target,
+        Document(text, spec, max_new_tokens, rank=rank or False),
+        limit=limit,
+        review_confidence=review_confidence,
+        disconnected=disconnected,
+    )
 
 
-def chat_structured(*, batcher: Batcher, target: AdapterBundle, messages: list[dict[str, str]], json_schema: dict[str, Any],
-                    max_new_tokens: int | None, limit: int, limits: tuple[int, int] = (200, 8)) -> dict[str, Any]:
+def chat_structured(
+    *,
+    batcher: Batcher,
+    target: AdapterBundle,
+    messages: list[dict[str, str]],
+    json_schema: dict[str, Any],
+    max_new_tokens: int | None,
+    limit: int,
+    limits: tuple[int, int] = (200, 8),
+) -> dict[str, Any]:
     """A chat answer under a JSON Schema (OpenAI `response_format`); ValueError for a schema past the
     size limits or that cannot be decoded under a bound, or a prompt too long for the model."""
     check_schema_size(schema_of(json_schema), max_properties=limits[0], max_depth=limits[1])

@@ -35,19 +35,36 @@ def vllm_commands(*, engine: Engine, base_path=None, port: int = 8001) -> list[d
         newest = entry["versions"][0]
         names = [(entry["name"], newest)] + [(v["id"], v) for v in entry["versions"]]
         by_base_version = {v["version"]: v for v in entry["versions"]}
-        names += [(f"{entry['name']}@{alias}", by_base_version[version]) for alias, version in entry["aliases"].items()
-                  if version in by_base_version]
+        names += [
+            (f"{entry['name']}@{alias}", by_base_version[version])
+            for alias, version in entry["aliases"].items()
+            if version in by_base_version
+        ]
         for served, version in names:
             by_base.setdefault(version["base_model"], []).append((served, version))
     out = []
     for base, served in sorted(by_base.items()):
         rank = max(_rank(Path(v["path"]) / "adapter") for _, v in served)
         modules = [f"{name}={Path(v['path']) / 'adapter'}" for name, v in served]
-        argv = ["vllm", "serve", str(resolve(base)), "--served-model-name", base, "--port", str(port),
-                "--enable-lora", "--max-lora-rank", str(next((r for r in RANKS if r >= rank), rank)),
-                "--max-loras", str(min(len(served), 8)), "--lora-modules", *modules]
-        out.append({"base_model": base, "adapters": [name for name, _ in served], "argv": argv,
-                    "command": shlex.join(argv)})
+        argv = [
+            "vllm",
+            "serve",
+            str(resolve(base)),
+            "--served-model-name",
+            base,
+            "--port",
+            str(port),
+            "--enable-lora",
+            "--max-lora-rank",
+            str(next((r for r in RANKS if r >= rank), rank)),
+            "--max-loras",
+            str(min(len(served), 8)),
+            "--lora-modules",
+            *modules,
+        ]
+        out.append(
+            {"base_model": base, "adapters": [name for name, _ in served], "argv": argv, "command": shlex.join(argv)}
+        )
         port += 1
     return out
 

@@ -31,8 +31,9 @@ from backend.services import adapters
 
 log = logging.getLogger("tunebridge.vllm")
 VERSIONED = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)@(?P<version>\d+)$")
-ENABLE_HINT = ("start vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True in its environment and --enable-lora "
-               "(docs/vllm.md)")
+ENABLE_HINT = (
+    "start vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True in its environment and --enable-lora (docs/vllm.md)"
+)
 
 
 class VLLMError(Upstream):
@@ -76,8 +77,11 @@ class VLLMClient:
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 120.0):
         self.url = base_url(url)
-        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout_s, connect=10.0),
-                                 headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+        self.http = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -86,23 +90,28 @@ class VLLMClient:
         try:
             response = self.http.request(method, path, json=body)
         except httpx.TransportError as exc:
-            raise VLLMError(f"vLLM at {self.url} is unreachable ({type(exc).__name__}: {exc}); is it running, "
-                            "and is the URL right?") from exc
+            raise VLLMError(
+                f"vLLM at {self.url} is unreachable ({type(exc).__name__}: {exc}); is it running, and is the URL right?"
+            ) from exc
         if response.status_code == 401:
-            raise VLLMError(f"vLLM at {self.url} refused the API key ({method} {path}: 401); give the key vLLM was "
-                            "started with (--api-key, or TUNEBRIDGE_VLLM_API_KEY)")
+            raise VLLMError(
+                f"vLLM at {self.url} refused the API key ({method} {path}: 401); give the key vLLM was "
+                "started with (--api-key, or TUNEBRIDGE_VLLM_API_KEY)"
+            )
         return response
 
     def models(self) -> list[dict[str, Any]]:
         response = self._send("GET", "/v1/models")
         if response.status_code != 200:
-            raise VLLMError(f"vLLM at {self.url}: GET /v1/models answered {response.status_code}: "
-                            f"{error_message(response)}")
+            raise VLLMError(
+                f"vLLM at {self.url}: GET /v1/models answered {response.status_code}: {error_message(response)}"
+            )
         try:
             return list(response.json()["data"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise VLLMError(f"{self.url}/v1/models did not answer a model list ({response.text[:200]!r}): "
-                            "is this a vLLM server?") from exc
+            raise VLLMError(
+                f"{self.url}/v1/models did not answer a model list ({response.text[:200]!r}): is this a vLLM server?"
+            ) from exc
 
     def load(self, name: str, path: str, *, inplace: bool = False) -> httpx.Response:
         body: dict[str, Any] = {"lora_name": name, "lora_path": path}
@@ -111,13 +120,16 @@ class VLLMClient:
         return self._check_route(self._send("POST", "/v1/load_lora_adapter", body), "load_lora_adapter")
 
     def unload(self, name: str) -> httpx.Response:
-        return self._check_route(self._send("POST", "/v1/unload_lora_adapter", {"lora_name": name}),
-                                 "unload_lora_adapter")
+        return self._check_route(
+            self._send("POST", "/v1/unload_lora_adapter", {"lora_name": name}), "unload_lora_adapter"
+        )
 
     def _check_route(self, response: httpx.Response, route: str) -> httpx.Response:
         if response.status_code in (404, 405) and not _is_vllm_error(response):  # the route itself is missing
-            raise VLLMError(f"vLLM at {self.url} does not allow loading adapters at runtime (POST /v1/{route}: "
-                            f"{response.status_code} {error_message(response)}); {ENABLE_HINT}")
+            raise VLLMError(
+                f"vLLM at {self.url} does not allow loading adapters at runtime (POST /v1/{route}: "
+                f"{response.status_code} {error_message(response)}); {ENABLE_HINT}"
+            )
         return response
 
 
@@ -147,13 +159,24 @@ def _is_vllm_error(response: httpx.Response) -> bool:
 
 def _base_matches(card: dict[str, Any], base_model: str) -> bool:
     root = str(card.get("root") or "")
-    return base_model in (card.get("id"), root) or (bool(root) and PurePosixPath(root).name ==
-                                                      PurePosixPath(base_model.rstrip("/")).name)
+    return base_model in (card.get("id"), root) or (
+        bool(root) and PurePosixPath(root).name == PurePosixPath(base_model.rstrip("/")).name
+    )
 
 
-def push_adapter(url: str, ref: str, *, engine: Engine, api_key: str | None = None, name: str | None = None,
-                 path_map: str | list[str] | None = None, unload_previous: bool = False,
-                 move_alias: str | None = None, check_base: bool = True, timeout_s: float = 120.0) -> dict[str, Any]:
+def push_adapter(
+    url: str,
+    ref: str,
+    *,
+    engine: Engine,
+    api_key: str | None = None,
+    name: str | None = None,
+    path_map: str | list[str] | None = None,
+    unload_previous: bool = False,
+    move_alias: str | None = None,
+    check_base: bool = True,
+    timeout_s: float = 120.0,
+) -> dict[str, Any]:
     """Load the version `ref` resolves to into the vLLM server at `url` as `name@<version>` (or `name`).
 
     `path_map`: LOCAL=REMOTE folder pairs, when vLLM sees the data dir under another path.
@@ -164,7 +187,9 @@ def push_adapter(url: str, ref: str, *, engine: Engine, api_key: str | None = No
     served = name or record["id"]
     folder = Path(record["path"]) / "adapter"
     if not (folder / "adapter_config.json").is_file():
-        raise VLLMError(f"{record['id']}: its adapter folder {folder} is missing here (registry and files out of step?)")
+        raise VLLMError(
+            f"{record['id']}: its adapter folder {folder} is missing here (registry and files out of step?)"
+        )
     remote = map_path(folder, parse_path_map(path_map))
     client = VLLMClient(url, api_key=api_key, timeout_s=timeout_s)
     try:
@@ -172,17 +197,29 @@ def push_adapter(url: str, ref: str, *, engine: Engine, api_key: str | None = No
         bases = [c for c in cards if not c.get("parent")]
         if check_base and not any(_base_matches(c, record["base_model"]) for c in bases):
             served_bases = ", ".join(f"{c.get('id')} ({c.get('root')})" for c in bases) or "nothing"
-            raise VLLMError(f"vLLM at {client.url} serves {served_bases}, but {record['id']} was trained on "
-                            f"{record['base_model']!r}: start vLLM on that base (`tunebridge vllm` prints the "
-                            "command, with --served-model-name), or skip this check (--no-base-check)")
+            raise VLLMError(
+                f"vLLM at {client.url} serves {served_bases}, but {record['id']} was trained on "
+                f"{record['base_model']!r}: start vLLM on that base (`tunebridge vllm` prints the "
+                "command, with --served-model-name), or skip this check (--no-base-check)"
+            )
         loaded = {c.get("id"): c for c in cards if c.get("parent")}
-        out: dict[str, Any] = {"url": client.url, "ref": ref, "adapter": record["id"], "served_name": served,
-                               "lora_path": remote, "base_model": record["base_model"], "already_loaded": False,
-                               "unloaded": [], "alias": None}
+        out: dict[str, Any] = {
+            "url": client.url,
+            "ref": ref,
+            "adapter": record["id"],
+            "served_name": served,
+            "lora_path": remote,
+            "base_model": record["base_model"],
+            "already_loaded": False,
+            "unloaded": [],
+            "alias": None,
+        }
         if served in loaded:
             if str(loaded[served].get("root")) != remote:
-                raise VLLMError(f"vLLM at {client.url} already serves {served!r} from {loaded[served].get('root')}, "
-                                f"not {remote}; unload it first (POST /v1/unload_lora_adapter)")
+                raise VLLMError(
+                    f"vLLM at {client.url} already serves {served!r} from {loaded[served].get('root')}, "
+                    f"not {remote}; unload it first (POST /v1/unload_lora_adapter)"
+                )
             out["already_loaded"] = True
         else:
             _load(client, served, remote, record["id"])
@@ -190,8 +227,13 @@ def push_adapter(url: str, ref: str, *, engine: Engine, api_key: str | None = No
             if not any(c.get("id") == served and str(c.get("root")) == remote for c in cards):
                 raise VLLMError(f"vLLM at {client.url} accepted {served!r} but does not list it in GET /v1/models")
         if move_alias:
-            out["alias"] = _move_alias(client, f"{record['name']}@{adapters.check_alias(move_alias)}", remote,
-                                       {c.get("id"): c for c in cards if c.get("parent")}, record["id"])
+            out["alias"] = _move_alias(
+                client,
+                f"{record['name']}@{adapters.check_alias(move_alias)}",
+                remote,
+                {c.get("id"): c for c in cards if c.get("parent")},
+                record["id"],
+            )
         if unload_previous:
             out["unloaded"] = _unload_previous(client, engine, record, served, cards)
         log.info("vLLM %s: %s serves %s from %s", client.url, served, record["id"], remote)
@@ -207,19 +249,23 @@ def _load(client: VLLMClient, served: str, remote: str, adapter_id: str, *, inpl
     message = error_message(response)
     hint = ""
     if "No adapter found" in message or response.status_code == 404:
-        hint = ("; vLLM cannot read that folder: if it runs on another host or in a container, map the data dir "
-                "with --path-map LOCAL=REMOTE (TUNEBRIDGE_VLLM_PATH_MAP)")
+        hint = (
+            "; vLLM cannot read that folder: if it runs on another host or in a container, map the data dir "
+            "with --path-map LOCAL=REMOTE (TUNEBRIDGE_VLLM_PATH_MAP)"
+        )
     elif "not enabled" in message.lower() and "lora" in message.lower():
         hint = f"; {ENABLE_HINT}"
     elif "max_lora_rank" in message:
         hint = "; restart vLLM with a larger --max-lora-rank (`tunebridge vllm` sizes it from the registry)"
     what = repr(served) if served == adapter_id else f"{adapter_id} as {served!r}"
-    raise VLLMError(f"vLLM at {client.url} refused to load {what} from {remote} ({response.status_code}): "
-                    f"{message}{hint}")
+    raise VLLMError(
+        f"vLLM at {client.url} refused to load {what} from {remote} ({response.status_code}): {message}{hint}"
+    )
 
 
-def _move_alias(client: VLLMClient, alias_name: str, remote: str, loaded: dict[str | None, dict],
-                adapter_id: str) -> dict:
+def _move_alias(
+    client: VLLMClient, alias_name: str, remote: str, loaded: dict[str | None, dict], adapter_id: str
+) -> dict:
     current = loaded.get(alias_name)
     if current is not None and str(current.get("root")) == remote:
         return {"name": alias_name, "action": "unchanged"}
@@ -230,8 +276,10 @@ def _move_alias(client: VLLMClient, alias_name: str, remote: str, loaded: dict[s
     if response.status_code == 200:
         return {"name": alias_name, "action": "reloaded in place", "was": current.get("root")}
     if "already been loaded" not in error_message(response):  # not an older vLLM without load_inplace
-        raise VLLMError(f"vLLM at {client.url} refused to reload {alias_name!r} from {remote} "
-                        f"({response.status_code}): {error_message(response)}")
+        raise VLLMError(
+            f"vLLM at {client.url} refused to reload {alias_name!r} from {remote} "
+            f"({response.status_code}): {error_message(response)}"
+        )
     unloaded = client.unload(alias_name)  # older vLLM: unload, then load (requests for it fail in between)
     if unloaded.status_code != 200 and unloaded.status_code != 404:
         raise VLLMError(f"vLLM at {client.url} refused to unload {alias_name!r}: {error_message(unloaded)}")
@@ -262,12 +310,24 @@ def push_after_promotion(settings, *, engine: Engine, promotion: dict[str, Any])
     candidate = promotion["candidate"]
     alias = (promotion.get("policy") or {}).get("alias")
     try:
-        done = push_adapter(settings.vllm_url, candidate, engine=engine, api_key=settings.vllm_api_key,
-                            path_map=settings.vllm_path_map, unload_previous=settings.vllm_unload_previous,
-                            move_alias=alias if settings.vllm_move_alias else None)
+        done = push_adapter(
+            settings.vllm_url,
+            candidate,
+            engine=engine,
+            api_key=settings.vllm_api_key,
+            path_map=settings.vllm_path_map,
+            unload_previous=settings.vllm_unload_previous,
+            move_alias=alias if settings.vllm_move_alias else None,
+        )
     except Exception as exc:  # noqa: BLE001 - recorded on the job; the alias has moved regardless
         log.warning("promotion of %s: pushing it to vLLM at %s failed: %s", candidate, settings.vllm_url, exc)
         return {"url": settings.vllm_url, "pushed": None, "error": f"{type(exc).__name__}: {exc}"}
-    return {"url": done["url"], "pushed": done["served_name"], "lora_path": done["lora_path"],
-            "already_loaded": done["already_loaded"], "unloaded": done["unloaded"], "alias": done["alias"],
-            "error": None}
+    return {
+        "url": done["url"],
+        "pushed": done["served_name"],
+        "lora_path": done["lora_path"],
+        "already_loaded": done["already_loaded"],
+        "unloaded": done["unloaded"],
+        "alias": done["alias"],
+        "error": None,
+    }

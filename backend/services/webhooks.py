@@ -46,17 +46,32 @@ def parse_delivery(body: bytes) -> tuple[str, bytes]:
     return dataset, b"\n".join(json.dumps(e, ensure_ascii=False).encode() for e in examples)
 
 
-def receive(*, engine: Engine, data_dir: Path, delivery_id: str, body: bytes, threshold: int,
-            max_dataset_bytes: int | None = None) -> dict[str, Any]:
+def receive(
+    *,
+    engine: Engine,
+    data_dir: Path,
+    delivery_id: str,
+    body: bytes,
+    threshold: int,
+    max_dataset_bytes: int | None = None,
+) -> dict[str, Any]:
     """Store a delivery's examples (once) and start training if the threshold is reached."""
     if not DELIVERY.match(delivery_id or ""):
-        raise InvalidRequest("X-Tunebridge-Delivery: a delivery id of 1-128 letters, digits, '.', '_', ':' or '-' "
-                         "is required (it makes replays harmless)")
+        raise InvalidRequest(
+            "X-Tunebridge-Delivery: a delivery id of 1-128 letters, digits, '.', '_', ':' or '-' "
+            "is required (it makes replays harmless)"
+        )
     dataset, lines = parse_delivery(body)
     try:
-        appended = datasets.append_examples(engine=engine, data_dir=data_dir, name=dataset, body=lines,
-                                            source=f"delivery {delivery_id}", delivery_id=delivery_id,
-                                            max_bytes=max_dataset_bytes)
+        appended = datasets.append_examples(
+            engine=engine,
+            data_dir=data_dir,
+            name=dataset,
+            body=lines,
+            source=f"delivery {delivery_id}",
+            delivery_id=delivery_id,
+            max_bytes=max_dataset_bytes,
+        )
     except datasets.DuplicateDeliveryError:
         return {**_delivery(engine, delivery_id), "duplicate": True}
     job_id = _maybe_train(engine=engine, dataset=dataset, delivery_id=delivery_id, threshold=threshold)
@@ -68,8 +83,10 @@ def _maybe_train(*, engine: Engine, dataset: str, delivery_id: str, threshold: i
     job_id = maybe_train(engine=engine, dataset=dataset, threshold=threshold, trigger={"delivery": delivery_id})
     if job_id is not None:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE webhook_deliveries SET job_id = :j WHERE delivery_id = :d"),
-                         {"j": job_id, "d": delivery_id})
+            conn.execute(
+                text("UPDATE webhook_deliveries SET job_id = :j WHERE delivery_id = :d"),
+                {"j": job_id, "d": delivery_id},
+            )
     return job_id
 
 
@@ -80,34 +97,57 @@ def maybe_train(*, engine: Engine, dataset: str, threshold: int, trigger: dict[s
     job was busy is not lost)."""
     with engine.begin() as conn:
         # Writing first takes the dataset's row lock (SQLite: the write lock) until commit.
-        if not conn.execute(text("UPDATE datasets SET updated_at = updated_at WHERE name = :n"), {"n": dataset}).rowcount:
+        if not conn.execute(
+            text("UPDATE datasets SET updated_at = updated_at WHERE name = :n"), {"n": dataset}
+        ).rowcount:
             return None
-        examples, last = conn.execute(text("SELECT examples, examples_at_last_train FROM datasets WHERE name = :n"),
-                                      {"n": dataset}).tuples().one()
+        examples, last = (
+            conn.execute(text("SELECT examples, examples_at_last_train FROM datasets WHERE name = :n"), {"n": dataset})
+            .tuples()
+            .one()
+        )
         if examples - last < threshold:
             return None
-        busy = conn.execute(text("SELECT 1 FROM jobs WHERE dataset = :n AND kind = 'train' AND status IN "
-                                 "('queued', 'running')"), {"n": dataset}).first()
+        busy = conn.execute(
+            text("SELECT 1 FROM jobs WHERE dataset = :n AND kind = 'train' AND status IN ('queued', 'running')"),
+            {"n": dataset},
+        ).first()
         if busy:
             return None
-        previous = conn.execute(text("SELECT params, adapter_name FROM jobs WHERE dataset = :n AND kind = 'train' "
-                                     "ORDER BY created_at DESC LIMIT 1"), {"n": dataset}).first()
+        previous = conn.execute(
+            text(
+                "SELECT params, adapter_name FROM jobs WHERE dataset = :n AND kind = 'train' "
+                "ORDER BY created_at DESC LIMIT 1"
+            ),
+            {"n": dataset},
+        ).first()
         params, adapter = (json.loads(previous[0]), previous[1]) if previous else ({}, None)
-        job_id = jobs.create_job(engine=engine, kind="train", dataset=dataset, params=params, adapter_name=adapter,
-                                 conn=conn)["id"]
-        jobs.add_event(conn, job_id=job_id, type="triggered", data={"by": "labelled-data webhook", **trigger,
-                                                                     "new_examples": examples - last})
+        job_id = jobs.create_job(
+            engine=engine, kind="train", dataset=dataset, params=params, adapter_name=adapter, conn=conn
+        )["id"]
+        jobs.add_event(
+            conn,
+            job_id=job_id,
+            type="triggered",
+            data={"by": "labelled-data webhook", **trigger, "new_examples": examples - last},
+        )
     return job_id
 
 
 def fed_by_webhook(*, engine: Engine, dataset: str) -> bool:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT 1 FROM webhook_deliveries WHERE dataset = :n LIMIT 1"),
-                            {"n": dataset}).first() is not None
+        return (
+            conn.execute(text("SELECT 1 FROM webhook_deliveries WHERE dataset = :n LIMIT 1"), {"n": dataset}).first()
+            is not None
+        )
 
 
 def _delivery(engine: Engine, delivery_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT delivery_id, dataset, added, job_id, received_at FROM webhook_deliveries "
-                                "WHERE delivery_id = :d"), {"d": delivery_id}).one()
+        row = conn.execute(
+            text(
+                "SELECT delivery_id, dataset, added, job_id, received_at FROM webhook_deliveries WHERE delivery_id = :d"
+            ),
+            {"d": delivery_id},
+        ).one()
     return {"delivery": row[0], "dataset": row[1], "added": row[2], "job": row[3], "received_at": row[4]}

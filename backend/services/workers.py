@@ -14,8 +14,10 @@ from backend.storage import now_iso
 def join(*, engine: Engine, owner: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM workers WHERE id = :o"), {"o": owner})
-        conn.execute(text("INSERT INTO workers (id, started_at, seen_at) VALUES (:o, :t, :now)"),
-                     {"o": owner, "t": now_iso(), "now": time.time()})
+        conn.execute(
+            text("INSERT INTO workers (id, started_at, seen_at) VALUES (:o, :t, :now)"),
+            {"o": owner, "t": now_iso(), "now": time.time()},
+        )
 
 
 def beat(*, engine: Engine, owner: str) -> None:
@@ -31,5 +33,8 @@ def leave(*, engine: Engine, owner: str) -> None:
 def live(*, engine: Engine, within_s: float) -> int:
     """How many workers were seen in the last `within_s` seconds."""
     with engine.connect() as conn:
-        return int(conn.execute(text("SELECT COUNT(*) FROM workers WHERE seen_at >= :since"),
-                                {"since": time.time() - within_s}).scalar_one())
+        return int(
+            conn.execute(
+                text("SELECT COUNT(*) FROM workers WHERE seen_at >= :since"), {"since": time.time() - within_s}
+            ).scalar_one()
+        )

@@ -62,6 +62,7 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
 
     if engine.dialect.driver == "psycopg":
+
         @event.listens_for(engine, "connect")
         def _str_as_text(dbapi_connection, _record) -> None:
             # psycopg 3 binds parameters on the server and sends a str as type "unknown", for the server

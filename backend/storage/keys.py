@@ -22,8 +22,10 @@ def create_key(*, engine: Engine) -> str:
     key_id = secrets.token_hex(4)
     key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO api_keys (id, key_hash, created_at) VALUES (:i, :h, :t)"),
-                     {"i": key_id, "h": _hash(key), "t": now_iso()})
+        conn.execute(
+            text("INSERT INTO api_keys (id, key_hash, created_at) VALUES (:i, :h, :t)"),
+            {"i": key_id, "h": _hash(key), "t": now_iso()},
+        )
     return key
 
 

@@ -18,28 +18,37 @@ from backend.training.tokenize import IGNORE, Encoded
 MEGA = 64
 
 
-def epoch_batches(lengths: list[int], *, batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
+def epoch_batches(
+    lengths: list[int], *, batch_size: int, seed: int, epoch: int, group_by_length: bool
+) -> list[list[int]]:
     rng = random.Random(seed * 100_003 + epoch)
     order = list(range(len(lengths)))
     rng.shuffle(order)
     if group_by_length:
         mega = batch_size * MEGA
-        order = [i for start in range(0, len(order), mega)
-                 for i in sorted(order[start:start + mega], key=lambda j: -lengths[j])]
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        order = [
+            i
+            for start in range(0, len(order), mega)
+            for i in sorted(order[start : start + mega], key=lambda j: -lengths[j])
+        ]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if group_by_length:
         rng.shuffle(batches)
     return batches
 
 
-def run_batches(lengths: list[int], *, batch_size: int, seed: int, epochs: float, group_by_length: bool) -> list[list[int]]:
+def run_batches(
+    lengths: list[int], *, batch_size: int, seed: int, epochs: float, group_by_length: bool
+) -> list[list[int]]:
     """All micro-batches of the run, epoch after epoch (a fractional last epoch is cut short)."""
     per_epoch = math.ceil(len(lengths) / batch_size)
     total = max(1, round(per_epoch * epochs))
     out: list[list[int]] = []
     epoch = 0
     while len(out) < total:
-        out.extend(epoch_batches(lengths, batch_size=batch_size, seed=seed, epoch=epoch, group_by_length=group_by_length))
+        out.extend(
+            epoch_batches(lengths, batch_size=batch_size, seed=seed, epoch=epoch, group_by_length=group_by_length)
+        )
         epoch += 1
     return out[:total]
 

@@ -27,8 +27,17 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def save_checkpoint(run_dir: Path, *, model, optimizer, scheduler, state: dict[str, Any], keep: int,
-                    weights: dict[str, torch.Tensor] | None = None, optimizer_state: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    model,
+    optimizer,
+    scheduler,
+    state: dict[str, Any],
+    keep: int,
+    weights: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
+) -> Path:
     """`weights` / `optimizer_state`: gathered by the caller where the model is sharded (FSDP)."""
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -40,8 +49,15 @@ def save_checkpoint(run_dir: Path, *, model, optimizer, scheduler, state: dict[s
     weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     save_file(weights, tmp / "adapter.safetensors")
     optimizer_state = optimizer.state_dict() if optimizer_state is None else optimizer_state
-    torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, tmp / "trainer.pt")
+    torch.save(
+        {
+            "optimizer": optimizer_state,
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+        },
+        tmp / "trainer.pt",
+    )
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -63,8 +79,11 @@ def save_adapter(model, directory: Path, *, weights: dict[str, torch.Tensor] | N
     config.inference_mode = True
     Path(directory).mkdir(parents=True, exist_ok=True)
     config.save_pretrained(directory)
-    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, Path(directory) / "adapter_model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in weights.items()},
+        Path(directory) / "adapter_model.safetensors",
+        metadata={"format": "pt"},
+    )
 
 
 def load_checkpoint(path: Path, *, model, optimizer, scheduler) -> dict[str, Any]:

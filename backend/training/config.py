@@ -31,15 +31,22 @@ class TrainConfig:
     max_length: int = _f(2048, "Longest example in tokens; longer ones are reported and skipped, never cut.")
     skip_invalid: bool = _f(False, "Train on the valid lines when some are invalid (they are still reported).")
     seed: int = _f(42, "Seed for the split, batch order and LoRA initialisation.")
-    label_profile: str = _f("receipts", "Label profile for the label rules learned from extraction records: "
-                            "receipts, documents, or a profile JSON file (backend/labels/profiles).")
+    label_profile: str = _f(
+        "receipts",
+        "Label profile for the label rules learned from extraction records: "
+        "receipts, documents, or a profile JSON file (backend/labels/profiles).",
+    )
 
     # --- model ---
     model: str = _f("smollm2-135m", "Base model: bundled name, local folder, .gguf file, or cached hub id.")
-    quantize: str = _f("auto", "Base weights: auto (4bit on CUDA, none on CPU), none, or 4bit (NF4, QLoRA).",
-                       choices=["auto", "none", "4bit"])
-    precision: str = _f("auto", "Compute dtype: auto (bf16 where the hardware has it), bf16 or fp32.",
-                        choices=["auto", "bf16", "fp32"])
+    quantize: str = _f(
+        "auto",
+        "Base weights: auto (4bit on CUDA, none on CPU), none, or 4bit (NF4, QLoRA).",
+        choices=["auto", "none", "4bit"],
+    )
+    precision: str = _f(
+        "auto", "Compute dtype: auto (bf16 where the hardware has it), bf16 or fp32.", choices=["auto", "bf16", "fp32"]
+    )
     device: str = _f("auto", "auto, cpu or cuda.", choices=["auto", "cpu", "cuda"])
 
     # --- LoRA ---
@@ -51,7 +58,9 @@ class TrainConfig:
     # --- optimisation ---
     epochs: float = _f(1.0, "Passes over the training split (fractions allowed).")
     max_steps: int = _f(0, "Stop after this many optimizer steps (0: derived from epochs).")
-    max_minutes: float = _f(0.0, "Time budget: finish (and save the adapter) after this many minutes of training (0: none).")
+    max_minutes: float = _f(
+        0.0, "Time budget: finish (and save the adapter) after this many minutes of training (0: none)."
+    )
     batch_size: int = _f(8, "Examples per optimizer step over all processes (micro-batch × grad_accum × processes).")
     grad_accum: int = _f(1, "Micro-batches per optimizer step; batch_size must divide by it.")
     learning_rate: float = _f(2e-4, "Peak learning rate (AdamW).")
@@ -60,22 +69,41 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay on LoRA weights.")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 disables).")
     group_by_length: bool = _f(True, "Batch examples of similar length together (less padding, same data).")
-    threads: int = _f(0, "CPU threads for torch (0: an even share of the cores among the tunebridge processes "
-                         "running here), shared among the processes of a launched run.")
-    pass_tokens: int = _f(-1, "Most padded tokens in one forward/backward pass: a larger micro-batch runs as several "
-                             "passes with the same gradient, bounding peak memory (-1: sized to the model and the "
-                             "precision that runs; 0: no limit).")
+    threads: int = _f(
+        0,
+        "CPU threads for torch (0: an even share of the cores among the tunebridge processes "
+        "running here), shared among the processes of a launched run.",
+    )
+    pass_tokens: int = _f(
+        -1,
+        "Most padded tokens in one forward/backward pass: a larger micro-batch runs as several "
+        "passes with the same gradient, bounding peak memory (-1: sized to the model and the "
+        "precision that runs; 0: no limit).",
+    )
 
     # --- several processes (docs/distributed.md) ---
-    launcher: str = _f("none", "Data-parallel training in several processes started by torchrun or accelerate "
-                               "launch; none: this process alone.", choices=["none", "torchrun", "accelerate"])
-    nproc: int = _f(1, "Processes to start: torchrun's --nproc-per-node (this machine), accelerate's "
-                       "--num_processes (all machines).")
-    strategy: str = _f("ddp", "With several processes: ddp (a model replica each, gradients all-reduced) or fsdp "
-                              "(weights sharded across GPUs, for models one GPU cannot hold).", choices=["ddp", "fsdp"])
-    launcher_args: str = _f("", "Multi-node options for the launcher, e.g. torchrun '--nnodes 2 --node-rank 0 "
-                                "--rdzv-endpoint host0:29500', accelerate '--num_machines 2 --machine_rank 0 "
-                                "--main_process_ip host0 --main_process_port 29500'. Only such options are accepted.")
+    launcher: str = _f(
+        "none",
+        "Data-parallel training in several processes started by torchrun or accelerate "
+        "launch; none: this process alone.",
+        choices=["none", "torchrun", "accelerate"],
+    )
+    nproc: int = _f(
+        1,
+        "Processes to start: torchrun's --nproc-per-node (this machine), accelerate's --num_processes (all machines).",
+    )
+    strategy: str = _f(
+        "ddp",
+        "With several processes: ddp (a model replica each, gradients all-reduced) or fsdp "
+        "(weights sharded across GPUs, for models one GPU cannot hold).",
+        choices=["ddp", "fsdp"],
+    )
+    launcher_args: str = _f(
+        "",
+        "Multi-node options for the launcher, e.g. torchrun '--nnodes 2 --node-rank 0 "
+        "--rdzv-endpoint host0:29500', accelerate '--num_machines 2 --machine_rank 0 "
+        "--main_process_ip host0 --main_process_port 29500'. Only such options are accepted.",
+    )
 
     # --- outputs, checkpoints, tracking ---
     output_dir: str = _f("runs", "Folder that holds one sub-folder per run.")
@@ -83,14 +111,24 @@ class TrainConfig:
     save_every: int = _f(50, "Write a resumable checkpoint every N steps (0: only at the end).")
     keep_checkpoints: int = _f(2, "How many recent checkpoints to keep.")
     eval_every: int = _f(0, "Evaluate on the validation split every N steps (0: only at the end).")
-    eval_examples: int = _f(32, "Validation extraction records answered at each evaluation for field-level "
-                                "metrics (micro-F1, JSON validity); 0: loss only.")
-    eval_metric: str = _f("auto", "Metric that picks the best evaluation: auto (micro_f1 for extraction data, "
-                                  "else val_loss), micro_f1 or val_loss.", choices=["auto", "micro_f1", "val_loss"])
+    eval_examples: int = _f(
+        32,
+        "Validation extraction records answered at each evaluation for field-level "
+        "metrics (micro-F1, JSON validity); 0: loss only.",
+    )
+    eval_metric: str = _f(
+        "auto",
+        "Metric that picks the best evaluation: auto (micro_f1 for extraction data, "
+        "else val_loss), micro_f1 or val_loss.",
+        choices=["auto", "micro_f1", "val_loss"],
+    )
     keep_best: bool = _f(True, "Ship the adapter of the best evaluation (by eval_metric) as the run's adapter.")
     log_every: int = _f(1, "Write metrics every N steps.")
-    report_to: str = _f("wandb", "Experiment tracking: wandb (offline unless WANDB_MODE says otherwise) or none.",
-                        choices=["wandb", "none"])
+    report_to: str = _f(
+        "wandb",
+        "Experiment tracking: wandb (offline unless WANDB_MODE says otherwise) or none.",
+        choices=["wandb", "none"],
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -112,15 +150,30 @@ class TrainConfig:
             ("max_length", self.max_length <= 1_048_576, "at most 1,048,576"),
             ("threads", 0 <= self.threads <= 4096, "from 0 to 4096"),
             ("pass_tokens", self.pass_tokens >= -1, "-1 (sized to the model), 0 (no limit) or a token count"),
-            ("nproc", 1 <= self.nproc <= 1024 and (self.nproc == 1 or self.launcher != "none"), "at most 1024" if
-             self.nproc > 1024 else "1 without a launcher (set launcher: torchrun or accelerate)" if self.nproc > 1
-             else "at least 1"),
-            ("nproc", self.nproc >= 1 and (self.nproc == 1 or self.launcher != "none"),
-             "1 without a launcher (set launcher: torchrun or accelerate)" if self.nproc > 1 else "at least 1"),
-            ("grad_accum", self.grad_accum >= 1 and self.batch_size % self.grad_accum == 0,
-             f"at least 1 and a divisor of batch_size ({self.batch_size})"),
-            ("batch_size", min(self.grad_accum, self.nproc) < 1 or self.batch_size % (self.grad_accum * self.nproc) == 0,
-             f"a multiple of grad_accum × nproc ({self.grad_accum} × {self.nproc}): the global batch splits evenly"),
+            (
+                "nproc",
+                1 <= self.nproc <= 1024 and (self.nproc == 1 or self.launcher != "none"),
+                "at most 1024"
+                if self.nproc > 1024
+                else "1 without a launcher (set launcher: torchrun or accelerate)"
+                if self.nproc > 1
+                else "at least 1",
+            ),
+            (
+                "nproc",
+                self.nproc >= 1 and (self.nproc == 1 or self.launcher != "none"),
+                "1 without a launcher (set launcher: torchrun or accelerate)" if self.nproc > 1 else "at least 1",
+            ),
+            (
+                "grad_accum",
+                self.grad_accum >= 1 and self.batch_size % self.grad_accum == 0,
+                f"at least 1 and a divisor of batch_size ({self.batch_size})",
+            ),
+            (
+                "batch_size",
+                min(self.grad_accum, self.nproc) < 1 or self.batch_size % (self.grad_accum * self.nproc) == 0,
+                f"a multiple of grad_accum × nproc ({self.grad_accum} × {self.nproc}): the global batch splits evenly",
+            ),
             ("learning_rate", self.learning_rate > 0, "greater than 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
             ("save_every", self.save_every >= 0, "0 or more"),
@@ -152,11 +205,30 @@ class TrainConfig:
 # What launcher_args may say: where the other machines are, never what the launcher runs (train jobs
 # from the API carry this field to a worker). Options with a value, then valueless flags.
 LAUNCHER_OPTIONS = {
-    "torchrun": ({"--nnodes", "--node-rank", "--node_rank", "--rdzv-endpoint", "--rdzv_endpoint", "--rdzv-backend",
-                  "--rdzv_backend", "--rdzv-id", "--rdzv_id", "--master-addr", "--master_addr", "--master-port",
-                  "--master_port", "--max-restarts", "--max_restarts"}, {"--standalone"}),
-    "accelerate": ({"--num_machines", "--machine_rank", "--main_process_ip", "--main_process_port", "--rdzv_backend",
-                    "--gpu_ids"}, {"--same_network"}),
+    "torchrun": (
+        {
+            "--nnodes",
+            "--node-rank",
+            "--node_rank",
+            "--rdzv-endpoint",
+            "--rdzv_endpoint",
+            "--rdzv-backend",
+            "--rdzv_backend",
+            "--rdzv-id",
+            "--rdzv_id",
+            "--master-addr",
+            "--master_addr",
+            "--master-port",
+            "--master_port",
+            "--max-restarts",
+            "--max_restarts",
+        },
+        {"--standalone"},
+    ),
+    "accelerate": (
+        {"--num_machines", "--machine_rank", "--main_process_ip", "--main_process_port", "--rdzv_backend", "--gpu_ids"},
+        {"--same_network"},
+    ),
 }
 
 

@@ -238,8 +238,9 @@ def parse_jsonl(
                 continue
         seen.add(key)
         formats[fmt] += 1
-        examples.append(Example(messages=messages, origin=origin, format=fmt,
-                                record=record if fmt == "extraction" else None))
+        examples.append(
+            Example(messages=messages, origin=origin, format=fmt, record=record if fmt == "extraction" else None)
+        )
     return LoadedData(examples, issues, duplicates, formats, schema)
 
 

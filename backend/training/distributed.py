@@ -62,8 +62,13 @@ class Parallel:
     def from_env(cls, strategy: str = "ddp") -> Parallel:
         env = os.environ
         world = int(env.get("WORLD_SIZE", "1"))
-        return cls(rank=int(env.get("RANK", "0")), world=world, local_rank=int(env.get("LOCAL_RANK", "0")),
-                   local_world=int(env.get("LOCAL_WORLD_SIZE", str(world))), strategy=strategy)
+        return cls(
+            rank=int(env.get("RANK", "0")),
+            world=world,
+            local_rank=int(env.get("LOCAL_RANK", "0")),
+            local_world=int(env.get("LOCAL_WORLD_SIZE", str(world))),
+            strategy=strategy,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -97,8 +102,10 @@ class Parallel:
         if not self.enabled:
             return
         if batch_size % (grad_accum * self.world):
-            raise InvalidRequest(f"batch_size: got {batch_size}, expected a multiple of grad_accum × processes "
-                             f"({grad_accum} × {self.world}): it is the global batch, split evenly over the ranks")
+            raise InvalidRequest(
+                f"batch_size: got {batch_size}, expected a multiple of grad_accum × processes "
+                f"({grad_accum} × {self.world}): it is the global batch, split evenly over the ranks"
+            )
 
         if device == "cuda":
             torch.cuda.set_device(self.local_rank)
@@ -120,14 +127,24 @@ class Parallel:
             _check_adapter_keys(model)
             # LoRA layers become their own FSDP units (uniformly trainable), decoder layers another
             # (uniformly frozen): use_orig_params=False then keeps gradients only for the adapter.
-            self.module = FSDP(wrapped, auto_wrap_policy=fsdp_auto_wrap_policy(model), use_orig_params=False,
-                               device_id=device if device.type == "cpu" else device.index,
-                               sync_module_states=False, limit_all_gathers=True)
+            self.module = FSDP(
+                wrapped,
+                auto_wrap_policy=fsdp_auto_wrap_policy(model),
+                use_orig_params=False,
+                device_id=device if device.type == "cpu" else device.index,
+                sync_module_states=False,
+                limit_all_gathers=True,
+            )
         else:
             head = model.get_base_model().get_output_embeddings()  # type: ignore[operator]  # torch: Tensor|Module
             unused = any(p.requires_grad for p in head.parameters())  # an adapted head: AnswerLoss bypasses it
-            self.module = DDP(wrapped, device_ids=None if device.type == "cpu" else [device.index],
-                              broadcast_buffers=False, init_sync=False, find_unused_parameters=unused)
+            self.module = DDP(
+                wrapped,
+                device_ids=None if device.type == "cpu" else [device.index],
+                broadcast_buffers=False,
+                init_sync=False,
+                find_unused_parameters=unused,
+            )
         return self.module
 
     def trainable(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -137,7 +154,7 @@ class Parallel:
     # --- per step -----------------------------------------------------------------------------
 
     def shard(self, batch: list) -> list:
-        return batch if not self.enabled else batch[self.rank::self.world]
+        return batch if not self.enabled else batch[self.rank :: self.world]
 
     def all_sum(self, values: list[float]) -> list[float]:
         if not self.enabled:
@@ -225,12 +242,17 @@ class Parallel:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
         offload = self._device().type == "cuda"
-        return FSDP.state_dict_type(self.module, StateDictType.FULL_STATE_DICT,
-                                    FullStateDictConfig(offload_to_cpu=offload, rank0_only=rank0_only),
-                                    FullOptimStateDictConfig(offload_to_cpu=offload, rank0_only=rank0_only))
+        return FSDP.state_dict_type(
+            self.module,
+            StateDictType.FULL_STATE_DICT,
+            FullStateDictConfig(offload_to_cpu=offload, rank0_only=rank0_only),
+            FullOptimStateDictConfig(offload_to_cpu=offload, rank0_only=rank0_only),
+        )
 
     def _device(self) -> torch.device:
-        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        return (
+            torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        )
 
 
 def _broadcast_trainable(model: torch.nn.Module) -> None:

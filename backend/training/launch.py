@@ -49,14 +49,28 @@ def launcher_command(config: TrainConfig, *, run_dir: Path, control: Path, progr
         head = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(config.nproc)]
         if config.nproc > 1:
             head.append("--multi_gpu")  # accelerate's name for "start N data-parallel processes", also on CPU
-        head += extra or ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                          "--main_process_port", str(_free_port())]  # precision is ours (TrainConfig.precision)
+        head += extra or [
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(_free_port()),
+        ]  # precision is ours (TrainConfig.precision)
     tail = ["-m", "backend.training.launch", str(run_dir), "--control", str(control)]
     return head + tail + (["--progress-bar"] if progress_bar else [])
 
 
-def launch(config: TrainConfig, *, run_dir: Path, should_stop: Callable[[], bool],
-           on_progress: Callable[[dict[str, Any]], None] | None, progress_bar: bool):
+def launch(
+    config: TrainConfig,
+    *,
+    run_dir: Path,
+    should_stop: Callable[[], bool],
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    progress_bar: bool,
+):
     from backend.training.recipe import TrainResult
 
     started = time.time()
@@ -64,8 +78,11 @@ def launch(config: TrainConfig, *, run_dir: Path, should_stop: Callable[[], bool
         control = Path(tmp)
         cmd = launcher_command(config, run_dir=run_dir, control=control, progress_bar=progress_bar)
         root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "TUNEBRIDGE_LAUNCHED": "1",
-               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        env = {
+            **os.environ,
+            "TUNEBRIDGE_LAUNCHED": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+        }
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_parent_death_signal(signal.SIGTERM))
         progress, offset, stopping = control / "progress.jsonl", 0, False
         try:
@@ -96,8 +113,10 @@ def launch(config: TrainConfig, *, run_dir: Path, should_stop: Callable[[], bool
     if first_error:
         kinds = {k.__name__: k for k in _ERRORS}
         raise kinds.get(first_error["kind"] or "", TunebridgeError)(first_error["text"])
-    raise TunebridgeError(f"{config.launcher} exited with code {proc.returncode} before the run finished; "
-                       f"the ranks' output is above (resume with: tunebridge train --resume {run_dir})")
+    raise TunebridgeError(
+        f"{config.launcher} exited with code {proc.returncode} before the run finished; "
+        f"the ranks' output is above (resume with: tunebridge train --resume {run_dir})"
+    )
 
 
 def _relay(path: Path, offset: int, on_progress: Callable[[dict[str, Any]], None] | None) -> int:
@@ -162,12 +181,20 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         config, run_dir = open_run(None, args.run_dir)
-        Recipe(config, run_dir, resume=True, should_stop=lambda: requested.is_set() or stop_file.exists(),
-               on_progress=on_progress, progress_bar=args.progress_bar).run()
+        Recipe(
+            config,
+            run_dir,
+            resume=True,
+            should_stop=lambda: requested.is_set() or stop_file.exists(),
+            on_progress=on_progress,
+            progress_bar=args.progress_bar,
+        ).run()
     except Exception as exc:  # for the parent to raise: the nearest of _ERRORS, else TunebridgeError
         kind = next((k.__name__ for k in type(exc).__mro__ if k in _ERRORS), None)
         text = str(exc) if kind else f"{type(exc).__name__}: {exc}"
-        (control / f"error-rank-{os.environ.get('RANK', '0')}.json").write_text(json.dumps({"kind": kind, "text": text}))
+        (control / f"error-rank-{os.environ.get('RANK', '0')}.json").write_text(
+            json.dumps({"kind": kind, "text": text})
+        )
         traceback.print_exc()
         code = 1
     # Leave without running destructors: the gloo process group kept alive by distributed.KEEP_ALIVE would

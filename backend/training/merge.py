@@ -24,5 +24,7 @@ def merge_adapter(adapter: str | Path, out_dir: str | Path) -> Path:
     merged = PeftModel.from_pretrained(base, str(ref.path)).merge_and_unload()
     merged.save_pretrained(out)
     load_tokenizer(str(ref.tokenizer_path) if ref.tokenizer_path else base_path).save_pretrained(out)
-    (out / "tunebridge.json").write_text(json.dumps({"merged_from": str(ref.path), "base_model": ref.base_model}, indent=2))
+    (out / "tunebridge.json").write_text(
+        json.dumps({"merged_from": str(ref.path), "base_model": ref.base_model}, indent=2)
+    )
     return out

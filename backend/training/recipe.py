@@ -71,8 +71,10 @@ def open_run(config: TrainConfig | None, resume_dir: str | Path | None) -> tuple
     if config is None:
         raise TypeError("a new run needs a config")
     if launched() and Parallel.from_env().enabled:
-        raise InvalidRequest("a launched rank trains a prepared run folder: start it with "
-                         "`tunebridge train --launcher torchrun|accelerate`, not the launcher around the CLI")
+        raise InvalidRequest(
+            "a launched rank trains a prepared run folder: start it with "
+            "`tunebridge train --launcher torchrun|accelerate`, not the launcher around the CLI"
+        )
     return config, _new_run_dir(config)
 
 
@@ -80,9 +82,16 @@ class Recipe:
     """One run (or one rank's share of a launched run). `should_stop` is polled between steps and inside
     evaluation: the run then saves a checkpoint and finishes "cancelled"."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False,
-                 should_stop: Callable[[], bool] = lambda: False,
-                 on_progress: Callable[[dict[str, Any]], None] | None = None, progress_bar: bool = True):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        progress_bar: bool = True,
+    ):
         self.config, self.run_dir, self.resume = config, run_dir, resume
         self.should_stop, self.on_progress, self.progress_bar = should_stop, on_progress, progress_bar
         self.step_n, self.tokens_seen, self.elapsed_before = 0, 0, 0.0
@@ -106,19 +115,30 @@ class Recipe:
             tune_cpu_allocator()
         par.setup(runtime.device, batch_size=config.batch_size, grad_accum=config.grad_accum)
         self.model_path, self.tokenizer, self.model = build_lora_model(config, runtime, fsdp=par.fsdp)
-        self.pass_tokens = (config.pass_tokens if config.pass_tokens >= 0 or runtime.device != "cpu"
-                            else pass_tokens(self.model.config, runtime.compute_dtype))
-        (self.train_set, self.val_set, self.data_report, val_examples,
-         self.train_examples) = prepare_data(config, self.tokenizer)
+        self.pass_tokens = (
+            config.pass_tokens
+            if config.pass_tokens >= 0 or runtime.device != "cpu"
+            else pass_tokens(self.model.config, runtime.compute_dtype)
+        )
+        (self.train_set, self.val_set, self.data_report, val_examples, self.train_examples) = prepare_data(
+            config, self.tokenizer
+        )
         # generation-based metrics run on rank 0; not under FSDP, where no rank holds the whole model
         extraction = bool(config.eval_examples and self.data_report["schema"]) and not par.fsdp
         if par.fsdp and config.eval_metric == "micro_f1":
-            raise InvalidRequest("eval_metric: got 'micro_f1' with strategy fsdp, expected val_loss or auto (FSDP runs "
-                             "no generation during training; evaluate the adapter afterwards)")
+            raise InvalidRequest(
+                "eval_metric: got 'micro_f1' with strategy fsdp, expected val_loss or auto (FSDP runs "
+                "no generation during training; evaluate the adapter afterwards)"
+            )
         self.check = None
         if extraction and par.main:
-            self.check = ExtractionCheck(val_examples, schema=self.data_report["schema"], tokenizer=self.tokenizer,
-                                         limit=config.eval_examples, batch_size=config.micro_batch_size)
+            self.check = ExtractionCheck(
+                val_examples,
+                schema=self.data_report["schema"],
+                tokenizer=self.tokenizer,
+                limit=config.eval_examples,
+                batch_size=config.micro_batch_size,
+            )
         self.metric = config.eval_metric if config.eval_metric != "auto" else ("micro_f1" if extraction else "val_loss")
         self._plan_batches()
 
@@ -132,8 +152,9 @@ class Recipe:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(config, self.total_steps))
         if self.resume:
             if latest is not None:
-                state = ckpt.load_training_state(latest, optimizer=self.optimizer, scheduler=self.scheduler,
-                                                 load_optimizer=par.load_optimizer_state)
+                state = ckpt.load_training_state(
+                    latest, optimizer=self.optimizer, scheduler=self.scheduler, load_optimizer=par.load_optimizer_state
+                )
                 self.step_n, self.tokens_seen = state["step"], state["tokens_seen"]
                 self.elapsed_before = state["train_time_s"]
             if par.main:
@@ -150,16 +171,27 @@ class Recipe:
     def _plan_batches(self) -> None:
         config = self.config
         lengths = [len(e.input_ids) for e in self.train_set.items]
-        self.batches = run_batches(lengths, batch_size=config.micro_batch_size, seed=config.seed,
-                                   epochs=config.epochs, group_by_length=config.group_by_length)
+        self.batches = run_batches(
+            lengths,
+            batch_size=config.micro_batch_size,
+            seed=config.seed,
+            epochs=config.epochs,
+            group_by_length=config.group_by_length,
+        )
         self.total_steps = math.ceil(len(self.batches) / config.grad_accum)
         self.steps_per_epoch = max(1.0, math.ceil(len(lengths) / config.micro_batch_size) / config.grad_accum)
         if config.max_steps:
             self.total_steps = config.max_steps
             while len(self.batches) < self.total_steps * config.grad_accum:  # max_steps past the epochs: cycle
-                self.batches.extend(run_batches(lengths, batch_size=config.micro_batch_size,
-                                                seed=config.seed + len(self.batches), epochs=1,
-                                                group_by_length=config.group_by_length))
+                self.batches.extend(
+                    run_batches(
+                        lengths,
+                        batch_size=config.micro_batch_size,
+                        seed=config.seed + len(self.batches),
+                        epochs=1,
+                        group_by_length=config.group_by_length,
+                    )
+                )
 
     # -- the loop's parts --------------------------------------------------------------------------
     def train_time(self) -> float:
@@ -170,37 +202,68 @@ class Recipe:
         config, n = self.config, self.step_n
         t0 = time.time()
         self.share.apply()  # another tunebridge process may have started or ended since the last step
-        micro = [[self.train_set.items[i] for i in batch]
-                 for batch in self.batches[n * config.grad_accum:(n + 1) * config.grad_accum]]
-        result = optimizer_step(micro, forward=self.forward, runtime=self.runtime, pad_id=self.tokenizer.pad_token_id,
-                                params=self.params, optimizer=self.optimizer, scheduler=self.scheduler,
-                                max_grad_norm=config.max_grad_norm, parallel=self.par,
-                                max_tokens=max(0, self.pass_tokens))
+        micro = [
+            [self.train_set.items[i] for i in batch]
+            for batch in self.batches[n * config.grad_accum : (n + 1) * config.grad_accum]
+        ]
+        result = optimizer_step(
+            micro,
+            forward=self.forward,
+            runtime=self.runtime,
+            pad_id=self.tokenizer.pad_token_id,
+            params=self.params,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            max_grad_norm=config.max_grad_norm,
+            parallel=self.par,
+            max_tokens=max(0, self.pass_tokens),
+        )
         self.step_n += 1
         self.tokens_seen += int(result["tokens"])
         self.last_loss = result["loss"]
         dt = time.time() - t0
-        return {"step": self.step_n, "epoch": round(self.step_n / self.steps_per_epoch, 4),
-                "loss": round(result["loss"], 6), "lr": self.scheduler.get_last_lr()[0],
-                "grad_norm": round(result["grad_norm"], 6), "tokens": result["tokens"],
-                "answer_tokens": result["answer_tokens"], "tokens_per_s": round(result["tokens"] / dt, 2),
-                "step_time_s": round(dt, 4)}
+        return {
+            "step": self.step_n,
+            "epoch": round(self.step_n / self.steps_per_epoch, 4),
+            "loss": round(result["loss"], 6),
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": round(result["grad_norm"], 6),
+            "tokens": result["tokens"],
+            "answer_tokens": result["answer_tokens"],
+            "tokens_per_s": round(result["tokens"] / dt, 2),
+            "step_time_s": round(dt, 4),
+        }
 
     def evaluate(self) -> dict[str, Any]:
         """Validation loss, extraction metrics when the data has them, and the best adapter kept.
         Raises EvaluationStopped when `should_stop` says so between a single process's answers."""
         par, config = self.par, self.config
-        found: dict[str, Any] = {"val_loss": round(evaluate_loss(
-            self.model, self.loss_fn, self.val_set, runtime=self.runtime, batch_size=config.micro_batch_size,
-            pad_id=self.tokenizer.pad_token_id, forward=self.forward, parallel=par), 6)}
+        found: dict[str, Any] = {
+            "val_loss": round(
+                evaluate_loss(
+                    self.model,
+                    self.loss_fn,
+                    self.val_set,
+                    runtime=self.runtime,
+                    batch_size=config.micro_batch_size,
+                    pad_id=self.tokenizer.pad_token_id,
+                    forward=self.forward,
+                    parallel=par,
+                ),
+                6,
+            )
+        }
         if self.check:  # rank 0 only; a single process may stop between its answers
             m = self.check.run(self.model, self.runtime, should_stop=None if par.enabled else self.should_stop)
             found.update({f"val_{k}": v for k, v in m.items() if k != "fields"}, val_fields_f1=m["fields"])
         found = par.broadcast(found)
         value = found.get("val_micro_f1" if self.metric == "micro_f1" else "val_loss")
         best = self.best
-        if config.keep_best and value is not None and (best is None or (
-                value > best["value"] if HIGHER_IS_BETTER[self.metric] else value < best["value"])):
+        if (
+            config.keep_best
+            and value is not None
+            and (best is None or (value > best["value"] if HIGHER_IS_BETTER[self.metric] else value < best["value"]))
+        ):
             weights = par.adapter_weights()
             if par.main:
                 ckpt.save_adapter(self.model, self.run_dir / "best" / "adapter", weights=weights)
@@ -219,8 +282,11 @@ class Recipe:
         per_step = sum(lengths) / max(1, len(self.batches)) * self.config.grad_accum / rate
         fit = self.step_n + int((budget_s - self.train_time()) / per_step)
         if fit < self.total_steps:
-            self.fitted = {"steps": max(fit, self.step_n + 1), "planned": self.total_steps,
-                           "tokens_per_s": round(rate, 1)}
+            self.fitted = {
+                "steps": max(fit, self.step_n + 1),
+                "planned": self.total_steps,
+                "tokens_per_s": round(rate, 1),
+            }
             self.total_steps = self.fitted["steps"]
             self.scheduler.lr_lambdas = [schedule(self.config, self.total_steps)]
             if self.bar is not None:
@@ -232,11 +298,22 @@ class Recipe:
         par = self.par
         weights, optimizer_state = par.adapter_weights(), par.optimizer_state(self.optimizer)
         if par.main:
-            state = {"step": self.step_n, "total_steps": self.total_steps, "tokens_seen": self.tokens_seen,
-                     "train_time_s": self.train_time()}
-            ckpt.save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                 state=state, keep=self.config.keep_checkpoints, weights=weights,
-                                 optimizer_state=optimizer_state)
+            state = {
+                "step": self.step_n,
+                "total_steps": self.total_steps,
+                "tokens_seen": self.tokens_seen,
+                "train_time_s": self.train_time(),
+            }
+            ckpt.save_checkpoint(
+                self.run_dir,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                state=state,
+                keep=self.config.keep_checkpoints,
+                weights=weights,
+                optimizer_state=optimizer_state,
+            )
         par.barrier()
 
     def _report(self, record: dict[str, Any], start_step: int) -> None:
@@ -248,8 +325,9 @@ class Recipe:
             self.bar.update(1)
         if self.on_progress is not None and self.par.main:
             rate = (time.time() - self.loop_start) / max(1, step - start_step)
-            self.on_progress({**record, "total_steps": self.total_steps,
-                              "eta_s": round(rate * (self.total_steps - step), 1)})
+            self.on_progress(
+                {**record, "total_steps": self.total_steps, "eta_s": round(rate * (self.total_steps - step), 1)}
+            )
 
     # -- the run -----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -260,14 +338,16 @@ class Recipe:
         warmed = (0.0, 0)
         self.model.train()
         while self.step_n < self.total_steps:
-            stop, out_of_time = par.agree([self.should_stop(), bool(config.max_minutes) and
-                                           self.train_time() >= config.max_minutes * 60])
+            stop, out_of_time = par.agree(
+                [self.should_stop(), bool(config.max_minutes) and self.train_time() >= config.max_minutes * 60]
+            )
             if stop:
                 status = "cancelled"
                 break
             if out_of_time:
-                stopped_early = f"time budget of {config.max_minutes:g} min reached at step {self.step_n}/" \
-                                f"{self.total_steps}"
+                stopped_early = (
+                    f"time budget of {config.max_minutes:g} min reached at step {self.step_n}/{self.total_steps}"
+                )
                 break
             record = self.step()
             step = self.step_n
@@ -297,30 +377,44 @@ class Recipe:
             self.save()
         return self.finish(status, stopped_early=stopped_early, validation=validation)
 
-    def finish(self, status: str, *, stopped_early: str | None = None,
-               validation: dict[str, Any] | None = None) -> TrainResult:
+    def finish(
+        self, status: str, *, stopped_early: str | None = None, validation: dict[str, Any] | None = None
+    ) -> TrainResult:
         """The summary; for a finished run also the adapter (the best evaluation's), its tokenizer, label
         rules and label memory, made portable."""
         config, par, run_dir = self.config, self.par, self.run_dir
         train_time = self.train_time()
         described = self.runtime.describe() + (f"; {par.describe()}" if par.enabled else "")
         summary = {
-            "status": status, "run_dir": str(run_dir), "base_model": config.model, "base_model_path": self.model_path,
-            "runtime": described, "steps": self.step_n, "total_steps": self.total_steps,
-            **({"fitted_to_budget": self.fitted} if self.fitted else {}), "pass_tokens": self.pass_tokens,
-            "tokens_seen": self.tokens_seen, "train_time_s": round(train_time, 2),
-            "tokens_per_s": round(self.tokens_seen / max(train_time, 1e-9), 2), "final_loss": self.last_loss,
-            "val_loss": self.val_loss, "validation": validation, "stopped_early": stopped_early,
-            "wall_time_s": round(time.time() - self.started, 2), "data": self.data_report,
+            "status": status,
+            "run_dir": str(run_dir),
+            "base_model": config.model,
+            "base_model_path": self.model_path,
+            "runtime": described,
+            "steps": self.step_n,
+            "total_steps": self.total_steps,
+            **({"fitted_to_budget": self.fitted} if self.fitted else {}),
+            "pass_tokens": self.pass_tokens,
+            "tokens_seen": self.tokens_seen,
+            "train_time_s": round(train_time, 2),
+            "tokens_per_s": round(self.tokens_seen / max(train_time, 1e-9), 2),
+            "final_loss": self.last_loss,
+            "val_loss": self.val_loss,
+            "validation": validation,
+            "stopped_early": stopped_early,
+            "wall_time_s": round(time.time() - self.started, 2),
+            "data": self.data_report,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         weights = par.adapter_weights() if status == "succeeded" else None
         if par.main:
             if status == "succeeded":
-                _save_outputs(run_dir, model=self.model, tokenizer=self.tokenizer, config=config, summary=summary,
-                              weights=weights)
-                summary["conventions"] = save_conventions(run_dir / "adapter", self.train_examples,
-                                                          profile=self.config.label_profile)
+                _save_outputs(
+                    run_dir, model=self.model, tokenizer=self.tokenizer, config=config, summary=summary, weights=weights
+                )
+                summary["conventions"] = save_conventions(
+                    run_dir / "adapter", self.train_examples, profile=self.config.label_profile
+                )
                 if self.best is not None:
                     summary["best"] = self.best
                     if self.best["step"] != self.step_n:  # ship the best evaluation's adapter, not the last step's
@@ -350,10 +444,14 @@ def prepare_data(config: TrainConfig, tokenizer) -> tuple[EncodedSet, EncodedSet
         "invalid": [str(i) for i in loaded.issues[:50]],
         "train_examples": len(train_set.items),
         "val_examples": len(val_set.items),
-        "too_long": [f"{o} ({n} tokens > max_length {config.max_length})" for o, n in train_set.too_long + val_set.too_long],
+        "too_long": [
+            f"{o} ({n} tokens > max_length {config.max_length})" for o, n in train_set.too_long + val_set.too_long
+        ],
     }
     if not train_set.items:
-        raise InvalidRequest(f"no training example fits max_length={config.max_length}: " + "; ".join(report["too_long"][:5]))
+        raise InvalidRequest(
+            f"no training example fits max_length={config.max_length}: " + "; ".join(report["too_long"][:5])
+        )
     return train_set, val_set, report, val_ex, train_ex
 
 
@@ -367,11 +465,20 @@ def _new_run_dir(config: TrainConfig) -> Path:
     return run_dir
 
 
-def _save_outputs(run_dir: Path, *, model, tokenizer, config: TrainConfig, summary: dict[str, Any],
-                  weights: dict[str, torch.Tensor] | None = None) -> None:
+def _save_outputs(
+    run_dir: Path,
+    *,
+    model,
+    tokenizer,
+    config: TrainConfig,
+    summary: dict[str, Any],
+    weights: dict[str, torch.Tensor] | None = None,
+) -> None:
     adapter = run_dir / "adapter"
     ckpt.save_adapter(model, adapter, weights=weights)
-    (adapter / "tunebridge.json").write_text(json.dumps({"base_model": config.model, "runtime": summary["runtime"]}, indent=2))
+    (adapter / "tunebridge.json").write_text(
+        json.dumps({"base_model": config.model, "runtime": summary["runtime"]}, indent=2)
+    )
     tokenizer.save_pretrained(run_dir / "tokenizer")
     summary["adapter_dir"] = str(adapter)
 
@@ -392,6 +499,9 @@ def save_conventions(adapter: Path, examples: list, *, profile: str | None = Non
 
 def _truncate_metrics(path: Path, *, after_step: int) -> None:
     if path.exists():
-        keep = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= after_step]
+        keep = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= after_step
+        ]
         path.write_text("".join(line + "\n" for line in keep))

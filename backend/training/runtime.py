@@ -87,8 +87,14 @@ def tune_cpu_allocator() -> bool:
     try:
         libc = ctypes.CDLL(name)
         m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        return all(libc.mallopt(option, value) == 1 for option, value in (
-            (m_mmap_threshold, 32 * 1024 * 1024), (m_trim_threshold, 4 * 1024**3), (m_top_pad, 256 * 1024 * 1024)))
+        return all(
+            libc.mallopt(option, value) == 1
+            for option, value in (
+                (m_mmap_threshold, 32 * 1024 * 1024),
+                (m_trim_threshold, 4 * 1024**3),
+                (m_top_pad, 256 * 1024 * 1024),
+            )
+        )
     except (OSError, AttributeError):
         return False
 
@@ -113,9 +119,13 @@ def build_lora_model(config: TrainConfig, runtime: Runtime, *, fsdp: bool = Fals
 
     model_path = resolve_model(config.model)
     tokenizer = load_tokenizer(model_path)
-    base = load_model(model_path, device=runtime.device, compute_dtype=runtime.compute_dtype
-                      if runtime.quantize != "none" else torch.float32, quantize=runtime.quantize,
-                      quant_storage=runtime.compute_dtype if fsdp and runtime.quantize == "4bit" else None)
+    base = load_model(
+        model_path,
+        device=runtime.device,
+        compute_dtype=runtime.compute_dtype if runtime.quantize != "none" else torch.float32,
+        quantize=runtime.quantize,
+        quant_storage=runtime.compute_dtype if fsdp and runtime.quantize == "4bit" else None,
+    )
     if runtime.quantize == "none" and runtime.compute_dtype != torch.float32 and not fsdp:
         _cast_body(base, runtime.compute_dtype)
     targets = config.target_modules

@@ -15,6 +15,8 @@ from backend.training.distributed import Parallel
 from backend.training.runtime import Runtime
 from backend.training.tokenize import IGNORE, Encoded, EncodedSet
 
+ONE_PROCESS = Parallel()  # the default: a run in this process alone (only read)
+
 
 class AnswerLoss:
     """Cross-entropy over answer tokens only; logits are never computed for prompt positions."""
@@ -32,7 +34,9 @@ class AnswerLoss:
         mask = target != IGNORE
         with torch.autocast(hidden.device.type, enabled=False):  # fp32 logits: bf16 ones cost accuracy
             selected = hidden[:, :-1][mask].float()
-            logits = F.linear(selected, self.head.weight.float(), None if self.head.bias is None else self.head.bias.float())
+            logits = F.linear(
+                selected, self.head.weight.float(), None if self.head.bias is None else self.head.bias.float()
+            )
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return F.cross_entropy(logits, target[mask], reduction="sum")
@@ -54,10 +58,19 @@ def schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def optimizer_step(micro: list[list[Encoded]], *, forward: Callable, runtime: Runtime, pad_id: int,
-                    params: list[torch.nn.Parameter], optimizer, scheduler, max_grad_norm: float,
-                    parallel: Parallel = Parallel(), max_tokens: int = 0  # noqa: B008 - only read
-                    ) -> dict[str, float]:
+def optimizer_step(
+    micro: list[list[Encoded]],
+    *,
+    forward: Callable,
+    runtime: Runtime,
+    pad_id: int,
+    params: list[torch.nn.Parameter],
+    optimizer,
+    scheduler,
+    max_grad_norm: float,
+    parallel: Parallel = ONE_PROCESS,
+    max_tokens: int = 0,
+) -> dict[str, float]:
     """One optimizer step over `grad_accum` micro-batches; the loss is the mean over all their
     answer tokens (each micro-batch's summed loss divided by the step's answer-token count).
     With several processes each rank runs its share of every micro-batch (distributed.py). In one
@@ -66,9 +79,12 @@ def optimizer_step(micro: list[list[Encoded]], *, forward: Callable, runtime: Ru
     local = [parallel.shard(batch) for batch in micro]
     if max_tokens and not parallel.enabled:
         micro = local = [part for batch in local for part in by_tokens(batch, max_tokens)]
-    n_answer, tokens = parallel.all_sum([
-        sum(1 for batch in local for e in batch for label in e.labels[1:] if label != IGNORE),
-        sum(len(e.input_ids) for batch in local for e in batch)])
+    n_answer, tokens = parallel.all_sum(
+        [
+            sum(1 for batch in local for e in batch for label in e.labels[1:] if label != IGNORE),
+            sum(len(e.input_ids) for batch in local for e in batch),
+        ]
+    )
     n_answer, tokens = int(n_answer), int(tokens)
     per_rank = n_answer / parallel.world  # DDP/FSDP average gradients over ranks: scale back up
     total = 0.0
@@ -94,8 +110,17 @@ def optimizer_step(micro: list[list[Encoded]], *, forward: Callable, runtime: Ru
 
 
 @torch.no_grad()
-def evaluate_loss(model, loss_fn: AnswerLoss, data: EncodedSet, *, runtime: Runtime, batch_size: int, pad_id: int,
-                  forward: Callable | None = None, parallel: Parallel = Parallel()) -> float:  # noqa: B008
+def evaluate_loss(
+    model,
+    loss_fn: AnswerLoss,
+    data: EncodedSet,
+    *,
+    runtime: Runtime,
+    batch_size: int,
+    pad_id: int,
+    forward: Callable | None = None,
+    parallel: Parallel = ONE_PROCESS,
+) -> float:
     """Mean loss per answer token; `forward` (the DDP/FSDP wrapper) and `parallel` split each batch
     over the ranks as training does."""
     forward = forward or loss_fn
@@ -104,7 +129,7 @@ def evaluate_loss(model, loss_fn: AnswerLoss, data: EncodedSet, *, runtime: Runt
     total, count = 0.0, 0
     order = sorted(range(len(data.items)), key=lambda i: len(data.items[i].input_ids))
     for start in range(0, len(order), batch_size):
-        batch = [data.items[i] for i in order[start:start + batch_size]]
+        batch = [data.items[i] for i in order[start : start + batch_size]]
         share = parallel.shard(batch)
         ids, labels = collate(share or batch[:1], pad_id=pad_id)
         with runtime.autocast():

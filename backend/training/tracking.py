@@ -21,8 +21,9 @@ class Tracker:
             id_file = run_dir / "wandb_id.txt"
             run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
             id_file.write_text(run_id)
-            self._wandb = wandb.init(project="tunebridge", name=run_name, id=run_id, resume="allow",
-                                     dir=str(run_dir), config=config)
+            self._wandb = wandb.init(
+                project="tunebridge", name=run_name, id=run_id, resume="allow", dir=str(run_dir), config=config
+            )
 
     def log(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as handle:
@@ -58,8 +59,10 @@ def plot_loss(metrics_path: Path, out_png: Path, *, title: str = "") -> Path | N
     ax.plot(steps, losses, color="#9ab", linewidth=1, label="train loss (per step)")
     window = max(1, len(losses) // 20)
     if window > 1:
-        smooth = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
-                  for i in range(len(losses))]
+        smooth = [
+            sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+            for i in range(len(losses))
+        ]
         ax.plot(steps, smooth, color="#1f5f99", linewidth=2, label=f"train loss (mean of {window})")
     if val:
         ax.plot(*zip(*val), "o-", color="#d9541e", label="validation loss")

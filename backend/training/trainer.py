@@ -32,7 +32,14 @@ def train(
     is handed to torchrun / accelerate launch and this process follows it."""
     config, run_dir = open_run(config, resume_dir)
     if config.launcher != "none" and not launched():
-        return launch(config, run_dir=run_dir, should_stop=should_stop, on_progress=on_progress,
-                      progress_bar=progress_bar)
-    return Recipe(config, run_dir, resume=resume_dir is not None, should_stop=should_stop, on_progress=on_progress,
-                  progress_bar=progress_bar).run()
+        return launch(
+            config, run_dir=run_dir, should_stop=should_stop, on_progress=on_progress, progress_bar=progress_bar
+        )
+    return Recipe(
+        config,
+        run_dir,
+        resume=resume_dir is not None,
+        should_stop=should_stop,
+        on_progress=on_progress,
+        progress_bar=progress_bar,
+    ).run()

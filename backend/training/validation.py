@@ -43,24 +43,39 @@ class ExtractionCheck:
         was_training = model.training
         model.eval()
         eos = model.generation_config.eos_token_id
-        eos_ids = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []),
-                          self.tokenizer.eos_token_id} - {None})
+        eos_ids = sorted(
+            {*(eos if isinstance(eos, list) else [eos] if eos is not None else []), self.tokenizer.eos_token_id}
+            - {None}
+        )
         order = sorted(range(len(self.prompts)), key=lambda i: len(self.prompts[i]))
         raws: dict[int, str] = {}
         for start in range(0, len(order), self.batch_size):
             if should_stop is not None and should_stop():
                 model.train(was_training)
                 raise EvaluationStopped(f"stopped after {start} of {len(order)} evaluation answers")
-            chunk = order[start:start + self.batch_size]
+            chunk = order[start : start + self.batch_size]
             with runtime.autocast():
-                new = padded_generate(model, [self.prompts[i] for i in chunk], pad_id=self.tokenizer.pad_token_id,
-                                      eos_ids=eos_ids, max_new_tokens=self.max_new_tokens, device=runtime.device)
+                new = padded_generate(
+                    model,
+                    [self.prompts[i] for i in chunk],
+                    pad_id=self.tokenizer.pad_token_id,
+                    eos_ids=eos_ids,
+                    max_new_tokens=self.max_new_tokens,
+                    device=runtime.device,
+                )
             for i, tokens in zip(chunk, new):
                 cut = next((k for k, t in enumerate(tokens) if t in eos_ids), len(tokens))
                 raws[i] = self.tokenizer.decode(tokens[:cut], skip_special_tokens=True).strip()
         model.train(was_training)
-        docs = [score_document(i, raws[i], cast(dict, e.record)["fields"], self.schema, cast(dict, e.record)["text"])
-                for i, e in enumerate(self.examples)]
+        docs = [
+            score_document(i, raws[i], cast(dict, e.record)["fields"], self.schema, cast(dict, e.record)["text"])
+            for i, e in enumerate(self.examples)
+        ]
         s = summarize(docs, self.schema)
-        return {"micro_f1": s["micro"]["f1"], "exact_match": s["exact_match"], "json_valid": s["json_valid"],
-                "schema_valid": s["schema_valid"], "fields": {f: v["f1"] for f, v in s["fields"].items()}}
+        return {
+            "micro_f1": s["micro"]["f1"],
+            "exact_match": s["exact_match"],
+            "json_valid": s["json_valid"],
+            "schema_valid": s["schema_valid"],
+            "fields": {f: v["f1"] for f, v in s["fields"].items()},
+        }

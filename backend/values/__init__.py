@@ -47,6 +47,20 @@ from backend.values.amounts import AMOUNT, GROUPED_NUMBER, PRINTED_NUMBER, numbe
 from backend.values.currency import CURRENCY_MARKER, CURRENCY_SYMBOLS, ISO_4217, LOCAL_MARKERS
 from backend.values.dates import MONTHS, YEAR_PIVOT, parse_date
 
-__all__ = ["ABSENT_MARKERS", "AMOUNT", "CURRENCY_MARKER", "CURRENCY_SYMBOLS", "GROUPED_NUMBER", "ISO_4217",
-           "LOCAL_MARKERS", "MONTHS", "PRINTED_NUMBER", "YEAR_PIVOT", "is_absent", "number_style", "parse_amount",
-           "parse_date", "parse_decimal"]
+__all__ = [
+    "ABSENT_MARKERS",
+    "AMOUNT",
+    "CURRENCY_MARKER",
+    "CURRENCY_SYMBOLS",
+    "GROUPED_NUMBER",
+    "ISO_4217",
+    "LOCAL_MARKERS",
+    "MONTHS",
+    "PRINTED_NUMBER",
+    "YEAR_PIVOT",
+    "is_absent",
+    "number_style",
+    "parse_amount",
+    "parse_date",
+    "parse_decimal",
+]

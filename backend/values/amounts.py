@@ -12,8 +12,11 @@ from backend.values.currency import CURRENCY_MARKER
 # An amount as printed in running text: one or two decimals, optionally a currency marker right before it
 # (group 1: the number); not part of a date, time, code, longer number or rate ("6.00%").
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})"
-AMOUNT = re.compile(r"(?<![\w.,/-])(?:(?:" + CURRENCY_MARKER.pattern + r")\s?)?(" + _NUMBER + r")"
-                    r"(?![\d.,]?\d)(?![/:%A-Za-z])", re.IGNORECASE)
+AMOUNT = re.compile(
+    r"(?<![\w.,/-])(?:(?:" + CURRENCY_MARKER.pattern + r")\s?)?(" + _NUMBER + r")"
+    r"(?![\d.,]?\d)(?![/:%A-Za-z])",
+    re.IGNORECASE,
+)
 # Numbers as printed: digits with "." and "," inside; and runs grouped in threes by spaces or
 # apostrophes ("1 250,00", "1'250.00"), which may also be separate numbers side by side ("8 245.00").
 PRINTED_NUMBER = re.compile(r"\d(?:[\d.,]*\d)?")
@@ -83,7 +86,7 @@ def _number(num: str, decimal: str | None) -> Decimal | None:
         else:
             lone_decimal = num.count(sep) == 1 and (sep == "." or len(num) - i - 1 != 3)
         if other in num[:i] or lone_decimal:
-            whole, frac = num[:i], num[i + 1:]
+            whole, frac = num[:i], num[i + 1 :]
     if frac and not frac.isdigit():
         return None
     if whole and not whole.isdigit():

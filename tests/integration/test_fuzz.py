@@ -15,17 +15,39 @@ SCHEMATHESIS = [sys.executable, "-m", "schemathesis.cli"]
 
 def test_a_fuzzed_service_gives_no_server_error(service, tmp_path):
     report = tmp_path / "schemathesis.json"
-    run = subprocess.run([*SCHEMATHESIS, "run", f"{service['url']}/openapi.json", "--checks", "all",
-                          "--max-examples", "25", "--seed", "7", "--request-timeout", "60",
-                          "--exclude-path-regex", "/events$",  # a stream that follows a job until it ends
-                          "-H", f"Authorization: Bearer {service['key']}",
-                          "--report", "json", "--report-json-path", str(report)],
-                         capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"})
+    run = subprocess.run(
+        [
+            *SCHEMATHESIS,
+            "run",
+            f"{service['url']}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--request-timeout",
+            "60",
+            "--exclude-path-regex",
+            "/events$",  # a stream that follows a job until it ends
+            "-H",
+            f"Authorization: Bearer {service['key']}",
+            "--report",
+            "json",
+            "--report-json-path",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     assert report.is_file(), run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(report.read_text())
     assert result["complete"] and result["operations"]["tested"] >= 25, result["operations"]
     server_errors = [f for f in result["failures"] if f["code"] == "ST101"]
     assert server_errors == [], run.stdout[-6000:]
     assert result["test_cases"]["errored"] == 0, run.stdout[-6000:]
-    print("\n".join(f"{f['code']} {f['title']}: {f['count']} ({', '.join(f['operations'])})"
-                    for f in result["failures"]))
+    print(
+        "\n".join(f"{f['code']} {f['title']}: {f['count']} ({', '.join(f['operations'])})" for f in result["failures"])
+    )

@@ -46,8 +46,12 @@ def pg_engine(pg_url):
 
 
 def _tables(conn) -> set[str]:
-    return {r[0] for r in conn.execute(text("SELECT table_name FROM information_schema.tables "
-                                            "WHERE table_schema = current_schema()"))}
+    return {
+        r[0]
+        for r in conn.execute(
+            text("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+        )
+    }
 
 
 def test_migrations_apply_in_order_once_and_roll_back_whole(pg_engine):
@@ -143,8 +147,12 @@ def test_keys_datasets_and_job_lifecycle_on_postgres(pg_engine, tmp_path):
     claimed = jobs.claim_next(engine=pg_engine, owner="w1", lease_s=60.0)
     assert claimed["id"] == job["id"] and claimed["status"] == "running" and claimed["attempts"] == 1
     assert jobs.claim_next(engine=pg_engine, owner="w2", lease_s=60.0) is None  # held under a live lease
-    assert jobs.heartbeat(engine=pg_engine, job_id=job["id"], owner="w1", lease_s=60.0,
-                          progress={"step": 1, "total_steps": 2}) is False
+    assert (
+        jobs.heartbeat(
+            engine=pg_engine, job_id=job["id"], owner="w1", lease_s=60.0, progress={"step": 1, "total_steps": 2}
+        )
+        is False
+    )
     assert jobs.get_job(engine=pg_engine, job_id=job["id"])["progress"] == {"step": 1, "total_steps": 2}
     assert jobs.request_cancel(engine=pg_engine, job_id=job["id"])["cancel_requested"] is True
     assert jobs.heartbeat(engine=pg_engine, job_id=job["id"], owner="w1", lease_s=60.0) is True
@@ -180,8 +188,9 @@ def test_adapter_registry_on_postgres(pg_engine, tmp_path):
     (run_dir / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
     (run_dir / "data.jsonl").write_text('{"prompt": "p", "completion": "c"}\n')
     summary = {"base_model": "tiny", "final_loss": 0.5, "steps": 2, "data": {"train_examples": 1, "schema": None}}
-    register = dict(engine=pg_engine, data_dir=tmp_path / "data", name="acme", dataset="d", run_dir=run_dir,
-                    summary=summary)
+    register = dict(
+        engine=pg_engine, data_dir=tmp_path / "data", name="acme", dataset="d", run_dir=run_dir, summary=summary
+    )
     first, second = (adapters.register(job_id=job_id, **register) for job_id in ("j1", "j2"))
     assert (first["id"], second["id"]) == ("acme@1", "acme@2")
     assert adapters.register(job_id="j2", **register)["version"] == 2  # idempotent per job
@@ -202,30 +211,57 @@ def test_the_service_trains_a_job_on_postgres(pg_url, tiny_model, tmp_path, monk
     monkeypatch.delenv("TUNEBRIDGE_DATABASE_URL", raising=False)  # it would win over DATABASE_URL
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    env = {"DATABASE_URL": pg_url, "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
-           "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET, "TUNEBRIDGE_TRAIN_THRESHOLD": "3"}
+    env = {
+        "DATABASE_URL": pg_url,
+        "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
+        "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "TUNEBRIDGE_TRAIN_THRESHOLD": "3",
+    }
     with running_service(data_dir, env=env) as service:
         url, auth = service["url"], service["auth"]
         ready = httpx.get(f"{url}/readyz").json()
         assert ready["checks"]["database"] == "ok", ready
-        chat = json.dumps({"messages": [{"role": "user", "content": SECRET_Q},
-                                        {"role": "assistant", "content": SECRET_A}]})
+        chat = json.dumps(
+            {"messages": [{"role": "user", "content": SECRET_Q}, {"role": "assistant", "content": SECRET_A}]}
+        )
         uploaded = httpx.post(f"{url}/v1/datasets/secret/examples", content=chat.encode(), headers=auth)
         assert uploaded.status_code == 201, uploaded.text
-        params = {"max_steps": 10, "batch_size": 1, "learning_rate": 0.02, "report_to": "none", "precision": "fp32",
-                  "val_fraction": 0.0, "save_every": 0, "warmup_ratio": 0.0}
-        started = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "secret", "hyperparameters": params},
-                             headers=auth)
+        params = {
+            "max_steps": 10,
+            "batch_size": 1,
+            "learning_rate": 0.02,
+            "report_to": "none",
+            "precision": "fp32",
+            "val_fraction": 0.0,
+            "save_every": 0,
+            "warmup_ratio": 0.0,
+        }
+        started = httpx.post(
+            f"{url}/v1/jobs", json={"kind": "train", "dataset": "secret", "hyperparameters": params}, headers=auth
+        )
         assert started.status_code == 202 and started.json()["status"] == "queued", started.text
         job_id = started.json()["id"]
-        job = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"]
-                       in ("succeeded", "failed") and j, timeout=180)
+        job = wait_for(
+            lambda: (
+                (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"] in ("succeeded", "failed")
+                and j
+            ),
+            timeout=180,
+        )
         assert job["status"] == "succeeded", f"{job['error']}\n{(data_dir / 'serve.log').read_text()[-5000:]}"
         assert job["progress"]["step"] == 10 and job["progress"]["total_steps"] == 10
         assert (data_dir / job["result"]["adapter_dir"] / "adapter_model.safetensors").is_file()
         assert job["result"]["adapter"] == "secret@1"
-        answer = httpx.post(f"{url}/v1/chat/completions", headers=auth, timeout=120, json={  # the first loads the model
-            "model": "secret", "max_tokens": 8, "messages": [{"role": "user", "content": SECRET_Q}]})
+        answer = httpx.post(
+            f"{url}/v1/chat/completions",
+            headers=auth,
+            timeout=120,
+            json={  # the first loads the model
+                "model": "secret",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": SECRET_Q}],
+            },
+        )
         assert answer.status_code == 200 and answer.json()["model"] == "secret@1", answer.text
         burst = _webhook_burst(url)  # row locks on PostgreSQL: concurrent deliveries still start one job
         assert len(burst) == 1, burst
@@ -249,8 +285,11 @@ def _webhook_burst(url: str) -> list[str]:
         examples = [{"prompt": f"q{i}-{k}", "completion": f"a{i}-{k}"} for k in range(2)]
         body = json.dumps({"dataset": "burst", "examples": examples}).encode()
         signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-        response = httpx.post(f"{url}/v1/webhooks/labelled-data", content=body, headers={
-            "X-Tunebridge-Signature": signature, "X-Tunebridge-Delivery": f"burst-{i}"})
+        response = httpx.post(
+            f"{url}/v1/webhooks/labelled-data",
+            content=body,
+            headers={"X-Tunebridge-Signature": signature, "X-Tunebridge-Delivery": f"burst-{i}"},
+        )
         assert response.status_code == 202, response.text
         return response.json()
 

@@ -27,8 +27,15 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("psycopg") is None, reason="no PostgreSQL driver: pip install psycopg"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
-QUICK = {"max_steps": 1, "batch_size": 1, "report_to": "none", "precision": "fp32", "val_fraction": 0.0,
-         "save_every": 0, "warmup_ratio": 0.0}
+QUICK = {
+    "max_steps": 1,
+    "batch_size": 1,
+    "report_to": "none",
+    "precision": "fp32",
+    "val_fraction": 0.0,
+    "save_every": 0,
+    "warmup_ratio": 0.0,
+}
 LONG = {**QUICK, "max_steps": 120, "save_every": 5}
 
 
@@ -43,18 +50,34 @@ def test_three_workers_run_twenty_jobs_exactly_once_and_take_over_a_killed_one(t
         long_job = jobs.create_job(engine=engine, kind="train", dataset="r", params=LONG)["id"]  # oldest: taken first
         quick = [jobs.create_job(engine=engine, kind="train", dataset="r", params=QUICK)["id"] for _ in range(19)]
 
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url, "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
-               "TUNEBRIDGE_LEASE_S": "3", "TUNEBRIDGE_WORKER_THREADS": "1"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": url,
+            "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
+            "TUNEBRIDGE_LEASE_S": "3",
+            "TUNEBRIDGE_WORKER_THREADS": "1",
+        }
         env.pop("TUNEBRIDGE_DATABASE_URL", None)
         logs = [open(tmp_path / f"worker-{i}.log", "w") for i in range(3)]  # noqa: SIM115 - closed below
-        workers = [subprocess.Popen([sys.executable, "-m", "backend.cli", "worker", "--data-dir", str(data_dir)],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT) for log in logs]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "backend.cli", "worker", "--data-dir", str(data_dir)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for log in logs
+        ]
         try:
+
             def job(job_id):
                 return jobs.get_job(engine=engine, job_id=job_id)
 
             run_dir = data_dir / "jobs" / long_job
-            wait_for(lambda: list((run_dir / "checkpoints").glob("step-*")), timeout=240, what="a checkpoint of the long job")
+            wait_for(
+                lambda: list((run_dir / "checkpoints").glob("step-*")), timeout=240, what="a checkpoint of the long job"
+            )
             with engine.connect() as conn:
                 owner = conn.execute(text("SELECT lease_owner FROM jobs WHERE id = :i"), {"i": long_job}).scalar()
             victim = next(w for w in workers if owner.endswith(f":{w.pid}"))
@@ -88,8 +111,11 @@ def test_three_workers_run_twenty_jobs_exactly_once_and_take_over_a_killed_one(t
         assert {s.rsplit(":", 1)[1] for j in quick for s in starts[j]} <= {f"{w.pid}" for w in workers}
         assert len({starts[j][0] for j in quick}) >= 2  # the work was shared
         assert starts[long_job][1].rsplit(":", 1)[1] in survivors
-        steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-                 if '"loss"' in line]
+        steps = [
+            json.loads(line)["step"]
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if '"loss"' in line
+        ]
         assert steps == list(range(1, LONG["max_steps"] + 1))  # resumed from its checkpoint, no step twice
         adapters = {ended[j]["result"]["adapter"] for j in every}
         assert len(adapters) == 20  # one registered version per job: r@1 … r@20

@@ -27,15 +27,21 @@ def _cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
 def test_health_and_readiness_need_no_key(service):
     assert httpx.get(f"{service['url']}/healthz").json() == {"status": "ok"}
     ready = _wait_for(lambda: (r := httpx.get(f"{service['url']}/readyz")).status_code == 200 and r)
-    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "data_dir": "ok", "workers": "ok"},
-                            "live_workers": 1}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "data_dir": "ok", "workers": "ok"},
+        "live_workers": 1,
+    }
 
 
-@pytest.mark.parametrize("headers,expected", [
-    ({}, "missing API key"),
-    ({"Authorization": "Bearer tb_0000_wrong"}, "invalid API key"),
-    ({"Authorization": "Basic abc"}, "missing API key"),
-])
+@pytest.mark.parametrize(
+    "headers,expected",
+    [
+        ({}, "missing API key"),
+        ({"Authorization": "Bearer tb_0000_wrong"}, "invalid API key"),
+        ({"Authorization": "Basic abc"}, "missing API key"),
+    ],
+)
 def test_v1_routes_refuse_missing_or_wrong_keys(service, headers, expected):
     response = httpx.get(f"{service['url']}/v1/datasets", headers=headers)
     assert response.status_code == 401 and expected in response.json()["error"]
@@ -81,12 +87,17 @@ def _auth(service) -> dict[str, str]:
 
 def test_dataset_upload_append_list_and_stats(service):
     url, receipts = service["url"], (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()
-    first = httpx.post(f"{url}/v1/datasets/receipts/examples", content=receipts[:receipts.index(b"\n", 5000) + 1],
-                       headers={**_auth(service), "Content-Type": "application/jsonl"})
+    first = httpx.post(
+        f"{url}/v1/datasets/receipts/examples",
+        content=receipts[: receipts.index(b"\n", 5000) + 1],
+        headers={**_auth(service), "Content-Type": "application/jsonl"},
+    )
     assert first.status_code == 201, first.text
     added = first.json()["added"]
     chat = (ROOT / "examples" / "data" / "chat.jsonl").read_bytes()
-    second = httpx.post(f"{url}/v1/datasets/receipts/examples", files={"file": ("chat.jsonl", chat)}, headers=_auth(service))
+    second = httpx.post(
+        f"{url}/v1/datasets/receipts/examples", files={"file": ("chat.jsonl", chat)}, headers=_auth(service)
+    )
     assert second.status_code == 201, second.text
     assert second.json() == {"dataset": "receipts", "added": 4, "total": added + 4, "formats": {"chat": 4}}
     listed = httpx.get(f"{url}/v1/datasets", headers=_auth(service)).json()
@@ -113,8 +124,11 @@ def test_a_bad_line_stores_nothing_and_names_each_line(service):
 
 @pytest.mark.parametrize("name", ["../etc", "UPPER", "-dash", "a" * 65, "dot.name"])
 def test_dataset_names_cannot_escape_or_surprise(service, name):
-    response = httpx.post(f"{service['url']}/v1/datasets/{name}/examples", content=b'{"prompt":"a","completion":"b"}',
-                          headers=_auth(service))
+    response = httpx.post(
+        f"{service['url']}/v1/datasets/{name}/examples",
+        content=b'{"prompt":"a","completion":"b"}',
+        headers=_auth(service),
+    )
     assert response.status_code in (404, 422)  # "../etc" never reaches the route: the path is normalised
     assert response.json()["error"]
 
@@ -141,11 +155,23 @@ def test_train_job_runs_in_a_worker_process_and_reports_progress(service):
 
     url = service["url"]
     chat = json.dumps({"messages": [{"role": "user", "content": SECRET_Q}, {"role": "assistant", "content": SECRET_A}]})
-    assert httpx.post(f"{url}/v1/datasets/secret/examples", content=chat.encode(), headers=_auth(service)).status_code == 201
-    params = {"max_steps": 20, "batch_size": 1, "learning_rate": 0.02, "report_to": "none", "precision": "fp32",
-              "val_fraction": 0.0, "save_every": 0, "warmup_ratio": 0.0}
-    created = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "secret", "hyperparameters": params},
-                         headers=_auth(service))
+    assert (
+        httpx.post(f"{url}/v1/datasets/secret/examples", content=chat.encode(), headers=_auth(service)).status_code
+        == 201
+    )
+    params = {
+        "max_steps": 20,
+        "batch_size": 1,
+        "learning_rate": 0.02,
+        "report_to": "none",
+        "precision": "fp32",
+        "val_fraction": 0.0,
+        "save_every": 0,
+        "warmup_ratio": 0.0,
+    }
+    created = httpx.post(
+        f"{url}/v1/jobs", json={"kind": "train", "dataset": "secret", "hyperparameters": params}, headers=_auth(service)
+    )
     assert created.status_code == 202 and created.json()["status"] == "queued"
     job = _wait_for(lambda: (j := _job(service, created.json()["id"]))["status"] in ("succeeded", "failed") and j)
     assert job["status"] == "succeeded", job["error"]
@@ -160,16 +186,21 @@ def _long_dataset(service) -> str:
     url = service["url"]
     if httpx.get(f"{url}/v1/datasets/long", headers=_auth(service)).status_code == 404:
         receipts = (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()[:20000]
-        receipts = receipts[:receipts.rindex(b"\n") + 1]
-        assert httpx.post(f"{url}/v1/datasets/long/examples", content=receipts, headers=_auth(service)).status_code == 201
+        receipts = receipts[: receipts.rindex(b"\n") + 1]
+        assert (
+            httpx.post(f"{url}/v1/datasets/long/examples", content=receipts, headers=_auth(service)).status_code == 201
+        )
     return "long"
 
 
 def _start_long_job(service, *, max_steps: int) -> str:
     """A tiny-model train job on the receipts dataset, one receipt per step, no periodic checkpoints."""
     params = {"max_steps": max_steps, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0}
-    created = httpx.post(f"{service['url']}/v1/jobs", headers=_auth(service),
-                         json={"kind": "train", "dataset": _long_dataset(service), "hyperparameters": params})
+    created = httpx.post(
+        f"{service['url']}/v1/jobs",
+        headers=_auth(service),
+        json={"kind": "train", "dataset": _long_dataset(service), "hyperparameters": params},
+    )
     assert created.status_code == 202, created.text
     return created.json()["id"]
 
@@ -184,34 +215,66 @@ def test_cancel_stops_a_running_job_with_a_checkpoint(service):
     assert list((service["data_dir"] / "jobs" / job_id / "checkpoints").glob("step-*"))
 
 
-@pytest.mark.parametrize("body,code,message", [
-    ({"kind": "train", "dataset": "nope"}, 404, "dataset 'nope' does not exist"),
-    ({"kind": "train", "dataset": "secret", "hyperparameters": {"epochz": 3}}, 422, "unknown training option(s) ['epochz']"),
-    ({"kind": "train", "dataset": "secret", "hyperparameters": {"epochs": -1}}, 422, "epochs: got -1"),
-    ({"kind": "train", "dataset": "secret", "hyperparameters": {"output_dir": "/etc"}}, 422, "set by the service"),
-    ({"kind": "bake", "dataset": "secret"}, 422, "invalid request"),
-    ({"kind": "train", "dataset": "secret", "extra": 1}, 422, "invalid request"),
-    ({"kind": "train", "dataset": "secret", "adapter_name": "../etc"}, 422, "adapter name '../etc' is invalid"),
-    ({"kind": "train", "dataset": "secret", "callback_url": "ftp://x"}, 422, "invalid request"),  # pattern ^https?://
-    # validated whole at submission, against what the service owns; no server path is read or revealed
-    ({"kind": "train", "dataset": "secret", "hyperparameters": {"schema": "/etc/passwd"}}, 422,
-     "the service reads no schema file"),
-    ({"kind": "train", "dataset": "secret", "hyperparameters": {"model": "/etc"}}, 422,
-     "expected a bundled model (gemma3-270m, smollm2-135m) or a folder under one of TUNEBRIDGE_ALLOWED_MODEL_DIRS"),
-    ({"kind": "train", "dataset": "secret", "hyperparameters": {"model": "gpt-99"}}, 422, "model: got 'gpt-99'"),
-    ({"kind": "train", "dataset": "secret", "hyperparameters": {"lora_r": 1099511627776}}, 422,
-     "lora_r: got 1099511627776, expected from 1 to 1024"),
-    ({"kind": "train", "dataset": "secret", "hyperparameters": {"epochs": "abc"}}, 422,
-     "epochs: got 'abc' (str), expected a number"),
-    ({"kind": "train", "dataset": "secret", "hyperparameters": {"nproc": 2}}, 422, "nproc: got 2"),
-    ({"kind": "eval", "dataset": "secret", "hyperparameters": {"adapters": ["ghost@3"]}}, 422,
-     "hyperparameters.adapters: "),
-    ({"kind": "eval", "dataset": "secret", "hyperparameters": {"model": "/root"}}, 422,
-     "hyperparameters.model: got '/root'"),
-])
+@pytest.mark.parametrize(
+    "body,code,message",
+    [
+        ({"kind": "train", "dataset": "nope"}, 404, "dataset 'nope' does not exist"),
+        (
+            {"kind": "train", "dataset": "secret", "hyperparameters": {"epochz": 3}},
+            422,
+            "unknown training option(s) ['epochz']",
+        ),
+        ({"kind": "train", "dataset": "secret", "hyperparameters": {"epochs": -1}}, 422, "epochs: got -1"),
+        ({"kind": "train", "dataset": "secret", "hyperparameters": {"output_dir": "/etc"}}, 422, "set by the service"),
+        ({"kind": "bake", "dataset": "secret"}, 422, "invalid request"),
+        ({"kind": "train", "dataset": "secret", "extra": 1}, 422, "invalid request"),
+        ({"kind": "train", "dataset": "secret", "adapter_name": "../etc"}, 422, "adapter name '../etc' is invalid"),
+        (
+            {"kind": "train", "dataset": "secret", "callback_url": "ftp://x"},
+            422,
+            "invalid request",
+        ),  # pattern ^https?://
+        # validated whole at submission, against what the service owns; no server path is read or revealed
+        (
+            {"kind": "train", "dataset": "secret", "hyperparameters": {"schema": "/etc/passwd"}},
+            422,
+            "the service reads no schema file",
+        ),
+        (
+            {"kind": "train", "dataset": "secret", "hyperparameters": {"model": "/etc"}},
+            422,
+            "expected a bundled model (gemma3-270m, smollm2-135m) or a folder under one of TUNEBRIDGE_ALLOWED_MODEL_DIRS",
+        ),
+        ({"kind": "train", "dataset": "secret", "hyperparameters": {"model": "gpt-99"}}, 422, "model: got 'gpt-99'"),
+        (
+            {"kind": "train", "dataset": "secret", "hyperparameters": {"lora_r": 1099511627776}},
+            422,
+            "lora_r: got 1099511627776, expected from 1 to 1024",
+        ),
+        (
+            {"kind": "train", "dataset": "secret", "hyperparameters": {"epochs": "abc"}},
+            422,
+            "epochs: got 'abc' (str), expected a number",
+        ),
+        ({"kind": "train", "dataset": "secret", "hyperparameters": {"nproc": 2}}, 422, "nproc: got 2"),
+        (
+            {"kind": "eval", "dataset": "secret", "hyperparameters": {"adapters": ["ghost@3"]}},
+            422,
+            "hyperparameters.adapters: ",
+        ),
+        (
+            {"kind": "eval", "dataset": "secret", "hyperparameters": {"model": "/root"}},
+            422,
+            "hyperparameters.model: got '/root'",
+        ),
+    ],
+)
 def test_bad_job_requests_say_what_is_wrong(service, body, code, message):
-    httpx.post(f"{service['url']}/v1/datasets/secret/examples", content=b'{"prompt": "p", "completion": "c"}',
-               headers=_auth(service))
+    httpx.post(
+        f"{service['url']}/v1/datasets/secret/examples",
+        content=b'{"prompt": "p", "completion": "c"}',
+        headers=_auth(service),
+    )
     response = httpx.post(f"{service['url']}/v1/jobs", json=body, headers=_auth(service))
     assert response.status_code == code and message in response.json()["error"]
     assert httpx.get(f"{service['url']}/v1/jobs/missing", headers=_auth(service)).status_code == 404
@@ -238,10 +301,30 @@ def test_a_killed_worker_leaves_a_job_that_another_worker_finishes(tiny_model, t
 
     data_dir = tmp_path / "data"
     key = _cli("keys", "create", data_dir=data_dir).stdout.strip().splitlines()[-1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model, "TUNEBRIDGE_LEASE_S": "2"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
+        "TUNEBRIDGE_LEASE_S": "2",
+    }
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--workers", "0",
-                               "--data-dir", str(data_dir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     worker_cmd = [sys.executable, "-m", "backend.cli", "worker", "--data-dir", str(data_dir)]
     workers = [subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
@@ -249,28 +332,43 @@ def test_a_killed_worker_leaves_a_job_that_another_worker_finishes(tiny_model, t
         _wait_for(lambda: _healthy(url))
         receipts = (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()
         httpx.post(f"{url}/v1/datasets/r/examples", content=receipts, headers=auth)
-        params = {"max_steps": 150, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 5,
-                  "val_fraction": 0.0}
-        job_id = httpx.post(f"{url}/v1/jobs", json={"kind": "train", "dataset": "r", "hyperparameters": params},
-                            headers=auth).json()["id"]
+        params = {
+            "max_steps": 150,
+            "batch_size": 1,
+            "report_to": "none",
+            "precision": "fp32",
+            "save_every": 5,
+            "val_fraction": 0.0,
+        }
+        job_id = httpx.post(
+            f"{url}/v1/jobs", json={"kind": "train", "dataset": "r", "hyperparameters": params}, headers=auth
+        ).json()["id"]
         run_dir = data_dir / "jobs" / job_id
         _wait_for(lambda: list((run_dir / "checkpoints").glob("step-*")))
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait(timeout=30)
         assert httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json()["status"] == "running"
         workers.append(subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        job = _wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"]
-                        in ("succeeded", "failed") and j, timeout=300)
+        job = _wait_for(
+            lambda: (
+                (j := httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth).json())["status"] in ("succeeded", "failed")
+                and j
+            ),
+            timeout=300,
+        )
         assert job["status"] == "succeeded", job["error"]
         assert job["attempts"] == 2 and job["result"]["steps"] == 150
-        steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+        steps = [
+            json.loads(line)["step"]
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if '"loss"' in line
+        ]
         assert steps == list(range(1, 151))
     finally:
         for proc in [server, *workers]:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=60)
-
 
 
 def test_a_dataset_cannot_grow_past_its_limit(service):
@@ -295,26 +393,50 @@ def test_a_restarted_service_finishes_the_job_its_shutdown_put_back(tiny_model, 
 
     data_dir, env = tmp_path / "data", {"TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model}
     data_dir.mkdir()
-    params = {"max_steps": 400, "batch_size": 1, "report_to": "none", "precision": "fp32", "save_every": 0,
-              "val_fraction": 0.0}
+    params = {
+        "max_steps": 400,
+        "batch_size": 1,
+        "report_to": "none",
+        "precision": "fp32",
+        "save_every": 0,
+        "val_fraction": 0.0,
+    }
     with running_service(data_dir, env=env) as first:
         receipts = (ROOT / "examples" / "data" / "receipts.jsonl").read_bytes()
         httpx.post(f"{first['url']}/v1/datasets/r/examples", content=receipts, headers=first["auth"])
-        job_id = httpx.post(f"{first['url']}/v1/jobs", headers=first["auth"], json={
-            "kind": "train", "dataset": "r", "hyperparameters": params}).json()["id"]
-        _wait_for(lambda: (httpx.get(f"{first['url']}/v1/jobs/{job_id}", headers=first["auth"]).json()
-                           .get("progress") or {}).get("step", 0) >= 3)
+        job_id = httpx.post(
+            f"{first['url']}/v1/jobs",
+            headers=first["auth"],
+            json={"kind": "train", "dataset": "r", "hyperparameters": params},
+        ).json()["id"]
+        _wait_for(
+            lambda: (
+                (httpx.get(f"{first['url']}/v1/jobs/{job_id}", headers=first["auth"]).json().get("progress") or {}).get(
+                    "step", 0
+                )
+                >= 3
+            )
+        )
     engine = make_engine(f"sqlite:///{data_dir / 'tunebridge.db'}")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT status FROM jobs WHERE id = :i"), {"i": job_id}).scalar() == "queued"
     engine.dispose()
     with running_service(data_dir, env=env) as second:
-        job = _wait_for(lambda: (j := httpx.get(f"{second['url']}/v1/jobs/{job_id}", headers=second["auth"]).json())
-                        ["status"] in ("succeeded", "failed") and j, timeout=300)
+        job = _wait_for(
+            lambda: (
+                (j := httpx.get(f"{second['url']}/v1/jobs/{job_id}", headers=second["auth"]).json())["status"]
+                in ("succeeded", "failed")
+                and j
+            ),
+            timeout=300,
+        )
     assert job["status"] == "succeeded" and job["result"]["steps"] == 400, job["error"]
     assert job["attempts"] == 1  # the shutdown's requeue was not a failed attempt
-    steps = [json.loads(line)["step"] for line in (data_dir / "jobs" / job_id / "metrics.jsonl").read_text().splitlines()
-             if '"loss"' in line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (data_dir / "jobs" / job_id / "metrics.jsonl").read_text().splitlines()
+        if '"loss"' in line
+    ]
     assert steps == list(range(1, 401))
 
 
@@ -322,8 +444,9 @@ def test_hostile_numbers_and_nesting_are_4xx_never_500(service):
     """What a fuzzer found: integers past 2^63 in query and path, JSON nested 100,000 deep."""
     url, auth = service["url"], _auth(service)
     httpx.post(f"{url}/v1/datasets/secret/examples", content=b'{"prompt": "p", "completion": "c"}', headers=auth)
-    job = httpx.post(f"{url}/v1/jobs", json={"kind": "eval", "dataset": "secret", "hyperparameters": {}},
-                     headers=auth).json()["id"]
+    job = httpx.post(
+        f"{url}/v1/jobs", json={"kind": "eval", "dataset": "secret", "hyperparameters": {}}, headers=auth
+    ).json()["id"]
     huge = str(2**64)
     probes = [
         httpx.get(f"{url}/v1/jobs/{job}/events", params={"after": huge}, headers=auth),
@@ -331,8 +454,14 @@ def test_hostile_numbers_and_nesting_are_4xx_never_500(service):
         httpx.delete(f"{url}/v1/adapters/memo/versions/{huge}", headers=auth),
         httpx.put(f"{url}/v1/adapters/memo/aliases/prod", json={"version": 2**64}, headers=auth),
         httpx.post(f"{url}/v1/datasets/deep/examples", content=b"[" * 100_000 + b"]" * 100_000, headers=auth),
-        httpx.post(f"{url}/v1/jobs", content=b'{"kind": "train", "dataset": "secret", "hyperparameters": ' +
-                   b"[" * 100_000 + b"]" * 100_000 + b"}", headers={**auth, "Content-Type": "application/json"}),
+        httpx.post(
+            f"{url}/v1/jobs",
+            content=b'{"kind": "train", "dataset": "secret", "hyperparameters": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}",
+            headers={**auth, "Content-Type": "application/json"},
+        ),
     ]
     codes = [p.status_code for p in probes]
     assert all(400 <= c < 500 for c in codes), [(p.request.url.path[:60], p.status_code, p.text[:200]) for p in probes]
@@ -349,7 +478,10 @@ def test_the_api_docs_work_offline_and_declare_the_key_and_errors(service):
     assert "/docs-static/redoc.standalone.js" in httpx.get(f"{url}/redoc").text
     spec = httpx.get(f"{url}/openapi.json").json()
     assert spec["components"]["securitySchemes"]["apiKey"] == {
-        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["apiKey"]["description"]}
+        "type": "http",
+        "scheme": "bearer",
+        "description": spec["components"]["securitySchemes"]["apiKey"]["description"],
+    }
     create = spec["paths"]["/v1/jobs"]["post"]
     assert create["security"] == [{"apiKey": []}] and {"401", "404", "409", "413", "422"} <= set(create["responses"])
     chat = spec["paths"]["/v1/chat/completions"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]

@@ -20,8 +20,16 @@ from servers import WEBHOOK_SECRET, free_port, wait_for
 
 INVOICE = "ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\nTotal due: 1,250.00"
 GOLD = {"company": "ACME Tools Ltd", "date": "03/05/2024", "total": "1,250.00"}
-MEMO_PARAMS = {"max_steps": 80, "batch_size": 1, "learning_rate": 0.02, "report_to": "none", "precision": "fp32",
-               "val_fraction": 0.0, "save_every": 0, "warmup_ratio": 0.0}
+MEMO_PARAMS = {
+    "max_steps": 80,
+    "batch_size": 1,
+    "learning_rate": 0.02,
+    "report_to": "none",
+    "precision": "fp32",
+    "val_fraction": 0.0,
+    "save_every": 0,
+    "warmup_ratio": 0.0,
+}
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -56,8 +64,13 @@ def _train(service, dataset: str, lines: list[dict], *, adapter_name: str, param
         request["callback_url"] = callback_url
     created = httpx.post(f"{url}/v1/jobs", json=request, headers=auth)
     assert created.status_code == 202, created.text
-    job = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{created.json()['id']}", headers=auth).json())["status"]
-                   in ("succeeded", "failed") and j)
+    job = wait_for(
+        lambda: (
+            (j := httpx.get(f"{url}/v1/jobs/{created.json()['id']}", headers=auth).json())["status"]
+            in ("succeeded", "failed")
+            and j
+        )
+    )
     assert job["status"] == "succeeded", job["error"]
     return job
 
@@ -67,8 +80,9 @@ def memo(service, receiver):
     """An adapter that memorised one chat answer and one extraction (80 steps on the tiny model)."""
     chat = {"messages": [{"role": "user", "content": SECRET_Q}, {"role": "assistant", "content": SECRET_A}]}
     extraction = {"text": INVOICE, "fields": GOLD}
-    return _train(service, "memo", [chat, extraction], adapter_name="memo", params=MEMO_PARAMS,
-                  callback_url=receiver["url"])
+    return _train(
+        service, "memo", [chat, extraction], adapter_name="memo", params=MEMO_PARAMS, callback_url=receiver["url"]
+    )
 
 
 def _client(service) -> openai.OpenAI:
@@ -90,22 +104,26 @@ def test_a_finished_job_registers_a_versioned_adapter(service, memo):
 
 def test_openai_sdk_chats_with_the_adapter_and_the_base(service, memo, tiny_model):
     client = _client(service)
-    answer = client.chat.completions.create(model="memo", messages=[{"role": "user", "content": SECRET_Q}],
-                                            max_tokens=48)
+    answer = client.chat.completions.create(
+        model="memo", messages=[{"role": "user", "content": SECRET_Q}], max_tokens=48
+    )
     assert answer.choices[0].message.content == SECRET_A
     assert answer.choices[0].finish_reason == "stop" and answer.model == "memo@1"
     assert answer.usage.completion_tokens > 0 and answer.usage.prompt_tokens > 0
-    base = client.chat.completions.create(model=tiny_model, messages=[{"role": "user", "content": SECRET_Q}],
-                                          max_tokens=48)
+    base = client.chat.completions.create(
+        model=tiny_model, messages=[{"role": "user", "content": SECRET_Q}], max_tokens=48
+    )
     assert base.choices[0].message.content != SECRET_A  # same process, adapters switched off
-    again = client.chat.completions.create(model="memo@1", messages=[{"role": "user", "content": SECRET_Q}],
-                                           max_tokens=48)
+    again = client.chat.completions.create(
+        model="memo@1", messages=[{"role": "user", "content": SECRET_Q}], max_tokens=48
+    )
     assert again.choices[0].message.content == SECRET_A  # and back on, without reloading the base
 
 
 def test_streaming_gives_the_same_answer_in_pieces(service, memo):
-    stream = _client(service).chat.completions.create(model="memo", messages=[{"role": "user", "content": SECRET_Q}],
-                                                      max_tokens=48, stream=True)
+    stream = _client(service).chat.completions.create(
+        model="memo", messages=[{"role": "user", "content": SECRET_Q}], max_tokens=48, stream=True
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text.strip() == SECRET_A
@@ -118,43 +136,66 @@ def test_concurrent_requests_are_batched_and_each_gets_its_answer(service, memo)
     questions = [SECRET_Q] * 6
 
     def ask(question):
-        return client.chat.completions.create(model="memo", messages=[{"role": "user", "content": question}],
-                                              max_tokens=48).choices[0].message.content
+        return (
+            client.chat.completions.create(
+                model="memo", messages=[{"role": "user", "content": question}], max_tokens=48
+            )
+            .choices[0]
+            .message.content
+        )
 
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(ask, questions)) == [SECRET_A] * 6
 
 
 def test_stop_strings_cut_the_answer(service, memo):
-    out = httpx.post(f"{service['url']}/v1/infer", headers=service["auth"],
-                     json={"prompt": SECRET_Q, "adapter": "memo", "stop": ["pineapple"], "max_tokens": 48}).json()
-    assert out["text"] == SECRET_A[:SECRET_A.index("pineapple")].strip() and out["finish_reason"] == "stop"
+    out = httpx.post(
+        f"{service['url']}/v1/infer",
+        headers=service["auth"],
+        json={"prompt": SECRET_Q, "adapter": "memo", "stop": ["pineapple"], "max_tokens": 48},
+    ).json()
+    assert out["text"] == SECRET_A[: SECRET_A.index("pineapple")].strip() and out["finish_reason"] == "stop"
 
 
 def test_extract_uses_the_training_template_and_schema(service, memo):
-    out = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
-                     json={"text": INVOICE, "adapter": "memo@1"}).json()
+    out = httpx.post(
+        f"{service['url']}/v1/extract", headers=service["auth"], json={"text": INVOICE, "adapter": "memo@1"}
+    ).json()
     assert out["fields"] == GOLD and out["valid_json"] is True and out["missing"] == [] and out["constrained"]
     for name, value in GOLD.items():  # each value points at its characters in the document
         span = out["grounding"][name]
-        assert INVOICE[span["start"]:span["end"]] == value and span["match"] in ("exact", "token", "number")
+        assert INVOICE[span["start"] : span["end"]] == value and span["match"] in ("exact", "token", "number")
         assert 0 < out["confidence"][name] <= 1
     assert out["usage"]["forced_tokens"] > 0
-    listed = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
-                        json={"text": INVOICE, "adapter": "memo", "schema": ["company", "date", "total"]}).json()
+    listed = httpx.post(
+        f"{service['url']}/v1/extract",
+        headers=service["auth"],
+        json={"text": INVOICE, "adapter": "memo", "schema": ["company", "date", "total"]},
+    ).json()
     assert listed["fields"] == GOLD
-    free = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
-                      json={"text": INVOICE, "adapter": "memo", "constrained": False}).json()
+    free = httpx.post(
+        f"{service['url']}/v1/extract",
+        headers=service["auth"],
+        json={"text": INVOICE, "adapter": "memo", "constrained": False},
+    ).json()
     assert free["fields"] == GOLD and free["constrained"] is False
 
 
 def test_constrained_extraction_is_valid_even_from_an_untrained_model(service, tiny_model):
-    schema = {"type": "object", "properties": {"vendor": {"type": "string", "maxLength": 40},
-                                               "total": {"type": "number"},
-                                               "currency": {"enum": ["MYR", "USD"]}},
-              "required": ["vendor", "total", "currency"]}
-    out = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
-                     json={"text": INVOICE, "model": tiny_model, "schema": schema}).json()
+    schema = {
+        "type": "object",
+        "properties": {
+            "vendor": {"type": "string", "maxLength": 40},
+            "total": {"type": "number"},
+            "currency": {"enum": ["MYR", "USD"]},
+        },
+        "required": ["vendor", "total", "currency"],
+    }
+    out = httpx.post(
+        f"{service['url']}/v1/extract",
+        headers=service["auth"],
+        json={"text": INVOICE, "model": tiny_model, "schema": schema},
+    ).json()
     assert out["valid_json"] is True and out["finish_reason"] == "stop", out
     answer = json.loads(out["raw"])
     assert set(answer) == {"vendor", "total", "currency"} and answer["currency"] in ("MYR", "USD")
@@ -170,24 +211,34 @@ def test_job_events_as_json_and_as_server_sent_events(service, memo):
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     progress = [e["data"]["step"] for e in events if e["type"] == "progress"]
     assert progress and progress[-1] == 80 and progress == sorted(progress)
-    with httpx.stream("GET", f"{url}/v1/jobs/{memo['id']}/events", headers={**auth, "Accept": "text/event-stream"},
-                      timeout=30) as response:
+    with httpx.stream(
+        "GET", f"{url}/v1/jobs/{memo['id']}/events", headers={**auth, "Accept": "text/event-stream"}, timeout=30
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         streamed = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
-    assert [e["type"] for e in streamed][:len(types)] == types
+    assert [e["type"] for e in streamed][: len(types)] == types
 
 
 def test_the_callback_is_signed_and_names_the_outcome(service, memo, receiver):
-    got = wait_for(lambda: [r for r in receiver["received"] if r["headers"].get("X-Tunebridge-Delivery") == memo["id"]],
-                   timeout=30)
+    got = wait_for(
+        lambda: [r for r in receiver["received"] if r["headers"].get("X-Tunebridge-Delivery") == memo["id"]], timeout=30
+    )
     assert len(got) == 1
     body, headers = got[0]["body"], got[0]["headers"]
     expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-Tunebridge-Signature"] == expected
     payload = json.loads(body)
     assert payload["event"] == "job.succeeded" and payload["job"]["result"]["adapter"] == "memo@1"
-    job = wait_for(lambda: (j := httpx.get(f"{service['url']}/v1/jobs/{memo['id']}", headers=service["auth"]).json())
-                   ["callback"]["state"] == "delivered" and j, timeout=30)
+    job = wait_for(
+        lambda: (
+            (j := httpx.get(f"{service['url']}/v1/jobs/{memo['id']}", headers=service["auth"]).json())["callback"][
+                "state"
+            ]
+            == "delivered"
+            and j
+        ),
+        timeout=30,
+    )
     assert job["callback"]["attempts"] == 1
 
 
@@ -202,8 +253,9 @@ def test_promote_roll_back_and_refuse_to_delete_what_is_in_use(service, memo):
     assert httpx.get(f"{url}/v1/adapters/memo@prod", headers=auth).json()["id"] == "memo@2"
     rolled = httpx.post(f"{url}/v1/adapters/memo/aliases/prod/rollback", headers=auth).json()
     assert rolled["version"] == 1 and rolled["history"][0]["reason"] == "rolled back from version 2"
-    answer = _client(service).chat.completions.create(model="memo@prod", messages=[{"role": "user",
-                                                                                   "content": SECRET_Q}], max_tokens=48)
+    answer = _client(service).chat.completions.create(
+        model="memo@prod", messages=[{"role": "user", "content": SECRET_Q}], max_tokens=48
+    )
     assert answer.choices[0].message.content == SECRET_A and answer.model == "memo@1"
     refused = httpx.delete(f"{url}/v1/adapters/memo/versions/1", headers=auth)
     assert refused.status_code == 409 and "alias" in refused.json()["error"]
@@ -213,30 +265,36 @@ def test_promote_roll_back_and_refuse_to_delete_what_is_in_use(service, memo):
     assert httpx.get(f"{url}/v1/adapters/memo", headers=auth).json()["id"] == "memo@1"
 
 
-@pytest.mark.parametrize("body,code,message", [
-    ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "model 'nope' not found"),
-    ({"model": "memo@9", "messages": [{"role": "user", "content": "hi"}]}, 404, "not found"),
-    ({"model": "memo", "messages": []}, 422, "messages: List should have at least 1 item"),
-    ({"model": "memo", "messages": [{"role": "robot", "content": "hi"}]}, 422, "messages.0.role: Input should be"),
-    ({"model": "memo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}, 422, "the limit is"),
-    ({"model": "memo", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 422, "n: Input should be less"),
-    ({"model": "memo", "messages": [{"role": "user", "content": "total " * 3000}]}, 422, "prompt of"),
-])
+@pytest.mark.parametrize(
+    "body,code,message",
+    [
+        ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "model 'nope' not found"),
+        ({"model": "memo@9", "messages": [{"role": "user", "content": "hi"}]}, 404, "not found"),
+        ({"model": "memo", "messages": []}, 422, "messages: List should have at least 1 item"),
+        ({"model": "memo", "messages": [{"role": "robot", "content": "hi"}]}, 422, "messages.0.role: Input should be"),
+        ({"model": "memo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}, 422, "the limit is"),
+        ({"model": "memo", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 422, "n: Input should be less"),
+        ({"model": "memo", "messages": [{"role": "user", "content": "total " * 3000}]}, 422, "prompt of"),
+    ],
+)
 def test_bad_chat_requests_say_what_is_wrong(service, memo, body, code, message):
     response = httpx.post(f"{service['url']}/v1/chat/completions", json=body, headers=service["auth"])
     assert response.status_code == code and message in response.json()["error"]["message"], response.text
 
 
-@pytest.mark.parametrize("body,message", [
-    ({"text": "x", "model": "__tiny__"}, "no training schema"),
-    ({"text": "x", "adapter": "memo", "schema": "passport"}, "expected one of ['invoice', 'receipt']"),
-    ({"text": "x", "adapter": "memo", "schema": {"type": "object"}}, "non-empty 'properties'"),
-    ({"text": "", "adapter": "memo"}, "invalid request"),
-    ({"text": "x", "adapter": "memo", "schema": []}, "non-empty strings"),
-    ({"text": "x", "adapter": "memo", "rank": "typed"}, "has no label conventions"),  # one record: nothing learned
-    ({"text": "x", "adapter": "memo", "rank": "best"}, "rank"),
-    ({"text": "x", "adapter": "memo", "rank": "typed", "constrained": False}, "needs constrained decoding"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"text": "x", "model": "__tiny__"}, "no training schema"),
+        ({"text": "x", "adapter": "memo", "schema": "passport"}, "expected one of ['invoice', 'receipt']"),
+        ({"text": "x", "adapter": "memo", "schema": {"type": "object"}}, "non-empty 'properties'"),
+        ({"text": "", "adapter": "memo"}, "invalid request"),
+        ({"text": "x", "adapter": "memo", "schema": []}, "non-empty strings"),
+        ({"text": "x", "adapter": "memo", "rank": "typed"}, "has no label conventions"),  # one record: nothing learned
+        ({"text": "x", "adapter": "memo", "rank": "best"}, "rank"),
+        ({"text": "x", "adapter": "memo", "rank": "typed", "constrained": False}, "needs constrained decoding"),
+    ],
+)
 def test_bad_extract_requests_say_what_is_wrong(service, memo, tiny_model, body, message):
     body = {k: (tiny_model if v == "__tiny__" else v) for k, v in body.items()}
     response = httpx.post(f"{service['url']}/v1/extract", json=body, headers=service["auth"])
@@ -253,14 +311,20 @@ def test_an_unknown_adapter_is_a_404_for_the_openai_sdk(service):
 def test_openai_errors_carry_their_message_and_parameter(service, memo, tiny_model):
     client = _client(service)
     with pytest.raises(openai.UnprocessableEntityError) as tools:
-        client.chat.completions.create(model="memo", messages=[{"role": "user", "content": "hi"}], tools=[
-            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+        client.chat.completions.create(
+            model="memo",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        )
     assert "function calling is not supported" in tools.value.body["message"] and tools.value.body["param"] == "tools"
     with pytest.raises(openai.UnprocessableEntityError) as tool_turn:
         client.chat.completions.create(model="memo", messages=[{"role": "tool", "content": "42", "tool_call_id": "x"}])
     assert "role 'tool' is not supported" in tool_turn.value.body["message"]
-    developer = client.chat.completions.create(model="memo", max_tokens=4, messages=[
-        {"role": "developer", "content": "Answer briefly."}, {"role": "user", "content": "hi"}])
+    developer = client.chat.completions.create(
+        model="memo",
+        max_tokens=4,
+        messages=[{"role": "developer", "content": "Answer briefly."}, {"role": "user", "content": "hi"}],
+    )
     assert developer.choices[0].message.content is not None  # read as a system message
     assert client.models.retrieve("memo").id == "memo" and client.models.retrieve(tiny_model).owned_by == "local"
     with pytest.raises(openai.NotFoundError):
@@ -300,8 +364,13 @@ def test_a_reused_version_number_never_serves_the_old_weights(service):
         assert job["result"]["adapter"] == "reuse@1"
 
     def ask() -> str:
-        return client.chat.completions.create(model="reuse@1", messages=[{"role": "user", "content": SECRET_Q}],
-                                              max_tokens=48).choices[0].message.content
+        return (
+            client.chat.completions.create(
+                model="reuse@1", messages=[{"role": "user", "content": SECRET_Q}], max_tokens=48
+            )
+            .choices[0]
+            .message.content
+        )
 
     memorise(old_answer)
     assert ask() == old_answer
@@ -320,8 +389,12 @@ def test_concurrent_extractions_are_batched_and_one_bad_document_fails_alone(ser
     texts = [INVOICE, INVOICE.upper(), INVOICE.lower(), "x " * 6000, INVOICE + "\nPaid.", INVOICE[:40]]
 
     def post(text: str) -> httpx.Response:
-        return httpx.post(f"{url}/v1/extract", headers=auth, timeout=120,
-                          json={"text": text, "model": tiny_model, "schema": ["vendor", "total"]})
+        return httpx.post(
+            f"{url}/v1/extract",
+            headers=auth,
+            timeout=120,
+            json={"text": text, "model": tiny_model, "schema": ["vendor", "total"]},
+        )
 
     with ThreadPoolExecutor(len(texts)) as pool:
         responses = list(pool.map(post, texts))
@@ -329,7 +402,9 @@ def test_concurrent_extractions_are_batched_and_one_bad_document_fails_alone(ser
     assert "TUNEBRIDGE_MAX_PROMPT_TOKENS" in responses[3].text, responses[3].text  # refused before it was queued
     assert all(r.json()["valid_json"] for r in responses if r.status_code == 200)
     after = httpx.get(f"{url}/v1/serving", headers=auth).json()
-    assert after["requests"] - before["requests"] >= 5 and after["largest_batch"] >= 2, after  # the bad one never queued
+    assert after["requests"] - before["requests"] >= 5 and after["largest_batch"] >= 2, (
+        after
+    )  # the bad one never queued
     assert after["prefix_cache"]["hits"] > before["prefix_cache"]["hits"], after
 
 
@@ -344,13 +419,23 @@ def test_extract_takes_a_schema_as_pydantic_writes_it(service, tiny_model):
         seller: Party
         total: float | None = None
 
-    out = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"], timeout=120,
-                     json={"text": INVOICE, "model": tiny_model, "schema": Doc.model_json_schema()})
+    out = httpx.post(
+        f"{service['url']}/v1/extract",
+        headers=service["auth"],
+        timeout=120,
+        json={"text": INVOICE, "model": tiny_model, "schema": Doc.model_json_schema()},
+    )
     assert out.status_code == 200, out.text
     Doc.model_validate_json(out.json()["raw"])
-    bad = httpx.post(f"{service['url']}/v1/extract", headers=service["auth"],
-                     json={"text": INVOICE, "model": tiny_model,
-                           "schema": {"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}}})
+    bad = httpx.post(
+        f"{service['url']}/v1/extract",
+        headers=service["auth"],
+        json={
+            "text": INVOICE,
+            "model": tiny_model,
+            "schema": {"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}},
+        },
+    )
     assert bad.status_code == 422 and "Missing" in bad.json()["error"]
 
 
@@ -369,9 +454,15 @@ def test_oversized_requests_are_refused_before_they_reach_the_model(service, mem
     deep: dict = {"type": "string"}
     for _ in range(12):
         deep = {"type": "object", "properties": {"x": deep}}
-    nested = httpx.post(f"{url}/v1/chat/completions", headers=auth, json={
-        "model": "memo", "messages": [{"role": "user", "content": "hi"}],
-        "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": deep}}})
+    nested = httpx.post(
+        f"{url}/v1/chat/completions",
+        headers=auth,
+        json={
+            "model": "memo",
+            "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": deep}},
+        },
+    )
     assert nested.status_code == 422 and "TUNEBRIDGE_MAX_SCHEMA_DEPTH" in nested.json()["error"]["message"]
     assert nested.json()["error"]["param"] == "schema"
 
@@ -381,8 +472,15 @@ def test_a_client_that_disconnects_frees_the_model_for_the_next_request(service,
     small request sent after it is answered at once instead of after the slow one."""
     url, auth = service["url"], service["auth"]
     names = [f"note_{i}" for i in range(12)]
-    slow = {"model": tiny_model, "text": "hello receipt total 9.00", "schema": {
-        "type": "object", "required": names, "properties": {n: {"type": "string", "maxLength": 160} for n in names}}}
+    slow = {
+        "model": tiny_model,
+        "text": "hello receipt total 9.00",
+        "schema": {
+            "type": "object",
+            "required": names,
+            "properties": {n: {"type": "string", "maxLength": 160} for n in names},
+        },
+    }
     small = {"model": tiny_model, "text": INVOICE, "schema": ["total"]}
     started = time.perf_counter()
     full = httpx.post(f"{url}/v1/extract", json=slow, headers=auth, timeout=600)

@@ -29,18 +29,29 @@ def test_vllm_commands_name_every_version_and_alias(tiny_config, write_jsonl, tm
     run = train(tiny_config(data=[data], max_steps=2), progress_bar=False)
     (run.run_dir / "data.jsonl").write_text(Path(data).read_text())  # a job's data snapshot, as workers keep it
     for job in ("j1", "j2"):
-        adapters.register(engine=engine, data_dir=data_dir, name="receipts", job_id=job, dataset="d",
-                          run_dir=run.run_dir, summary=run.summary)
+        adapters.register(
+            engine=engine,
+            data_dir=data_dir,
+            name="receipts",
+            job_id=job,
+            dataset="d",
+            run_dir=run.run_dir,
+            summary=run.summary,
+        )
     adapters.set_alias(engine=engine, name="receipts", alias="prod", version=1)
 
-    out = subprocess.run([sys.executable, "-m", "backend.cli", "vllm", "--data-dir", str(data_dir)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "vllm", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     command = shlex.split([line for line in out.splitlines() if line.startswith("vllm serve")][0])
     base = Path(command[2])
     assert (base / "config.json").is_file() and list(base.glob("*.safetensors"))
     assert command[command.index("--served-model-name") + 1] == run.summary["base_model"]
     assert command[command.index("--max-lora-rank") + 1] == "16"  # our default rank 16
-    modules = dict(m.split("=", 1) for m in command[command.index("--lora-modules") + 1:])
+    modules = dict(m.split("=", 1) for m in command[command.index("--lora-modules") + 1 :])
     assert set(modules) == {"receipts", "receipts@1", "receipts@2", "receipts@prod"}
     assert modules["receipts"] == modules["receipts@2"] != modules["receipts@prod"] == modules["receipts@1"]
     for folder in map(Path, modules.values()):
@@ -53,6 +64,9 @@ def test_vllm_commands_name_every_version_and_alias(tiny_config, write_jsonl, tm
 
 
 def test_vllm_command_without_a_registry_says_so(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "backend.cli", "vllm", "--data-dir", str(tmp_path / "none")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "vllm", "--data-dir", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "no registry" in done.stderr

@@ -35,8 +35,10 @@ from backend.errors import InvalidRequest
 from servers import free_port, wait_for
 
 DOCS = [
-    {"text": "ACME Tools Ltd\nInvoice 2024-117\nTotal due: 1,250.00", "fields": {"company": "ACME Tools Ltd",
-                                                                               "total": "1,250.00"}},
+    {
+        "text": "ACME Tools Ltd\nInvoice 2024-117\nTotal due: 1,250.00",
+        "fields": {"company": "ACME Tools Ltd", "total": "1,250.00"},
+    },
     {"text": "Kedai Runcit Maju\nTOTAL RM 9.00", "fields": {"company": "Kedai Runcit Maju", "total": "9.00"}},
 ]
 
@@ -53,9 +55,19 @@ class _Unload(BaseModel):
 
 
 class FakeVLLM:
-    def __init__(self, *, base: str, base_path: str | None = None, mounts: dict[str, Path] | None = None,
-                 runtime_updating: bool = True, enable_lora: bool = True, max_lora_rank: int = 16,
-                 api_key: str | None = None, inplace: bool = True, old_errors: bool = False):
+    def __init__(
+        self,
+        *,
+        base: str,
+        base_path: str | None = None,
+        mounts: dict[str, Path] | None = None,
+        runtime_updating: bool = True,
+        enable_lora: bool = True,
+        max_lora_rank: int = 16,
+        api_key: str | None = None,
+        inplace: bool = True,
+        old_errors: bool = False,
+    ):
         self.base, self.base_path, self.mounts = base, base_path or base, mounts
         self.runtime_updating, self.enable_lora, self.max_lora_rank = runtime_updating, enable_lora, max_lora_rank
         self.api_key, self.inplace, self.old_errors = api_key, inplace, old_errors
@@ -76,7 +88,7 @@ class FakeVLLM:
             return Path(path)
         for remote, local in self.mounts.items():
             if path == remote or path.startswith(remote.rstrip("/") + "/"):
-                return Path(local, path[len(remote):].lstrip("/"))
+                return Path(local, path[len(remote) :].lstrip("/"))
         return None
 
     def app(self) -> FastAPI:
@@ -84,8 +96,11 @@ class FakeVLLM:
 
         @app.middleware("http")
         async def authenticate(request: Request, call_next):
-            if self.api_key and request.url.path.startswith("/v1") and \
-                    request.headers.get("authorization") != f"Bearer {self.api_key}":
+            if (
+                self.api_key
+                and request.url.path.startswith("/v1")
+                and request.headers.get("authorization") != f"Bearer {self.api_key}"
+            ):
                 return JSONResponse({"error": "Unauthorized"}, status_code=401)
             return await call_next(request)
 
@@ -95,11 +110,31 @@ class FakeVLLM:
 
         @app.get("/v1/models")
         def models():
-            cards = [{"id": self.base, "object": "model", "created": 0, "owned_by": "vllm", "root": self.base_path,
-                      "parent": None, "max_model_len": 2048, "permission": [{}]}]
-            cards += [{"id": name, "object": "model", "created": 0, "owned_by": "vllm", "root": lora["path"],
-                       "parent": self.base, "max_model_len": None, "permission": [{}]}
-                      for name, lora in self.loras.items()]
+            cards = [
+                {
+                    "id": self.base,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "vllm",
+                    "root": self.base_path,
+                    "parent": None,
+                    "max_model_len": 2048,
+                    "permission": [{}],
+                }
+            ]
+            cards += [
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "vllm",
+                    "root": lora["path"],
+                    "parent": self.base,
+                    "max_model_len": None,
+                    "permission": [{}],
+                }
+                for name, lora in self.loras.items()
+            ]
             return {"object": "list", "data": cards}
 
         if not self.runtime_updating:
@@ -112,8 +147,12 @@ class FakeVLLM:
             if not name or not path:
                 return self.error("Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput", 400)
             if name in self.loras and not (self.inplace and body.load_inplace):
-                return self.error(f"The lora adapter '{name}' has already been loaded. If you want to load the "
-                                  "adapter in place, set 'load_inplace' to True.", "InvalidUserInput", 400)
+                return self.error(
+                    f"The lora adapter '{name}' has already been loaded. If you want to load the "
+                    "adapter in place, set 'load_inplace' to True.",
+                    "InvalidUserInput",
+                    400,
+                )
             if not self.enable_lora:
                 return self.error("LoRA is not enabled. Use --enable-lora to enable LoRA.", "BadRequestError", 400)
             folder = self.visible(path)
@@ -129,8 +168,11 @@ class FakeVLLM:
             elif not (folder / "adapter_model.bin").is_file():
                 return self.error(f"{path} doesn't contain tensors", "BadRequestError", 400)
             if int(config["r"]) > self.max_lora_rank:
-                return self.error(f"LoRA rank {config['r']} is greater than max_lora_rank {self.max_lora_rank}.",
-                                  "BadRequestError", 400)
+                return self.error(
+                    f"LoRA rank {config['r']} is greater than max_lora_rank {self.max_lora_rank}.",
+                    "BadRequestError",
+                    400,
+                )
             self._ids += 1
             self.loras[name] = {"path": path, "int_id": self.loras.get(name, {}).get("int_id", self._ids)}
             return Response(status_code=200, content=f"Success: LoRA adapter '{name}' added successfully.")
@@ -169,9 +211,21 @@ def trained_run(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("vllm-push-run")
     data = out / "d.jsonl"
     data.write_text(json.dumps({"prompt": "2+2?", "completion": "4"}) + "\n")
-    run = train(TrainConfig(model=tiny_model, data=[str(data)], output_dir=str(out / "runs"), report_to="none",
-                            save_every=0, val_fraction=0.0, batch_size=1, precision="fp32", threads=1, max_steps=2),
-                progress_bar=False)
+    run = train(
+        TrainConfig(
+            model=tiny_model,
+            data=[str(data)],
+            output_dir=str(out / "runs"),
+            report_to="none",
+            save_every=0,
+            val_fraction=0.0,
+            batch_size=1,
+            precision="fp32",
+            threads=1,
+            max_steps=2,
+        ),
+        progress_bar=False,
+    )
     (run.run_dir / "data.jsonl").write_text(data.read_text())
     return run
 
@@ -188,8 +242,15 @@ def registry(trained_run, tmp_path):
     engine = make_engine(f"sqlite:///{data_dir / 'tunebridge.db'}")
     migrate(engine)
     for job in ("j1", "j2", "j3"):
-        adapters.register(engine=engine, data_dir=data_dir, name="rx", job_id=job, dataset="d",
-                          run_dir=trained_run.run_dir, summary=trained_run.summary)
+        adapters.register(
+            engine=engine,
+            data_dir=data_dir,
+            name="rx",
+            job_id=job,
+            dataset="d",
+            run_dir=trained_run.run_dir,
+            summary=trained_run.summary,
+        )
     yield {"data_dir": data_dir, "engine": engine, "base": trained_run.summary["base_model"]}
     engine.dispose()
 
@@ -209,8 +270,9 @@ def test_cli_push_loads_the_aliased_version_under_its_versioned_name_with_the_ma
     adapters.set_alias(engine=registry["engine"], name="rx", alias="prod", version=2)
     fake = FakeVLLM(base=registry["base"], mounts={"/models/tunebridge": data_dir})  # vLLM in a container
     with serving(fake) as url:
-        code, out, err = push(capsys, registry, "rx@prod", "--url", f"{url}/v1", "--path-map",
-                              f"{data_dir}=/models/tunebridge")
+        code, out, err = push(
+            capsys, registry, "rx@prod", "--url", f"{url}/v1", "--path-map", f"{data_dir}=/models/tunebridge"
+        )
         assert code == 0, err
         remote = "/models/tunebridge/adapters/rx/v2/adapter"
         assert fake.calls == [("load", {"lora_name": "rx@2", "lora_path": remote, "load_inplace": False})]
@@ -250,7 +312,10 @@ def test_push_with_alias_moves_the_alias_name_to_the_new_version(registry, capsy
         assert code == 0, err
         assert f"alias rx@prod: {'reloaded in place' if inplace else 'unloaded and loaded'}" in out
         assert fake.loras["rx@prod"]["path"] == str(folder / "v2" / "adapter") and set(fake.loras) == {
-            "rx@1", "rx@2", "rx@prod"}
+            "rx@1",
+            "rx@2",
+            "rx@prod",
+        }
         code, out, _ = push(capsys, registry, "rx@2", "--url", url, "--alias", "prod")
         assert code == 0 and "alias rx@prod: unchanged" in out
 
@@ -259,12 +324,15 @@ def _strip_tensors(registry, tmp_path) -> Path:
     copy = tmp_path / "no-tensors" / "adapters" / "rx" / "v1" / "adapter"
     copy.mkdir(parents=True)
     (copy / "adapter_config.json").write_text(
-        (registry["data_dir"] / "adapters/rx/v1/adapter/adapter_config.json").read_text())
+        (registry["data_dir"] / "adapters/rx/v1/adapter/adapter_config.json").read_text()
+    )
     return tmp_path / "no-tensors"
 
 
-@pytest.mark.parametrize("case", ["unreachable", "runtime-off", "lora-off", "container-no-map", "no-tensors",
-                                  "rank", "base", "api-key", "unknown"])
+@pytest.mark.parametrize(
+    "case",
+    ["unreachable", "runtime-off", "lora-off", "container-no-map", "no-tensors", "rank", "base", "api-key", "unknown"],
+)
 def test_push_errors_say_what_is_wrong(registry, capsys, tmp_path, case):
     data_dir = registry["data_dir"]
     fake = FakeVLLM(base=registry["base"], old_errors=case in ("lora-off", "rank"))
@@ -272,8 +340,11 @@ def test_push_errors_say_what_is_wrong(registry, capsys, tmp_path, case):
     expected: tuple[str, ...]
     if case == "runtime-off":
         fake.runtime_updating = False
-        expected = ("does not allow loading adapters at runtime", "404 Not Found",
-                    "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True")
+        expected = (
+            "does not allow loading adapters at runtime",
+            "404 Not Found",
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True",
+        )
     elif case == "lora-off":
         fake.enable_lora = False
         expected = ("LoRA is not enabled. Use --enable-lora to enable LoRA.", "VLLM_ALLOW_RUNTIME_LORA_UPDATING")
@@ -289,8 +360,11 @@ def test_push_errors_say_what_is_wrong(registry, capsys, tmp_path, case):
         expected = ("LoRA rank 16 is greater than max_lora_rank 8.", "larger --max-lora-rank")
     elif case == "base":
         fake.base, fake.base_path = "Qwen/Qwen2.5-0.5B-Instruct", "/models/qwen"
-        expected = ("serves Qwen/Qwen2.5-0.5B-Instruct (/models/qwen)", f"was trained on {registry['base']!r}",
-                    "--no-base-check")
+        expected = (
+            "serves Qwen/Qwen2.5-0.5B-Instruct (/models/qwen)",
+            f"was trained on {registry['base']!r}",
+            "--no-base-check",
+        )
     elif case == "api-key":
         fake.api_key = "sk-right"
         args += ["--api-key", "sk-wrong"]
@@ -334,28 +408,53 @@ def test_a_promotion_pushes_the_new_version_and_a_failed_push_keeps_the_promotio
 
     engine, data_dir = registry["engine"], registry["data_dir"]
     adapters.set_alias(engine=engine, name="rx", alias="prod", version=1)
-    datasets.append_examples(engine=engine, data_dir=data_dir, name="rx-eval", source="test",
-                             body="\n".join(json.dumps(d) for d in DOCS).encode())
+    datasets.append_examples(
+        engine=engine,
+        data_dir=data_dir,
+        name="rx-eval",
+        source="test",
+        body="\n".join(json.dumps(d) for d in DOCS).encode(),
+    )
 
     def gate(candidate: str, vllm_url: str) -> dict:
-        jobs.create_job(engine=engine, kind="eval", dataset="rx-eval", params={
-            "adapters": [candidate], "include_base": False, "max_new_tokens": 8, "promote": {"alias": "prod"}})
+        jobs.create_job(
+            engine=engine,
+            kind="eval",
+            dataset="rx-eval",
+            params={"adapters": [candidate], "include_base": False, "max_new_tokens": 8, "promote": {"alias": "prod"}},
+        )
         job = jobs.claim_next(engine=engine, owner="test", lease_s=60)
-        settings = Settings(data_dir=data_dir, default_base_model=tiny_model, worker_threads=1, vllm_url=vllm_url,
-                            vllm_unload_previous=True, vllm_move_alias=True)
-        assert run_job(job, engine=engine, settings=settings, owner="test", lease_s=60,
-                       shutdown=threading.Event()) == "succeeded"
+        settings = Settings(
+            data_dir=data_dir,
+            default_base_model=tiny_model,
+            worker_threads=1,
+            vllm_url=vllm_url,
+            vllm_unload_previous=True,
+            vllm_move_alias=True,
+        )
+        assert (
+            run_job(job, engine=engine, settings=settings, owner="test", lease_s=60, shutdown=threading.Event())
+            == "succeeded"
+        )
         return jobs.get_job(engine=engine, job_id=job["id"])["result"]
 
     fake = FakeVLLM(base=registry["base"])
     with serving(fake) as url:
-        httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": "rx@1", "lora_path": str(
-            data_dir.resolve() / "adapters/rx/v1/adapter")}).raise_for_status()  # what served @prod until now
+        httpx.post(
+            f"{url}/v1/load_lora_adapter",
+            json={"lora_name": "rx@1", "lora_path": str(data_dir.resolve() / "adapters/rx/v1/adapter")},
+        ).raise_for_status()  # what served @prod until now
         result = gate("rx@2", url)
     assert result["promotion"]["promote"] and result["promotion"]["incumbent"] == "rx@1"
-    assert result["vllm"] == {"url": url, "pushed": "rx@2", "lora_path": str(data_dir.resolve() / "adapters/rx/v2/adapter"),
-                              "already_loaded": False, "unloaded": ["rx@1"],
-                              "alias": {"name": "rx@prod", "action": "loaded"}, "error": None}
+    assert result["vllm"] == {
+        "url": url,
+        "pushed": "rx@2",
+        "lora_path": str(data_dir.resolve() / "adapters/rx/v2/adapter"),
+        "already_loaded": False,
+        "unloaded": ["rx@1"],
+        "alias": {"name": "rx@prod", "action": "loaded"},
+        "error": None,
+    }
     assert set(fake.loras) == {"rx@2", "rx@prod"}
 
     dead = f"http://127.0.0.1:{free_port()}"

@@ -20,11 +20,19 @@ def _example(i: int) -> dict:
     return {"text": f"Shop {i} receipt total {i}.00", "fields": {"company": f"Shop {i}", "total": f"{i}.00"}}
 
 
-def _deliver(service, payload: dict | bytes, *, delivery: str | None = None, secret: str = WEBHOOK_SECRET,
-             signature: str | None = None) -> httpx.Response:
+def _deliver(
+    service,
+    payload: dict | bytes,
+    *,
+    delivery: str | None = None,
+    secret: str = WEBHOOK_SECRET,
+    signature: str | None = None,
+) -> httpx.Response:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "X-Tunebridge-Delivery": delivery or uuid.uuid4().hex}
-    sig = signature if signature is not None else "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    sig = (
+        signature if signature is not None else "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    )
     if sig:
         headers["X-Tunebridge-Signature"] = sig
     return httpx.post(f"{service['url']}/v1/webhooks/labelled-data", content=body, headers=headers)
@@ -36,7 +44,9 @@ def _stored(service, dataset: str) -> int:
 
 
 def _jobs_of(service, dataset: str) -> list[dict]:
-    return [j for j in httpx.get(f"{service['url']}/v1/jobs", headers=service["auth"]).json() if j["dataset"] == dataset]
+    return [
+        j for j in httpx.get(f"{service['url']}/v1/jobs", headers=service["auth"]).json() if j["dataset"] == dataset
+    ]
 
 
 def test_a_signed_delivery_is_stored(service):
@@ -47,11 +57,14 @@ def test_a_signed_delivery_is_stored(service):
     assert _stored(service, "hook-a") == 1
 
 
-@pytest.mark.parametrize("signature,message", [
-    ("", "missing X-Tunebridge-Signature"),
-    ("sha256=" + "0" * 64, "signature does not match"),
-    ("md5=abc", "must look like 'sha256=<hex>'"),
-])
+@pytest.mark.parametrize(
+    "signature,message",
+    [
+        ("", "missing X-Tunebridge-Signature"),
+        ("sha256=" + "0" * 64, "signature does not match"),
+        ("md5=abc", "must look like 'sha256=<hex>'"),
+    ],
+)
 def test_a_missing_or_wrong_signature_is_refused_and_stores_nothing(service, signature, message):
     response = _deliver(service, {"dataset": "hook-bad", "examples": [_example(1)]}, signature=signature)
     assert response.status_code == 401 and message in response.json()["error"]
@@ -100,23 +113,38 @@ def test_concurrent_deliveries_past_the_threshold_start_one_job(service):
     started = [o["job"] for o in outcomes if o["job"]]
     assert len(started) == 1 and [j["id"] for j in _jobs_of(service, "hook-burst")] == started
     assert _stored(service, "hook-burst") == 12
-    job = wait_for(lambda: (j := httpx.get(f"{service['url']}/v1/jobs/{started[0]}", headers=service["auth"]).json())
-                   ["status"] in ("succeeded", "failed") and j, timeout=300)
+    job = wait_for(
+        lambda: (
+            (j := httpx.get(f"{service['url']}/v1/jobs/{started[0]}", headers=service["auth"]).json())["status"]
+            in ("succeeded", "failed")
+            and j
+        ),
+        timeout=300,
+    )
     assert job["status"] == "succeeded" and job["result"]["adapter"] == "hook-burst@1", job["error"]
 
 
-@pytest.mark.parametrize("payload,delivery,message", [
-    (b"{not json", "x-1", "body is not JSON"),
-    ({"examples": [{"text": "a", "fields": {"b": "c"}}]}, "x-2", "field 'dataset'"),
-    ({"dataset": "../etc", "examples": [{"text": "a", "fields": {"b": "c"}}]}, "x-3", "dataset name '../etc' is invalid"),
-    ({"dataset": "hook-x", "examples": []}, "x-4", "non-empty list"),
-    ({"dataset": "hook-x", "example": {"text": "a"}, "examples": []}, "x-5", "exactly one of"),
-    ({"dataset": "hook-x", "examples": [{"text": "a", "fields": {"b": "c"}}]}, "", "delivery id"),
-    ({"dataset": "hook-x", "examples": [{"text": "a", "fields": {"b": "c"}}]}, "bad id!", "delivery id"),
-])
+@pytest.mark.parametrize(
+    "payload,delivery,message",
+    [
+        (b"{not json", "x-1", "body is not JSON"),
+        ({"examples": [{"text": "a", "fields": {"b": "c"}}]}, "x-2", "field 'dataset'"),
+        (
+            {"dataset": "../etc", "examples": [{"text": "a", "fields": {"b": "c"}}]},
+            "x-3",
+            "dataset name '../etc' is invalid",
+        ),
+        ({"dataset": "hook-x", "examples": []}, "x-4", "non-empty list"),
+        ({"dataset": "hook-x", "example": {"text": "a"}, "examples": []}, "x-5", "exactly one of"),
+        ({"dataset": "hook-x", "examples": [{"text": "a", "fields": {"b": "c"}}]}, "", "delivery id"),
+        ({"dataset": "hook-x", "examples": [{"text": "a", "fields": {"b": "c"}}]}, "bad id!", "delivery id"),
+    ],
+)
 def test_malformed_deliveries_say_what_is_wrong(service, payload, delivery, message):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    headers = {"X-Tunebridge-Signature": "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()}
+    headers = {
+        "X-Tunebridge-Signature": "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    }
     if delivery:
         headers["X-Tunebridge-Delivery"] = delivery
     response = httpx.post(f"{service['url']}/v1/webhooks/labelled-data", content=body, headers=headers)

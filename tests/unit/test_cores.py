@@ -65,8 +65,12 @@ while True:
 
 def test_two_processes_started_together_each_take_their_share_and_the_survivor_takes_all(budget, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, role, str(tmp_path / role)], env=env,
-                              stdout=subprocess.PIPE, text=True) for role in ("train", "eval")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, role, str(tmp_path / role)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for role in ("train", "eval")
+    ]
     try:
         first = [p.stdout.readline().split() for p in procs]  # type: ignore[union-attr]
         assert first == [["2", "2"], ["2", "2"]]  # 4 cores, two holders: 2 threads each, set in torch

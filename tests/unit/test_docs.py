@@ -33,7 +33,7 @@ def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 def _section(text: str, heading: str) -> str:
     start = text.index(heading + "\n")
     end = text.find("\n## ", start + len(heading))
-    return text[start:end if end >= 0 else len(text)]
+    return text[start : end if end >= 0 else len(text)]
 
 
 def test_the_readme_is_a_guide_of_at_most_250_lines():
@@ -42,7 +42,7 @@ def test_the_readme_is_a_guide_of_at_most_250_lines():
     assert lines[0] == "# tunebridge"
     setup = next(i for i, line in enumerate(lines) if line.startswith("## Set-up"))
     assert next(i for i, line in enumerate(lines) if line.startswith("## ")) == setup  # the first section
-    assert "make demo" in "\n".join(lines[setup:setup + 8]) and "make test" in "\n".join(lines[setup:setup + 8])
+    assert "make demo" in "\n".join(lines[setup : setup + 8]) and "make test" in "\n".join(lines[setup : setup + 8])
 
 
 def test_the_generated_reference_pages_are_what_the_code_gives_today():
@@ -53,34 +53,47 @@ def test_every_option_of_every_subcommand_is_in_the_cli_reference():
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     missing = []
     for path, parser in _parsers(build_parser()):
-        section = _section(text, "## tunebridge " + " ".join(path)) if path else text[:text.index("\n## ")]
+        section = _section(text, "## tunebridge " + " ".join(path)) if path else text[: text.index("\n## ")]
         for action in parser._actions:
-            missing += [f"tunebridge {' '.join(path)} {o}" for o in action.option_strings
-                        if o not in ("-h", "--help") and f"`{o}`" not in section]
+            missing += [
+                f"tunebridge {' '.join(path)} {o}"
+                for o in action.option_strings
+                if o not in ("-h", "--help") and f"`{o}`" not in section
+            ]
     for action in REVIEW_ACTIONS:
         assert f"### tunebridge review {action}\n" in text
     assert not missing, f"not in docs/cli.md: {missing}"
 
 
 def _variables_in_code() -> set[str]:
-    files = [p for d in ("backend", "agents", "benchmarks", "scripts", "tests", "docker") for p in (ROOT / d).rglob("*")
-             if p.is_file() and p.suffix in {".py", ".sh", ".yaml", ".yml", ""} | {".cuda", ".Dockerfile"}]
+    files = [
+        p
+        for d in ("backend", "agents", "benchmarks", "scripts", "tests", "docker")
+        for p in (ROOT / d).rglob("*")
+        if p.is_file() and p.suffix in {".py", ".sh", ".yaml", ".yml", ""} | {".cuda", ".Dockerfile"}
+    ]
     files += [ROOT / "compose.yaml", ROOT / ".env.example", ROOT / "Makefile"]
-    return {name for f in files if f.is_file() for name in VARIABLE.findall(f.read_text(encoding="utf-8",
-                                                                                         errors="ignore"))}
+    return {
+        name for f in files if f.is_file() for name in VARIABLE.findall(f.read_text(encoding="utf-8", errors="ignore"))
+    }
 
 
 def test_every_tunebridge_variable_is_in_the_configuration_reference():
     from backend.settings import Settings
 
     documented = set(VARIABLE.findall((ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")))
-    settings = {e for name, info in Settings.model_fields.items() for e in docs_gen.settings_env_names(name, info)
-                if e.startswith("TUNEBRIDGE_")}
+    settings = {
+        e
+        for name, info in Settings.model_fields.items()
+        for e in docs_gen.settings_env_names(name, info)
+        if e.startswith("TUNEBRIDGE_")
+    }
     code = _variables_in_code()
     assert {"TUNEBRIDGE_DATA_DIR", "TUNEBRIDGE_CACHE_DIR", "TUNEBRIDGE_API_KEY"} <= code  # the scan finds them
     assert not settings - documented, f"settings missing from docs/configuration.md: {sorted(settings - documented)}"
-    assert not code - documented, f"variables read by the code, missing from docs/configuration.md: " \
-                                  f"{sorted(code - documented)}"
+    assert not code - documented, (
+        f"variables read by the code, missing from docs/configuration.md: {sorted(code - documented)}"
+    )
 
 
 def _words(line: str) -> list[str]:
@@ -94,10 +107,13 @@ def _words(line: str) -> list[str]:
 def _argv(words: list[str]) -> list[str] | None:
     """The arguments after the `tunebridge` word of a shell command line (None: no such command)."""
     for i, word in enumerate(words):
-        if (word == "tunebridge" or word.endswith("/tunebridge")) and words[i + 1:i + 2] != ["tunebridge"] and not (
-                i and words[i - 1].startswith("-")):  # `docker run --name tunebridge ...`: a value, not the command
+        if (
+            (word == "tunebridge" or word.endswith("/tunebridge"))
+            and words[i + 1 : i + 2] != ["tunebridge"]
+            and not (i and words[i - 1].startswith("-"))
+        ):  # `docker run --name tunebridge ...`: a value, not the command
             argv = []
-            for w in words[i + 1:]:
+            for w in words[i + 1 :]:
                 if w in {"|", "||", "&&", ";", ">", ">>", "2>&1"}:
                     break
                 argv.append(w.split("|")[0] if "|" in w and not w.startswith(("{", "'", '"')) else w)
@@ -161,8 +177,13 @@ def test_version_prints_the_installed_package_version(capsys):
 
 
 def test_the_version_command_answers_without_loading_anything():
-    done = subprocess.run([sys.executable, "-c", "import sys; from backend.cli import main; main(['--version'])"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from backend.cli import main; main(['--version'])"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and done.stdout.startswith("tunebridge ")
     assert "torch" not in done.stderr
 

@@ -19,14 +19,26 @@ import backend.training.data
 from backend import errors
 from backend.cli import main
 
-MODULES = [agents.intake, agents.models, backend.inference.batcher, backend.inference.constrained,
-           backend.inference.decoding, backend.inference.pool, backend.services.datasets, backend.signing,
-           backend.training.data]
+MODULES = [
+    agents.intake,
+    agents.models,
+    backend.inference.batcher,
+    backend.inference.constrained,
+    backend.inference.decoding,
+    backend.inference.pool,
+    backend.services.datasets,
+    backend.signing,
+    backend.training.data,
+]
 
 
 def test_every_error_class_is_in_the_tree_and_none_is_a_value_error():
-    found = [cls for module in MODULES for _, cls in inspect.getmembers(module, inspect.isclass)
-             if issubclass(cls, Exception) and cls.__module__ == module.__name__ and cls.__name__.endswith("Error")]
+    found = [
+        cls
+        for module in MODULES
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, Exception) and cls.__module__ == module.__name__ and cls.__name__.endswith("Error")
+    ]
     assert len(found) >= 12
     assert all(issubclass(cls, errors.TunebridgeError) for cls in found), found
     assert not [cls for cls in found if issubclass(cls, (ValueError, RuntimeError, LookupError))]
@@ -62,9 +74,17 @@ def test_an_unexpected_error_shows_where_it_happened(monkeypatch, capsys):
     assert "tunebridge --debug" in err
 
 
-@pytest.mark.parametrize("cls,status,code", [(errors.InvalidRequest, 422, 2), (errors.TooLarge, 413, 2),
-                                             (errors.NotFound, 404, 2), (errors.Conflict, 409, 2),
-                                             (errors.Unauthorized, 401, 2), (errors.Unavailable, 503, 3),
-                                             (errors.Upstream, 502, 3)])
+@pytest.mark.parametrize(
+    "cls,status,code",
+    [
+        (errors.InvalidRequest, 422, 2),
+        (errors.TooLarge, 413, 2),
+        (errors.NotFound, 404, 2),
+        (errors.Conflict, 409, 2),
+        (errors.Unauthorized, 401, 2),
+        (errors.Unavailable, 503, 3),
+        (errors.Upstream, 502, 3),
+    ],
+)
 def test_each_kind_has_one_status_and_one_exit_code(cls, status, code):
     assert (cls.status, cls.exit_code) == (status, code) and issubclass(cls, errors.TunebridgeError)

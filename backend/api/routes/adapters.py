@@ -27,8 +27,10 @@ class AliasIn(BaseModel):
 
 @router.get("", summary="Every adapter name with its versions (newest first) and aliases")
 def list_all(engine: EngineDep, settings: SettingsDep) -> list[dict[str, Any]]:
-    return [{**entry, "versions": [_public(v, settings) for v in entry["versions"]]}
-            for entry in service.list_adapters(engine=engine)]
+    return [
+        {**entry, "versions": [_public(v, settings) for v in entry["versions"]]}
+        for entry in service.list_adapters(engine=engine)
+    ]
 
 
 @router.get("/{ref}", summary="One version: name, name@version or name@alias")
@@ -61,8 +63,11 @@ def rollback(name: AdapterName, alias: AliasName, engine: EngineDep) -> dict[str
     return service.rollback_alias(engine=engine, name=name, alias=alias)
 
 
-@router.delete("/{name}/versions/{version}", status_code=status.HTTP_204_NO_CONTENT,
-               summary="Delete a version (refused while an alias or a queued/running job uses it)")
+@router.delete(
+    "/{name}/versions/{version}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a version (refused while an alias or a queued/running job uses it)",
+)
 def delete(name: AdapterName, version: Annotated[int, PathParam(ge=1, le=2**62)], engine: EngineDep) -> Response:
     service.delete_version(engine=engine, name=name, version=version)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

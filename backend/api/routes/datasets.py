@@ -46,8 +46,12 @@ def _checked(name: str) -> str:
     return service.check_name(name)
 
 
-@router.post("/{name}/examples", status_code=status.HTTP_201_CREATED, response_model=AppendedOut,
-             summary="Append JSONL examples (raw JSON-lines body, or multipart with a 'file' field)")
+@router.post(
+    "/{name}/examples",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AppendedOut,
+    summary="Append JSONL examples (raw JSON-lines body, or multipart with a 'file' field)",
+)
 async def append(name: DatasetName, request: Request, engine: EngineDep, settings: SettingsDep):
     _checked(name)
     limit = int(settings.max_body_mb * 1024 * 1024)
@@ -61,12 +65,19 @@ async def append(name: DatasetName, request: Request, engine: EngineDep, setting
     else:
         body, source = await read_capped(request, limit_bytes=limit), "request body"
     try:
-        result = service.append_examples(engine=engine, data_dir=settings.data_dir, name=name, body=body, source=source,
-                                         max_bytes=int(settings.max_dataset_mb * 1024 * 1024))
+        result = service.append_examples(
+            engine=engine,
+            data_dir=settings.data_dir,
+            name=name,
+            body=body,
+            source=source,
+            max_bytes=int(settings.max_dataset_mb * 1024 * 1024),
+        )
     except DatasetError as exc:  # the lines at fault, each with its problem
         issues = [{"file": i.file, "line": i.line, "problem": i.message} for i in exc.issues]
-        return JSONResponse({"error": str(exc).split("\n")[0], "issues": issues},
-                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+        return JSONResponse(
+            {"error": str(exc).split("\n")[0], "issues": issues}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+        )
     return AppendedOut(**result.__dict__)
 
 
@@ -78,5 +89,6 @@ def list_all(engine: EngineDep) -> list[dict[str, Any]]:
 @router.get("/{name}", summary="Counts, formats, fields and length statistics (characters and tokens)")
 def stats(name: DatasetName, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     _checked(name)
-    return service.dataset_stats(engine=engine, data_dir=settings.data_dir, name=name,
-                                 tokenizer=_tokenizer(settings.default_base_model))
+    return service.dataset_stats(
+        engine=engine, data_dir=settings.data_dir, name=name, tokenizer=_tokenizer(settings.default_base_model)
+    )

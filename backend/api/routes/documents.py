@@ -28,17 +28,21 @@ class DocumentIn(BaseModel):
     type: DocType | None = Field(None, description="Skip classification.")
     adapter: str | None = Field(None, description="name, name@version or name@alias; default: the base model.")
     model: str | None = None
-    corrections_dataset: str | None = Field(None, description="Where review corrections go "
-                                            "(`<name>-<type>`); default TUNEBRIDGE_CORRECTIONS_DATASET.")
+    corrections_dataset: str | None = Field(
+        None, description="Where review corrections go (`<name>-<type>`); default TUNEBRIDGE_CORRECTIONS_DATASET."
+    )
 
 
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    fields: dict[str, Any] = Field(default_factory=dict, description="Corrections by field or path "
-                                   "(`total`, `vendor.name`, `line_items[1].amount`).")
+    fields: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Corrections by field or path (`total`, `vendor.name`, `line_items[1].amount`).",
+    )
     decision: Literal["approve", "review", "reject"] | None = Field(
-        None, description="Default: the rules on the corrected record.")
+        None, description="Default: the rules on the corrected record."
+    )
     note: str | None = None
     reviewer: str | None = None
     corrections_dataset: str | None = None
@@ -52,8 +56,12 @@ def _documents(request: Request, settings, engine) -> Documents:
     state = request.app.state
     with _CREATE:
         if getattr(state, "documents", None) is None:
-            state.documents = Documents(data_dir=settings.data_dir, engine=engine,
-                                        threshold=settings.train_threshold, policy=settings.policy_file)
+            state.documents = Documents(
+                data_dir=settings.data_dir,
+                engine=engine,
+                threshold=settings.train_threshold,
+                policy=settings.policy_file,
+            )
     return state.documents
 
 
@@ -70,8 +78,10 @@ async def create(request: Request, engine: EngineDep, settings: SettingsDep, bat
         if unknown:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"multipart: unknown fields {sorted(unknown)}")
         if options.get("type") and options["type"] not in get_args(DocType):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"type: got {options['type']!r}, expected one of {list(get_args(DocType))}")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"type: got {options['type']!r}, expected one of {list(get_args(DocType))}",
+            )
         name, content = upload.filename or "document", await upload.read()
     else:
         try:
@@ -82,17 +92,27 @@ async def create(request: Request, engine: EngineDep, settings: SettingsDep, bat
         options = body.model_dump(exclude={"text", "filename"}, exclude_none=True)
         name, content = body.filename, body.text.encode()
     documents = _documents(request, settings, engine)
-    target, _ = inference.resolve_target(engine=engine, default_base=settings.default_base_model,
-                                         model=options.get("model"), adapter=options.get("adapter"))
+    target, _ = inference.resolve_target(
+        engine=engine,
+        default_base=settings.default_base_model,
+        model=options.get("model"),
+        adapter=options.get("adapter"),
+    )
     model = BatcherModel(batcher, target, limit=settings.max_new_tokens)
     path = documents.save_upload(name, content)
-    return await _in_thread(documents.run, path, model=model, doc_type=options.get("type"),
-                            dataset=options.get("corrections_dataset") or settings.corrections_dataset)
+    return await _in_thread(
+        documents.run,
+        path,
+        model=model,
+        doc_type=options.get("type"),
+        dataset=options.get("corrections_dataset") or settings.corrections_dataset,
+    )
 
 
 @router.get("", summary="Documents, optionally by status (pending_review, done, reviewed)")
-def list_documents(request: Request, engine: EngineDep, settings: SettingsDep,
-                   status_: str | None = None) -> list[dict[str, Any]]:
+def list_documents(
+    request: Request, engine: EngineDep, settings: SettingsDep, status_: str | None = None
+) -> list[dict[str, Any]]:
     return _documents(request, settings, engine).list(status_)
 
 
@@ -105,7 +125,8 @@ def get_document(doc_id: str, request: Request, engine: EngineDep, settings: Set
 def review(doc_id: str, body: ReviewIn, request: Request, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     answer = body.model_dump(exclude={"corrections_dataset"})
     return _documents(request, settings, engine).review(
-        doc_id, answer, dataset=body.corrections_dataset or settings.corrections_dataset)
+        doc_id, answer, dataset=body.corrections_dataset or settings.corrections_dataset
+    )
 
 
 async def _in_thread(fn, *args, **kwargs):

@@ -17,7 +17,10 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Ready: database and data folder reachable, a live worker holds the job queue; else 503 naming what is missing (no key needed)")
+@router.get(
+    "/readyz",
+    summary="Ready: database and data folder reachable, a live worker holds the job queue; else 503 naming what is missing (no key needed)",
+)
 def readyz(engine: EngineDep, settings: SettingsDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
@@ -35,11 +38,19 @@ def readyz(engine: EngineDep, settings: SettingsDep) -> JSONResponse:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             checks["workers"] = f"error: {type(exc).__name__}"
     if live is not None:
-        checks["workers"] = "ok" if live else ("error: no live worker holds the job queue; jobs would wait "
-                                               "(start `tunebridge worker`, or `tunebridge serve --workers N`)")
+        checks["workers"] = (
+            "ok"
+            if live
+            else (
+                "error: no live worker holds the job queue; jobs would wait "
+                "(start `tunebridge worker`, or `tunebridge serve --workers N`)"
+            )
+        )
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks, "live_workers": live},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks, "live_workers": live},
+        status_code=200 if ready else 503,
+    )
 
 
 def _writable(folder) -> bool:

@@ -30,7 +30,8 @@ class TextPart(BaseModel):
 class Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant"] = Field(
         description="developer is read as system (OpenAI's newer name); tool messages are refused: no function "
-                    "calling here.")
+        "calling here."
+    )
     content: str | list[TextPart]
 
     @model_validator(mode="before")
@@ -62,11 +63,19 @@ class Generation(BaseModel):
     def gen_request(self, messages: list[dict[str, str]], *, limit: int) -> GenRequest:
         wanted = self.max_completion_tokens or self.max_tokens or 256
         if wanted > limit:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"max_tokens: got {wanted}, the limit is {limit} (TUNEBRIDGE_MAX_NEW_TOKENS)")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"max_tokens: got {wanted}, the limit is {limit} (TUNEBRIDGE_MAX_NEW_TOKENS)",
+            )
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        return GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=wanted,
-                          temperature=self.temperature, top_p=self.top_p, stop=stop, seed=self.seed)
+        return GenRequest(
+            tuple((m["role"], m["content"]) for m in messages),
+            max_new_tokens=wanted,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=stop,
+            seed=self.seed,
+        )
 
 
 class JsonSchemaFormat(BaseModel):
@@ -99,8 +108,11 @@ class ChatIn(Generation):
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     n: int = Field(1, ge=1, le=1, description="One choice per request.")
-    response_format: ResponseFormat | None = Field(None, description="json_schema / json_object: the answer is "
-                                                   "decoded under the schema, so it always parses and validates.")
+    response_format: ResponseFormat | None = Field(
+        None,
+        description="json_schema / json_object: the answer is "
+        "decoded under the schema, so it always parses and validates.",
+    )
     tools: list[Any] | None = Field(None, description="Refused when non-empty: no function calling here.")
     tool_choice: Any = Field(None, description="Only 'none' (or absent) is accepted.")
     functions: list[Any] | None = Field(None, description="Refused when non-empty (the older name of tools).")
@@ -109,8 +121,9 @@ class ChatIn(Generation):
     def _no_tools(self) -> ChatIn:
         for name in ("tools", "functions"):
             if getattr(self, name):
-                raise ValueError(f"{name}: function calling is not supported by this server; send the request "
-                                 f"without {name}")
+                raise ValueError(
+                    f"{name}: function calling is not supported by this server; send the request without {name}"
+                )
         if self.tool_choice not in (None, "none"):
             raise ValueError("tool_choice: function calling is not supported by this server; omit it or send 'none'")
         return self
@@ -137,19 +150,28 @@ class ExtractIn(BaseModel):
 
     text: str = Field(min_length=1, description="The document's text (OCR output, e-mail body, ...).")
     schema_: dict[str, Any] | list[str] | str | None = Field(
-        None, alias="schema", description="A JSON Schema object, a list of field names, or a schema name "
-                                          "('receipt', 'invoice'); default: the adapter's training schema.")
+        None,
+        alias="schema",
+        description="A JSON Schema object, a list of field names, or a schema name "
+        "('receipt', 'invoice'); default: the adapter's training schema.",
+    )
     adapter: str | None = Field(None, description="name, name@version or name@alias.")
     model: str | None = Field(None, description="Base model, when no adapter is given.")
-    constrained: bool = Field(True, description="Decode under the schema: always valid JSON, with per-field "
-                                                "confidence and grounding. false: free generation, parsed after.")
-    max_tokens: int | None = Field(None, ge=1, description="Default: enough for the longest answer the schema "
-                                                           "allows (constrained), else 512.")
+    constrained: bool = Field(
+        True,
+        description="Decode under the schema: always valid JSON, with per-field "
+        "confidence and grounding. false: free generation, parsed after.",
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, description="Default: enough for the longest answer the schema allows (constrained), else 512."
+    )
     rank: Literal["typed", "text"] | None = Field(
-        None, description="Constrained, with an adapter trained on extraction data: after decoding, let the model "
-                          "choose among the document's candidate spans. typed: amounts and dates the document does "
-                          "not print are replaced by the best one it does; text: also name/address fields printed "
-                          "as whole lines (slower). Each choice is returned in `ranking`.")
+        None,
+        description="Constrained, with an adapter trained on extraction data: after decoding, let the model "
+        "choose among the document's candidate spans. typed: amounts and dates the document does "
+        "not print are replaced by the best one it does; text: also name/address fields printed "
+        "as whole lines (slower). Each choice is returned in `ranking`.",
+    )
 
 
 def _disconnected(request: Request):
@@ -162,44 +184,78 @@ def _run(batcher, target, request: GenRequest, http: Request | None = None) -> G
 
 
 def _usage(result: GenResult) -> dict[str, int]:
-    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens}
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
 
 
-@router.post("/chat/completions", summary="OpenAI-compatible chat completion (model = adapter or base model)",
-             responses=OPENAI_ERROR_RESPONSES)
+@router.post(
+    "/chat/completions",
+    summary="OpenAI-compatible chat completion (model = adapter or base model)",
+    responses=OPENAI_ERROR_RESPONSES,
+)
 def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep, http: Request):
     target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model)
-    request = body.gen_request([{"role": m.chat_role, "content": m.text} for m in body.messages], limit=settings.max_new_tokens)
+    request = body.gen_request(
+        [{"role": m.chat_role, "content": m.text} for m in body.messages], limit=settings.max_new_tokens
+    )
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     schema = body.response_format.decoding_schema if body.response_format else None
     if schema is not None:
-        out = service.chat_structured(batcher=batcher, target=target, messages=request.chat, json_schema=schema,
-                                      max_new_tokens=body.max_completion_tokens or body.max_tokens,
-                                      limit=settings.max_new_tokens,
-                                      limits=(settings.max_schema_properties, settings.max_schema_depth))
+        out = service.chat_structured(
+            batcher=batcher,
+            target=target,
+            messages=request.chat,
+            json_schema=schema,
+            max_new_tokens=body.max_completion_tokens or body.max_tokens,
+            limit=settings.max_new_tokens,
+            limits=(settings.max_schema_properties, settings.max_schema_depth),
+        )
         result = GenResult(out["text"], out["finish_reason"], out["prompt_tokens"], out["completion_tokens"])
         if body.stream:  # decoded whole, sent as one piece
             done: Future = Future()
             done.set_result(result)
-            return StreamingResponse(_sse(iter([result.text]), done, request, completion_id, created, target.label),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                _sse(iter([result.text]), done, request, completion_id, created, target.label),
+                media_type="text/event-stream",
+            )
     elif body.stream:
         pieces, future = batcher.stream(target, request)
-        return StreamingResponse(_sse(pieces, future, request, completion_id, created, target.label),
-                                 media_type="text/event-stream")
+        return StreamingResponse(
+            _sse(pieces, future, request, completion_id, created, target.label), media_type="text/event-stream"
+        )
     else:
         result = _run(batcher, target, request, http)
-    return {"id": completion_id, "object": "chat.completion", "created": created, "model": target.label,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                         "finish_reason": result.finish_reason}], "usage": _usage(result)}
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": target.label,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": result.finish_reason,
+            }
+        ],
+        "usage": _usage(result),
+    }
 
 
-def _sse(pieces: Iterator[str], future, request: GenRequest, completion_id: str, created: int,
-         model: str) -> Iterator[str]:
+def _sse(
+    pieces: Iterator[str], future, request: GenRequest, completion_id: str, created: int, model: str
+) -> Iterator[str]:
     def chunk(delta: dict[str, str], finish: str | None, **extra) -> str:
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
         return f"data: {json.dumps(body)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""}, None)
@@ -213,7 +269,7 @@ def _sse(pieces: Iterator[str], future, request: GenRequest, completion_id: str,
             piece = visible[sent:]
         else:  # hold back a tail that could be the start of a stop string
             hold = max((len(s) - 1 for s in request.stop), default=0)
-            piece = visible[sent:len(visible) - hold] if hold else visible[sent:]
+            piece = visible[sent : len(visible) - hold] if hold else visible[sent:]
         if piece:
             yield chunk({"content": piece}, None)
             sent += len(piece)
@@ -226,41 +282,70 @@ def _sse(pieces: Iterator[str], future, request: GenRequest, completion_id: str,
 
 
 @router.post("/infer", summary="Generate with a base model or an adapter (prompt or messages)")
-def infer(body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep, http: Request) -> dict[str, Any]:
-    target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model,
-                                       adapter=body.adapter)
+def infer(
+    body: InferIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep, http: Request
+) -> dict[str, Any]:
+    target, _ = service.resolve_target(
+        engine=engine, default_base=settings.default_base_model, model=body.model, adapter=body.adapter
+    )
     if body.messages is not None:
         messages = [{"role": m.chat_role, "content": m.text} for m in body.messages]
     else:
         assert body.prompt is not None  # InferIn: exactly one of prompt and messages
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
-            {"role": "user", "content": body.prompt}]
+            {"role": "user", "content": body.prompt}
+        ]
     started = time.perf_counter()
     result = _run(batcher, target, body.gen_request(messages, limit=settings.max_new_tokens), http)
-    return {"model": target.label, "text": result.text, "finish_reason": result.finish_reason,
-            "usage": _usage(result), "latency_ms": round(1000 * (time.perf_counter() - started), 1)}
+    return {
+        "model": target.label,
+        "text": result.text,
+        "finish_reason": result.finish_reason,
+        "usage": _usage(result),
+        "latency_ms": round(1000 * (time.perf_counter() - started), 1),
+    }
 
 
 @router.post("/extract", summary="Extract fields from a document as JSON (the training prompt template)")
-def extract(body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep,
-            http: Request) -> dict[str, Any]:
-    target, record = service.resolve_target(engine=engine, default_base=settings.default_base_model,
-                                            model=body.model, adapter=body.adapter)
+def extract(
+    body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep, http: Request
+) -> dict[str, Any]:
+    target, record = service.resolve_target(
+        engine=engine, default_base=settings.default_base_model, model=body.model, adapter=body.adapter
+    )
     if body.max_tokens and body.max_tokens > settings.max_new_tokens:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"max_tokens: got {body.max_tokens}, the limit is {settings.max_new_tokens}")
-    spec = service.extraction_spec(body.schema_, record, limits=(settings.max_schema_properties,
-                                                                 settings.max_schema_depth))
-    return service.extract(batcher=batcher, target=target, text=body.text, spec=spec, max_new_tokens=body.max_tokens,
-                           limit=settings.max_new_tokens, constrained=body.constrained,
-                           review_confidence=settings.review_confidence, rank=body.rank,
-                           disconnected=_disconnected(http))
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"max_tokens: got {body.max_tokens}, the limit is {settings.max_new_tokens}",
+        )
+    spec = service.extraction_spec(
+        body.schema_, record, limits=(settings.max_schema_properties, settings.max_schema_depth)
+    )
+    return service.extract(
+        batcher=batcher,
+        target=target,
+        text=body.text,
+        spec=spec,
+        max_new_tokens=body.max_tokens,
+        limit=settings.max_new_tokens,
+        constrained=body.constrained,
+        review_confidence=settings.review_confidence,
+        rank=body.rank,
+        disconnected=_disconnected(http),
+    )
 
 
 @router.get("/serving", summary="What the serving process holds and how batching and the prefix cache fare")
 def serving(batcher: BatcherDep) -> dict[str, Any]:
     pool = batcher.pool
-    return {"loaded": pool.loaded(), "dtype": str(pool.dtype).removeprefix("torch."), "device": pool.device,
-            "batches": batcher.batches, "requests": batcher.requests, "largest_batch": batcher.largest,
-            "dropped": batcher.dropped, "abandoned": batcher.abandoned,
-            "prefix_cache": {"hits": pool.prefixes.hits, "misses": pool.prefixes.misses}}
+    return {
+        "loaded": pool.loaded(),
+        "dtype": str(pool.dtype).removeprefix("torch."),
+        "device": pool.device,
+        "batches": batcher.batches,
+        "requests": batcher.requests,
+        "largest_batch": batcher.largest,
+        "dropped": batcher.dropped,
+        "abandoned": batcher.abandoned,
+        "prefix_cache": {"hits": pool.prefixes.hits, "misses": pool.prefixes.misses},
+    }

@@ -19,24 +19,35 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized])
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["train", "eval"] = Field(description="train: fine-tune an adapter on the dataset; eval: score the "
-                                                       "base model and adapters on it (report.md, eval.json, eval.png).")
+    kind: Literal["train", "eval"] = Field(
+        description="train: fine-tune an adapter on the dataset; eval: score the "
+        "base model and adapters on it (report.md, eval.json, eval.png)."
+    )
     dataset: str = Field(description="Name of an uploaded dataset.")
-    hyperparameters: dict[str, Any] = Field(default_factory=dict,
-                                            description="train: TrainConfig options (`tunebridge train --help`), e.g. "
-                                                        "{\"epochs\": 3}. eval: {\"adapters\": [\"receipts@2\"], "
-                                                        "\"include_base\": true, \"limit\": 0, \"promote\": "
-                                                        "{\"alias\": \"prod\", \"min_gain\": 0.0, "
-                                                        "\"max_field_drop\": 0.05}}.")
-    promote: dict[str, Any] | None = Field(None, description="train only: when the job succeeds, evaluate the new "
-                                                            "version on {\"dataset\": ...} against the alias's "
-                                                            "current version and move {\"alias\": \"prod\"} to it "
-                                                            "if it is better (min_gain, max_field_drop).")
-    adapter_name: str | None = Field(None, description="Register the trained adapter under this name "
-                                                       "(default: the dataset's name).")
-    callback_url: str | None = Field(None, max_length=2000, pattern=r"^https?://",
-                                     description="POSTed (signed) when the job ends, e.g. an n8n Wait node's "
-                                                 "resume URL.")
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="train: TrainConfig options (`tunebridge train --help`), e.g. "
+        '{"epochs": 3}. eval: {"adapters": ["receipts@2"], '
+        '"include_base": true, "limit": 0, "promote": '
+        '{"alias": "prod", "min_gain": 0.0, '
+        '"max_field_drop": 0.05}}.',
+    )
+    promote: dict[str, Any] | None = Field(
+        None,
+        description="train only: when the job succeeds, evaluate the new "
+        'version on {"dataset": ...} against the alias\'s '
+        'current version and move {"alias": "prod"} to it '
+        "if it is better (min_gain, max_field_drop).",
+    )
+    adapter_name: str | None = Field(
+        None, description="Register the trained adapter under this name (default: the dataset's name)."
+    )
+    callback_url: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=r"^https?://",
+        description="POSTed (signed) when the job ends, e.g. an n8n Wait node's resume URL.",
+    )
 
 
 class JobOut(BaseModel):
@@ -57,12 +68,23 @@ class JobOut(BaseModel):
     follow_up: dict[str, Any] | None
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
-             summary="Queue a train or eval job (validated whole; optional callback_url and promotion policy)")
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    summary="Queue a train or eval job (validated whole; optional callback_url and promotion policy)",
+)
 def create(job: JobIn, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
-    return service.create_job(engine=engine, kind=job.kind, dataset=job.dataset, params=job.hyperparameters,
-                              adapter_name=job.adapter_name, callback_url=job.callback_url, promote=job.promote,
-                              models=service.ServerModels.of(settings.default_base_model, settings.allowed_model_dirs))
+    return service.create_job(
+        engine=engine,
+        kind=job.kind,
+        dataset=job.dataset,
+        params=job.hyperparameters,
+        adapter_name=job.adapter_name,
+        callback_url=job.callback_url,
+        promote=job.promote,
+        models=service.ServerModels.of(settings.default_base_model, settings.allowed_model_dirs),
+    )
 
 
 @router.get("", response_model=list[JobOut], summary="The newest 100 jobs, newest first")
@@ -70,35 +92,50 @@ def list_all(engine: EngineDep) -> list[dict[str, Any]]:
     return service.list_jobs(engine=engine)
 
 
-@router.get("/{job_id}", response_model=JobOut,
-            summary="One job: status, progress (step, total, loss, tokens/s, ETA), result")
+@router.get(
+    "/{job_id}", response_model=JobOut, summary="One job: status, progress (step, total, loss, tokens/s, ETA), result"
+)
 def get(job_id: str, engine: EngineDep) -> dict[str, Any]:
     return service.get_job(engine=engine, job_id=job_id)
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut,
-             summary="Cancel a job: a queued one at once, a running one after its current step; it registers nothing")
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Cancel a job: a queued one at once, a running one after its current step; it registers nothing",
+)
 def cancel(job_id: str, engine: EngineDep) -> dict[str, Any]:
     return service.request_cancel(engine=engine, job_id=job_id)
 
 
-@router.post("/{job_id}/resume", response_model=JobOut,
-             summary="Queue a cancelled or failed job again, from its last checkpoint")
+@router.post(
+    "/{job_id}/resume", response_model=JobOut, summary="Queue a cancelled or failed job again, from its last checkpoint"
+)
 def resume(job_id: str, engine: EngineDep) -> dict[str, Any]:
     return service.resume_job(engine=engine, job_id=job_id)
 
 
-@router.get("/{job_id}/events", summary="The job's events: a JSON list, or server-sent events "
-            "(Accept: text/event-stream) that follow the job until it ends")
-def events(job_id: str, request: Request, engine: EngineDep,
-           after: Annotated[int, Query(ge=0, le=2**62, description="Only events after this sequence number.")] = 0):
+@router.get(
+    "/{job_id}/events",
+    summary="The job's events: a JSON list, or server-sent events "
+    "(Accept: text/event-stream) that follow the job until it ends",
+)
+def events(
+    job_id: str,
+    request: Request,
+    engine: EngineDep,
+    after: Annotated[int, Query(ge=0, le=2**62, description="Only events after this sequence number.")] = 0,
+):
     found = service.list_events(engine=engine, job_id=job_id, after=after)
     if "text/event-stream" not in request.headers.get("accept", ""):
         return found
     last = request.headers.get("last-event-id", "")
     start = int(last) if last.isdigit() and len(last) <= 18 else after
-    return StreamingResponse(_follow(engine, job_id, start), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _follow(engine, job_id, start),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _follow(engine, job_id: str, after: int, poll_s: float = 0.5, keepalive_s: float = 15.0):
@@ -108,8 +145,9 @@ def _follow(engine, job_id: str, after: int, poll_s: float = 0.5, keepalive_s: f
             after = event["seq"]
             yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
             quiet = 0.0
-        if service.get_job(engine=engine, job_id=job_id)["status"] in service.ENDED and \
-                not service.list_events(engine=engine, job_id=job_id, after=after):
+        if service.get_job(engine=engine, job_id=job_id)["status"] in service.ENDED and not service.list_events(
+            engine=engine, job_id=job_id, after=after
+        ):
             return
         time.sleep(poll_s)
         quiet += poll_s
@@ -118,8 +156,14 @@ def _follow(engine, job_id: str, after: int, poll_s: float = 0.5, keepalive_s: f
             quiet = 0.0
 
 
-ARTIFACTS = {"report.md": "text/markdown", "eval.json": "application/json", "eval.png": "image/png",
-             "loss.png": "image/png", "metrics.jsonl": "application/jsonl", "summary.json": "application/json"}
+ARTIFACTS = {
+    "report.md": "text/markdown",
+    "eval.json": "application/json",
+    "eval.png": "image/png",
+    "loss.png": "image/png",
+    "metrics.jsonl": "application/jsonl",
+    "summary.json": "application/json",
+}
 
 
 @router.get("/{job_id}/artifacts/{name}", summary="A file the job wrote: " + ", ".join(ARTIFACTS))

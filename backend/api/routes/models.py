@@ -47,12 +47,20 @@ def list_models(engine: EngineDep, settings: SettingsDep) -> ModelList:
     cards = []
     for name in servable_bases(engine=engine, default_base=settings.default_base_model):
         bundled = BUNDLED.get(name)
-        cards.append(ModelCard(id=name, owned_by="tunebridge-bundled" if bundled else "local",
-                               licence=bundled.licence if bundled else None,
-                               available=importlib.util.find_spec(bundled.package) is not None if bundled else True))
+        cards.append(
+            ModelCard(
+                id=name,
+                owned_by="tunebridge-bundled" if bundled else "local",
+                licence=bundled.licence if bundled else None,
+                available=importlib.util.find_spec(bundled.package) is not None if bundled else True,
+            )
+        )
     for entry in adapters.list_adapters(engine=engine):
         newest = entry["versions"][0]
-        refs = [entry["name"], *(f"{entry['name']}@{a}" for a in entry["aliases"]),
-                *(v["id"] for v in entry["versions"])]
+        refs = [
+            entry["name"],
+            *(f"{entry['name']}@{a}" for a in entry["aliases"]),
+            *(v["id"] for v in entry["versions"]),
+        ]
         cards += [ModelCard(id=ref, owned_by="tunebridge-adapter", base_model=newest["base_model"]) for ref in refs]
     return ModelList(data=cards)

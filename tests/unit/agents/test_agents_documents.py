@@ -38,8 +38,9 @@ class Oracle:
 
     def extract(self, text, schema, *, notes=None):
         fields = self.golds[text]
-        return Extraction(fields, {k: 0.99 for k in fields}, ground(fields, text), json.dumps(fields), self.name,
-                          calibrated=True)
+        return Extraction(
+            fields, {k: 0.99 for k in fields}, ground(fields, text), json.dumps(fields), self.name, calibrated=True
+        )
 
     def explain(self, doc_type, decision, reasons):
         return f"{decision}: " + "; ".join(reasons)
@@ -58,8 +59,10 @@ def decided(tmp_path_factory):
         golds[read_document(path).text] = json.loads(path.with_suffix(".json").read_text())["fields"]
     db = tmp_path_factory.mktemp("agents") / "agents.sqlite"
     store = Store(db)
-    graph = build_graph(Deps(model=Oracle(golds), policy=Policy.load(None), store=store, today=TODAY),
-                        SqliteSaver(sqlite3.connect(str(db), check_same_thread=False)))
+    graph = build_graph(
+        Deps(model=Oracle(golds), policy=Policy.load(None), store=store, today=TODAY),
+        SqliteSaver(sqlite3.connect(str(db), check_same_thread=False)),
+    )
     out = {}
     for n, path in enumerate(files):
         out[path.stem] = graph.invoke({"path": str(path)}, {"configurable": {"thread_id": f"d{n}"}})
@@ -71,16 +74,19 @@ def test_every_example_is_classified_as_its_gold_type(decided):
         assert result["doc_type"] == json.loads((DOCS / f"{name}.json").read_text())["doc_type"], name
 
 
-@pytest.mark.parametrize("name,decision,rules,flag_fields", [
-    ("invoice_01_nordwind", "approve", set(), set()),
-    ("invoice_03_vandijk_mismatch", "review", set(), {"line_items"}),
-    ("invoice_04_nordwind_overdue_duplicate", "reject", {"duplicate_invoice", "invoice_overdue"}, set()),
-    ("invoice_05_brouwer_injection", "approve", set(), set()),  # the injected line changes nothing
-    ("invoice_06_thornbury", "review", {"unapproved_vendor"}, set()),
-    ("statement_01_consistent", "approve", set(), set()),
-    ("statement_02_structuring", "review", {"structuring"}, set()),
-    ("kyc_01_loan_application", "approve", set(), set()),
-])
+@pytest.mark.parametrize(
+    "name,decision,rules,flag_fields",
+    [
+        ("invoice_01_nordwind", "approve", set(), set()),
+        ("invoice_03_vandijk_mismatch", "review", set(), {"line_items"}),
+        ("invoice_04_nordwind_overdue_duplicate", "reject", {"duplicate_invoice", "invoice_overdue"}, set()),
+        ("invoice_05_brouwer_injection", "approve", set(), set()),  # the injected line changes nothing
+        ("invoice_06_thornbury", "review", {"unapproved_vendor"}, set()),
+        ("statement_01_consistent", "approve", set(), set()),
+        ("statement_02_structuring", "review", {"structuring"}, set()),
+        ("kyc_01_loan_application", "approve", set(), set()),
+    ],
+)
 def test_decisions_on_the_examples_are_the_rules(decided, name, decision, rules, flag_fields):
     result = decided[name]
     assert result["decision"] == decision, (result["fired"], result["flags"])
@@ -112,37 +118,88 @@ def test_cli_extract_then_review_in_another_process(tiny_model, tmp_path, servic
 
     db, out = tmp_path / "agents.sqlite", tmp_path / "results.jsonl"
     files = [str(DOCS / "invoice_01_nordwind.pdf"), str(DOCS / "receipt_02_harbour_hardware.txt")]
-    done = subprocess.run([sys.executable, "-m", "backend.cli", "extract", *files, "--model", tiny_model, "--db",
-                           str(db), "--out", str(out), "--max-repairs", "1"], capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "extract",
+            *files,
+            "--model",
+            tiny_model,
+            "--db",
+            str(db),
+            "--out",
+            str(out),
+            "--max-repairs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["doc_type"] for r in records] == ["invoice", "receipt"]
     assert all(r["status"] == "pending_review" and r["decision"] == "review" for r in records)  # a random model
     assert "2 documents" in done.stdout and (tmp_path / "results-report.md").is_file()
-    listed = subprocess.run([sys.executable, "-m", "backend.cli", "review", "list", "--db", str(db)],
-                            capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "review", "list", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     receipt_id = next(line.split()[0] for line in listed.splitlines() if "harbour" in line)
     gold = json.loads((DOCS / "receipt_02_harbour_hardware.json").read_text())["fields"]
     fixes = tmp_path / "fixes.json"
     fixes.write_text(json.dumps({"fields": gold, "note": "typed from the paper copy"}))
-    resumed = subprocess.run([sys.executable, "-m", "backend.cli", "review", "resume", receipt_id, "--db", str(db),
-                              "--corrections", str(fixes), "--reviewer", "ana", "--webhook-url",
-                              f"{service['url']}/v1/webhooks/labelled-data", "--webhook-secret", WEBHOOK_SECRET,
-                              "--dataset", "corrections"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "review",
+            "resume",
+            receipt_id,
+            "--db",
+            str(db),
+            "--corrections",
+            str(fixes),
+            "--reviewer",
+            "ana",
+            "--webhook-url",
+            f"{service['url']}/v1/webhooks/labelled-data",
+            "--webhook-secret",
+            WEBHOOK_SECRET,
+            "--dataset",
+            "corrections",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = json.loads(resumed.stdout)
     assert final["status"] == "reviewed" and final["fields"] == gold and final["review"]["reviewer"] == "ana"
     stats = httpx.get(f"{service['url']}/v1/datasets/corrections-receipt", headers=service["auth"]).json()
     assert stats["examples"] == 1
-    listed = subprocess.run([sys.executable, "-m", "backend.cli", "review", "list", "--db", str(db)],
-                            capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "review", "list", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "harbour" not in listed and "nordwind" in listed
     invoice_id = next(line.split()[0] for line in listed.splitlines() if "nordwind" in line)
     typed = 'invoice_number="NW-2026-1184"\ntotal=936.11\n\nreject\nwrong bank details\n'  # at the prompts
-    asked = subprocess.run([sys.executable, "-m", "backend.cli", "review", "resume", invoice_id, "--db", str(db)],
-                           input=typed, capture_output=True, text=True, timeout=300)
+    asked = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "review", "resume", invoice_id, "--db", str(db)],
+        input=typed,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert asked.returncode == 0, asked.stderr[-3000:]
-    final = json.loads(asked.stdout[asked.stdout.rindex("{\n  \"path\""):])
+    final = json.loads(asked.stdout[asked.stdout.rindex('{\n  "path"') :])
     assert final["decision"] == "reject" and final["review"]["note"] == "wrong bank details"
     assert final["fields"]["invoice_number"] == "NW-2026-1184" and final["fields"]["total"] == 936.11

@@ -51,22 +51,34 @@ def test_openai_compatible_model_gets_schema_valid_answers(service, tiny_model):
 
 def test_openai_sdk_structured_output(service, tiny_model):
     client = openai.OpenAI(base_url=f"{service['url']}/v1", api_key=service["key"])
-    schema = {"type": "object", "properties": {"decision": {"enum": ["approve", "review", "reject"]},
-                                               "amount": {"type": "number"}}, "required": ["decision", "amount"]}
-    reply = client.chat.completions.create(model=tiny_model, messages=[{"role": "user", "content": "Decide."}],
-                                           response_format={"type": "json_schema",
-                                                            "json_schema": {"name": "d", "schema": schema}})
+    schema = {
+        "type": "object",
+        "properties": {"decision": {"enum": ["approve", "review", "reject"]}, "amount": {"type": "number"}},
+        "required": ["decision", "amount"],
+    }
+    reply = client.chat.completions.create(
+        model=tiny_model,
+        messages=[{"role": "user", "content": "Decide."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "d", "schema": schema}},
+    )
     jsonschema.validate(json.loads(reply.choices[0].message.content), schema)
     try:
-        anything = client.chat.completions.create(model=tiny_model, messages=[{"role": "user", "content": "JSON?"}],
-                                                  response_format={"type": "json_object"}, max_tokens=40)
+        anything = client.chat.completions.create(
+            model=tiny_model,
+            messages=[{"role": "user", "content": "JSON?"}],
+            response_format={"type": "json_object"},
+            max_tokens=40,
+        )
     except openai.UnprocessableEntityError as exc:  # a free-form object that outgrew max_tokens: refused, not cut
         assert "max_tokens" in exc.body["message"] and exc.body["param"] == "max_tokens"
     else:
         assert anything.choices[0].finish_reason == "stop"
         assert isinstance(json.loads(anything.choices[0].message.content), dict)
     with pytest.raises(openai.UnprocessableEntityError) as short:  # too small for the schema's longest answer
-        client.chat.completions.create(model=tiny_model, messages=[{"role": "user", "content": "Decide."}],
-                                       max_tokens=3, response_format={"type": "json_schema",
-                                                                      "json_schema": {"name": "d", "schema": schema}})
+        client.chat.completions.create(
+            model=tiny_model,
+            messages=[{"role": "user", "content": "Decide."}],
+            max_tokens=3,
+            response_format={"type": "json_schema", "json_schema": {"name": "d", "schema": schema}},
+        )
     assert short.value.body["param"] == "max_tokens" and "raise max_tokens" in short.value.body["message"]

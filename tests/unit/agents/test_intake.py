@@ -175,6 +175,7 @@ def test_multi_page_tiff(tmp_path):
 
 # ----------------------------------------------------------------------------------- errors
 
+
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.pdf"
     with pytest.raises(IntakeError, match="nope.pdf.*no such file"):
@@ -238,6 +239,7 @@ def test_ocr_unavailable_package(monkeypatch):
 
 
 # ----------------------------------------------------------------------------------- chunks
+
 
 def test_short_text_is_one_chunk():
     assert chunks("a\nb\n", max_chars=10) == ["a\nb\n"]

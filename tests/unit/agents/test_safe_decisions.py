@@ -36,8 +36,14 @@ class Scripted:
 
     def extract(self, text, schema, *, notes=None):
         fields = copy.deepcopy(self.fields)
-        return Extraction(fields, {k: self.confidence for k in fields}, ground(fields, text), json.dumps(fields),
-                          self.name, calibrated=self.calibrated)
+        return Extraction(
+            fields,
+            {k: self.confidence for k in fields},
+            ground(fields, text),
+            json.dumps(fields),
+            self.name,
+            calibrated=self.calibrated,
+        )
 
     def explain(self, doc_type, decision, reasons):
         self.explained.append((doc_type, decision, list(reasons)))
@@ -63,9 +69,13 @@ def test_the_demos_loan_application_goes_to_review_naming_both_fields():
     assert ("partly in document", "loan_amount") in flagged
     assert ("required field missing", "annual_income") in flagged and ("required field missing", "iban") in flagged
     unevaluable = [f for f in result["fired"] if f.get("unevaluable")]
-    assert [f["rule"] for f in unevaluable] == ["loan_to_income"] and "annual_income is missing" in unevaluable[0]["reason"]
+    assert [f["rule"] for f in unevaluable] == ["loan_to_income"] and "annual_income is missing" in unevaluable[0][
+        "reason"
+    ]
     basis = {b["field"]: b for b in result["basis"]}
-    assert basis["loan_amount"]["status"] == "partly in document" and basis["loan_amount"]["rules"] == ["loan_to_income"]
+    assert basis["loan_amount"]["status"] == "partly in document" and basis["loan_amount"]["rules"] == [
+        "loan_to_income"
+    ]
     assert basis["annual_income"]["status"] == "missing" and basis["iban"]["status"] == "missing"
 
 
@@ -88,7 +98,10 @@ def test_a_model_without_confidence_cannot_carry_an_approval():
 
     result = _decide(NoConfidence(_gold(KYC)), KYC)
     assert result["decision"] == "review"
-    assert {f["field"] for f in result["flags"] if f["why"] == "required field no confidence"} >= {"loan_amount", "iban"}
+    assert {f["field"] for f in result["flags"] if f["why"] == "required field no confidence"} >= {
+        "loan_amount",
+        "iban",
+    }
 
 
 def test_a_models_own_confidence_cannot_carry_an_approval_until_calibrated():
@@ -111,10 +124,14 @@ def test_a_calibrated_confidence_under_the_approval_bar_is_a_review():
 def test_a_policy_may_trust_raw_confidence_and_set_its_own_bar(tmp_path):
     source = (ROOT / "agents" / "policies" / "default.yaml").read_text()
     lenient = tmp_path / "lenient.yaml"
-    lenient.write_text(source.replace("approve_min_confidence: 0.95", "approve_min_confidence: 0.9")
-                       .replace("require_calibrated: true", "require_calibrated: false"))
-    graph = build_graph(Deps(model=Scripted(_gold(KYC), confidence=0.92, calibrated=False),
-                             policy=Policy.load(lenient), today=TODAY))
+    lenient.write_text(
+        source.replace("approve_min_confidence: 0.95", "approve_min_confidence: 0.9").replace(
+            "require_calibrated: true", "require_calibrated: false"
+        )
+    )
+    graph = build_graph(
+        Deps(model=Scripted(_gold(KYC), confidence=0.92, calibrated=False), policy=Policy.load(lenient), today=TODAY)
+    )
     assert graph.invoke({"path": str(KYC)}, {"configurable": {"thread_id": "k"}})["decision"] == "approve"
     for bad in ("approve_min_confidence: 1.5", "require_calibrated: maybe"):
         broken = tmp_path / "broken.yaml"
@@ -137,7 +154,7 @@ def _wrong_substrings(fields: dict, text: str) -> list[tuple[str, float | str]]:
         span = locate(number, text)
         if span is None or span["match"] != "number":
             continue
-        printed = text[span["start"]:span["end"]]
+        printed = text[span["start"] : span["end"]]
         for cut in range(len(printed) - 1, 0, -1):
             wrong = parse_amount(printed[:cut])
             if wrong is not None and abs(wrong - abs(number)) >= 0.005:
@@ -183,9 +200,18 @@ class AsPrinted(Scripted):
 
     def extract(self, text, schema, *, notes=None):
         self.schemas.append(schema)
-        return super().extract(text, schema) if not self.printed else Extraction(
-            {**self.fields, **self.printed}, {k: self.confidence for k in self.fields}, {}, "", self.name,
-            calibrated=True)
+        return (
+            super().extract(text, schema)
+            if not self.printed
+            else Extraction(
+                {**self.fields, **self.printed},
+                {k: self.confidence for k in self.fields},
+                {},
+                "",
+                self.name,
+                calibrated=True,
+            )
+        )
 
 
 def test_amounts_are_asked_for_as_printed_and_read_in_the_documents_style():

@@ -17,24 +17,45 @@ from backend.errors import InvalidRequest
 TODAY = date(2024, 6, 1)
 
 INVOICE = {
-    "invoice_number": "INV-2024-017", "invoice_date": "15/03/2024", "due_date": "14/04/2024",
-    "vendor": {"name": "Acme GmbH", "address": "Hauptstr. 1, Berlin", "vat_id": "DE123456789",
-               "iban": "DE89 3704 0044 0532 0130 00"},
-    "customer": {"name": "Widget Ltd", "address": "1 High St, London", "vat_id": "GB123456789",
-                 "iban": "GB82WEST12345698765432"},
+    "invoice_number": "INV-2024-017",
+    "invoice_date": "15/03/2024",
+    "due_date": "14/04/2024",
+    "vendor": {
+        "name": "Acme GmbH",
+        "address": "Hauptstr. 1, Berlin",
+        "vat_id": "DE123456789",
+        "iban": "DE89 3704 0044 0532 0130 00",
+    },
+    "customer": {
+        "name": "Widget Ltd",
+        "address": "1 High St, London",
+        "vat_id": "GB123456789",
+        "iban": "GB82WEST12345698765432",
+    },
     "currency": "EUR",
     "line_items": [
         {"description": "Consulting", "quantity": 10, "unit_price": 100.0, "amount": 1000.0},
         {"description": "Travel", "quantity": 1, "unit_price": 250.0, "amount": 250.0},
     ],
-    "subtotal": 1250.0, "tax": 237.5, "total": 1487.5,
+    "subtotal": 1250.0,
+    "tax": 237.5,
+    "total": 1487.5,
 }
-RECEIPT = {"company": "BOOK TA .K (TAIPING) SDN BHD", "date": "25/12/2018", "address": "NO.8, JALAN LAXAMANA",
-           "total": "RM 9.00"}
+RECEIPT = {
+    "company": "BOOK TA .K (TAIPING) SDN BHD",
+    "date": "25/12/2018",
+    "address": "NO.8, JALAN LAXAMANA",
+    "total": "RM 9.00",
+}
 STATEMENT = {
-    "bank_name": "Deutsche Bank", "account_holder": "Acme GmbH", "iban": "DE89370400440532013000",
-    "currency": "EUR", "period_start": "01.05.2024", "period_end": "31.05.2024",
-    "opening_balance": 1000.0, "closing_balance": 1350.0,
+    "bank_name": "Deutsche Bank",
+    "account_holder": "Acme GmbH",
+    "iban": "DE89370400440532013000",
+    "currency": "EUR",
+    "period_start": "01.05.2024",
+    "period_end": "31.05.2024",
+    "opening_balance": 1000.0,
+    "closing_balance": 1350.0,
     "transactions": [
         {"date": "02.05.2024", "description": "Salary", "amount": 500.0, "balance": 1500.0},
         {"date": "10.05.2024", "description": "Rent", "amount": -200.0, "balance": 1300.0},
@@ -42,9 +63,17 @@ STATEMENT = {
     ],
 }
 KYC = {
-    "full_name": "Jane Doe", "date_of_birth": "14/07/1985", "nationality": "German", "id_number": "C01X00T47",
-    "address": "Hauptstr. 1, Berlin", "email": "jane.doe@example.com", "employer": "Acme GmbH",
-    "annual_income": 52000.0, "loan_amount": 15000.0, "loan_purpose": "car", "iban": "FR1420041010050500013M02606",
+    "full_name": "Jane Doe",
+    "date_of_birth": "14/07/1985",
+    "nationality": "German",
+    "id_number": "C01X00T47",
+    "address": "Hauptstr. 1, Berlin",
+    "email": "jane.doe@example.com",
+    "employer": "Acme GmbH",
+    "annual_income": 52000.0,
+    "loan_amount": 15000.0,
+    "loan_purpose": "car",
+    "iban": "FR1420041010050500013M02606",
 }
 BASE = {"invoice": INVOICE, "receipt": RECEIPT, "bank_statement": STATEMENT, "kyc": KYC}
 
@@ -102,6 +131,7 @@ def test_issue_is_frozen_and_serialises():
 
 # --- invoice ------------------------------------------------------------------------------------------
 
+
 def test_line_items_must_sum_to_subtotal():
     issue = only_issue("invoice", line_items__1__unit_price=200.0, line_items__1__amount=200.0)
     assert_issue(issue, "subtotal_mismatch", "line_items", "1200.00", "1250.00", "50.00")
@@ -143,8 +173,15 @@ def test_due_date_not_before_invoice_date():
     assert_issue(issue, "due_before_issue", "due_date", "2024-03-01", "2024-03-15")
 
 
-@pytest.mark.parametrize("written,code", [("15/03/1985", "implausible_date"), ("03/06/2025", "implausible_date"),
-                                          ("31/02/2024", "invalid_date"), ("soon", "invalid_date")])
+@pytest.mark.parametrize(
+    "written,code",
+    [
+        ("15/03/1985", "implausible_date"),
+        ("03/06/2025", "implausible_date"),
+        ("31/02/2024", "invalid_date"),
+        ("soon", "invalid_date"),
+    ],
+)
 def test_invoice_date_must_be_plausible(written, code):
     issue = only_issue("invoice", invoice_date=written, due_date=None)
     assert_issue(issue, code, "invoice_date", written)
@@ -197,22 +234,30 @@ def test_wrongly_typed_parts_are_reported_not_raised():
 
 # --- receipt ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("total", ["RM 9.00", "9,00", "$1,234.50", "1 234,50", 9, "9.00 MYR"])
 def test_receipt_totals_as_printed(total):
     assert validate("receipt", changed("receipt", total=total), today=TODAY) == []
 
 
-@pytest.mark.parametrize("changes,code,field", [
-    ({"total": "nine ringgit"}, "invalid_amount", "total"), ({"total": None}, "missing", "total"),
-    ({"date": "32/13/2018"}, "invalid_date", "date"), ({"date": "25/12/1980"}, "implausible_date", "date"),
-    ({"date": ""}, "missing", "date"), ({"company": " "}, "missing", "company"),
-])
+@pytest.mark.parametrize(
+    "changes,code,field",
+    [
+        ({"total": "nine ringgit"}, "invalid_amount", "total"),
+        ({"total": None}, "missing", "total"),
+        ({"date": "32/13/2018"}, "invalid_date", "date"),
+        ({"date": "25/12/1980"}, "implausible_date", "date"),
+        ({"date": ""}, "missing", "date"),
+        ({"company": " "}, "missing", "company"),
+    ],
+)
 def test_receipt_checks(changes, code, field):
     issue = only_issue("receipt", **changes)
     assert_issue(issue, code, field, *(str(v) for v in changes.values() if v and v.strip()))
 
 
 # --- bank statement -----------------------------------------------------------------------------------
+
 
 def test_transactions_must_move_opening_to_closing_balance():
     issue = only_issue("bank_statement", closing_balance=1400.0, transactions__2__balance=None)
@@ -226,8 +271,16 @@ def test_no_transactions_means_unchanged_balance():
 
 def test_running_balances_break_reported_once_at_the_first_row():
     issue = only_issue("bank_statement", transactions__1__balance=1250.0)
-    assert_issue(issue, "running_balance_mismatch", "transactions[1].balance", "1500.00", "-200.00", "1300.00",
-                 "1250.00", "50.00")
+    assert_issue(
+        issue,
+        "running_balance_mismatch",
+        "transactions[1].balance",
+        "1500.00",
+        "-200.00",
+        "1300.00",
+        "1250.00",
+        "50.00",
+    )
 
 
 def test_running_balances_carry_over_rows_without_a_printed_balance():
@@ -240,8 +293,9 @@ def test_running_balances_carry_over_rows_without_a_printed_balance():
 def test_running_balances_without_opening_start_at_the_first_printed_one():
     missing = validate("bank_statement", changed("bank_statement", opening_balance=None), today=TODAY)
     assert [(i.code, i.field) for i in missing] == [("missing", "opening_balance")]  # required, but checks go on
-    issues = validate("bank_statement", changed("bank_statement", opening_balance=None,
-                                                transactions__2__balance=1360.0), today=TODAY)
+    issues = validate(
+        "bank_statement", changed("bank_statement", opening_balance=None, transactions__2__balance=1360.0), today=TODAY
+    )
     assert [i.code for i in issues] == ["missing", "running_balance_mismatch"]
     assert_issue(issues[1], "running_balance_mismatch", "transactions[2].balance", "1300.00", "+50.00", "1360.00")
 
@@ -249,15 +303,23 @@ def test_running_balances_without_opening_start_at_the_first_printed_one():
 def test_statement_iban_currency_and_period():
     assert_issue(only_issue("bank_statement", iban="DE89370400440532013001"), "invalid_iban", "iban")
     assert_issue(only_issue("bank_statement", currency="EURO"), "invalid_currency", "currency", "EURO")
-    issues = validate("bank_statement", changed("bank_statement", period_start="31.05.2024",
-                                                period_end="01.05.2024"), today=TODAY)
+    issues = validate(
+        "bank_statement", changed("bank_statement", period_start="31.05.2024", period_end="01.05.2024"), today=TODAY
+    )
     assert_issue(issues[0], "period_reversed", "period_end", "2024-05-01", "2024-05-31")
 
 
 def test_transaction_outside_the_period_is_a_warning():
     issue = only_issue("bank_statement", transactions__2__date="02.06.2024")
-    assert_issue(issue, "date_outside_period", "transactions[2].date", "2024-06-02", "2024-05-01", "2024-05-31",
-                 severity="warning")
+    assert_issue(
+        issue,
+        "date_outside_period",
+        "transactions[2].date",
+        "2024-06-02",
+        "2024-05-01",
+        "2024-05-31",
+        severity="warning",
+    )
 
 
 def test_transaction_without_amount_is_missing():
@@ -267,8 +329,8 @@ def test_transaction_without_amount_is_missing():
 
 # --- KYC ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("born,age", [("02/06/2006", 17), ("01/01/2010", 14), ("01/01/1900", 124),
-                                      ("01/01/2030", -6)])
+
+@pytest.mark.parametrize("born,age", [("02/06/2006", 17), ("01/01/2010", 14), ("01/01/1900", 124), ("01/01/2030", -6)])
 def test_applicant_must_be_18_to_120(born, age):
     issue = only_issue("kyc", date_of_birth=born)
     assert_issue(issue, "age_out_of_range", "date_of_birth", str(age), "2024-06-01")
@@ -300,15 +362,39 @@ def test_kyc_iban_checked_only_when_present():
 
 # --- helpers ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("iban", ["DE89370400440532013000", "GB82WEST12345698765432", "FR1420041010050500013M02606",
-                                  "DE89 3704 0044 0532 0130 00", "gb82 west 1234 5698 7654 32", "NO9386011117947",
-                                  "CH9300762011623852957", "NL91ABNA0417164300", "BE68539007547034"])
+
+@pytest.mark.parametrize(
+    "iban",
+    [
+        "DE89370400440532013000",
+        "GB82WEST12345698765432",
+        "FR1420041010050500013M02606",
+        "DE89 3704 0044 0532 0130 00",
+        "gb82 west 1234 5698 7654 32",
+        "NO9386011117947",
+        "CH9300762011623852957",
+        "NL91ABNA0417164300",
+        "BE68539007547034",
+    ],
+)
 def test_valid_ibans(iban):
     assert iban_valid(iban)
 
 
-@pytest.mark.parametrize("iban", ["DE89370400440532013001", "GB82WEST12345698765433", "FR1420041010050500013M02607",
-                                  "DE8937040044053201300", "DE00370400440532013000", "XX", "", None, 12345])
+@pytest.mark.parametrize(
+    "iban",
+    [
+        "DE89370400440532013001",
+        "GB82WEST12345698765433",
+        "FR1420041010050500013M02607",
+        "DE8937040044053201300",
+        "DE00370400440532013000",
+        "XX",
+        "",
+        None,
+        12345,
+    ],
+)
 def test_invalid_ibans(iban):
     assert not iban_valid(iban)
 
@@ -319,23 +405,70 @@ def test_an_iban_follows_its_countrys_layout_where_the_registry_has_one():
     assert iban_valid("DE89-3704-0044-0532-0130-00") and not iban_valid("DE89!370400440532013000")
 
 
-@pytest.mark.parametrize("vat", ["DE123456789", "FR40303265045", "FRK7399859412", "NL123456789B01", "GB123456789",
-                                 "GB123456789012", "GBGD001", "ATU12345678", "BE0123456789", "ESA12345674",
-                                 "ESX1234567L", "IT12345678901", "EL123456789", "PL1234567890", "SE123456789001",
-                                 "IE6388047V", "DE 123 456 789", "CHE-123.456.789 MWST", "NO123456789MVA",
-                                 "000123456789"])
+@pytest.mark.parametrize(
+    "vat",
+    [
+        "DE123456789",
+        "FR40303265045",
+        "FRK7399859412",
+        "NL123456789B01",
+        "GB123456789",
+        "GB123456789012",
+        "GBGD001",
+        "ATU12345678",
+        "BE0123456789",
+        "ESA12345674",
+        "ESX1234567L",
+        "IT12345678901",
+        "EL123456789",
+        "PL1234567890",
+        "SE123456789001",
+        "IE6388047V",
+        "DE 123 456 789",
+        "CHE-123.456.789 MWST",
+        "NO123456789MVA",
+        "000123456789",
+    ],
+)
 def test_valid_vat_ids(vat):
     assert vat_id_valid(vat)
 
 
-@pytest.mark.parametrize("vat", ["DE12345678", "DE1234567890", "FR1234567890", "NL123456789", "ATU1234567",
-                                 "BE2123456789", "IT1234567890", "SE123456789012", "US12-3456789", "12345678901",
-                                 "", None])
+@pytest.mark.parametrize(
+    "vat",
+    [
+        "DE12345678",
+        "DE1234567890",
+        "FR1234567890",
+        "NL123456789",
+        "ATU1234567",
+        "BE2123456789",
+        "IT1234567890",
+        "SE123456789012",
+        "US12-3456789",
+        "12345678901",
+        "",
+        None,
+    ],
+)
 def test_invalid_vat_ids(vat):
     assert not vat_id_valid(vat)
 
 
-@pytest.mark.parametrize("code,valid", [("EUR", True), ("MYR", True), ("usd", True), (" GBP ", True), ("CHF", True),
-                                        ("EUX", False), ("DEM", False), ("XXX", False), ("EURO", False), (None, False)])
+@pytest.mark.parametrize(
+    "code,valid",
+    [
+        ("EUR", True),
+        ("MYR", True),
+        ("usd", True),
+        (" GBP ", True),
+        ("CHF", True),
+        ("EUX", False),
+        ("DEM", False),
+        ("XXX", False),
+        ("EURO", False),
+        (None, False),
+    ],
+)
 def test_currency_valid(code, valid):
     assert currency_valid(code) is valid

@@ -105,8 +105,16 @@ def test_a_running_chat_whose_caller_left_stops_and_its_batch_goes_on(tiny_model
         return steps["n"] > 3
 
     never = -1  # no end-of-turn token: only the per-row rules end a row
-    new = padded_generate(model, prompts, pad_id=tokenizer.pad_token_id, eos_ids=[never], max_new_tokens=40,
-                          device="cpu", row_limits=[40, 12], row_gone=[left, lambda: False])
+    new = padded_generate(
+        model,
+        prompts,
+        pad_id=tokenizer.pad_token_id,
+        eos_ids=[never],
+        max_new_tokens=40,
+        device="cpu",
+        row_limits=[40, 12],
+        row_gone=[left, lambda: False],
+    )
     kept = [[t for t in row if t != tokenizer.pad_token_id] for row in new]
     assert len(new[0]) == 12  # the batch ended when its last row did (12 tokens), not at 40
     assert len(kept[1]) == 12 and len(kept[0]) <= 4  # the row whose caller left stopped after 3-4 tokens

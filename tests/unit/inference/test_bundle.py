@@ -36,8 +36,9 @@ def test_a_folder_resolves_only_where_the_caller_may_name_folders(tmp_path):
 def test_a_registry_reference_resolves_through_the_lookup_it_is_given(tmp_path):
     folder = tmp_path / "adapters" / "receipts" / "v3"
     (folder / "tokenizer").mkdir(parents=True)
-    records = {"receipts@prod": {"path": str(folder), "base_model": "smollm2-135m", "id": "receipts@3",
-                                 "job_id": "job-1"}}
+    records = {
+        "receipts@prod": {"path": str(folder), "base_model": "smollm2-135m", "id": "receipts@3", "job_id": "job-1"}
+    }
 
     def lookup(ref):
         if ref not in records:
@@ -46,8 +47,9 @@ def test_a_registry_reference_resolves_through_the_lookup_it_is_given(tmp_path):
 
     bundle, record = resolve("receipts@prod", registry=lookup)
     assert record is records["receipts@prod"]
-    assert bundle == AdapterBundle("smollm2-135m", "receipts@3", str(folder / "adapter"), str(folder / "tokenizer"),
-                                   revision="job-1")
+    assert bundle == AdapterBundle(
+        "smollm2-135m", "receipts@3", str(folder / "adapter"), str(folder / "tokenizer"), revision="job-1"
+    )
     assert bundle.label == "receipts@3"
     with pytest.raises(NotFound):
         resolve("receipts@dev", registry=lookup)

@@ -51,20 +51,28 @@ def test_amount_candidates_skip_dates_times_codes_and_three_decimals():
 
 def test_amount_candidate_spans_point_at_the_text():
     for c in amount_candidates(RECEIPT):
-        assert RECEIPT[c.start:c.end] == c.value
+        assert RECEIPT[c.start : c.end] == c.value
 
 
 def test_date_candidates_read_as_dates_without_the_time():
     values = [c.value for c in date_candidates(RECEIPT)]
     assert values == ["25/12/2018", "03 MAR 2018", "DEC 5, 2018", "2018-03-23"]  # 31/02/2018 is no date
     for c in date_candidates(RECEIPT):
-        assert RECEIPT[c.start:c.end] == c.value
+        assert RECEIPT[c.start : c.end] == c.value
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("DATE : 21-05-17 10:00", ["21-05-17"]), ("15.01.2019", ["15.01.2019"]), ("30-JUN-2018", ["30-JUN-2018"]),
-    ("REF 12/72 X", []), ("TEL 03-3271 9872", []), ("NO 2018", []), ("LOT 1/2/3456789", []),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("DATE : 21-05-17 10:00", ["21-05-17"]),
+        ("15.01.2019", ["15.01.2019"]),
+        ("30-JUN-2018", ["30-JUN-2018"]),
+        ("REF 12/72 X", []),
+        ("TEL 03-3271 9872", []),
+        ("NO 2018", []),
+        ("LOT 1/2/3456789", []),
+    ],
+)
 def test_date_candidates_hand_made(text, expected):
     assert [c.value for c in date_candidates(text)] == expected
 
@@ -72,10 +80,14 @@ def test_date_candidates_hand_made(text, expected):
 def test_line_candidates_are_runs_of_whole_lines_in_the_window():
     doc = "  ACME TRADING (123-X)\n\nNO 1, JALAN A,\n40000 SHAH ALAM.\nTOTAL 9.00"
     runs = [c.value for c in line_candidates(doc, within=2, max_lines=2)]
-    assert runs == ["ACME TRADING (123-X)", "ACME TRADING (123-X) NO 1, JALAN A,", "NO 1, JALAN A,",
-                    "NO 1, JALAN A, 40000 SHAH ALAM."]
+    assert runs == [
+        "ACME TRADING (123-X)",
+        "ACME TRADING (123-X) NO 1, JALAN A,",
+        "NO 1, JALAN A,",
+        "NO 1, JALAN A, 40000 SHAH ALAM.",
+    ]
     spans = line_candidates(doc, within=3, max_lines=3)
-    assert all(doc[c.start:c.end].split() == c.value.split() for c in spans)  # each points at its lines
+    assert all(doc[c.start : c.end].split() == c.value.split() for c in spans)  # each points at its lines
     assert "TOTAL 9.00" not in {c.value for c in spans}  # starts on line 4: outside the window
     assert any(c.value.endswith("TOTAL 9.00") for c in spans)  # a run may end past it
 
@@ -88,7 +100,7 @@ def test_line_candidates_with_prefixes_add_each_lines_first_words():
 
 def test_answer_prefix_matches_the_training_answer_layout():
     names = ["company", "date", "address", "total"]
-    values = {"company": "BOOK \"SHOP\"", "date": "25/12/2018", "address": None, "total": "9.00"}
+    values = {"company": 'BOOK "SHOP"', "date": "25/12/2018", "address": None, "total": "9.00"}
     answer = extraction_answer(values, ExtractionSchema.from_names(names))
     for field in names:
         prefix, closing = answer_prefix(names, values, field)
@@ -100,8 +112,9 @@ def test_answer_prefix_matches_the_training_answer_layout():
 
 
 def test_group_adds_up_the_forms_of_one_meaning():
-    ranked = group(["RM9.00", "9.00", "9.10", "x"], [math.log(0.2), math.log(0.3), math.log(0.4), math.log(0.1)],
-                   meaning("amount"))
+    ranked = group(
+        ["RM9.00", "9.00", "9.10", "x"], [math.log(0.2), math.log(0.3), math.log(0.4), math.log(0.1)], meaning("amount")
+    )
     assert [v for v, _ in ranked] == ["9.00", "9.10", "x"]  # 0.5 for nine beats 0.4
     assert ranked[0][1] == pytest.approx(math.log(0.5))
     dates = group(["25/12/2018", "2018-12-25"], [-1.0, -2.0], meaning("date"))
@@ -169,8 +182,16 @@ def test_score_values_scores_the_whole_answer_after_the_shared_part(tiny):
 def test_rank_groups_and_orders_candidates(tiny):
     model, tokenizer = tiny
     prompt = tokenizer("TOTAL RM 9.00", add_special_tokens=False)["input_ids"]
-    ranked = rank(model, tokenizer, prompt, ["company", "total"], {"company": "SHOP"}, "total",
-                  ["9.00", "RM9.00", "12.00", "9.00"], "amount")
+    ranked = rank(
+        model,
+        tokenizer,
+        prompt,
+        ["company", "total"],
+        {"company": "SHOP"},
+        "total",
+        ["9.00", "RM9.00", "12.00", "9.00"],
+        "amount",
+    )
     assert len(ranked) == 2 and {v for v, _ in ranked} <= {"9.00", "RM9.00", "12.00"}
     assert ranked[0][1] >= ranked[1][1]
     assert all(s < 0 for _, s in ranked)

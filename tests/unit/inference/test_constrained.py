@@ -17,28 +17,50 @@ from backend.inference.pool import ModelPool, stop_ids
 from backend.inference.spec import ExtractionSpec
 from backend.prompts import ExtractionSchema, extraction_messages
 
-LINE_ITEMS = {"type": "object", "properties": {
-    "vendor": {"type": "string"},
-    "currency": {"enum": ["MYR", "USD", "EUR"]},
-    "total": {"type": "number"},
-    "paid": {"type": "boolean"},
-    "date": {"type": "string", "pattern": r"^\d{2}/\d{2}/\d{4}$"},
-    "note": {"type": ["string", "null"]},
-    "customer": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
-                                                  "id": {"type": "integer"}}, "required": ["name"]},
-    "items": {"type": "array", "maxItems": 3, "items": {"type": "object", "properties": {
-        "description": {"type": "string", "maxLength": 30}, "qty": {"type": "integer"},
-        "amount": {"type": "number"}}, "required": ["description", "amount"]}},
-}, "required": ["vendor", "currency", "total", "items", "customer"]}
+LINE_ITEMS = {
+    "type": "object",
+    "properties": {
+        "vendor": {"type": "string"},
+        "currency": {"enum": ["MYR", "USD", "EUR"]},
+        "total": {"type": "number"},
+        "paid": {"type": "boolean"},
+        "date": {"type": "string", "pattern": r"^\d{2}/\d{2}/\d{4}$"},
+        "note": {"type": ["string", "null"]},
+        "customer": {
+            "type": "object",
+            "properties": {"name": {"type": "string", "maxLength": 20}, "id": {"type": "integer"}},
+            "required": ["name"],
+        },
+        "items": {
+            "type": "array",
+            "maxItems": 3,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "description": {"type": "string", "maxLength": 30},
+                    "qty": {"type": "integer"},
+                    "amount": {"type": "number"},
+                },
+                "required": ["description", "amount"],
+            },
+        },
+    },
+    "required": ["vendor", "currency", "total", "items", "customer"],
+}
 
 SCHEMAS = {
     "flat receipt": flat_schema(["company", "date", "address", "total"]),
     "line items, enums, nested, nullable, optional": LINE_ITEMS,
-    "enum only": {"type": "object", "properties": {"decision": {"enum": ["approve", "review", "reject"]}},
-                  "required": ["decision"]},
+    "enum only": {
+        "type": "object",
+        "properties": {"decision": {"enum": ["approve", "review", "reject"]}},
+        "required": ["decision"],
+    },
 }
-DOCS = ["ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\n2 x hammer 25.00\nTotal due: 1,250.00 MYR",
-        "Kedai Runcit Maju, 12 Jalan Besar\n25/12/2018 8:13 PM\nTOTAL RM 9.00"]
+DOCS = [
+    "ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\n2 x hammer 25.00\nTotal due: 1,250.00 MYR",
+    "Kedai Runcit Maju, 12 Jalan Besar\n25/12/2018 8:13 PM\nTOTAL RM 9.00",
+]
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +75,19 @@ def tiny(tiny_model):
 def test_every_answer_parses_and_validates(tiny, name, doc):
     model, tokenizer = tiny
     bounded, budget = bound_schema(SCHEMAS[name])
-    prompt = tokenizer.apply_chat_template(extraction_messages(doc, ExtractionSchema.from_json_schema(bounded)),
-                                           add_generation_prompt=True, tokenize=True)
+    prompt = tokenizer.apply_chat_template(
+        extraction_messages(doc, ExtractionSchema.from_json_schema(bounded)), add_generation_prompt=True, tokenize=True
+    )
     prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
-    result = constrained_generate(model, tokenizer, prompt, compile_grammar(bounded), max_new_tokens=budget,
-                                  device="cpu", eos_ids=stop_ids(model, tokenizer))
+    result = constrained_generate(
+        model,
+        tokenizer,
+        prompt,
+        compile_grammar(bounded),
+        max_new_tokens=budget,
+        device="cpu",
+        eos_ids=stop_ids(model, tokenizer),
+    )
     assert result.finish_reason == "stop"
     answer = json.loads(result.text)  # a random model, and still valid
     jsonschema.validate(answer, SCHEMAS[name])
@@ -68,45 +98,57 @@ def test_every_answer_parses_and_validates(tiny, name, doc):
 def test_forced_stretches_are_not_decoded_token_by_token(tiny):
     model, tokenizer = tiny
     schema = flat_schema(["a_long_field_name_that_is_forced", "another_forced_key_name"])
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
-                                           tokenize=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=True
+    )
     prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
-    result = constrained_generate(model, tokenizer, prompt, compile_grammar(bound_schema(schema)[0]),
-                                  max_new_tokens=bound_schema(schema)[1], device="cpu", eos_ids=stop_ids(model, tokenizer))
+    result = constrained_generate(
+        model,
+        tokenizer,
+        prompt,
+        compile_grammar(bound_schema(schema)[0]),
+        max_new_tokens=bound_schema(schema)[1],
+        device="cpu",
+        eos_ids=stop_ids(model, tokenizer),
+    )
     assert result.forced >= 10  # the keys' tokens
     assert result.forward_passes < len(result.tokens) - result.forced + result.forced // 2
 
 
 def test_value_spans_and_confidence():
     text = '{"company":"ACME","date":null,"total":"9.00"}'
-    assert value_spans(text, ["company", "date", "total"]) == {"company": (12, 16), "date": (25, 29),
-                                                              "total": (39, 43)}
+    assert value_spans(text, ["company", "date", "total"]) == {"company": (12, 16), "date": (25, 29), "total": (39, 43)}
     spaced = '{"company": "ACME", "date": null}'
     assert {k: spaced[a:b] for k, (a, b) in value_spans(spaced, ["company", "date"]).items()} == {
-        "company": "ACME", "date": "null"}
+        "company": "ACME",
+        "date": "null",
+    }
     spans = [(0, 11), (11, 12), (12, 14), (14, 16), (16, 25), (25, 29), (29, 39), (39, 43), (43, 45)]
     result = Constrained(text, list(range(9)), [None, None, -0.1, -0.3, None, None, None, -2.0, None], spans, "stop", 5)
     conf = field_confidence(result, ["company", "date", "total", "absent"])
-    assert conf["company"] == pytest.approx(2.718281828 ** -0.2)
-    assert conf["date"] == 1.0 and conf["total"] == pytest.approx(2.718281828 ** -2.0) and conf["absent"] is None
+    assert conf["company"] == pytest.approx(2.718281828**-0.2)
+    assert conf["date"] == 1.0 and conf["total"] == pytest.approx(2.718281828**-2.0) and conf["absent"] is None
 
 
 SOURCE = "ACME TOOLS SDN BHD\nNO 5,  JALAN   BESAR\nDATE 25/12/2018\nTOTAL RM 12.50"
 
 
-@pytest.mark.parametrize("value,match,span_text", [
-    ("acme tools sdn bhd", "exact", "ACME TOOLS SDN BHD"),
-    ("12.50", "number", "12.50"),
-    ("NO 5, JALAN BESAR", "normalized", "NO 5,  JALAN   BESAR"),
-    ("NO 5, JALAN BESSAR", "fuzzy", None),
-])
+@pytest.mark.parametrize(
+    "value,match,span_text",
+    [
+        ("acme tools sdn bhd", "exact", "ACME TOOLS SDN BHD"),
+        ("12.50", "number", "12.50"),
+        ("NO 5, JALAN BESAR", "normalized", "NO 5,  JALAN   BESAR"),
+        ("NO 5, JALAN BESSAR", "fuzzy", None),
+    ],
+)
 def test_grounding_points_at_the_right_characters(value, match, span_text):
     found = locate(value, SOURCE)
     assert found["match"] == match
     if span_text is not None:
-        assert SOURCE[found["start"]:found["end"]] == span_text
+        assert SOURCE[found["start"] : found["end"]] == span_text
     else:
-        assert "JALAN" in SOURCE[found["start"]:found["end"]]
+        assert "JALAN" in SOURCE[found["start"] : found["end"]]
 
 
 @pytest.mark.parametrize("value", ["ZENITH CORPORATION", "2018-12-25", None, ""])
@@ -119,10 +161,16 @@ def test_a_field_the_model_was_not_trained_on_gets_lower_confidence(tiny_config,
     from backend.models.adapters import find_adapter
     from backend.training.trainer import train
 
-    docs = [{"text": DOCS[0], "fields": {"company": "ACME Tools Ltd", "total": "1,250.00"}},
-            {"text": DOCS[1], "fields": {"company": "Kedai Runcit Maju", "total": "9.00"}}]
-    run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02,
-                            warmup_ratio=0.0), progress_bar=False)
+    docs = [
+        {"text": DOCS[0], "fields": {"company": "ACME Tools Ltd", "total": "1,250.00"}},
+        {"text": DOCS[1], "fields": {"company": "Kedai Runcit Maju", "total": "9.00"}},
+    ]
+    run = train(
+        tiny_config(
+            data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02, warmup_ratio=0.0
+        ),
+        progress_bar=False,
+    )
     ref = find_adapter(run.run_dir)
     target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total", "invoice_number"]
@@ -133,8 +181,9 @@ def test_a_field_the_model_was_not_trained_on_gets_lower_confidence(tiny_config,
 
 
 def _prompt(tokenizer, doc: str, names: list[str]) -> list[int]:
-    ids = tokenizer.apply_chat_template(extraction_messages(doc, ExtractionSchema.from_names(names)),
-                                        add_generation_prompt=True, tokenize=True)
+    ids = tokenizer.apply_chat_template(
+        extraction_messages(doc, ExtractionSchema.from_names(names)), add_generation_prompt=True, tokenize=True
+    )
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
@@ -155,8 +204,12 @@ def test_a_batch_decodes_each_document_as_it_would_alone(tiny_fp32):
     rows finishing at different times: each row's answer and log-probabilities equal its solo run."""
     model, tokenizer = tiny_fp32
     eos = stop_ids(model, tokenizer)
-    cases = [(DOCS[0], flat_schema(["company", "total"])), (DOCS[1], SCHEMAS["enum only"]),
-             (DOCS[1] * 3, flat_schema(["company", "date", "address", "total"])), (DOCS[0][:20], LINE_ITEMS)]
+    cases = [
+        (DOCS[0], flat_schema(["company", "total"])),
+        (DOCS[1], SCHEMAS["enum only"]),
+        (DOCS[1] * 3, flat_schema(["company", "date", "address", "total"])),
+        (DOCS[0][:20], LINE_ITEMS),
+    ]
     prompts, grammars, budgets = [], [], []
     for doc, schema in cases:
         bounded, budget = bound_schema(schema)
@@ -165,8 +218,9 @@ def test_a_batch_decodes_each_document_as_it_would_alone(tiny_fp32):
         budgets.append(min(budget, 60))
     batch = constrained_batch(model, tokenizer, prompts, grammars, max_new_tokens=budgets, device="cpu", eos_ids=eos)
     for prompt, grammar, budget, together in zip(prompts, grammars, budgets, batch):
-        alone = constrained_generate(model, tokenizer, prompt, grammar, max_new_tokens=budget, device="cpu",
-                                     eos_ids=eos)
+        alone = constrained_generate(
+            model, tokenizer, prompt, grammar, max_new_tokens=budget, device="cpu", eos_ids=eos
+        )
         assert together.tokens == alone.tokens and together.finish_reason == alone.finish_reason
         assert together.logprobs == pytest.approx(alone.logprobs, abs=1e-3)
     assert len({len(r.tokens) for r in batch}) > 1  # rows really did finish at different steps
@@ -178,8 +232,10 @@ def test_a_row_whose_caller_left_leaves_the_batch_and_the_others_go_on(tiny_fp32
     model, tokenizer = tiny_fp32
     eos = stop_ids(model, tokenizer)
     bounded, budget = bound_schema(flat_schema(["company", "date", "address", "total"]))
-    prompts = [_prompt(tokenizer, DOCS[0], list(bounded["properties"])),
-               _prompt(tokenizer, DOCS[1], list(bounded["properties"]))]
+    prompts = [
+        _prompt(tokenizer, DOCS[0], list(bounded["properties"])),
+        _prompt(tokenizer, DOCS[1], list(bounded["properties"])),
+    ]
     grammars = [compile_grammar(bounded)] * 2
     steps = {"n": 0}
 
@@ -187,10 +243,19 @@ def test_a_row_whose_caller_left_leaves_the_batch_and_the_others_go_on(tiny_fp32
         steps["n"] += 1
         return steps["n"] > 3
 
-    both = constrained_batch(model, tokenizer, prompts, grammars, max_new_tokens=60, device="cpu", eos_ids=eos,
-                             gone=[left_after_three_steps, None])
-    alone = constrained_generate(model, tokenizer, prompts[1], grammars[1], max_new_tokens=60, device="cpu",
-                                 eos_ids=eos)
+    both = constrained_batch(
+        model,
+        tokenizer,
+        prompts,
+        grammars,
+        max_new_tokens=60,
+        device="cpu",
+        eos_ids=eos,
+        gone=[left_after_three_steps, None],
+    )
+    alone = constrained_generate(
+        model, tokenizer, prompts[1], grammars[1], max_new_tokens=60, device="cpu", eos_ids=eos
+    )
     assert both[0].finish_reason == "cancelled" and len(both[0].tokens) < len(alone.tokens)
     assert both[1].tokens == alone.tokens and both[1].finish_reason == alone.finish_reason
 
@@ -241,8 +306,10 @@ def test_a_pydantic_model_is_a_schema_nested_models_and_all(tiny):
 def test_a_recursive_or_foreign_reference_is_refused_with_the_path():
     from backend.inference.constrained import schema_of
 
-    node = {"$defs": {"Node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}},
-            "$ref": "#/$defs/Node"}
+    node = {
+        "$defs": {"Node": {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}},
+        "$ref": "#/$defs/Node",
+    }
     with pytest.raises(InvalidRequest, match="Node -> Node is recursive"):
         schema_of(node)
     with pytest.raises(InvalidRequest, match="not a local definition"):
@@ -258,14 +325,36 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
     from backend.models.adapters import find_adapter
     from backend.training.trainer import train
 
-    docs = [{"text": DOCS[i % 2] + f"\nref {i}", "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2],
-                                                            "total": ["1,250.00", "9.00"][i % 2]}} for i in range(12)]
+    docs = [
+        {
+            "text": DOCS[i % 2] + f"\nref {i}",
+            "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2], "total": ["1,250.00", "9.00"][i % 2]},
+        }
+        for i in range(12)
+    ]
     data = write_jsonl("docs.jsonl", docs)
-    run = train(tiny_config(data=[data], max_steps=30, batch_size=2, learning_rate=0.02, warmup_ratio=0.0),
-                progress_bar=False)
-    done = subprocess.run([sys.executable, "-m", "backend.cli", "eval", "--data", data, "--adapter", str(run.run_dir),
-                           "--no-base", "--constrained", "--calibrate", "--out", str(tmp_path / "eval")],
-                          capture_output=True, text=True)
+    run = train(
+        tiny_config(data=[data], max_steps=30, batch_size=2, learning_rate=0.02, warmup_ratio=0.0), progress_bar=False
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "eval",
+            "--data",
+            data,
+            "--adapter",
+            str(run.run_dir),
+            "--no-base",
+            "--constrained",
+            "--calibrate",
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "calibration" in done.stdout and "out of fold" in done.stdout
     ref = find_adapter(run.run_dir)
@@ -285,8 +374,13 @@ def test_the_adapter_ships_its_label_conventions_and_extraction_applies_them(tin
     from backend.models.adapters import find_adapter
     from backend.training.trainer import train
 
-    docs = [{"text": DOCS[i % 2] + f"\nref {i}", "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2],
-                                                            "total": ["1,250.00", "9.00"][i % 2]}} for i in range(12)]
+    docs = [
+        {
+            "text": DOCS[i % 2] + f"\nref {i}",
+            "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2], "total": ["1,250.00", "9.00"][i % 2]},
+        }
+        for i in range(12)
+    ]
     run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=2), progress_bar=False)
     ref = find_adapter(run.run_dir)
     conventions = Conventions.load(ref.path)
@@ -313,8 +407,9 @@ def test_copy_drafting_changes_no_answer(tiny_fp32, draft):
     prompts = [_prompt(tokenizer, d, list(bounded["properties"])) for d in DOCS + [DOCS[0] * 2]]
     grammars = [compile_grammar(bounded)] * len(prompts)
     plain = constrained_batch(model, tokenizer, prompts, grammars, max_new_tokens=80, device="cpu", eos_ids=eos)
-    drafted = constrained_batch(model, tokenizer, prompts, grammars, max_new_tokens=80, device="cpu", eos_ids=eos,
-                                draft=draft)
+    drafted = constrained_batch(
+        model, tokenizer, prompts, grammars, max_new_tokens=80, device="cpu", eos_ids=eos, draft=draft
+    )
     for a, b in zip(plain, drafted):
         assert a.tokens == b.tokens and a.finish_reason == b.finish_reason
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-3)
@@ -327,10 +422,16 @@ def test_copy_drafting_saves_passes_when_the_model_copies(tiny_config, write_jso
     from backend.models.adapters import find_adapter
     from backend.training.trainer import train
 
-    docs = [{"text": DOCS[0], "fields": {"company": "ACME Tools Ltd", "total": "1,250.00 MYR"}},
-            {"text": DOCS[1], "fields": {"company": "Kedai Runcit Maju, 12 Jalan Besar", "total": "RM 9.00"}}]
-    run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02,
-                            warmup_ratio=0.0), progress_bar=False)
+    docs = [
+        {"text": DOCS[0], "fields": {"company": "ACME Tools Ltd", "total": "1,250.00 MYR"}},
+        {"text": DOCS[1], "fields": {"company": "Kedai Runcit Maju, 12 Jalan Besar", "total": "RM 9.00"}},
+    ]
+    run = train(
+        tiny_config(
+            data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02, warmup_ratio=0.0
+        ),
+        progress_bar=False,
+    )
     ref = find_adapter(run.run_dir)
     target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total"]
@@ -348,11 +449,18 @@ def test_numbers_and_nested_answers_are_grounded_leaf_by_leaf():
     from backend.inference.grounding import ground
 
     text = "Widget x2   125.00\nService     1.250,50\nTotal due: 1,375.50 EUR\nVendor: ACME GmbH"
-    spans = ground({"vendor": {"name": "ACME GmbH", "vat_id": None},
-                    "line_items": [{"amount": 125.0}, {"amount": 1250.5}], "total": 1375.5, "tax": 25.0}, text)
-    assert text[spans["vendor.name"]["start"]:spans["vendor.name"]["end"]] == "ACME GmbH"
-    assert text[spans["line_items[0].amount"]["start"]:spans["line_items[0].amount"]["end"]] == "125.00"
-    assert text[spans["line_items[1].amount"]["start"]:spans["line_items[1].amount"]["end"]] == "1.250,50"
-    assert text[spans["total"]["start"]:spans["total"]["end"]] == "1,375.50"
+    spans = ground(
+        {
+            "vendor": {"name": "ACME GmbH", "vat_id": None},
+            "line_items": [{"amount": 125.0}, {"amount": 1250.5}],
+            "total": 1375.5,
+            "tax": 25.0,
+        },
+        text,
+    )
+    assert text[spans["vendor.name"]["start"] : spans["vendor.name"]["end"]] == "ACME GmbH"
+    assert text[spans["line_items[0].amount"]["start"] : spans["line_items[0].amount"]["end"]] == "125.00"
+    assert text[spans["line_items[1].amount"]["start"] : spans["line_items[1].amount"]["end"]] == "1.250,50"
+    assert text[spans["total"]["start"] : spans["total"]["end"]] == "1,375.50"
     assert spans["tax"]["match"] == "partial"  # "25.00" only occurs inside "125.00": no evidence
     assert spans["vendor.vat_id"] is None

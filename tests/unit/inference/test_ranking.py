@@ -18,8 +18,14 @@ LINES = {"within": 2, "max_lines": 2, "prefixes": False}
 
 
 def _conventions(lines=LINES) -> Conventions:
-    return Conventions({"company": FieldConvention(kind="text", lines=lines), "date": FieldConvention(kind="date"),
-                        "total": FieldConvention(kind="amount"), "note": FieldConvention(kind="text")})
+    return Conventions(
+        {
+            "company": FieldConvention(kind="text", lines=lines),
+            "date": FieldConvention(kind="date"),
+            "total": FieldConvention(kind="amount"),
+            "note": FieldConvention(kind="text"),
+        }
+    )
 
 
 def test_each_mode_ranks_its_fields():
@@ -34,9 +40,16 @@ def test_each_mode_ranks_its_fields():
 
 
 def test_only_fields_that_may_be_strings_are_ranked():
-    schema = {"type": "object", "properties": {
-        "company": {"type": "string"}, "date": {"type": ["string", "null"]}, "total": {"type": "number"},
-        "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "items": {"type": "array"}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "company": {"type": "string"},
+            "date": {"type": ["string", "null"]},
+            "total": {"type": "number"},
+            "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "items": {"type": "array"},
+        },
+    }
     assert string_fields(schema) == {"company", "date", "note"}
     assert rankable(_conventions(), NAMES, "text", only=string_fields(schema)) == {"company": "text", "date": "date"}
 
@@ -55,15 +68,29 @@ def _prompt(tokenizer) -> list[int]:
 
 def test_typed_keeps_a_printed_value_without_scoring_and_replaces_one_not_printed(tiny):
     model, tokenizer = tiny
-    printed = rank_document(model, tokenizer, _prompt(tokenizer), NAMES,
-                            {"company": "X", "date": "25/12/2018", "total": "9.00"}, DOC, _conventions(), "typed")
+    printed = rank_document(
+        model,
+        tokenizer,
+        _prompt(tokenizer),
+        NAMES,
+        {"company": "X", "date": "25/12/2018", "total": "9.00"},
+        DOC,
+        _conventions(),
+        "typed",
+    )
     assert printed["total"] == {"free": "9.00", "best": None, "choice": "9.00", "share": None, "candidates": 0}
     assert printed["date"]["choice"] == "25/12/2018" and "company" not in printed
 
     values = {"company": "X", "date": "25/12/2018", "total": "77.77"}  # not in the document
     decided = rank_document(model, tokenizer, _prompt(tokenizer), NAMES, values, DOC, _conventions(), "typed")
-    expected = rank_fields(model, tokenizer, _prompt(tokenizer), NAMES, values,
-                           {"total": ([c.value for c in amount_candidates(DOC)], "amount")})["total"]
+    expected = rank_fields(
+        model,
+        tokenizer,
+        _prompt(tokenizer),
+        NAMES,
+        values,
+        {"total": ([c.value for c in amount_candidates(DOC)], "amount")},
+    )["total"]
     total = decided["total"]
     assert total["choice"] == expected[0][0] and total["choice"] in {"8.50", "9.00", "10.00"}
     assert total["free"] == "77.77" and total["candidates"] == 3 and 0 < total["share"] <= 1
@@ -125,8 +152,13 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
     from backend.training.trainer import train
 
     shops = [("KEDAI RUNCIT MAJU", "9.00"), ("ACME TOOLS LTD", "1,250.00")]
-    docs = [{"text": f"{shops[i % 2][0]}\nREF {i}\n25/12/2018\nTOTAL {shops[i % 2][1]}",
-             "fields": {"company": shops[i % 2][0], "date": "25/12/2018", "total": shops[i % 2][1]}} for i in range(12)]
+    docs = [
+        {
+            "text": f"{shops[i % 2][0]}\nREF {i}\n25/12/2018\nTOTAL {shops[i % 2][1]}",
+            "fields": {"company": shops[i % 2][0], "date": "25/12/2018", "total": shops[i % 2][1]},
+        }
+        for i in range(12)
+    ]
     run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=2), progress_bar=False)
     ref = find_adapter(run.run_dir)
     conventions = Conventions.load(ref.path)
@@ -146,8 +178,11 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
     assert "ranking" not in extract_many(pool, target, [doc])[0]  # off unless asked
     per_doc = extract_many(pool, target, [Document(DOC, doc.spec, rank="typed")])[0]
     assert set(per_doc["ranking"]) == {"date", "total"}
-    numeric = {"type": "object", "properties": {"company": {"type": "string"}, "date": {"type": "string"},
-                                                "total": {"type": "number"}}, "required": NAMES}
+    numeric = {
+        "type": "object",
+        "properties": {"company": {"type": "string"}, "date": {"type": "string"}, "total": {"type": "number"}},
+        "required": NAMES,
+    }
     typed_total = extract_many(pool, target, [Document(DOC, ExtractionSpec.of(numeric))], rank="typed")[0]
     assert set(typed_total["ranking"]) == {"date"}  # a number field keeps its decoded number
 
@@ -155,8 +190,7 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
 
     schema = {"type": "object", "properties": {n: {"type": "string"} for n in NAMES}, "required": NAMES}
     agent = EngineModel(adapter=str(run.run_dir), device="cpu", rank="typed").extract(DOC, schema)
-    direct = extract_many(pool, target, [Document(DOC, ExtractionSpec.of(schema))],
-                          rank="typed")[0]
+    direct = extract_many(pool, target, [Document(DOC, ExtractionSpec.of(schema))], rank="typed")[0]
     assert agent.fields == direct["fields"] and "ranking" in direct
 
     # `tunebridge eval --constrained --rank` scores what serving returns (ranked, conventions applied)
@@ -167,8 +201,24 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
 
     gold = {"company": "KEDAI RUNCIT MAJU", "date": "25/12/2018", "total": "9.00"}
     data = write_jsonl("eval.jsonl", [{"text": DOC, "fields": gold}])
-    assert main(["eval", "--data", data, "--adapter", str(run.run_dir), "--no-base", "--constrained", "--rank",
-                 "typed", "--out", str(run.run_dir / "eval")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                data,
+                "--adapter",
+                str(run.run_dir),
+                "--no-base",
+                "--constrained",
+                "--rank",
+                "typed",
+                "--out",
+                str(run.run_dir / "eval"),
+            ]
+        )
+        == 0
+    )
     tuned = json.loads((run.run_dir / "eval" / "eval.json").read_text())["candidates"][run.run_dir.name]
     served = extract_many(pool, target, [doc], rank="typed")[0]
     assert tuned["predictions"][0]["fields"] == served["fields"] and tuned["predictions"][0]["raw"] == served["raw"]

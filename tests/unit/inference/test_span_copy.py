@@ -21,23 +21,74 @@ from backend.inference.spec import ExtractionSpec
 
 NULLABLE = {"anyOf": [{"type": "string", "maxLength": 40}, {"type": "null"}]}
 # A random model mostly answers null where it may: strings it must write exercise the spans.
-STRINGS = {"type": "object", "additionalProperties": False, "required": ["company", "date", "address", "total"],
-           "properties": {n: {"type": "string", "maxLength": 40} for n in ["company", "date", "address", "total"]}}
-NESTED = {"type": "object", "additionalProperties": False, "required": ["vendor", "items", "total"], "properties": {
-    "vendor": {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {
-        "name": {"type": "string", "maxLength": 30}, "address": NULLABLE}},
-    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},  # a conversion, not a copy: left to the schema
-    "items": {"type": "array", "maxItems": 3, "items": {"type": "object", "additionalProperties": False,
-              "required": ["description"],
-              "properties": {"description": {"type": "string"}, "amount": {"type": "number"}}}},
-    "total": {"type": ["number", "null"]}}}
-TYPED = {"type": "object", "additionalProperties": False, "required": ["company", "date", "total"], "properties": {
-    "company": NULLABLE,
-    "date": {"anyOf": [{"type": "string", "pattern": r"^\d{2}/\d{2}/\d{4}$", "x-copy": True}, {"type": "null"}]},
-    "total": {"anyOf": [{"type": "string", "pattern": r"^\d[\d,]*\.\d{2}$", "x-copy": True}, {"type": "null"}]}}}
+STRINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["company", "date", "address", "total"],
+    "properties": {n: {"type": "string", "maxLength": 40} for n in ["company", "date", "address", "total"]},
+}
+NESTED = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["vendor", "items", "total"],
+    "properties": {
+        "vendor": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {"name": {"type": "string", "maxLength": 30}, "address": NULLABLE},
+        },
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},  # a conversion, not a copy: left to the schema
+        "items": {
+            "type": "array",
+            "maxItems": 3,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["description"],
+                "properties": {"description": {"type": "string"}, "amount": {"type": "number"}},
+            },
+        },
+        "total": {"type": ["number", "null"]},
+    },
+}
+TYPED = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["company", "date", "total"],
+    "properties": {
+        "company": NULLABLE,
+        "date": {"anyOf": [{"type": "string", "pattern": r"^\d{2}/\d{2}/\d{4}$", "x-copy": True}, {"type": "null"}]},
+        "total": {"anyOf": [{"type": "string", "pattern": r"^\d[\d,]*\.\d{2}$", "x-copy": True}, {"type": "null"}]},
+    },
+}
 SCHEMAS = [STRINGS, flat_schema(["company", "date", "address", "total"], max_length=40), NESTED, TYPED]
-WORDS = ["ACME", "Sdn", "Bhd", "JALAN", "TAMAN", "No.", "12,", "TOTAL", "RM", "9.00", "1,250.50", "25/12/2018",
-         "03/05/2024", 'say "hi"', "C:\\tmp\\", "café", "€5", "tab\there", "\x01", "}", "{", "null", ":", ","]
+WORDS = [
+    "ACME",
+    "Sdn",
+    "Bhd",
+    "JALAN",
+    "TAMAN",
+    "No.",
+    "12,",
+    "TOTAL",
+    "RM",
+    "9.00",
+    "1,250.50",
+    "25/12/2018",
+    "03/05/2024",
+    'say "hi"',
+    "C:\\tmp\\",
+    "café",
+    "€5",
+    "tab\there",
+    "\x01",
+    "}",
+    "{",
+    "null",
+    ":",
+    ",",
+]
 
 
 def random_document(rng: random.Random) -> str:
@@ -100,7 +151,7 @@ def test_every_answer_the_grammar_allows_copies_from_the_document(tiny):
         matcher, tokens = LLMatcher(ll, span_grammar(bounded, text, True), log_level=0), []
         while not matcher.is_stopped() and len(tokens) < budget:
             fill_next_token_bitmask(matcher, mask, 0)
-            allowed = np.flatnonzero(np.unpackbits(mask.view(np.uint8), bitorder="little")[:len(tokenizer)])
+            allowed = np.flatnonzero(np.unpackbits(mask.view(np.uint8), bitorder="little")[: len(tokenizer)])
             allowed = [int(t) for t in allowed if t != tokenizer.eos_token_id] or [tokenizer.eos_token_id]
             token = rng.choice(allowed)
             assert matcher.consume_token(token)
@@ -195,16 +246,25 @@ def test_typed_fields_are_spans_of_their_pattern(accepts):
     no_amount = grammar_for(TYPED, text="ACME 25/12/2018")  # no opening quote without a span to follow
     assert accepts(no_amount, '{"company": null, "date": "', prefix=True)
     assert not accepts(no_amount, '{"company": null, "date": null, "total": "', prefix=True)
-    limited = grammar_for({"type": "object", "required": ["company"], "properties": {
-        "company": {"type": "string", "minLength": 3, "maxLength": 5}}})
+    limited = grammar_for(
+        {
+            "type": "object",
+            "required": ["company"],
+            "properties": {"company": {"type": "string", "minLength": 3, "maxLength": 5}},
+        }
+    )
     assert accepts(limited, '{"company": "KEDAI"}') and not accepts(limited, '{"company": "KEDAI "}')
     assert not accepts(limited, '{"company": "KE"}')
 
 
 def test_nested_objects_optional_properties_and_arrays(accepts):
     g = grammar_for(NESTED)
-    full = {"vendor": {"name": "KEDAI", "address": "TAMAN INDAH"}, "currency": "MYR",
-            "items": [{"description": "JALAN", "amount": 1.5}, {"description": ""}], "total": None}
+    full = {
+        "vendor": {"name": "KEDAI", "address": "TAMAN INDAH"},
+        "currency": "MYR",
+        "items": [{"description": "JALAN", "amount": 1.5}, {"description": ""}],
+        "total": None,
+    }
     assert accepts(g, json.dumps(full))
     assert accepts(g, json.dumps({"vendor": {"name": "KEDAI"}, "items": [], "total": 9.0}))  # optional ones left out
     assert not accepts(g, json.dumps({**full, "currency": "M"}))  # the schema's pattern still holds

@@ -16,8 +16,10 @@ def test_calibrate_maps_each_confidence_and_leaves_unknown_ones():
 
 
 def test_take_ranked_replaces_only_fields_whose_choice_differs():
-    ranking = {"total": {"free": "9.00", "choice": "19.50", "share": 0.6},
-               "date": {"free": "01/02/2019", "choice": "01/02/2019", "share": 0.99}}
+    ranking = {
+        "total": {"free": "9.00", "choice": "19.50", "share": 0.6},
+        "date": {"free": "01/02/2019", "choice": "01/02/2019", "share": 0.99},
+    }
     fields, confidence = take_ranked({"total": "9.00", "date": "01/02/2019"}, {"total": 0.97, "date": 0.8}, ranking)
     assert fields == {"total": "19.50", "date": "01/02/2019"} and confidence == {"total": 0.6, "date": 0.8}
     assert take_ranked({"a": 1}, {"a": 0.5}, None) == ({"a": 1}, {"a": 0.5})
@@ -26,8 +28,9 @@ def test_take_ranked_replaces_only_fields_whose_choice_differs():
 def test_to_review_lists_given_fields_below_the_threshold_or_not_in_the_document():
     fields = {"company": "ACME", "total": "9.00", "date": None}
     grounding = {"company": {"start": 0, "end": 4}, "total": None, "date": None}
-    assert to_review(["company", "total", "date"], fields, {"company": 0.9, "total": 0.99, "date": 0.1},
-                     grounding, 0.7) == ["total"]  # not in the document; an absent date is not asked about
+    assert to_review(
+        ["company", "total", "date"], fields, {"company": 0.9, "total": 0.99, "date": 0.1}, grounding, 0.7
+    ) == ["total"]  # not in the document; an absent date is not asked about
     assert to_review(["company"], fields, {"company": 0.5}, grounding, 0.7) == ["company"]
 
 

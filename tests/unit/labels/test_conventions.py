@@ -24,8 +24,13 @@ def _learned(pairs, **kw) -> Conventions:
 
 # -- kinds ---------------------------------------------------------------------------------------------
 def test_kinds_come_from_the_labels():
-    pairs = [(f"SHOP {i}\nDATE {i + 1:02d}/01/2018\nTOTAL RM {i}.50", {"shop": f"SHOP {i}", "date": f"{i + 1:02d}/01/2018",
-                                                                  "total": f"{i}.50"}) for i in range(10)]
+    pairs = [
+        (
+            f"SHOP {i}\nDATE {i + 1:02d}/01/2018\nTOTAL RM {i}.50",
+            {"shop": f"SHOP {i}", "date": f"{i + 1:02d}/01/2018", "total": f"{i}.50"},
+        )
+        for i in range(10)
+    ]
     conv = _learned(pairs)
     assert {n: c.kind for n, c in conv.fields.items()} == {"shop": "text", "date": "date", "total": "amount"}
     assert conv.examples == 10
@@ -77,8 +82,11 @@ def test_dates_lose_the_time_the_labels_never_keep():
 
 
 def test_dates_follow_a_label_format_that_is_not_the_printed_one():
-    pairs = [("DATE 25/12/2018", {"date": "2018-12-25"}), ("DATE 01-02-18", {"date": "2018-02-01"}),
-             ("03 MAR 2018", {"date": "2018-03-03"})]
+    pairs = [
+        ("DATE 25/12/2018", {"date": "2018-12-25"}),
+        ("DATE 01-02-18", {"date": "2018-02-01"}),
+        ("03 MAR 2018", {"date": "2018-03-03"}),
+    ]
     conv = _learned(pairs)
     assert conv.fields["date"].date_format == "%Y-%m-%d"
     assert conv.apply_value("date", "25/12/2018 10:00") == "2018-12-25"
@@ -108,9 +116,11 @@ def test_addresses_join_lines_with_a_space_keep_the_final_full_stop_and_are_uppe
 
 
 def test_line_joiner_and_dropped_full_stops_are_learned():
-    pairs = [("A\nNO 1\nJALAN SATU.\nTEL", {"address": "NO 1, JALAN SATU"}),
-             ("B\nLOT 5\nJALAN TIGA.\nTEL", {"address": "LOT 5, JALAN TIGA"}),
-             ("C\n12 JALAN\nKL.\nTEL", {"address": "12 JALAN, KL"})]
+    pairs = [
+        ("A\nNO 1\nJALAN SATU.\nTEL", {"address": "NO 1, JALAN SATU"}),
+        ("B\nLOT 5\nJALAN TIGA.\nTEL", {"address": "LOT 5, JALAN TIGA"}),
+        ("C\n12 JALAN\nKL.\nTEL", {"address": "12 JALAN, KL"}),
+    ]
     conv = _learned(pairs, memory=False)
     address = conv.fields["address"]
     assert (address.line_joiner, address.trailing_punct) == (", ", "strip")
@@ -118,16 +128,22 @@ def test_line_joiner_and_dropped_full_stops_are_learned():
 
 
 def test_mixed_case_labels_are_left_as_printed():
-    pairs = [("Acme Ltd\nx", {"company": "Acme Ltd"}), ("BOLT CO\ny", {"company": "BOLT CO"}),
-             ("nuts inc\nz", {"company": "nuts inc"})]
+    pairs = [
+        ("Acme Ltd\nx", {"company": "Acme Ltd"}),
+        ("BOLT CO\ny", {"company": "BOLT CO"}),
+        ("nuts inc\nz", {"company": "nuts inc"}),
+    ]
     conv = _learned(pairs, memory=False)
     assert conv.fields["company"].case == "as_printed"
     assert conv.apply_value("company", "  Acme   Ltd ") == "Acme Ltd"
 
 
 # -- memory of known values ----------------------------------------------------------------------------
-KNOWN = {"NO. 9-G, JALAN DINAR D U3/D TAMAN SUBANG PERDANA, 40150 SHAH ALAM": 3, "PERNIAGAAN ZHENG HUI": 2,
-         "KEDAI RUNCIT AH SENG": 1}
+KNOWN = {
+    "NO. 9-G, JALAN DINAR D U3/D TAMAN SUBANG PERDANA, 40150 SHAH ALAM": 3,
+    "PERNIAGAAN ZHENG HUI": 2,
+    "KEDAI RUNCIT AH SENG": 1,
+}
 
 
 def test_a_misspelt_copy_snaps_to_the_known_value_the_document_contains():
@@ -137,8 +153,9 @@ def test_a_misspelt_copy_snaps_to_the_known_value_the_document_contains():
 
 def test_a_value_cut_short_is_extended_to_the_known_value():
     doc = "SHOP\nNO. 9-G, JALAN DINAR D U3/D\nTAMAN SUBANG PERDANA,\n40150 SHAH ALAM\nTEL"
-    assert snap("NO. 9-G, JALAN DINAR D U3/D", KNOWN, doc) == ("NO. 9-G, JALAN DINAR D U3/D TAMAN SUBANG PERDANA, "
-                                                              "40150 SHAH ALAM")
+    assert snap("NO. 9-G, JALAN DINAR D U3/D", KNOWN, doc) == (
+        "NO. 9-G, JALAN DINAR D U3/D TAMAN SUBANG PERDANA, 40150 SHAH ALAM"
+    )
 
 
 def test_a_value_the_document_prints_is_trusted():
@@ -156,7 +173,8 @@ def test_no_snap_to_a_known_value_the_document_does_not_contain_or_an_unrelated_
 
 def test_memory_is_learned_and_can_be_switched_off():
     pairs = [("PERNIAGAAN ZHENG HUI\nX", {"company": "PERNIAGAAN ZHENG HUI"})] * 2 + [
-        ("KEDAI RUNCIT\nY", {"company": "KEDAI RUNCIT"})]
+        ("KEDAI RUNCIT\nY", {"company": "KEDAI RUNCIT"})
+    ]
     conv = _learned(pairs)
     assert conv.fields["company"].known == {"PERNIAGAAN ZHENG HUI": 2, "KEDAI RUNCIT": 1}
     doc = "PERNIAGAAN ZHENG HUI\nJM0325965-V"
@@ -195,8 +213,10 @@ def test_cut_off_removes_the_other_fields_value_at_either_end():
 
 
 def test_disjoint_fields_are_learned_and_applied():
-    pairs = [(f"SHOP {i}\nNO {i} JALAN A\nKL", {"company": f"SHOP NUMBER {i}", "address": f"NO {i} JALAN A KL"})
-             for i in range(25)]
+    pairs = [
+        (f"SHOP {i}\nNO {i} JALAN A\nKL", {"company": f"SHOP NUMBER {i}", "address": f"NO {i} JALAN A KL"})
+        for i in range(25)
+    ]
     conv = _learned(pairs, memory=False)
     assert conv.disjoint == {"company": ["address"], "address": ["company"]}
     got = conv.apply({"company": "SHOP NUMBER 7", "address": "SHOP NUMBER 7 NO 7 JALAN A KL"}, "doc")
@@ -226,18 +246,26 @@ def test_cut_at_stop_ends_an_address_at_the_phone_line_and_keeps_its_punctuation
 
 
 def test_stops_are_learned_only_where_the_labels_never_hold_them():
-    names = [(f"SHOP {chr(65 + i)} SDN BHD (12345{i}-X)\nNO {i}, JALAN 1851-A\nTEL 03-1234", {
-        "shop": f"SHOP {chr(65 + i)} SDN BHD", "address": f"NO {i}, JALAN 1851-A"}) for i in range(20)]
+    names = [
+        (
+            f"SHOP {chr(65 + i)} SDN BHD (12345{i}-X)\nNO {i}, JALAN 1851-A\nTEL 03-1234",
+            {"shop": f"SHOP {chr(65 + i)} SDN BHD", "address": f"NO {i}, JALAN 1851-A"},
+        )
+        for i in range(20)
+    ]
     conv = _learned(names)
     assert conv.fields["shop"].stops == ["code", "contact"] and conv.fields["address"].stops == ["contact"]
-    assert conv.apply({"shop": "SHOP Q SDN BHD (99999-X)", "address": "NO 3, JALAN 1851-A TEL 03-1234"},
-                      memory=False) == {"shop": "SHOP Q SDN BHD", "address": "NO 3, JALAN 1851-A"}
+    assert conv.apply(
+        {"shop": "SHOP Q SDN BHD (99999-X)", "address": "NO 3, JALAN 1851-A TEL 03-1234"}, memory=False
+    ) == {"shop": "SHOP Q SDN BHD", "address": "NO 3, JALAN 1851-A"}
     assert _learned(names[:10]).fields["shop"].stops == []  # too few labels to say "never"
 
 
 # -- storing -------------------------------------------------------------------------------------------
 def test_save_and_load_round_trip(tmp_path):
-    pairs = [(f"TOTAL RM {v}\n{d}", {"total": v, "date": d}) for v, d in [("9.00", "01/01/2018"), ("3.50", "02/01/2018")]]
+    pairs = [
+        (f"TOTAL RM {v}\n{d}", {"total": v, "date": d}) for v, d in [("9.00", "01/01/2018"), ("3.50", "02/01/2018")]
+    ]
     conv = _learned(pairs)
     conv.note = "hand-made labels"
     path = conv.save(tmp_path)
@@ -245,5 +273,8 @@ def test_save_and_load_round_trip(tmp_path):
     loaded = Conventions.load(tmp_path)
     assert loaded == conv
     assert loaded.apply({"total": "RM 4", "date": "03/01/2018 10:00", "other": "x"}) == {
-        "total": "4.00", "date": "03/01/2018", "other": "x"}
+        "total": "4.00",
+        "date": "03/01/2018",
+        "other": "x",
+    }
     assert Conventions.load(tmp_path / "nowhere") is None

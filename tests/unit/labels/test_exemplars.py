@@ -50,12 +50,16 @@ def test_only_fields_whose_labels_stay_with_the_sender_are_recalled():
 
 
 def test_conventions_apply_recall_and_can_leave_it_out(tmp_path):
-    examples = [(receipt(SHOP, f"ITEM {i}.00\n"), SHOP_LABELS) for i in range(5)] + \
-        [(receipt(CAFE, f"TEH {i}.50\n"), CAFE_LABELS) for i in range(5)]
+    examples = [(receipt(SHOP, f"ITEM {i}.00\n"), SHOP_LABELS) for i in range(5)] + [
+        (receipt(CAFE, f"TEH {i}.50\n"), CAFE_LABELS) for i in range(5)
+    ]
     conv = learn(examples, min_support=2)
     assert conv.exemplars is not None and len(conv.exemplars.heads) == 10
     assert conv.exemplars.fields == ["company", "address"]
-    predicted = {"company": "KEDAI BUKU MAJU SDN BHD (123456-X)", "address": "NO 5, JALAN MAWAR 3, TAMAN MAWAR, 43000 KAJANG TEL 03-1234567"}
+    predicted = {
+        "company": "KEDAI BUKU MAJU SDN BHD (123456-X)",
+        "address": "NO 5, JALAN MAWAR 3, TAMAN MAWAR, 43000 KAJANG TEL 03-1234567",
+    }
     new = receipt(SHOP, "PEN 9.00\n")
     assert conv.apply(predicted, new) == SHOP_LABELS
     assert conv.apply(predicted, new, recall=False)["address"] != SHOP_LABELS["address"]

@@ -15,8 +15,10 @@ from backend.labels.settlement import settled
 from backend.training.config import TrainConfig
 
 # Twenty senders whose names are printed before a tax label, never part of the name label.
-NAMES = [(f"SHOP {chr(65 + i)} GST ID 0012{i}\nNO {i}, JALAN 1\nTOTAL 5.00", {"shop": f"SHOP {chr(65 + i)}"})
-         for i in range(20)]
+NAMES = [
+    (f"SHOP {chr(65 + i)} GST ID 0012{i}\nNO {i}, JALAN 1\nTOTAL 5.00", {"shop": f"SHOP {chr(65 + i)}"})
+    for i in range(20)
+]
 
 
 def test_shipped_profiles_load_and_the_default_is_receipts():
@@ -46,8 +48,16 @@ def test_settlement_labels_come_from_the_profile(tmp_path):
     assert settled(receipt) == Decimal("29.80")
     assert settled(receipt, load_profile("documents")) is None  # "CHG" is a receipts abbreviation
     own = tmp_path / "kassenbon.json"
-    own.write_text(json.dumps({"stops": {"contact": r"\bTEL\b"}, "tendered": ["BAR", "GEGEBEN"],
-                               "change": ["RÜCKGELD", "ZURÜCK"], "change_within": 2}))
+    own.write_text(
+        json.dumps(
+            {
+                "stops": {"contact": r"\bTEL\b"},
+                "tendered": ["BAR", "GEGEBEN"],
+                "change": ["RÜCKGELD", "ZURÜCK"],
+                "change_within": 2,
+            }
+        )
+    )
     assert settled("SUMME 9.80\nGEGEBEN 20.00\nRückgeld 10.20", load_profile(str(own))) == Decimal("9.80")
 
 

@@ -16,10 +16,16 @@ EMULATED_AVX2 = CpuKind("AVX2", True, True, "x86_64")  # an AMX machine told ATE
 ARM = CpuKind("DEFAULT", False, False, "aarch64")
 
 
-@pytest.mark.parametrize(("kind", "dtype", "said"), [
-    (AMX, "bf16", "AMX-BF16"), (AVX512_BF16, "bf16", "AVX512-BF16"), (AVX2, "fp32", "no bf16 units"),
-    (EMULATED_AVX2, "fp32", "torch runs AVX2 kernels"), (ARM, "fp32", "aarch64"),
-])
+@pytest.mark.parametrize(
+    ("kind", "dtype", "said"),
+    [
+        (AMX, "bf16", "AMX-BF16"),
+        (AVX512_BF16, "bf16", "AVX512-BF16"),
+        (AVX2, "fp32", "no bf16 units"),
+        (EMULATED_AVX2, "fp32", "torch runs AVX2 kernels"),
+        (ARM, "fp32", "aarch64"),
+    ],
+)
 def test_the_path_per_cpu_kind_and_why(kind, dtype, said):
     path = compute_path(kind)
     assert path.dtype == dtype and said in path.why

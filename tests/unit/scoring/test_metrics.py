@@ -21,14 +21,20 @@ from backend.scoring.normalize import same_value
 NAMES = ["company", "date", "total"]
 
 
-@pytest.mark.parametrize("predicted,gold,same", [
-    ("Book Ta .K (Taman Daya) SDN BHD", "BOOK TA .K (TAMAN DAYA) SDN BHD", True),  # case
-    ("NO.53  55,57 &\n59", "NO.53 55,57 & 59", True),  # whitespace
-    ("SDN. BHD", "SDN.BHD", True),  # space beside punctuation
-    ("RM 9.00", "9.00", True), ("9", "9.00", True), ("9.10", "9.01", False),  # amounts as numbers
-    ("2018-12-25", "25/12/2018", True), ("2018-12-26", "25/12/2018", False),  # dates as dates
-    ("ACME", "ACNE", False),
-])
+@pytest.mark.parametrize(
+    "predicted,gold,same",
+    [
+        ("Book Ta .K (Taman Daya) SDN BHD", "BOOK TA .K (TAMAN DAYA) SDN BHD", True),  # case
+        ("NO.53  55,57 &\n59", "NO.53 55,57 & 59", True),  # whitespace
+        ("SDN. BHD", "SDN.BHD", True),  # space beside punctuation
+        ("RM 9.00", "9.00", True),
+        ("9", "9.00", True),
+        ("9.10", "9.01", False),  # amounts as numbers
+        ("2018-12-25", "25/12/2018", True),
+        ("2018-12-26", "25/12/2018", False),  # dates as dates
+        ("ACME", "ACNE", False),
+    ],
+)
 def test_same_value(predicted, gold, same):
     assert same_value(predicted, gold) is same
 
@@ -40,8 +46,16 @@ def test_each_outcome_is_counted_distinctly():
     wrong = score_document(1, json.dumps({"company": "ACNE", "date": "25/12/2018", "total": None}), gold, NAMES, "")
     assert [f.outcome for f in wrong.fields] == ["wrong", "correct", "absent"]
     s = summarize([doc, wrong], NAMES)
-    assert s["fields"]["company"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "correct": 1, "wrong": 1,
-                                      "missing": 0, "extra": 0, "absent": 0}
+    assert s["fields"]["company"] == {
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1": 0.5,
+        "correct": 1,
+        "wrong": 1,
+        "missing": 0,
+        "extra": 0,
+        "absent": 0,
+    }
     assert s["fields"]["date"]["precision"] == 1.0 and s["fields"]["date"]["recall"] == 0.5
     assert s["fields"]["total"]["precision"] == 0.0 and s["fields"]["total"]["absent"] == 1
     micro = s["micro"]  # tp 2, fp wrong 1 + extra 1 = 2, fn wrong 1 + missing 1 = 2
@@ -65,15 +79,18 @@ def test_exact_match_and_validity_rates():
 SOURCE = "ACME TOOLS SDN BHD\nNO 5 JALAN BESAR\nDATE 25/12/2018\nTOTAL RM 12.50"
 
 
-@pytest.mark.parametrize("predicted,gold,expected", [
-    (None, "ACME", ["missing"]),
-    ("ZENITH CORP", "ACME TOOLS SDN BHD", ["hallucinated"]),
-    ("ACME TOOLS SDN-BHD", "ACME TOOLS SDN BHD", ["format"]),
-    ("ACME TOOLS SDN BHD NO 5", "ACME TOOLS SDN BHD", ["too_long"]),
-    ("ACME TOOLS SDN BH", "ACME TOOLS SDN BHD", ["near_miss"]),
-    ("JALAN BESAR JALAN BESAR JALAN BESAR JALAN BESAR", "NO 5 JALAN BESAR", ["hallucinated", "repetitive"]),
-    ("NO 5 JALAN BESAR", "ACME TOOLS SDN BHD", ["wrong_value"]),
-])
+@pytest.mark.parametrize(
+    "predicted,gold,expected",
+    [
+        (None, "ACME", ["missing"]),
+        ("ZENITH CORP", "ACME TOOLS SDN BHD", ["hallucinated"]),
+        ("ACME TOOLS SDN-BHD", "ACME TOOLS SDN BHD", ["format"]),
+        ("ACME TOOLS SDN BHD NO 5", "ACME TOOLS SDN BHD", ["too_long"]),
+        ("ACME TOOLS SDN BH", "ACME TOOLS SDN BHD", ["near_miss"]),
+        ("JALAN BESAR JALAN BESAR JALAN BESAR JALAN BESAR", "NO 5 JALAN BESAR", ["hallucinated", "repetitive"]),
+        ("NO 5 JALAN BESAR", "ACME TOOLS SDN BHD", ["wrong_value"]),
+    ],
+)
 def test_error_categories(predicted, gold, expected):
     assert categorize(predicted, gold, SOURCE) == expected
 
@@ -97,8 +114,10 @@ def test_summary_lists_the_worst_documents_with_categories():
     bad = score_document(1, json.dumps({"company": "ZENITH", "date": None, "total": "12.50"}), gold, NAMES, SOURCE)
     s = summarize([good, bad], NAMES)
     assert [w["index"] for w in s["worst"]] == [1]
-    assert {f["field"]: f["categories"] for f in s["worst"][0]["fields"]} == {"company": ["hallucinated"],
-                                                                             "date": ["missing"]}
+    assert {f["field"]: f["categories"] for f in s["worst"][0]["fields"]} == {
+        "company": ["hallucinated"],
+        "date": ["missing"],
+    }
     assert s["errors"] == {"company": {"hallucinated": 1}, "date": {"missing": 1}}
 
 

@@ -18,13 +18,20 @@ def test_every_example_format_loads_to_chats():
     assert all(ex.messages[-1]["role"] == "assistant" for ex in data.examples)
     assert data.schema.names == ["company", "date", "address", "total"]
     alpaca = next(ex for ex in data.examples if ex.format == "alpaca")
-    assert alpaca.messages == [{"role": "user", "content": "Give the currency of this amount as an ISO 4217 code.\n\nRM 45.90"},
-                               {"role": "assistant", "content": "MYR"}]
+    assert alpaca.messages == [
+        {"role": "user", "content": "Give the currency of this amount as an ISO 4217 code.\n\nRM 45.90"},
+        {"role": "assistant", "content": "MYR"},
+    ]
 
 
 def test_extraction_record_uses_the_shared_template(write_jsonl):
-    path = write_jsonl("x.jsonl", [{"text": "ACME LTD\nTOTAL 9.00", "fields": {"company": "ACME LTD", "total": "9.00"}},
-                                   {"text": "SHOP 2\n01/02/2020", "fields": {"company": "SHOP 2", "date": "01/02/2020"}}])
+    path = write_jsonl(
+        "x.jsonl",
+        [
+            {"text": "ACME LTD\nTOTAL 9.00", "fields": {"company": "ACME LTD", "total": "9.00"}},
+            {"text": "SHOP 2\n01/02/2020", "fields": {"company": "SHOP 2", "date": "01/02/2020"}},
+        ],
+    )
     data = load_jsonl(path)
     assert data.schema.names == ["company", "total", "date"]
     first = data.examples[0].messages

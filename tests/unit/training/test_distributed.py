@@ -33,8 +33,19 @@ def receipts(write_jsonl) -> str:
 
 
 def _common(data: str) -> dict:
-    return dict(data=[data], max_steps=8, batch_size=4, grad_accum=2, learning_rate=1e-2, warmup_ratio=0.0,
-                val_fraction=0.1, eval_examples=0, max_length=1024, lora_dropout=0.0, save_every=0)
+    return dict(
+        data=[data],
+        max_steps=8,
+        batch_size=4,
+        grad_accum=2,
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        val_fraction=0.1,
+        eval_examples=0,
+        max_length=1024,
+        lora_dropout=0.0,
+        save_every=0,
+    )
 
 
 def _steps(run, key: str) -> list[float]:
@@ -61,8 +72,12 @@ def _cut_and_resume(tiny_config, receipts, **launch):
     """A launched run cancelled from the parent after its first step (stop file), checkpointed by
     the ranks, then resumed by a second launch to the end."""
     progress: list[dict] = []
-    cut = train(tiny_config(run_name="launched", **launch, **_common(receipts)), progress_bar=False,
-                on_progress=progress.append, should_stop=lambda: len(progress) >= 1)
+    cut = train(
+        tiny_config(run_name="launched", **launch, **_common(receipts)),
+        progress_bar=False,
+        on_progress=progress.append,
+        should_stop=lambda: len(progress) >= 1,
+    )
     assert cut.status == "cancelled" and 1 <= cut.summary["steps"] < 8
     assert (cut.run_dir / "checkpoints" / f"step-{cut.summary['steps']}" / "state.json").is_file()
     assert [p["step"] for p in progress] == list(range(1, cut.summary["steps"] + 1))

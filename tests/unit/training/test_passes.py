@@ -40,8 +40,9 @@ def test_pass_size_follows_the_model_and_the_precision(tiny_model):
 
 
 def test_a_run_in_small_passes_equals_the_run_in_whole_batches(tiny_config):
-    kwargs = dict(data=[str(EXAMPLES / "receipts.jsonl")], max_steps=3, batch_size=4, learning_rate=1e-2,
-                  max_length=1024)
+    kwargs = dict(
+        data=[str(EXAMPLES / "receipts.jsonl")], max_steps=3, batch_size=4, learning_rate=1e-2, max_length=1024
+    )
     whole = train(tiny_config(run_name="whole", pass_tokens=0, **kwargs), progress_bar=False)
     parts = train(tiny_config(run_name="parts", pass_tokens=600, **kwargs), progress_bar=False)
 

@@ -9,9 +9,13 @@ from backend.training.tokenize import IGNORE, encode_chat, encode_examples
 
 def test_prompt_tokens_are_masked_and_answers_labelled(tiny_model):
     tok = load_tokenizer(tiny_model)
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Total?"},
-                {"role": "assistant", "content": "9.00"}, {"role": "user", "content": "Date?"},
-                {"role": "assistant", "content": "25/12/2018"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Total?"},
+        {"role": "assistant", "content": "9.00"},
+        {"role": "user", "content": "Date?"},
+        {"role": "assistant", "content": "25/12/2018"},
+    ]
     enc = encode_chat(tok, messages)
     prompt = tok.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)
     n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
@@ -24,7 +28,9 @@ def test_prompt_tokens_are_masked_and_answers_labelled(tiny_model):
 def test_too_long_examples_are_reported_not_cut(tiny_model):
     tok = load_tokenizer(tiny_model)
     short = Example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "f.jsonl:1", "chat")
-    long = Example([{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "yo"}], "f.jsonl:2", "chat")
+    long = Example(
+        [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "yo"}], "f.jsonl:2", "chat"
+    )
     out = encode_examples(tok, [short, long], max_length=64)
     assert len(out.items) == 1 and out.items[0].origin == "f.jsonl:1"
     assert out.too_long[0][0] == "f.jsonl:2" and out.too_long[0][1] > 64

@@ -33,8 +33,9 @@ def test_training_changes_adapter_and_leaves_base_bit_identical(tiny_config, tin
 
 
 def test_loss_falls_and_the_adapter_recalls_the_memorised_answer(tiny_config, secret_data):
-    config = tiny_config(data=[secret_data], max_steps=60, batch_size=1, learning_rate=2e-2,
-                         warmup_ratio=0.0, lr_scheduler="constant")
+    config = tiny_config(
+        data=[secret_data], max_steps=60, batch_size=1, learning_rate=2e-2, warmup_ratio=0.0, lr_scheduler="constant"
+    )
     result = train(config, progress_bar=False)
     losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < losses[0] / 10
@@ -45,13 +46,23 @@ def test_loss_falls_and_the_adapter_recalls_the_memorised_answer(tiny_config, se
 
 def test_run_folder_holds_every_output(tiny_config):
     progress: list[dict] = []
-    result = train(tiny_config(data=[str(EXAMPLES / "alpaca.jsonl")], max_steps=2, val_fraction=0.25,
-                               report_to="wandb"), progress_bar=False, on_progress=progress.append)
+    result = train(
+        tiny_config(data=[str(EXAMPLES / "alpaca.jsonl")], max_steps=2, val_fraction=0.25, report_to="wandb"),
+        progress_bar=False,
+        on_progress=progress.append,
+    )
     assert [(p["step"], p["total_steps"]) for p in progress] == [(1, 2), (2, 2)]
     assert progress[-1]["eta_s"] == 0 and progress[0]["tokens_per_s"] > 0 and "loss" in progress[0]
     run = result.run_dir
-    for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "config.json",
-                 "metrics.jsonl", "loss.png", "summary.json", "tokenizer/tokenizer_config.json"):
+    for name in (
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "config.json",
+        "metrics.jsonl",
+        "loss.png",
+        "summary.json",
+        "tokenizer/tokenizer_config.json",
+    ):
         assert (run / name).is_file(), name
     assert list(run.glob("wandb/offline-run-*")), "wandb should log offline into the run folder"
     summary = json.loads((run / "summary.json").read_text())
@@ -91,11 +102,15 @@ def test_resume_after_interruption_replays_the_same_steps(tiny_config):
 def test_merged_model_gives_the_same_logits_as_base_plus_adapter(tiny_config, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    result = train(tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=4, learning_rate=1e-2), progress_bar=False)
+    result = train(
+        tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=4, learning_rate=1e-2), progress_bar=False
+    )
     assert cli_main(["merge", "--adapter", str(result.run_dir), "--out", str(tmp_path / "merged")]) == 0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
-    with ModelPool(dtype="float32").using(AdapterBundle.of_folder(result.run_dir)) as (peft, tokenizer, _), \
-            torch.no_grad():
+    with (
+        ModelPool(dtype="float32").using(AdapterBundle.of_folder(result.run_dir)) as (peft, tokenizer, _),
+        torch.no_grad(),
+    ):
         ids = tokenizer("TOTAL 9.00 RM", return_tensors="pt")["input_ids"]
         expected, got = peft(ids).logits, merged(ids).logits
         base = AutoModelForCausalLM.from_pretrained(result.summary["base_model_path"])(ids).logits
@@ -108,16 +123,28 @@ def test_4bit_qlora_on_cpu_is_not_disturbed_by_validation(tiny_config):
     # which gradients go wrong unless that path is disabled (loading.py). Validating after every step
     # must therefore leave the training trajectory exactly as it is without validation.
     def run(eval_every: int, name: str) -> list[dict]:
-        result = train(tiny_config(data=[str(EXAMPLES / "receipts.jsonl")], max_steps=4, quantize="4bit",
-                                   precision="bf16", val_fraction=0.1, eval_every=eval_every, max_length=1024,
-                                   run_name=name), progress_bar=False)
+        result = train(
+            tiny_config(
+                data=[str(EXAMPLES / "receipts.jsonl")],
+                max_steps=4,
+                quantize="4bit",
+                precision="bf16",
+                val_fraction=0.1,
+                eval_every=eval_every,
+                max_length=1024,
+                run_name=name,
+            ),
+            progress_bar=False,
+        )
         assert result.summary["runtime"].startswith("QLoRA: NF4 4-bit base")
         return [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
 
     quiet, validated = run(0, "quiet"), run(1, "validated")
     assert sum("val_loss" in r for r in validated) >= 4
     for a, b in zip([r for r in quiet if "loss" in r], [r for r in validated if "loss" in r]):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["grad_norm"] == pytest.approx(
+            b["grad_norm"], rel=1e-3
+        )
 
 
 def test_cli_reports_bad_data_with_file_and_line(write_jsonl, tiny_model, capsys):
@@ -149,10 +176,33 @@ def test_cli_interrupted_run_resumes_to_the_same_end(tiny_model, tmp_path, signu
     import time
 
     runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "backend.cli", "train", "--data", str(EXAMPLES / "receipts.jsonl"),
-           "--model", tiny_model, "--report-to", "none", "--output-dir", str(runs), "--run-name", "r",
-           "--max-steps", "200", "--batch-size", "1", "--precision", "fp32", "--val-fraction", "0", "--quiet",
-           "--save-every", "5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "backend.cli",
+        "train",
+        "--data",
+        str(EXAMPLES / "receipts.jsonl"),
+        "--model",
+        tiny_model,
+        "--report-to",
+        "none",
+        "--output-dir",
+        str(runs),
+        "--run-name",
+        "r",
+        "--max-steps",
+        "200",
+        "--batch-size",
+        "1",
+        "--precision",
+        "fp32",
+        "--val-fraction",
+        "0",
+        "--quiet",
+        "--save-every",
+        "5",
+    ]
     env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parents[1])}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     metrics = runs / "r" / "metrics.jsonl"
@@ -170,8 +220,13 @@ def test_cli_interrupted_run_resumes_to_the_same_end(tiny_model, tmp_path, signu
     else:
         assert proc.returncode == -9
         assert checkpoints and all(c % 5 == 0 for c in checkpoints)
-    done = subprocess.run([sys.executable, "-m", "backend.cli", "train", "--resume", str(runs / "r"), "--quiet"],
-                          capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "train", "--resume", str(runs / "r"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((runs / "r" / "summary.json").read_text())["steps"] == 200
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"loss"' in line]
@@ -185,13 +240,16 @@ def test_resume_refuses_finished_runs_and_other_folders(tiny_config, tmp_path):
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         train(None, resume_dir=tmp_path, progress_bar=False)
     with pytest.raises(FileExistsError, match="already holds a run"):
-        train(tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=1, run_name=result.run_dir.name),
-              progress_bar=False)
+        train(
+            tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=1, run_name=result.run_dir.name),
+            progress_bar=False,
+        )
 
 
 def test_cli_generate_answers_with_base_or_adapter(tiny_config, secret_data, capsys):
-    config = tiny_config(data=[secret_data], max_steps=60, batch_size=1, learning_rate=2e-2,
-                         warmup_ratio=0.0, lr_scheduler="constant")
+    config = tiny_config(
+        data=[secret_data], max_steps=60, batch_size=1, learning_rate=2e-2, warmup_ratio=0.0, lr_scheduler="constant"
+    )
     result = train(config, progress_bar=False)
     assert cli_main(["generate", "--adapter", str(result.run_dir), "--prompt", SECRET_Q, "--max-new-tokens", "48"]) == 0
     assert capsys.readouterr().out.strip() == SECRET_A
@@ -226,13 +284,28 @@ def test_validation_reports_extraction_metrics_and_ships_the_best_adapter(tiny_c
     the adapter of the best evaluation is kept in best/ and shipped as adapter/."""
     rows = [json.loads(line) for line in (EXAMPLES / "receipts.jsonl").read_text().splitlines()[:12]]
     data = write_jsonl("receipts.jsonl", rows)
-    result = train(tiny_config(data=[data], max_steps=12, batch_size=2, learning_rate=2e-2, val_fraction=0.25,
-                               eval_every=4, eval_examples=3, eval_metric="val_loss", max_length=1024),
-                   progress_bar=False)
+    result = train(
+        tiny_config(
+            data=[data],
+            max_steps=12,
+            batch_size=2,
+            learning_rate=2e-2,
+            val_fraction=0.25,
+            eval_every=4,
+            eval_examples=3,
+            eval_metric="val_loss",
+            max_length=1024,
+        ),
+        progress_bar=False,
+    )
     evals = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "val_loss" in r]
     assert [r["step"] for r in evals] == [4, 8, 12]
-    assert all(0 <= r["val_micro_f1"] <= 1 and 0 <= r["val_json_valid"] <= 1 and set(r["val_fields_f1"]) ==
-               {"company", "date", "address", "total"} for r in evals)
+    assert all(
+        0 <= r["val_micro_f1"] <= 1
+        and 0 <= r["val_json_valid"] <= 1
+        and set(r["val_fields_f1"]) == {"company", "date", "address", "total"}
+        for r in evals
+    )
     best = min(evals, key=lambda r: r["val_loss"])
     assert result.summary["best"] == {"step": best["step"], "metric": "val_loss", "value": best["val_loss"]}
     shipped = (result.run_dir / "adapter" / "adapter_model.safetensors").read_bytes()
@@ -250,9 +323,19 @@ def test_a_stop_during_the_final_evaluation_cancels_the_run_and_ships_no_adapter
         calls["n"] += 1
         return calls["n"] > steps  # the loop asks once per step; the next asker is the evaluation
 
-    run = train(tiny_config(run_name="late-cancel", data=[str(EXAMPLES / "receipts.jsonl")], max_steps=steps,
-                            batch_size=2, max_length=1024, val_fraction=0.25, eval_examples=4),
-                should_stop=stop_once_training_is_done, progress_bar=False)
+    run = train(
+        tiny_config(
+            run_name="late-cancel",
+            data=[str(EXAMPLES / "receipts.jsonl")],
+            max_steps=steps,
+            batch_size=2,
+            max_length=1024,
+            val_fraction=0.25,
+            eval_examples=4,
+        ),
+        should_stop=stop_once_training_is_done,
+        progress_bar=False,
+    )
     assert run.status == "cancelled" and run.summary["steps"] == steps and run.summary["validation"] is None
     assert calls["n"] == steps + 1  # stopped at the evaluation's first batch, not after it
     assert not (run.run_dir / "adapter" / "adapter_model.safetensors").exists()
@@ -266,8 +349,17 @@ def test_an_adapter_folder_holds_no_document_text_and_no_local_path(tiny_config)
     from backend.labels.conventions import MEMORY_FILE, Conventions
 
     records = [json.loads(line) for line in (EXAMPLES / "receipts.jsonl").read_text().splitlines()]
-    run = train(tiny_config(run_name="portable", data=[str(EXAMPLES / "receipts.jsonl")], max_steps=2, batch_size=2,
-                            max_length=1024, eval_examples=0), progress_bar=False)
+    run = train(
+        tiny_config(
+            run_name="portable",
+            data=[str(EXAMPLES / "receipts.jsonl")],
+            max_steps=2,
+            batch_size=2,
+            max_length=1024,
+            eval_examples=0,
+        ),
+        progress_bar=False,
+    )
     adapter = run.run_dir / "adapter"
     shared = "".join(p.read_text(errors="ignore") for p in adapter.iterdir() if p.suffix == ".json")
     heads = {r["text"].splitlines()[0] for r in records} | {r["fields"]["company"] for r in records}
@@ -287,8 +379,19 @@ def test_an_adapter_folder_holds_no_document_text_and_no_local_path(tiny_config)
     shared = run.run_dir.parent / "shared"  # what goes to another team: no memory unless asked
     assert not (shared / MEMORY_FILE).exists() and (shared / "adapter" / "adapter_model.safetensors").is_file()
     assert Conventions.load(shared / "adapter").exemplars is None
-    assert cli(["export", "--adapter", str(run.run_dir), "--out", str(run.run_dir.parent / "whole"),
-                "--include-label-memory"]) == 0
+    assert (
+        cli(
+            [
+                "export",
+                "--adapter",
+                str(run.run_dir),
+                "--out",
+                str(run.run_dir.parent / "whole"),
+                "--include-label-memory",
+            ]
+        )
+        == 0
+    )
     whole = Conventions.load(run.run_dir.parent / "whole" / "adapter")  # the explicit export takes it along
     assert whole.exemplars is not None and any(c.known for c in whole.fields.values())
     assert cli(["export", "--adapter", str(run.run_dir), "--out", str(run.run_dir.parent / "whole")]) == 2
@@ -302,14 +405,24 @@ def test_the_registry_keeps_the_label_memory_beside_a_registered_adapter(tiny_co
     from backend.storage.engine import make_engine
     from backend.storage.migrations import migrate
 
-    run = train(tiny_config(run_name="registered", data=[str(EXAMPLES / "receipts.jsonl")], max_steps=1,
-                            batch_size=2, max_length=1024, eval_examples=0), progress_bar=False)
+    run = train(
+        tiny_config(
+            run_name="registered",
+            data=[str(EXAMPLES / "receipts.jsonl")],
+            max_steps=1,
+            batch_size=2,
+            max_length=1024,
+            eval_examples=0,
+        ),
+        progress_bar=False,
+    )
     (run.run_dir / "data.jsonl").write_text((EXAMPLES / "receipts.jsonl").read_text())  # a job's snapshot
     data_dir = tmp_path / "registry"
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
     migrate(engine)
-    version = adapters.register(engine=engine, data_dir=data_dir, name="rx", job_id="j1", dataset="d",
-                                run_dir=run.run_dir, summary=run.summary)
+    version = adapters.register(
+        engine=engine, data_dir=data_dir, name="rx", job_id="j1", dataset="d", run_dir=run.run_dir, summary=run.summary
+    )
     folder = Path(version["path"])
     assert (folder / MEMORY_FILE).is_file() and not (folder / "adapter" / MEMORY_FILE).exists()
     served = Conventions.load(folder / "adapter")

@@ -41,16 +41,17 @@ if [ -z "$NODE" ] || [ "$(major "$NODE")" -lt 24 ]; then
     mkdir -p "$NODE_DIR/bin"
     ln -sf ../node_modules/node/bin/node "$NODE_DIR/bin/node"
   fi
-  # The `node` package keeps the real binary and its headers in node-linux-<arch>: native modules
+  # The `node` package keeps the full Node (binary and headers) in node-linux-<arch>: native modules
   # must be built against these headers, not the system Node's.
-  NODE_REAL="$(readlink -f "$NODE_DIR/node_modules/node/bin/node")"
+  headers="$(find "$NODE_DIR/node_modules" -path '*/include/node/common.gypi' -print -quit)"
+  [ -n "$headers" ] || { log "no Node headers in $NODE_DIR"; exit 1; }
   export PATH="$NODE_DIR/bin:$PATH"
-  export npm_config_nodedir="$(cd "$(dirname "$NODE_REAL")/.." && pwd)"
+  export npm_config_nodedir="${headers%/include/node/common.gypi}"
 fi
 NODE_V="$("$NODE" --version)"
 
-installed_version() {
-  [ -f "$PKG_JSON" ] || return 1
+installed_version() {  # only an install that finished (native modules rebuilt and loading) counts
+  [ -f "$PKG_JSON" ] && [ -f "$DIR/.complete" ] || return 1
   "$NODE" -e 'process.stdout.write(require(process.argv[1]).version)' "$PKG_JSON"
 }
 have="$(installed_version || true)"
@@ -118,16 +119,21 @@ cat > "$DIR/package.json" <<JSON
 JSON
 log "installing n8n $want on Node $NODE_V into $DIR (several minutes) ..."
 start=$(date +%s)
+rm -f "$DIR/.complete"
 (cd "$DIR" && rm -f package-lock.json \
   && npm install --ignore-scripts --yes --no-audit --no-fund --loglevel=error >&2 \
   && npm rebuild sqlite3 isolated-vm --yes --loglevel=error >&2)
 log "installed in $(( $(date +%s) - start )) s; $(du -sh "$DIR" 2>/dev/null | cut -f1)"
 
+for module in sqlite3 isolated-vm; do
+  "$NODE" -e 'require(process.argv[1])' "$DIR/node_modules/$module" \
+    || { log "$module does not load on Node $NODE_V"; exit 1; }
+done
+touch "$DIR/.complete"
 v="$(installed_version || true)"
 if [ ! -x "$BIN" ] || [ "$v" != "$want" ]; then
   log "n8n install failed: found version '${v:-none}' at $BIN"
   exit 1
 fi
-"$NODE" -e 'require(process.argv[1])' "$DIR/node_modules/sqlite3" \
-  || { log "sqlite3 does not load on Node $NODE_V"; exit 1; }
+log "n8n $v on Node $NODE_V"
 echo "$BIN"

@@ -81,6 +81,8 @@ def find_n8n(line: str = "2.8") -> tuple[N8nInstall | None, str]:
     folder = install_dir(line)
     script = "scripts/install_n8n.sh" if line == "2.8" else "scripts/install_n8n_newest.sh"
     binary, version = folder / "node_modules" / ".bin" / "n8n", installed_version(line)
+    if line == "newest" and not (folder / ".complete").exists():  # the installer marks a finished install
+        version = None
     if not binary.exists() or version is None:
         return None, f"n8n ({line}) is not installed in {folder}: run {script} {folder}"
     if line == "2.8" and version != N8N_VERSION:

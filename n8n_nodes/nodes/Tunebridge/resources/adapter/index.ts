@@ -40,6 +40,7 @@ export const adapterDescription: INodeProperties[] = [
 				name: 'Roll Back',
 				value: 'rollback',
 				action: 'Move an alias back to its previous version',
+				description: 'Point an alias back at the version it named before its last change',
 			},
 		],
 		default: 'list',

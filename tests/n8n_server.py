@@ -33,7 +33,8 @@ from servers import free_port, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ROOT / "n8n_nodes"
 WORKFLOWS = ROOT / "workflows"
-N8N_VERSION = "2.8.4"
+N8N_VERSION = "2.8.4"  # the 2.8 line (the newest n8n that runs on Node 20)
+N8N_NEWEST_KNOWN_GOOD = "2.41.1"  # the newest line's pinned fallback, and the compose image's n8n
 PACKAGE = "n8n-nodes-tunebridge"
 OWNER = {"email": "owner@tunebridge.test", "firstName": "Tune", "lastName": "Bridge", "password": "Tunebridge-test-1"}
 API_SCOPES = ["workflow:create", "workflow:read", "workflow:update", "workflow:delete", "workflow:list",

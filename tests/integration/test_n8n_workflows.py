@@ -98,7 +98,8 @@ def service(n8n_install, tmp_path_factory, tiny_model):
 
 
 @pytest.fixture(scope="module")
-def receiver():
+def receiver(n8n_install):
+    """One per n8n line: the lines' services give the same document the same id."""
     r = Receiver()
     yield r
     r.server.shutdown()

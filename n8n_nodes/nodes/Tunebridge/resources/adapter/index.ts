@@ -25,10 +25,10 @@ export const adapterDescription: INodeProperties[] = [
 				description: 'One version, by name, name@version or name@alias',
 			},
 			{
-				name: 'List',
+				name: 'Get Many',
 				value: 'list',
-				action: 'List adapters',
-				description: 'Every adapter with its versions and aliases, one item each',
+				action: 'Get many adapters',
+				description: 'Adapters with their versions and aliases, one item each',
 			},
 			{
 				name: 'Promote',

@@ -110,7 +110,10 @@ def _newest_mtime(*folders: Path) -> float:
 def pack_node_package(user_folder: Path) -> Path:
     """Build `n8n_nodes` if its dist is missing or stale, `npm pack` it and unpack it where n8n's own
     installer puts community packages: `<user folder>/.n8n/nodes/node_modules/n8n-nodes-tunebridge`."""
-    npm = {"cwd": NODES, "capture_output": True, "text": True, "timeout": 600}
+    # @n8n/node-cli needs Node 22+: the newest line's Node 24 when the installer put one there
+    node24 = install_dir("newest") / "node24" / "bin"
+    path = f"{node24}{os.pathsep}{os.environ.get('PATH', '')}" if (node24 / "node").exists() else os.environ.get("PATH", "")
+    npm = {"cwd": NODES, "capture_output": True, "text": True, "timeout": 600, "env": {**os.environ, "PATH": path}}
     if not (NODES / "node_modules" / ".bin" / "n8n-node").exists():
         subprocess.run(["npm", "ci", "--yes", "--no-audit", "--no-fund"], check=True, **npm)
     built = NODES / "dist" / "nodes" / "Tunebridge" / "Tunebridge.node.js"

@@ -35,6 +35,7 @@ DOCS = [
 ]
 TRAIN = {"max_steps": 2, "batch_size": 1, "report_to": "none", "precision": "fp32", "val_fraction": 0.0,
          "save_every": 0, "warmup_ratio": 0.0}
+EVAL_EXAMPLES = 24  # the nightly evaluation's held-out set: long enough to be polled several times
 INTAKE = {"node": "tunebridge/documents", "http": "tunebridge/documents-http"}
 FORMS = {"node": "tunebridge/upload", "http": "tunebridge/upload-http"}
 
@@ -326,8 +327,14 @@ def test_nightly_evaluation_runs_from_the_cli(n8n, service, receiver):
     done = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job['id']}", headers=auth).json())["status"]
                       in ("succeeded", "failed") and j, timeout=180, what="the adapter's training")
     assert done["status"] == "succeeded", done
-    settings = {"adapter": "n8n-cli@1", "eval_dataset": "n8n-cli", "eval_limit": 2, "min_f1": 0.99,
-                "poll_seconds": 1, "notify_url": receiver.url}
+    # enough held-out receipts that the evaluation outlasts a few polls
+    held_out = [{"text": f"Shop {i}\nDate: {i + 1:02d}/05/2024\nTOTAL {10 + i}.00",
+                 "fields": {"company": f"Shop {i}", "date": f"{i + 1:02d}/05/2024", "total": f"{10 + i}.00"}}
+                for i in range(EVAL_EXAMPLES)]
+    body = "\n".join(json.dumps(d) for d in held_out).encode()
+    assert httpx.post(f"{url}/v1/datasets/n8n-cli-eval/examples", content=body, headers=auth).status_code == 201
+    settings = {"adapter": "n8n-cli@1", "eval_dataset": "n8n-cli-eval", "eval_limit": EVAL_EXAMPLES,
+                "min_f1": 0.99, "poll_seconds": 1, "notify_url": receiver.url}
     workflow = n8n["n8n"].create_workflow(load_workflow("nightly-evaluation.json", credentials=n8n["credentials"],
                                                         settings=settings))
     run = n8n["n8n"].cli_execute(workflow["id"])

@@ -4,17 +4,19 @@
 #   scripts/install_n8n_newest.sh [DIR]   (default: $HOME/.cache/tunebridge/n8n-newest)
 #
 # n8n >= 2.34 needs Node >= 24. When the `node` on PATH is older, Node 24 comes from the npm
-# registry's `node` package into DIR/node24 (no system change). The n8n version is resolved from
-# the registry at install time: the `latest` 2.x whose dependency tree resolves (some releases name
-# dependencies that never reached the registry); when none does, the pinned known-good
-# N8N_FALLBACK_VERSION. n8n is installed with --ignore-scripts, then only its native modules
-# (sqlite3, isolated-vm) are rebuilt for that Node.
+# registry's `node` package into DIR/node24 (nothing system-wide); run n8n with DIR/node24/bin first
+# on PATH (the tests and `make test-n8n` do). The n8n version is resolved from the registry at
+# install time: the newest released 2.x whose dependency tree resolves there (a lock-file-only
+# resolve, no download; some releases name dependencies that never reached the registry), trying the
+# three newest; when none does, the pinned known-good N8N_FALLBACK_VERSION. n8n is installed with
+# --ignore-scripts, then only its native modules (sqlite3, isolated-vm) are rebuilt, against that
+# Node's own headers (an npm `nodedir` setting for the system Node would build them for the wrong one).
 #
-# Idempotent and cached: a rerun asks the registry for the newest version (about a second) and reuses
-# the install when it already has it, or when that version was already found not to install.
-# TUNEBRIDGE_N8N_OFFLINE=1 skips the registry and reuses whatever is installed.
-# First install: about 10-15 minutes and 3 GB. Prints the n8n binary's path on the last line; the
-# binary runs on the Node next to it (DIR/node24/bin is put first on PATH by the caller, see below).
+# Idempotent and cached: a rerun asks the registry for the versions (about a second) and reuses the
+# install when nothing newer than it resolves; versions found not to resolve are remembered in DIR.
+# TUNEBRIDGE_N8N_OFFLINE=1 skips the registry and reuses whatever is installed. The first install
+# takes several minutes and about 3 GB (workflows/README.md has the times measured). Prints what it
+# installed or reused, and the n8n binary's path on the last line.
 set -euo pipefail
 
 NODE_VERSION="${NODE24_VERSION:-24.15.0}"

@@ -84,7 +84,7 @@ fi
 
 # Does a version's dependency tree resolve on the registry? (a lock file only: no downloads)
 resolves() {
-  local tmp rc=0; tmp="$(mktemp -d)"
+  local tmp rc=0; tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
   printf '{"name":"probe","private":true,"dependencies":{"n8n":"%s"},"overrides":{"xlsx":"0.18.5"}}\n' "$1" \
     > "$tmp/package.json"
   (cd "$tmp" && timeout 600 npm install --package-lock-only --ignore-scripts --yes --no-audit --no-fund \
@@ -110,32 +110,35 @@ if [ -z "$want" ]; then
 fi
 
 # --- install --------------------------------------------------------------------------------------
-cat > "$DIR/package.json" <<JSON
+install() {  # install n8n $1 into DIR; 0 when it runs on this Node
+  cat > "$DIR/package.json" <<JSON
 {
   "name": "tunebridge-n8n-newest",
   "private": true,
   "description": "the newest n8n 2.x for the tunebridge workflow tests (scripts/install_n8n_newest.sh)",
-  "dependencies": { "n8n": "$want" },
+  "dependencies": { "n8n": "$1" },
   "overrides": { "xlsx": "0.18.5" }
 }
 JSON
-log "installing n8n $want on Node $NODE_V into $DIR (several minutes) ..."
-start=$(date +%s)
-rm -f "$DIR/.complete"
-(cd "$DIR" && rm -f package-lock.json \
-  && npm install --ignore-scripts --yes --no-audit --no-fund --loglevel=error >&2 \
-  && npm rebuild sqlite3 isolated-vm --yes --loglevel=error >&2)
-log "installed in $(( $(date +%s) - start )) s; $(du -sh "$DIR" 2>/dev/null | cut -f1)"
+  log "installing n8n $1 on Node $NODE_V into $DIR (several minutes) ..."
+  local start; start=$(date +%s)
+  rm -f "$DIR/.complete" "$DIR/package-lock.json"
+  (cd "$DIR" && npm install --ignore-scripts --yes --no-audit --no-fund --loglevel=error >&2 \
+    && npm rebuild sqlite3 isolated-vm --yes --loglevel=error >&2) || return 1
+  log "installed in $(( $(date +%s) - start )) s; $(du -sh "$DIR" 2>/dev/null | cut -f1)"
+  for module in sqlite3 isolated-vm; do
+    "$NODE" -e 'require(process.argv[1])' "$DIR/node_modules/$module" \
+      || { log "$module does not load on Node $NODE_V"; return 1; }
+  done
+  touch "$DIR/.complete"
+  [ -x "$BIN" ] && [ "$(installed_version || true)" = "$1" ]
+}
 
-for module in sqlite3 isolated-vm; do
-  "$NODE" -e 'require(process.argv[1])' "$DIR/node_modules/$module" \
-    || { log "$module does not load on Node $NODE_V"; exit 1; }
-done
-touch "$DIR/.complete"
-v="$(installed_version || true)"
-if [ ! -x "$BIN" ] || [ "$v" != "$want" ]; then
-  log "n8n install failed: found version '${v:-none}' at $BIN"
-  exit 1
+if ! install "$want"; then
+  [ "$want" != "$FALLBACK" ] || { log "n8n $want did not install"; exit 1; }
+  log "n8n $want did not install; falling back to the pinned known-good n8n $FALLBACK"
+  want="$FALLBACK"
+  install "$want" || { log "n8n $want did not install"; exit 1; }
 fi
-log "n8n $v on Node $NODE_V"
+log "n8n $want on Node $NODE_V"
 echo "$BIN"

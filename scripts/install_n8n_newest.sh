@@ -84,7 +84,8 @@ fi
 
 # Does a version's dependency tree resolve on the registry? (a lock file only: no downloads)
 resolves() {
-  local tmp rc=0; tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+  local tmp="$DIR/.resolve" rc=0
+  rm -rf "$tmp" && mkdir -p "$tmp"
   printf '{"name":"probe","private":true,"dependencies":{"n8n":"%s"},"overrides":{"xlsx":"0.18.5"}}\n' "$1" \
     > "$tmp/package.json"
   (cd "$tmp" && timeout 600 npm install --package-lock-only --ignore-scripts --yes --no-audit --no-fund \

@@ -140,15 +140,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def run_documents(graph, store, files: list[Path], *, out: Path, doc_type: str | None = None,
-                  rerun: bool = False) -> tuple[list[dict[str, Any]], Path]:
+                  rerun: bool = False, deadline: float | None = None) -> tuple[list[dict[str, Any]], Path]:
     """Every file through the graph, with a progress bar; records written to `out` as they finish,
-    and a markdown report beside it."""
+    and a markdown report beside it. With a `deadline` (time.monotonic()), no document is started
+    after it: the ones done are returned."""
+    import time
+
     from tqdm import tqdm
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    records = []
+    records: list[dict[str, Any]] = []
     with out.open("w") as sink:
         for path in tqdm(files, unit="doc", desc="documents"):
+            if deadline is not None and time.monotonic() >= deadline:
+                tqdm.write(f"time budget reached: {len(records)} of {len(files)} documents done")
+                break
             record = run_one(graph, store, path, doc_type=doc_type, rerun=rerun)
             if record.get("status") == "failed":
                 tqdm.write(f"{path}: {record['error']}")

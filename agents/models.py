@@ -68,13 +68,17 @@ class EngineModel:
 
     def __init__(self, *, adapter: str | None = None, model: str | None = None, device: str = "auto",
                  max_new_tokens: int = 160, answer_tokens: int = 768, rank: str | None = None):
-        from backend.inference.pool import ModelPool, Target
+        from backend import cores
+        from backend.inference.bundle import AdapterBundle
+        from backend.inference.pool import ModelPool
 
+        if cores.current() is None:
+            cores.claim("agents")  # its share of the cores, beside other tunebridge processes
         self.pool = ModelPool(device=device)
         if adapter:
-            self.target = Target.of_folder(adapter, base=model, label=adapter)
+            self.target = AdapterBundle.of_folder(adapter, base=model, label=adapter)
         else:
-            self.target = Target(model or "smollm2-135m")
+            self.target = AdapterBundle(model or "smollm2-135m")
         self.name = self.target.label
         self.max_new_tokens = max_new_tokens  # of an explanation
         self.answer_tokens = answer_tokens  # of an extraction: an invoice with 20 line items fits

@@ -105,7 +105,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from backend.inference.generate import chat, load_for_inference
+    from backend.inference.bundle import AdapterBundle
+    from backend.inference.pool import GenRequest, ModelPool
 
     if args.messages:
         with open(args.messages) as handle:
@@ -115,8 +116,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
             {"role": "user", "content": args.prompt}]
     else:
         raise InvalidRequest("generate: give --prompt TEXT or --messages FILE.json")
-    loaded = load_for_inference(model=args.model, adapter=args.adapter, device=args.device)
-    print(chat(loaded, messages, max_new_tokens=args.max_new_tokens, temperature=args.temperature))
+    bundle = (AdapterBundle.of_folder(args.adapter, base=args.model) if args.adapter
+              else AdapterBundle(args.model or "smollm2-135m"))
+    request = GenRequest(tuple((m["role"], m["content"]) for m in messages), max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature)
+    print(ModelPool(device=args.device).generate(bundle, [request])[0].text.strip())
     return 0
 
 
@@ -209,11 +213,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from backend.api.main import create_app
+    from backend.cores import machine_cores
     from backend.supervisor import Supervisor
 
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    inference_threads, worker_threads = settings.thread_split(cores=_cores(), workers=settings.workers)
+    inference_threads, worker_threads = settings.thread_split(cores=machine_cores(), workers=settings.workers)
     settings = settings.model_copy(update={"inference_threads": inference_threads, "worker_threads": worker_threads})
     workers = Supervisor(settings, settings.workers).start()  # restarts a worker that dies
     # uvicorn handles SIGTERM itself, then re-raises it with the handler that was set before it started:
@@ -224,12 +229,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         workers.stop()  # a worker checkpoints and re-queues its job on SIGTERM
     return 0
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -303,10 +302,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(minutes=args.minutes, output_dir=args.output_dir)
 
 
+def version() -> str:
+    """The installed package's version (pyproject.toml's, once `pip install -e .` has run)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("tunebridge")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+# `tunebridge review ACTION --help`: what that action does and the options it reads (the parser is shared).
+REVIEW_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "list": ("List the documents held for a person: id, type, decision, path, flags and rules fired.", ("--db",)),
+    "show": ("Show what the graph found for one held document and why it stopped (JSON).", ("id", "--db")),
+    "resume": ("Continue a held document with corrections and/or a decision (from --corrections FILE, else asked "
+               "at the prompt); the rules decide again and the corrections go to the labelled-data webhook.",
+               ("id", "--corrections", "--reviewer", "--policy", "--db", "--webhook-url", "--webhook-secret",
+                "--dataset")),
+    "flush": ("Send the corrections that could not be delivered (the outbox in --db) to the labelled-data webhook.",
+              ("--db", "--webhook-url", "--webhook-secret")),
+}
+
+
+def review_action_parser(review: argparse.ArgumentParser, action: str) -> argparse.ArgumentParser:
+    """A parser for the help of one review action: its description and only the options it reads."""
+    text, reads = REVIEW_ACTIONS[action]
+    one = argparse.ArgumentParser(prog=f"tunebridge review {action}", description=text)
+    for a in review._actions:
+        if a.dest in reads or any(o in reads for o in a.option_strings):
+            one._add_action(a)
+    return one
+
+
+def _per_action_help(review: argparse.ArgumentParser) -> None:
+    """`review show --help` prints the help of `show`; `review --help` the whole command's."""
+
+    class ActionHelp(argparse._HelpAction):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if getattr(namespace, "action", None) in REVIEW_ACTIONS:
+                review_action_parser(parser, namespace.action).print_help()
+                parser.exit()
+            super().__call__(parser, namespace, values, option_string)
+
+    review.epilog = ("actions: list, show ID, resume ID, flush; `tunebridge review ACTION --help` says what one "
+                     "does and which options it reads")
+    for a in review._actions:
+        if isinstance(a, argparse._HelpAction):
+            a.__class__ = ActionHelp
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunebridge", description=__doc__.split(":")[0] + ": fine-tune small "
                                      "LLMs on your labelled documents, offline, CPU-first.")
     parser.add_argument("--debug", action="store_true", help="on an error, show its whole traceback")
+    parser.add_argument("--version", action="version", version=f"tunebridge {version()}",
+                        help="print the installed tunebridge version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="fine-tune a LoRA/QLoRA adapter on JSONL data")
@@ -412,10 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     from agents.cli import add_commands
 
     add_commands(sub)  # extract, review: the agents' document graph
+    _per_action_help(sub.choices["review"])
 
     p = sub.add_parser("demo", help="the main job: fine-tune the bundled model on bundled receipts, "
                        "show answers before and after")
-    p.add_argument("--minutes", type=float, default=3.0, help="training time budget")
+    p.add_argument("--minutes", type=float, default=10.0, help="the demo's time budget, about: training is sized "
+                   "to its share after measuring this machine's speed")
     p.add_argument("--output-dir", default="runs", help="where the demo run folder goes")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -432,9 +486,19 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
+# Commands that run torch in this process: each takes its share of the cores (`backend/cores.py`).
+TORCH_COMMANDS = {"train", "eval", "generate", "demo", "merge", "extract"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    if args.command in TORCH_COMMANDS:
+        from backend import cores
+
+        note = cores.crowded(cores.claim(args.command, fixed=getattr(args, "threads", 0) or 0))
+        if note:
+            print(note, file=sys.stderr)
     try:
         return args.func(args)
     except EXPECTED_ERRORS as exc:

@@ -19,9 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RECEIPTS = ROOT / "examples" / "data" / "receipts.jsonl"
 DOCUMENTS = ROOT / "examples" / "documents"
 HELD_OUT, SHOWN = 8, 3
+TRAIN_SHARE = 0.55  # of the demo's time budget; evaluation and the agents get the rest
 
 
-def run_demo(*, minutes: float, output_dir: str) -> int:
+def run_demo(*, minutes: float, output_dir: str, whole_agents_step: bool = False) -> int:
+    """The demo within about `minutes` on any machine: training is sized to its share after measuring
+    this machine's speed in its first steps, and the agents stop starting documents when time is up
+    (unless `whole_agents_step`)."""
+    import time
+
+    deadline = time.monotonic() + minutes * 60
     records = [json.loads(line) for line in RECEIPTS.read_text().splitlines() if line.strip()]
     random.Random(0).shuffle(records)
     held_out, train_records = records[:HELD_OUT], records[HELD_OUT:]
@@ -31,14 +38,19 @@ def run_demo(*, minutes: float, output_dir: str) -> int:
     for path, rows in ((train_file, train_records), (eval_file, held_out)):
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
+    train_minutes = round(minutes * TRAIN_SHARE, 1)
     print(f"1/3 fine-tuning the bundled model on {len(train_records)} receipts "
-          f"(SROIE, CC BY 4.0), about {minutes:g} minutes ...")
-    config = TrainConfig(data=[str(train_file)], epochs=3, learning_rate=1e-3, max_minutes=minutes,
-                         val_fraction=0.0, output_dir=output_dir, save_every=0)
+          f"(SROIE, CC BY 4.0), about {train_minutes:g} minutes ...")
+    config = TrainConfig(data=[str(train_file)], epochs=3, batch_size=4, learning_rate=1e-3,
+                         max_minutes=train_minutes, val_fraction=0.0, output_dir=output_dir, save_every=0)
     result = train(config)
     s = result.summary
     print(f"   {s['steps']} steps, {s['tokens_per_s']:.0f} tokens/s, {s['train_time_s']:.0f} s; "
-          f"loss {s['final_loss']:.3f}; {s['runtime']}")
+          f"loss {s['final_loss']:.3f}\n   path: {s['runtime']}")
+    if s.get("fitted_to_budget"):
+        fit = s["fitted_to_budget"]
+        print(f"   sized to this machine: {fit['steps']} of {fit['planned']} planned steps fit "
+              f"{train_minutes:g} min at {fit['tokens_per_s']:.0f} tokens/s")
 
     print(f"2/3 base model vs fine-tuned on {HELD_OUT} receipts the model never saw ...")
     examples, schema = load_eval_set(eval_file)
@@ -56,11 +68,11 @@ def run_demo(*, minutes: float, output_dir: str) -> int:
         print(f"\n- expected:   {json.dumps(record['fields'], ensure_ascii=False)}\n"
               f"- base model: {_short(before['raw'])}\n- fine-tuned: {_short(after['raw'])}")
     print(f"\nreport: {paths['report']} (chart: {paths['chart']}); run folder: {result.run_dir}")
-    run_agents(result.run_dir)
+    run_agents(result.run_dir, deadline=None if whole_agents_step else deadline)
     return 0
 
 
-def run_agents(run_dir: Path) -> None:
+def run_agents(run_dir: Path, *, deadline: float | None = None) -> None:
     """Step 3: the agents' graph over the example documents with the adapter just trained."""
     import sqlite3
 
@@ -81,7 +93,7 @@ def run_agents(run_dir: Path) -> None:
     model = EngineModel(adapter=str(run_dir), max_new_tokens=48, answer_tokens=384)
     graph = build_graph(Deps(model=model, policy=Policy.load(None), store=store, max_repairs=1),
                         SqliteSaver(sqlite3.connect(str(store.path), check_same_thread=False)))
-    records, report = run_documents(graph, store, files, out=folder / "results.jsonl")
+    records, report = run_documents(graph, store, files, out=folder / "results.jsonl", deadline=deadline)
     print(summary_table(records))
     print(f"records: {folder / 'results.jsonl'}\nreport: {report}\n"
           f"reviews: tunebridge review list --db {store.path}")

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, make_url
 
+from backend import cores
 from backend.services import adapters, callbacks, datasets, jobs, webhooks, workers
 from backend.settings import Settings
 from backend.storage.engine import make_engine
@@ -176,6 +177,7 @@ def run_worker(settings: Settings, *, poll_s: float = 0.5, max_jobs: int | None 
     engine = make_engine(settings.db_url)
     migrate(engine)
     owner = f"{socket.gethostname()}:{os.getpid()}"
+    cores.claim("worker", fixed=settings.worker_threads)
     shutdown = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: shutdown.set())

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/extract_latency.py                       # the bundled base model
     .venv/bin/python benchmarks/extract_latency.py --adapter runs/sroie/<run>   # a fine-tuned adapter
 
-Documents: `--n` receipts (default 50) from ../shared/data/sroie_train.jsonl (SROIE, CC BY 4.0), the
+Documents: `--n` receipts (default 50) from sroie_train.jsonl (kept outside the repository: benchmarks/README.md; SROIE, CC BY 4.0), the
 held-out part of the split `benchmarks/sroie_eval.py` makes (seed 42), so a SROIE adapter has never
 seen them. Every contender gets the same prompt (backend/prompts.py) and the receipt schema
 (company, date, address, total: strings or null).
@@ -130,14 +130,13 @@ def run_plain(docs: list[dict], adapter: str | None, retries: int, schema: dict,
 
 
 def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, name: str, draft: int) -> dict:
+    from backend.inference.bundle import AdapterBundle
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool
     from backend.inference.spec import ExtractionSpec
-    from backend.services.evaluations import build_candidates
 
     pool = ModelPool()
-    target = build_candidates(adapters=[adapter] if adapter else [], include_base=not adapter, model=None,
-                              default_base="smollm2-135m")[0].target
+    target = AdapterBundle.of_folder(adapter) if adapter else AdapterBundle("smollm2-135m")
     spec = ExtractionSpec.of(schema)
     items = [Document(d["text"], spec) for d in docs]
     extract_many(pool, target, items[:1])  # warm-up: loads the model, compiles the grammar

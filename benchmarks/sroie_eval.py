@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/sroie_eval.py [--epochs 2 --max-minutes 40 --val 60 --lr 4e-4]
     .venv/bin/python benchmarks/sroie_eval.py --adapter runs/sroie/<run>   # evaluate an existing run only
 
-Data: ../shared/data/sroie_train.jsonl (626 receipts from the ICDAR 2019 SROIE dataset, CC BY 4.0,
+Data: sroie_train.jsonl, kept outside the repository (benchmarks/README.md; --data FILE) (626 receipts from the ICDAR 2019 SROIE dataset, CC BY 4.0,
 with gold company/date/address/total), shuffled with a fixed seed and split into a training part and
 `--val` held-out receipts; both parts are written to the output folder. Training uses tunebridge's
 trainer with its defaults except the options below; evaluation (`backend/evaluation`) runs the base

@@ -8,7 +8,7 @@ the constrained engine, post-process, score; prints `micro-F1: <number>`.
     .venv/bin/python benchmarks/sroie_recipe.py --eval-on fold0 --model gemma3-270m --epochs 2 --rank-mode typed \
         --train-receipts 100 --out benchmarks/results/sroie_recipe_fold0_n100.json   # a learning-curve point
 
-Data: ../shared/data/sroie_train.jsonl (ICDAR 2019 SROIE receipts, Z. Huang et al., CC BY 4.0), split by
+Data: sroie_train.jsonl, kept outside the repository (benchmarks/README.md) (ICDAR 2019 SROIE receipts, Z. Huang et al., CC BY 4.0), split by
 benchmarks/sroie_split.json (benchmarks/sroie_split.py): 500 train, 126 dev receipts that nothing but
 this report reads. `--eval-on tune` scores the 60-receipt tune slice instead and then trains, and learns
 conventions, on the other 440 only; `--eval-on foldK` (K = 0..4) scores the K-th of five 100-receipt
@@ -91,11 +91,10 @@ def train_run(rows: list[dict], args: argparse.Namespace) -> tuple[str, dict[str
 
 def load_target(run_dir: str) -> tuple[Any, Any]:
     """(a model pool, the run's adapter as a serving target)."""
+    from backend.inference.bundle import AdapterBundle
     from backend.inference.pool import ModelPool
-    from backend.services.evaluations import build_candidates
 
-    target = build_candidates(adapters=[run_dir], include_base=False, model=None, default_base="smollm2-135m")[0].target
-    return ModelPool(), target
+    return ModelPool(), AdapterBundle.of_folder(run_dir)
 
 
 def predict(run_dir: str, rows: list[dict], *, span_copy: str | None, names: list[str] = NAMES, batch_size: int = 8

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/sroie_split.py --check   # the recorded split is what make_split() gives
     .venv/bin/python benchmarks/sroie_split.py --write   # (re)write benchmarks/sroie_split.json
 
-Data: ../shared/data/sroie_train.jsonl — receipts from the ICDAR 2019 SROIE dataset (Z. Huang et al.,
+Data: sroie_train.jsonl (kept outside the repository: benchmarks/README.md) — receipts from the ICDAR 2019 SROIE dataset (Z. Huang et al.,
 "ICDAR2019 Competition on Scanned Receipt OCR and Information Extraction", ICDAR 2019,
 doi:10.1109/ICDAR.2019.00244), CC BY 4.0. The split file records only their ids.
 
@@ -62,7 +62,7 @@ def make_split(source: Path = SOURCE, *, seed: int = SEED, dev_size: int = DEV_S
     dev = sorted(random.Random(seed).sample(pool, dev_size))
     train = sorted(set(ids) - set(dev))
     return {
-        "source": "../shared/data/sroie_train.jsonl",
+        "source": "sroie_train.jsonl",
         "source_sha256": sha256(source),
         "credit": CREDIT,
         "method": (f"tune = the {OLD_VAL} receipts benchmarks/sroie_eval.py held out (random.Random({OLD_SEED}) "

@@ -172,8 +172,11 @@ def main() -> None:
     if args.only:
         return child(args)
 
+    from backend.models.hardware import cpu_kind
+
     work = workload(args)
     peak = matmul_peak(args.threads)
+    print(f"cpu: {cpu_kind()}")
     print(f"workload: {args.epochs} epochs x {args.steps} steps x {args.batch_size} receipts = {work['tokens']} tokens "
           f"({work['answer_tokens']} answer tokens), {args.threads} threads")
     print(f"bf16 2048x2048 matmul peak: {peak / 1e12:.2f} TFLOP/s")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from backend import cores
 from backend.api.body import BodyLimit
 from backend.api.docs import add_offline_docs
 from backend.api.errors import ERROR_RESPONSES, allowed_methods, error_response
@@ -35,8 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = make_engine(settings.db_url)
         migrate(app.state.engine)
         repair_datasets(engine=app.state.engine, data_dir=settings.data_dir)  # logs what a crash left behind
-        if settings.inference_threads:
-            torch.set_num_threads(settings.inference_threads)
+        cores.claim("serve", fixed=settings.inference_threads).apply()
         pool = ModelPool(device=settings.device, max_prompt_tokens=settings.max_prompt_tokens,
                          dtype=settings.inference_dtype)  # models load on first use, then stay for the process
         app.state.batcher = Batcher(pool, max_batch=settings.batch_max, window_s=settings.batch_window_ms / 1000,

@@ -20,8 +20,9 @@ from typing import Any, cast
 import torch
 
 from backend.errors import InvalidRequest
+from backend.inference.bundle import AdapterBundle
 from backend.inference.extraction import Document, extract_many
-from backend.inference.pool import GenRequest, ModelPool, Target
+from backend.inference.pool import GenRequest, ModelPool
 from backend.inference.spec import ExtractionSpec
 from backend.labels.calibration import evaluate_calibration
 from backend.scoring.metrics import answer_metrics, parse_output, score_document, summarize
@@ -32,7 +33,7 @@ from backend.training.tokenize import IGNORE, encode_chat
 @dataclass(frozen=True)
 class Candidate:
     label: str  # "base", "receipts@2", a run folder's name
-    target: Target
+    target: AdapterBundle
 
 
 def load_eval_set(path: str | Path, *, limit: int | None = None) -> tuple[list[Example], list[str]]:
@@ -117,7 +118,7 @@ def evaluate(*, examples: list[Example], schema: list[str], candidates: list[Can
 
 
 @torch.no_grad()
-def answer_loss(pool: ModelPool, target: Target, chats: list[list[dict[str, str]]]) -> tuple[float, int]:
+def answer_loss(pool: ModelPool, target: AdapterBundle, chats: list[list[dict[str, str]]]) -> tuple[float, int]:
     """Summed negative log-likelihood of the assistant turns (the training labels), and their count."""
     total, count = 0.0, 0
     with pool.using(target) as (model, tokenizer, context):
@@ -133,7 +134,7 @@ def answer_loss(pool: ModelPool, target: Target, chats: list[list[dict[str, str]
     return total, count
 
 
-def _generate(pool: ModelPool, target: Target, prompts: list[list[dict[str, str]]], cap: int, batch_size: int,
+def _generate(pool: ModelPool, target: AdapterBundle, prompts: list[list[dict[str, str]]], cap: int, batch_size: int,
               progress: Callable[[int], None]) -> list[str]:
     requests = [GenRequest(tuple((m["role"], m["content"]) for m in p), max_new_tokens=cap) for p in prompts]
     order = sorted(range(len(requests)), key=lambda i: sum(len(m[1]) for m in requests[i].messages))

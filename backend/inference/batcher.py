@@ -24,13 +24,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from backend.errors import ClientGone, Unavailable
+from backend.inference.bundle import AdapterBundle
 from backend.inference.extraction import Document, extract_many
-from backend.inference.pool import GenRequest, GenResult, ModelPool, Target
+from backend.inference.pool import GenRequest, GenResult, ModelPool
 
 
 @dataclass
 class _Item:
-    target: Target
+    target: AdapterBundle
     request: GenRequest | Document
     future: Future
     streamer: Any = None
@@ -66,14 +67,14 @@ class Batcher:
         self.requests = 0
         self.largest = 0
 
-    def generate(self, target: Target, request: GenRequest, *, timeout_s: float | None = None,
+    def generate(self, target: AdapterBundle, request: GenRequest, *, timeout_s: float | None = None,
                  disconnected: Callable[[], bool] | None = None) -> GenResult:
         self.pool.admit(target, request.chat, request.max_new_tokens)  # the caller's error, before queueing
         item = _Item(target, request, Future())
         self._put(item)
         return self._wait(item, timeout_s, disconnected)
 
-    def extract(self, target: Target, doc: Document, *, limit: int, review_confidence: float,
+    def extract(self, target: AdapterBundle, doc: Document, *, limit: int, review_confidence: float,
                 timeout_s: float | None = None, disconnected: Callable[[], bool] | None = None) -> dict[str, Any]:
         """A constrained extraction (`extraction.extract_many`'s record), batched with concurrent ones.
         Its prompt and schema are checked before it is queued."""
@@ -108,7 +109,7 @@ class Batcher:
                         self.abandoned += 1
                     raise ClientGoneError("the client closed the connection; its request was dropped") from None
 
-    def stream(self, target: Target, request: GenRequest) -> tuple[Iterator[str], Future]:
+    def stream(self, target: AdapterBundle, request: GenRequest) -> tuple[Iterator[str], Future]:
         """Text pieces as they are generated, and a future with the final GenResult."""
         from transformers import TextIteratorStreamer
 

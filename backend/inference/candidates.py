@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from backend.inference.decoding import common_prefix
 from backend.values import AMOUNT, parse_date, parse_decimal
@@ -147,7 +148,6 @@ def score_continuations(model, context: list[int], continuations: list[list[int]
                         budget: int = LOGITS_BUDGET) -> list[float]:
     """Log-likelihood of each continuation after `context`: one forward pass over the context, then the
     continuations in batches on its KV cache, as many rows per batch as keep their logits within `budget`."""
-    from transformers import DynamicCache
 
     if not continuations:
         return []
@@ -180,7 +180,6 @@ def score_queries(model, tokenizer, prompt_ids: list[int], queries: list[tuple[s
                   device=None) -> list[list[float]]:
     """`score_values` for several (prefix, values, closing) after one prompt: the prompt is computed
     once, each query's shared answer prefix once on a copy of its cache."""
-    from transformers import DynamicCache
 
     device = device or next(model.parameters()).device
     results: list[list[float]] = [[] for _ in queries]

@@ -10,6 +10,8 @@ import math
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
+from llguidance import LLMatcher
+
 from backend.errors import InvalidRequest
 from backend.inference.decoding import Constrained
 
@@ -31,8 +33,6 @@ def flat_schema(names: list[str], *, max_length: int = MAX_VALUE_CHARS) -> dict[
 
 
 def compile_grammar(json_schema: dict[str, Any]) -> str:
-    from llguidance import LLMatcher
-
     grammar = LLMatcher.grammar_from_json_schema(json.dumps(json_schema),
                                                  defaults=cast("JsonCompileOptions", JSON_LAYOUT))
     error = LLMatcher.validate_grammar(grammar)

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from backend.errors import InvalidRequest
+from backend.inference.bundle import AdapterBundle
 from backend.inference.constrained import bound_schema, field_confidence, grammar, schema_of
 from backend.inference.decoding import common_prefix, constrained_batch
 from backend.inference.grounding import ground
-from backend.inference.pool import ModelPool, Target, stop_ids
+from backend.inference.pool import ModelPool, stop_ids
 from backend.inference.ranking import rank_document, rankable
 from backend.inference.spans import SpanCopy, span_grammar
 from backend.inference.spec import ExtractionSpec
-from backend.inference.stages import apply_label_rules, calibrate, learned, take_ranked, to_review
+from backend.inference.stages import apply_label_rules, calibrate, take_ranked, to_review
 from backend.labels.conventions import FILE as CONVENTIONS_FILE
 from backend.prompts import parse_answer
 
@@ -43,14 +44,14 @@ class Document:
     gone: Callable[[], bool] | None = None  # whether its caller has left (decoding then drops it from its batch)
 
 
-def extract(pool: ModelPool, target: Target, *, text: str, spec: ExtractionSpec, max_new_tokens: int | None = None,
+def extract(pool: ModelPool, target: AdapterBundle, *, text: str, spec: ExtractionSpec, max_new_tokens: int | None = None,
             limit: int = 4096, review_confidence: float = 0.7, span_copy: SpanCopy = False,
             rank: str | None = None) -> dict[str, Any]:
     return extract_many(pool, target, [Document(text, spec, max_new_tokens, span_copy, rank or False)],
                         limit=limit, review_confidence=review_confidence)[0]
 
 
-def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit: int = 4096,
+def extract_many(pool: ModelPool, target: AdapterBundle, docs: list[Document], *, limit: int = 4096,
                  review_confidence: float = 0.7, batch_size: int = 8, prefix_cache: bool = True,
                  jump_forward: bool = True, draft: int | None = None,
                  span_copy: SpanCopy = False, conventions: bool = True, rank: str | None = None
@@ -66,7 +67,7 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
     Ranking needs the adapter's conventions.json: ValueError without it."""
     results: list[dict[str, Any] | None] = [None] * len(docs)
     modes = [(rank if doc.rank is None else doc.rank) or None for doc in docs]
-    rules = learned(target.adapter_path).rules if any(modes) else None
+    rules = target.learned.rules if any(modes) else None
     if any(modes) and rules is None:
         raise InvalidRequest(f"rank: {target.label} has no label conventions ({CONVENTIONS_FILE}, written by the trainer "
                          "for extraction data) to tell which fields to rank; leave rank off")
@@ -112,7 +113,7 @@ def extract_many(pool: ModelPool, target: Target, docs: list[Document], *, limit
     return [r for r in results if r is not None]
 
 
-def constrained_chat(pool: ModelPool, target: Target, messages: list[dict[str, str]], json_schema: dict[str, Any], *,
+def constrained_chat(pool: ModelPool, target: AdapterBundle, messages: list[dict[str, str]], json_schema: dict[str, Any], *,
                      max_new_tokens: int | None = None, limit: int = 4096) -> dict[str, Any]:
     """A chat answer decoded under a JSON Schema (OpenAI's `response_format`): text, finish reason, usage."""
     bounded, budget = bound_schema(schema_of(json_schema))
@@ -155,12 +156,12 @@ def _parses(text: str) -> bool:
     return True
 
 
-def _record(target: Target, doc: Document, result, review_confidence: float, conventions: bool = True,
+def _record(target: AdapterBundle, doc: Document, result, review_confidence: float, conventions: bool = True,
             ranking: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The stages after decoding (`stages.py`), and the record of what each gave."""
     parsed = parse_answer(result.text, doc.spec.fields)
     raw_confidence = field_confidence(result, doc.spec.names)
-    adapter = learned(target.adapter_path)
+    adapter = target.learned
     confidence = calibrate(raw_confidence, adapter.calibration)
     chosen, confidence = take_ranked(parsed.fields, confidence, ranking)
     rules = adapter.rules if conventions else None

@@ -1,59 +1,12 @@
-"""Plain chat generation with a base model or base + LoRA adapter (chat template applied), and the
-batched generation step the serving pool and training-time validation share.
-
-The schema-constrained extraction engine (extraction.py) builds on these.
-"""
+"""The batched generation step the serving pool (`pool.py`) and training-time validation share."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
-
-from backend.models.adapters import find_adapter
-from backend.models.loading import default_device, load_tokenizer, resolve_model
-
-
-@dataclass
-class Loaded:
-    model: Any  # a transformers model, or a peft model around one
-    tokenizer: Any
-    base_model: str
-    adapter: str | None
-
-
-def load_for_inference(*, model: str | None = None, adapter: str | None = None, device: str = "auto") -> Loaded:
-    """Base weights in fp32 on CPU (bf16 is not faster for decoding there), bf16 on CUDA."""
-    from transformers import AutoModelForCausalLM
-
-    device = default_device() if device == "auto" else device
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    ref = find_adapter(adapter) if adapter else None
-    base_ref = model or (ref.base_model if ref else None)
-    path = resolve_model(base_ref)
-    tokenizer = load_tokenizer(str(ref.tokenizer_path) if ref and ref.tokenizer_path else path)
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)  # type: ignore[arg-type]
-    if ref is not None:
-        from peft import PeftModel
-
-        lm = PeftModel.from_pretrained(lm, str(ref.path))
-    lm.eval()
-    return Loaded(lm, tokenizer, base_ref or "smollm2-135m", str(ref.path) if ref else None)
-
-
-@torch.no_grad()
-def chat(loaded: Loaded, messages: list[dict[str, str]], *, max_new_tokens: int = 256, temperature: float = 0.0) -> str:
-    tok = loaded.tokenizer
-    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    device = next(loaded.model.parameters()).device
-    ids = {k: v.to(device) for k, v in ids.items()}
-    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    out = loaded.model.generate(**ids, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                top_p=None, top_k=None, **sampling)
-    return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
 @torch.no_grad()

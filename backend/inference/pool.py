@@ -20,38 +20,12 @@ from typing import Any
 
 import torch
 
+from backend import cores
 from backend.errors import InvalidRequest
+from backend.inference.bundle import AdapterBundle
 from backend.inference.decoding import PrefixCache
 from backend.inference.generate import padded_generate
 from backend.models.loading import cpu_has_bf16, default_device, load_tokenizer, resolve_model
-
-
-@dataclass(frozen=True)
-class Target:
-    """What answers a request: a base model, optionally with one registered adapter."""
-
-    base: str  # a model reference for resolve_model
-    adapter_id: str | None = None  # "name@version"
-    adapter_path: str | None = None  # folder with adapter_config.json
-    tokenizer_path: str | None = None  # the tokenizer saved with the adapter's run
-    revision: str | None = None  # what makes these weights unique (the registering job): a re-used
-    #                              "name@version" after a delete never gets the old weights
-
-    @property
-    def label(self) -> str:
-        return self.adapter_id or self.base
-
-    @classmethod
-    def of_folder(cls, ref: str, *, base: str | None = None, label: str | None = None) -> Target:
-        """An adapter on disk — a run folder, a registered version's folder or an adapter folder — with its
-        base (or `base` instead) and the tokenizer saved with its run. The one reader of adapter folders
-        for serving; registry references are resolved by the service (`services/inference.py`)."""
-        from backend.models.adapters import find_adapter
-
-        found = find_adapter(ref)
-        name = label or (found.path.parent.name if found.path.name == "adapter" else found.path.name)
-        return cls(base or found.base_model, name, str(found.path),
-                   str(found.tokenizer_path) if found.tokenizer_path else None)
 
 
 @dataclass(frozen=True)
@@ -124,8 +98,10 @@ class ModelPool:
             self._tokenizers[path] = tokenizer
         return self._tokenizers[path]
 
-    def _activate(self, target: Target) -> tuple[_Base, Any]:
+    def _activate(self, target: AdapterBundle) -> tuple[_Base, Any]:
         """The base model with the target's adapter switched on (or all adapters off); its tokenizer."""
+        if (share := cores.current()) is not None:
+            share.apply()  # this process's share of the cores, as it stands now
         base = self._base(target.base)
         tokenizer = self._tokenizer(target.tokenizer_path) if target.tokenizer_path else base.tokenizer
         if target.adapter_id is None:
@@ -150,7 +126,7 @@ class ModelPool:
         base.model.set_adapter(key)
         return base, tokenizer
 
-    def admit(self, target: Target, messages: list[dict[str, str]], max_new_tokens: int) -> int:
+    def admit(self, target: AdapterBundle, messages: list[dict[str, str]], max_new_tokens: int) -> int:
         """Check a prompt against the limits before it is queued, without waiting for a generation
         that is running (its own tokenizer and lock); the prompt's length in tokens."""
         with self._admission_lock:
@@ -172,7 +148,7 @@ class ModelPool:
                                      f"context of {context} tokens; shorten the input or max_tokens")
         return size
 
-    def tokenizer_for(self, target: Target):
+    def tokenizer_for(self, target: AdapterBundle):
         with self._lock:
             return self._activate(target)[1]
 
@@ -180,7 +156,7 @@ class ModelPool:
         return {ref: list(b.adapters) for ref, b in self._bases.items()}
 
     # -- generation ------------------------------------------------------------------------------
-    def encode(self, target: Target, request: GenRequest) -> list[int]:
+    def encode(self, target: AdapterBundle, request: GenRequest) -> list[int]:
         with self._lock:
             base, tokenizer = self._activate(target)
         ids = tokenizer.apply_chat_template(request.chat, add_generation_prompt=True, tokenize=True)
@@ -194,7 +170,7 @@ class ModelPool:
         return ids
 
     @torch.no_grad()
-    def generate(self, target: Target, requests: list[GenRequest], streamer=None,
+    def generate(self, target: AdapterBundle, requests: list[GenRequest], streamer=None,
                  gone: list[Callable[[], bool]] | None = None) -> list[GenResult]:
         """One batch of chats for one target, sharing temperature/top_p/seed (the batcher groups them).
         Each row stops at its own max_new_tokens, or once its `gone` says the caller left; the others go on."""
@@ -217,7 +193,7 @@ class ModelPool:
         return [self._result(tokenizer, tokens, r, len(p), eos) for tokens, r, p in zip(new, requests, prompts)]
 
     @contextmanager
-    def using(self, target: Target) -> Iterator[tuple[Any, Any, int]]:
+    def using(self, target: AdapterBundle) -> Iterator[tuple[Any, Any, int]]:
         """(model, tokenizer, context length) for the target, held exclusively (for scoring, not generation)."""
         with self._lock:
             base, tokenizer = self._activate(target)

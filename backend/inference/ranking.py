@@ -15,7 +15,8 @@ Modes (`extract_many(rank=...)`, `/v1/extract` `"rank"`):
   label: what its labels never hold) is no candidate: on the development folds such a line ("AIK HUAT
   HARDWARE ENTERPRISE (SETIA", the first two of a three-line name) outscored the whole answer. A few
   seconds per document with a 270M model on 2 CPU cores (benchmarks/sroie_recipe.py measures it).
-- "always" (development): as "text", but an amount/date field always takes its best-scored span.
+- "always": as "text", but an amount/date field always takes its best-scored span, even where the decoded
+  value is printed in the document (the receipts recipe's mode: `benchmarks/sroie_recipe.py`).
 
 A re-ranked field's confidence is its candidate's share of the candidates' probability. Only fields
 the JSON Schema lets be strings are ranked (`string_fields`): a field typed as a number keeps its value.
@@ -35,7 +36,6 @@ from backend.inference.candidates import (
     meaning,
     rank_fields,
 )
-from backend.labels.conventions import STOPS
 from backend.scoring.normalize import norm_text
 
 MODES = ("typed", "text", "always")
@@ -81,7 +81,8 @@ def candidates_for(conventions, field: str, kind: str, text: str) -> list[str]:
         return [c.value for c in date_candidates(text)]
     conv = conventions.fields[field]
     lines = line_candidates(text, conv.lines["within"], conv.lines["max_lines"], conv.lines.get("prefixes", False))
-    return [c.value for c in lines if not any(STOPS[name].search(c.value) for name in conv.stops)]
+    stops = conventions.patterns.stops
+    return [c.value for c in lines if not any(stops[name].search(c.value) for name in conv.stops if name in stops)]
 
 
 def rank_document(model, tokenizer, prompt_ids: list[int], names: list[str], values: dict[str, Any], text: str,

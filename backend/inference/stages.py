@@ -4,44 +4,17 @@ ranks candidates, which needs the model); these stages then run in order, each a
     read the answer → calibrate → take the ranked choices → apply the label rules → ground → review
 
 and each can be switched off by its caller (`conventions=False`, no `rank`, no calibration file). What
-an adapter learned for them — its label rules (conventions.json and the label memory beside it) and
-its confidence calibration — is read once per adapter folder (`learned`), again only when a file
-changes.
+an adapter learned for them — its label rules and its confidence calibration — comes with its bundle
+(`bundle.py`: `AdapterBundle.learned`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from backend.inference.grounding import leaves
-from backend.labels.calibration import FILE as CALIBRATION_FILE
 from backend.labels.calibration import Platt
-from backend.labels.conventions import FILE as CONVENTIONS_FILE
-from backend.labels.conventions import MEMORY_FILE, Conventions
-
-
-@dataclass(frozen=True)
-class Learned:
-    """What an adapter learned beyond its weights, for serving."""
-
-    rules: Conventions | None  # how its training labels are written, and its label memory
-    calibration: Platt | None  # confidence calibration fitted on held-out answers
-
-
-NOTHING = Learned(None, None)
-
-
-def learned(adapter_path: str | None) -> Learned:
-    """The adapter folder's label rules and calibration (NOTHING for a base model)."""
-    if not adapter_path:
-        return NOTHING
-    folder = Path(adapter_path)
-    stamps = tuple(_mtime(p) for p in (folder / CONVENTIONS_FILE, folder.parent / MEMORY_FILE,
-                                       folder / CALIBRATION_FILE))
-    return _load(adapter_path, stamps)
+from backend.labels.conventions import Conventions
 
 
 def calibrate(confidence: dict[str, float | None], platt: Platt | None) -> dict[str, float | None]:
@@ -69,12 +42,3 @@ def to_review(names: list[str], fields: dict[str, Any], confidence: dict[str, fl
     return [n for n in names if fields.get(n) not in (None, [], {}) and (
         (confidence.get(n) or 0) < threshold or any(
             grounding.get(path) is None for path, value in leaves({n: fields[n]}) if value is not None))]
-
-
-def _mtime(path: Path) -> int:
-    return path.stat().st_mtime_ns if path.is_file() else 0
-
-
-@lru_cache(maxsize=128)
-def _load(adapter_path: str, _stamps: tuple[int, ...]) -> Learned:
-    return Learned(Conventions.load(adapter_path), Platt.load(adapter_path))

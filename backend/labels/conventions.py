@@ -26,10 +26,10 @@ Per field:
   "as_printed"), `line_joiner` (what a label spanning several document lines has in place of the line
   break: " ", ", " or "\\n"), `trailing_punct` ("keep": when the document has a full stop or comma right
   after the value, most labels include it; "strip": most leave it out; else "as_printed").
-- `stops` (text fields): the STOPS that at most DISJOINT_SHARE of the labels (over 20 or more) hold:
-  "code", an identifier code (digits with a letter suffix: a registration number "(273500-U)",
-  "JM0325955-V") or an opening parenthesis left unclosed; "contact", a phone/fax/e-mail/tax label ("TEL",
-  "FAX", "GST"). A prediction is cut before the first stop of its field (a name run into the
+- `stops` (text fields): the label profile's stop patterns (`profile.py`) that at most DISJOINT_SHARE of
+  the labels (over 20 or more) hold; in the receipts profile "code", an identifier code (digits with a
+  letter suffix: a registration number "(273500-U)", "JM0325955-V") or an opening parenthesis left
+  unclosed, and "contact", a phone/fax/e-mail/tax label ("TEL", "FAX", "GST"). A prediction is cut before the first stop of its field (a name run into the
   registration number printed after it, an address into the phone line); one that starts with a stop is
   left alone.
 - `lines` (text fields): where the labels sit, for candidate generation (`candidates.line_candidates`):
@@ -60,6 +60,8 @@ from pathlib import Path
 from typing import Any
 
 from backend.labels.exemplars import Exemplars
+from backend.labels.profile import DEFAULT as DEFAULT_PROFILE
+from backend.labels.profile import Profile, load_profile
 from backend.labels.settlement import check_settled, settled
 from backend.scoring.normalize import as_text, norm_text
 from backend.values import CURRENCY_MARKER, is_absent, parse_date, parse_decimal
@@ -77,10 +79,6 @@ DISJOINT_SHARE = 0.02  # at most this share of labels may contain the other fiel
 PUNCT = ".,;:"
 DATE_FORMATS = ("%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d-%m-%y", "%d.%m.%Y", "%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y",
                 "%d %b %Y", "%d %B %Y", "%b %d, %Y")
-STOPS = {  # what a text field's labels may never hold (see `stops`)
-    "code": re.compile(r"\(?\b[A-Z]{0,3}\d{4,}[- ]?[A-Z]\b\)?|\((?![^()]*\))", re.IGNORECASE),
-    "contact": re.compile(r"\b(?:TEL|FAX|PHONE|H/P|E-?MAIL|GST|WEBSITE|WWW)\b", re.IGNORECASE),
-}
 _TIME = re.compile(r"(?i)[\sT]+\d{1,2}:\d{2}(:\d{2})?(\s*[ap]\.?m\.?)?\s*$")
 
 
@@ -109,6 +107,11 @@ class Conventions:
     note: str = ""  # where the training labels came from (their credit, when the known values quote them)
     disjoint: dict[str, list[str]] = field(default_factory=dict)  # field: the fields its values never contain
     exemplars: Exemplars | None = None  # training heads and text labels, for recall (memory=True)
+    profile: str = DEFAULT_PROFILE  # the label profile the rules were learned with (`profile.py`)
+
+    @property
+    def patterns(self) -> Profile:
+        return load_profile(self.profile)
 
     # -- applying ---------------------------------------------------------------------------------
     def apply(self, values: dict[str, Any], document: str | None = None, *, memory: bool = True,
@@ -135,15 +138,15 @@ class Conventions:
             return value
         if conv.kind == "amount":
             if settle and conv.settles and document:
-                value = check_settled(value, document)
+                value = check_settled(value, document, self.patterns)
             return format_amount(value, conv)
         if conv.kind == "date":
             return format_date(value, conv)
-        return format_text(value, conv, document, memory=memory)
+        return format_text(value, conv, document, memory=memory, profile=self.patterns)
 
     # -- storing ----------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {"examples": self.examples, **({"note": self.note} if self.note else {}),
+        return {"examples": self.examples, "profile": self.profile, **({"note": self.note} if self.note else {}),
                 "fields": {n: asdict(c) for n, c in self.fields.items()}, "disjoint": self.disjoint,
                 **({"exemplars": self.exemplars.to_json()} if self.exemplars is not None else {})}
 
@@ -151,7 +154,8 @@ class Conventions:
     def from_json(cls, data: dict[str, Any]) -> Conventions:
         return cls({n: FieldConvention(**c) for n, c in data.get("fields", {}).items()}, int(data.get("examples", 0)),
                    str(data.get("note", "")), {n: list(o) for n, o in data.get("disjoint", {}).items()},
-                   Exemplars.from_json(data["exemplars"]) if data.get("exemplars") else None)
+                   Exemplars.from_json(data["exemplars"]) if data.get("exemplars") else None,
+                   str(data.get("profile", DEFAULT_PROFILE)))
 
     def save(self, folder: str | Path, *, memory_folder: str | Path | None = None) -> Path:
         """The rules to `folder`/conventions.json. With `memory_folder`, the label memory (label values
@@ -190,9 +194,12 @@ class Conventions:
 
 
 # -- learning -------------------------------------------------------------------------------------
-def learn(examples: Iterable[tuple[str, dict[str, Any]]], *, memory: bool = True, min_support: int = 5) -> Conventions:
+def learn(examples: Iterable[tuple[str, dict[str, Any]]], *, memory: bool = True, min_support: int = 5,
+          profile: str | None = None) -> Conventions:
     """Conventions from (document text, gold fields) pairs. Fields with fewer than `min_support` present
-    labels get none (their predictions are left alone)."""
+    labels get none (their predictions are left alone). `profile`: the label profile whose patterns are
+    tried (`profile.py`; the default one for None)."""
+    patterns = load_profile(profile)
     pairs = list(examples)
     names = list(dict.fromkeys(n for _, fields in pairs for n in fields))
     learned = {}
@@ -200,10 +207,11 @@ def learn(examples: Iterable[tuple[str, dict[str, Any]]], *, memory: bool = True
         labelled = [(text, as_text(f[name])) for text, f in pairs
                     if not is_absent(f.get(name)) and not isinstance(f.get(name), (dict, list, bool))]
         if len(labelled) >= min_support:
-            learned[name] = learn_field([v for _, v in labelled], [t for t, _ in labelled], memory=memory)
+            learned[name] = learn_field([v for _, v in labelled], [t for t, _ in labelled], memory=memory,
+                                        profile=patterns)
     texts = [n for n, c in learned.items() if c.kind == "text"]
     return Conventions(learned, len(pairs), disjoint=learn_disjoint(pairs, texts),
-                       exemplars=Exemplars.learn(pairs, texts) if memory and texts else None)
+                       exemplars=Exemplars.learn(pairs, texts) if memory and texts else None, profile=patterns.name)
 
 
 def learn_disjoint(pairs: list[tuple[str, dict[str, Any]]], names: list[str]) -> dict[str, list[str]]:
@@ -232,7 +240,9 @@ def cut_off(value: Any, other: Any) -> Any:
     return value
 
 
-def learn_field(labels: list[str], documents: list[str], *, memory: bool = True) -> FieldConvention:
+def learn_field(labels: list[str], documents: list[str], *, memory: bool = True,
+                profile: Profile | None = None) -> FieldConvention:
+    profile = profile or load_profile()
     n = len(labels)
     conv = FieldConvention(support=n)
     if sum(parse_decimal(v) is not None for v in labels) >= KIND_SHARE * n:
@@ -243,7 +253,7 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True)
         conv.decimals = top if count >= RULE_SHARE * n else None
         large = [v for v in labels if abs(parse_decimal(v) or Decimal(0)) >= 1000]
         conv.thousands = len(large) >= 3 and sum("," in v or " " in CURRENCY_MARKER.sub("", v).strip() for v in large) > len(large) / 2
-        paid = [(parse_decimal(v), p) for v, p in zip(labels, map(settled, documents)) if p is not None]
+        paid = [(parse_decimal(v), p) for v, p in zip(labels, (settled(d, profile) for d in documents)) if p is not None]
         conv.settles = len(paid) >= SETTLE_SUPPORT and sum(v == p for v, p in paid) >= RULE_SHARE * len(paid)
         return conv
     if sum(parse_date(v) is not None for v in labels) >= KIND_SHARE * n:
@@ -281,7 +291,7 @@ def learn_field(labels: list[str], documents: list[str], *, memory: bool = True)
     if kept + dropped:
         share = kept / (kept + dropped)
         conv.trailing_punct = "keep" if share >= 0.8 else "strip" if share <= 0.2 else "as_printed"
-    conv.stops = [name for name, pattern in STOPS.items()
+    conv.stops = [name for name, pattern in profile.stops.items()
                   if n >= 20 and sum(bool(pattern.search(v)) for v in labels) <= DISJOINT_SHARE * n]
     conv.lines = learn_lines(labels, documents)
     if memory:
@@ -395,12 +405,13 @@ def format_date(value: Any, conv: FieldConvention) -> Any:
     return text
 
 
-def format_text(value: Any, conv: FieldConvention, document: str | None = None, *, memory: bool = True) -> Any:
+def format_text(value: Any, conv: FieldConvention, document: str | None = None, *, memory: bool = True,
+                profile: Profile | None = None) -> Any:
     text = as_text(value).strip()
     text = re.sub(r"[ \t]*\n\s*", conv.line_joiner, text) if conv.line_joiner != "\n" else text
     text = re.sub(r"[ \t]+", " ", text).strip()
     if conv.stops:
-        text = cut_at_stop(text, conv.stops)
+        text = cut_at_stop(text, conv.stops, profile)
     if memory and conv.known and document:
         snapped = snap(text, conv.known, document)
         if snapped is not None:
@@ -418,10 +429,13 @@ def format_text(value: Any, conv: FieldConvention, document: str | None = None, 
     return text
 
 
-def cut_at_stop(text: str, stops: list[str]) -> str:
-    """`text` up to its first match of these STOPS, unless that is where it starts (punctuation before the
-    cut stays: whether labels keep it is `trailing_punct`'s business)."""
-    starts = [m.start() for m in (STOPS[name].search(text) for name in stops) if m and m.start() > 0]
+def cut_at_stop(text: str, stops: list[str], profile: Profile | None = None) -> str:
+    """`text` up to its first match of these stop patterns (of `profile`, the default one for None), unless
+    that is where it starts (punctuation before the cut stays: whether labels keep it is
+    `trailing_punct`'s business)."""
+    patterns = (profile or load_profile()).stops
+    starts = [m.start() for m in (patterns[name].search(text) for name in stops if name in patterns)
+              if m and m.start() > 0]
     return text[:min(starts)].rstrip(" -(") or text if starts else text
 
 

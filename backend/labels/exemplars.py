@@ -13,13 +13,10 @@ Only fields whose labels stay with the sender are recalled: `learn` tries recall
 documents themselves (each against the others, up to SAMPLE of them) and keeps the fields where at
 least STABLE of what it recalled was the document's own label (a name, an address), not those that
 change from one document to the next while the old value may still be printed (a payment method, a
-status). Measured on the tune slice and
-development fold 0 (160 receipts, Gemma 3 recipe): companies 149 -> 152 right, addresses 138 -> 142,
-the same for SIMILAR 60-80 and 4-8 head lines (90: 151 and 141); letting the five nearest vote, or
-taking the first of them whose label fits, did worse (the nearest sender's labelling is the one to copy).
-
-Nothing here names a dataset; the thresholds are chosen on development folds of the training part
-(benchmarks/sroie_recipe.py --eval-on foldK), never on held-back data.
+status). The thresholds below were chosen on development folds of the training part
+(`benchmarks/sroie_recipe.py --eval-on foldK`, never on held-back data), where recall was insensitive to
+SIMILAR from 60 to 80 and to 4-8 head lines, and letting several near neighbours vote did worse than
+copying the nearest sender's labelling.
 """
 
 from __future__ import annotations
@@ -28,6 +25,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from rapidfuzz import fuzz, process
 
 from backend.scoring.normalize import norm_text
 from backend.values import is_absent
@@ -88,8 +87,6 @@ class Exemplars:
         return label if label is not None and self._holds(document, label) else None
 
     def _nearest(self, query: str, skip: int | None = None) -> int | None:
-        from rapidfuzz import fuzz, process
-
         for _, _, j in process.extract(query, self.heads, scorer=fuzz.token_set_ratio, limit=2,
                                        score_cutoff=self.similar):
             if j != skip:
@@ -97,8 +94,6 @@ class Exemplars:
         return None
 
     def _holds(self, document: str, label: str) -> bool:
-        from rapidfuzz import fuzz
-
         return fuzz.partial_ratio(norm_text(label), norm_text(document.replace("\n", " "))) >= self.fits
 
     def to_json(self) -> dict[str, Any]:

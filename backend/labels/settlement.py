@@ -7,9 +7,9 @@ field equal the settled amount (learned, not assumed), a prediction that disagre
 rounding is replaced by the settled amount, if the document prints it.
 
 A line is a *tendered* (*change*) line when its words, once its amounts, currency markers and punctuation
-are taken out, are one of the labels below; its amount is on the same line, or alone on the next one.
-The change line must follow the tendered line within CHANGE_WITHIN lines. The labels are English, as on
-the receipts this was learned on; a document without such a pair gives None and nothing is checked.
+are taken out, are one of the label profile's tendered (change) labels (`profile.py`); its amount is on
+the same line, or alone on the next one. The change line must follow the tendered line within the
+profile's `change_within` lines. A document without such a pair gives None and nothing is checked.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from backend.labels.profile import Profile, load_profile
 from backend.values import AMOUNT, CURRENCY_MARKER, parse_decimal
 
-TENDERED = {"CASH", "CASH RECEIVED", "CASH TENDERED", "CASH PAID", "TENDERED", "AMOUNT TENDERED", "TOTAL TENDERED",
-            "PAID", "PAID AMOUNT", "AMOUNT PAID", "TOTAL PAID", "PAYMENT", "TTL CASH"}
-CHANGE = {"CHANGE", "CHANGE DUE", "CASH CHANGE", "YOUR CHANGE", "CHANGE AMT", "CHANGE AMOUNT", "CHANGES", "CHG"}
-CHANGE_WITHIN = 3  # lines after the tendered line
 ROUNDING = Decimal("0.10")  # cash rounding: a total and what was settled may differ by this much
 
 
@@ -44,19 +41,20 @@ def _amount(lines: list[str], i: int) -> Decimal | None:
     return None
 
 
-def settled(text: str) -> Decimal | None:
+def settled(text: str, profile: Profile | None = None) -> Decimal | None:
     """Tendered minus change, from the last tendered line that a change line follows; None when the
     document has no such pair or the difference is not positive."""
+    profile = profile or load_profile()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     found = None
     for i, line in enumerate(lines):
-        if _label(line) not in TENDERED:
+        if _label(line) not in profile.tendered:
             continue
         tendered = _amount(lines, i)
         if tendered is None:
             continue
-        for j in range(i + 1, min(i + 1 + CHANGE_WITHIN, len(lines))):
-            if _label(lines[j]) in CHANGE:
+        for j in range(i + 1, min(i + 1 + profile.change_within, len(lines))):
+            if _label(lines[j]) in profile.change:
                 change = _amount(lines, j)
                 if change is not None and tendered - abs(change) > 0:
                     found = tendered - abs(change)
@@ -69,10 +67,10 @@ def printed(amount: Decimal, text: str) -> bool:
     return any(parse_decimal(m.group(1)) == amount for m in AMOUNT.finditer(text))
 
 
-def check_settled(value: Any, document: str) -> Any:
+def check_settled(value: Any, document: str, profile: Profile | None = None) -> Any:
     """`value`, or the amount the document settled (tendered minus change) where the two differ by more
     than cash rounding and the document prints that amount."""
-    number, paid = parse_decimal(value), settled(document)
+    number, paid = parse_decimal(value), settled(document, profile)
     if number is None or paid is None or abs(number - paid) <= ROUNDING or not printed(paid, document):
         return value
     return f"{paid:f}"

@@ -6,9 +6,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.errors import NotFound
 
-class AdapterNotFoundError(FileNotFoundError):
-    pass
+
+class AdapterNotFoundError(NotFound):
+    """No adapter folder, or no registered adapter, under that name."""
 
 
 @dataclass(frozen=True)

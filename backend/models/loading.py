@@ -102,14 +102,10 @@ def default_device() -> str:
 
 
 def cpu_has_bf16() -> bool:
-    """True when this CPU has native bf16 matmul units (AVX512-BF16 or AMX)."""
-    import torch
+    """True when this CPU computes bf16 matmuls natively and torch uses those kernels (`hardware.py`)."""
+    from backend.models.hardware import compute_path, cpu_kind
 
-    capability = torch.backends.cpu.get_cpu_capability().lower()
-    if "amx" in capability or "avx512" in capability:
-        flags = Path("/proc/cpuinfo").read_text(errors="ignore") if Path("/proc/cpuinfo").exists() else ""
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    return False
+    return compute_path(cpu_kind()).dtype == "bf16"
 
 
 def load_model(model_path: str, *, device: str, compute_dtype, quantize: Quantize = "none", quant_storage=None):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from backend.errors import Conflict, InvalidRequest, NotFound
 from backend.labels.conventions import MEMORY_FILE
+from backend.models.adapters import AdapterNotFoundError
 from backend.storage import now_iso
 
 MAX_VERSION = 2**62  # versions are counted from 1; larger numbers are no version (and overflow SQL integers)
@@ -27,10 +29,6 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 COLUMNS = ("name, version, base_model, dataset, dataset_hash, job_id, path, schema_fields, metrics, created_at, "
            "promotion")
-
-
-class AdapterNotFoundError(NotFound):
-    pass
 
 
 
@@ -137,6 +135,11 @@ def resolve(*, engine: Engine, ref: str) -> dict[str, Any]:
     if version is None:
         raise AdapterNotFoundError(f"adapter {ref!r} does not exist" + (f" (no alias {tag!r})" if tag else ""))
     return get_version(engine=engine, name=name, version=int(version))
+
+
+def registry(engine: Engine) -> Callable[[str], dict[str, Any]]:
+    """`resolve` bound to this registry: what adapter bundles are resolved through (`inference/bundle.py`)."""
+    return lambda ref: resolve(engine=engine, ref=ref)
 
 
 def list_adapters(*, engine: Engine) -> list[dict[str, Any]]:

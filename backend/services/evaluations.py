@@ -10,12 +10,15 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from backend import cores
 from backend.errors import InvalidRequest
 from backend.evaluation.config import EvalConfig
 from backend.evaluation.policy import decide
 from backend.evaluation.runner import Candidate, evaluate, load_eval_set, write_eval
-from backend.inference.pool import ModelPool, Target
+from backend.inference.bundle import AdapterBundle, resolve
+from backend.inference.pool import ModelPool
 from backend.services import adapters
+from backend.services.adapters import registry
 
 
 def run_eval_job(job: dict[str, Any], *, engine: Engine, run_dir: Path, data: Path, default_base: str,
@@ -36,10 +39,7 @@ def run_eval_job(job: dict[str, Any], *, engine: Engine, run_dir: Path, data: Pa
             refs.append(incumbent_id)
     candidates = build_candidates(adapters=refs, include_base=config.include_base, model=config.model,
                                   default_base=default_base, engine=engine)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    cores.claim("eval", fixed=threads).apply()
     examples, schema = load_eval_set(data, limit=config.limit or None)
     result = evaluate(examples=examples, schema=schema, candidates=candidates, pool=pool or ModelPool(),
                       batch_size=config.batch_size, max_new_tokens=config.max_new_tokens or None,
@@ -86,21 +86,15 @@ def build_candidates(*, adapters: list[str], include_base: bool, model: str | No
     """The base model (unless excluded) and each adapter: a run/adapter folder, or a registry reference
     (`name`, `name@3`, `name@prod`) when an engine is given."""
     found: list[Candidate] = []
+    lookup = registry(engine) if engine is not None else None
     for ref in adapters:
-        if Path(ref).expanduser().exists():
-            target = Target.of_folder(ref)
-            found.append(Candidate(target.label, target))
-        elif engine is not None:
-            from backend.services.inference import resolve_target  # noqa: PLC0415 - only for registry refs
-
-            target, record = resolve_target(engine=engine, default_base=default_base, adapter=ref)
-            assert record is not None  # an adapter reference resolves to its record, or raises
-            found.append(Candidate(record["id"], target))
-        else:
+        if lookup is None and not Path(ref).expanduser().exists():
             raise InvalidRequest(f"adapter {ref!r}: no such folder (registry references need the service's --data-dir)")
+        bundle, record = resolve(ref, registry=lookup, folders=True)
+        found.append(Candidate(record["id"] if record else bundle.label, bundle))
     if include_base:
         base = model or (found[0].target.base if found else default_base)
-        found.insert(0, Candidate("base", Target(base)))
+        found.insert(0, Candidate("base", AdapterBundle(base)))
     if not found:
         raise InvalidRequest("nothing to evaluate: give --adapter, or keep the base model in")
     return found

@@ -9,17 +9,18 @@ sent by a caller.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from backend.errors import InvalidRequest, NotFound
 from backend.inference.batcher import Batcher
+from backend.inference.bundle import AdapterBundle, resolve
 from backend.inference.constrained import check_schema_size, schema_of
 from backend.inference.extraction import Document, constrained_chat
-from backend.inference.pool import GenRequest, Target
+from backend.inference.pool import GenRequest
 from backend.inference.spec import ExtractionSpec
+from backend.models.adapters import AdapterNotFoundError
 from backend.models.bundled import BUNDLED
 from backend.prompts import NAMED_SCHEMAS, parse_answer
 from backend.services import adapters
@@ -35,26 +36,22 @@ def servable_bases(*, engine: Engine, default_base: str) -> list[str]:
 
 
 def resolve_target(*, engine: Engine, default_base: str, model: str | None = None,
-                   adapter: str | None = None) -> tuple[Target, dict[str, Any] | None]:
-    """The Target for a request, and the adapter's registry record (None for a base model)."""
-    ref = adapter or model
-    if ref:
+                   adapter: str | None = None) -> tuple[AdapterBundle, dict[str, Any] | None]:
+    """What answers a request, and the adapter's registry record (None for a base model). `adapter` must
+    be registered; `model` is a registered adapter or else a servable base model — never a folder."""
+    if adapter:
+        return resolve(adapter, registry=adapters.registry(engine))
+    if model:
         try:
-            record = adapters.resolve(engine=engine, ref=ref)
-        except adapters.AdapterNotFoundError:
-            if adapter:
-                raise
-        else:
-            folder = Path(record["path"])
-            tokenizer = folder / "tokenizer"
-            return Target(record["base_model"], record["id"], str(folder / "adapter"),
-                          str(tokenizer) if tokenizer.is_dir() else None, revision=record["job_id"]), record
+            return resolve(model, registry=adapters.registry(engine))
+        except AdapterNotFoundError:
+            pass
     base = model or default_base
     allowed = servable_bases(engine=engine, default_base=default_base)
     if base not in allowed:
         raise ModelNotFoundError(f"model {base!r} not found: use a registered adapter (GET /v1/adapters) or a "
                                  f"base model among {allowed}")
-    return Target(base), None
+    return resolve(base)
 
 
 def extraction_spec(schema: dict | list | str | None, record: dict[str, Any] | None, *,
@@ -70,7 +67,7 @@ def extraction_spec(schema: dict | list | str | None, record: dict[str, Any] | N
     return ExtractionSpec.of(schema, max_properties=limits[0], max_depth=limits[1])
 
 
-def extract(*, batcher: Batcher, target: Target, text: str, spec: ExtractionSpec,
+def extract(*, batcher: Batcher, target: AdapterBundle, text: str, spec: ExtractionSpec,
             max_new_tokens: int | None, limit: int, constrained: bool = True,
             review_confidence: float = 0.7, rank: str | None = None,
             disconnected: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -95,7 +92,7 @@ def extract(*, batcher: Batcher, target: Target, text: str, spec: ExtractionSpec
                            review_confidence=review_confidence, disconnected=disconnected)
 
 
-def chat_structured(*, batcher: Batcher, target: Target, messages: list[dict[str, str]], json_schema: dict[str, Any],
+def chat_structured(*, batcher: Batcher, target: AdapterBundle, messages: list[dict[str, str]], json_schema: dict[str, Any],
                     max_new_tokens: int | None, limit: int, limits: tuple[int, int] = (200, 8)) -> dict[str, Any]:
     """A chat answer under a JSON Schema (OpenAI `response_format`); ValueError for a schema past the
     size limits or that cannot be decoded under a bound, or a prompt too long for the model."""

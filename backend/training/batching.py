@@ -44,6 +44,22 @@ def run_batches(lengths: list[int], *, batch_size: int, seed: int, epochs: float
     return out[:total]
 
 
+def by_tokens(items: list[Encoded], max_tokens: int) -> list[list[Encoded]]:
+    """`items` in consecutive passes of at most `max_tokens` padded tokens each (rows × longest row; a
+    row longer than that alone). Summed losses over the passes give the batch's gradient exactly."""
+    if max_tokens <= 0:
+        return [items]
+    passes: list[list[Encoded]] = []
+    current: list[Encoded] = []
+    for e in items:
+        width = max([len(e.input_ids)] + [len(c.input_ids) for c in current])
+        if current and (len(current) + 1) * width > max_tokens:
+            passes.append(current)
+            current = []
+        current.append(e)
+    return passes + [current] if current else passes
+
+
 def collate(items: list[Encoded], *, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad to the longest item. No attention mask is needed: attention is causal, so padding
     at the end never influences real tokens, and padded positions carry label -100."""

@@ -7,10 +7,13 @@ same keys as JSON, so each option is documented once, here.
 from __future__ import annotations
 
 import dataclasses
+import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 from backend.errors import InvalidRequest
+from backend.labels.profile import load_profile
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -28,6 +31,8 @@ class TrainConfig:
     max_length: int = _f(2048, "Longest example in tokens; longer ones are reported and skipped, never cut.")
     skip_invalid: bool = _f(False, "Train on the valid lines when some are invalid (they are still reported).")
     seed: int = _f(42, "Seed for the split, batch order and LoRA initialisation.")
+    label_profile: str = _f("receipts", "Label profile for the label rules learned from extraction records: "
+                            "receipts, documents, or a profile JSON file (backend/labels/profiles).")
 
     # --- model ---
     model: str = _f("smollm2-135m", "Base model: bundled name, local folder, .gguf file, or cached hub id.")
@@ -55,7 +60,11 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay on LoRA weights.")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 disables).")
     group_by_length: bool = _f(True, "Batch examples of similar length together (less padding, same data).")
-    threads: int = _f(0, "CPU threads for torch (0: all cores), shared among the processes of a launched run.")
+    threads: int = _f(0, "CPU threads for torch (0: an even share of the cores among the tunebridge processes "
+                         "running here), shared among the processes of a launched run.")
+    pass_tokens: int = _f(-1, "Most padded tokens in one forward/backward pass: a larger micro-batch runs as several "
+                             "passes with the same gradient, bounding peak memory (-1: sized to the model and the "
+                             "precision that runs; 0: no limit).")
 
     # --- several processes (docs/distributed.md) ---
     launcher: str = _f("none", "Data-parallel training in several processes started by torchrun or accelerate "
@@ -102,6 +111,7 @@ class TrainConfig:
             ("batch_size", 1 <= self.batch_size <= 65536, "from 1 to 65536"),
             ("max_length", self.max_length <= 1_048_576, "at most 1,048,576"),
             ("threads", 0 <= self.threads <= 4096, "from 0 to 4096"),
+            ("pass_tokens", self.pass_tokens >= -1, "-1 (sized to the model), 0 (no limit) or a token count"),
             ("nproc", 1 <= self.nproc <= 1024 and (self.nproc == 1 or self.launcher != "none"), "at most 1024" if
              self.nproc > 1024 else "1 without a launcher (set launcher: torchrun or accelerate)" if self.nproc > 1
              else "at least 1"),
@@ -122,6 +132,7 @@ class TrainConfig:
         for name, ok, expected in checks:
             if not ok:
                 raise InvalidRequest(f"{name}: got {getattr(self, name)!r}, expected {expected}")
+        load_profile(self.label_profile)  # a shipped name or a readable profile file, before any model loads
         problem = launcher_args_problem(self.launcher, self.launcher_args)
         if problem:
             raise InvalidRequest(f"launcher_args: got {self.launcher_args!r}, {problem}")
@@ -150,9 +161,6 @@ LAUNCHER_OPTIONS = {
 
 
 def launcher_args_problem(launcher: str, args: str) -> str | None:
-    import re
-    import shlex
-
     if not args.strip():
         return None
     if launcher not in LAUNCHER_OPTIONS:

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from peft import get_peft_model_state_dict
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from backend.errors import InvalidRequest
 
@@ -77,7 +80,6 @@ class Parallel:
     def describe(self) -> str:
         if not self.enabled:
             return "single process"
-        import torch.distributed as dist
 
         return f"{self.strategy.upper()} over {self.world} processes ({dist.get_backend()})"
 
@@ -97,7 +99,6 @@ class Parallel:
         if batch_size % (grad_accum * self.world):
             raise InvalidRequest(f"batch_size: got {batch_size}, expected a multiple of grad_accum × processes "
                              f"({grad_accum} × {self.world}): it is the global batch, split evenly over the ranks")
-        import torch.distributed as dist
 
         if device == "cuda":
             torch.cuda.set_device(self.local_rank)
@@ -123,8 +124,6 @@ class Parallel:
                                device_id=device if device.type == "cpu" else device.index,
                                sync_module_states=False, limit_all_gathers=True)
         else:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             head = model.get_base_model().get_output_embeddings()  # type: ignore[operator]  # torch: Tensor|Module
             unused = any(p.requires_grad for p in head.parameters())  # an adapted head: AnswerLoss bypasses it
             self.module = DDP(wrapped, device_ids=None if device.type == "cpu" else [device.index],
@@ -143,7 +142,6 @@ class Parallel:
     def all_sum(self, values: list[float]) -> list[float]:
         if not self.enabled:
             return values
-        import torch.distributed as dist
 
         t = torch.tensor(values, dtype=torch.float64, device=self._device())
         dist.all_reduce(t)
@@ -169,15 +167,12 @@ class Parallel:
 
     def barrier(self) -> None:
         if self.enabled:
-            import torch.distributed as dist
-
             dist.barrier()
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank."""
         if not self.enabled:
             return obj
-        import torch.distributed as dist
 
         box = [obj]
         dist.broadcast_object_list(box, src=0)
@@ -216,8 +211,6 @@ class Parallel:
 
     def close(self) -> None:
         if self.enabled:
-            import torch.distributed as dist
-
             # Keep the wrapped module alive until the rank exits (launch.main ends with os._exit): freeing
             # DDP's Reducer destroys the gloo process group, whose destructor joins threads that wait for
             # the GIL the freeing thread holds (seen as a hang at the end of a run under load).
@@ -237,14 +230,10 @@ class Parallel:
                                     FullOptimStateDictConfig(offload_to_cpu=offload, rank0_only=rank0_only))
 
     def _device(self) -> torch.device:
-        import torch.distributed as dist
-
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def _broadcast_trainable(model: torch.nn.Module) -> None:
-    import torch.distributed as dist
-
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -259,7 +248,6 @@ def _adapter_key(key: str, adapter: str = "default") -> str:
 def _check_adapter_keys(model) -> None:
     """peft finds adapter keys by walking module names, which FSDP's wrappers change; adapter_weights()
     names them by rule instead. Check, before wrapping, that the rule gives peft's own names."""
-    from peft import get_peft_model_state_dict
 
     ours = {_adapter_key(k) for k in model.state_dict() if "lora_" in k}
     if ours != set(get_peft_model_state_dict(model)):

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from backend import cores
 from backend.errors import InvalidRequest
 from backend.prompts import ExtractionSchema
 from backend.training import checkpoint as ckpt
@@ -36,11 +37,13 @@ from backend.training.batching import run_batches
 from backend.training.config import TrainConfig
 from backend.training.data import check_usable, load_jsonl, split
 from backend.training.distributed import Parallel, launched
-from backend.training.runtime import Runtime, build_lora_model, tune_cpu_allocator
+from backend.training.runtime import Runtime, build_lora_model, pass_tokens, tune_cpu_allocator
 from backend.training.steps import AnswerLoss, evaluate_loss, optimizer_step, schedule
 from backend.training.tokenize import EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
 from backend.training.validation import HIGHER_IS_BETTER, EvaluationStopped, ExtractionCheck
+
+FIT_AFTER = 2  # steps measured before a time-budgeted run is sized to its budget (the first one warms up)
 
 
 @dataclass
@@ -87,13 +90,15 @@ class Recipe:
         self.val_loss: float | None = None
         self.best: dict[str, Any] | None = None
         self.bar: Any = None
+        self.fitted: dict[str, Any] | None = None  # the run shortened to its time budget (`fit_schedule`)
         self.tracker: Tracker | None = None
 
     # -- setup -------------------------------------------------------------------------------------
     def setup(self) -> None:
         config, run_dir = self.config, self.run_dir
         self.par = par = Parallel.from_env(config.strategy)
-        torch.set_num_threads(par.threads(config.threads))
+        self.share = cores.claim("train", fixed=par.threads(config.threads) if par.enabled else config.threads)
+        self.share.apply()
         random.seed(config.seed)
         self.started = time.time()
         self.runtime = runtime = Runtime.from_config(config)
@@ -101,6 +106,8 @@ class Recipe:
             tune_cpu_allocator()
         par.setup(runtime.device, batch_size=config.batch_size, grad_accum=config.grad_accum)
         self.model_path, self.tokenizer, self.model = build_lora_model(config, runtime, fsdp=par.fsdp)
+        self.pass_tokens = (config.pass_tokens if config.pass_tokens >= 0 or runtime.device != "cpu"
+                            else pass_tokens(self.model.config, runtime.compute_dtype))
         (self.train_set, self.val_set, self.data_report, val_examples,
          self.train_examples) = prepare_data(config, self.tokenizer)
         # generation-based metrics run on rank 0; not under FSDP, where no rank holds the whole model
@@ -162,11 +169,13 @@ class Recipe:
         """One optimizer step over `grad_accum` micro-batches; its metrics record."""
         config, n = self.config, self.step_n
         t0 = time.time()
+        self.share.apply()  # another tunebridge process may have started or ended since the last step
         micro = [[self.train_set.items[i] for i in batch]
                  for batch in self.batches[n * config.grad_accum:(n + 1) * config.grad_accum]]
         result = optimizer_step(micro, forward=self.forward, runtime=self.runtime, pad_id=self.tokenizer.pad_token_id,
                                 params=self.params, optimizer=self.optimizer, scheduler=self.scheduler,
-                                max_grad_norm=config.max_grad_norm, parallel=self.par)
+                                max_grad_norm=config.max_grad_norm, parallel=self.par,
+                                max_tokens=max(0, self.pass_tokens))
         self.step_n += 1
         self.tokens_seen += int(result["tokens"])
         self.last_loss = result["loss"]
@@ -200,6 +209,22 @@ class Recipe:
                 (self.run_dir / "best.json").write_text(json.dumps(self.best))
         self.val_loss = found["val_loss"]
         return found
+
+    def fit_schedule(self, budget_s: float) -> None:
+        """Shorten the run to the steps that fit the time budget at the speed measured so far, so the
+        learning-rate schedule (warm-up, decay) completes instead of being cut off when time runs out."""
+        rate = self.tokens_seen / max(self.train_time(), 1e-9)  # tokens/s on this machine, this run
+        lengths = [len(self.train_set.items[i].input_ids) for batch in self.batches for i in batch]
+        per_step = sum(lengths) / max(1, len(self.batches)) * self.config.grad_accum / rate
+        fit = self.step_n + int((budget_s - self.train_time()) / per_step)
+        if fit < self.total_steps:
+            self.fitted = {"steps": max(fit, self.step_n + 1), "planned": self.total_steps,
+                           "tokens_per_s": round(rate, 1)}
+            self.total_steps = self.fitted["steps"]
+            self.scheduler.lr_lambdas = [schedule(self.config, self.total_steps)]
+            if self.bar is not None:
+                self.bar.total = self.total_steps
+                self.bar.refresh()
 
     def save(self) -> None:
         """A checkpoint to resume from (collectives under FSDP: every rank calls it)."""
@@ -244,6 +269,8 @@ class Recipe:
                 break
             record = self.step()
             step = self.step_n
+            if config.max_minutes and start_step == 0 and step == FIT_AFTER:
+                self.fit_schedule(config.max_minutes * 60)
             if config.eval_every and step % config.eval_every == 0 and self.val_set.items and step < self.total_steps:
                 record.update(self.evaluate())
             self._report(record, start_step)
@@ -276,6 +303,7 @@ class Recipe:
         summary = {
             "status": status, "run_dir": str(run_dir), "base_model": config.model, "base_model_path": self.model_path,
             "runtime": described, "steps": self.step_n, "total_steps": self.total_steps,
+            **({"fitted_to_budget": self.fitted} if self.fitted else {}), "pass_tokens": self.pass_tokens,
             "tokens_seen": self.tokens_seen, "train_time_s": round(train_time, 2),
             "tokens_per_s": round(self.tokens_seen / max(train_time, 1e-9), 2), "final_loss": self.last_loss,
             "val_loss": self.val_loss, "validation": validation, "stopped_early": stopped_early,
@@ -287,7 +315,8 @@ class Recipe:
             if status == "succeeded":
                 _save_outputs(run_dir, model=self.model, tokenizer=self.tokenizer, config=config, summary=summary,
                               weights=weights)
-                summary["conventions"] = save_conventions(run_dir / "adapter", self.train_examples)
+                summary["conventions"] = save_conventions(run_dir / "adapter", self.train_examples,
+                                                          profile=self.config.label_profile)
                 if self.best is not None:
                     summary["best"] = self.best
                     if self.best["step"] != self.step_n:  # ship the best evaluation's adapter, not the last step's
@@ -343,7 +372,7 @@ def _save_outputs(run_dir: Path, *, model, tokenizer, config: TrainConfig, summa
     summary["adapter_dir"] = str(adapter)
 
 
-def save_conventions(adapter: Path, examples: list) -> str | None:
+def save_conventions(adapter: Path, examples: list, *, profile: str | None = None) -> str | None:
     """The label conventions learned from the extraction records trained on (backend/labels/conventions.py),
     saved with the adapter, and the label memory beside it in the run folder (it quotes the documents):
     extraction then writes values the labels' way. The file's path, or None when there were no
@@ -353,7 +382,7 @@ def save_conventions(adapter: Path, examples: list) -> str | None:
     records = [e.record for e in examples if e.record is not None]
     if not records:
         return None
-    conventions = learn([(r["text"], r["fields"]) for r in records])
+    conventions = learn([(r["text"], r["fields"]) for r in records], profile=profile)
     return str(conventions.save(adapter, memory_folder=adapter.parent)) if conventions.fields else None
 
 

@@ -12,6 +12,7 @@ from typing import cast
 import torch
 
 from backend.errors import InvalidRequest
+from backend.models.hardware import compute_path, cpu_kind
 from backend.models.loading import Quantize, cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
 
@@ -40,15 +41,36 @@ class Runtime:
     def describe(self) -> str:
         compute = "bf16" if self.compute_dtype == torch.bfloat16 else "fp32"
         if self.quantize == "4bit":
-            return f"QLoRA: NF4 4-bit base (double quant) + {compute} compute on {self.device}"
-        if self.compute_dtype == torch.bfloat16:
-            return f"LoRA: bf16 base body (fp32 embeddings, logits), bf16 autocast, fp32 adapter on {self.device}"
-        return f"LoRA: fp32 base + fp32 compute, fp32 adapter on {self.device}"
+            what = f"QLoRA: NF4 4-bit base (double quant) + {compute} compute on {self.device}"
+        elif self.compute_dtype == torch.bfloat16:
+            what = f"LoRA: bf16 base body (fp32 embeddings, logits), bf16 autocast, fp32 adapter on {self.device}"
+        else:
+            what = f"LoRA: fp32 base + fp32 compute, fp32 adapter on {self.device}"
+        if self.device != "cpu":
+            return what
+        path = compute_path(cpu_kind())
+        return what + (f" (auto: {path.why})" if path.dtype == compute else f" (as asked; auto would be {path.why})")
 
     def autocast(self):
         if self.compute_dtype == torch.float32:
             return contextlib.nullcontext()
         return torch.autocast(self.device, dtype=self.compute_dtype)
+
+
+ACTIVATION_BUDGET = 1024**3  # bytes of saved activations one pass may hold (beside weights and the rest)
+
+
+def pass_tokens(model_config, compute_dtype: torch.dtype, budget: int = ACTIVATION_BUDGET) -> int:
+    """Padded tokens per forward/backward pass that keep the activations saved for backward within
+    `budget`: per token and layer, a decoder layer keeps about 8 hidden-sized and 4 MLP-sized vectors
+    (norms, attention projections, MLP gate/up/product) in the compute dtype."""
+    hidden = getattr(model_config, "hidden_size", 0) or 0
+    mlp = getattr(model_config, "intermediate_size", 0) or 4 * hidden
+    layers = getattr(model_config, "num_hidden_layers", 0) or 0
+    if not hidden or not layers:
+        return 0  # an architecture this estimate does not know: no limit
+    per_token = layers * (8 * hidden + 4 * mlp) * (2 if compute_dtype == torch.bfloat16 else 4)
+    return max(256, budget // per_token)
 
 
 def tune_cpu_allocator() -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from backend.training.batching import collate
+from backend.training.batching import by_tokens, collate
 from backend.training.config import TrainConfig
 from backend.training.distributed import Parallel
 from backend.training.runtime import Runtime
@@ -56,11 +56,16 @@ def schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
 
 def optimizer_step(micro: list[list[Encoded]], *, forward: Callable, runtime: Runtime, pad_id: int,
                     params: list[torch.nn.Parameter], optimizer, scheduler, max_grad_norm: float,
-                    parallel: Parallel = Parallel()) -> dict[str, float]:  # noqa: B008 - only read
+                    parallel: Parallel = Parallel(), max_tokens: int = 0  # noqa: B008 - only read
+                    ) -> dict[str, float]:
     """One optimizer step over `grad_accum` micro-batches; the loss is the mean over all their
     answer tokens (each micro-batch's summed loss divided by the step's answer-token count).
-    With several processes each rank runs its share of every micro-batch (distributed.py)."""
+    With several processes each rank runs its share of every micro-batch (distributed.py). In one
+    process, a micro-batch of more than `max_tokens` padded tokens runs as several passes (peak memory
+    follows the tokens of one pass; the gradient is the same)."""
     local = [parallel.shard(batch) for batch in micro]
+    if max_tokens and not parallel.enabled:
+        micro = local = [part for batch in local for part in by_tokens(batch, max_tokens)]
     n_answer, tokens = parallel.all_sum([
         sum(1 for batch in local for e in batch for label in e.labels[1:] if label != IGNORE),
         sum(len(e.input_ids) for batch in local for e in batch)])

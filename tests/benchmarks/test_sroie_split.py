@@ -1,5 +1,5 @@
 """The recorded SROIE train/dev split (benchmarks/sroie_split.py): deterministic, disjoint, and what the
-source file gives (the real check runs where ../shared/data is present)."""
+source file gives (the real check runs where the SROIE file is present)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_development_folds_partition_the_train_part_and_never_touch_dev(source, 
         sroie_split.fold_rows(5, source=source, split_file=split_file)
 
 
-@pytest.mark.skipif(not sroie_split.SOURCE.is_file(), reason="../shared/data/sroie_train.jsonl not present")
+@pytest.mark.skipif(not sroie_split.SOURCE.is_file(), reason="sroie_train.jsonl (SROIE) not present")
 def test_the_recorded_split_matches_the_shared_data():
     assert sroie_split.check() == []
     record = sroie_split.load_record()

@@ -70,7 +70,7 @@ def test_the_demo_trains_then_reports_base_vs_fine_tuned(tmp_path, capsys):
     step included."""
     from backend.demo import run_demo
 
-    assert run_demo(minutes=0.05, output_dir=str(tmp_path)) == 0
+    assert run_demo(minutes=0.05, output_dir=str(tmp_path), whole_agents_step=True) == 0
     out = capsys.readouterr().out
     assert "base model  micro-F1" in out and "fine-tuned  micro-F1" in out and "- expected:" in out
     report = next(tmp_path.glob("train-*/eval/report.md")).read_text()

@@ -70,7 +70,7 @@ async def append(name: DatasetName, request: Request, engine: EngineDep, setting
     return AppendedOut(**result.__dict__)
 
 
-@router.get("", response_model=list[DatasetOut])
+@router.get("", response_model=list[DatasetOut], summary="Every dataset: name, example count, created and updated")
 def list_all(engine: EngineDep) -> list[dict[str, Any]]:
     return service.list_datasets(engine=engine)
 

@@ -12,12 +12,12 @@ from backend.services import workers
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="The process is up (no key needed)")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", summary="Ready: database and data folder reachable, a live worker holds the job queue; else 503 naming what is missing (no key needed)")
 def readyz(engine: EngineDep, settings: SettingsDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:

@@ -57,29 +57,33 @@ class JobOut(BaseModel):
     follow_up: dict[str, Any] | None
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
+             summary="Queue a train or eval job (validated whole; optional callback_url and promotion policy)")
 def create(job: JobIn, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     return service.create_job(engine=engine, kind=job.kind, dataset=job.dataset, params=job.hyperparameters,
                               adapter_name=job.adapter_name, callback_url=job.callback_url, promote=job.promote,
                               models=service.ServerModels.of(settings.default_base_model, settings.allowed_model_dirs))
 
 
-@router.get("", response_model=list[JobOut])
+@router.get("", response_model=list[JobOut], summary="The newest 100 jobs, newest first")
 def list_all(engine: EngineDep) -> list[dict[str, Any]]:
     return service.list_jobs(engine=engine)
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=JobOut,
+            summary="One job: status, progress (step, total, loss, tokens/s, ETA), result")
 def get(job_id: str, engine: EngineDep) -> dict[str, Any]:
     return service.get_job(engine=engine, job_id=job_id)
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut)
+@router.post("/{job_id}/cancel", response_model=JobOut,
+             summary="Cancel a job: a queued one at once, a running one after its current step; it registers nothing")
 def cancel(job_id: str, engine: EngineDep) -> dict[str, Any]:
     return service.request_cancel(engine=engine, job_id=job_id)
 
 
-@router.post("/{job_id}/resume", response_model=JobOut)
+@router.post("/{job_id}/resume", response_model=JobOut,
+             summary="Queue a cancelled or failed job again, from its last checkpoint")
 def resume(job_id: str, engine: EngineDep) -> dict[str, Any]:
     return service.resume_job(engine=engine, job_id=job_id)
 

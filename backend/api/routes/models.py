@@ -42,7 +42,7 @@ def retrieve_model(model_id: str, engine: EngineDep, settings: SettingsDep) -> M
     raise NotFound(f"model {model_id!r} does not exist: GET /v1/models lists the base models and adapters")
 
 
-@router.get("/models")
+@router.get("/models", summary="Base models and adapters a request may name (OpenAI's models.list)")
 def list_models(engine: EngineDep, settings: SettingsDep) -> ModelList:
     cards = []
     for name in servable_bases(engine=engine, default_base=settings.default_base_model):

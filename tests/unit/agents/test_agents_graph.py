@@ -340,3 +340,22 @@ def test_an_empty_extraction_is_never_approved(policy, doc, tmp_path):
     schema = {"type": "object", "properties": {"note": {"type": ["string", "null"]}}}
     result = run(Scripted({"note": None}), policy, doc("Some memo"), tmp_path, schema=schema)[1]
     assert result["decision"] == "review" and result["flags"][0]["why"] == "nothing extracted"
+
+
+def test_a_time_budget_stops_starting_documents_and_keeps_the_ones_done(policy, doc, tmp_path, capsys):
+    import time
+    from pathlib import Path
+
+    from agents.cli import run_documents
+
+    store = Store(tmp_path / "agents.sqlite")
+    graph = build_graph(Deps(model=Scripted(GOOD, GOOD), policy=policy, store=store, today=TODAY),
+                        SqliteSaver(sqlite3.connect(str(store.path), check_same_thread=False)))
+    files = [doc(INVOICE, "a.txt"), doc(INVOICE.replace("INV-", "INV-9"), "b.txt")]
+    records, report = run_documents(graph, store, [Path(f) for f in files], out=tmp_path / "out.jsonl",
+                                    deadline=time.monotonic() + 3600)
+    assert [r["path"] for r in records] == files and records[0]["status"] == "done"
+    records, _ = run_documents(graph, store, [Path(f) for f in files], out=tmp_path / "late.jsonl",
+                               deadline=time.monotonic() - 1)
+    assert records == [] and (tmp_path / "late.jsonl").read_text() == ""
+    assert "time budget reached: 0 of 2 documents done" in capsys.readouterr().out

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from backend.inference.batcher import Batcher, ClientGoneError, RequestTimeoutError
-from backend.inference.pool import GenRequest, GenResult, Target
+from backend.inference.bundle import AdapterBundle
+from backend.inference.pool import GenRequest, GenResult
 
 
 class HeldPool:
@@ -40,7 +41,7 @@ def _ask(text: str) -> GenRequest:
 def test_a_request_that_times_out_in_the_queue_is_dropped_and_never_run():
     pool = HeldPool()
     batcher = Batcher(pool, max_batch=1, window_s=0)  # one at a time: the second must queue
-    target = Target("tiny")
+    target = AdapterBundle("tiny")
     slow: dict = {}
     first = threading.Thread(target=lambda: slow.update(out=batcher.generate(target, _ask("slow"))))
     first.start()
@@ -61,16 +62,16 @@ def test_a_request_that_times_out_while_running_says_so():
     pool = HeldPool()
     batcher = Batcher(pool, max_batch=1, window_s=0, timeout_s=0.3)  # the service-wide limit
     with pytest.raises(RequestTimeoutError, match="it had started and was stopped"):
-        batcher.generate(Target("tiny"), _ask("slow"))
+        batcher.generate(AdapterBundle("tiny"), _ask("slow"))
     pool.release.set()
-    assert batcher.generate(Target("tiny"), _ask("after"), timeout_s=10).text == "after"
+    assert batcher.generate(AdapterBundle("tiny"), _ask("after"), timeout_s=10).text == "after"
     batcher.close()
 
 
 def test_a_queued_request_whose_client_left_is_dropped():
     pool = HeldPool()
     batcher = Batcher(pool, max_batch=1, window_s=0)
-    target = Target("tiny")
+    target = AdapterBundle("tiny")
     first = threading.Thread(target=lambda: batcher.generate(target, _ask("slow")))
     first.start()
     assert pool.started.wait(10)
@@ -117,7 +118,7 @@ def test_a_served_chat_that_times_out_mid_generation_frees_the_model(tiny_model)
     from backend.inference.pool import ModelPool
 
     batcher = Batcher(ModelPool(device="cpu"), max_batch=4, window_s=0)
-    target = Target(tiny_model)
+    target = AdapterBundle(tiny_model)
     batcher.generate(target, _ask("warm up"), timeout_s=60)  # loaded before the clock starts
     long = GenRequest((("user", "Kedai Buku Ilmu"),), max_new_tokens=4000)  # greedy: this model never ends it
     with pytest.raises(RequestTimeoutError, match="started and was stopped"):

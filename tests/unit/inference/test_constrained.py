@@ -9,10 +9,11 @@ import jsonschema
 import pytest
 
 from backend.errors import InvalidRequest
+from backend.inference.bundle import AdapterBundle
 from backend.inference.constrained import bound_schema, compile_grammar, field_confidence, flat_schema, value_spans
 from backend.inference.decoding import Constrained, constrained_batch, constrained_generate
 from backend.inference.grounding import locate
-from backend.inference.pool import ModelPool, Target, stop_ids
+from backend.inference.pool import ModelPool, stop_ids
 from backend.inference.spec import ExtractionSpec
 from backend.prompts import ExtractionSchema, extraction_messages
 
@@ -43,7 +44,7 @@ DOCS = ["ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\n2 x hammer 25.00\nT
 @pytest.fixture(scope="module")
 def tiny(tiny_model):
     pool = ModelPool(device="cpu")
-    with pool.using(Target(tiny_model)) as (model, tokenizer, _):
+    with pool.using(AdapterBundle(tiny_model)) as (model, tokenizer, _):
         yield model, tokenizer
 
 
@@ -123,7 +124,7 @@ def test_a_field_the_model_was_not_trained_on_gets_lower_confidence(tiny_config,
     run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02,
                             warmup_ratio=0.0), progress_bar=False)
     ref = find_adapter(run.run_dir)
-    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total", "invoice_number"]
     out = extract(ModelPool(device="cpu"), target, text=DOCS[0], spec=ExtractionSpec.from_names(names))
     trained = min(out["confidence"]["company"], out["confidence"]["total"])
@@ -143,7 +144,7 @@ def tiny_fp32(tiny_model):
     import torch
 
     pool = ModelPool(device="cpu", dtype="float32")
-    with pool.using(Target(tiny_model)) as (model, tokenizer, _):
+    with pool.using(AdapterBundle(tiny_model)) as (model, tokenizer, _):
         with torch.no_grad():
             model.get_output_embeddings().weight.mul_(8.0)
         yield model, tokenizer
@@ -200,10 +201,10 @@ def test_the_shared_prompt_prefix_is_computed_once_and_changes_nothing(tiny_mode
     names = ["company", "date", "total"]
     docs = [Document(d, ExtractionSpec.from_names(names)) for d in DOCS * 2]
     pool = ModelPool(device="cpu", dtype="float32")
-    plain = extract_many(pool, Target(tiny_model), docs, prefix_cache=False, batch_size=1)
+    plain = extract_many(pool, AdapterBundle(tiny_model), docs, prefix_cache=False, batch_size=1)
     assert pool.prefixes.hits + pool.prefixes.misses == 0
-    cached = extract_many(pool, Target(tiny_model), docs, batch_size=2)
-    again = extract_many(pool, Target(tiny_model), docs[:1])
+    cached = extract_many(pool, AdapterBundle(tiny_model), docs, batch_size=2)
+    again = extract_many(pool, AdapterBundle(tiny_model), docs[:1])
     assert pool.prefixes.misses == 1 and pool.prefixes.hits == 2  # one prefix, computed once, read twice
     assert cached[0]["usage"]["cached_prompt_tokens"] > 20 == plain[0]["usage"]["cached_prompt_tokens"] + 20
     assert [r["raw"] for r in cached] == [r["raw"] for r in plain] and again[0]["raw"] == plain[0]["raw"]
@@ -232,7 +233,7 @@ def test_a_pydantic_model_is_a_schema_nested_models_and_all(tiny):
     assert "$ref" not in json.dumps(schema_of(Invoice)) and "$defs" not in json.dumps(schema_of(Invoice))
     pool = ModelPool(device="cpu")
     docs = [Document(d, ExtractionSpec.of(Invoice)) for d in DOCS]
-    for out in extract_many(pool, Target(tiny[0].name_or_path), docs):
+    for out in extract_many(pool, AdapterBundle(tiny[0].name_or_path), docs):
         assert out["finish_reason"] == "stop"
         Invoice.model_validate_json(out["raw"])
 
@@ -270,7 +271,7 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
     ref = find_adapter(run.run_dir)
     platt = Platt.load(ref.path)
     assert platt is not None and platt.pairs >= 20
-    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total"]
     out = extract_many(ModelPool(device="cpu"), target, [Document(DOCS[0], ExtractionSpec.from_names(names))])[0]
     assert out["calibrated"] is True
@@ -292,7 +293,7 @@ def test_the_adapter_ships_its_label_conventions_and_extraction_applies_them(tin
     assert run.summary["conventions"] == str(ref.path / "conventions.json")
     assert conventions.fields["total"].kind == "amount" and conventions.fields["total"].decimals == 2
     assert conventions.fields["company"].kind == "text" and len(conventions.exemplars.heads) == 12
-    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total"]
     doc = Document(DOCS[1] + "\nref 99", ExtractionSpec.from_names(names))
     pool = ModelPool(device="cpu")
@@ -331,7 +332,7 @@ def test_copy_drafting_saves_passes_when_the_model_copies(tiny_config, write_jso
     run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02,
                             warmup_ratio=0.0), progress_bar=False)
     ref = find_adapter(run.run_dir)
-    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total"]
     items = [Document(d, ExtractionSpec.from_names(names)) for d in DOCS]
     pool = ModelPool(device="cpu", dtype="float32")

@@ -117,8 +117,9 @@ def test_always_scores_a_printed_amount_too(tiny):
 
 
 def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, write_jsonl):
+    from backend.inference.bundle import AdapterBundle
     from backend.inference.extraction import Document, extract_many
-    from backend.inference.pool import ModelPool, Target
+    from backend.inference.pool import ModelPool
     from backend.inference.spec import ExtractionSpec
     from backend.models.adapters import find_adapter
     from backend.training.trainer import train
@@ -129,7 +130,7 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
     run = train(tiny_config(data=[write_jsonl("docs.jsonl", docs)], max_steps=2), progress_bar=False)
     ref = find_adapter(run.run_dir)
     conventions = Conventions.load(ref.path)
-    target = Target(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     doc = Document(DOC, ExtractionSpec.from_names(NAMES))
     pool = ModelPool(device="cpu")
 
@@ -178,4 +179,4 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
     with pytest.raises(InvalidRequest, match="rank: got 'best'"):
         extract_many(pool, target, [doc], rank="best")
     with pytest.raises(InvalidRequest, match="has no label conventions"):
-        extract_many(pool, Target(tiny_model), [doc], rank="typed")
+        extract_many(pool, AdapterBundle(tiny_model), [doc], rank="typed")

@@ -11,10 +11,11 @@ import jsonschema
 import pytest
 
 from backend.errors import InvalidRequest
+from backend.inference.bundle import AdapterBundle
 from backend.inference.constrained import bound_schema, flat_schema, schema_of
 from backend.inference.extraction import Document, extract_many
 from backend.inference.grounding import leaves
-from backend.inference.pool import ModelPool, Target
+from backend.inference.pool import ModelPool
 from backend.inference.spans import copy_paths, is_copied, normalise, span_grammar
 from backend.inference.spec import ExtractionSpec
 
@@ -51,8 +52,8 @@ def copied_values(answer, paths: set[str]) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny(tiny_model):
     pool = ModelPool(device="cpu", dtype="float32")
-    with pool.using(Target(tiny_model)) as (model, tokenizer, _):
-        yield pool, Target(tiny_model), tokenizer
+    with pool.using(AdapterBundle(tiny_model)) as (model, tokenizer, _):
+        yield pool, AdapterBundle(tiny_model), tokenizer
 
 
 def test_a_copied_value_is_always_in_the_document(tiny):

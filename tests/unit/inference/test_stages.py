@@ -3,9 +3,7 @@ them read once per folder and again when a file changes."""
 
 from __future__ import annotations
 
-import os
-
-from backend.inference.stages import NOTHING, apply_label_rules, calibrate, learned, take_ranked, to_review
+from backend.inference.stages import apply_label_rules, calibrate, take_ranked, to_review
 from backend.labels.calibration import Platt
 from backend.labels.conventions import learn
 
@@ -38,15 +36,3 @@ def test_label_rules_apply_only_when_given(tmp_path):
     rules = learn([(t, {"company": f"SHOP {n}", "total": f"{n}.50"}) for n, t in enumerate(texts)])
     assert apply_label_rules({"total": "3.5"}, texts[3], None) == {"total": "3.5"}
     assert apply_label_rules({"total": "RM 3.50"}, texts[3], rules)["total"] == "3.50"  # written the labels' way
-
-
-def test_learned_is_read_once_per_folder_and_again_when_a_file_changes(tmp_path):
-    adapter = tmp_path / "run" / "adapter"
-    adapter.mkdir(parents=True)
-    assert learned(None) is NOTHING and learned(str(adapter)) == NOTHING
-    Platt(a=2.0, b=0.0).save(adapter)
-    first = learned(str(adapter))
-    assert first.calibration is not None and learned(str(adapter)) is first  # cached
-    Platt(a=3.0, b=0.0).save(adapter)
-    os.utime(adapter / "calibration.json", ns=(1, 10**18))  # a rewrite within the clock's resolution
-    assert learned(str(adapter)).calibration.a == 3.0

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from backend.cli import main as cli_main
 from backend.errors import InvalidRequest
-from backend.inference.generate import chat, load_for_inference
+from backend.inference.bundle import AdapterBundle
+from backend.inference.pool import GenRequest, ModelPool
 from backend.training.tracking import read_metrics
 from backend.training.trainer import train
 from conftest import EXAMPLES, SECRET_A, SECRET_Q
@@ -37,11 +38,9 @@ def test_loss_falls_and_the_adapter_recalls_the_memorised_answer(tiny_config, se
     result = train(config, progress_bar=False)
     losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < losses[0] / 10
-    answer = chat(load_for_inference(adapter=str(result.run_dir)), [{"role": "user", "content": SECRET_Q}],
-                  max_new_tokens=48)
-    assert answer == SECRET_A
-    base = chat(load_for_inference(model=config.model), [{"role": "user", "content": SECRET_Q}], max_new_tokens=48)
-    assert base != SECRET_A
+    pool, ask = ModelPool(dtype="float32"), GenRequest((("user", SECRET_Q),), max_new_tokens=48)
+    assert pool.generate(AdapterBundle.of_folder(result.run_dir), [ask])[0].text.strip() == SECRET_A
+    assert pool.generate(AdapterBundle(config.model), [ask])[0].text.strip() != SECRET_A
 
 
 def test_run_folder_holds_every_output(tiny_config):
@@ -95,10 +94,10 @@ def test_merged_model_gives_the_same_logits_as_base_plus_adapter(tiny_config, tm
     result = train(tiny_config(data=[str(EXAMPLES / "chat.jsonl")], max_steps=4, learning_rate=1e-2), progress_bar=False)
     assert cli_main(["merge", "--adapter", str(result.run_dir), "--out", str(tmp_path / "merged")]) == 0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
-    peft = load_for_inference(adapter=str(result.run_dir))
-    ids = peft.tokenizer("TOTAL 9.00 RM", return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        expected, got = peft.model(ids).logits, merged(ids).logits
+    with ModelPool(dtype="float32").using(AdapterBundle.of_folder(result.run_dir)) as (peft, tokenizer, _), \
+            torch.no_grad():
+        ids = tokenizer("TOTAL 9.00 RM", return_tensors="pt")["input_ids"]
+        expected, got = peft(ids).logits, merged(ids).logits
         base = AutoModelForCausalLM.from_pretrained(result.summary["base_model_path"])(ids).logits
     assert torch.allclose(expected, got, atol=1e-4)
     assert not torch.allclose(expected, base, atol=1e-4), "the adapter must make a difference"

@@ -1,0 +1,55 @@
+"""Micro-batches past a token budget run as several passes (backend/training/batching.by_tokens): peak
+memory follows one pass, and the gradient — so the whole run — stays the same."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig
+
+from backend.training.batching import by_tokens
+from backend.training.runtime import pass_tokens
+from backend.training.tokenize import Encoded
+from backend.training.trainer import train
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data"
+
+
+def _rows(*lengths: int) -> list[Encoded]:
+    return [Encoded(list(range(n)), list(range(n)), f"row{n}") for n in lengths]
+
+
+def test_passes_hold_at_most_the_budget_in_padded_tokens():
+    rows = _rows(100, 90, 80, 70, 300)
+    passes = by_tokens(rows, 200)
+    assert [[len(r.input_ids) for r in p] for p in passes] == [[100, 90], [80, 70], [300]]  # a long row alone
+    assert by_tokens(rows, 0) == [rows] and by_tokens(rows, 10_000) == [rows]
+    assert all(len(p) * max(len(r.input_ids) for r in p) <= 200 for p in passes[:2])
+
+
+def test_pass_size_follows_the_model_and_the_precision(tiny_model):
+    smollm2 = AutoConfig.for_model("llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30)
+    fp32, bf16 = pass_tokens(smollm2, torch.float32), pass_tokens(smollm2, torch.bfloat16)
+    assert bf16 == 2 * fp32 or bf16 == 2 * fp32 + 1
+    assert 600 < fp32 < 1200  # SmolLM2-135M in fp32: about 1.3 MB of saved activations per token
+    assert pass_tokens(AutoConfig.from_pretrained(tiny_model), torch.float32) > fp32  # a tiny model: larger passes
+
+
+def test_a_run_in_small_passes_equals_the_run_in_whole_batches(tiny_config):
+    kwargs = dict(data=[str(EXAMPLES / "receipts.jsonl")], max_steps=3, batch_size=4, learning_rate=1e-2,
+                  max_length=1024)
+    whole = train(tiny_config(run_name="whole", pass_tokens=0, **kwargs), progress_bar=False)
+    parts = train(tiny_config(run_name="parts", pass_tokens=600, **kwargs), progress_bar=False)
+
+    def losses(run):
+        return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+
+    assert losses(parts.run_dir) == pytest.approx(losses(whole.run_dir), rel=1e-4)
+    a = load_file(whole.adapter_dir / "adapter_model.safetensors")
+    b = load_file(parts.adapter_dir / "adapter_model.safetensors")
+    # the same steps up to float summation order (which AdamW's first, sign-like updates amplify a little)
+    assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)

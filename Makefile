@@ -32,10 +32,15 @@ test: $(STAMP) lint test-n8n  ## the whole suite, slow tests on the bundled mode
 lint: $(STAMP)  ## ruff (lint rules, import order) and mypy (backend, agents); config in pyproject.toml
 	$(BIN)/ruff check backend agents tests benchmarks && $(BIN)/mypy
 
-test-n8n:  ## the n8n node package (build, lint, unit tests) and n8n itself for the workflow tests (Node 20 + npm)
-	@if command -v npm >/dev/null; then (cd n8n_nodes && npm ci --yes --no-audit --no-fund --loglevel=error \
-	  && npm run --silent build && npm run --silent lint && npm test --silent) \
-	  && scripts/install_n8n.sh > /dev/null; \
+# The newest n8n line runs on Node 24: scripts/install_n8n_newest.sh puts one here when the system's is older.
+N8N_NEWEST_DIR ?= $(or $(TUNEBRIDGE_N8N_NEWEST_DIR),$(HOME)/.cache/tunebridge/n8n-newest)
+
+test-n8n:  ## both n8n lines for the workflow tests (2.8.4 on Node 20, the newest 2.x on Node 24; cached), and the node package (build, lint, unit tests) on Node 24
+	@if command -v npm >/dev/null; then scripts/install_n8n.sh > /dev/null \
+	  && scripts/install_n8n_newest.sh "$(N8N_NEWEST_DIR)" > /dev/null \
+	  && (export PATH="$(N8N_NEWEST_DIR)/node24/bin:$$PATH"; cd n8n_nodes \
+	    && npm ci --yes --no-audit --no-fund --loglevel=error \
+	    && npm run --silent build && npm run --silent lint && npm test --silent); \
 	else echo "warning: npm not found: the n8n node package and workflows are not tested"; fi
 
 screenshots: $(STAMP)  ## a PNG of each workflow's canvas in workflows/screenshots/ (n8n + Chromium, headless)

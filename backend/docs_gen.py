@@ -44,7 +44,12 @@ OTHER_ENV: list[tuple[str, str, str]] = [
     ("TUNEBRIDGE_N8N_DIR", "tests, `scripts/install_n8n.sh`", "Where n8n is installed for the workflow tests "
      "(default `~/.cache/tunebridge/n8n`)."),
     ("TUNEBRIDGE_N8N_BIN", "tests", "An n8n binary to use instead of the one in `TUNEBRIDGE_N8N_DIR`."),
-    ("TUNEBRIDGE_REQUIRE_N8N", "tests", "When set, a missing n8n fails the workflow tests instead of skipping them."),
+    ("TUNEBRIDGE_N8N_NEWEST_DIR", "tests, `scripts/install_n8n_newest.sh`, `make test-n8n`", "Where the newest "
+     "n8n 2.x and its Node 24 are installed for the workflow tests (default `~/.cache/tunebridge/n8n-newest`)."),
+    ("TUNEBRIDGE_N8N_OFFLINE", "`scripts/install_n8n_newest.sh`", "`1`: ask the registry nothing; reuse the "
+     "installed n8n."),
+    ("TUNEBRIDGE_REQUIRE_N8N", "tests", "When set, a missing n8n (either line) fails the workflow tests instead of "
+     "skipping them."),
 ]
 
 

@@ -327,9 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [f.name for f in files if not f.exists()]
     if missing:
         parser.error(f"not in {WORKFLOWS}: {', '.join(missing)}")
-    n8n_binary, why = find_n8n()
+    n8n_install, why = find_n8n()
     chromium = find_chromium()
-    if n8n_binary is None or chromium is None:
+    if n8n_install is None or chromium is None:
         print(why or "Chromium not found: apt-get install chromium, or set CHROMIUM=<binary>", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         folder, profile = Path(tmp) / "n8n", Path(tmp) / "chromium"
         folder.mkdir()
         profile.mkdir()
-        with running_n8n(n8n_binary, folder) as n8n:
+        with running_n8n(n8n_install, folder) as n8n:
             workflows = import_workflows(n8n, files)
             chrome = Chromium(chromium, profile, width=1800, height=1000)
             try:

@@ -58,10 +58,7 @@ def tiny_config(tiny_model, tmp_path):
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tiny_model):
     """The real service (uvicorn + one worker process, SQLite) on the tiny model, per test module."""
-    from servers import WEBHOOK_SECRET, running_service
+    from servers import tiny_service
 
-    data_dir = tmp_path_factory.mktemp("service-data")
-    env = {"TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model, "TUNEBRIDGE_MAX_BODY_MB": "1",
-           "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET, "TUNEBRIDGE_TRAIN_THRESHOLD": "3", "TUNEBRIDGE_MAX_DATASET_MB": "2"}
-    with running_service(data_dir, env=env) as running:
+    with tiny_service(tmp_path_factory.mktemp("service-data"), tiny_model) as running:
         yield running

@@ -1,10 +1,13 @@
-"""A real n8n 2.8.4 for the workflow tests: the node package packed into a throwaway user folder, one
-`n8n start` on a free loopback port, an owner and an API key, credentials and workflows through the
-public API, webhook workflows activated.
+"""A real n8n for the workflow tests, in two lines: n8n 2.8.x on the system Node 20 and the newest
+n8n 2.x on Node 24. The node package packed into a throwaway user folder, one `n8n start` on a free
+loopback port, an owner and an API key, credentials and workflows through the public API, webhook
+workflows activated.
 
-n8n itself comes from `scripts/install_n8n.sh` (default `~/.cache/tunebridge/n8n`, or
-`TUNEBRIDGE_N8N_DIR`; `TUNEBRIDGE_N8N_BIN` names a binary directly). `find_n8n()` returns None when
-it is not installed, and the tests skip with that reason.
+n8n 2.8.4 comes from `scripts/install_n8n.sh` (default `~/.cache/tunebridge/n8n`, or
+`TUNEBRIDGE_N8N_DIR`; `TUNEBRIDGE_N8N_BIN` names a binary directly), the newest from
+`scripts/install_n8n_newest.sh` (default `~/.cache/tunebridge/n8n-newest`, or
+`TUNEBRIDGE_N8N_NEWEST_DIR`; its Node 24 in `node24/bin` there). `find_n8n(line)` returns None and
+the reason when a line is not installed, and the tests skip with it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,8 @@ from servers import free_port, wait_for
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ROOT / "n8n_nodes"
 WORKFLOWS = ROOT / "workflows"
-N8N_VERSION = "2.8.4"
+N8N_VERSION = "2.8.4"  # the 2.8 line (the newest n8n that runs on Node 20)
+N8N_NEWEST_KNOWN_GOOD = "2.41.1"  # the newest line's pinned fallback, and the compose image's n8n
 PACKAGE = "n8n-nodes-tunebridge"
 OWNER = {"email": "owner@tunebridge.test", "firstName": "Tune", "lastName": "Bridge", "password": "Tunebridge-test-1"}
 API_SCOPES = ["workflow:create", "workflow:read", "workflow:update", "workflow:delete", "workflow:list",
@@ -37,25 +42,65 @@ API_SCOPES = ["workflow:create", "workflow:read", "workflow:update", "workflow:d
               "execution:read", "execution:list"]
 
 
-def install_dir() -> Path:
-    return Path(os.environ.get("TUNEBRIDGE_N8N_DIR", Path.home() / ".cache" / "tunebridge" / "n8n"))
+LINES = ("2.8", "newest")  # the n8n lines the workflows are tested on
 
 
-def find_n8n() -> tuple[Path | None, str]:
-    """(binary, "") or (None, why not)."""
-    explicit = os.environ.get("TUNEBRIDGE_N8N_BIN")
+@dataclass(frozen=True)
+class N8nInstall:
+    """An installed n8n: its binary, version and the environment it runs in (Node 24 first on PATH)."""
+
+    line: str
+    binary: Path
+    version: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def webhook_url_var(self) -> str:
+        """n8n >= 2.34 reads N8N_WEBHOOK_URL (WEBHOOK_URL is deprecated there); 2.8 only WEBHOOK_URL."""
+        return "WEBHOOK_URL" if self.line == "2.8" else "N8N_WEBHOOK_URL"
+
+
+def install_dir(line: str = "2.8") -> Path:
+    cache = Path.home() / ".cache" / "tunebridge"
+    if line == "newest":
+        return Path(os.environ.get("TUNEBRIDGE_N8N_NEWEST_DIR", cache / "n8n-newest"))
+    return Path(os.environ.get("TUNEBRIDGE_N8N_DIR", cache / "n8n"))
+
+
+def installed_version(line: str) -> str | None:
+    package = install_dir(line) / "node_modules" / "n8n" / "package.json"
+    return json.loads(package.read_text())["version"] if package.exists() else None
+
+
+def find_n8n(line: str = "2.8") -> tuple[N8nInstall | None, str]:
+    """(the install, "") or (None, why not)."""
+    explicit = os.environ.get("TUNEBRIDGE_N8N_BIN") if line == "2.8" else None
     if explicit:
-        return (Path(explicit), "") if Path(explicit).exists() else (None, f"TUNEBRIDGE_N8N_BIN={explicit} does not exist")
-    folder = install_dir()
-    binary, package = folder / "node_modules" / ".bin" / "n8n", folder / "node_modules" / "n8n" / "package.json"
-    if not binary.exists() or not package.exists():
-        return None, f"n8n is not installed in {folder}: run scripts/install_n8n.sh (about 3-8 minutes, 2.3 GB)"
-    version = json.loads(package.read_text())["version"]
-    if version != N8N_VERSION:
-        return None, f"n8n {version} in {folder}, expected {N8N_VERSION}: run scripts/install_n8n.sh {folder}"
-    if shutil.which("node") is None:
+        if not Path(explicit).exists():
+            return None, f"TUNEBRIDGE_N8N_BIN={explicit} does not exist"
+        return N8nInstall(line, Path(explicit), N8N_VERSION), ""
+    folder = install_dir(line)
+    script = "scripts/install_n8n.sh" if line == "2.8" else "scripts/install_n8n_newest.sh"
+    binary, version = folder / "node_modules" / ".bin" / "n8n", installed_version(line)
+    if line == "newest" and not (folder / ".complete").exists():  # the installer marks a finished install
+        version = None
+    if not binary.exists() or version is None:
+        return None, f"n8n ({line}) is not installed in {folder}: run {script} {folder}"
+    if line == "2.8" and version != N8N_VERSION:
+        return None, f"n8n {version} in {folder}, expected {N8N_VERSION}: run {script} {folder}"
+    env: dict[str, str] = {}
+    node24 = folder / "node24" / "bin"
+    if (node24 / "node").exists():
+        env["PATH"] = f"{node24}{os.pathsep}{os.environ.get('PATH', '')}"
+    node = shutil.which("node", path=env.get("PATH", os.environ.get("PATH")))
+    if node is None:
         return None, "node is not on PATH"
-    return binary, ""
+    if line == "newest":
+        major = subprocess.run([node, "-p", "process.versions.node.split('.')[0]"], capture_output=True,
+                               text=True, timeout=30).stdout.strip()
+        if not major.isdigit() or int(major) < 24:
+            return None, f"n8n {version} needs Node >= 24, found {node} ({major or '?'}): run {script} {folder}"
+    return N8nInstall(line, binary, version, env), ""
 
 
 def _newest_mtime(*folders: Path) -> float:
@@ -65,7 +110,10 @@ def _newest_mtime(*folders: Path) -> float:
 def pack_node_package(user_folder: Path) -> Path:
     """Build `n8n_nodes` if its dist is missing or stale, `npm pack` it and unpack it where n8n's own
     installer puts community packages: `<user folder>/.n8n/nodes/node_modules/n8n-nodes-tunebridge`."""
-    npm = {"cwd": NODES, "capture_output": True, "text": True, "timeout": 600}
+    # @n8n/node-cli needs Node 22+: the newest line's Node 24 when the installer put one there
+    node24 = install_dir("newest") / "node24" / "bin"
+    path = f"{node24}{os.pathsep}{os.environ.get('PATH', '')}" if (node24 / "node").exists() else os.environ.get("PATH", "")
+    npm = {"cwd": NODES, "capture_output": True, "text": True, "timeout": 600, "env": {**os.environ, "PATH": path}}
     if not (NODES / "node_modules" / ".bin" / "n8n-node").exists():
         subprocess.run(["npm", "ci", "--yes", "--no-audit", "--no-fund"], check=True, **npm)
     built = NODES / "dist" / "nodes" / "Tunebridge" / "Tunebridge.node.js"
@@ -90,9 +138,9 @@ class N8n:
     """A started n8n: REST (owner cookie) and public API (API key) clients."""
 
     def __init__(self, url: str, user_folder: Path, log: Path, proc: subprocess.Popen,
-                 binary: Path | None = None, env: dict[str, str] | None = None):
+                 binary: Path | None = None, env: dict[str, str] | None = None, version: str = N8N_VERSION):
         self.url, self.user_folder, self.log, self.proc = url, user_folder, log, proc
-        self.binary, self.env = binary, env or {}
+        self.binary, self.env, self.version = binary, env or {}, version
         self.rest = httpx.Client(base_url=f"{url}/rest", timeout=30)
         self.api: httpx.Client | None = None
 
@@ -166,6 +214,18 @@ class N8n:
         assert proc.returncode == 0 and start is not None, f"n8n execute exited {proc.returncode}:\n{text[-4000:]}"
         return json.loads("\n".join(text.splitlines()[start:]))
 
+    def cli_import(self, path: Path, *, timeout: float = 300) -> str:
+        """`n8n import:workflow --input=<file>` beside the running server (its own task-runner port): the
+        plain import of one export, as a user runs it. Returns the CLI's output; fails on a non-zero exit."""
+        out_path = self.user_folder.parent / f"import-{path.stem}-{time.time_ns()}.log"
+        env = {**self.env, "N8N_RUNNERS_BROKER_PORT": str(free_port())}
+        with open(out_path, "w") as out:
+            proc = subprocess.run([str(self.binary), "import:workflow", f"--input={path}"], stdout=out,
+                                  stderr=subprocess.STDOUT, env=env, cwd=self.user_folder.parent, timeout=timeout)
+        text = out_path.read_text(errors="replace")
+        assert proc.returncode == 0, f"n8n import:workflow exited {proc.returncode}:\n{text[-4000:]}"
+        return text
+
     def webhook_ready(self, path: str) -> bool:
         """Whether the POST webhook `path` is registered: a GET then says it is registered for POST only
         (a GET has no side effect, unlike a POST that would start an execution)."""
@@ -198,7 +258,7 @@ def load_workflow(filename: str, *, credentials: dict[str, dict[str, str]],
 
 
 @contextmanager
-def running_n8n(binary: Path, folder: Path, *, env: dict[str, str] | None = None) -> Iterator[N8n]:
+def running_n8n(install: N8nInstall, folder: Path, *, env: dict[str, str] | None = None) -> Iterator[N8n]:
     """`n8n start` with its user folder in `folder` (the node package installed there), owner set up."""
     user_folder = folder / "user"
     user_folder.mkdir(parents=True, exist_ok=True)
@@ -206,18 +266,18 @@ def running_n8n(binary: Path, folder: Path, *, env: dict[str, str] | None = None
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "N8N_USER_FOLDER": str(user_folder), "N8N_PORT": str(port), "N8N_HOST": "127.0.0.1",
-           "N8N_LISTEN_ADDRESS": "127.0.0.1", "N8N_PROTOCOL": "http", "WEBHOOK_URL": f"{url}/",
+           "N8N_LISTEN_ADDRESS": "127.0.0.1", "N8N_PROTOCOL": "http", install.webhook_url_var: f"{url}/",
            "N8N_EDITOR_BASE_URL": url, "N8N_RUNNERS_BROKER_PORT": str(free_port()),
            "N8N_DIAGNOSTICS_ENABLED": "false", "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
            "N8N_PERSONALIZATION_ENABLED": "false", "N8N_SECURE_COOKIE": "false", "N8N_TEMPLATES_ENABLED": "false",
            "N8N_COMMUNITY_PACKAGES_ENABLED": "true", "N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS": "false",
            "N8N_LOG_LEVEL": "info", "N8N_LOG_OUTPUT": "console", "DB_TYPE": "sqlite",
-           "EXECUTIONS_DATA_PRUNE": "false", "NODE_ENV": "production", **(env or {})}
+           "EXECUTIONS_DATA_PRUNE": "false", "NODE_ENV": "production", **install.env, **(env or {})}
     log = folder / "n8n.log"
     out = open(log, "w")  # noqa: SIM115 - open for n8n's lifetime; a file, never a pipe closed early (the CLI spins on a closed stdout)
-    proc = subprocess.Popen([str(binary), "start"], stdout=out, stderr=subprocess.STDOUT, env=env,
+    proc = subprocess.Popen([str(install.binary), "start"], stdout=out, stderr=subprocess.STDOUT, env=env,
                             cwd=folder, start_new_session=True)
-    n8n = N8n(url, user_folder, log, proc, binary=binary, env=env)
+    n8n = N8n(url, user_folder, log, proc, binary=install.binary, env=env, version=install.version)
     try:
         def up() -> bool:
             if proc.poll() is not None:

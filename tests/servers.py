@@ -77,6 +77,15 @@ def running_service(data_dir: Path, *, env: dict[str, str], workers: int = 1) ->
         wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=30)
 
 
+@contextmanager
+def tiny_service(data_dir: Path, tiny_model: str) -> Iterator[dict]:
+    """The real service (uvicorn + one worker process, SQLite) on the tiny model, as the tests run it."""
+    env = {"TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model, "TUNEBRIDGE_MAX_BODY_MB": "1",
+           "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET, "TUNEBRIDGE_TRAIN_THRESHOLD": "3", "TUNEBRIDGE_MAX_DATASET_MB": "2"}
+    with running_service(data_dir, env=env) as running:
+        yield running
+
+
 def children(pid: int) -> list[int]:
     """The process's children, whichever of its threads started them."""
     out: list[int] = []

@@ -11,6 +11,18 @@ def nid(wf, name):
     return str(uuid.uuid5(NS, f"{wf}/{name}"))
 
 
+def workflow_id(key):
+    """A stable workflow id in n8n's own form (16 letters and digits), so that `n8n import:workflow
+    --input=<file>` can store the export (n8n >= 2.34 refuses an export without an id) and a second
+    import updates the same workflow instead of adding a copy."""
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    n, out = uuid.uuid5(NS, f"workflow/{key}").int, ""
+    for _ in range(16):
+        n, r = divmod(n, 62)
+        out += alphabet[r]
+    return out
+
+
 class WF:
     def __init__(self, key, name):
         self.key, self.name, self.nodes, self.conn = key, name, [], {}
@@ -39,7 +51,7 @@ class WF:
             self.link(a, b)
 
     def dump(self, filename, tags):
-        wf = {"name": self.name, "nodes": self.nodes, "connections": self.conn, "active": False,
+        wf = {"id": workflow_id(self.key), "name": self.name, "nodes": self.nodes, "connections": self.conn, "active": False,
               "settings": {"executionOrder": "v1", "saveManualExecutions": True,
                            "saveDataSuccessExecution": "all", "saveDataErrorExecution": "all"},
               "pinData": {}, "meta": {"templateCredsSetupCompleted": False},
@@ -429,7 +441,7 @@ def nightly():
            "Every night at 02:00 once active, or now: *Execute workflow* in the editor, or `n8n execute --id "
            "<workflow id>` from a shell or a cron job (the CLI wants a manual trigger in the workflow: **Run now**). It "
            "scores the adapter in production (`adapter`, e.g. `receipts@prod`) and the base model on the "
-           "held-out dataset.\n\n**Training → Wait for Job** polls the job (every 10 s, up to 2 h): nothing has to "
+           "held-out dataset.\n\n**Training → Wait for Job** polls the job (every `poll_seconds`, 10 s, up to 2 h): nothing has to "
            "reach this n8n from outside. **Get Report** fetches the Markdown report and the scores; below "
            "`min_f1` the notification says `evaluation.below_bar`, else `evaluation.done`.",
            (-80, -380), width=560, height=300)
@@ -441,6 +453,7 @@ def nightly():
         assign("eval_dataset", "receipts-eval"),
         assign("eval_limit", "0", "number"),
         assign("min_f1", "0.8", "number"),
+        assign("poll_seconds", "10", "number"),
         assign("notify_url", "http://127.0.0.1:5678/webhook/tunebridge-notifications"),
     ]), (240, 40))
     w.add("Evaluate the adapter", TUNEBRIDGE, 1,
@@ -448,8 +461,8 @@ def nightly():
            "adapters": "={{ $json.adapter }}", "includeBase": True,
            "options": {"exampleLimit": "={{ $json.eval_limit }}"}}, (460, 40), **tb)
     w.add("Wait for the evaluation", TUNEBRIDGE, 1,
-          {"resource": "training", "operation": "waitForJob", "jobId": "={{ $json.id }}", "pollInterval": 10,
-           "timeoutMinutes": 120}, (680, 40), **tb)
+          {"resource": "training", "operation": "waitForJob", "jobId": "={{ $json.id }}",
+           "pollInterval": "={{ $('Settings').item.json.poll_seconds }}", "timeoutMinutes": 120}, (680, 40), **tb)
     w.add("Get the report", TUNEBRIDGE, 1,
           {"resource": "evaluation", "operation": "getReport", "jobId": "={{ $json.id }}",
            "include": ["report", "eval"]}, (900, 40), **tb)

@@ -11,7 +11,10 @@ export class TunebridgeApi implements ICredentialType {
 
 	displayName = 'Tunebridge API';
 
-	icon: Icon = 'file:../nodes/Tunebridge/tunebridge.svg';
+	icon: Icon = {
+		light: 'file:../nodes/Tunebridge/tunebridge.svg',
+		dark: 'file:../nodes/Tunebridge/tunebridge.dark.svg',
+	};
 
 	documentationUrl = 'https://www.npmjs.com/package/n8n-nodes-tunebridge';
 

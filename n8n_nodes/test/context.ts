@@ -26,6 +26,8 @@ export interface MockOptions {
 	continueOnFail?: boolean;
 	binary?: Record<string, { meta: IBinaryData; content: string }>;
 	baseUrl?: string;
+	/** The execution's cancel signal (`getExecutionCancelSignal`). */
+	signal?: AbortSignal;
 }
 
 /** A mocked IExecuteFunctions: records every request the node makes, answers with `response`. */
@@ -55,6 +57,7 @@ export function mockContext(options: MockOptions) {
 			apiKey: 'key',
 		}),
 		continueOnFail: () => options.continueOnFail ?? false,
+		getExecutionCancelSignal: () => options.signal,
 		helpers: {
 			httpRequestWithAuthentication,
 			assertBinaryData: (_itemIndex: number, property: string) => {

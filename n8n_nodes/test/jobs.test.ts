@@ -100,6 +100,31 @@ describe('Training: Wait for Job', () => {
 		expect(times.map((t) => t - times[0])).toEqual([0, 40_000, 60_000]);
 	});
 
+	it('stops waiting at once when the execution is cancelled, and polls no more', async () => {
+		const { times, response } = jobAnswers(['running']);
+		const controller = new AbortController();
+		const pending = run({ params, response, signal: controller.signal });
+		const caught = pending.catch((error: unknown) => error);
+		await vi.advanceTimersByTimeAsync(12_000);
+		controller.abort();
+		await vi.advanceTimersByTimeAsync(0);
+		const error = await caught;
+		expect(error).toMatchObject({ message: 'The execution was cancelled' });
+		expect(times.map((t) => t - times[0])).toEqual([0, 10_000]);
+		await vi.advanceTimersByTimeAsync(60_000);
+		expect(times).toHaveLength(2);
+	});
+
+	it('does not poll again when the execution was cancelled before the first wait', async () => {
+		const { times, response } = jobAnswers(['running']);
+		const controller = new AbortController();
+		controller.abort();
+		await expect(run({ params, response, signal: controller.signal })).rejects.toMatchObject({
+			message: 'The execution was cancelled',
+		});
+		expect(times).toHaveLength(1);
+	});
+
 	it("maps the service's 404 to a NodeApiError", async () => {
 		await expect(
 			run({

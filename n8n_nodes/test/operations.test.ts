@@ -278,12 +278,20 @@ describe('Training', () => {
 });
 
 describe('Adapter', () => {
-	it('List returns one item per adapter', async () => {
+	it('Get Many with Return All returns one item per adapter', async () => {
 		const { requests, output } = await run({
-			params: { resource: 'adapter', operation: 'list' },
+			params: { resource: 'adapter', operation: 'list', returnAll: true },
 			response: [{ name: 'a' }, { name: 'b' }],
 		});
 		expect(requests[0].options).toEqual({ method: 'GET', url: `${BASE}/v1/adapters`, json: true });
+		expect(output.map((o) => o.json.name)).toEqual(['a', 'b']);
+	});
+
+	it('Get Many without Return All returns the first Limit adapters', async () => {
+		const { output } = await run({
+			params: { resource: 'adapter', operation: 'list', returnAll: false, limit: 2 },
+			response: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
+		});
 		expect(output.map((o) => o.json.name)).toEqual(['a', 'b']);
 	});
 

@@ -1,11 +1,14 @@
-"""The exported workflows (workflows/*.json) in a real n8n 2.8.4 against the real service (tiny model):
-document intake with the community node's credential and with core HTTP nodes only (record, human
-review through the Wait node's resume URL, corrections dataset, JSONL store, notifications), and
-continuous training (a train job whose callback resumes the Wait, an eval-gated promotion that moves
-the alias or refuses).
+"""The exported workflows (workflows/*.json) in a real n8n against the real service (tiny model), on both
+n8n lines: 2.8.4 on Node 20 and the newest 2.x on Node 24 (every test runs once per line; the test id
+names the version that ran). Document intake with the community node's credential and with core HTTP
+nodes only (record, human review through the Wait node's resume URL, corrections dataset, JSONL store,
+notifications), continuous training (a train job whose callback resumes the Wait, an eval-gated
+promotion that moves the alias or refuses), the nightly evaluation from the CLI (Wait for Job polling
+several times), and the plain `n8n import:workflow --input=<file>` of every export.
 
-Needs n8n from `scripts/install_n8n.sh`; skipped with the reason when it is not installed. One
-`n8n start` serves the whole module.
+Needs n8n from `scripts/install_n8n.sh` and `scripts/install_n8n_newest.sh`; a line that is not
+installed is skipped with the reason (with TUNEBRIDGE_REQUIRE_N8N set: a failure). One `n8n start` and
+one service serve each line.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from n8n_server import find_n8n, load_workflow, running_n8n
-from servers import WEBHOOK_SECRET, wait_for
+from n8n_server import LINES, WORKFLOWS, find_n8n, installed_version, load_workflow, running_n8n
+from servers import WEBHOOK_SECRET, tiny_service, wait_for
 
 DOCS = [
     {"text": "ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\nTotal due: 1,250.00",
@@ -32,6 +35,7 @@ DOCS = [
 ]
 TRAIN = {"max_steps": 2, "batch_size": 1, "report_to": "none", "precision": "fp32", "val_fraction": 0.0,
          "save_every": 0, "warmup_ratio": 0.0}
+EVAL_EXAMPLES = 24  # the nightly evaluation's held-out set: long enough to be polled several times
 INTAKE = {"node": "tunebridge/documents", "http": "tunebridge/documents-http"}
 FORMS = {"node": "tunebridge/upload", "http": "tunebridge/upload-http"}
 
@@ -71,29 +75,43 @@ def _get(event: dict, dotted: str):
     return event
 
 
-@pytest.fixture(scope="module")
-def n8n_binary():
-    binary, why = find_n8n()
-    if binary is None:
-        if os.environ.get("TUNEBRIDGE_REQUIRE_N8N"):  # CI installs n8n: a missing one is a failure there
+def _line_id(line: str) -> str:
+    """The test id of a line: the installed version (`n8n-2.8.4`, `n8n-2.41.1`), else the line's name."""
+    version = installed_version(line)
+    return f"n8n-{version}" if version and (line == "newest" or version.startswith(line + ".")) else f"n8n-{line}"
+
+
+@pytest.fixture(scope="module", params=LINES, ids=[_line_id(line) for line in LINES])
+def n8n_install(request):
+    install, why = find_n8n(request.param)
+    if install is None:
+        if os.environ.get("TUNEBRIDGE_REQUIRE_N8N"):  # CI installs both lines: a missing one is a failure there
             pytest.fail(f"TUNEBRIDGE_REQUIRE_N8N is set but {why}")
         pytest.skip(why)
-    return binary
+    return install
 
 
 @pytest.fixture(scope="module")
-def receiver():
+def service(n8n_install, tmp_path_factory, tiny_model):
+    """A fresh service per n8n line: each line's tests start from empty datasets, adapters and documents."""
+    with tiny_service(tmp_path_factory.mktemp(f"service-{n8n_install.line}"), tiny_model) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def receiver(n8n_install):
+    """One per n8n line: the lines' services give the same document the same id."""
     r = Receiver()
     yield r
     r.server.shutdown()
 
 
 @pytest.fixture(scope="module")
-def n8n(n8n_binary, service, receiver, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("n8n")
+def n8n(n8n_install, service, receiver, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"n8n-{n8n_install.line}")
     store = folder / "store"
     store.mkdir()
-    with running_n8n(n8n_binary, folder, env={"N8N_RESTRICT_FILE_ACCESS_TO": str(store)}) as n8n:
+    with running_n8n(n8n_install, folder, env={"N8N_RESTRICT_FILE_ACCESS_TO": str(store)}) as n8n:
         node_cred = n8n.create_credential("Tunebridge API", "tunebridgeApi", {
             "baseUrl": service["url"], "apiKey": service["key"], "allowedHttpRequestDomains": "all"})
         header_cred = n8n.create_credential("Tunebridge API key (header)", "httpHeaderAuth", {
@@ -299,8 +317,8 @@ def test_a_callback_without_the_right_signature_is_refused(n8n, service, receive
 
 def test_nightly_evaluation_runs_from_the_cli(n8n, service, receiver):
     """`n8n execute --id` (as a cron job would) runs the nightly workflow: Evaluation →
-    Run of an adapter and the base model, Training → Wait for Job (polling), Get Report, the F1 checked
-    against the bar, the notification sent."""
+    Run of an adapter and the base model, Training → Wait for Job (polling every second, several times),
+    Get Report, the F1 checked against the bar, the notification sent."""
     url, auth = service["url"], service["auth"]
     body = "\n".join(json.dumps(d) for d in DOCS).encode()
     assert httpx.post(f"{url}/v1/datasets/n8n-cli/examples", content=body, headers=auth).status_code == 201
@@ -309,14 +327,24 @@ def test_nightly_evaluation_runs_from_the_cli(n8n, service, receiver):
     done = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job['id']}", headers=auth).json())["status"]
                       in ("succeeded", "failed") and j, timeout=180, what="the adapter's training")
     assert done["status"] == "succeeded", done
-    settings = {"adapter": "n8n-cli@1", "eval_dataset": "n8n-cli", "eval_limit": 2, "min_f1": 0.99,
-                "notify_url": receiver.url}
+    # enough held-out receipts that the evaluation outlasts a few polls
+    held_out = [{"text": f"Shop {i}\nDate: {i + 1:02d}/05/2024\nTOTAL {10 + i}.00",
+                 "fields": {"company": f"Shop {i}", "date": f"{i + 1:02d}/05/2024", "total": f"{10 + i}.00"}}
+                for i in range(EVAL_EXAMPLES)]
+    body = "\n".join(json.dumps(d) for d in held_out).encode()
+    assert httpx.post(f"{url}/v1/datasets/n8n-cli-eval/examples", content=body, headers=auth).status_code == 201
+    settings = {"adapter": "n8n-cli@1", "eval_dataset": "n8n-cli-eval", "eval_limit": EVAL_EXAMPLES,
+                "min_f1": 0.99, "poll_seconds": 1, "notify_url": receiver.url}
     workflow = n8n["n8n"].create_workflow(load_workflow("nightly-evaluation.json", credentials=n8n["credentials"],
                                                         settings=settings))
     run = n8n["n8n"].cli_execute(workflow["id"])
     assert run["data"]["resultData"].get("error") is None, run["data"]["resultData"]["error"]
     ran = run["data"]["resultData"]["runData"]
     assert {"Every night", "Run now"} & set(ran) and ran["Settings"][0]["executionStatus"] == "success"
+    # Wait for Job sleeps at most poll_seconds (1 s) between two polls and only there: a wait of 2 s or more
+    # polled at least 3 times (n8n >= 2.34 broke on the second poll while the node used sleepWithAbort)
+    waited = ran["Wait for the evaluation"][0]
+    assert waited["executionStatus"] == "success" and waited["executionTime"] >= 2000, waited
     report = ran["Get the report"][0]["data"]["main"][0][0]["json"]
     eval_job = httpx.get(f"{url}/v1/jobs/{report['job_id']}", headers=auth).json()
     assert eval_job["kind"] == "eval" and eval_job["status"] == "succeeded"  # Wait for Job saw it end
@@ -325,3 +353,26 @@ def test_nightly_evaluation_runs_from_the_cli(n8n, service, receiver):
     sent = receiver.wait("evaluation.below_bar", timeout=30, eval_job=report["job_id"])  # a 2-step tiny adapter
     assert sent["adapter_f1"] == scores["n8n-cli@1"]["extraction"]["micro"]["f1"] < 0.99
     assert sent["base_f1"] == scores["base"]["extraction"]["micro"]["f1"] and "n8n-cli@1" in sent["report"]
+
+
+def test_every_export_imports_with_the_plain_cli_command(n8n):
+    """`n8n import:workflow --input=<file>`, as workflows/README.md tells users, for every export: the
+    workflow is stored under the export's own id, with its name and nodes, and a second import of the
+    same file updates it instead of adding a copy."""
+    exports = sorted(WORKFLOWS.glob("*.json"))
+    assert len(exports) == 4
+    for path in exports:
+        export = json.loads(path.read_text())
+        n8n["n8n"].cli_import(path)
+        stored = n8n["n8n"].api.get(f"/workflows/{export['id']}")
+        assert stored.status_code == 200, f"{path.name}: {stored.text}"
+        assert stored.json()["name"] == export["name"]
+        assert sorted(n["name"] for n in stored.json()["nodes"]) == sorted(n["name"] for n in export["nodes"])
+    def stored_workflows():
+        listed = n8n["n8n"].api.get("/workflows", params={"limit": 250})
+        assert listed.status_code == 200, listed.text
+        return sorted((w["id"], w["name"]) for w in listed.json()["data"])
+
+    before = stored_workflows()
+    n8n["n8n"].cli_import(exports[0])  # the same file again: the same workflow, no copy
+    assert stored_workflows() == before

@@ -372,9 +372,11 @@ def test_compose_n8n_runs_the_tested_version_with_the_node_package():
 
     path = DOCKERFILES["n8n"]
     froms = args_of(path, "FROM")
-    assert froms[-1] == f"n8nio/n8n:{n8n_server.N8N_VERSION}"
+    assert froms[-1] == f"n8nio/n8n:{n8n_server.N8N_NEWEST_KNOWN_GOOD}"  # the newest line's pinned version
     assert f'N8N_VERSION="${{N8N_VERSION:-{n8n_server.N8N_VERSION}}}"' in (ROOT / "scripts" / "install_n8n.sh").read_text()
-    assert froms[0].startswith("node:20-")  # @n8n/node-cli 0.33.1 builds on Node 20, as `make test-n8n`
+    newest = (ROOT / "scripts" / "install_n8n_newest.sh").read_text()
+    assert f'FALLBACK="${{N8N_FALLBACK_VERSION:-{n8n_server.N8N_NEWEST_KNOWN_GOOD}}}"' in newest
+    assert froms[0].startswith("node:24-")  # @n8n/node-cli 0.48 builds on Node 22+, as `make test-n8n` (Node 24)
     package = json.loads((ROOT / "n8n_nodes" / "package.json").read_text())
     assert package["name"] == n8n_server.PACKAGE
     user_folder = env_of(path)["N8N_USER_FOLDER"]
@@ -383,7 +385,8 @@ def test_compose_n8n_runs_the_tested_version_with_the_node_package():
     text = run_text(path)
     assert f"/out/nodes/node_modules/{n8n_server.PACKAGE}" in text and "/out/nodes/package.json" in text
     n8n = compose()["services"]["n8n"]
-    assert n8n["image"].endswith(":" + n8n_server.N8N_VERSION)
+    assert n8n["image"].endswith(":" + n8n_server.N8N_NEWEST_KNOWN_GOOD)
+    assert "N8N_WEBHOOK_URL" in n8n["environment"] and "WEBHOOK_URL" not in n8n["environment"]
     mounts = {v.split(":")[0]: v.split(":")[1] for v in n8n["volumes"]}
     assert mounts["./workflows"] and list((ROOT / "workflows").glob("*.json"))
     for target in mounts.values():  # a volume over <user folder>/.n8n would hide the package

@@ -27,7 +27,7 @@ export class Tunebridge implements INodeType {
 	description: INodeTypeDescription = {
 		displayName: 'Tunebridge',
 		name: 'tunebridge',
-		icon: 'file:tunebridge.svg',
+		icon: { light: 'file:tunebridge.svg', dark: 'file:tunebridge.dark.svg' },
 		group: ['transform'],
 		version: 1,
 		subtitle: '={{$parameter["operation"] + ": " + $parameter["resource"]}}',

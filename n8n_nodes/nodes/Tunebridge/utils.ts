@@ -1,5 +1,5 @@
 import type { IDataObject, IExecuteFunctions, INodeExecutionData } from 'n8n-workflow';
-import { NodeOperationError } from 'n8n-workflow';
+import { NodeOperationError, sleep } from 'n8n-workflow';
 
 /** Runs one operation over all input items; returns the output items. */
 export type OperationExecutor = (
@@ -110,4 +110,25 @@ export function segment(
 		throw new NodeOperationError(context.getNode(), `${label} is empty`, { itemIndex });
 	}
 	return encodeURIComponent(value);
+}
+
+/**
+ * Waits `ms` milliseconds; when `signal` aborts first (the execution was cancelled), stops waiting
+ * at once and throws. Built on `sleep`, which every n8n-workflow 2.x exports (`sleepWithAbort` is
+ * gone since 2.34).
+ */
+export async function sleepUnlessAborted(ms: number, signal?: AbortSignal): Promise<void> {
+	if (!signal) return await sleep(ms);
+	const cancelled = () => new Error('The execution was cancelled');
+	if (signal.aborted) throw cancelled();
+	let onAbort = () => {};
+	const aborted = new Promise<never>((_, reject) => {
+		onAbort = () => reject(cancelled());
+		signal.addEventListener('abort', onAbort, { once: true });
+	});
+	try {
+		await Promise.race([sleep(ms), aborted]);
+	} finally {
+		signal.removeEventListener('abort', onAbort);
+	}
 }

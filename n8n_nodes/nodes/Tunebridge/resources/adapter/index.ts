@@ -25,10 +25,10 @@ export const adapterDescription: INodeProperties[] = [
 				description: 'One version, by name, name@version or name@alias',
 			},
 			{
-				name: 'List',
+				name: 'Get Many',
 				value: 'list',
-				action: 'List adapters',
-				description: 'Every adapter with its versions and aliases, one item each',
+				action: 'Get many adapters',
+				description: 'Adapters with their versions and aliases, one item each',
 			},
 			{
 				name: 'Promote',
@@ -40,6 +40,7 @@ export const adapterDescription: INodeProperties[] = [
 				name: 'Roll Back',
 				value: 'rollback',
 				action: 'Move an alias back to its previous version',
+				description: 'Point an alias back at the version it named before its last change',
 			},
 		],
 		default: 'list',

@@ -13,15 +13,35 @@ export const listDescription: INodeProperties[] = [
 		description: 'Name, name@version or name@alias',
 		displayOptions: { show: { resource: ['adapter'], operation: ['get'] } },
 	},
+	{
+		displayName: 'Return All',
+		name: 'returnAll',
+		type: 'boolean',
+		default: false,
+		description: 'Whether to return all results or only up to a given limit',
+		displayOptions: { show: { resource: ['adapter'], operation: ['list'] } },
+	},
+	{
+		displayName: 'Limit',
+		name: 'limit',
+		type: 'number',
+		typeOptions: { minValue: 1 },
+		default: 50,
+		description: 'Max number of results to return',
+		displayOptions: { show: { resource: ['adapter'], operation: ['list'], returnAll: [false] } },
+	},
 ];
 
-/** One output item per adapter name, with its versions (newest first) and aliases. */
+/** One output item per adapter name, with its versions (newest first) and aliases: all, or the first Limit. */
 export const list = perItem(async function (this: IExecuteFunctions, itemIndex: number) {
-	return (await tunebridgeRequest.call(
+	const adapters = (await tunebridgeRequest.call(
 		this,
 		{ method: 'GET', path: '/v1/adapters' },
 		itemIndex,
 	)) as IDataObject[];
+	if (this.getNodeParameter('returnAll', itemIndex, false) as boolean) return adapters;
+	const limit = Math.max(1, Number(this.getNodeParameter('limit', itemIndex, 50)));
+	return adapters.slice(0, limit);
 });
 
 export const get = perItem(async function (this: IExecuteFunctions, itemIndex: number) {

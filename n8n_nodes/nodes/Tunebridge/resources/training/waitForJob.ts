@@ -1,7 +1,7 @@
 import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workflow';
-import { NodeOperationError, sleepWithAbort } from 'n8n-workflow';
+import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
-import { perItem, segment } from '../../utils';
+import { perItem, segment, sleepUnlessAborted } from '../../utils';
 
 const show = { resource: ['training'], operation: ['waitForJob'] };
 
@@ -77,6 +77,6 @@ export const waitForJob = perItem(async function (this: IExecuteFunctions, itemI
 				{ itemIndex, description: 'The job keeps running; wait again, or raise the timeout' },
 			);
 		}
-		await sleepWithAbort(Math.min(intervalMs, left), signal);
+		await sleepUnlessAborted(Math.min(intervalMs, left), signal);
 	}
 });

@@ -29,8 +29,9 @@ demo: $(STAMP)  ## the main job: fine-tune the bundled model a few minutes, show
 test: $(STAMP) lint test-n8n  ## the whole suite, slow tests on the bundled model included
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)  ## ruff (lint rules, import order) and mypy (backend, agents); config in pyproject.toml
-	$(BIN)/ruff check backend agents tests benchmarks && $(BIN)/mypy
+lint: $(STAMP)  ## ruff (lint rules, import order, formatting) and mypy (backend, agents); config in pyproject.toml
+	$(BIN)/ruff check backend agents tests benchmarks && $(BIN)/ruff format --check backend agents tests benchmarks \
+	  && $(BIN)/mypy
 
 # The newest n8n line runs on Node 24: scripts/install_n8n_newest.sh puts one here when the system's is older.
 N8N_NEWEST_DIR ?= $(or $(TUNEBRIDGE_N8N_NEWEST_DIR),$(HOME)/.cache/tunebridge/n8n-newest)

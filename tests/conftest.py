@@ -47,8 +47,16 @@ def tiny_config(tiny_model, tmp_path):
     from backend.training.config import TrainConfig
 
     def make(**overrides):
-        values = dict(model=tiny_model, output_dir=str(tmp_path / "runs"), report_to="none", save_every=0,
-                      val_fraction=0.0, batch_size=2, precision="fp32", threads=1)
+        values = dict(
+            model=tiny_model,
+            output_dir=str(tmp_path / "runs"),
+            report_to="none",
+            save_every=0,
+            val_fraction=0.0,
+            batch_size=2,
+            precision="fp32",
+            threads=1,
+        )
         values.update(overrides)
         return TrainConfig(**values)
 

@@ -37,9 +37,19 @@ N8N_VERSION = "2.8.4"  # the 2.8 line (the newest n8n that runs on Node 20)
 N8N_NEWEST_KNOWN_GOOD = "2.41.1"  # the newest line's pinned fallback, and the compose image's n8n
 PACKAGE = "n8n-nodes-tunebridge"
 OWNER = {"email": "owner@tunebridge.test", "firstName": "Tune", "lastName": "Bridge", "password": "Tunebridge-test-1"}
-API_SCOPES = ["workflow:create", "workflow:read", "workflow:update", "workflow:delete", "workflow:list",
-              "workflow:activate", "workflow:deactivate", "credential:create", "credential:delete",
-              "execution:read", "execution:list"]
+API_SCOPES = [
+    "workflow:create",
+    "workflow:read",
+    "workflow:update",
+    "workflow:delete",
+    "workflow:list",
+    "workflow:activate",
+    "workflow:deactivate",
+    "credential:create",
+    "credential:delete",
+    "execution:read",
+    "execution:list",
+]
 
 
 LINES = ("2.8", "newest")  # the n8n lines the workflows are tested on
@@ -96,8 +106,9 @@ def find_n8n(line: str = "2.8") -> tuple[N8nInstall | None, str]:
     if node is None:
         return None, "node is not on PATH"
     if line == "newest":
-        major = subprocess.run([node, "-p", "process.versions.node.split('.')[0]"], capture_output=True,
-                               text=True, timeout=30).stdout.strip()
+        major = subprocess.run(
+            [node, "-p", "process.versions.node.split('.')[0]"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
         if not major.isdigit() or int(major) < 24:
             return None, f"n8n {version} needs Node >= 24, found {node} ({major or '?'}): run {script} {folder}"
     return N8nInstall(line, binary, version, env), ""
@@ -112,7 +123,11 @@ def pack_node_package(user_folder: Path) -> Path:
     installer puts community packages: `<user folder>/.n8n/nodes/node_modules/n8n-nodes-tunebridge`."""
     # @n8n/node-cli needs Node 22+: the newest line's Node 24 when the installer put one there
     node24 = install_dir("newest") / "node24" / "bin"
-    path = f"{node24}{os.pathsep}{os.environ.get('PATH', '')}" if (node24 / "node").exists() else os.environ.get("PATH", "")
+    path = (
+        f"{node24}{os.pathsep}{os.environ.get('PATH', '')}"
+        if (node24 / "node").exists()
+        else os.environ.get("PATH", "")
+    )
     npm = {"cwd": NODES, "capture_output": True, "text": True, "timeout": 600, "env": {**os.environ, "PATH": path}}
     if not (NODES / "node_modules" / ".bin" / "n8n-node").exists():
         subprocess.run(["npm", "ci", "--yes", "--no-audit", "--no-fund"], check=True, **npm)
@@ -129,16 +144,25 @@ def pack_node_package(user_folder: Path) -> Path:
                 member.name = member.name.split("/", 1)[1] if "/" in member.name else ""
             tar.extractall(target, members=[m for m in tar.getmembers() if m.name], filter="data")
     version = json.loads((target / "package.json").read_text())["version"]
-    (user_folder / ".n8n" / "nodes" / "package.json").write_text(json.dumps(
-        {"name": "installed-nodes", "private": True, "dependencies": {PACKAGE: version}}, indent=2))
+    (user_folder / ".n8n" / "nodes" / "package.json").write_text(
+        json.dumps({"name": "installed-nodes", "private": True, "dependencies": {PACKAGE: version}}, indent=2)
+    )
     return target
 
 
 class N8n:
     """A started n8n: REST (owner cookie) and public API (API key) clients."""
 
-    def __init__(self, url: str, user_folder: Path, log: Path, proc: subprocess.Popen,
-                 binary: Path | None = None, env: dict[str, str] | None = None, version: str = N8N_VERSION):
+    def __init__(
+        self,
+        url: str,
+        user_folder: Path,
+        log: Path,
+        proc: subprocess.Popen,
+        binary: Path | None = None,
+        env: dict[str, str] | None = None,
+        version: str = N8N_VERSION,
+    ):
         self.url, self.user_folder, self.log, self.proc = url, user_folder, log, proc
         self.binary, self.env, self.version = binary, env or {}, version
         self.rest = httpx.Client(base_url=f"{url}/rest", timeout=30)
@@ -165,9 +189,19 @@ class N8n:
     def create_workflow(self, workflow: dict[str, Any]) -> dict[str, Any]:
         """The public API takes name, nodes, connections, settings (an export's other keys are read-only)."""
         body = {k: workflow[k] for k in ("name", "nodes", "connections")}
-        body["settings"] = {k: v for k, v in workflow.get("settings", {}).items()
-                            if k in ("executionOrder", "saveDataSuccessExecution", "saveDataErrorExecution",
-                                     "saveManualExecutions", "saveExecutionProgress", "timezone")}
+        body["settings"] = {
+            k: v
+            for k, v in workflow.get("settings", {}).items()
+            if k
+            in (
+                "executionOrder",
+                "saveDataSuccessExecution",
+                "saveDataErrorExecution",
+                "saveManualExecutions",
+                "saveExecutionProgress",
+                "timezone",
+            )
+        }
         r = self.api.post("/workflows", json=body)
         assert r.status_code == 200, r.text
         return r.json()
@@ -207,8 +241,14 @@ class N8n:
         out_path = self.user_folder.parent / f"execute-{workflow_id}-{time.time_ns()}.log"
         env = {**self.env, "N8N_RUNNERS_BROKER_PORT": str(free_port())}
         with open(out_path, "w") as out:
-            proc = subprocess.run([str(self.binary), "execute", "--id", workflow_id, "--rawOutput"], stdout=out,
-                                  stderr=subprocess.STDOUT, env=env, cwd=self.user_folder.parent, timeout=timeout)
+            proc = subprocess.run(
+                [str(self.binary), "execute", "--id", workflow_id, "--rawOutput"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.user_folder.parent,
+                timeout=timeout,
+            )
         text = out_path.read_text(errors="replace")
         start = next((i for i, line in enumerate(text.splitlines()) if line.startswith("{")), None)
         assert proc.returncode == 0 and start is not None, f"n8n execute exited {proc.returncode}:\n{text[-4000:]}"
@@ -220,8 +260,14 @@ class N8n:
         out_path = self.user_folder.parent / f"import-{path.stem}-{time.time_ns()}.log"
         env = {**self.env, "N8N_RUNNERS_BROKER_PORT": str(free_port())}
         with open(out_path, "w") as out:
-            proc = subprocess.run([str(self.binary), "import:workflow", f"--input={path}"], stdout=out,
-                                  stderr=subprocess.STDOUT, env=env, cwd=self.user_folder.parent, timeout=timeout)
+            proc = subprocess.run(
+                [str(self.binary), "import:workflow", f"--input={path}"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.user_folder.parent,
+                timeout=timeout,
+            )
         text = out_path.read_text(errors="replace")
         assert proc.returncode == 0, f"n8n import:workflow exited {proc.returncode}:\n{text[-4000:]}"
         return text
@@ -239,8 +285,13 @@ class N8n:
 EXPORTED_N8N_URL = "http://127.0.0.1:5678"  # n8n's default address, as the exports' settings assume
 
 
-def load_workflow(filename: str, *, credentials: dict[str, dict[str, str]],
-                  settings: dict[str, str] | None = None, n8n_url: str | None = None) -> dict[str, Any]:
+def load_workflow(
+    filename: str,
+    *,
+    credentials: dict[str, dict[str, str]],
+    settings: dict[str, str] | None = None,
+    n8n_url: str | None = None,
+) -> dict[str, Any]:
     """An export from workflows/ with credential ids filled in, the Settings node's values replaced, and
     (with `n8n_url`) the settings nodes' own-n8n URLs pointed at this n8n."""
     workflow = json.loads((WORKFLOWS / filename).read_text())
@@ -253,7 +304,7 @@ def load_workflow(filename: str, *, credentials: dict[str, dict[str, str]],
             if node["name"] == "Settings" and settings and assignment["name"] in settings:
                 assignment["value"] = settings[assignment["name"]]
             elif n8n_url and str(assignment["value"]).startswith(EXPORTED_N8N_URL):
-                assignment["value"] = n8n_url + assignment["value"][len(EXPORTED_N8N_URL):]
+                assignment["value"] = n8n_url + assignment["value"][len(EXPORTED_N8N_URL) :]
     return workflow
 
 
@@ -265,20 +316,44 @@ def running_n8n(install: N8nInstall, folder: Path, *, env: dict[str, str] | None
     pack_node_package(user_folder)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "N8N_USER_FOLDER": str(user_folder), "N8N_PORT": str(port), "N8N_HOST": "127.0.0.1",
-           "N8N_LISTEN_ADDRESS": "127.0.0.1", "N8N_PROTOCOL": "http", install.webhook_url_var: f"{url}/",
-           "N8N_EDITOR_BASE_URL": url, "N8N_RUNNERS_BROKER_PORT": str(free_port()),
-           "N8N_DIAGNOSTICS_ENABLED": "false", "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
-           "N8N_PERSONALIZATION_ENABLED": "false", "N8N_SECURE_COOKIE": "false", "N8N_TEMPLATES_ENABLED": "false",
-           "N8N_COMMUNITY_PACKAGES_ENABLED": "true", "N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS": "false",
-           "N8N_LOG_LEVEL": "info", "N8N_LOG_OUTPUT": "console", "DB_TYPE": "sqlite",
-           "EXECUTIONS_DATA_PRUNE": "false", "NODE_ENV": "production", **install.env, **(env or {})}
+    env = {
+        **os.environ,
+        "N8N_USER_FOLDER": str(user_folder),
+        "N8N_PORT": str(port),
+        "N8N_HOST": "127.0.0.1",
+        "N8N_LISTEN_ADDRESS": "127.0.0.1",
+        "N8N_PROTOCOL": "http",
+        install.webhook_url_var: f"{url}/",
+        "N8N_EDITOR_BASE_URL": url,
+        "N8N_RUNNERS_BROKER_PORT": str(free_port()),
+        "N8N_DIAGNOSTICS_ENABLED": "false",
+        "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+        "N8N_PERSONALIZATION_ENABLED": "false",
+        "N8N_SECURE_COOKIE": "false",
+        "N8N_TEMPLATES_ENABLED": "false",
+        "N8N_COMMUNITY_PACKAGES_ENABLED": "true",
+        "N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS": "false",
+        "N8N_LOG_LEVEL": "info",
+        "N8N_LOG_OUTPUT": "console",
+        "DB_TYPE": "sqlite",
+        "EXECUTIONS_DATA_PRUNE": "false",
+        "NODE_ENV": "production",
+        **install.env,
+        **(env or {}),
+    }
     log = folder / "n8n.log"
     out = open(log, "w")  # noqa: SIM115 - open for n8n's lifetime; a file, never a pipe closed early (the CLI spins on a closed stdout)
-    proc = subprocess.Popen([str(install.binary), "start"], stdout=out, stderr=subprocess.STDOUT, env=env,
-                            cwd=folder, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(install.binary), "start"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=folder,
+        start_new_session=True,
+    )
     n8n = N8n(url, user_folder, log, proc, binary=install.binary, env=env, version=install.version)
     try:
+
         def up() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"n8n exited with {proc.returncode}:\n{n8n.log_tail()}")
@@ -289,8 +364,9 @@ def running_n8n(install: N8nInstall, folder: Path, *, env: dict[str, str] | None
 
         wait_for(up, timeout=120, every=0.5)
         # /healthz answers while n8n is still "starting up" (HTML 200 for every route): wait for the REST API
-        wait_for(lambda: up() and "json" in n8n.rest.get("/settings").headers.get("content-type", ""),
-                 timeout=120, every=0.5)
+        wait_for(
+            lambda: up() and "json" in n8n.rest.get("/settings").headers.get("content-type", ""), timeout=120, every=0.5
+        )
         n8n.setup_owner()
         yield n8n
     finally:

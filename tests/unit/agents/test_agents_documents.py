@@ -203,3 +203,23 @@ def test_cli_extract_then_review_in_another_process(tiny_model, tmp_path, servic
     final = json.loads(asked.stdout[asked.stdout.rindex('{\n  "path"') :])
     assert final["decision"] == "reject" and final["review"]["note"] == "wrong bank details"
     assert final["fields"]["invoice_number"] == "NW-2026-1184" and final["fields"]["total"] == 936.11
+
+
+def test_extract_exits_non_zero_and_counts_the_documents_that_failed(tiny_model, tmp_path, capsys):
+    from backend.cli import main
+
+    broken = tmp_path / "scan.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really a PDF")
+    db, out = tmp_path / "agents.sqlite", tmp_path / "results.jsonl"
+    assert main(["extract", str(broken), "--model", tiny_model, "--db", str(db), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: 1 of 1 documents failed" in err and "scan.pdf" in err
+    assert json.loads(out.read_text())["status"] == "failed"  # the record says why, nothing lost
+
+
+def test_review_where_no_store_exists_says_so_and_creates_none(tmp_path, capsys):
+    from backend.cli import main
+
+    db = tmp_path / "nowhere" / "agents.sqlite"
+    assert main(["review", "list", "--db", str(db)]) == 2
+    assert "no review store at" in capsys.readouterr().err and not db.exists() and not db.parent.exists()

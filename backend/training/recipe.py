@@ -35,7 +35,7 @@ from backend.prompts import ExtractionSchema
 from backend.training import checkpoint as ckpt
 from backend.training.batching import run_batches
 from backend.training.config import TrainConfig
-from backend.training.data import check_usable, load_jsonl, split
+from backend.training.data import LoadedData, check_usable, load_jsonl, split
 from backend.training.distributed import Parallel, launched
 from backend.training.runtime import Runtime, build_lora_model, pass_tokens, tune_cpu_allocator
 from backend.training.steps import AnswerLoss, evaluate_loss, optimizer_step, schedule
@@ -91,8 +91,10 @@ class Recipe:
         should_stop: Callable[[], bool] = lambda: False,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         progress_bar: bool = True,
+        data: LoadedData | None = None,
     ):
         self.config, self.run_dir, self.resume = config, run_dir, resume
+        self.data = data  # the training data, already read and checked (`load_data`), or None: read in setup
         self.should_stop, self.on_progress, self.progress_bar = should_stop, on_progress, progress_bar
         self.step_n, self.tokens_seen, self.elapsed_before = 0, 0, 0.0
         self.last_loss: float | None = None
@@ -121,7 +123,7 @@ class Recipe:
             else pass_tokens(self.model.config, runtime.compute_dtype)
         )
         (self.train_set, self.val_set, self.data_report, val_examples, self.train_examples) = prepare_data(
-            config, self.tokenizer
+            config, self.tokenizer, self.data or load_data(config)
         )
         # generation-based metrics run on rank 0; not under FSDP, where no rank holds the whole model
         extraction = bool(config.eval_examples and self.data_report["schema"]) and not par.fsdp
@@ -429,13 +431,20 @@ class Recipe:
         return TrainResult(run_dir, status, summary, self.model)
 
 
-def prepare_data(config: TrainConfig, tokenizer) -> tuple[EncodedSet, EncodedSet, dict[str, Any], list, list]:
-    """Encoded training and validation sets, a data report, and the validation and training examples as parsed."""
+def load_data(config: TrainConfig) -> LoadedData:
+    """The run's data, read and checked: every bad line reported (file:line) before any model loads."""
     schema = None
     if config.schema:
         schema = ExtractionSchema.from_json_schema(json.loads(Path(config.schema).read_text()))
     loaded = load_jsonl(config.data, schema=schema)
     check_usable(loaded, skip_invalid=config.skip_invalid, source=", ".join(config.data))
+    return loaded
+
+
+def prepare_data(
+    config: TrainConfig, tokenizer, loaded: LoadedData
+) -> tuple[EncodedSet, EncodedSet, dict[str, Any], list, list]:
+    """Encoded training and validation sets, a data report, and the validation and training examples as parsed."""
     train_ex, val_ex = split(loaded.examples, val_fraction=config.val_fraction, seed=config.seed)
     train_set = encode_examples(tokenizer, train_ex, max_length=config.max_length)
     val_set = encode_examples(tokenizer, val_ex, max_length=config.max_length)

@@ -7,6 +7,7 @@ this process. The CLI, the worker, the demo and the benchmarks all call `train`.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from backend.training.config import TrainConfig
 from backend.training.distributed import launched
 from backend.training.launch import launch
-from backend.training.recipe import Recipe, TrainResult, open_run
+from backend.training.recipe import Recipe, TrainResult, load_data, open_run
 
 __all__ = ["TrainResult", "train"]
 
@@ -30,16 +31,34 @@ def train(
     """Train (or resume) one run. `should_stop` is polled between steps: when it returns True the
     run saves a checkpoint and returns with status "cancelled". With `config.launcher` set, the run
     is handed to torchrun / accelerate launch and this process follows it."""
+    data = load_data(config) if config is not None and resume_dir is None and not launched() else None
     config, run_dir = open_run(config, resume_dir)
     if config.launcher != "none" and not launched():
         return launch(
             config, run_dir=run_dir, should_stop=should_stop, on_progress=on_progress, progress_bar=progress_bar
         )
-    return Recipe(
+    recipe = Recipe(
         config,
         run_dir,
         resume=resume_dir is not None,
         should_stop=should_stop,
         on_progress=on_progress,
         progress_bar=progress_bar,
-    ).run()
+        data=data,
+    )
+    try:
+        return recipe.run()
+    except BaseException:
+        if resume_dir is None and recipe.step_n == 0 and not launched():
+            _remove_if_only_ours(run_dir)  # failed before training: leave no empty run folder behind
+        raise
+
+
+SET_UP = {"config.json", "wandb", "wandb_id.txt"}  # what a run writes into its folder before its first step
+
+
+def _remove_if_only_ours(run_dir: Path) -> None:
+    """Remove a new run's folder when it holds only what the run wrote while setting up (a folder that
+    also holds the caller's files, such as a worker's data snapshot, is left as it is)."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= SET_UP:
+        shutil.rmtree(run_dir, ignore_errors=True)

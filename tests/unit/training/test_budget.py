@@ -37,3 +37,31 @@ def test_the_schedule_is_sized_to_the_time_budget(tiny_config, monkeypatch, seco
         assert lrs[FIT_AFTER] < lrs[1] and lrs[-1] < 0.1 * lrs[0]
     else:  # fast: the 40 planned steps fit, nothing changes
         assert "fitted_to_budget" not in s
+
+
+def test_bad_data_is_refused_before_the_model_loads_and_leaves_no_run_folder(tiny_config, tmp_path):
+    from backend.training.data import DatasetError
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{not json\n')
+    # the model does not exist: had it been loaded first, that error would come instead of the data's
+    config = tiny_config(data=[str(broken)], model=str(tmp_path / "no-such-model"), max_steps=1)
+    with pytest.raises(DatasetError, match="broken.jsonl"):
+        train(config, progress_bar=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_run_folder(tiny_config, tmp_path):
+    config = tiny_config(data=[str(EXAMPLES / "alpaca.jsonl")], model=str(tmp_path / "no-such-model"), max_steps=1)
+    with pytest.raises(Exception, match="no-such-model"):
+        train(config, progress_bar=False)
+    assert not any((tmp_path / "runs").iterdir())
+    kept = tmp_path / "runs" / "job-1"  # a folder that holds the caller's own files stays
+    kept.mkdir()
+    (kept / "data.jsonl").write_text("")
+    with pytest.raises(Exception, match="no-such-model"):
+        train(
+            tiny_config(data=[str(EXAMPLES / "alpaca.jsonl")], model=str(tmp_path / "no-such-model"), run_name="job-1"),
+            progress_bar=False,
+        )
+    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "data.jsonl"]

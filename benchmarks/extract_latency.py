@@ -149,17 +149,19 @@ def run_plain(docs: list[dict], adapter: str | None, retries: int, schema: dict,
         tokens,
         valid,
         micro_f1(predictions, docs),
-        {"attempts": attempts, "dtype": str(model.dtype)},
+        {"attempts": attempts, "dtype": str(model.dtype).removeprefix("torch.")},
     )
 
 
-def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, name: str, draft: int) -> dict:
+def run_engine(
+    docs: list[dict], adapter: str | None, schema: dict, batch: int, name: str, draft: int, dtype: str = "auto"
+) -> dict:
     from backend.inference.bundle import AdapterBundle
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool
     from backend.inference.spec import ExtractionSpec
 
-    pool = ModelPool()
+    pool = ModelPool(dtype=dtype)
     target = AdapterBundle.of_folder(adapter) if adapter else AdapterBundle("smollm2-135m")
     spec = ExtractionSpec.of(schema)
     items = [Document(d["text"], spec) for d in docs]
@@ -187,7 +189,7 @@ def run_engine(docs: list[dict], adapter: str | None, schema: dict, batch: int, 
         [p is not None for p in predictions],
         micro_f1(predictions, docs),
         {
-            "dtype": str(pool.dtype),
+            "dtype": pool.weights,
             "batch": batch,
             "forward_passes": passes,
             "draft": draft,
@@ -263,6 +265,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch / llama.cpp threads (0: all cores)")
     parser.add_argument("--seed", type=int, default=42, help="the SROIE split's seed")
     parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results/extract_latency*.json)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "int8"],
+        help="weights of (b) and (b1) (auto: what the service picks on this CPU)",
+    )
+    parser.add_argument(
+        "--also-dtype",
+        nargs="*",
+        default=[],
+        choices=["float32", "bfloat16", "int8"],
+        help="more (b) runs with these weights, for their speed and micro-F1 side by side",
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=["plain", "single", "llama"])
     args = parser.parse_args()
 
@@ -279,11 +294,14 @@ def main() -> None:
     results = []
     if "plain" not in args.skip:
         results.append(run_plain(docs, args.adapter, args.retries, schema, args.max_new_tokens))
-    results.append(
-        run_engine(docs, args.adapter, schema, args.batch, f"(b) tunebridge, batches of {args.batch}", args.draft)
-    )
+    batched = f"(b) tunebridge, batches of {args.batch}"
+    results.append(run_engine(docs, args.adapter, schema, args.batch, batched, args.draft, args.dtype))
     if "single" not in args.skip:
-        results.append(run_engine(docs, args.adapter, schema, 1, "(b1) tunebridge, one at a time", args.draft))
+        results.append(
+            run_engine(docs, args.adapter, schema, 1, "(b1) tunebridge, one at a time", args.draft, args.dtype)
+        )
+    for dtype in args.also_dtype:
+        results.append(run_engine(docs, args.adapter, schema, args.batch, f"{batched}, {dtype}", args.draft, dtype))
     if "llama" not in args.skip:
         llama = run_llama_cpp(docs, schema, threads, args.max_new_tokens)
         if llama:
@@ -293,10 +311,15 @@ def main() -> None:
         f"\n{len(docs)} SROIE receipts, model: {args.adapter or 'smollm2-135m (bundled base)'}, {threads} threads, "
         f"copy drafting {'default' if args.draft is None else args.draft}"
     )
-    print(f"{'contender':44} {'docs/s':>7} {'p50 s':>7} {'p95 s':>7} {'tok/s':>7} {'valid':>6} {'F1':>6}")
+    from backend.models.hardware import cpu_kind
+
+    print(f"cpu: {cpu_kind()}")
+    print(
+        f"{'contender':44} {'weights':>8} {'docs/s':>7} {'p50 s':>7} {'p95 s':>7} {'tok/s':>7} {'valid':>6} {'F1':>6}"
+    )
     for r in results:
         print(
-            f"{r['name']:44} {r['docs_per_s']:7.3f} {r['p50_s']:7.2f} {r['p95_s']:7.2f} {r['tokens_per_s']:7.1f} "
+            f"{r['name']:44} {r.get('dtype', ''):>8} {r['docs_per_s']:7.3f} {r['p50_s']:7.2f} {r['p95_s']:7.2f} {r['tokens_per_s']:7.1f} "
             f"{r['valid']:6.2f} {r['micro_f1']:6.3f}"
         )
     engine = results[0 if "plain" in args.skip else 1]
@@ -320,7 +343,13 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
-            {"args": {k: str(v) for k, v in vars(args).items()}, "threads": threads, "results": results, **comparisons},
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "cpu": str(cpu_kind()),
+                "threads": threads,
+                "results": results,
+                **comparisons,
+            },
             indent=2,
         )
     )

@@ -25,6 +25,7 @@ from backend.errors import InvalidRequest
 from backend.inference.bundle import AdapterBundle
 from backend.inference.decoding import PrefixCache
 from backend.inference.generate import padded_generate
+from backend.models import int8
 from backend.models.loading import cpu_has_bf16, default_device, load_tokenizer, resolve_model
 
 
@@ -74,7 +75,9 @@ class ModelPool:
     ):
         self.max_prompt_tokens = max_prompt_tokens
         self.device = default_device() if device == "auto" else device
-        self.dtype = inference_dtype(self.device, dtype)
+        self.weights = inference_dtype(self.device, dtype)  # "bfloat16", "float32" or "int8"
+        self.int8 = self.weights == "int8"  # fp32 model, its frozen linear layers in int8
+        self.dtype = torch.float32 if self.int8 else _TORCH_DTYPES[self.weights]
         self.prefixes = PrefixCache()  # KV of shared prompt prefixes, keyed by target: see extraction.py
         self.max_bases, self.max_adapters = max_bases, max_adapters
         self._bases: OrderedDict[str, _Base] = OrderedDict()
@@ -92,6 +95,8 @@ class ModelPool:
 
         path = resolve_model(ref)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()  # type: ignore[arg-type]
+        if self.int8:
+            int8.quantize_frozen(model)
         base = _Base(model, self._tokenizer(path), int(getattr(model.config, "max_position_embeddings", 2048)))
         self._bases[ref] = base
         while len(self._bases) > self.max_bases:
@@ -251,12 +256,20 @@ class ModelPool:
         return GenResult(text.strip(), reason, prompt_tokens, len(tokens) + (1 if cut is not None else 0))
 
 
-def inference_dtype(device: str, choice: str = "auto") -> torch.dtype:
-    """bf16 on CUDA and on CPUs with bf16 units (measured on this Sapphire Rapids, SmolLM2-135M: prefill
-    of 480 tokens 0.27 s vs 0.81 s in fp32, a decode step 27 vs 42 ms); fp32 elsewhere."""
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def inference_dtype(device: str, choice: str = "auto") -> str:
+    """`choice` ("float32", "bfloat16" or "int8": `backend/models/int8.py`, x86 CPUs, opt-in), or for
+    "auto" bf16 on CUDA and on CPUs with bf16 units (Sapphire Rapids, SmolLM2-135M: prefill of 480
+    tokens 0.27 s vs 0.81 s in fp32, a decode step 27 vs 42 ms), fp32 elsewhere."""
+    if choice not in ("auto", *_TORCH_DTYPES, "int8"):
+        raise ValueError(f"inference dtype {choice!r}: expected auto, float32, bfloat16 or int8")
+    if choice == "int8" and (device != "cpu" or not int8.supported()):
+        raise ValueError(f"inference dtype int8 runs on x86 CPUs only (fbgemm/oneDNN kernels); not on this {device}")
     if choice != "auto":
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16}[choice]
-    return torch.bfloat16 if device == "cuda" or cpu_has_bf16() else torch.float32
+        return choice
+    return "bfloat16" if device == "cuda" or cpu_has_bf16() else "float32"
 
 
 def apply_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

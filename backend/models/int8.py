@@ -1,0 +1,91 @@
+"""Dynamic int8 for a frozen base on x86 CPUs without bf16 units (`inference_dtype: int8`, opt-in).
+
+On those CPUs fp32 is the fastest float path; an int8 matmul (weights quantized once per output
+channel, activations per token and call: fbgemm/oneDNN's dynamic linear) is 1.5–2.9× faster than fp32
+for SmolLM2-135M's linear shapes on fbgemm's AVX2 kernels (`benchmarks/int8_linear.py`). It costs
+accuracy, so it is not the default: `benchmarks/extract_latency.py --also-dtype int8` prints its speed
+and micro-F1 next to fp32's. Only the frozen base's linear layers are quantized; LoRA's A/B matrices,
+embeddings, norms and the output layer stay in fp32, so adapters attach, switch and detach as before.
+
+`Int8Linear` is an `nn.Linear` (peft wraps it like any linear layer: `isinstance` checks pass, and its
+`weight` buffer holds the real int8 values with the layer's shape, device and dtype for the libraries
+that inspect it). It is for inference: there is no backward through it.
+"""
+
+from __future__ import annotations
+
+import platform
+import warnings
+
+import torch
+from torch import nn
+
+
+class Int8Linear(nn.Linear):
+    """A linear layer whose weight is int8 (symmetric, one scale per output row); forward quantizes
+    the input per call and runs the int8 matmul."""
+
+    def __init__(self, linear: nn.Linear):
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().float()
+        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+        with warnings.catch_warnings():  # torch announces a new home for quantized tensors; these still run
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+            quantized = torch.quantize_per_channel(
+                weight, scales, torch.zeros(len(scales), dtype=torch.long), axis=0, dtype=torch.qint8
+            )
+        self._packed = torch.ops.quantized.linear_prepack(quantized, None)
+        self.register_buffer("weight", quantized.int_repr(), persistent=False)
+        self.register_buffer("scales", scales.float(), persistent=False)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype, x = x.dtype, x.float()
+        # One scale per token, not per call: a few tokens carry activations hundreds of times larger
+        # than the rest, and one scale for all would round every other token to a handful of levels.
+        # The linear layer commutes with the row scaling, so rows are scaled to max 1 and back.
+        rows = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
+        # reduce_range: 7-bit activations. Without VNNI, fbgemm sums pairs of u8×s8 products in int16
+        # (vpmaddubsw), which saturates with full 8-bit activations and silently changes results.
+        out = torch.ops.quantized.linear_dynamic(x / rows, self._packed, True) * rows
+        if self.bias is not None:
+            out = out + self.bias
+        return out.to(dtype)
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight as the matmul sees it, in fp32."""
+        return self.weight.float() * self.scales[:, None]
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+def supported() -> bool:
+    """Whether this is an x86 CPU and this torch build has its quantized engines (fbgemm/oneDNN)."""
+    return platform.machine().lower() in ("x86_64", "amd64") and any(
+        engine in torch.backends.quantized.supported_engines for engine in ("x86", "fbgemm", "onednn")
+    )
+
+
+def quantize_frozen(model: nn.Module, *, lm_head: bool = False) -> int:
+    """Replace the model's frozen linear layers by `Int8Linear` in place; the number replaced.
+
+    Inside a peft model only the LoRA layers' `base_layer`s are replaced (their A/B stay fp32).
+    The output layer stays fp32 unless `lm_head=True` (a tied head then gets its own int8 copy): its
+    logits pick every token."""
+    replaced = 0
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is not nn.Linear or _is_lora_matrix(name, child_name):
+                continue
+            if child_name == "lm_head" and not lm_head:
+                continue
+            setattr(module, child_name, Int8Linear(child))
+            replaced += 1
+    return replaced
+
+
+def _is_lora_matrix(parent: str, child: str) -> bool:
+    """LoRA's own matrices live in ModuleDicts named lora_A / lora_B (…, lora_embedding_*)."""
+    return parent.rsplit(".", 1)[-1].startswith("lora_") or child.startswith("lora_")

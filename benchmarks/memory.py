@@ -1,0 +1,101 @@
+"""Peak memory of training and of serving, per CPU kind: each measured in a fresh process of its own.
+
+    .venv/bin/python benchmarks/memory.py                                   # train + serve, bundled model
+    .venv/bin/python benchmarks/memory.py --model gemma3-270m --only train  # after installing Gemma 3 270M
+    .venv/bin/python benchmarks/memory.py --adapter runs/sroie/<run> --only serve --dtypes auto int8
+
+train: `tunebridge train` on receipts (batch 8, `--steps` steps, default settings otherwise: the token
+budget per pass, the compute path of this CPU). serve: the serving pool (`ModelPool`) with the adapter
+(or the base model) extracting `--docs` receipts in batches of 8, per inference dtype. Peak RSS is the
+child process's maximum resident set (`wait4`), so nothing else in this process counts. Prints the CPU
+kind and one line per measurement; results in benchmarks/results/memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECEIPTS = ROOT / "examples" / "data" / "receipts.jsonl"
+
+SERVE = """
+import json, sys, torch
+from backend.inference.bundle import AdapterBundle
+from backend.inference.constrained import flat_schema
+from backend.inference.extraction import Document, extract_many
+from backend.inference.pool import ModelPool
+from backend.inference.spec import ExtractionSpec
+adapter, dtype, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rows = [json.loads(line) for line in open(sys.argv[4]) if line.strip()]
+docs = [rows[i % len(rows)]["text"] for i in range(n)]
+pool = ModelPool(dtype=dtype)
+target = AdapterBundle.of_folder(adapter) if adapter else AdapterBundle("smollm2-135m")
+spec = ExtractionSpec.of(flat_schema(["company", "date", "address", "total"]))
+out = extract_many(pool, target, [Document(d, spec) for d in docs], batch_size=8)
+print(json.dumps({"weights": pool.weights, "documents": len(out)}))
+"""
+
+
+def peak_of(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """Run `command`; its peak RSS in GiB, its wall time in s, its last output line."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert child.stdout is not None
+    lines = child.stdout.read().splitlines()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])}... failed ({child.returncode}):\n" + "\n".join(lines[-20:]))
+    return usage.ru_maxrss / 2**20, time.perf_counter() - started, lines[-1] if lines else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model", default="smollm2-135m", help="base model for training (and serving without --adapter)"
+    )
+    parser.add_argument("--adapter", help="a training run folder to serve (default: the base model alone)")
+    parser.add_argument("--steps", type=int, default=3, help="training steps (batch 8)")
+    parser.add_argument("--docs", type=int, default=16, help="receipts extracted by the serving pool")
+    parser.add_argument("--dtypes", nargs="+", default=["auto"], help="inference dtypes to serve with")
+    parser.add_argument("--only", choices=["train", "serve"])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "memory.json")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from backend.models.hardware import cpu_kind
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    print(f"cpu: {cpu_kind()}")
+    results = []
+    if args.only != "serve":
+        with tempfile.TemporaryDirectory() as runs:
+            command = [sys.executable, "-m", "backend.cli", "train", "--quiet", "--model", args.model]
+            command += ["--data", str(RECEIPTS), "--batch-size", "8", "--max-steps", str(args.steps)]
+            command += ["--val-fraction", "0", "--report-to", "none", "--save-every", "0", "--output-dir", runs]
+            gib, wall, _ = peak_of(command, env)
+        results.append(
+            {"what": f"train {args.model}, batch 8, {args.steps} steps", "peak_rss_gib": gib, "wall_s": wall}
+        )
+        print(f"train  {args.model:<14} batch 8, {args.steps} steps   peak RSS {gib:5.2f} GiB  ({wall:.0f} s)")
+    if args.only != "train":
+        for dtype in args.dtypes:
+            command = [sys.executable, "-c", SERVE, args.adapter or "", dtype, str(args.docs), str(RECEIPTS)]
+            gib, wall, last = peak_of(command, env)
+            weights = json.loads(last)["weights"]
+            what = f"serve {args.adapter or args.model}, {args.docs} receipts in batches of 8, {weights}"
+            results.append({"what": what, "peak_rss_gib": gib, "wall_s": wall})
+            print(f"serve  {weights:<14} {args.docs} receipts, batches of 8   peak RSS {gib:5.2f} GiB  ({wall:.0f} s)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"cpu": str(cpu_kind()), "results": results}, indent=2))
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

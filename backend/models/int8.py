@@ -23,7 +23,9 @@ from torch import nn
 
 class Int8Linear(nn.Linear):
     """A linear layer whose weight is int8 (symmetric, one scale per output row); forward quantizes
-    the input per call and runs the int8 matmul."""
+    the input per token and call and runs the int8 matmul."""
+
+    scales: torch.Tensor
 
     def __init__(self, linear: nn.Linear):
         nn.Module.__init__(self)

@@ -223,7 +223,8 @@ def configuration_reference() -> str:
         "# Configuration\n\n",
         "Two places configure tunebridge: **service settings**, read from `TUNEBRIDGE_*` environment variables by "
         "`tunebridge serve`, `tunebridge worker` and the other service commands, and **training options**, given "
-        "as `tunebridge train` flags or as the keys of a train job's `hyperparameters` (`POST /v1/jobs`).\n\n",
+        "as `tunebridge train` flags, as the keys of a run file (`tunebridge train --config`), or as the keys of a "
+        "train job's body or its `hyperparameters` (`POST /v1/jobs`).\n\n",
         "## Service settings (`backend/settings.py`)\n\n",
     ]
     rows = []

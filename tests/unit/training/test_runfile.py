@@ -119,6 +119,16 @@ def test_the_written_run_file_reads_back_as_the_same_config(tmp_path):
     assert TrainConfig.from_dict(read_options(_file(tmp_path, text))) == config
 
 
+def test_only_the_flags_given_replace_the_files_keys(tmp_path):
+    from backend.cli import _config_from_args, build_parser
+
+    path = _file(tmp_path, "data: a.jsonl\nlora_r: 8\nkeep_best: false\ngroup_by_length: false\nepochs: 2\n")
+    args = build_parser().parse_args(["train", "--config", str(path), "--keep-best", "--epochs", "0.5"])
+    config = _config_from_args(args)
+    assert (config.keep_best, config.epochs) == (True, 0.5)  # given: replaced
+    assert (config.lora_r, config.group_by_length, config.data) == (8, False, ["a.jsonl"])  # not given: the file's
+
+
 def test_cli_refuses_config_with_resume_and_a_missing_file(tmp_path, capsys):
     path = _file(tmp_path, "data: a.jsonl\n")
     assert cli_main(["train", "--config", str(path), "--resume", str(tmp_path)]) == 2

@@ -51,16 +51,24 @@ def _config_from_args(args: argparse.Namespace):
     values: dict[str, Any] = {}
     for f in dataclasses.fields(TrainConfig):
         value = getattr(args, f.name, None)
-        if value is not None:
+        if value is not None:  # given on the command line (every flag defaults to None)
             values[f.name] = value
+    if getattr(args, "config", None) is not None:
+        from backend.training.runfile import load_config
+
+        return load_config(args.config, overrides=values)  # the flags given replace the file's keys
     return TrainConfig(**values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from backend.training.trainer import train
 
-    if args.resume is None and not args.data:
-        raise InvalidRequest("train: give --data FILE [FILE ...], or --resume RUN_DIR")
+    if args.resume is not None and args.config is not None:
+        raise InvalidRequest(
+            "train: give --config FILE or --resume RUN_DIR, not both (a run resumes with its own options)"
+        )
+    if args.resume is None and not args.data and args.config is None:
+        raise InvalidRequest("train: give --data FILE [FILE ...], --config FILE, or --resume RUN_DIR")
     config = _config_from_args(args) if args.resume is None else None
     stop = {"requested": False}
 
@@ -441,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="fine-tune a LoRA/QLoRA adapter on JSONL data")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a run file (YAML or JSON) of the options below by their key (examples/configs/; every run "
+        "folder's config.yaml reruns its run); options given here replace the file's",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)

@@ -223,7 +223,8 @@ def configuration_reference() -> str:
         "# Configuration\n\n",
         "Two places configure tunebridge: **service settings**, read from `TUNEBRIDGE_*` environment variables by "
         "`tunebridge serve`, `tunebridge worker` and the other service commands, and **training options**, given "
-        "as `tunebridge train` flags or as the keys of a train job's `hyperparameters` (`POST /v1/jobs`).\n\n",
+        "as `tunebridge train` flags, as the keys of a run file (`tunebridge train --config`), or as the keys of a "
+        "train job's body or its `hyperparameters` (`POST /v1/jobs`).\n\n",
         "## Service settings (`backend/settings.py`)\n\n",
     ]
     rows = []
@@ -262,8 +263,12 @@ def configuration_reference() -> str:
         )
     out.append(_table(["flag", "job key", "type", "default", "what it does"], rows))
     out.append(
-        "\nA run folder's `config.json` holds the resolved options; `tunebridge train --resume RUN_DIR` "
-        "reads them from there.\n\n## Other environment variables\n\n"
+        "\nA run file holds these options by the keys of the second column, in YAML or JSON: `tunebridge train --config "
+        "run.yaml` reads it, and the flags given replace its keys (examples in `examples/configs/`). Each run "
+        "folder's `config.yaml` holds the resolved options, commented, and `tunebridge train --config "
+        "runs/<run>/config.yaml --run-name <new>` runs them again; `config.json` holds the same, and "
+        "`tunebridge train --resume RUN_DIR` reads them from there. A train job (`POST /v1/jobs`) takes the "
+        "same keys beside `dataset`, without `data`, `output_dir` and `run_name`.\n\n## Other environment variables\n\n"
     )
     out.append(_table(["variable", "read by", "what it does"], [[f"`{n}`", who, what] for n, who, what in OTHER_ENV]))
     out.append(

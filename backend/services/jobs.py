@@ -7,10 +7,11 @@ it is marked failed with the reason. A job is never left "running" forever.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from backend.services.adapters import check_name as check_adapter_name
 from backend.services.adapters import resolve as resolve_adapter
 from backend.services.datasets import DatasetNotFoundError
 from backend.storage import now_iso
-from backend.training.config import TrainConfig
+from backend.training.config import TrainConfig, unknown_options
 
 KINDS = ("train", "eval")
 MAX_ATTEMPTS = 3
@@ -89,6 +90,25 @@ def check_schema(schema: Any) -> dict[str, Any] | None:
     )
 
 
+def job_params(
+    *, kind: str, hyperparameters: dict[str, Any], options: dict[str, Any], job_keys: Iterable[str] = ()
+) -> dict[str, Any]:
+    """A job's options: its `hyperparameters`, and for a train job the training `options` given beside
+    the body's own keys (`job_keys`), so that a run file's keys with a `dataset` make a job's body. A
+    key that is neither is refused as in a run file, with the closest one named."""
+    if not options:
+        return hyperparameters
+    training = [f.name for f in dataclasses.fields(TrainConfig)] if kind == "train" else []
+    unknown = sorted(set(options) - set(training))
+    if unknown:
+        message = unknown_options(unknown, known=[*job_keys, *training], what="job")
+        raise InvalidRequest(message if training else f"{message}; an eval job takes its options in hyperparameters")
+    twice = sorted(set(options) & set(hyperparameters))
+    if twice:
+        raise InvalidRequest(f"{twice}: given both in the body and in hyperparameters; give each once")
+    return {**hyperparameters, **options}
+
+
 def check_job_request(
     *,
     kind: str,
@@ -121,7 +141,9 @@ def check_job_request(
     else:
         reserved = sorted({"data", "output_dir", "run_name"} & set(params))
         if reserved:
-            raise InvalidRequest(f"hyperparameters {reserved} are set by the service; leave them out")
+            raise InvalidRequest(
+                f"{reserved} are set by the service (it trains on the job's dataset, in its own folder); leave them out"
+            )
         check_schema(params.get("schema"))
         options = {k: v for k, v in params.items() if k != "schema"}
         TrainConfig.from_dict({**options, "data": ["(dataset)"]})

@@ -1,14 +1,17 @@
 """Training configuration: one typed dataclass, every field defaulted and explained.
 
-The CLI builds its flags from these fields (`help` metadata), and the backend's train jobs send the
-same keys as JSON, so each option is documented once, here.
+The CLI builds its flags from these fields (`help` metadata), a run file (`tunebridge train --config`,
+runfile.py) holds the same keys as YAML or JSON, and the backend's train jobs send them as JSON, so
+each option is documented once, here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,18 +260,32 @@ def launcher_args_problem(launcher: str, args: str) -> str | None:
 
 def from_known(cls, values: dict[str, Any], *, what: str):
     """Build the dataclass `cls` from `values`, refusing keys it does not have by name (config from
-    JSON: a typo must not be dropped silently) and values of the wrong type ("abc" for a number)."""
+    JSON or YAML: a typo must not be dropped silently) and values of the wrong type ("abc" for a number)."""
+    check_known(cls, values, what=what)
+    return cls(**values)
+
+
+def check_known(cls, values: dict[str, Any], *, what: str) -> None:
+    """`values` as options of the dataclass `cls`: every key one of its fields, every value of its type."""
     if not isinstance(values, dict):
         raise InvalidRequest(f"{what} options: got {type(values).__name__}, expected an object of options")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise InvalidRequest(f"unknown {what} option(s) {unknown}; known: {sorted(fields)}")
+        raise InvalidRequest(unknown_options(unknown, known=fields, what=what))
     for name, value in values.items():
         expected = _type_problem(str(fields[name].type), value)
         if expected:
             raise InvalidRequest(f"{name}: got {value!r} ({type(value).__name__}), expected {expected}")
-    return cls(**values)
+
+
+def unknown_options(unknown: list[str], *, known: Iterable[str], what: str) -> str:
+    """The error for keys that are no option: each named with the closest option, if one is close."""
+    known = sorted(known)
+    close = {name: difflib.get_close_matches(str(name), known, n=1) for name in unknown}
+    hints = "; ".join(f"{name!r}: did you mean {match[0]!r}?" for name, match in close.items() if match)
+    message = f"unknown {what} option(s) {unknown}" + (f" ({hints})" if hints else "")
+    return message if all(close.values()) else f"{message}; known: {known}"
 
 
 def _type_problem(annotation: str, value: Any) -> str | None:

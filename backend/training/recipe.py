@@ -37,6 +37,7 @@ from backend.training.batching import run_batches
 from backend.training.config import TrainConfig
 from backend.training.data import LoadedData, check_usable, load_jsonl, split
 from backend.training.distributed import Parallel, launched
+from backend.training.runfile import write_run_file
 from backend.training.runtime import Runtime, build_lora_model, pass_tokens, tune_cpu_allocator
 from backend.training.steps import AnswerLoss, evaluate_loss, optimizer_step, schedule
 from backend.training.tokenize import EncodedSet, encode_examples
@@ -470,7 +471,8 @@ def _new_run_dir(config: TrainConfig) -> Path:
     if ckpt.latest_checkpoint(run_dir) or (run_dir / "summary.json").exists():
         raise FileExistsError(f"run folder {run_dir} already holds a run; resume it or choose another run_name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))  # what --resume reads
+    write_run_file(config, run_dir)  # config.yaml: the same options, commented; --config on it reruns the run
     return run_dir
 
 

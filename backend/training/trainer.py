@@ -54,7 +54,8 @@ def train(
         raise
 
 
-SET_UP = {"config.json", "wandb", "wandb_id.txt"}  # what a run writes into its folder before its first step
+# What a run writes into its folder before its first step.
+SET_UP = {"config.json", "config.yaml", "wandb", "wandb_id.txt"}
 
 
 def _remove_if_only_ours(run_dir: Path) -> None:

@@ -227,7 +227,25 @@ def test_cancel_stops_a_running_job_with_a_checkpoint(service):
         ({"kind": "train", "dataset": "secret", "hyperparameters": {"epochs": -1}}, 422, "epochs: got -1"),
         ({"kind": "train", "dataset": "secret", "hyperparameters": {"output_dir": "/etc"}}, 422, "set by the service"),
         ({"kind": "bake", "dataset": "secret"}, 422, "invalid request"),
-        ({"kind": "train", "dataset": "secret", "extra": 1}, 422, "invalid request"),
+        ({"kind": "train", "dataset": "secret", "extra": 1}, 422, "unknown job option(s) ['extra']; known: ["),
+        # a train job's body takes a run file's keys beside kind and dataset, checked as in a run file
+        (
+            {"dataset": "secret", "epochz": 3},
+            422,
+            "unknown job option(s) ['epochz'] ('epochz': did you mean 'epochs'?)",
+        ),
+        ({"dataset": "secret", "epochs": "abc"}, 422, "epochs: got 'abc' (str), expected a number"),
+        (
+            {"dataset": "secret", "data": ["a.jsonl"], "run_name": "r"},
+            422,
+            "['data', 'run_name'] are set by the service",
+        ),
+        (
+            {"dataset": "secret", "epochs": 2, "hyperparameters": {"epochs": 3}},
+            422,
+            "['epochs']: given both in the body and in hyperparameters",
+        ),
+        ({"kind": "eval", "dataset": "secret", "epochs": 2}, 422, "an eval job takes its options in hyperparameters"),
         ({"kind": "train", "dataset": "secret", "adapter_name": "../etc"}, 422, "adapter name '../etc' is invalid"),
         (
             {"kind": "train", "dataset": "secret", "callback_url": "ftp://x"},
@@ -278,6 +296,30 @@ def test_bad_job_requests_say_what_is_wrong(service, body, code, message):
     response = httpx.post(f"{service['url']}/v1/jobs", json=body, headers=_auth(service))
     assert response.status_code == code and message in response.json()["error"]
     assert httpx.get(f"{service['url']}/v1/jobs/missing", headers=_auth(service)).status_code == 404
+
+
+def test_a_run_file_with_a_dataset_is_a_train_jobs_body(service, tmp_path):
+    """The body is the run file's keys and a dataset (kind defaults to train); the job trains with them
+    and its run folder's config.yaml holds them."""
+    from backend.training.runfile import read_options
+
+    url, auth = service["url"], _auth(service)
+    chat = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}'
+    assert httpx.post(f"{url}/v1/datasets/runfile/examples", content=chat, headers=auth).status_code == 201
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(
+        "max_steps: 2  # steps\nbatch_size: 1\nlearning_rate: 2e-3\nlora_r: 4\nprecision: fp32\n"
+        "val_fraction: 0\nsave_every: 0\nreport_to: none\n"
+    )
+    options = read_options(run_file)
+    created = httpx.post(f"{url}/v1/jobs", json={"dataset": "runfile", **options}, headers=auth)
+    assert created.status_code == 202, created.text
+    assert created.json()["kind"] == "train" and created.json()["params"] == options
+    job = _wait_for(lambda: (j := _job(service, created.json()["id"]))["status"] in ("succeeded", "failed") and j)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["result"]["steps"] == 2
+    resolved = read_options(service["data_dir"] / "jobs" / job["id"] / "config.yaml")
+    assert {k: resolved[k] for k in options} == options
 
 
 def test_resume_continues_a_cancelled_job_to_the_end(service):

@@ -17,17 +17,23 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Authorized])
 
 
 class JobIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A job. A train job also takes its training options beside these keys, by the keys of a run file
+    (`tunebridge train --config`), e.g. {"dataset": "receipts", "epochs": 3, "lora_r": 8}: a run file
+    with a dataset instead of its data, output_dir and run_name, which the service sets. Any other key
+    is refused, naming the closest one."""
+
+    model_config = ConfigDict(extra="allow")  # training options, checked in the service (`job_params`)
 
     kind: Literal["train", "eval"] = Field(
+        "train",
         description="train: fine-tune an adapter on the dataset; eval: score the "
-        "base model and adapters on it (report.md, eval.json, eval.png)."
+        "base model and adapters on it (report.md, eval.json, eval.png).",
     )
     dataset: str = Field(description="Name of an uploaded dataset.")
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict,
         description="train: TrainConfig options (`tunebridge train --help`), e.g. "
-        '{"epochs": 3}. eval: {"adapters": ["receipts@2"], '
+        '{"epochs": 3}, or the same keys beside kind and dataset. eval: {"adapters": ["receipts@2"], '
         '"include_base": true, "limit": 0, "promote": '
         '{"alias": "prod", "min_gain": 0.0, '
         '"max_field_drop": 0.05}}.',
@@ -79,7 +85,12 @@ def create(job: JobIn, engine: EngineDep, settings: SettingsDep) -> dict[str, An
         engine=engine,
         kind=job.kind,
         dataset=job.dataset,
-        params=job.hyperparameters,
+        params=service.job_params(
+            kind=job.kind,
+            hyperparameters=job.hyperparameters,
+            options=job.model_extra or {},
+            job_keys=JobIn.model_fields,
+        ),
         adapter_name=job.adapter_name,
         callback_url=job.callback_url,
         promote=job.promote,

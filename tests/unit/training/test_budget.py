@@ -64,4 +64,4 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_run_folder(tiny_config
             tiny_config(data=[str(EXAMPLES / "alpaca.jsonl")], model=str(tmp_path / "no-such-model"), run_name="job-1"),
             progress_bar=False,
         )
-    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "data.jsonl"]
+    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "config.yaml", "data.jsonl"]

@@ -586,7 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_vllm_push)
 
     from agents.cli import add_commands
+    from backend.cli_adapters import add_commands as add_adapter_commands
 
+    add_adapter_commands(sub)  # adapters: import, list, show, promote, rollback (the service's registry)
     add_commands(sub)  # extract, review: the agents' document graph
     _per_action_help(sub.choices["review"])
 

@@ -16,14 +16,17 @@ happens, so a refused upload leaves nothing behind.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
 import json
+import lzma
 import shutil
 import stat
 import tarfile
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +44,18 @@ WEIGHTS = "adapter_model.safetensors"
 KEEP_FOLDERS = {"adapter", "tokenizer"}
 KEEP_FILES = {"summary.json", "config.json", MEMORY_FILE, "data.jsonl"}
 MAX_MEMBERS = 10_000
+# What reading a damaged archive raises (RuntimeError: an encrypted zip member; NotImplementedError: a
+# compression zipfile lacks).
+UNREADABLE = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    EOFError,
+    zlib.error,
+    gzip.BadGzipFile,
+    lzma.LZMAError,
+    RuntimeError,
+    NotImplementedError,
+)
 
 BaseCheck = Callable[[dict[str, Any], Path], str]  # (summary, adapter folder) → the base model to record
 
@@ -259,37 +274,41 @@ def unpack(archive: IO[bytes], dest: Path, *, limit_bytes: int, filename: str = 
     """The run folder unpacked from `archive` into `dest` (its root, or the one folder that holds it)."""
     head = archive.read(4)
     archive.seek(0)
-    if head[:2] == b"PK":
-        try:
+    try:
+        if head[:2] == b"PK":
             opened: Any = zipfile.ZipFile(archive)
-        except zipfile.BadZipFile as exc:
-            raise InvalidRequest(f"archive {filename!r}: not a readable zip file ({exc})") from exc
-        members = _zip_members(opened)
-    else:
-        try:
-            opened = tarfile.open(fileobj=archive, mode="r:*")
-        except tarfile.TarError as exc:
-            raise InvalidRequest(f"archive {filename!r}: not a tar, tar.gz or zip archive ({exc})") from exc
-        members = _tar_members(opened)
-    with opened:
-        listed = _checked(members, limit_bytes=limit_bytes, filename=filename)
-        prefix = _run_prefix([m.name for m in listed], filename=filename)
-        for member in listed:
-            relative = PurePosixPath(member.name[len(prefix) :]) if member.name.startswith(prefix) else None
-            if relative is None or not relative.parts:
-                continue
-            if relative.parts[0] not in KEEP_FOLDERS and not (len(relative.parts) == 1 and relative.name in KEEP_FILES):
-                continue  # checkpoints, plots, logs: not what a version keeps
-            target = dest.joinpath(*relative.parts)
+            members = _zip_members(opened)
+        else:
             try:
-                if member.kind == "dir":
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with member.open() as source, open(target, "xb") as out:
-                    shutil.copyfileobj(source, out)
-            except (FileExistsError, NotADirectoryError) as exc:
-                raise InvalidRequest(f"archive {filename!r}: member {member.name!r} clashes with another one") from exc
+                opened = tarfile.open(fileobj=archive, mode="r:*")
+            except tarfile.ReadError as exc:
+                raise InvalidRequest(f"archive {filename!r}: not a tar, tar.gz or zip archive ({exc})") from exc
+            members = _tar_members(opened)
+        with opened:
+            return _extract(members, dest, limit_bytes=limit_bytes, filename=filename)
+    except UNREADABLE as exc:  # a damaged or truncated archive
+        raise InvalidRequest(f"archive {filename!r}: damaged or truncated ({type(exc).__name__}: {exc})") from exc
+
+
+def _extract(members: Iterator[_Member], dest: Path, *, limit_bytes: int, filename: str) -> Path:
+    listed = _checked(members, limit_bytes=limit_bytes, filename=filename)
+    prefix = _run_prefix([m.name for m in listed], filename=filename)
+    for member in listed:
+        relative = PurePosixPath(member.name[len(prefix) :]) if member.name.startswith(prefix) else None
+        if relative is None or not relative.parts:
+            continue
+        if relative.parts[0] not in KEEP_FOLDERS and not (len(relative.parts) == 1 and relative.name in KEEP_FILES):
+            continue  # checkpoints, plots, logs: not what a version keeps
+        target = dest.joinpath(*relative.parts)
+        try:
+            if member.kind == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with member.open() as source, open(target, "xb") as out:
+                shutil.copyfileobj(source, out)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise InvalidRequest(f"archive {filename!r}: member {member.name!r} clashes with another one") from exc
     return dest
 
 
@@ -319,10 +338,14 @@ def _checked(members: Iterator[_Member], *, limit_bytes: int, filename: str) -> 
     listed: list[_Member] = []
     total = 0
     for member in members:
-        name = member.name[2:] if member.name.startswith("./") else member.name
+        name = member.name
         path = PurePosixPath(name)
-        if name.startswith("/") or ".." in path.parts or not name.strip("/"):
+        if name.startswith("/") or ".." in path.parts:
             raise InvalidRequest(f"archive {filename!r}: member {member.name!r} points outside the run folder")
+        if path.parts in ((), (".",)):  # the archive's own root (`tar -C run .` writes "./")
+            if member.kind == "dir":
+                continue
+            raise InvalidRequest(f"archive {filename!r}: a member has no name")
         if "\\" in name:
             raise InvalidRequest(f"archive {filename!r}: member {member.name!r} has a backslash in its name")
         if member.kind == "link":

@@ -217,7 +217,7 @@ def _found(ref: str, adapter: Path) -> str:
                     digest.update(block)
         if digest.hexdigest() != recorded:
             raise InvalidRequest(
-                f"base model {ref!r} ({folder}) is not the one this adapter was trained on: its weights' "
+                f"base model {ref!r} is not the one this adapter was trained on: its weights' "
                 "SHA-256 differs from the one recorded in adapter/tunebridge.json"
             )
     return ref
@@ -282,7 +282,8 @@ def unpack(archive: IO[bytes], dest: Path, *, limit_bytes: int, filename: str = 
             try:
                 opened = tarfile.open(fileobj=archive, mode="r:*")
             except tarfile.ReadError as exc:
-                raise InvalidRequest(f"archive {filename!r}: not a tar, tar.gz or zip archive ({exc})") from exc
+                empty = " (it is empty)" if not head else ""
+                raise InvalidRequest(f"archive {filename!r}: not a tar, tar.gz or zip archive{empty}") from exc
             members = _tar_members(opened)
         with opened:
             return _extract(members, dest, limit_bytes=limit_bytes, filename=filename)

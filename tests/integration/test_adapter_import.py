@@ -136,7 +136,7 @@ def _import(run_dir: Path, name: str, data_dir: Path, *extra: str):
     return main(["adapters", "import", str(run_dir), "--name", name, "--data-dir", str(data_dir), *extra])
 
 
-def test_import_refuses_a_name_in_use_an_unfinished_run_and_a_missing_base(imported, run, tmp_path, capsys):
+def test_import_refuses_a_name_in_use_an_unfinished_run_and_a_missing_or_other_base(imported, run, tmp_path, capsys):
     data_dir = imported["data_dir"]
     assert _import(run["dir"], "memo-cli", data_dir) == 2
     assert "already exists" in capsys.readouterr().err
@@ -158,7 +158,15 @@ def test_import_refuses_a_name_in_use_an_unfinished_run_and_a_missing_base(impor
     (moved / "summary.json").write_text(json.dumps(summary))
     assert _import(moved, "moved", data_dir) == 2
     assert "base model of this run not found" in capsys.readouterr().err
-    assert not (data_dir / "adapters" / "cancelled").exists() and not (data_dir / "adapters" / "moved").exists()
+
+    other = tmp_path / "other"
+    shutil.copytree(run["dir"], other, ignore=shutil.ignore_patterns("checkpoints"))
+    meta = json.loads((other / "adapter" / "tunebridge.json").read_text())
+    (other / "adapter" / "tunebridge.json").write_text(json.dumps({**meta, "base_model_sha256": "0" * 64}))
+    assert _import(other, "other", data_dir) == 2
+    assert "is not the one this adapter was trained on" in capsys.readouterr().err
+    for refused in ("cancelled", "moved", "other"):
+        assert not (data_dir / "adapters" / refused).exists()
 
 
 def _tar(members: dict[str, bytes | None], *, link: str | None = None) -> bytes:

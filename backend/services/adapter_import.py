@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import json
 import lzma
+import re
 import shutil
 import stat
 import tarfile
@@ -70,12 +71,14 @@ def import_run(
     new_version: bool = False,
     where: str | None = None,
     local_data: bool = False,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Register the finished run in `run_dir` as `name` (a new name; the next version with `new_version`).
 
     `base_check` decides the base model the version records (or raises); `where` names the run in
     messages; `local_data`: the data files named by the run's config.json are on this machine and may
-    be read for the data hash (never for an upload)."""
+    be read for the data hash (never for an upload); `source`: what the version's dataset column says it
+    came from (default: the run folder's name)."""
     adapters.check_name(name)
     where = where or str(run_dir)
     summary = check_run(run_dir, where=where)
@@ -85,7 +88,7 @@ def import_run(
         data_dir=data_dir,
         name=name,
         job_id=f"import-{uuid.uuid4().hex[:25]}",
-        dataset=f"run:{run_dir.resolve().name}"[:64],
+        dataset=f"run:{source or run_dir.resolve().name}"[:64],
         run_dir=run_dir,
         summary={**summary, "base_model": base},
         dataset_hash=data_hash(run_dir, summary, local=local_data),
@@ -257,6 +260,7 @@ def import_archive(
             base_check=base_check,
             new_version=new_version,
             where=f"archive {filename!r}",
+            source=re.sub(r"(\.tar\.gz|\.tgz|\.tar|\.zip)$", "", Path(filename).name) or "upload",
         )
 
 

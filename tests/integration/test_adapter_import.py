@@ -217,6 +217,8 @@ def test_an_uploaded_archive_is_registered_and_served(server, run):
     created = _upload(server, _tar(_run_files(run["dir"])), "memo-up")
     assert created.status_code == 201, created.text
     assert created.json()["id"] == "memo-up@1" and created.json()["path"] == "adapters/memo-up/v1"
+    assert created.json()["dataset"] == "run:memo" and created.json()["metrics"]["steps"] == 80
+    assert created.json()["dataset_hash"] == hashlib.sha256(run["data"].read_bytes()).hexdigest()  # as trained
     assert _ask(server, "memo-up").choices[0].message.content == SECRET_A
     zipped = io.BytesIO()
     with zipfile.ZipFile(zipped, "w") as archive:  # the run's files at the archive's root

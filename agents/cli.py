@@ -73,7 +73,14 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-url", help="use the tunebridge service at this URL (e.g. http://127.0.0.1:8000)")
     p.add_argument("--api-key", help="its API key (or TUNEBRIDGE_API_KEY)")
     p.add_argument("--openai-url", help="use any OpenAI-compatible server (vLLM, Ollama), e.g. http://host:8000/v1")
-    p.add_argument("--db", default=DEFAULT_DB, help="the agents' state and review checkpoints (SQLite)")
+    p.add_argument(
+        "--db", help=f"the agents' state and review checkpoints (SQLite; default {DEFAULT_DB}, or in --data-dir)"
+    )
+    p.add_argument(
+        "--data-dir",
+        help="the service's data folder: use the review store `tunebridge serve` keeps there (agents.sqlite), "
+        "so documents held by /v1/documents are listed and resumed here, and the other way round",
+    )
     p.add_argument("--webhook-url", help="labelled-data webhook for reviewer corrections (or TUNEBRIDGE_WEBHOOK_URL)")
     p.add_argument("--webhook-secret", help="its secret (or TUNEBRIDGE_WEBHOOK_SECRET)")
     p.add_argument("--dataset", default="corrections", help="dataset the corrections go to")
@@ -153,7 +160,17 @@ def expand(paths: list[str]) -> list[Path]:
     return out
 
 
+def review_store(args: argparse.Namespace) -> str:
+    """Where --db and --data-dir put the agents' store (the service keeps its own in its data folder)."""
+    if args.db and args.data_dir:
+        raise InvalidRequest("give --db or --data-dir, not both (--data-dir means --db DATA_DIR/agents.sqlite)")
+    from agents.store import SERVICE_FILE
+
+    return args.db or (str(Path(args.data_dir) / SERVICE_FILE) if args.data_dir else DEFAULT_DB)
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
+    args.db = review_store(args)
     files = expand(args.paths)
     if not files:
         print("no documents found in " + ", ".join(args.paths), file=sys.stderr)
@@ -281,8 +298,13 @@ def cmd_review(args: argparse.Namespace) -> int:
     from agents.feedback import flush
     from agents.store import Store
 
+    args.db = review_store(args)
     if not Path(args.db).is_file():  # nothing was ever extracted with this store: do not create an empty one
-        print(f"no review store at {args.db}: `tunebridge extract` creates it (or give --db)", file=sys.stderr)
+        print(
+            f"no review store at {args.db}: `tunebridge extract` (or the service's /v1/documents) creates it "
+            "(or give --db, or the service's --data-dir)",
+            file=sys.stderr,
+        )
         return 2
     if args.action == "list":
         store = Store(args.db)

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS feedback_outbox (
     attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT);
 """
 
+SERVICE_FILE = "agents.sqlite"  # the store's file in the service's data folder (/v1/documents, review --data-dir)
+
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -390,16 +390,32 @@ def version() -> str:
 
 # `tunebridge review ACTION --help`: what that action does and the options it reads (the parser is shared).
 REVIEW_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "list": ("List the documents held for a person: id, type, decision, path, flags and rules fired.", ("--db",)),
-    "show": ("Show what the graph found for one held document and why it stopped (JSON).", ("id", "--db")),
+    "list": (
+        "List the documents held for a person: id, type, decision, path, flags and rules fired.",
+        ("--db", "--data-dir"),
+    ),
+    "show": (
+        "Show what the graph found for one held document and why it stopped (JSON).",
+        ("id", "--db", "--data-dir"),
+    ),
     "resume": (
         "Continue a held document with corrections and/or a decision (from --corrections FILE, else asked "
         "at the prompt); the rules decide again and the corrections go to the labelled-data webhook.",
-        ("id", "--corrections", "--reviewer", "--policy", "--db", "--webhook-url", "--webhook-secret", "--dataset"),
+        (
+            "id",
+            "--corrections",
+            "--reviewer",
+            "--policy",
+            "--db",
+            "--data-dir",
+            "--webhook-url",
+            "--webhook-secret",
+            "--dataset",
+        ),
     ),
     "flush": (
         "Send the corrections that could not be delivered (the outbox in --db) to the labelled-data webhook.",
-        ("--db", "--webhook-url", "--webhook-secret"),
+        ("--db", "--data-dir", "--webhook-url", "--webhook-secret"),
     ),
 }
 
@@ -600,7 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_vllm_push)
 
     from agents.cli import add_commands
+    from backend.cli_adapters import add_commands as add_adapter_commands
 
+    add_adapter_commands(sub)  # adapters: import, list, show, promote, rollback (the service's registry)
     add_commands(sub)  # extract, review: the agents' document graph
     _per_action_help(sub.choices["review"])
 

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         "default_base_model; no other server path is accepted.",
     )
     max_body_mb: float = Field(50.0, gt=0, description="Largest request body accepted, in MiB.")
+    max_adapter_mb: float = Field(
+        1024.0,
+        gt=0,
+        description="Largest adapter archive POST /v1/adapters accepts, in MiB: the upload, and what it unpacks to.",
+    )
     max_dataset_mb: float = Field(2048.0, gt=0, description="Largest a dataset may grow to, in MiB.")
     webhook_secret: str | None = Field(
         None,

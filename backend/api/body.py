@@ -37,20 +37,23 @@ async def read_capped(request: Request, *, limit_bytes: int) -> bytes:
 class BodyLimit:
     """ASGI middleware: every request body over `limit_bytes` is refused with 413 (declared or streamed)."""
 
-    def __init__(self, app, *, limit_bytes: int):
-        self.app, self.limit = app, limit_bytes
+    def __init__(self, app, *, limit_bytes: int, routes: dict[tuple[str, str], tuple[int, str]] | None = None):
+        """`routes`: (method, path) → (limit in bytes, its setting) for uploads with a limit of their own."""
+        self.app, self.limit, self.routes = app, limit_bytes, routes or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit, setting = self.routes.get(
+            (scope["method"], scope["path"].rstrip("/")), (self.limit, "TUNEBRIDGE_MAX_BODY_MB")
+        )
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
+        if declared.isdigit() and int(declared) > limit:
             return await self._refuse(
                 scope,
                 receive,
                 send,
-                f"body of {int(declared)} bytes exceeds the limit of {self.limit} bytes "
-                "(TUNEBRIDGE_MAX_BODY_MB); split the upload",
+                f"body of {int(declared)} bytes exceeds the limit of {limit} bytes ({setting}); split the upload",
             )
         seen = 0
 
@@ -59,10 +62,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise HTTPException(
-                        status.HTTP_413_CONTENT_TOO_LARGE,
-                        f"body exceeds the limit of {self.limit} bytes (TUNEBRIDGE_MAX_BODY_MB)",
+                        status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds the limit of {limit} bytes ({setting})"
                     )
             return message
 

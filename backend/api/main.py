@@ -59,7 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     add_offline_docs(app)
     app.dependency_overrides[get_settings] = lambda: settings
-    app.add_middleware(BodyLimit, limit_bytes=int(settings.max_body_mb * 1024 * 1024))
+    app.add_middleware(
+        BodyLimit,
+        limit_bytes=int(settings.max_body_mb * 1024 * 1024),
+        routes={("POST", "/v1/adapters"): (int(settings.max_adapter_mb * 1024 * 1024), "TUNEBRIDGE_MAX_ADAPTER_MB")},
+    )
     app.include_router(health.router)
     for router in (models.router, datasets.router, jobs.router, adapters.router, inference.router, documents.router):
         app.include_router(router, responses=ERROR_RESPONSES)

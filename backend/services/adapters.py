@@ -8,6 +8,7 @@ at versions and keep a history, so a promotion can be rolled back. References ac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -59,11 +60,22 @@ def file_hash(path: Path) -> str:
 
 
 def register(
-    *, engine: Engine, data_dir: Path, name: str, job_id: str, dataset: str, run_dir: Path, summary: dict[str, Any]
+    *,
+    engine: Engine,
+    data_dir: Path,
+    name: str,
+    job_id: str,
+    dataset: str,
+    run_dir: Path,
+    summary: dict[str, Any],
+    dataset_hash: str | None = None,
+    new_name: bool = False,
 ) -> dict[str, Any]:
     """Copy a finished run's adapter into the registry as the next version of `name`.
 
     Idempotent per job: a worker that crashed after registering gets the same version back.
+    `dataset_hash`: the SHA-256 of the data trained on (default: of the run's data.jsonl).
+    `new_name`: refuse (Conflict) when `name` already has a version, rather than adding one.
     """
     check_name(name)
     with engine.connect() as conn:
@@ -72,6 +84,30 @@ def register(
         return get_version(engine=engine, name=row[0], version=row[1])
     staging = data_dir / "adapters" / name / f".staging-{job_id}"
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        return _register(
+            engine, data_dir, name, job_id, dataset, run_dir, summary, dataset_hash, new_name, staging=staging
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing of a registration that failed is kept
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # the name's folder, when this was its first version
+        raise
+
+
+def _register(
+    engine: Engine,
+    data_dir: Path,
+    name: str,
+    job_id: str,
+    dataset: str,
+    run_dir: Path,
+    summary: dict[str, Any],
+    dataset_hash: str | None,
+    new_name: bool,
+    *,
+    staging: Path,
+) -> dict[str, Any]:
     shutil.copytree(run_dir / "adapter", staging / "adapter")
     if (run_dir / "tokenizer").is_dir():
         shutil.copytree(run_dir / "tokenizer", staging / "tokenizer")
@@ -88,7 +124,7 @@ def register(
         "base_model": summary["base_model"],
         "dataset": dataset,
         "job_id": job_id,
-        "dataset_hash": file_hash(run_dir / "data.jsonl"),
+        "dataset_hash": dataset_hash if dataset_hash is not None else file_hash(run_dir / "data.jsonl"),
         "schema": json.dumps(data.get("schema")),
         "metrics": json.dumps(metrics),
         "t": now_iso(),
@@ -102,6 +138,11 @@ def register(
                     ).scalar_one()
                 )
                 + 1
+            )
+        if new_name and version > 1:
+            raise Conflict(
+                f"adapter {name!r} already exists (versions 1 to {version - 1}): choose another name, or add "
+                f"it as {name}@{version} (the CLI's --new-version; the API's new_version=true)"
             )
         final = data_dir / "adapters" / name / f"v{version}"
         try:
@@ -128,6 +169,17 @@ def _decode(row) -> dict[str, Any]:
     item["promotion"] = json.loads(item["promotion"]) if item["promotion"] else None
     item["id"] = f"{item['name']}@{item['version']}"
     return item
+
+
+def public(record: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    """A version as clients see it (the API, the CLI's --json): its folder relative to the service's data
+    folder, not a server path."""
+    path = Path(record["path"])
+    try:
+        shown = str(path.relative_to(data_dir.resolve()))
+    except ValueError:
+        shown = path.name
+    return {**record, "path": shown}
 
 
 def get_version(*, engine: Engine, name: str, version: int) -> dict[str, Any]:

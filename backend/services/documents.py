@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from agents.feedback import dataset_for
 from agents.graph import Deps, build_graph, process, record
 from agents.policy import Policy
-from agents.store import Store
+from agents.store import SERVICE_FILE, Store
 from backend.errors import Conflict, InvalidRequest, NotFound
 from backend.services import webhooks
 
@@ -41,7 +41,7 @@ class Documents:
     def __init__(self, *, data_dir: Path, engine: Engine, threshold: int, policy: str | None = None):
         self.data_dir, self.engine, self.threshold = data_dir, engine, threshold
         self.folder = data_dir / "documents"
-        self.store = Store(data_dir / "agents.sqlite")
+        self.store = Store(data_dir / SERVICE_FILE)  # the one `tunebridge review --data-dir` opens
         self.policy = Policy.load(policy)
         self._saver_conn = sqlite3.connect(str(self.store.path), check_same_thread=False)
         self._lock = threading.Lock()  # one graph step at a time per process: SQLite checkpoints, one writer

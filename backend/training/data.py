@@ -269,3 +269,14 @@ def split(examples: list[Example], *, val_fraction: float, seed: int) -> tuple[l
     val = [examples[i] for i in order[:n_val]]
     train = [examples[i] for i in order[n_val:]]
     return train, val
+
+
+def data_sha256(paths: Sequence[str | Path]) -> str:
+    """The SHA-256 of the data files' bytes, one after another: for one file, the file's own hash (what
+    the adapter registry records as the hash of the data a version was trained on)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

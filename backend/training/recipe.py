@@ -35,7 +35,7 @@ from backend.prompts import ExtractionSchema
 from backend.training import checkpoint as ckpt
 from backend.training.batching import run_batches
 from backend.training.config import TrainConfig
-from backend.training.data import LoadedData, check_usable, load_jsonl, split
+from backend.training.data import LoadedData, check_usable, data_sha256, load_jsonl, split
 from backend.training.distributed import Parallel, launched
 from backend.training.runfile import write_run_file
 from backend.training.runtime import Runtime, build_lora_model, pass_tokens, tune_cpu_allocator
@@ -451,6 +451,7 @@ def prepare_data(
     val_set = encode_examples(tokenizer, val_ex, max_length=config.max_length)
     report = {
         **loaded.summary(),
+        "sha256": data_sha256(config.data),
         "invalid": [str(i) for i in loaded.issues[:50]],
         "train_examples": len(train_set.items),
         "val_examples": len(val_set.items),

@@ -1,11 +1,11 @@
-"""Adapters: the versions every successful train job registered, and aliases that promote one."""
+"""Adapters: the versions every successful train job registered (or an uploaded run folder), and aliases that
+promote one."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,13 +39,45 @@ def get(ref: str, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
 
 
 def _public(record: dict[str, Any], settings) -> dict[str, Any]:
-    """A version as clients see it: its folder relative to the service's data folder, not a server path."""
-    path = Path(record["path"])
-    try:
-        shown = str(path.relative_to(settings.data_dir.resolve()))
-    except ValueError:
-        shown = path.name
-    return {**record, "path": shown}
+    return service.public(record, settings.data_dir)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    operation_id="import_adapter",
+    summary="Import a trained run: a tar.gz or zip of its folder, registered as a new adapter (or version)",
+)
+async def upload(
+    engine: EngineDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="The run folder `tunebridge train` wrote, as .tar.gz or .zip.")],
+    name: Annotated[str, Form(description="The adapter's name.", json_schema_extra={"pattern": service.NAME.pattern})],
+    new_version: Annotated[
+        bool, Form(description="Add a version to an existing name (else the name must be new).")
+    ] = False,
+    base_model: Annotated[
+        str | None, Form(description="The base to serve it on, if not the run's (a model this server serves).")
+    ] = None,
+) -> dict[str, Any]:
+    from starlette.concurrency import run_in_threadpool
+
+    from backend.services import adapter_import
+
+    record = await run_in_threadpool(
+        adapter_import.import_archive,
+        engine=engine,
+        data_dir=settings.data_dir,
+        archive=file.file,
+        filename=file.filename or "upload",
+        name=name,
+        base_check=adapter_import.served_base(
+            settings.default_base_model, settings.allowed_model_dirs, given=base_model or None
+        ),
+        limit_bytes=int(settings.max_adapter_mb * 1024 * 1024),
+        new_version=new_version,
+    )
+    return _public(record, settings)
 
 
 @router.put("/{name}/aliases/{alias}", summary="Point an alias (e.g. prod) at a version: promote")

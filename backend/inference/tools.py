@@ -15,6 +15,9 @@ always closes within its token budget). `tool_choice`:
 - `none`: no call; the tools are left out of the prompt and the answer is generated as usual.
 
 One call per answer (`parallel_tool_calls` is accepted; one call is always a valid answer to it).
+A string argument without a `maxLength` gets `TOOL_VALUE_CHARS` (an agent passes whole documents to
+tools). `max_tokens` limits a text answer; a call always gets the tokens its schema may need (within
+the service's limit and the model's context), so it is never cut off.
 
 The prompt: when the tokenizer's chat template takes `tools` (its source names them), the tool list,
 earlier calls and tool results go through the template as the model was trained to read them;
@@ -37,6 +40,7 @@ from backend.errors import InvalidRequest
 from backend.inference.bundle import AdapterBundle
 from backend.inference.constrained import JSON_LAYOUT, bound_schema, check_schema_size, schema_of
 from backend.inference.decoding import constrained_batch
+from backend.inference.extraction import DRAFT_ALONE
 from backend.inference.pool import ModelPool, PromptTooLongError, apply_stop, stop_ids
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -48,6 +52,8 @@ TOOLS_PROMPT = (
 # A plain-text answer under `auto`: anything that does not start like a call (a `{`) or with whitespace.
 TEXT_ANSWER = r"/[^{\s][\s\S]*/"
 DEFAULT_TEXT_TOKENS = 256
+TOOL_VALUE_CHARS = 1000  # the default maxLength of a string argument
+MIN_ANSWER_TOKENS = 16  # a prompt that leaves fewer in the context is refused
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,7 @@ def parse_tools(tools: list[dict[str, Any]], *, limits: tuple[int, int] = (200, 
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
-        bounded, budget = bound_schema(call)
-        bounded["properties"]["name"] = {"const": name}  # bound_schema leaves it as is; kept explicit
+        bounded, budget = bound_schema(call, max_length=TOOL_VALUE_CHARS)
         out.append(Tool(name, str(function.get("description") or ""), parameters, bounded, budget + len(name) + 2))
     return out
 
@@ -221,17 +226,11 @@ def chat_with_tools(
 ) -> dict[str, Any]:
     """An answer that is a call to one of `allowed` (default: every tool; all of `tools` are in the
     prompt) or (`text`) plain text: {content, tool_calls, finish_reason, prompt_tokens,
-    completion_tokens}. A call always parses and matches its tool's parameters; InvalidRequest when
-    max_tokens could cut one off."""
+    completion_tokens}. A call always parses and matches its tool's parameters; `max_new_tokens`
+    (default 256) cuts only a text answer. InvalidRequest when the prompt leaves too little room."""
     allowed = allowed or tools
     budget = max(t.budget for t in allowed)
-    if max_new_tokens is not None and max_new_tokens < budget:
-        raise InvalidRequest(
-            f"max_tokens: got {max_new_tokens}, but a call to these tools can take up to {budget} tokens and "
-            "would be cut off before its JSON closes: raise max_tokens (or leave it out), or bound the "
-            "tools' parameters more tightly (maxLength, maxItems, enum)"
-        )
-    cap = min(max(max_new_tokens or DEFAULT_TEXT_TOKENS, budget), limit)
+    wanted = max_new_tokens or DEFAULT_TEXT_TOKENS
     with pool.using(target) as (model, tokenizer, context):
         ids = encode(tokenizer, messages, tools)
         if len(ids) > pool.max_prompt_tokens:
@@ -239,10 +238,11 @@ def chat_with_tools(
                 f"prompt of {len(ids)} tokens is over the limit of {pool.max_prompt_tokens} "
                 "(TUNEBRIDGE_MAX_PROMPT_TOKENS); shorten the messages or the tools"
             )
-        if len(ids) + cap > context:
+        cap = min(max(wanted if text else 0, budget), limit, context - len(ids))
+        if cap < min(MIN_ANSWER_TOKENS, budget):
             raise PromptTooLongError(
-                f"prompt of {len(ids)} tokens + {cap} answer tokens exceed the model's context of {context}; "
-                "shorten the messages, the tools or max_tokens"
+                f"prompt of {len(ids)} tokens leaves {context - len(ids)} of the model's context of {context} "
+                "for the answer; shorten the messages or the tools"
             )
         result = constrained_batch(
             model,
@@ -252,18 +252,22 @@ def chat_with_tools(
             max_new_tokens=cap,
             device=next(model.parameters()).device,
             eos_ids=stop_ids(model, tokenizer),
+            draft=DRAFT_ALONE,  # arguments are often copied from the conversation
         )[0]
-    usage = {"prompt_tokens": len(ids), "completion_tokens": len(result.tokens)}
-    if not result.text.startswith("{"):  # the plain-text alternative
-        content, stopped = apply_stop(result.text, stop)
-        finish = "stop" if stopped else result.finish_reason
-        return {"content": content, "tool_calls": None, "finish_reason": finish, **usage}
+        tokens, finish = result.tokens, result.finish_reason
+        if not result.text.startswith("{") and len(tokens) > wanted:  # a text answer past max_tokens
+            tokens, finish = tokens[:wanted], "length"
+        text_out = tokenizer.decode(tokens, skip_special_tokens=True) if tokens is not result.tokens else result.text
+    usage = {"prompt_tokens": len(ids), "completion_tokens": len(tokens)}
+    if not text_out.startswith("{"):  # the plain-text alternative
+        content, stopped = apply_stop(text_out, stop)
+        return {"content": content, "tool_calls": None, "finish_reason": "stop" if stopped else finish, **usage}
     try:
-        call = json.loads(result.text)
-    except ValueError as exc:  # only a cap below the call's budget gets here (limit < budget)
+        call = json.loads(text_out)
+    except ValueError as exc:  # cut off by the service's limit or the context, below the call's budget
         raise InvalidRequest(
-            f"max_tokens: the call reached {cap} tokens before its JSON closed (the service's limit "
-            "TUNEBRIDGE_MAX_NEW_TOKENS is below the tools' budget); bound the tools' parameters more tightly"
+            f"the call reached {cap} tokens (TUNEBRIDGE_MAX_NEW_TOKENS or the model's context) before its JSON "
+            "closed; bound the tools' parameters more tightly (maxLength, maxItems, enum) or shorten the messages"
         ) from exc
     tool_call = {
         "id": call_id(),

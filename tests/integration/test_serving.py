@@ -529,8 +529,8 @@ def test_function_calling_with_the_openai_sdk(service, tiny_model):
     ask = [{"role": "user", "content": "What is the weather in Kuala Lumpur?"}]
     for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
         answer = client.chat.completions.create(
-            model=tiny_model, messages=ask, tools=[RECEIPT_TOOL, WEATHER_TOOL], tool_choice=choice
-        )
+            model=tiny_model, messages=ask, tools=[RECEIPT_TOOL, WEATHER_TOOL], tool_choice=choice, max_tokens=4
+        )  # max_tokens cuts text answers only: a call is never cut
         assert answer.choices[0].finish_reason == "tool_calls" and answer.choices[0].message.content is None
         [call] = answer.choices[0].message.tool_calls
         assert call.id.startswith("call_") and call.type == "function"
@@ -584,7 +584,6 @@ def test_a_streamed_tool_call_arrives_whole(service, tiny_model):
             {"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "x"}}},
             "no tool named 'x'",
         ),
-        ({"tools": [WEATHER_TOOL], "max_tokens": 3}, "max_tokens: got 3, but a call to these tools can take up to"),
         ({"functions": [{"name": "f"}]}, "send tools instead"),
         (
             {"tools": [WEATHER_TOOL], "response_format": {"type": "json_object"}},

@@ -102,10 +102,25 @@ def test_the_grammar_offers_a_text_answer_only_under_auto():
     assert '"const": "get_weather"' in T.grammar(parsed, text=False)
 
 
-def test_max_tokens_below_a_calls_budget_is_refused(pool, tiny_model):
+def test_max_tokens_cuts_a_text_answer_never_a_call(pool, tiny_model):
     parsed = T.parse_tools([RECEIPT])
-    with pytest.raises(InvalidRequest, match="max_tokens: got 5, but a call to these tools can take up to"):
-        T.chat_with_tools(pool, AdapterBundle(tiny_model), ASK, parsed, text=False, max_new_tokens=5, limit=2048)
+    assert parsed[0].call_schema["properties"]["arguments"]["properties"]["text"]["maxLength"] == T.TOOL_VALUE_CHARS
+    call = T.chat_with_tools(pool, AdapterBundle(tiny_model), ASK, parsed, text=False, max_new_tokens=3, limit=2048)
+    assert call["finish_reason"] == "tool_calls" and call["completion_tokens"] > 3
+    assert isinstance(json.loads(call["tool_calls"][0]["function"]["arguments"])["text"], str)
+    hello = [{"role": "user", "content": "hello"}]
+    answer = T.chat_with_tools(pool, AdapterBundle(tiny_model), hello, parsed, text=True, max_new_tokens=3, limit=2048)
+    if answer["tool_calls"] is None:  # the tiny model's choice under auto
+        assert answer["completion_tokens"] <= 3 and answer["finish_reason"] in ("stop", "length")
+
+
+def test_a_prompt_that_leaves_no_room_is_refused(tiny_model):
+    pool = ModelPool(device="cpu", dtype="float32", max_prompt_tokens=10**6)  # the context is the limit here
+    long = [{"role": "user", "content": "TOTAL 9.00 " * 900}]
+    with pytest.raises(InvalidRequest, match="leaves .* of the model's context of 4096"):
+        T.chat_with_tools(
+            pool, AdapterBundle(tiny_model), long, T.parse_tools([RECEIPT]), text=False, max_new_tokens=None, limit=2048
+        )
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ always closes within its token budget). `tool_choice`:
 - `none`: no call; the tools are left out of the prompt and the answer is generated as usual.
 
 One call per answer (`parallel_tool_calls` is accepted; one call is always a valid answer to it).
+Decoding is greedy (the constrained decode loop's only mode).
 A string argument without a `maxLength` gets `TOOL_VALUE_CHARS` (an agent passes whole documents to
 tools). `max_tokens` limits a text answer; a call always gets the tokens its schema may need (within
 the service's limit and the model's context), so it is never cut off.
@@ -35,6 +36,8 @@ import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from llguidance import LLMatcher
 
 from backend.errors import InvalidRequest
 from backend.inference.bundle import AdapterBundle
@@ -106,7 +109,13 @@ def parse_tools(tools: list[dict[str, Any]], *, limits: tuple[int, int] = (200, 
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
-        bounded, budget = bound_schema(call, max_length=TOOL_VALUE_CHARS)
+        try:
+            bounded, budget = bound_schema(call, max_length=TOOL_VALUE_CHARS)
+            error = LLMatcher.validate_grammar(_rules([(0, bounded)], text=False))
+        except (AttributeError, TypeError, ValueError) as exc:  # e.g. properties that are not an object
+            raise InvalidRequest(f"{where}.function.parameters: not a usable JSON Schema ({exc})") from exc
+        if error:
+            raise InvalidRequest(f"{where}.function.parameters: cannot be used for constrained decoding: {error}")
         out.append(Tool(name, str(function.get("description") or ""), parameters, bounded, budget + len(name) + 2))
     return out
 
@@ -130,9 +139,13 @@ def choose_tools(tools: list[Tool], choice: Any) -> list[Tool] | None:
 
 def grammar(tools: list[Tool], *, text: bool) -> str:
     """The llguidance (Lark) grammar of an answer: a call to one of `tools`, or (`text`) plain text."""
-    rules = [f"call_{n}: %json {json.dumps({'x-guidance': JSON_LAYOUT, **t.call_schema})}" for n, t in enumerate(tools)]
-    calls = " | ".join(f"call_{n}" for n in range(len(tools)))
-    start = f"start: {calls} | answer\nanswer: {TEXT_ANSWER}" if text else f"start: {calls}"
+    return _rules([(n, t.call_schema) for n, t in enumerate(tools)], text=text)
+
+
+def _rules(calls: list[tuple[int, dict[str, Any]]], *, text: bool) -> str:
+    rules = [f"call_{n}: %json {json.dumps({'x-guidance': JSON_LAYOUT, **schema})}" for n, schema in calls]
+    alternatives = " | ".join(f"call_{n}" for n, _ in calls)
+    start = f"start: {alternatives} | answer\nanswer: {TEXT_ANSWER}" if text else f"start: {alternatives}"
     return "\n".join([start, *rules]) + "\n"
 
 

@@ -144,6 +144,20 @@ def test_a_prompt_that_leaves_no_room_is_refused(tiny_model):
             },
             "is recursive",
         ),
+        (
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": ["a"]}}},
+            r"tools\[0\].function.parameters: not a usable JSON Schema",
+        ),
+        (
+            {
+                "type": "function",
+                "function": {
+                    "name": "f",
+                    "parameters": {"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}},
+                },
+            },
+            r"tools\[0\].function.parameters: cannot be used for constrained decoding",
+        ),
     ],
 )
 def test_bad_tools_say_which_entry_is_wrong(entry, message):

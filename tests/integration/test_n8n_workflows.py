@@ -502,6 +502,35 @@ def test_the_ai_agent_calls_the_tunebridge_tool(n8n, service, n8n_install):
     assert len(ran["OpenAI Chat Model"]) >= len(out["steps"]) + (0 if len(out["steps"]) == 4 else 1)
 
 
+def test_node_version_2_lists_adapters_and_datasets_from_the_service(n8n, service):
+    """The editor's resource locators (node version 2): n8n calls the node's list methods with the
+    credential, as the editor does when the list opens, and gets the service's datasets and adapters."""
+    url, auth = service["url"], service["auth"]
+    body = "\n".join(json.dumps(d) for d in DOCS).encode()
+    assert httpx.post(f"{url}/v1/datasets/n8n-locator/examples", content=body, headers=auth).status_code == 201
+
+    def listed(method: str, path: str, filter_: str = "") -> list[dict]:
+        r = n8n["n8n"].rest.post(
+            "/dynamic-node-parameters/resource-locator-results",
+            json={
+                "path": path,
+                "nodeTypeAndVersion": {"name": "n8n-nodes-tunebridge.tunebridge", "version": 2},
+                "currentNodeParameters": {"resource": "dataset", "operation": "addExamples"},
+                "methodName": method,
+                "credentials": {"tunebridgeApi": n8n["credentials"]["tunebridgeApi"]},
+                "filter": filter_,
+            },
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["data"]["results"]
+
+    datasets = listed("searchDatasets", "dataset", "locator")
+    assert datasets == [{"name": "n8n-locator (2 examples)", "value": "n8n-locator"}]
+    adapters = httpx.get(f"{url}/v1/adapters", headers=auth).json()
+    expected = [a["name"] for a in adapters]
+    assert [r["value"] for r in listed("searchAdapters", "adapter") if "@" not in r["value"]] == expected
+
+
 def test_every_export_imports_with_the_plain_cli_command(n8n):
     """`n8n import:workflow --input=<file>`, as workflows/README.md tells users, for every export: the
     workflow is stored under the export's own id, with its name and nodes, and a second import of the

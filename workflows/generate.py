@@ -170,6 +170,7 @@ def upload_form(w, key, path, intake_path, y):
 
 TUNEBRIDGE = "n8n-nodes-tunebridge.tunebridge"  # the community node (n8n_nodes/)
 CREDS = {"tunebridge": {"tunebridgeApi": {"id": "", "name": "Tunebridge API"}},
+         "openai": {"openAiApi": {"id": "", "name": "Tunebridge (OpenAI-compatible)"}},
          "header": {"httpHeaderAuth": {"id": "", "name": "Tunebridge API key (header)"}},
          None: None}
 
@@ -491,9 +492,71 @@ def nightly():
     w.dump("nightly-evaluation.json", ["tunebridge", "evaluation"])
 
 
+def agent():
+    """n8n's AI Agent (tools agent) on tunebridge's OpenAI-compatible API, with the Tunebridge node as its tool."""
+    key = "agent"
+    w = WF(key, "Tunebridge: AI agent with the extraction tool")
+    w.note("AI agent",
+           "`POST /webhook/tunebridge/agent` with `{\"text\": \"<receipt text>\"}` (optionally `\"request\"`: what to "
+           "ask). The **AI Agent** talks to tunebridge through n8n's **OpenAI Chat Model**: its credential (type "
+           "*OpenAI*) has the **Base URL** `<tunebridge>/v1` and a tunebridge API key, and **Settings** names the "
+           "model (an adapter such as `receipts@prod`, or a base model). tunebridge decodes the model's tool calls "
+           "under the tools' schemas, so every call is valid even from a small model.\n\nThe **Tunebridge Tool** "
+           "(the community node used as a tool: *Document → Extract*, preset receipt) reads the receipt text the "
+           "model passes (`$fromAI('text')`) and returns the fields. *Force Tool Call on First Iteration* makes the "
+           "first answer a call (small models often skip it); later answers are the model's choice. The webhook "
+           "answers the agent's output and its steps (each tool call and what it returned).\n\nCommunity nodes are "
+           "tools only with `N8N_COMMUNITY_PACKAGES_ALLOW_TOOL_USAGE=true`.",
+           (-80, -420), width=640, height=360)
+    w.add("Receipt in", "n8n-nodes-base.webhook", 2,
+          {"httpMethod": "POST", "path": "tunebridge/agent", "responseMode": "lastNode", "options": {}}, (0, 40),
+          webhookId=nid(key, "webhook"))
+    w.add("Settings", "n8n-nodes-base.set", 3.4, set_node([
+        assign("model", "receipts@prod"),
+        assign("text", "={{ $json.body.text }}"),
+        assign("request", "={{ $json.body.request || 'Extract the fields from this receipt with the tool, then "
+                          "give the total.' }}"),
+    ]), (220, 40))
+    w.add("AI Agent", "@n8n/n8n-nodes-langchain.agent", 3.1, {
+        "promptType": "define",
+        "text": "={{ $json.request }}\n\nReceipt:\n{{ $json.text }}",
+        "options": {
+            "systemMessage": "You help a bookkeeper. Use the tool to read receipts; answer briefly.",
+            "maxIterations": 4,
+            "returnIntermediateSteps": True,
+            "forceToolCallOnFirstIteration": True,
+        },
+    }, (460, 40))
+    w.add("OpenAI Chat Model", "@n8n/n8n-nodes-langchain.lmChatOpenAi", 1.2, {
+        "model": {"__rl": True, "mode": "id", "value": "={{ $json.model }}"},
+        "options": {"maxTokens": 256, "temperature": 0, "maxRetries": 0, "timeout": 300000},
+    }, (380, 280), credentials=CREDS["openai"])
+    w.add("Tunebridge Tool", TUNEBRIDGE + "Tool", 2, {
+        "descriptionType": "manual",
+        "toolDescription": "Extract the fields (company, date, address, total) from the text of a receipt",
+        "resource": "document",
+        "operation": "extract",
+        "inputSource": "text",
+        "text": "={{ $fromAI('text', 'The text of the receipt, exactly as given', 'string') }}",
+        "schemaSource": "preset",
+        "preset": "receipt",
+        "options": {},
+    }, (620, 280), credentials=CREDS["tunebridge"])
+    w.add("Answer", "n8n-nodes-base.set", 3.4, set_node([
+        assign("output", "={{ $json.output }}"),
+        assign("steps", "={{ ($json.intermediateSteps || []).map(s => ({ tool: s.action.tool, input: "
+                        "s.action.toolInput, output: s.observation })) }}", "array"),
+    ]), (760, 40))
+    w.chain("Receipt in", "Settings", "AI Agent", "Answer")
+    w.conn["OpenAI Chat Model"] = {"ai_languageModel": [[{"node": "AI Agent", "type": "ai_languageModel", "index": 0}]]}
+    w.conn["Tunebridge Tool"] = {"ai_tool": [[{"node": "AI Agent", "type": "ai_tool", "index": 0}]]}
+    w.dump("ai-agent.json", ["tunebridge", "agent"])
+
+
 intake("tunebridge", "intake", "document-intake.json", "Tunebridge: document intake", "tunebridge/documents",
        "tunebridge/upload")
 intake("header", "intake-http", "document-intake-http.json", "Tunebridge: document intake (HTTP only)",
        "tunebridge/documents-http", "tunebridge/upload-http")
 training()
 nightly()
+agent()

@@ -97,23 +97,24 @@ def field_confidence(result: Constrained, names: list[str]) -> dict[str, float |
 MAX_ITEMS = 32
 
 
-def bound_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """The schema with every string given a maxLength, every array a maxItems and every number bounds
-    (±10^12, 4 decimals) where it has none, and the most tokens any answer it allows can take (a token
-    is at least one character). With that budget a constrained answer is never cut off mid-JSON."""
+def bound_schema(schema: dict[str, Any], *, max_length: int = MAX_VALUE_CHARS) -> tuple[dict[str, Any], int]:
+    """The schema with every string given a maxLength (`max_length`), every array a maxItems and every
+    number bounds (±10^12, 4 decimals) where it has none, and the most tokens any answer it allows can
+    take (a token is at least one character). With that budget a constrained answer is never cut off
+    mid-JSON."""
     out = dict(schema)
     kind = out.get("type")
     kinds = set(kind) if isinstance(kind, list) else {kind} if kind else set()
     budget = 0
     for key in ("anyOf", "oneOf"):
         if key in out:
-            parts = [bound_schema(s) for s in out[key]]
+            parts = [bound_schema(s, max_length=max_length) for s in out[key]]
             out[key] = [p for p, _ in parts]
             budget = max(budget, *(b for _, b in parts))
     if "enum" in out:
         budget = max(budget, *(len(json.dumps(v)) for v in out["enum"]))
     if "string" in kinds:
-        out.setdefault("maxLength", MAX_VALUE_CHARS)
+        out.setdefault("maxLength", max_length)
         budget = max(budget, 2 * out["maxLength"] + 2)  # an escaped character ("\n") takes two
     if kinds & {"number", "integer"}:  # digits are bounded too: a small model can run on in a number forever
         out.setdefault("minimum", -(10**12))
@@ -124,12 +125,12 @@ def bound_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], int]:
     if kinds & {"boolean", "null"}:
         budget = max(budget, 5)
     if "object" in kinds or "properties" in out:
-        props = {k: bound_schema(v) for k, v in out.get("properties", {}).items()}
+        props = {k: bound_schema(v, max_length=max_length) for k, v in out.get("properties", {}).items()}
         out["properties"] = {k: p for k, (p, _) in props.items()}
         out.setdefault("additionalProperties", False)
         budget = max(budget, 2 + sum(len(k) + 4 + b for k, (_, b) in props.items()))
     if "array" in kinds:
-        item, item_budget = bound_schema(out.get("items", {"type": "string"}))
+        item, item_budget = bound_schema(out.get("items", {"type": "string"}), max_length=max_length)
         out["items"] = item
         out.setdefault("maxItems", MAX_ITEMS)
         budget = max(budget, 2 + out["maxItems"] * (item_budget + 1))

@@ -20,6 +20,7 @@ from backend.inference.constrained import check_schema_size, schema_of
 from backend.inference.extraction import Document, constrained_chat
 from backend.inference.pool import GenRequest
 from backend.inference.spec import ExtractionSpec
+from backend.inference.tools import Tool, chat_with_tools
 from backend.models.adapters import AdapterNotFoundError
 from backend.models.bundled import BUNDLED
 from backend.prompts import NAMED_SCHEMAS, parse_answer
@@ -133,3 +134,30 @@ def chat_structured(
     check_schema_size(schema_of(json_schema), max_properties=limits[0], max_depth=limits[1])
     batcher.pool.admit(target, messages, min(max_new_tokens or 1, limit))
     return constrained_chat(batcher.pool, target, messages, json_schema, max_new_tokens=max_new_tokens, limit=limit)
+
+
+def chat_tools(
+    *,
+    batcher: Batcher,
+    target: AdapterBundle,
+    messages: list[dict[str, Any]],
+    tools: list[Tool],
+    allowed: list[Tool],
+    text: bool,
+    max_new_tokens: int | None,
+    limit: int,
+    stop: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A chat answer with function calling (OpenAI `tools`): every tool in the prompt, a call to one of
+    `allowed` decoded under its parameters' grammar, or (`text`) a plain-text answer instead."""
+    return chat_with_tools(
+        batcher.pool,
+        target,
+        messages,
+        tools,
+        allowed=allowed,
+        text=text,
+        max_new_tokens=max_new_tokens,
+        limit=limit,
+        stop=stop,
+    )

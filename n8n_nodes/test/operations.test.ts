@@ -58,6 +58,19 @@ describe('Document: Extract', () => {
 		});
 	});
 
+	it('reads the adapter from a version-2 resource locator', async () => {
+		const { requests } = await run({
+			params: { ...base, adapter: { __rl: true, mode: 'list', value: 'receipts@prod' } },
+			response: {},
+		});
+		expect(requests[0].options.body).toMatchObject({ adapter: 'receipts@prod' });
+		const empty = await run({
+			params: { ...base, adapter: { __rl: true, mode: 'list', value: '' } },
+			response: {},
+		});
+		expect(empty.requests[0].options.body).not.toHaveProperty('adapter');
+	});
+
 	it('sends candidate ranking only when chosen', async () => {
 		const ranked = await run({
 			params: { ...base, adapter: 'receipts', options: { rank: 'typed' } },

@@ -4,14 +4,22 @@ import { adapterOption, documentInput } from '../nodes/Tunebridge/resources/prop
 
 const properties = new Tunebridge().description.properties;
 
-/** The properties an operation shows (whatever their other conditions), in form order. */
-function shownFor(resource: string, operation: string): INodeProperties[] {
+/** Whether a property's `@version` condition (if any) admits `version`: `[1]` or `[{ _cnd: { gte: 2 } }]`. */
+function forVersion(show: Record<string, unknown>, version: number): boolean {
+	const conditions = show['@version'] as Array<number | { _cnd: { gte: number } }> | undefined;
+	if (!conditions) return true;
+	return conditions.some((c) => (typeof c === 'number' ? c === version : version >= c._cnd.gte));
+}
+
+/** The properties an operation shows in a node version (whatever their other conditions), in form order. */
+function shownFor(resource: string, operation: string, version = 1): INodeProperties[] {
 	return properties.filter(({ displayOptions }) => {
 		const show = displayOptions?.show;
 		if (!show) return false;
 		return (
 			(show.resource ?? []).includes(resource) &&
-			(show.operation ?? [operation]).includes(operation)
+			(show.operation ?? [operation]).includes(operation) &&
+			forVersion(show, version)
 		);
 	});
 }
@@ -143,6 +151,32 @@ describe('node description', () => {
 		for (const [key, names] of Object.entries(operations)) {
 			const [resource, operation] = key.split('.');
 			expect(shownFor(resource, operation).map(described), key).toEqual(names);
+		}
+	});
+
+	it('version 2 has the same parameter names, adapters and datasets as resource locators', () => {
+		const description = new Tunebridge().description;
+		expect(description.version).toEqual([1, 2]);
+		expect(description.defaultVersion).toBe(2);
+		for (const [resource, operation] of [
+			['document', 'extract'],
+			['dataset', 'addExamples'],
+			['training', 'startJob'],
+			['evaluation', 'run'],
+		]) {
+			const v1 = shownFor(resource, operation, 1);
+			const v2 = shownFor(resource, operation, 2);
+			expect(v2.map(described)).toEqual(v1.map(described));
+			for (const property of v2.filter(({ name }) => ['adapter', 'dataset'].includes(name))) {
+				expect(property.type, `${resource}.${operation}.${property.name}`).toBe('resourceLocator');
+				const list = property.modes?.find(({ name }) => name === 'list');
+				expect(list?.typeOptions?.searchListMethod).toBe(
+					property.name === 'adapter' ? 'searchAdapters' : 'searchDatasets',
+				);
+			}
+			for (const property of v1.filter(({ name }) => ['adapter', 'dataset'].includes(name))) {
+				expect(property.type).toBe('string');
+			}
 		}
 	});
 

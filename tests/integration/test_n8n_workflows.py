@@ -4,7 +4,8 @@ names the version that ran). Document intake with the community node's credentia
 nodes only (record, human review through the Wait node's resume URL, corrections dataset, JSONL store,
 notifications), continuous training (a train job whose callback resumes the Wait, an eval-gated
 promotion that moves the alias or refuses), the nightly evaluation from the CLI (Wait for Job polling
-several times), and the plain `n8n import:workflow --input=<file>` of every export.
+several times), the AI agent with the Tunebridge node as its tool (the model's call checked in the
+execution data), and the plain `n8n import:workflow --input=<file>` of every export.
 
 Needs n8n from `scripts/install_n8n.sh` and `scripts/install_n8n_newest.sh`; a line that is not
 installed is skipped with the reason (with TUNEBRIDGE_REQUIRE_N8N set: a failure). One `n8n start` and
@@ -24,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from n8n_server import LINES, WORKFLOWS, find_n8n, installed_version, load_workflow, running_n8n
+from n8n_server import LINES, WORKFLOWS, find_n8n, install_dir, installed_version, load_workflow, running_n8n
 from servers import WEBHOOK_SECRET, tiny_service, wait_for
 
 DOCS = [
@@ -49,6 +50,8 @@ TRAIN = {
 EVAL_EXAMPLES = 24  # the nightly evaluation's held-out set: long enough to be polled several times
 INTAKE = {"node": "tunebridge/documents", "http": "tunebridge/documents-http"}
 FORMS = {"node": "tunebridge/upload", "http": "tunebridge/upload-http"}
+AGENT = "ai-agent.json"
+RECEIPT_FIELDS = ["company", "date", "address", "total"]  # the receipt preset's
 
 
 class Receiver:
@@ -120,11 +123,12 @@ def receiver(n8n_install):
 
 
 @pytest.fixture(scope="module")
-def n8n(n8n_install, service, receiver, tmp_path_factory):
+def n8n(n8n_install, service, receiver, tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp(f"n8n-{n8n_install.line}")
     store = folder / "store"
     store.mkdir()
-    with running_n8n(n8n_install, folder, env={"N8N_RESTRICT_FILE_ACCESS_TO": str(store)}) as n8n:
+    env = {"N8N_RESTRICT_FILE_ACCESS_TO": str(store), "N8N_COMMUNITY_PACKAGES_ALLOW_TOOL_USAGE": "true"}
+    with running_n8n(n8n_install, folder, env=env) as n8n:
         node_cred = n8n.create_credential(
             "Tunebridge API",
             "tunebridgeApi",
@@ -136,10 +140,16 @@ def n8n(n8n_install, service, receiver, tmp_path_factory):
             {"name": "Authorization", "value": f"Bearer {service['key']}"},
         )
         secret_cred = n8n.create_credential("Tunebridge webhook secret", "crypto", {"hmacSecret": WEBHOOK_SECRET})
+        openai_cred = n8n.create_credential(
+            "Tunebridge (OpenAI-compatible)",
+            "openAiApi",
+            {"apiKey": service["key"], "url": f"{service['url']}/v1", "header": False},
+        )
         credentials = {
             "tunebridgeApi": {"id": node_cred["id"], "name": node_cred["name"]},
             "httpHeaderAuth": {"id": header_cred["id"], "name": header_cred["name"]},
             "crypto": {"id": secret_cred["id"], "name": secret_cred["name"]},
+            "openAiApi": {"id": openai_cred["id"], "name": openai_cred["name"]},
         }
         settings = {"base_url": service["url"], "store_dir": str(store)}
         ids = {}
@@ -149,7 +159,10 @@ def n8n(n8n_install, service, receiver, tmp_path_factory):
             )
             assert n8n.activate(workflow["id"])["active"] is True
             ids[filename] = workflow["id"]
-        for path in (*INTAKE.values(), "tunebridge/train"):
+        agent = n8n.create_workflow(load_workflow(AGENT, credentials=credentials, settings={"model": tiny_model}))
+        assert n8n.activate(agent["id"])["active"] is True
+        ids[AGENT] = agent["id"]
+        for path in (*INTAKE.values(), "tunebridge/train", "tunebridge/agent"):
             wait_for(lambda p=path: n8n.webhook_ready(p), timeout=60, what=f"webhook {path}")
         for path in FORMS.values():
             wait_for(
@@ -447,12 +460,83 @@ def test_nightly_evaluation_runs_from_the_cli(n8n, service, receiver):
     assert sent["base_f1"] == scores["base"]["extraction"]["micro"]["f1"] and "n8n-cli@1" in sent["report"]
 
 
+def _agent_forces_a_first_call(install) -> bool:
+    """Whether this n8n's AI Agent has *Force Tool Call on First Iteration* (n8n 2.8 has not)."""
+    agent = install_dir(install.line) / "node_modules/@n8n/n8n-nodes-langchain/dist/nodes/agents/Agent"
+    described = agent / "agents/ToolsAgent/V3/description.js"
+    return described.exists() and "forceToolCallOnFirstIteration" in described.read_text()
+
+
+def test_the_ai_agent_calls_the_tunebridge_tool(n8n, service, n8n_install):
+    """n8n's AI Agent with the OpenAI Chat Model on tunebridge's /v1 and the Tunebridge node as its tool: the
+    model (the tiny random one) calls the tool with a valid call, the tool extracts the receipt's fields
+    from the text the model passed, the model is asked again with the result and answers."""
+    text = "KEDAI RUNCIT MAJU\n12 Jalan Besar\n25/12/2018\nTOTAL RM 9.00"
+    answer = httpx.post(f"{n8n['n8n'].url}/webhook/tunebridge/agent", json={"text": text}, timeout=600)
+    if answer.status_code != 200:  # the execution's own error says more than the webhook's 500
+        last = n8n["n8n"].executions(n8n["ids"][AGENT])[:1]
+        error = last and n8n["n8n"].execution(last[0]["id"])["data"]["resultData"].get("error")
+        pytest.fail(f"{answer.status_code} {answer.text}: {json.dumps(error)[:3000]}")
+    out = answer.json()
+    [execution] = n8n["n8n"].executions(n8n["ids"][AGENT])[:1]
+    ran = n8n["n8n"].execution(execution["id"])["data"]["resultData"]["runData"]
+    assert execution["status"] == "success" and ran["AI Agent"][0]["executionStatus"] == "success"
+    assert isinstance(out["output"], str) and ran["OpenAI Chat Model"], out  # the agent ran on tunebridge's /v1
+    if not _agent_forces_a_first_call(n8n_install):
+        assert out["steps"] or "Tunebridge Tool" not in ran  # consistent either way
+        pytest.skip(
+            f"n8n {n8n_install.version}'s AI Agent has no 'Force Tool Call on First Iteration' (tool_choice on "
+            "the first step); under auto the tiny random model answers without calling the tool. The workflow "
+            "ran end to end; the call itself is checked on the newest line"
+        )
+    assert out["steps"], out  # the tool was called
+    first = out["steps"][0]
+    assert first["tool"] == "Tunebridge_Tool" and isinstance(first["input"]["text"], str)  # a valid call
+    tool_runs = ran["Tunebridge Tool"]
+    extracted = tool_runs[0]["data"]["ai_tool"][0][0]["json"]  # what POST /v1/extract answered the tool
+    assert list(extracted["fields"]) == RECEIPT_FIELDS and extracted["constrained"] is True
+    assert extracted["model"] and json.loads(first["output"])[0]["fields"] == extracted["fields"]
+    assert len(tool_runs) == len(out["steps"])
+    # the model was asked once per tool call, and once more with the last result to answer (unless the
+    # agent's 4 iterations ran out on calls)
+    assert len(ran["OpenAI Chat Model"]) >= len(out["steps"]) + (0 if len(out["steps"]) == 4 else 1)
+
+
+def test_node_version_2_lists_adapters_and_datasets_from_the_service(n8n, service):
+    """The editor's resource locators (node version 2): n8n calls the node's list methods with the
+    credential, as the editor does when the list opens, and gets the service's datasets and adapters."""
+    url, auth = service["url"], service["auth"]
+    body = "\n".join(json.dumps(d) for d in DOCS).encode()
+    assert httpx.post(f"{url}/v1/datasets/n8n-locator/examples", content=body, headers=auth).status_code == 201
+
+    def listed(method: str, path: str, filter_: str = "") -> list[dict]:
+        r = n8n["n8n"].rest.post(
+            "/dynamic-node-parameters/resource-locator-results",
+            json={
+                "path": path,
+                "nodeTypeAndVersion": {"name": "n8n-nodes-tunebridge.tunebridge", "version": 2},
+                "currentNodeParameters": {"resource": "dataset", "operation": "addExamples"},
+                "methodName": method,
+                "credentials": {"tunebridgeApi": n8n["credentials"]["tunebridgeApi"]},
+                "filter": filter_,
+            },
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["data"]["results"]
+
+    datasets = listed("searchDatasets", "dataset", "locator")
+    assert datasets == [{"name": "n8n-locator (2 examples)", "value": "n8n-locator"}]
+    adapters = httpx.get(f"{url}/v1/adapters", headers=auth).json()
+    expected = [a["name"] for a in adapters]
+    assert [r["value"] for r in listed("searchAdapters", "adapter") if "@" not in r["value"]] == expected
+
+
 def test_every_export_imports_with_the_plain_cli_command(n8n):
     """`n8n import:workflow --input=<file>`, as workflows/README.md tells users, for every export: the
     workflow is stored under the export's own id, with its name and nodes, and a second import of the
     same file updates it instead of adding a copy."""
     exports = sorted(WORKFLOWS.glob("*.json"))
-    assert len(exports) == 4
+    assert len(exports) == 5
     for path in exports:
         export = json.loads(path.read_text())
         n8n["n8n"].cli_import(path)

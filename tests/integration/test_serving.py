@@ -314,12 +314,12 @@ def test_openai_errors_carry_their_message_and_parameter(service, memo, tiny_mod
         client.chat.completions.create(
             model="memo",
             messages=[{"role": "user", "content": "hi"}],
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            tools=[{"type": "function", "function": {"name": "f g", "parameters": {"type": "object"}}}],
         )
-    assert "function calling is not supported" in tools.value.body["message"] and tools.value.body["param"] == "tools"
+    assert "1-64 letters" in tools.value.body["message"] and tools.value.body["param"] == "tools[0].function.name"
     with pytest.raises(openai.UnprocessableEntityError) as tool_turn:
-        client.chat.completions.create(model="memo", messages=[{"role": "tool", "content": "42", "tool_call_id": "x"}])
-    assert "role 'tool' is not supported" in tool_turn.value.body["message"]
+        client.chat.completions.create(model="memo", messages=[{"role": "tool", "content": "42"}])
+    assert "tool_call_id: required on a tool message" in tool_turn.value.body["message"]
     developer = client.chat.completions.create(
         model="memo",
         max_tokens=4,
@@ -497,3 +497,101 @@ def test_a_client_that_disconnects_frees_the_model_for_the_next_request(service,
     after = httpx.get(f"{url}/v1/serving", headers=auth).json()
     assert after["abandoned"] == before["abandoned"] + 1
     print(f"slow extraction alone {alone:.2f} s; small request after a disconnect {latency:.2f} s")
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 40}, "unit": {"enum": ["C", "F"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+RECEIPT_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "extract_receipt",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    },
+}
+
+
+def test_function_calling_with_the_openai_sdk(service, tiny_model):
+    """A random tiny model still makes valid calls: the arguments parse and match the tool's schema; the
+    call and its result go back in the next request, as an agent sends them."""
+    import jsonschema
+
+    client = _client(service)
+    ask = [{"role": "user", "content": "What is the weather in Kuala Lumpur?"}]
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        answer = client.chat.completions.create(
+            model=tiny_model, messages=ask, tools=[RECEIPT_TOOL, WEATHER_TOOL], tool_choice=choice, max_tokens=4
+        )  # max_tokens cuts text answers only: a call is never cut
+        assert answer.choices[0].finish_reason == "tool_calls" and answer.choices[0].message.content is None
+        [call] = answer.choices[0].message.tool_calls
+        assert call.id.startswith("call_") and call.type == "function"
+        schema = {"get_weather": WEATHER_TOOL, "extract_receipt": RECEIPT_TOOL}[call.function.name]
+        jsonschema.validate(json.loads(call.function.arguments), schema["function"]["parameters"])
+        if isinstance(choice, dict):
+            assert call.function.name == "get_weather"
+    follow_up = [
+        *ask,
+        answer.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 31, "unit": "C"})},
+    ]
+    again = client.chat.completions.create(model=tiny_model, messages=follow_up, tools=[WEATHER_TOOL], max_tokens=200)
+    reply = again.choices[0]
+    assert reply.finish_reason in ("stop", "length", "tool_calls")  # auto: the model chooses
+    if reply.message.tool_calls:
+        jsonschema.validate(
+            json.loads(reply.message.tool_calls[0].function.arguments), WEATHER_TOOL["function"]["parameters"]
+        )
+    else:
+        assert reply.message.content
+    none = client.chat.completions.create(
+        model=tiny_model, messages=follow_up, tools=[WEATHER_TOOL], tool_choice="none", max_tokens=8
+    )
+    assert none.choices[0].message.tool_calls is None and none.choices[0].finish_reason in ("stop", "length")
+
+
+def test_a_streamed_tool_call_arrives_whole(service, tiny_model):
+    stream = _client(service).chat.completions.create(
+        model=tiny_model,
+        messages=[{"role": "user", "content": "Weather in Ipoh?"}],
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    deltas = [c.choices[0].delta for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert len(deltas) == 1
+    call = deltas[0].tool_calls[0]
+    assert call.index == 0 and call.id.startswith("call_") and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments)["unit"] in ("C", "F")
+    assert chunks[-1].choices[0].finish_reason == "tool_calls" and chunks[-1].usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"tool_choice": "required"}, "tool_choice: needs tools"),
+        (
+            {"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+            "no tool named 'x'",
+        ),
+        ({"functions": [{"name": "f"}]}, "send tools instead"),
+        (
+            {"tools": [WEATHER_TOOL], "response_format": {"type": "json_object"}},
+            "response_format: cannot be combined with tools",
+        ),
+    ],
+)
+def test_bad_tool_requests_say_what_is_wrong(service, tiny_model, extra, message):
+    body = {"model": tiny_model, "messages": [{"role": "user", "content": "hi"}], **extra}
+    response = httpx.post(f"{service['url']}/v1/chat/completions", json=body, headers=service["auth"])
+    assert response.status_code == 422 and message in response.json()["error"]["message"], response.text

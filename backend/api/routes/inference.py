@@ -1,4 +1,4 @@
-"""Inference: `/v1/chat/completions` (OpenAI-compatible, with streaming), `/v1/infer`, `/v1/extract`."""
+"""Inference: `/v1/chat/completions` (OpenAI-compatible, with streaming and function calling), `/v1/infer`, `/v1/extract`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backend.api.deps import Authorized, BatcherDep, EngineDep, SettingsDep
 from backend.api.errors import OPENAI_ERROR_RESPONSES
+from backend.inference import tools
 from backend.inference.pool import GenRequest, GenResult, apply_stop
 from backend.services import inference as service
 
@@ -27,27 +28,66 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = Field(description="The call's arguments: a JSON object, as a string (OpenAI's form).")
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Message(BaseModel):
-    role: Literal["system", "developer", "user", "assistant"] = Field(
-        description="developer is read as system (OpenAI's newer name); tool messages are refused: no function "
-        "calling here."
+    role: Literal["system", "developer", "user", "assistant", "tool"] = Field(
+        description="developer is read as system (OpenAI's newer name); tool: a tool's result (with tool_call_id)."
     )
-    content: str | list[TextPart]
+    content: str | list[TextPart] | None = Field(None, description="May be null on an assistant turn with tool_calls.")
+    tool_calls: list[ToolCall] | None = Field(None, description="An assistant turn's calls (function calling).")
+    tool_call_id: str | None = Field(None, description="On a tool message: the call it answers.")
+    name: str | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _no_tool_turns(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("role") in ("tool", "function"):
-            raise ValueError(f"role {data['role']!r} is not supported: this server does no function calling")
+    def _no_function_turns(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("role") == "function":
+            raise ValueError(
+                "role 'function' is not supported (OpenAI's older form): send role 'tool' with tool_call_id"
+            )
         return data
+
+    @model_validator(mode="after")
+    def _content_given(self) -> Message:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"content: required on a {self.role} message")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("tool_call_id: required on a tool message")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("tool_calls: only an assistant message carries them")
+        return self
 
     @property
     def text(self) -> str:
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
     @property
     def chat_role(self) -> str:
         return "system" if self.role == "developer" else self.role
+
+    @property
+    def turn(self) -> dict[str, Any]:
+        """The message for prompt rendering (`backend/inference/tools.py`)."""
+        out: dict[str, Any] = {"role": self.chat_role, "content": self.text}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "name": c.function.name, "arguments": c.function.arguments} for c in self.tool_calls
+            ]
+        if self.role == "tool":
+            out["tool_call_id"], out["name"] = self.tool_call_id, self.name
+        return out
 
 
 class Generation(BaseModel):
@@ -113,19 +153,27 @@ class ChatIn(Generation):
         description="json_schema / json_object: the answer is "
         "decoded under the schema, so it always parses and validates.",
     )
-    tools: list[Any] | None = Field(None, description="Refused when non-empty: no function calling here.")
-    tool_choice: Any = Field(None, description="Only 'none' (or absent) is accepted.")
+    tools: list[dict[str, Any]] | None = Field(
+        None,
+        description="Function tools ({type: function, function: {name, description, parameters}}). A call is "
+        "decoded under a grammar: its arguments always parse and match the tool's parameters. One call per answer.",
+    )
+    tool_choice: Any = Field(
+        None,
+        description="auto (default with tools: a call or a text answer, the model chooses), required, none, or "
+        "{type: function, function: {name}}.",
+    )
+    parallel_tool_calls: bool | None = Field(None, description="Accepted; an answer holds at most one call.")
     functions: list[Any] | None = Field(None, description="Refused when non-empty (the older name of tools).")
 
     @model_validator(mode="after")
-    def _no_tools(self) -> ChatIn:
-        for name in ("tools", "functions"):
-            if getattr(self, name):
-                raise ValueError(
-                    f"{name}: function calling is not supported by this server; send the request without {name}"
-                )
-        if self.tool_choice not in (None, "none"):
-            raise ValueError("tool_choice: function calling is not supported by this server; omit it or send 'none'")
+    def _tools_usable(self) -> ChatIn:
+        if self.functions:
+            raise ValueError("functions: the older form of function calling is not supported; send tools instead")
+        if self.tool_choice not in (None, "none", "auto") and not self.tools:
+            raise ValueError("tool_choice: needs tools")
+        if self.tools and self.tool_choice != "none" and self.response_format is not None:
+            raise ValueError("response_format: cannot be combined with tools (unless tool_choice is 'none')")
         return self
 
 
@@ -198,11 +246,46 @@ def _usage(result: GenResult) -> dict[str, int]:
 )
 def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep, http: Request):
     target, _ = service.resolve_target(engine=engine, default_base=settings.default_base_model, model=body.model)
-    request = body.gen_request(
-        [{"role": m.chat_role, "content": m.text} for m in body.messages], limit=settings.max_new_tokens
-    )
+    turns = [m.turn for m in body.messages]
+    request = body.gen_request(tools.plain_messages(turns), limit=settings.max_new_tokens)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    limits = (settings.max_schema_properties, settings.max_schema_depth)
+    offered = tools.parse_tools(body.tools, limits=limits) if body.tools else []
+    callable_ = tools.choose_tools(offered, body.tool_choice) if offered else None
     schema = body.response_format.decoding_schema if body.response_format else None
+    if callable_:
+        answer = service.chat_tools(
+            batcher=batcher,
+            target=target,
+            messages=turns,
+            tools=offered,
+            allowed=callable_,
+            text=body.tool_choice in (None, "auto"),
+            max_new_tokens=body.max_completion_tokens or body.max_tokens,
+            limit=settings.max_new_tokens,
+            stop=request.stop,
+        )
+        message = {"role": "assistant", "content": answer["content"]}
+        if answer["tool_calls"]:
+            message["tool_calls"] = answer["tool_calls"]
+        usage = {
+            "prompt_tokens": answer["prompt_tokens"],
+            "completion_tokens": answer["completion_tokens"],
+            "total_tokens": answer["prompt_tokens"] + answer["completion_tokens"],
+        }
+        if body.stream:  # decoded whole (a call is only valid once closed), sent as one piece
+            return StreamingResponse(
+                _sse_whole(message, answer["finish_reason"], usage, completion_id, created, target.label),
+                media_type="text/event-stream",
+            )
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": target.label,
+            "choices": [{"index": 0, "message": message, "finish_reason": answer["finish_reason"]}],
+            "usage": usage,
+        }
     if schema is not None:
         out = service.chat_structured(
             batcher=batcher,
@@ -211,7 +294,7 @@ def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, bat
             json_schema=schema,
             max_new_tokens=body.max_completion_tokens or body.max_tokens,
             limit=settings.max_new_tokens,
-            limits=(settings.max_schema_properties, settings.max_schema_depth),
+            limits=limits,
         )
         result = GenResult(out["text"], out["finish_reason"], out["prompt_tokens"], out["completion_tokens"])
         if body.stream:  # decoded whole, sent as one piece
@@ -242,6 +325,31 @@ def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, bat
         ],
         "usage": _usage(result),
     }
+
+
+def _sse_whole(
+    message: dict[str, Any], finish: str, usage: dict[str, int], completion_id: str, created: int, model: str
+) -> Iterator[str]:
+    """A whole answer as OpenAI's stream: the role, the content or each call (with its index), the end."""
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None, **extra) -> str:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""}, None)
+    if message.get("content"):
+        yield chunk({"content": message["content"]}, None)
+    for index, call in enumerate(message.get("tool_calls") or []):
+        yield chunk({"tool_calls": [{"index": index, **call}]}, None)
+    yield chunk({}, finish, usage=usage)
+    yield "data: [DONE]\n\n"
 
 
 def _sse(
@@ -289,7 +397,7 @@ def infer(
         engine=engine, default_base=settings.default_base_model, model=body.model, adapter=body.adapter
     )
     if body.messages is not None:
-        messages = [{"role": m.chat_role, "content": m.text} for m in body.messages]
+        messages = tools.plain_messages([m.turn for m in body.messages])
     else:
         assert body.prompt is not None  # InferIn: exactly one of prompt and messages
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + [

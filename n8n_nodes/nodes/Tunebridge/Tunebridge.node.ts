@@ -11,6 +11,7 @@ import { datasetDescription, datasetOperations } from './resources/dataset';
 import { documentDescription, documentOperations } from './resources/document';
 import { evaluationDescription, evaluationOperations } from './resources/evaluation';
 import { trainingDescription, trainingOperations } from './resources/training';
+import { searchAdapters, searchDatasets } from './methods';
 import type { OperationExecutor } from './utils';
 import { errorMessage, withItemIndex } from './utils';
 
@@ -29,7 +30,8 @@ export class Tunebridge implements INodeType {
 		name: 'tunebridge',
 		icon: { light: 'file:tunebridge.svg', dark: 'file:tunebridge.dark.svg' },
 		group: ['transform'],
-		version: 1,
+		version: [1, 2],
+		defaultVersion: 2,
 		subtitle: '={{$parameter["operation"] + ": " + $parameter["resource"]}}',
 		description:
 			'Extract fields from documents, add labelled examples, train and promote adapters on a tunebridge service',
@@ -62,6 +64,8 @@ export class Tunebridge implements INodeType {
 			...chatDescription,
 		],
 	};
+
+	methods = { listSearch: { searchAdapters, searchDatasets } };
 
 	async execute(this: IExecuteFunctions): Promise<INodeExecutionData[][]> {
 		const items = this.getInputData();

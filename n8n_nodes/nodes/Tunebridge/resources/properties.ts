@@ -82,22 +82,51 @@ export function documentInput(
 	];
 }
 
-/** The labelled dataset an operation works on, by name. */
+/** Shown from node version 2 on (resource locators), and up to version 1 (typed names). */
+export const FROM_V2: Show = { '@version': [{ _cnd: { gte: 2 } }] };
+export const V1: Show = { '@version': [1] };
+
+/**
+ * The labelled dataset an operation works on: a typed name in version 1, a resource locator in
+ * version 2 (listed from the service, or typed: a new dataset is created on first use). Both are
+ * the parameter `dataset`; read it with `locatorValue`.
+ */
 export function datasetName(
 	show: Show,
 	placeholder: string,
 	description?: string,
-): INodeProperties {
-	return {
-		displayName: 'Dataset Name',
-		name: 'dataset',
-		type: 'string',
-		default: '',
-		required: true,
-		placeholder,
-		...(description === undefined ? {} : { description }),
-		displayOptions: { show },
-	};
+): INodeProperties[] {
+	const described = description === undefined ? {} : { description };
+	return [
+		{
+			displayName: 'Dataset Name',
+			name: 'dataset',
+			type: 'string',
+			default: '',
+			required: true,
+			placeholder,
+			...described,
+			displayOptions: { show: { ...show, ...V1 } },
+		},
+		{
+			displayName: 'Dataset Name',
+			name: 'dataset',
+			type: 'resourceLocator',
+			default: { mode: 'list', value: '' },
+			required: true,
+			...described,
+			modes: [
+				{
+					displayName: 'From List',
+					name: 'list',
+					type: 'list',
+					typeOptions: { searchListMethod: 'searchDatasets', searchable: true },
+				},
+				{ displayName: 'By Name', name: 'name', type: 'string', placeholder },
+			],
+			displayOptions: { show: { ...show, ...FROM_V2 } },
+		},
+	];
 }
 
 /** A fine-tuned adapter to run, by reference; a top-level property once given `displayOptions`. */
@@ -110,6 +139,39 @@ export function adapterOption(): INodeProperties {
 		placeholder: 'receipts@prod',
 		description: 'A fine-tuned adapter: name, name@version or name@alias. Empty: the base model.',
 	};
+}
+
+/** `adapterOption` as a resource locator (node version 2): listed from the service, or typed. */
+export function adapterLocator(): INodeProperties {
+	return {
+		displayName: 'Adapter',
+		name: 'adapter',
+		type: 'resourceLocator',
+		default: { mode: 'list', value: '' },
+		description: 'A fine-tuned adapter: name, name@version or name@alias. Empty: the base model.',
+		modes: [
+			{
+				displayName: 'From List',
+				name: 'list',
+				type: 'list',
+				typeOptions: { searchListMethod: 'searchAdapters', searchable: true },
+			},
+			{
+				displayName: 'By Reference',
+				name: 'reference',
+				type: 'string',
+				placeholder: 'receipts@prod',
+			},
+		],
+	};
+}
+
+/** A parameter's value whether it is a plain string (version 1) or a resource locator (version 2). */
+export function locatorValue(value: unknown): string {
+	if (value !== null && typeof value === 'object' && 'value' in value) {
+		return String((value as { value: unknown }).value ?? '').trim();
+	}
+	return String(value ?? '').trim();
 }
 
 /** The base model; an operation may say what the default is in its own `description`. */

@@ -8,12 +8,12 @@ import type {
 import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { errorMessage, isPlainObject, parseJson, withItemIndex } from '../../utils';
-import { datasetName, optionsCollection } from '../properties';
+import { datasetName, locatorValue, optionsCollection } from '../properties';
 
 const show = { resource: ['dataset'], operation: ['addExamples'] };
 
 export const addExamplesDescription: INodeProperties[] = [
-	datasetName(show, 'receipts', 'The dataset to append to (created on first use)'),
+	...datasetName(show, 'receipts', 'The dataset to append to (created on first use)'),
 	{
 		displayName: 'Record',
 		name: 'recordFormat',
@@ -90,7 +90,7 @@ export async function addExamples(
 	const batches = new Map<string, Array<{ itemIndex: number; line: string }>>();
 	for (let itemIndex = 0; itemIndex < items.length; itemIndex++) {
 		try {
-			const name = String(this.getNodeParameter('dataset', itemIndex)).trim();
+			const name = locatorValue(this.getNodeParameter('dataset', itemIndex));
 			if (!name)
 				throw new NodeOperationError(this.getNode(), 'Dataset Name is empty', { itemIndex });
 			const line = JSON.stringify(record.call(this, items[itemIndex], itemIndex));

@@ -3,7 +3,11 @@ import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { objectParameter, perItem } from '../../utils';
 import {
+	adapterLocator,
 	adapterOption,
+	FROM_V2,
+	locatorValue,
+	V1,
 	documentInput,
 	maxTokensOption,
 	modelOption,
@@ -69,7 +73,8 @@ export const extractDescription: INodeProperties[] = [
 		required: true,
 		displayOptions: { show: { ...show, schemaSource: ['jsonSchema'] } },
 	},
-	{ ...adapterOption(), displayOptions: { show } },
+	{ ...adapterOption(), displayOptions: { show: { ...show, ...V1 } } },
+	{ ...adapterLocator(), displayOptions: { show: { ...show, ...FROM_V2 } } },
 	optionsCollection(show, [
 		modelOption(),
 		{
@@ -158,7 +163,7 @@ export const extract = perItem(async function (this: IExecuteFunctions, itemInde
 	const body: IDataObject = { text };
 	const fields = schema.call(this, itemIndex);
 	if (fields !== undefined) body.schema = fields;
-	const adapter = String(this.getNodeParameter('adapter', itemIndex, '')).trim();
+	const adapter = locatorValue(this.getNodeParameter('adapter', itemIndex, ''));
 	if (adapter) body.adapter = adapter;
 	const options = this.getNodeParameter('options', itemIndex, {}) as IDataObject;
 	if (options.model) body.model = options.model;

@@ -2,12 +2,22 @@ import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workfl
 import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { perItem } from '../../utils';
-import { callbackUrlOption, datasetName, modelOption, optionsCollection } from '../properties';
+import {
+	callbackUrlOption,
+	datasetName,
+	locatorValue,
+	modelOption,
+	optionsCollection,
+} from '../properties';
 
 const show = { resource: ['evaluation'], operation: ['run'] };
 
 export const runDescription: INodeProperties[] = [
-	datasetName(show, 'receipts-eval', 'The labelled dataset to score on (held out from training)'),
+	...datasetName(
+		show,
+		'receipts-eval',
+		'The labelled dataset to score on (held out from training)',
+	),
 	{
 		displayName: 'Adapters',
 		name: 'adapters',
@@ -91,7 +101,7 @@ export const runDescription: INodeProperties[] = [
 
 /** `POST /v1/jobs` with kind `eval`; outputs the queued job. */
 export const run = perItem(async function (this: IExecuteFunctions, itemIndex: number) {
-	const dataset = String(this.getNodeParameter('dataset', itemIndex)).trim();
+	const dataset = locatorValue(this.getNodeParameter('dataset', itemIndex));
 	if (!dataset)
 		throw new NodeOperationError(this.getNode(), 'Dataset Name is empty', { itemIndex });
 	const adapters = String(this.getNodeParameter('adapters', itemIndex, ''))

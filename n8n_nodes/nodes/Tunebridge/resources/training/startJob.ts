@@ -2,7 +2,7 @@ import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workfl
 import { NodeOperationError } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
 import { objectParameter, parseJsonObject, perItem } from '../../utils';
-import { callbackUrlOption, datasetName, optionsCollection } from '../properties';
+import { callbackUrlOption, datasetName, locatorValue, optionsCollection } from '../properties';
 
 const show = { resource: ['training'], operation: ['startJob'] };
 
@@ -22,7 +22,7 @@ export const startJobDescription: INodeProperties[] = [
 		default: 'train',
 		displayOptions: { show },
 	},
-	datasetName(show, 'receipts'),
+	...datasetName(show, 'receipts'),
 	{
 		displayName: 'Adapter Name',
 		name: 'adapterName',
@@ -55,7 +55,7 @@ export const startJobDescription: INodeProperties[] = [
 
 export const startJob = perItem(async function (this: IExecuteFunctions, itemIndex: number) {
 	const kind = this.getNodeParameter('kind', itemIndex) as string;
-	const dataset = String(this.getNodeParameter('dataset', itemIndex)).trim();
+	const dataset = locatorValue(this.getNodeParameter('dataset', itemIndex));
 	if (!dataset)
 		throw new NodeOperationError(this.getNode(), 'Dataset Name is empty', { itemIndex });
 	const body: IDataObject = {

@@ -105,6 +105,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.include_label_memory and args.format != "adapter":
+        raise InvalidRequest(f"--include-label-memory goes with --format adapter, not {args.format}")
+    if args.format == "gguf":
+        from backend.models.export import export_gguf
+
+        out = export_gguf(args.adapter, args.out, out_type=args.type)
+        print(f"{out / 'model.gguf'} ({args.type}) and {out / 'Modelfile'} written: ollama create NAME -f Modelfile")
+        return 0
     if args.format == "safetensors":
         from backend.training.merge import merge_adapter
 
@@ -426,6 +434,8 @@ def _per_action_help(review: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from backend.models.gguf_export import OUT_TYPES
+
     parser = argparse.ArgumentParser(
         prog="tunebridge",
         description=__doc__.split(":")[0] + ": fine-tune small LLMs on your labelled documents, offline, CPU-first.",
@@ -456,11 +466,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write an adapter where another machine or runtime can load it. "
         "--format adapter (default) copies the LoRA folder and its tokenizer; the label memory "
         "(recurring senders' labels and the first lines of training documents) stays behind "
-        "unless --include-label-memory. --format safetensors merges it into its base (as merge).",
+        "unless --include-label-memory. --format safetensors merges it into its base (as merge). "
+        "--format gguf merges it and writes model.gguf (llama.cpp, Ollama; Llama-architecture models) "
+        "and an Ollama Modelfile with the chat template and stop tokens.",
     )
     p.add_argument("--adapter", required=True, help="run folder, registered version folder or adapter folder")
     p.add_argument("--out", required=True, help="empty or new output folder")
-    p.add_argument("--format", choices=("adapter", "safetensors"), default="adapter")
+    p.add_argument("--format", choices=("adapter", "safetensors", "gguf"), default="adapter")
+    p.add_argument(
+        "--type",
+        choices=OUT_TYPES,
+        default="f16",
+        help="--format gguf: weight type (1-D tensors stay f32; q8_0 is 8-bit, about half of f16's size)",
+    )
     p.add_argument(
         "--include-label-memory",
         action="store_true",

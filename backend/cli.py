@@ -107,11 +107,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.include_label_memory and args.format != "adapter":
         raise InvalidRequest(f"--include-label-memory goes with --format adapter, not {args.format}")
+    if args.type and args.format != "gguf":
+        raise InvalidRequest(f"--type goes with --format gguf, not {args.format}")
     if args.format == "gguf":
         from backend.models.export import export_gguf
 
-        out = export_gguf(args.adapter, args.out, out_type=args.type)
-        print(f"{out / 'model.gguf'} ({args.type}) and {out / 'Modelfile'} written: ollama create NAME -f Modelfile")
+        out_type = args.type or "f16"
+        out = export_gguf(args.adapter, args.out, out_type=out_type)
+        print(f"{out / 'model.gguf'} ({out_type}) and {out / 'Modelfile'} written: ollama create NAME -f Modelfile")
         return 0
     if args.format == "safetensors":
         from backend.training.merge import merge_adapter
@@ -476,8 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--type",
         choices=OUT_TYPES,
-        default="f16",
-        help="--format gguf: weight type (1-D tensors stay f32; q8_0 is 8-bit, about half of f16's size)",
+        help="--format gguf: weight type, f16 unless given (1-D tensors stay f32; q8_0 is 8-bit, about half of f16's size)",
     )
     p.add_argument(
         "--include-label-memory",

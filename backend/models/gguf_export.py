@@ -72,6 +72,9 @@ def _file_type(out_type: str) -> int:
 
 
 def _add_llama_params(writer: Any, config: Any, out_type: str) -> None:
+    biased = [flag for flag in ("attention_bias", "mlp_bias") if getattr(config, flag, False)]
+    if biased:
+        raise GGUFExportError(f"gguf export supports Llama models without biases; this one has {', '.join(biased)}")
     rope = getattr(config, "rope_parameters", None) or {}
     rope_type = rope.get("rope_type", "default")
     if rope_type != "default":

@@ -180,11 +180,38 @@ def test_only_llama_models_export_to_gguf(tmp_path, trained):
     assert not (tmp_path / "model.gguf").exists()
 
 
-def test_label_memory_goes_with_the_adapter_format_only(trained, tmp_path, capsys):
+def test_an_untied_output_layer_and_a_wider_head_load_back_alike(trained, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    _, merged, tokenizer = trained
+    config = merged.config.__class__(**{**merged.config.to_dict(), "tie_word_embeddings": False, "head_dim": 32})
+    torch.manual_seed(1)
+    model = LlamaForCausalLM(config).eval()
+    write_gguf(model, tokenizer, tmp_path / "model.gguf", out_type="f32")
+    loaded, _ = _load_gguf(tmp_path)
+    assert not loaded.config.tie_word_embeddings and loaded.config.head_dim == 32
+    ids = tokenizer("TOTAL 9.00 RM", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
+
+
+def test_biases_are_refused_by_name(trained, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    _, merged, tokenizer = trained
+    config = merged.config.__class__(**{**merged.config.to_dict(), "attention_bias": True})
+    with pytest.raises(GGUFExportError, match="without biases; this one has attention_bias"):
+        write_gguf(LlamaForCausalLM(config), tokenizer, tmp_path / "model.gguf")
+
+
+def test_label_memory_and_type_go_with_their_formats_only(trained, tmp_path, capsys):
     run, _, _ = trained
     argv = ["export", "--adapter", str(run), "--format", "gguf", "--include-label-memory", "--out", str(tmp_path)]
     assert cli_main(argv) == 2
     assert "--include-label-memory goes with --format adapter, not gguf" in capsys.readouterr().err
+    assert cli_main(["export", "--adapter", str(run), "--type", "q8_0", "--out", str(tmp_path)]) == 2
+    assert "--type goes with --format gguf, not adapter" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 class _Tokenizer:

@@ -158,7 +158,7 @@ def _tokenizer_json(tokenizer: Any) -> dict:
 
 def _pre_tokenizer(tokenizer: Any, config: Any) -> str:
     """llama.cpp's name for the split before BPE: the source GGUF's when the base came from one,
-    else `gpt2` for GPT-2's split (a plain byte-level pre-tokenizer)."""
+    else `gpt-2` (llama.cpp spells it so) for GPT-2's split (a plain byte-level pre-tokenizer)."""
     source = Path(str(getattr(config, "_name_or_path", ""))) / "tunebridge_source.json"
     if source.is_file():
         from gguf import GGUFReader
@@ -170,7 +170,7 @@ def _pre_tokenizer(tokenizer: Any, config: Any) -> str:
                 return str(field.contents())
     pre = _tokenizer_json(tokenizer).get("pre_tokenizer") or {}
     if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"
     raise GGUFExportError(
         f"gguf export cannot name this tokenizer's pre-tokenizer for llama.cpp: {json.dumps(pre)[:200]}"
     )

@@ -1,5 +1,5 @@
 """GGUF export of the real bundled SmolLM2: checked against the GGUF llama.cpp's own converter wrote
-(the file the bundled model comes from), and loaded back in transformers."""
+(the file the bundled model comes from), loaded back in transformers, and run by llama.cpp."""
 
 from __future__ import annotations
 
@@ -50,3 +50,27 @@ def test_smollm2_exports_as_llama_cpp_writes_it_and_answers_alike_in_f16(tmp_pat
         with torch.no_grad():
             expected = model.generate(ids, max_new_tokens=12, do_sample=False)
             assert torch.equal(loaded.generate(ids, max_new_tokens=12, do_sample=False), expected), prompt
+
+
+def test_llama_cpp_runs_the_smollm2_export_as_transformers_runs_the_model(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from llama_cpp_server import LlamaServer
+
+    path = resolve_model("smollm2-135m")
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    write_gguf(model, tokenizer, tmp_path / "model.gguf", out_type="f16")
+    llama = LlamaServer(tmp_path / "model.gguf")
+    for prompt in ["What is the capital of France?", "Write the total of a receipt of 3 items at 2.50 each."]:
+        chat = [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        assert llama.apply_template(chat) == text  # SmolLM2's default system prompt included
+        ids = tokenizer(text)["input_ids"]
+        assert llama.tokenize(text) == ids
+        with torch.no_grad():
+            expected = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids) :].tolist()
+        got = llama.greedy(ids, 12)
+        assert got == expected[: len(got)] and (
+            len(got) == len(expected) or expected[len(got)] == tokenizer.eos_token_id
+        )

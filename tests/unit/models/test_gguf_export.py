@@ -75,6 +75,24 @@ def test_f32_gguf_answers_exactly_like_the_merged_model(trained, tmp_path):
         assert _greedy(model, gguf_tokenizer, prompt) == _greedy(merged, tokenizer, prompt)
 
 
+def test_llama_cpp_tokenizes_templates_and_answers_the_f32_gguf_like_the_merged_model(trained, tmp_path):
+    from llama_cpp_server import LlamaServer
+
+    _, merged, tokenizer = trained
+    write_gguf(merged, tokenizer, tmp_path / "model.gguf", out_type="f32")
+    llama = LlamaServer(tmp_path / "model.gguf")
+    for prompt in PROMPTS:
+        chat = [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        assert llama.apply_template(chat) == text
+        ids = tokenizer(text)["input_ids"]
+        assert llama.tokenize(text) == ids
+        expected = _greedy(merged, tokenizer, prompt)
+        got = llama.greedy(ids, len(expected))
+        assert got == expected[: len(got)], prompt
+        assert len(got) == len(expected) or expected[len(got)] == tokenizer.eos_token_id
+
+
 def test_f16_gguf_holds_the_merged_weights_rounded_to_f16_and_answers_alike(trained, tmp_path):
     _, merged, tokenizer = trained
     write_gguf(merged, tokenizer, tmp_path / "model.gguf", out_type="f16")

@@ -10,7 +10,7 @@ import pytest
 
 
 class LlamaServer:
-    def __init__(self, gguf: str | Path):
+    def __init__(self, gguf: str | Path, lora: str | Path | None = None):
         xllamacpp = pytest.importorskip("xllamacpp", reason="xllamacpp (llama.cpp for Python) is not installed")
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf)
@@ -19,6 +19,8 @@ class LlamaServer:
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
         params.warmup = False
         params.use_jinja = True  # render the chat template the GGUF carries
+        if lora is not None:
+            params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(lora), 1.0)]
         self.server = xllamacpp.Server(params)  # keeps serving while this object lives
         self.http = httpx.Client(base_url=str(self.server.listening_address), timeout=60, trust_env=False)
 

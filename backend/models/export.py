@@ -11,6 +11,7 @@ from backend.labels.conventions import MEMORY_FILE
 from backend.models.adapters import find_adapter
 
 GGUF_NAME = "model.gguf"
+LORA_NAME = "adapter.gguf"
 
 
 def export_adapter(adapter: str | Path, out_dir: str | Path, *, include_label_memory: bool = False) -> Path:
@@ -36,12 +37,18 @@ def export_adapter(adapter: str | Path, out_dir: str | Path, *, include_label_me
     return out
 
 
-def export_gguf(adapter: str | Path, out_dir: str | Path, *, out_type: str = "f16") -> Path:
+def export_gguf(adapter: str | Path, out_dir: str | Path, *, out_type: str = "f16", lora: bool = False) -> Path:
     """Merge the adapter into its base and write `out_dir`/model.gguf (llama.cpp, Ollama) with an
-    Ollama `Modelfile` beside it. The chat format is checked before the model is written."""
+    Ollama `Modelfile` beside it; with `lora`, write the base as base.gguf and the adapter apart as
+    adapter.gguf (a GGUF LoRA) instead. The chat format is checked before anything is written."""
     import json
 
+    import torch
+    from transformers import AutoModelForCausalLM
+
     from backend.models.gguf_export import write_gguf
+    from backend.models.gguf_lora import write_gguf_lora
+    from backend.models.loading import load_tokenizer, resolve_model
     from backend.models.modelfile import chat_format, modelfile_text
     from backend.training.merge import load_merged
 
@@ -49,18 +56,37 @@ def export_gguf(adapter: str | Path, out_dir: str | Path, *, out_type: str = "f1
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder {out} is not empty")
-    model, tokenizer = load_merged(ref)
-    modelfile = modelfile_text(chat_format(tokenizer), GGUF_NAME)
+    if lora:
+        base_path = resolve_model(ref.base_model)
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        tokenizer = load_tokenizer(str(ref.tokenizer_path) if ref.tokenizer_path else base_path)
+    else:
+        model, tokenizer = load_merged(ref)
+    gguf_name = "base.gguf" if lora else GGUF_NAME
+    modelfile = modelfile_text(chat_format(tokenizer), gguf_name, LORA_NAME if lora else None)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{GGUF_NAME}.partial"
+    written: list[Path] = []
     try:
-        write_gguf(model, tokenizer, tmp, out_type=out_type, name=ref.path.parent.name)
+        written.append(
+            write_gguf(model, tokenizer, out / f".{gguf_name}.partial", out_type=out_type, name=ref.path.parent.name)
+        )
+        if lora:
+            written.append(write_gguf_lora(ref.path, model.config, out / f".{LORA_NAME}.partial"))
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for path in written + [out / f".{gguf_name}.partial", out / f".{LORA_NAME}.partial"]:
+            path.unlink(missing_ok=True)
         raise
-    tmp.replace(out / GGUF_NAME)
+    for path in written:
+        path.replace(out / path.name.removeprefix(".").removesuffix(".partial"))
     (out / "Modelfile").write_text(modelfile)
     (out / "tunebridge.json").write_text(
-        json.dumps({"merged_from": str(ref.path), "base_model": ref.base_model, "gguf_type": out_type}, indent=2)
+        json.dumps(
+            {
+                "merged_from" if not lora else "adapter": str(ref.path),
+                "base_model": ref.base_model,
+                "gguf_type": out_type,
+            },
+            indent=2,
+        )
     )
     return out

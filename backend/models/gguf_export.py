@@ -99,7 +99,7 @@ def _add_llama_params(writer: Any, config: Any, out_type: str) -> None:
         writer.add_quantization_version(2)
 
 
-def _permute(weights: np.ndarray, n_head: int) -> np.ndarray:
+def permute_heads(weights: np.ndarray, n_head: int) -> np.ndarray:
     """Rotary halves (transformers) to interleaved pairs (llama.cpp), per head, on the output rows."""
     return (
         weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
@@ -124,9 +124,9 @@ def _tensors(model: Any, out_type: str):
             raise GGUFExportError(f"tensor {hf_name} has no place in a llama GGUF")
         data = tensor.detach().to(torch.float32).cpu().numpy()
         if hf_name.endswith("q_proj.weight"):
-            data = _permute(data, n_head)
+            data = permute_heads(data, n_head)
         elif hf_name.endswith("k_proj.weight"):
-            data = _permute(data, n_kv)
+            data = permute_heads(data, n_kv)
         yield (found[1], *_encode(data, out_type))
 
 

@@ -163,7 +163,7 @@ def _default_system(template: str, rendered: str, messages: list[dict[str, str]]
     return None
 
 
-def modelfile_text(fmt: ChatFormat, gguf_name: str = "model.gguf") -> str:
+def modelfile_text(fmt: ChatFormat, gguf_name: str = "model.gguf", adapter_name: str | None = None) -> str:
     for text in (fmt.template, fmt.system or ""):
         if '"""' in text:
             raise ChatFormatError(f'a Modelfile cannot quote text that contains """: {text[:80]!r}')
@@ -173,6 +173,7 @@ def modelfile_text(fmt: ChatFormat, gguf_name: str = "model.gguf") -> str:
     lines = [
         "# Ollama: ollama create NAME -f Modelfile",
         f"FROM ./{gguf_name}",
+        *([f"ADAPTER ./{adapter_name}"] if adapter_name else []),
         f'TEMPLATE """{fmt.template}"""',
     ]
     if fmt.system:

@@ -93,6 +93,44 @@ def test_llama_cpp_tokenizes_templates_and_answers_the_f32_gguf_like_the_merged_
         assert len(got) == len(expected) or expected[len(got)] == tokenizer.eos_token_id
 
 
+def test_a_gguf_lora_on_the_base_gguf_answers_in_llama_cpp_like_the_merged_model(trained, tmp_path):
+    from gguf import GGUFReader
+
+    run, merged, tokenizer = trained
+    out = tmp_path / "lora"
+    assert cli_main(["export", "--adapter", str(run), "--format", "gguf-lora", "--type", "f32", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "adapter.gguf", "base.gguf", "tunebridge.json"]
+    assert "FROM ./base.gguf\nADAPTER ./adapter.gguf\n" in (out / "Modelfile").read_text()
+    fields = GGUFReader(out / "adapter.gguf").fields
+    assert fields["general.type"].contents() == "adapter" and fields["adapter.type"].contents() == "lora"
+    assert fields["adapter.lora.alpha"].contents() == 32.0  # llama.cpp scales by alpha / rank, as PEFT does
+
+    from llama_cpp_server import LlamaServer
+
+    llama = LlamaServer(out / "base.gguf", lora=out / "adapter.gguf")
+    for prompt in PROMPTS:
+        chat = [{"role": "user", "content": prompt}]
+        ids = tokenizer(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))["input_ids"]
+        expected = _greedy(merged, tokenizer, prompt)
+        got = llama.greedy(ids, len(expected))
+        assert got == expected[: len(got)], prompt
+        assert len(got) == len(expected) or expected[len(got)] == tokenizer.eos_token_id
+
+
+def test_a_gguf_lora_holds_plain_lora_only(trained, tmp_path):
+    import json
+    import shutil
+
+    from backend.models.gguf_lora import write_gguf_lora
+
+    run, merged, _ = trained
+    adapter = shutil.copytree(run / "adapter", tmp_path / "adapter")
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(GGUFExportError, match="plain LoRA only; this adapter uses use_dora"):
+        write_gguf_lora(adapter, merged.config, tmp_path / "adapter.gguf")
+
+
 def test_f16_gguf_holds_the_merged_weights_rounded_to_f16_and_answers_alike(trained, tmp_path):
     _, merged, tokenizer = trained
     write_gguf(merged, tokenizer, tmp_path / "model.gguf", out_type="f16")
@@ -228,7 +266,7 @@ def test_label_memory_and_type_go_with_their_formats_only(trained, tmp_path, cap
     assert cli_main(argv) == 2
     assert "--include-label-memory goes with --format adapter, not gguf" in capsys.readouterr().err
     assert cli_main(["export", "--adapter", str(run), "--type", "q8_0", "--out", str(tmp_path)]) == 2
-    assert "--type goes with --format gguf, not adapter" in capsys.readouterr().err
+    assert "--type goes with --format gguf or gguf-lora, not adapter" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 

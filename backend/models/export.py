@@ -46,8 +46,8 @@ def export_gguf(adapter: str | Path, out_dir: str | Path, *, out_type: str = "f1
     import torch
     from transformers import AutoModelForCausalLM
 
-    from backend.models.gguf_export import write_gguf
-    from backend.models.gguf_lora import write_gguf_lora
+    from backend.models.gguf_export import check_supported, write_gguf
+    from backend.models.gguf_lora import check_plain_lora, write_gguf_lora
     from backend.models.loading import load_tokenizer, resolve_model
     from backend.models.modelfile import chat_format, modelfile_text
     from backend.training.merge import load_merged
@@ -57,11 +57,13 @@ def export_gguf(adapter: str | Path, out_dir: str | Path, *, out_type: str = "f1
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder {out} is not empty")
     if lora:
+        check_plain_lora(ref.path)
         base_path = resolve_model(ref.base_model)
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
         tokenizer = load_tokenizer(str(ref.tokenizer_path) if ref.tokenizer_path else base_path)
     else:
         model, tokenizer = load_merged(ref)
+    check_supported(model.config, out_type)
     gguf_name = "base.gguf" if lora else GGUF_NAME
     modelfile = modelfile_text(chat_format(tokenizer), gguf_name, LORA_NAME if lora else None)
     out.mkdir(parents=True, exist_ok=True)

@@ -40,12 +40,7 @@ def write_gguf(model: Any, tokenizer: Any, path: str | Path, *, out_type: str = 
     import gguf
 
     config = model.config
-    if config.model_type not in SUPPORTED_ARCHITECTURES:
-        raise GGUFExportError(
-            f"gguf export supports: {', '.join(SUPPORTED_ARCHITECTURES)}; this model is {config.model_type!r}"
-        )
-    if out_type not in OUT_TYPES:
-        raise GGUFExportError(f"gguf type {out_type!r} is not one of {', '.join(OUT_TYPES)}")
+    check_supported(config, out_type)
     path = Path(path)
     writer = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
     writer.add_name(name or Path(str(getattr(config, "_name_or_path", "") or "model")).name)
@@ -60,6 +55,22 @@ def write_gguf(model: Any, tokenizer: Any, path: str | Path, *, out_type: str = 
     return path
 
 
+def check_supported(config: Any, out_type: str = "f16") -> None:
+    """Raise GGUFExportError unless a model of this config can be written in `out_type`."""
+    if config.model_type not in SUPPORTED_ARCHITECTURES:
+        raise GGUFExportError(
+            f"gguf export supports: {', '.join(SUPPORTED_ARCHITECTURES)}; this model is {config.model_type!r}"
+        )
+    if out_type not in OUT_TYPES:
+        raise GGUFExportError(f"gguf type {out_type!r} is not one of {', '.join(OUT_TYPES)}")
+    biased = [flag for flag in ("attention_bias", "mlp_bias") if getattr(config, flag, False)]
+    if biased:
+        raise GGUFExportError(f"gguf export supports Llama models without biases; this one has {', '.join(biased)}")
+    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
+    if rope_type != "default":
+        raise GGUFExportError(f"gguf export supports default rotary embeddings only; this model uses {rope_type!r}")
+
+
 def _file_type(out_type: str) -> int:
     from gguf import LlamaFileType
 
@@ -72,13 +83,7 @@ def _file_type(out_type: str) -> int:
 
 
 def _add_llama_params(writer: Any, config: Any, out_type: str) -> None:
-    biased = [flag for flag in ("attention_bias", "mlp_bias") if getattr(config, flag, False)]
-    if biased:
-        raise GGUFExportError(f"gguf export supports Llama models without biases; this one has {', '.join(biased)}")
     rope = getattr(config, "rope_parameters", None) or {}
-    rope_type = rope.get("rope_type", "default")
-    if rope_type != "default":
-        raise GGUFExportError(f"gguf export supports default rotary embeddings only; this model uses {rope_type!r}")
     theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     writer.add_context_length(config.max_position_embeddings)

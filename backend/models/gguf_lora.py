@@ -27,7 +27,7 @@ def write_gguf_lora(adapter_dir: str | Path, base_config: Any, path: str | Path)
 
     adapter_dir = Path(adapter_dir)
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    _check_plain_lora(config, adapter_dir)
+    check_plain_lora(adapter_dir)
     rank = int(config["r"])
     scaling = config["lora_alpha"] / (math.sqrt(rank) if config.get("use_rslora") else rank)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, base_config.num_hidden_layers)
@@ -62,7 +62,9 @@ def write_gguf_lora(adapter_dir: str | Path, base_config: Any, path: str | Path)
     return Path(path)
 
 
-def _check_plain_lora(config: dict, where: Path) -> None:
+def check_plain_lora(adapter_dir: Path) -> None:
+    """Raise GGUFExportError, naming what it uses, unless the adapter is plain LoRA."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
     unsupported = [
         name
         for name, present in (
@@ -78,6 +80,6 @@ def _check_plain_lora(config: dict, where: Path) -> None:
     ]
     if unsupported:
         raise GGUFExportError(
-            f"{where}: a GGUF LoRA adapter holds plain LoRA only; this adapter uses {', '.join(unsupported)} "
+            f"{adapter_dir}: a GGUF LoRA adapter holds plain LoRA only; this adapter uses {', '.join(unsupported)} "
             "(export it merged instead: --format gguf)"
         )

@@ -117,18 +117,18 @@ def test_a_gguf_lora_on_the_base_gguf_answers_in_llama_cpp_like_the_merged_model
         assert len(got) == len(expected) or expected[len(got)] == tokenizer.eos_token_id
 
 
-def test_a_gguf_lora_holds_plain_lora_only(trained, tmp_path):
+def test_a_gguf_lora_holds_plain_lora_only(trained, tmp_path, capsys):
     import json
     import shutil
 
-    from backend.models.gguf_lora import write_gguf_lora
-
-    run, merged, _ = trained
+    run, _, _ = trained
     adapter = shutil.copytree(run / "adapter", tmp_path / "adapter")
     config = json.loads((adapter / "adapter_config.json").read_text())
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
-    with pytest.raises(GGUFExportError, match="plain LoRA only; this adapter uses use_dora"):
-        write_gguf_lora(adapter, merged.config, tmp_path / "adapter.gguf")
+    argv = ["export", "--adapter", str(adapter), "--format", "gguf-lora", "--out", str(tmp_path / "out")]
+    assert cli_main(argv) == 2
+    assert "a GGUF LoRA adapter holds plain LoRA only; this adapter uses use_dora" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_f16_gguf_holds_the_merged_weights_rounded_to_f16_and_answers_alike(trained, tmp_path):

@@ -113,6 +113,18 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.include_label_memory and args.format != "adapter":
+        raise InvalidRequest(f"--include-label-memory goes with --format adapter, not {args.format}")
+    if args.type and not args.format.startswith("gguf"):
+        raise InvalidRequest(f"--type goes with --format gguf or gguf-lora, not {args.format}")
+    if args.format in ("gguf", "gguf-lora"):
+        from backend.models.export import export_gguf
+
+        out_type = args.type or "f16"
+        out = export_gguf(args.adapter, args.out, out_type=out_type, lora=args.format == "gguf-lora")
+        files = ", ".join(sorted(p.name for p in out.glob("*.gguf")))
+        print(f"{out}: {files} ({out_type}) and Modelfile written: ollama create NAME -f Modelfile")
+        return 0
     if args.format == "safetensors":
         from backend.training.merge import merge_adapter
 
@@ -450,6 +462,8 @@ def _per_action_help(review: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from backend.models.gguf_export import OUT_TYPES
+
     parser = argparse.ArgumentParser(
         prog="tunebridge",
         description=__doc__.split(":")[0] + ": fine-tune small LLMs on your labelled documents, offline, CPU-first.",
@@ -486,11 +500,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write an adapter where another machine or runtime can load it. "
         "--format adapter (default) copies the LoRA folder and its tokenizer; the label memory "
         "(recurring senders' labels and the first lines of training documents) stays behind "
-        "unless --include-label-memory. --format safetensors merges it into its base (as merge).",
+        "unless --include-label-memory. --format safetensors merges it into its base (as merge). "
+        "--format gguf merges it and writes model.gguf (llama.cpp, Ollama; Llama-architecture models) "
+        "and an Ollama Modelfile with the chat template and stop tokens; --format gguf-lora writes the base "
+        "as base.gguf and the adapter apart as adapter.gguf (llama.cpp --lora, Ollama ADAPTER).",
     )
     p.add_argument("--adapter", required=True, help="run folder, registered version folder or adapter folder")
     p.add_argument("--out", required=True, help="empty or new output folder")
-    p.add_argument("--format", choices=("adapter", "safetensors"), default="adapter")
+    p.add_argument("--format", choices=("adapter", "safetensors", "gguf", "gguf-lora"), default="adapter")
+    p.add_argument(
+        "--type",
+        choices=OUT_TYPES,
+        help="--format gguf/gguf-lora: weight type, f16 unless given (1-D tensors stay f32; q8_0 is 8-bit, about half of f16's size)",
+    )
     p.add_argument(
         "--include-label-memory",
         action="store_true",

@@ -670,7 +670,7 @@ def _quiet_libraries() -> None:
 
 
 # Commands that run torch in this process: each takes its share of the cores (`backend/cores.py`).
-TORCH_COMMANDS = {"train", "eval", "generate", "demo", "merge", "extract"}
+TORCH_COMMANDS = {"train", "eval", "generate", "demo", "merge", "export", "extract"}
 
 
 def main(argv: list[str] | None = None) -> int:

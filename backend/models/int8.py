@@ -9,13 +9,15 @@ embeddings, norms and the output layer stay in fp32, so adapters attach, switch 
 
 `Int8Linear` is an `nn.Linear` (peft wraps it like any linear layer: `isinstance` checks pass, and its
 `weight` buffer holds the real int8 values with the layer's shape, device and dtype for the libraries
-that inspect it). It is for inference: there is no backward through it.
+that inspect it). Under autograd the input's gradient is computed in int8 as well (the weight is
+frozen: it gets none), so LoRA trains on top of it (`quantize: int8` in training).
 """
 
 from __future__ import annotations
 
 import platform
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,22 +40,30 @@ class Int8Linear(nn.Linear):
                 weight, scales, torch.zeros(len(scales), dtype=torch.long), axis=0, dtype=torch.qint8
             )
         self._packed = torch.ops.quantized.linear_prepack(quantized, None)
+        self._packed_t: Any = None  # the transposed weight, for the input's gradient: made on first use
         self.register_buffer("weight", quantized.int_repr(), persistent=False)
         self.register_buffer("scales", scales.float(), persistent=False)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype, x = x.dtype, x.float()
-        # One scale per token, not per call: a few tokens carry activations hundreds of times larger
-        # than the rest, and one scale for all would round every other token to a handful of levels.
-        # The linear layer commutes with the row scaling, so rows are scaled to max 1 and back.
-        rows = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
-        # reduce_range: 7-bit activations. Without VNNI, fbgemm sums pairs of u8×s8 products in int16
-        # (vpmaddubsw), which saturates with full 8-bit activations and silently changes results.
-        out = torch.ops.quantized.linear_dynamic(x / rows, self._packed, True) * rows
+        dtype = x.dtype
+        out = _Int8Matmul.apply(x.float(), self) if x.requires_grad else _matmul(x.float(), self._packed)
         if self.bias is not None:
             out = out + self.bias
         return out.to(dtype)
+
+    def packed_t(self) -> Any:
+        """Wᵀ in int8 with one scale per input feature: the input's gradient is g·W."""
+        if self._packed_t is None:
+            weight_t = self.dequantized().t().contiguous()
+            scales = (weight_t.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+                quantized = torch.quantize_per_channel(
+                    weight_t, scales, torch.zeros(len(scales), dtype=torch.long), axis=0, dtype=torch.qint8
+                )
+            self._packed_t = torch.ops.quantized.linear_prepack(quantized, None)
+        return self._packed_t
 
     def dequantized(self) -> torch.Tensor:
         """The weight as the matmul sees it, in fp32."""
@@ -61,6 +71,29 @@ class Int8Linear(nn.Linear):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+def _matmul(x: torch.Tensor, packed: Any) -> torch.Tensor:
+    """x·Wᵀ in int8. One scale per token, not per call: a few tokens carry activations hundreds of
+    times larger than the rest, and one scale for all would round every other token to a handful of
+    levels. The product commutes with the row scaling, so rows are scaled to max 1 and back."""
+    rows = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
+    # reduce_range: 7-bit activations. Without VNNI, fbgemm sums pairs of u8×s8 products in int16
+    # (vpmaddubsw), which saturates with full 8-bit activations and silently changes results.
+    return torch.ops.quantized.linear_dynamic(x / rows, packed, True) * rows
+
+
+class _Int8Matmul(torch.autograd.Function):
+    """The frozen int8 weight under autograd: its input's gradient in int8 too; no weight gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, layer: Int8Linear) -> torch.Tensor:
+        ctx.layer = layer
+        return _matmul(x, layer._packed)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return _matmul(grad.float().contiguous(), ctx.layer.packed_t()), None
 
 
 def supported() -> bool:

@@ -26,7 +26,7 @@ from backend.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-Quantize = Literal["none", "4bit"]
+Quantize = Literal["none", "4bit", "int8"]  # int8: the frozen base quantized after LoRA is attached (runtime.py)
 
 # Used for base models whose tokenizer has no chat template (and by tiny test models): SmolLM2's format.
 CHATML_TEMPLATE = (

@@ -12,6 +12,7 @@ from typing import cast
 import torch
 
 from backend.errors import InvalidRequest
+from backend.models import int8
 from backend.models.hardware import compute_path, cpu_kind
 from backend.models.loading import Quantize, cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
@@ -36,12 +37,18 @@ class Runtime:
         quantize = config.quantize
         if quantize == "auto":
             quantize = "4bit" if device == "cuda" else "none"
+        if quantize == "int8":
+            if device != "cpu" or not int8.supported():
+                raise InvalidRequest(f"quantize: int8 runs on x86 CPUs only (fbgemm/oneDNN); not on this {device}")
+            dtype = torch.float32  # int8 matmuls take and give fp32
         return cls(device, dtype, cast(Quantize, quantize))  # TrainConfig checks the choices
 
     def describe(self) -> str:
         compute = "bf16" if self.compute_dtype == torch.bfloat16 else "fp32"
         if self.quantize == "4bit":
             what = f"QLoRA: NF4 4-bit base (double quant) + {compute} compute on {self.device}"
+        elif self.quantize == "int8":
+            what = f"LoRA: int8 frozen base (dynamic, per token) + fp32 compute, fp32 adapter on {self.device}"
         elif self.compute_dtype == torch.bfloat16:
             what = f"LoRA: bf16 base body (fp32 embeddings, logits), bf16 autocast, fp32 adapter on {self.device}"
         else:
@@ -122,8 +129,8 @@ def build_lora_model(config: TrainConfig, runtime: Runtime, *, fsdp: bool = Fals
     base = load_model(
         model_path,
         device=runtime.device,
-        compute_dtype=runtime.compute_dtype if runtime.quantize != "none" else torch.float32,
-        quantize=runtime.quantize,
+        compute_dtype=runtime.compute_dtype if runtime.quantize == "4bit" else torch.float32,
+        quantize="none" if runtime.quantize == "int8" else runtime.quantize,
         quant_storage=runtime.compute_dtype if fsdp and runtime.quantize == "4bit" else None,
     )
     if runtime.quantize == "none" and runtime.compute_dtype != torch.float32 and not fsdp:
@@ -138,6 +145,8 @@ def build_lora_model(config: TrainConfig, runtime: Runtime, *, fsdp: bool = Fals
     )
     torch.manual_seed(config.seed)
     model = get_peft_model(base, lora)  # adapter weights are created in fp32 (autocast_adapter_dtype)
+    if runtime.quantize == "int8":
+        int8.quantize_frozen(model)  # after LoRA is attached: only the layers under it (base_layer)
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()

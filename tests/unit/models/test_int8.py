@@ -4,6 +4,7 @@ kernels (where 8-bit activations would saturate), and through the serving pool w
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -126,3 +127,48 @@ def test_the_pool_serves_int8_and_refuses_it_where_it_cannot_run(tiny_model):
     with pytest.raises(ValueError, match="expected auto, float32, bfloat16 or int8"):
         inference_dtype("cpu", "int4")
     assert inference_dtype("cpu", "auto") in ("float32", "bfloat16")  # int8 is never chosen for the user
+
+
+def test_an_int8_layer_passes_the_inputs_gradient_within_three_percent():
+    torch.manual_seed(0)
+    linear = nn.Linear(576, 1536, bias=False)
+    layer = Int8Linear(linear)
+    x = torch.randn(4, 50, 576, requires_grad=True)
+    x_int8 = x.detach().clone().requires_grad_(True)
+    upstream = torch.randn(4, 50, 1536)
+    (linear(x) * upstream).sum().backward()
+    (layer(x_int8) * upstream).sum().backward()
+    assert x.grad is not None and x_int8.grad is not None
+    assert _rel(x_int8.grad, x.grad) < 0.03
+    assert not any(p.requires_grad for p in layer.parameters())  # frozen: nothing of its own to train
+
+
+def test_lora_trains_on_an_int8_base_and_learns_like_on_fp32(tiny_config, secret_data):
+    """quantize: int8 in training: the adapter learns the memorised answer on the int8 base as it does
+    on fp32; the run says which path ran."""
+    from backend.training.trainer import train
+
+    kwargs = dict(
+        data=[secret_data], max_steps=40, batch_size=1, learning_rate=2e-2, warmup_ratio=0.0, lr_scheduler="constant"
+    )
+    fp32 = train(tiny_config(run_name="fp32", **kwargs), progress_bar=False)
+    quantized = train(tiny_config(run_name="int8", quantize="int8", **kwargs), progress_bar=False)
+    assert "int8 frozen base" in quantized.summary["runtime"]
+
+    def last_loss(run) -> float:
+        lines = (run.run_dir / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line)["loss"] for line in lines if '"loss"' in line][-1]
+
+    first = json.loads((quantized.run_dir / "metrics.jsonl").read_text().splitlines()[0])["loss"]
+    assert last_loss(quantized) < 0.2 * first  # it learned
+    assert last_loss(quantized) < last_loss(fp32) + 0.1  # about as well as on fp32
+
+
+def test_int8_training_is_refused_where_it_cannot_run(tiny_config, monkeypatch):
+    from backend.errors import InvalidRequest
+    from backend.training.runtime import Runtime
+
+    assert "int8" in Runtime.from_config(tiny_config(quantize="int8")).describe()
+    monkeypatch.setattr(int8, "supported", lambda: False)  # as on an ARM machine
+    with pytest.raises(InvalidRequest, match="int8 runs on x86 CPUs only"):
+        Runtime.from_config(tiny_config(quantize="int8"))

@@ -1,11 +1,14 @@
 """Is int8 worth it for the frozen base on this CPU? One decoder layer's linear shapes of the bundled
-model, fp32 / bf16 / dynamic int8 (torch.ao quantize_dynamic), at decode and prefill sizes.
+model, fp32 / bf16 / tunebridge's dynamic int8 layer (`backend/models/int8.py`: one scale per weight row
+and per token), at decode and prefill sizes.
 
     .venv/bin/python benchmarks/int8_linear.py [--threads 2]
 
 Prints the CPU kind, milliseconds per call and each dtype's speed-up over fp32, and the int8 output's
 relative error against fp32. Run it natively and with `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
-MKL_ENABLE_INSTRUCTIONS=AVX2` to see the AVX2 machines' kernels.
+MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2` to see the AVX2 machines' kernels (the last
+one matters here: fbgemm, which runs the int8 matmuls, reads the CPU's features itself and would
+otherwise use AVX-512 VNNI kernels that AVX2-only machines do not have).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -43,17 +45,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")  # torch.ao's deprecation notices
     from backend.models.hardware import compute_path, cpu_kind
+    from backend.models.int8 import Int8Linear
 
     print(f"cpu: {cpu_kind()}; tunebridge's path here: {compute_path(cpu_kind()).dtype}")
     with torch.no_grad():
         for rows_name, rows in ROWS.items():
             for name, (n_in, n_out) in SHAPES.items():
                 linear = torch.nn.Linear(n_in, n_out, bias=False)
-                int8 = torch.ao.quantization.quantize_dynamic(
-                    torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8
-                )
+                int8 = Int8Linear(linear)
                 bf16 = torch.nn.Linear(n_in, n_out, bias=False).to(torch.bfloat16)
                 bf16.weight.copy_(linear.weight)
                 x = torch.randn(rows, n_in)

@@ -93,6 +93,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{s['status']}: {s['steps']}/{s['total_steps']} steps, {s['tokens_per_s']:.0f} tokens/s, "
         f"{s['train_time_s']:.0f} s; {s['runtime']}"
     )
+    if s["data"].get("augmented"):
+        print(f"trained on {s['data']['train_examples']} examples, {s['data']['augmented']} of them augmented")
     if s["data"]["too_long"]:
         print(
             f"skipped {len(s['data']['too_long'])} example(s) longer than max_length, e.g. {s['data']['too_long'][0]}"

@@ -39,6 +39,11 @@ class TrainConfig:
         "Label profile for the label rules learned from extraction records: "
         "receipts, documents, or a profile JSON file (backend/labels/profiles).",
     )
+    augment: int = _f(
+        0,
+        "Extra training documents made from each extraction record (0: none): sender block, amounts, "
+        "dates and spacing rewritten with their labels; only the training split is augmented.",
+    )
 
     # --- model ---
     model: str = _f("smollm2-135m", "Base model: bundled name, local folder, .gguf file, or cached hub id.")
@@ -185,6 +190,7 @@ class TrainConfig:
             ("log_every", self.log_every >= 1, "at least 1"),
             ("eval_every", self.eval_every >= 0, "0 or more"),
             ("eval_examples", self.eval_examples >= 0, "0 or more"),
+            ("augment", 0 <= self.augment <= 100, "from 0 to 100"),
         ]
         for name, ok, expected in checks:
             if not ok:

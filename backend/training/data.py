@@ -224,8 +224,7 @@ def parse_jsonl(
                 unknown = sorted(set(record["fields"]) - set(schema.names))
                 if unknown:
                     raise RecordError(f"fields {unknown} are not in the schema {schema.names}")
-                messages = extraction_messages(record["text"], schema)
-                messages.append({"role": "assistant", "content": extraction_answer(record["fields"], schema)})
+                messages = extraction_chat(record, schema)
             else:
                 messages = CONVERTERS[fmt](record)
         except RecordError as exc:
@@ -242,6 +241,13 @@ def parse_jsonl(
             Example(messages=messages, origin=origin, format=fmt, record=record if fmt == "extraction" else None)
         )
     return LoadedData(examples, issues, duplicates, formats, schema)
+
+
+def extraction_chat(record: dict, schema: ExtractionSchema) -> list[dict[str, str]]:
+    """The chat an extraction record trains on: the prompt with its text, and its fields as the answer."""
+    messages = extraction_messages(record["text"], schema)
+    messages.append({"role": "assistant", "content": extraction_answer(record["fields"], schema)})
+    return messages
 
 
 def check_usable(data: LoadedData, *, skip_invalid: bool, source: str) -> None:

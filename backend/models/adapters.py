@@ -37,6 +37,32 @@ def find_adapter(ref: str | Path) -> AdapterRef:
                 raise AdapterNotFoundError(f"{candidate}: adapter does not name its base model")
             tok = candidate.parent / "tokenizer"
             return AdapterRef(candidate, base, tok if (tok / "tokenizer_config.json").is_file() else None)
+    unfinished = _unfinished_run(given)
+    if unfinished:
+        raise AdapterNotFoundError(unfinished)
     raise AdapterNotFoundError(
         f"adapter {str(ref)!r} not found: no adapter_config.json in {given} or {given / 'adapter'}"
+    )
+
+
+def _unfinished_run(folder: Path) -> str | None:
+    """What to tell about a training run folder that has no adapter (cancelled, failed or still running),
+    or None when `folder` is no run folder. A run writes its adapter only when it succeeds."""
+    if not (folder / "config.json").is_file() or not any(
+        (folder / name).exists() for name in ("config.yaml", "summary.json", "checkpoints", "metrics.jsonl")
+    ):
+        return None
+    summary = folder / "summary.json"
+    try:
+        status = json.loads(summary.read_text()).get("status") if summary.is_file() else None
+    except (OSError, ValueError):
+        status = None
+    if status == "succeeded":
+        return f"{folder} has no adapter: the run succeeded, but its adapter/ folder was removed since"
+    how = f"the run ended {status}" if status else "the run has not finished (stopped, or still training)"
+    steps = [p.name for p in (folder / "checkpoints").glob("step-*") if (p / "state.json").is_file()]
+    last = max(steps, key=lambda name: int(name.split("-")[1]) if name.split("-")[1].isdigit() else -1, default=None)
+    where = f"from its last checkpoint ({last})" if last else "from the start (it saved no checkpoint)"
+    return (
+        f"{folder} has no adapter: {how} before saving one; resume it {where} with `tunebridge train --resume {folder}`"
     )

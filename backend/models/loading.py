@@ -82,13 +82,16 @@ def resolve_model(ref: str | None = None) -> str:
     raise ModelNotFoundError(f"model {ref!r} not found; tried: " + "; ".join(tried))
 
 
-def load_tokenizer(model_path: str):
+def load_tokenizer(model_path: str, *, chat_template: str | None = None):
+    """`chat_template` (template text, backend/models/chat_templates.py) replaces the model's own."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if not tokenizer.chat_template:
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    elif not tokenizer.chat_template:
         # Base (not instruction-tuned) models may ship without one; fine-tuning teaches this one.
         log.warning("tokenizer of %s has no chat template; using ChatML", model_path)
         tokenizer.chat_template = CHATML_TEMPLATE

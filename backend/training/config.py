@@ -17,6 +17,7 @@ from typing import Any
 
 from backend.errors import InvalidRequest
 from backend.labels.profile import load_profile
+from backend.models.chat_templates import read_chat_template
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -57,6 +58,11 @@ class TrainConfig:
         "auto", "Compute dtype: auto (bf16 where the hardware has it), bf16 or fp32.", choices=["auto", "bf16", "fp32"]
     )
     device: str = _f("auto", "auto, cpu or cuda.", choices=["auto", "cpu", "cuda"])
+    chat_template: str | None = _f(
+        None,
+        "Chat template for a base model without one: chatml, gemma, or a Jinja template file "
+        "(replaces the model's own); default: the model's own, else chatml.",
+    )
 
     # --- LoRA ---
     lora_r: int = _f(16, "LoRA rank.")
@@ -196,6 +202,8 @@ class TrainConfig:
             if not ok:
                 raise InvalidRequest(f"{name}: got {getattr(self, name)!r}, expected {expected}")
         load_profile(self.label_profile)  # a shipped name or a readable profile file, before any model loads
+        if self.chat_template is not None:
+            read_chat_template(self.chat_template)  # likewise: a shipped name or a valid template file
         problem = launcher_args_problem(self.launcher, self.launcher_args)
         if problem:
             raise InvalidRequest(f"launcher_args: got {self.launcher_args!r}, {problem}")

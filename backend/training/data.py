@@ -1,7 +1,8 @@
 """Read training JSONL in any supported format, validate every line, dedupe and split.
 
 Formats (detected per line by its keys):
-- chat:        {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}
+- chat:        {"messages": [{"role": "system"|"user"|"assistant"|"tool", "content": str}, ...]}
+- sharegpt:    {"conversations": [{"from": "system"|"human"|"gpt"|"tool", "value": str}, ...]}
 - alpaca:      {"instruction": str, "input": str?, "output": str}
 - dolly:       {"instruction": str, "context": str?, "response": str}
 - completion:  {"prompt": str, "completion": str}
@@ -23,7 +24,9 @@ from typing import Any
 from backend.errors import InvalidRequest
 from backend.prompts import ExtractionSchema, extraction_answer, extraction_messages
 
-ROLES = {"system", "user", "assistant"}
+ROLES = {"system", "user", "assistant", "tool"}
+# ShareGPT's speaker names and the chat roles they stand for.
+SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "assistant", "tool": "tool"}
 
 
 @dataclass(frozen=True)
@@ -91,22 +94,34 @@ def _user_assistant(user: str, answer: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
 
 
-def _chat(record: dict) -> list[dict[str, str]]:
-    messages = record["messages"]
-    if not isinstance(messages, list) or not messages:
-        raise RecordError("field 'messages' must be a non-empty list")
-    for i, m in enumerate(messages):
+def _turns(record: dict, key: str, role_key: str, content_key: str, roles: dict[str, str]) -> list[dict[str, str]]:
+    """Validate a list of turns (`key`) and return them as chat messages; errors name the field."""
+    turns = record[key]
+    if not isinstance(turns, list) or not turns:
+        raise RecordError(f"field {key!r} must be a non-empty list")
+    for i, m in enumerate(turns):
         if not isinstance(m, dict):
-            raise RecordError(f"messages[{i}] must be an object, got {type(m).__name__}")
-        if m.get("role") not in ROLES:
-            raise RecordError(f"messages[{i}].role must be one of {sorted(ROLES)}, got {m.get('role')!r}")
-        if not isinstance(m.get("content"), str):
-            raise RecordError(f"messages[{i}].content must be a string, got {type(m.get('content')).__name__}")
-    if messages[-1]["role"] != "assistant":
-        raise RecordError(f"the last message must be the assistant's answer, got role {messages[-1]['role']!r}")
-    if not messages[-1]["content"].strip():
-        raise RecordError(f"messages[{len(messages) - 1}].content (the answer) is empty")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+            raise RecordError(f"{key}[{i}] must be an object, got {type(m).__name__}")
+        if m.get(role_key) not in roles:
+            raise RecordError(f"{key}[{i}].{role_key} must be one of {sorted(roles)}, got {m.get(role_key)!r}")
+        if not isinstance(m.get(content_key), str):
+            raise RecordError(f"{key}[{i}].{content_key} must be a string, got {type(m.get(content_key)).__name__}")
+    last = len(turns) - 1
+    if roles[turns[last][role_key]] != "assistant":
+        raise RecordError(
+            f"{key}[{last}]: the last message must be the assistant's answer, got {role_key} {turns[last][role_key]!r}"
+        )
+    if not turns[last][content_key].strip():
+        raise RecordError(f"{key}[{last}].{content_key} (the answer) is empty")
+    return [{"role": roles[m[role_key]], "content": m[content_key]} for m in turns]
+
+
+def _chat(record: dict) -> list[dict[str, str]]:
+    return _turns(record, "messages", "role", "content", {r: r for r in ROLES})
+
+
+def _sharegpt(record: dict) -> list[dict[str, str]]:
+    return _turns(record, "conversations", "from", "value", SHAREGPT_ROLES)
 
 
 def _alpaca(record: dict) -> list[dict[str, str]]:
@@ -134,6 +149,8 @@ def _extraction_fields(record: dict) -> dict[str, Any]:
 def detect_format(record: dict) -> str:
     if "messages" in record:
         return "chat"
+    if "conversations" in record:
+        return "sharegpt"
     if "instruction" in record:
         return "dolly" if ("response" in record or "context" in record) else "alpaca"
     if "prompt" in record and "completion" in record:
@@ -142,11 +159,11 @@ def detect_format(record: dict) -> str:
         return "extraction"
     raise RecordError(
         f"unknown record format with keys {sorted(record)}; expected 'messages', "
-        "'instruction'+'output', 'instruction'+'response', 'prompt'+'completion' or 'text'+'fields'"
+        "'conversations', 'instruction'+'output', 'instruction'+'response', 'prompt'+'completion' or 'text'+'fields'"
     )
 
 
-CONVERTERS = {"chat": _chat, "alpaca": _alpaca, "dolly": _dolly, "completion": _completion}
+CONVERTERS = {"chat": _chat, "sharegpt": _sharegpt, "alpaca": _alpaca, "dolly": _dolly, "completion": _completion}
 
 
 def load_jsonl(

@@ -13,6 +13,7 @@ import torch
 
 from backend.errors import InvalidRequest
 from backend.models import int8
+from backend.models.chat_templates import read_chat_template
 from backend.models.hardware import compute_path, cpu_kind
 from backend.models.loading import Quantize, cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
@@ -125,7 +126,8 @@ def build_lora_model(config: TrainConfig, runtime: Runtime, *, fsdp: bool = Fals
     from peft import LoraConfig, get_peft_model
 
     model_path = resolve_model(config.model)
-    tokenizer = load_tokenizer(model_path)
+    template = read_chat_template(config.chat_template) if config.chat_template else None
+    tokenizer = load_tokenizer(model_path, chat_template=template)
     base = load_model(
         model_path,
         device=runtime.device,

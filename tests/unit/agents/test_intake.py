@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -13,7 +14,8 @@ import pytest
 from agents.intake import IntakeError, OcrUnavailableError, chunks, file_sha256, read_document
 from agents.schemas import DOC_TYPES
 
-DOCS = Path(__file__).resolve().parents[3] / "examples" / "documents"
+ROOT = Path(__file__).resolve().parents[3]
+DOCS = ROOT / "examples" / "documents"
 PDFS = sorted(DOCS.glob("*.pdf"))
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -283,3 +285,40 @@ def test_chunks_rejects_bad_arguments():
         chunks("x", max_chars=100, overlap=-1)
     with pytest.raises(ValueError):
         chunks("x", max_chars=0)
+
+
+def test_pypdf_notes_go_to_the_log_file_not_the_terminal(tmp_path):
+    """A PDF with a wrong xref offset reads fine, but pypdf logs "incorrect startxref pointer": the CLI
+    (`tunebridge extract`, the agents) writes that to its log file, and the terminal keeps only our output."""
+    import subprocess
+
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.cell(text="ACME LTD  TOTAL 9.00  paid by card, thank you for shopping with us")
+    data = bytes(pdf.output())
+    offset = re.search(rb"startxref\s+(\d+)", data)
+    path = tmp_path / "shifted-xref.pdf"
+    path.write_bytes(data[: offset.start(1)] + str(int(offset.group(1)) + 7).encode() + data[offset.end(1) :])
+    cache = tmp_path / "cache"
+    script = (
+        "import sys; from backend.cli import _quiet_libraries; from agents.intake import read_document\n"
+        "_quiet_libraries(sys.argv[1])\n"
+        "print(read_document(sys.argv[2]).pages[0].text)"
+    )
+
+    def run(command: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "TUNEBRIDGE_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+        return subprocess.run(
+            [sys.executable, "-c", script, command, str(path)], capture_output=True, text=True, env=env, cwd=ROOT
+        )
+
+    done = run("extract")
+    assert done.returncode == 0 and "ACME LTD" in done.stdout
+    assert "startxref" not in done.stderr
+    log = (cache / "logs" / "tunebridge.log").read_text()
+    assert "pypdf" in log and "incorrect startxref pointer" in log
+    served = run("serve")  # a service's log is its output: there the note stays
+    assert "incorrect startxref pointer" in served.stderr

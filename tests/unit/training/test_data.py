@@ -40,6 +40,29 @@ def test_extraction_record_uses_the_shared_template(write_jsonl):
     assert extraction_answer({"total": "1"}, ExtractionSchema.from_names(["a", "total"])) == '{"a": null, "total": "1"}'
 
 
+def test_sharegpt_and_tool_messages_load_to_chats(write_jsonl):
+    tool_turns = [
+        {"role": "user", "content": "Rate for EUR?"},
+        {"role": "assistant", "content": '{"call": "rate", "args": {"currency": "EUR"}}'},
+        {"role": "tool", "content": '{"rate": 1.08}'},
+        {"role": "assistant", "content": "1.08"},
+    ]
+    sharegpt = {
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "Rate for EUR?"},
+            {"from": "gpt", "value": '{"call": "rate", "args": {"currency": "EUR"}}'},
+            {"from": "tool", "value": '{"rate": 1.08}'},
+            {"from": "gpt", "value": "1.08"},
+        ]
+    }
+    data = load_jsonl(write_jsonl("mixed.jsonl", [{"messages": tool_turns}, sharegpt]))
+    assert data.issues == []
+    assert dict(data.formats) == {"chat": 1, "sharegpt": 1}
+    assert data.examples[0].messages == tool_turns
+    assert data.examples[1].messages == [{"role": "system", "content": "Be brief."}, *tool_turns]
+
+
 BAD_LINES = [
     ("{not json", "invalid JSON"),
     ("[1, 2]", "expected a JSON object, got list"),
@@ -49,6 +72,11 @@ BAD_LINES = [
     ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content must be a string, got int"),
     ({"messages": [{"role": "user", "content": "hi"}]}, "last message must be the assistant's answer"),
     ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]}, "(the answer) is empty"),
+    ({"conversations": {}}, "field 'conversations' must be a non-empty list"),
+    ({"conversations": [{"from": "bot", "value": "x"}]}, "conversations[0].from must be one of"),
+    ({"conversations": [{"from": "human", "value": None}]}, "conversations[0].value must be a string, got NoneType"),
+    ({"conversations": [{"from": "gpt", "value": "a"}, {"from": "tool", "value": "{}"}]}, "conversations[1]: the last"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}]}, "got role 'tool'"),
     ({"instruction": "Do it", "output": 3}, "field 'output' must be a string, got int"),
     ({"instruction": "", "output": "x"}, "field 'instruction' is empty"),
     ({"text": "doc", "fields": []}, "field 'fields' must be a non-empty object, got list"),

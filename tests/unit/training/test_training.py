@@ -427,3 +427,21 @@ def test_the_registry_keeps_the_label_memory_beside_a_registered_adapter(tiny_co
     assert (folder / MEMORY_FILE).is_file() and not (folder / "adapter" / MEMORY_FILE).exists()
     served = Conventions.load(folder / "adapter")
     assert served.exemplars is not None and any(c.known for c in served.fields.values())
+
+
+def test_generate_and_eval_on_a_cancelled_run_say_it_has_no_adapter_and_how_to_resume(tiny_config, capsys):
+    stops = iter([False, True])
+    run = train(
+        tiny_config(run_name="cancelled", data=[str(EXAMPLES / "chat.jsonl")], max_steps=4, batch_size=1),
+        should_stop=lambda: next(stops, True),
+        progress_bar=False,
+    )
+    assert run.status == "cancelled"
+    hint = f"`tunebridge train --resume {run.run_dir}`"
+    assert cli_main(["generate", "--adapter", str(run.run_dir), "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run.run_dir} has no adapter: the run ended cancelled before saving one" in err and hint in err
+    assert "from its last checkpoint (step-" in err
+    data = str(EXAMPLES / "receipts.jsonl")
+    assert cli_main(["eval", "--data", data, "--adapter", str(run.run_dir), "--limit", "1", "--no-base"]) == 2
+    assert hint in capsys.readouterr().err

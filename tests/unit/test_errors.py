@@ -50,7 +50,8 @@ def test_every_error_class_is_in_the_tree_and_none_is_a_value_error():
 def test_a_wrong_input_is_a_message_and_exit_code_2(capsys):
     assert main(["train"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "error: train: give --data FILE [FILE ...], --config FILE, or --resume RUN_DIR"  # no traceback
+    # no traceback
+    assert err.strip() == "error: train: give --data FILE [FILE ...], --config FILE, or --resume RUN_DIR"
 
 
 def test_debug_shows_the_traceback_of_an_expected_error(capsys):

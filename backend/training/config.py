@@ -29,7 +29,10 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
 @dataclass
 class TrainConfig:
     # --- data ---
-    data: list[str] = _f([], "JSONL file(s): chat, alpaca, dolly, prompt/completion or extraction records.")
+    data: list[str] = _f(
+        [],
+        "JSONL file(s): chat (messages, or ShareGPT conversations), alpaca, dolly, prompt/completion or extraction records.",
+    )
     schema: str | None = _f(None, "JSON Schema file for extraction records; default: the union of their field names.")
     val_fraction: float = _f(0.1, "Share of examples held out for validation (seeded split); 0 for none.")
     max_length: int = _f(2048, "Longest example in tokens; longer ones are reported and skipped, never cut.")

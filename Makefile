@@ -36,7 +36,7 @@ demo: $(STAMP)  ## the main job: fine-tune the bundled model a few minutes, show
 	$(BIN)/tunebridge demo
 
 test: $(STAMP) lint test-n8n  ## the whole suite, slow tests on the bundled model included
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)  ## ruff (lint rules, import order, formatting) and mypy (backend, agents); config in pyproject.toml
 	$(BIN)/ruff check backend agents tests benchmarks && $(BIN)/ruff format --check backend agents tests benchmarks \

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
+from functools import partial
 from typing import Any, Literal
 
 import anyio
@@ -327,21 +328,24 @@ def chat_completions(body: ChatIn, engine: EngineDep, settings: SettingsDep, bat
     }
 
 
+def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any], finish: str | None, **extra) -> str:
+    """One server-sent event of an OpenAI chat stream."""
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
+    return f"data: {json.dumps(body)}\n\n"
+
+
 def _sse_whole(
     message: dict[str, Any], finish: str, usage: dict[str, int], completion_id: str, created: int, model: str
 ) -> Iterator[str]:
     """A whole answer as OpenAI's stream: the role, the content or each call (with its index), the end."""
-
-    def chunk(delta: dict[str, Any], finish_reason: str | None, **extra) -> str:
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            **extra,
-        }
-        return f"data: {json.dumps(body)}\n\n"
+    chunk = partial(_chunk, completion_id, created, model)
 
     yield chunk({"role": "assistant", "content": ""}, None)
     if message.get("content"):
@@ -355,16 +359,7 @@ def _sse_whole(
 def _sse(
     pieces: Iterator[str], future, request: GenRequest, completion_id: str, created: int, model: str
 ) -> Iterator[str]:
-    def chunk(delta: dict[str, str], finish: str | None, **extra) -> str:
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **extra,
-        }
-        return f"data: {json.dumps(body)}\n\n"
+    chunk = partial(_chunk, completion_id, created, model)
 
     yield chunk({"role": "assistant", "content": ""}, None)
     text, sent, stopped = "", 0, False

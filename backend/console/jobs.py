@@ -4,6 +4,7 @@ job, cancel and resume. Everything through `backend.services.jobs`, as `/v1/jobs
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -75,20 +76,28 @@ def job_page(job_id: str, request: Request, engine: EngineDep, settings: Setting
         job=job,
         events=[e for e in events if e["type"] != "progress"],
         last_seq=events[-1]["seq"] if events else 0,
-        points=curve_points(events),
+        points=curve_points(folder / "metrics.jsonl", events),
         artifacts=[name for name in ARTIFACTS if (folder / name).is_file()],
         report=(folder / "report.md").read_text() if (folder / "report.md").is_file() else None,
         ended=job["status"] in service.ENDED,
     )
 
 
-def curve_points(events: list[dict[str, Any]]) -> list[list[float]]:
-    """[step, loss, tokens/s] per progress event: what the job page draws (and adds to as it runs)."""
-    out = []
-    for event in events:
-        data = event["data"]
-        if event["type"] == "progress" and isinstance(data.get("step"), int | float):
-            out.append([data["step"], data.get("loss"), data.get("tokens_per_s")])
+def curve_points(metrics: Path, events: list[dict[str, Any]]) -> list[list[Any]]:
+    """[step, loss, tokens/s] per logged step: the run's metrics.jsonl (every `log_every` steps), then
+    the progress events past its end (a heartbeat's worth each); the page adds to them as the job runs."""
+    records = []
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # a line being written
+                continue
+    records += [e["data"] for e in events if e["type"] == "progress"]
+    out: list[list[Any]] = []
+    for r in records:
+        if isinstance(r, dict) and isinstance(r.get("step"), int) and (not out or r["step"] > out[-1][0]):
+            out.append([r["step"], r.get("loss"), r.get("tokens_per_s")])
     return out
 
 

@@ -21,9 +21,7 @@ def login_form(request: Request, engine: EngineDep, next: str | None = None) -> 
 
 
 @router.post("/login", response_model=None)
-def login(
-    request: Request, engine: EngineDep, key: Annotated[str, Form()] = "", next: Annotated[str, Form()] = PREFIX
-):
+def login(request: Request, engine: EngineDep, key: Annotated[str, Form()] = "", next: Annotated[str, Form()] = PREFIX):
     same_origin(request)
     key = key.strip()
     if not verify_key(engine=engine, key=key):

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import Undefined
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 HEADERS = {
@@ -41,7 +42,7 @@ def back(path: str, *, error: str | None = None, notice: str | None = None) -> R
 
 def seconds(value: Any) -> str:
     """12.5 -> '12 s', 125 -> '2 min 5 s', None -> '–'."""
-    if value is None:
+    if value is None or isinstance(value, Undefined):
         return "–"
     value = int(round(float(value)))
     if value < 60:
@@ -51,6 +52,8 @@ def seconds(value: Any) -> str:
 
 
 def number(value: Any, digits: int = 3) -> str:
+    if isinstance(value, Undefined):
+        value = None
     if isinstance(value, bool) or value is None:
         return "–" if value is None else str(value)
     if isinstance(value, float):

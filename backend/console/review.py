@@ -143,4 +143,3 @@ def review_answer(record: dict[str, Any], form: dict[str, str]) -> dict[str, Any
         "note": form.get("note") or None,
         "reviewer": form.get("reviewer") or None,
     }
-

@@ -42,7 +42,7 @@ function followJob(box) {
     const event = JSON.parse(ev.data);
     if (event.type === "progress") {
       const d = event.data;
-      points.push([d.step, d.loss ?? null, d.tokens_per_s ?? null]);
+      if (!points.length || d.step > points[points.length - 1][0]) points.push([d.step, d.loss ?? null, d.tokens_per_s ?? null]);
       document.getElementById("job-step").textContent = d.step;
       if (d.eta_s !== undefined) document.getElementById("job-eta").textContent = Math.round(d.eta_s) + " s";
       redraw();

@@ -61,4 +61,10 @@ def number(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-templates.env.filters.update(seconds=seconds, number=number)
+def model_name(value: Any) -> str:
+    """A base model as people name it: a hub id as it is, a model folder by its name (not its server path)."""
+    text = str(value or "")
+    return Path(text).name if text.startswith("/") else text
+
+
+templates.env.filters.update(seconds=seconds, number=number, model_name=model_name)

@@ -30,15 +30,19 @@ def eval_scores(*, engine: Engine, version_id: str, scan: int = 500) -> dict[str
     """The newest succeeded eval job's headline for `name@version` (micro-F1, F1 per field, its
     dataset and job), among the newest `scan` jobs; None when no eval job scored it."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT id, dataset, result FROM jobs WHERE kind = 'eval' AND status = 'succeeded' "
-                "ORDER BY created_at DESC LIMIT :n"
-            ),
-            {"n": scan},
-        ).all()
+        rows = (
+            conn.execute(
+                text(
+                    "SELECT id, dataset, result FROM jobs WHERE kind = 'eval' AND status = 'succeeded' "
+                    "ORDER BY created_at DESC LIMIT :n"
+                ),
+                {"n": scan},
+            )
+            .tuples()
+            .all()
+        )
     for job_id, dataset, result in rows:
-        found = (json.loads(result or "{}").get("candidates") or {}).get(version_id)
+        found = (json.loads(str(result or "{}")).get("candidates") or {}).get(version_id)
         if found and "fields" in found:
             return {**found, "job": job_id, "dataset": dataset}
     return None

@@ -105,15 +105,18 @@ def segments(source: str, grounding: dict[str, Any]) -> list[dict[str, Any]]:
 
 @router.post("/{doc_id}")
 async def submit(doc_id: str, request: Request, engine: EngineDep, settings: SettingsDep) -> RedirectResponse:
-    same_origin(request)
-    form = await request.form()
-    documents = _documents(request, settings, engine)
-    try:
-        record = documents.get(doc_id)
-        answer = review_answer(record, {k: v for k, v in form.items() if isinstance(v, str)})
-        from starlette.concurrency import run_in_threadpool
+    from starlette.concurrency import run_in_threadpool
 
-        done = await run_in_threadpool(documents.review, doc_id, answer, dataset=settings.corrections_dataset)
+    same_origin(request)
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    documents = _documents(request, settings, engine)
+
+    def finish() -> dict[str, Any]:
+        answer = review_answer(documents.get(doc_id), form)
+        return documents.review(doc_id, answer, dataset=settings.corrections_dataset)
+
+    try:
+        done = await run_in_threadpool(finish)
     except TunebridgeError as exc:
         return back(f"{PREFIX}/review/{doc_id}", error=str(exc))
     return back(f"{PREFIX}/review/{doc_id}", notice=f"reviewed: {done.get('decision')}")

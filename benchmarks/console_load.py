@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -138,6 +139,7 @@ def main() -> int:
                     rows[name]["browser_s"] = statistics.median(times[1:])
                 browser.close()
 
+    shutil.rmtree(data_dir, ignore_errors=True)
     cpu = torch.backends.cpu.get_cpu_capability()
     print(
         f"store: {args.jobs} jobs (20 progress events each), {args.documents} held documents; filled in {fill_s:.0f} s"

@@ -25,8 +25,8 @@ CHROMIUM_FLAGS = [
 
 def chromium_path() -> str | None:
     """CHROMIUM, else Debian's chromium (`make test` installs it); None when there is none."""
-    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    return found if Path(found).is_file() else None
+    found = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    return found if found and Path(found).is_file() else None
 
 
 class Scripted:

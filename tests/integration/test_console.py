@@ -139,7 +139,10 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
     executable = chromium_path()
     if executable is None:
-        pytest.skip("no Chromium: `make test` installs Debian's chromium (or set CHROMIUM=<binary>)")
+        why = "no Chromium: `make test` installs Debian's chromium (or set CHROMIUM=<binary>)"
+        if os.environ.get("TUNEBRIDGE_REQUIRE_BROWSER"):  # CI installs it: a missing one is a failure there
+            pytest.fail(f"TUNEBRIDGE_REQUIRE_BROWSER is set but {why}")
+        pytest.skip(why)
     with sync_api.sync_playwright() as p:
         launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
         yield launched

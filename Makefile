@@ -8,7 +8,7 @@ BENCH   := $(VENV)/.installed-bench
 PIPC    := $(BIN)/pip install --quiet -c constraints.txt
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast test-n8n lint screenshots bench bench-api bench-sroie bench-extract venv clean
+.PHONY: demo test test-fast test-n8n lint screenshots bench bench-api bench-sroie bench-extract bench-console venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 	command -v tesseract >/dev/null || $(SUDO) sh -c 'apt-get install -y -qq tesseract-ocr || \
 	  (apt-get update -qq && apt-get install -y -qq tesseract-ocr)' >/dev/null 2>&1 || \
 	  echo "warning: tesseract-ocr could not be installed: scanned documents cannot be read (OCR tests skip)"
+	# Headless Chromium for the console's browser test (Playwright drives Debian's chromium; it downloads no browser).
+	command -v chromium >/dev/null || $(SUDO) sh -c 'apt-get install -y -qq chromium || \
+	  (apt-get update -qq && apt-get install -y -qq chromium)' >/dev/null 2>&1 || \
+	  echo "warning: chromium could not be installed: the console's browser test skips"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -74,6 +78,9 @@ bench-extract: $(BENCH)  ## extraction speed: plain generate+json.loads vs the e
 
 bench-api: $(BENCH)  ## API load: concurrent chat + extract requests, batching on vs off
 	$(BIN)/python benchmarks/api_load.py
+
+bench-console: $(STAMP)  ## console page loads on a store of 100 jobs and 1,000 held documents (goal < 1 s)
+	$(BIN)/python benchmarks/console_load.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache n8n_nodes/node_modules n8n_nodes/dist

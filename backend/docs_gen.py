@@ -82,6 +82,17 @@ OTHER_ENV: list[tuple[str, str, str]] = [
     ),
     ("TUNEBRIDGE_N8N_BIN", "tests", "An n8n binary to use instead of the one in `TUNEBRIDGE_N8N_DIR`."),
     (
+        "TUNEBRIDGE_REQUIRE_BROWSER",
+        "tests, `.ci/run`",
+        "`1`: the console's browser test fails, instead of skipping, where Chromium is missing.",
+    ),
+    (
+        "TUNEBRIDGE_SCREENSHOTS",
+        "tests",
+        "The console's browser test saves a PNG of each page it visits in this folder "
+        "(relative: to the repository; `docs/console` holds the committed ones).",
+    ),
+    (
         "TUNEBRIDGE_N8N_NEWEST_DIR",
         "tests, `scripts/install_n8n_newest.sh`, `make test-n8n`",
         "Where the newest "

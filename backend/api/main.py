@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from backend import cores
+from backend import console, cores
 from backend.api.body import BodyLimit
 from backend.api.docs import add_offline_docs
 from backend.api.errors import ERROR_RESPONSES, allowed_methods, error_response
@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (models.router, datasets.router, jobs.router, adapters.router, inference.router, documents.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(webhooks.router, responses={k: v for k, v in ERROR_RESPONSES.items() if k != 404})
+    app.include_router(console.router)  # the web console at /console (and / redirects there)
+    app.mount("/console/static", console.static_files(), name="console-static")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # also unknown routes, 405s

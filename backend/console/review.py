@@ -1,0 +1,148 @@
+"""Review: the queue of held documents, a document's text with each extracted field marked at its
+grounding span, and the review form — finished by `Documents.review`, the code behind
+`POST /v1/documents/{id}/review`, so corrections reach the corrections dataset the same way."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from backend.api.deps import EngineDep, SettingsDep
+from backend.api.routes.documents import _documents
+from backend.console.auth import PREFIX, Page, same_origin
+from backend.console.queries import document_text
+from backend.console.queue import review_queue
+from backend.console.render import back, page
+from backend.errors import InvalidRequest, NotFound, TunebridgeError
+from backend.inference.grounding import leaves
+
+router = APIRouter(prefix=f"{PREFIX}/review", dependencies=[Page])
+DECISIONS = ("approve", "review", "reject")
+
+
+@router.get("")
+def queue_page(request: Request, engine: EngineDep, settings: SettingsDep) -> HTMLResponse:
+    return page(request, "review.html", queue=review_queue(_documents(request, settings, engine)))
+
+
+@router.get("/{doc_id}")
+def document_page(doc_id: str, request: Request, engine: EngineDep, settings: SettingsDep) -> HTMLResponse:
+    documents = _documents(request, settings, engine)
+    try:
+        record = documents.get(doc_id)
+    except NotFound as exc:
+        return page(request, "missing.html", status=404, what=str(exc))
+    source = document_text(documents, doc_id)
+    rows = field_rows(record)
+    return page(
+        request,
+        "document.html",
+        doc=record,
+        rows=rows,
+        segments=segments(source, record.get("grounding") or {}),
+        document_reasons=[why for field, why in reasons_of(record) if not field],
+        decisions=DECISIONS,
+        pending=record.get("status") == "pending_review",
+    )
+
+
+def field_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per extracted leaf: its value, confidence, span, and the validator and rule reasons naming it."""
+    grounding, confidence = record.get("grounding") or {}, record.get("confidence") or {}
+    reasons: dict[str, list[str]] = {}
+    for field, why in reasons_of(record):
+        reasons.setdefault(field or "", []).append(why)
+    rows = []
+    for path, value in leaves(record.get("fields") or {}):
+        top = path.split(".")[0].split("[")[0]
+        rows.append(
+            {
+                "path": path,
+                "value": "" if value is None else value if isinstance(value, str) else json.dumps(value),
+                "is_text": isinstance(value, str) or value is None,
+                "confidence": confidence.get(path, confidence.get(top)),
+                "span": grounding.get(path),
+                "reasons": reasons.get(path, []) + (reasons.get(top, []) if top != path else []),
+            }
+        )
+    return rows
+
+
+def reasons_of(record: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(field or None for the whole document, reason) from the validators, the review flags and the
+    policy's rules."""
+    out: list[tuple[str | None, str]] = []
+    for issue in record.get("validation") or []:
+        out.append((issue.get("field"), f"validator ({issue.get('severity', 'error')}): {issue.get('message')}"))
+    for flag in record.get("flags") or []:
+        out.append((flag.get("field"), f"{flag.get('why')}: {flag.get('detail')}"))
+    for fired in record.get("fired") or []:
+        out.append(((fired.get("evidence") or {}).get("field"), f"rule {fired.get('rule')}: {fired.get('reason')}"))
+    return out
+
+
+def segments(source: str, grounding: dict[str, Any]) -> list[dict[str, Any]]:
+    """The text cut into plain and marked pieces, a mark per field's span (overlapping spans: the first wins)."""
+    spans = sorted(
+        (s["start"], s["end"], path)
+        for path, s in grounding.items()
+        if isinstance(s, dict) and 0 <= s.get("start", -1) < s.get("end", -1) <= len(source)
+    )
+    out, at = [], 0
+    for start, end, path in spans:
+        if start < at:
+            continue
+        if start > at:
+            out.append({"text": source[at:start], "field": None})
+        out.append({"text": source[start:end], "field": path})
+        at = end
+    out.append({"text": source[at:], "field": None})
+    return out
+
+
+@router.post("/{doc_id}")
+async def submit(doc_id: str, request: Request, engine: EngineDep, settings: SettingsDep) -> RedirectResponse:
+    from starlette.concurrency import run_in_threadpool
+
+    same_origin(request)
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    documents = _documents(request, settings, engine)
+
+    def finish() -> dict[str, Any]:
+        answer = review_answer(documents.get(doc_id), form)
+        return documents.review(doc_id, answer, dataset=settings.corrections_dataset)
+
+    try:
+        done = await run_in_threadpool(finish)
+    except TunebridgeError as exc:
+        return back(f"{PREFIX}/review/{doc_id}", error=str(exc))
+    return back(f"{PREFIX}/review/{doc_id}", notice=f"reviewed: {done.get('decision')}")
+
+
+def review_answer(record: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+    """The review body from the form: the fields the reviewer changed (a number stays a number), the
+    decision (empty: the rules decide on the corrected record), note and reviewer."""
+    fields: dict[str, Any] = {}
+    for row in field_rows(record):
+        given = form.get(f"field:{row['path']}")
+        if given is None or given == row["value"]:
+            continue
+        if row["is_text"]:
+            fields[row["path"]] = given if given != "" else None
+        else:
+            try:
+                fields[row["path"]] = json.loads(given) if given.strip() else None
+            except ValueError:
+                fields[row["path"]] = given
+    decision = form.get("decision") or None
+    if decision is not None and decision not in DECISIONS:
+        raise InvalidRequest(f"decision: got {decision!r}, expected one of {list(DECISIONS)} or none")
+    return {
+        "fields": fields,
+        "decision": decision,
+        "note": form.get("note") or None,
+        "reviewer": form.get("reviewer") or None,
+    }

@@ -331,7 +331,11 @@ def _merged_marks(results: list[Extraction], fields: dict[str, Any]) -> dict[str
         return None
     marks: dict[str, str] = {}
     for name in fields:
-        given = [r.automation.get(name, "review") for r in results if r.automation is not None and r.fields.get(name) not in (None, [], {})]
+        given = [
+            r.automation.get(name, "review")
+            for r in results
+            if r.automation is not None and r.fields.get(name) not in (None, [], {})
+        ]
         marks[name] = "auto" if given and all(m == "auto" for m in given) else "review"
     return marks
 
@@ -368,7 +372,9 @@ def _validate(deps: Deps, doc_type: str, fields: dict[str, Any]) -> list[dict[st
     return [i.as_dict() for i in validate_record(doc_type, fields, today=deps.today)]
 
 
-def _automation_flags(policy: rules.Policy, fields: dict[str, Any], marks: dict[str, str] | None) -> list[dict[str, Any]]:
+def _automation_flags(
+    policy: rules.Policy, fields: dict[str, Any], marks: dict[str, str] | None
+) -> list[dict[str, Any]]:
     """The policy's `require_auto_fields`: every given field marked `auto` by the adapter's thresholds."""
     if policy.require_auto_fields == "off" or (marks is None and policy.require_auto_fields == "if_marked"):
         return []

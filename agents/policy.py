@@ -155,9 +155,7 @@ class Policy:
             raise InvalidRequest(f"policy {path}: require_calibrated: got {calibrated!r}, expected true or false")
         auto = data.get("require_auto_fields", False)
         if not isinstance(auto, (bool, str)) or auto not in AUTO_MODES:
-            raise InvalidRequest(
-                f"policy {path}: require_auto_fields: got {auto!r}, expected true, false or if_marked"
-            )
+            raise InvalidRequest(f"policy {path}: require_auto_fields: got {auto!r}, expected true, false or if_marked")
         return cls(
             tuple(rules),
             thresholds["review_below_confidence"],

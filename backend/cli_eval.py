@@ -174,7 +174,11 @@ def _save_learned(args: argparse.Namespace, candidates, result: dict[str, Any]) 
             lines.append(
                 f"{candidate.label}: thresholds for precision {thresholds.target:g} saved to {saved}: "
                 + ", ".join(f"{f} ≥ {t:.3f}" for f, t in kept.items())
-                + (f"; always review: {', '.join(sorted(set(thresholds.fields) - set(kept)))}" if len(kept) < len(thresholds.fields) else "")
+                + (
+                    f"; always review: {', '.join(sorted(set(thresholds.fields) - set(kept)))}"
+                    if len(kept) < len(thresholds.fields)
+                    else ""
+                )
             )
     return {"lines": lines, "refused": refused}
 

@@ -32,11 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sroie_split import CREDIT, load_split, tune_rows  # noqa: E402
-
 from backend.evaluation.selective import answer_pairs, chart, curves  # noqa: E402
 from backend.labels.thresholds import Pair, ThresholdsError, apply, fit_thresholds, needed  # noqa: E402
 from backend.scoring.metrics import score_document  # noqa: E402
+from sroie_split import CREDIT, load_split, tune_rows  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -129,9 +128,13 @@ def report(parts: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> 
             entry["dev"] = apply(fitted, dev)
         variants.append(entry)
     curves_tune, curves_dev = curves(tune), curves(dev)
-    print(f"cpu: {cpu}; {len(parts['tune'])} tune receipts (thresholds fitted), {len(parts['dev'])} dev receipts (scored)")
-    print(f"precision needed: {args.target_precision:g}; a field needs at least "
-          f"{needed(args.target_precision)} accepted tune answers, all right, at the default 95% bound")
+    print(
+        f"cpu: {cpu}; {len(parts['tune'])} tune receipts (thresholds fitted), {len(parts['dev'])} dev receipts (scored)"
+    )
+    print(
+        f"precision needed: {args.target_precision:g}; a field needs at least "
+        f"{needed(args.target_precision)} accepted tune answers, all right, at the default 95% bound"
+    )
     for v in variants:
         if "refused" in v:
             print(f"- {v['name']}: refused: {v['refused']}")
@@ -144,8 +147,10 @@ def report(parts: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> 
             f"fields auto-approved, {d['wrong_auto']} of them wrong)"
         )
     at = curves_dev["overall"]["coverage_at"]
-    print(f"dev in hindsight (one threshold over all fields, chosen on dev: not a result, a ceiling): "
-          f"coverage {at['0.99']:.3f} at precision >= 0.99, {at['0.95']:.3f} at >= 0.95")
+    print(
+        f"dev in hindsight (one threshold over all fields, chosen on dev: not a result, a ceiling): "
+        f"coverage {at['0.99']:.3f} at precision >= 0.99, {at['0.95']:.3f} at >= 0.95"
+    )
     marks = {"dev (held back: only scored)": {v["name"]: v["dev"]["overall"] for v in variants if "dev" in v}}
     summaries = {"tune (thresholds fitted here)": curves_tune, "dev (held back: only scored)": curves_dev}
     stem = f"selective_automation_p{args.target_precision:g}".replace(".", "")

@@ -38,7 +38,7 @@ def curves(pairs: dict[str, list[Pair]]) -> dict[str, Any]:
     highest coverage each reaches at LEVELS of precision (on these answers: a description, not a
     guarantee — fitted thresholds use a lower bound)."""
     pooled = [p for field_pairs in pairs.values() for p in field_pairs]
-    out = {f: {"answers": len(p), "curve": curve(p)} for f, p in pairs.items()}
+    out: dict[str, dict[str, Any]] = {f: {"answers": len(p), "curve": curve(p)} for f, p in pairs.items()}
     out["overall"] = {"answers": len(pooled), "curve": curve(pooled)}
     for entry in out.values():
         entry["coverage_at"] = {
@@ -84,7 +84,13 @@ def chart(summaries: dict[str, dict[str, Any]], path: Path, *, marks: dict[str, 
         for name, point in ((marks or {}).get(label) or {}).items():
             if point.get("precision") is not None:
                 ax.scatter([point["coverage"]], [point["precision"]], marker="o", s=28, zorder=3)
-                ax.annotate(name, (point["coverage"], point["precision"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+                ax.annotate(
+                    name,
+                    (point["coverage"], point["precision"]),
+                    fontsize=7,
+                    xytext=(3, -9),
+                    textcoords="offset points",
+                )
         ax.axhline(0.99, color="grey", linestyle=":", linewidth=1)
         ax.set_xlim(0, 1.02)
         ax.set_ylim(min(0.5, ax.get_ylim()[0]), 1.01)

@@ -75,6 +75,4 @@ def to_review(
     given = [n for n in names if fields.get(n) not in (None, [], {})]
     if marks is not None:
         return [n for n in given if marks.get(n) != "auto"]
-    return [
-        n for n in given if (confidence.get(n) or 0) < threshold or not grounded(n, fields, grounding)
-    ]
+    return [n for n in given if (confidence.get(n) or 0) < threshold or not grounded(n, fields, grounding)]

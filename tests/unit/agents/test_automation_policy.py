@@ -57,7 +57,9 @@ def _policy(tmp_path, mode: str | None) -> Policy:
     if mode is None:
         return Policy.load(None)
     path = tmp_path / "policy.yaml"
-    path.write_text(DEFAULT_POLICY.read_text().replace("require_auto_fields: if_marked", f"require_auto_fields: {mode}"))
+    path.write_text(
+        DEFAULT_POLICY.read_text().replace("require_auto_fields: if_marked", f"require_auto_fields: {mode}")
+    )
     return Policy.load(path)
 
 
@@ -115,7 +117,17 @@ def test_the_reviewer_sees_the_marks_and_vouches_for_the_fields(tmp_path):
 
 def test_chunks_merge_auto_only_where_every_chunk_giving_the_field_marked_it_auto():
     text = "ACME 12.50"
-    one = Extraction({"company": "ACME", "total": None}, {"company": 0.99, "total": None}, {}, automation={"company": "auto", "total": "review"})
-    two = Extraction({"company": "ACME", "total": 12.5}, {"company": 0.9, "total": 0.99}, {}, automation={"company": "review", "total": "auto"})
+    one = Extraction(
+        {"company": "ACME", "total": None},
+        {"company": 0.99, "total": None},
+        {},
+        automation={"company": "auto", "total": "review"},
+    )
+    two = Extraction(
+        {"company": "ACME", "total": 12.5},
+        {"company": 0.9, "total": 0.99},
+        {},
+        automation={"company": "review", "total": "auto"},
+    )
     assert merge([one, two], text).automation == {"company": "review", "total": "auto"}
     assert merge([one, Extraction({"company": "ACME"}, {"company": 0.9}, {})], text).automation is None

@@ -395,7 +395,9 @@ def test_eval_thresholds_are_refused_on_too_little_data_and_saved_where_the_targ
 
     def evaluate(*extra: str, out: str):
         cmd = [sys.executable, "-m", "backend.cli", "eval", "--data", data, "--adapter", str(run.run_dir), "--no-base"]
-        return subprocess.run([*cmd, "--constrained", *extra, "--out", str(tmp_path / out)], capture_output=True, text=True)
+        return subprocess.run(
+            [*cmd, "--constrained", *extra, "--out", str(tmp_path / out)], capture_output=True, text=True
+        )
 
     refused = evaluate("--thresholds", out="refused")  # 12 answers a field cannot show 0.99 precision
     assert refused.returncode == 2, refused.stderr[-2000:]

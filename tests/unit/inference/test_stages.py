@@ -43,7 +43,9 @@ def test_label_rules_apply_only_when_given(tmp_path):
 
 
 def test_marks_need_a_threshold_a_value_found_in_the_document_and_enough_confidence():
-    thresholds = fit_thresholds({"company": [(0.9, True)] * 300, "total": [(0.8, True)] * 300, "date": [(0.99, True)] * 5})
+    thresholds = fit_thresholds(
+        {"company": [(0.9, True)] * 300, "total": [(0.8, True)] * 300, "date": [(0.99, True)] * 5}
+    )
     names = ["company", "total", "date", "address"]
     fields = {"company": "ACME", "total": "9.00", "date": "01/02/2019", "address": None}
     grounding = {"company": {"start": 0, "end": 4}, "total": None, "date": {"start": 9, "end": 19}, "address": None}

@@ -109,6 +109,7 @@ def build_graph(deps: Deps, checkpointer=None):
                     "doc_type",
                     "fields",
                     "confidence",
+                    "automation",
                     "validation",
                     "fired",
                     "flags",
@@ -287,6 +288,7 @@ def _as_numbers(out: Extraction, schema, text: str) -> Extraction:
         out.model,
         {**out.extra, "as_printed": printed},
         out.calibrated,
+        out.automation,
     )
 
 
@@ -319,7 +321,23 @@ def merge(results: list[Extraction], text: str) -> Extraction:
         results[0].model,
         {"chunks": len(results)},
         all(r.calibrated for r in results),
+        _merged_marks(results, fields),
     )
+
+
+def _merged_marks(results: list[Extraction], fields: dict[str, Any]) -> dict[str, str] | None:
+    """A merged field is `auto` only when every chunk that gave it a value marked it `auto`."""
+    if any(r.automation is None for r in results):
+        return None
+    marks: dict[str, str] = {}
+    for name in fields:
+        given = [
+            r.automation.get(name, "review")
+            for r in results
+            if r.automation is not None and r.fields.get(name) not in (None, [], {})
+        ]
+        marks[name] = "auto" if given and all(m == "auto" for m in given) else "review"
+    return marks
 
 
 def _taken(out: Extraction, how: str) -> dict[str, Any]:
@@ -330,6 +348,7 @@ def _taken(out: Extraction, how: str) -> dict[str, Any]:
         "model": out.model,
         "as_printed": out.extra.get("as_printed", {}),
         "calibrated": out.calibrated,
+        "automation": out.automation,
         "attempts": [{"how": how, "fields": out.fields, "raw": out.raw}],
     }
 
@@ -351,6 +370,32 @@ def _validate(deps: Deps, doc_type: str, fields: dict[str, Any]) -> list[dict[st
     if doc_type not in DOC_TYPES:
         return []
     return [i.as_dict() for i in validate_record(doc_type, fields, today=deps.today)]
+
+
+def _automation_flags(
+    policy: rules.Policy, fields: dict[str, Any], marks: dict[str, str] | None
+) -> list[dict[str, Any]]:
+    """The policy's `require_auto_fields`: every given field marked `auto` by the adapter's thresholds."""
+    if policy.require_auto_fields == "off" or (marks is None and policy.require_auto_fields == "if_marked"):
+        return []
+    if marks is None:
+        return [
+            {
+                "why": "no automation thresholds",
+                "detail": "the policy requires every field auto-approved, and the model's adapter has no "
+                "thresholds.json (tunebridge eval --constrained --thresholds)",
+            }
+        ]
+    held = [n for n, value in fields.items() if value not in (None, [], {}) and marks.get(n) != "auto"]
+    if not held:
+        return []
+    return [
+        {
+            "why": "not auto-approved",
+            "field": ", ".join(held),
+            "detail": "below its field's automation threshold, without one, or not found in the document",
+        }
+    ]
 
 
 def _decision(
@@ -387,6 +432,7 @@ def _decision(
                     "detail": f"{value!r} only appears inside the longer {state['text'][found['start'] : found['end']]!r}",
                 }
             )
+    flags += _automation_flags(deps.policy, fields, state.get("automation"))
     basis = _basis(
         deps.policy,
         doc_type,

@@ -32,6 +32,7 @@ class Extraction:
     model: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     calibrated: bool = False  # the confidences were calibrated on held-out answers (an adapter's calibration.json)
+    automation: dict[str, str] | None = None  # per field "auto" | "review" (an adapter's thresholds.json)
 
 
 class Model(Protocol):
@@ -118,6 +119,7 @@ class EngineModel:
             self.name,
             {"usage": out["usage"]},
             calibrated=bool(out.get("calibrated")),
+            automation=out.get("automation"),
         )
 
     def explain(self, doc_type, decision, reasons) -> str:
@@ -150,6 +152,7 @@ class BatcherModel:
             out["raw"],
             self.name,
             calibrated=bool(out.get("calibrated")),
+            automation=out.get("automation"),
         )
 
     def explain(self, doc_type, decision, reasons) -> str:
@@ -197,6 +200,7 @@ class ServiceModel:
             out.get("raw", ""),
             out.get("model", self.name),
             calibrated=bool(out.get("calibrated")),
+            automation=out.get("automation"),
         )
 
     def explain(self, doc_type, decision, reasons) -> str:

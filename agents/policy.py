@@ -7,6 +7,7 @@ A policy file (`agents/policies/default.yaml` is the default):
     review_below_confidence: 0.7          # a present field under this confidence → review
     approve_min_confidence: 0.95          # an approval needs each required field at least this sure
     require_calibrated: true              # ... and its confidence calibrated on held-out answers
+    require_auto_fields: if_marked        # every given field marked `auto` by the adapter's thresholds
     rules:
       - id: high_value
         applies_to: [invoice]
@@ -24,6 +25,12 @@ whole token), at or above `approve_min_confidence` (0.95) on confidences *calibr
 answers (the adapter's calibration.json, written by `tunebridge eval --constrained --calibrate`;
 `require_calibrated: false` trusts raw token probabilities, which a fine-tuned small model gives
 wrong values at 0.98), and every rule that applies could be evaluated. A rule whose inputs are missing or unreadable is a reason for review, shown as such.
+`require_auto_fields` reads the adapter's automation marks (per field `auto` or `review`, from the
+per-field thresholds in its thresholds.json: `tunebridge eval --constrained --thresholds`): with
+`true` a document goes to review unless every given field is marked `auto` — and always when the
+adapter has no thresholds; with `if_marked` the same where the extraction carries marks, and a
+document from an adapter without thresholds is decided as before; with `false` (the default when the
+key is absent) the marks are ignored.
 Otherwise the decision is the most severe outcome among the rules that fired, validation errors
 (review), low-confidence or ungrounded fields (review) and an unknown document type (review). Each
 reason carries its evidence: the field, the value, and where it is in the document.
@@ -44,6 +51,7 @@ from backend.values import is_absent, parse_amount, parse_date
 
 DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.yaml"
 SEVERITY = {"approve": 0, "review": 1, "reject": 2}
+AUTO_MODES: dict[Any, str] = {False: "off", True: "on", "if_marked": "if_marked"}  # require_auto_fields
 # What a decision rests on when a policy names nothing for a type: an approval needs these in evidence.
 DEFAULT_REQUIRES: dict[str, tuple[str, ...]] = {
     "invoice": ("vendor.name", "invoice_number", "total", "due_date"),
@@ -95,6 +103,7 @@ class Policy:
     requires: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRES))
     approve_min_confidence: float = 0.95  # each required field's confidence, for an approval
     require_calibrated: bool = True  # only confidences calibrated on held-out answers can approve
+    require_auto_fields: str = "off"  # off | on | if_marked: every given field marked `auto` (see above)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Policy:
@@ -144,6 +153,9 @@ class Policy:
         calibrated = data.get("require_calibrated", True)
         if not isinstance(calibrated, bool):
             raise InvalidRequest(f"policy {path}: require_calibrated: got {calibrated!r}, expected true or false")
+        auto = data.get("require_auto_fields", False)
+        if not isinstance(auto, (bool, str)) or auto not in AUTO_MODES:
+            raise InvalidRequest(f"policy {path}: require_auto_fields: got {auto!r}, expected true, false or if_marked")
         return cls(
             tuple(rules),
             thresholds["review_below_confidence"],
@@ -151,6 +163,7 @@ class Policy:
             {k: tuple(v) for k, v in requires.items()},
             thresholds["approve_min_confidence"],
             calibrated,
+            AUTO_MODES[auto],
         )
 
     def decision_fields(self, doc_type: str) -> dict[str, list[str]]:

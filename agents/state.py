@@ -21,6 +21,7 @@ class DocumentState(DocumentInput, total=False):
     confidence: dict[str, float | None]
     calibrated: bool  # the confidences were calibrated on held-out answers (else they authorise no approval)
     grounding: dict[str, Any]
+    automation: dict[str, str] | None  # per field "auto" | "review" by the adapter's thresholds (None: it has none)
     as_printed: dict[str, str]  # number fields by path: the text the model copied, before it was read as a number
     model: str
     attempts: Annotated[list[dict[str, Any]], operator.add]  # every extraction, kept, first to last
@@ -48,6 +49,7 @@ OUTPUT_KEYS = (
     "confidence",
     "calibrated",
     "grounding",
+    "automation",
     "model",
     "repairs",
     "validation",

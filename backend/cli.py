@@ -174,87 +174,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from backend.evaluation.runner import evaluate, load_eval_set, write_eval
-    from backend.inference.pool import ModelPool
-    from backend.services.evaluations import build_candidates
-
-    if args.calibrate and not args.constrained:
-        print("--calibrate needs --constrained (confidences come from constrained decoding)", file=sys.stderr)
-        return 2
-    if args.rank and not args.constrained:
-        print("--rank needs --constrained (candidates are ranked after constrained decoding)", file=sys.stderr)
-        return 2
-    engine = None
-    if args.data_dir:
-        from backend.storage.engine import make_engine
-
-        engine = make_engine(_settings(args).db_url)
-    examples, schema = load_eval_set(args.data, limit=args.limit)
-    candidates = build_candidates(
-        adapters=args.adapter or [],
-        include_base=not args.no_base,
-        model=args.model,
-        default_base=_settings(args).default_base_model,
-        engine=engine,
-    )
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(examples) * len(candidates), unit="example", desc="evaluating")
-
-    def show(p):
-        bar.set_postfix_str(p["candidate"])
-        bar.update(p["step"] - bar.n)
-
-    result = evaluate(
-        examples=examples,
-        schema=schema,
-        candidates=candidates,
-        pool=ModelPool(device=args.device),
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        constrained=args.constrained,
-        rank=args.rank,
-        on_progress=show,
-    )
-    bar.close()
-    out = Path(args.out or f"runs/eval-{__import__('time').strftime('%Y%m%d-%H%M%S')}")
-    paths = write_eval({"data": str(args.data), **result}, out, title=f"Evaluation on {Path(args.data).name}")
-    for label, entry in result["candidates"].items():
-        if "extraction" in entry:
-            s = entry["extraction"]
-            fields = ", ".join(f"{f} {v['f1']:.2f}" for f, v in s["fields"].items())
-            c = s.get("calibration")
-            ece = f"; ECE {c['ece']:.3f}" if c else ""
-            if c and c.get("ece_calibrated") is not None:
-                ece += f" (Platt-calibrated {c['ece_calibrated']:.3f} out of fold)"
-            print(
-                f"{label}: micro-F1 {s['micro']['f1']:.3f} ({fields}); exact {s['exact_match']:.2f}; "
-                f"JSON-valid {s['json_valid']:.2f}; schema-valid {s['schema_valid']:.2f}{ece}; {entry['seconds']} s"
-            )
-        if "answers" in entry:
-            a = entry["answers"]
-            print(
-                f"{label}: loss {a['loss']:.4f}, perplexity {a['perplexity']:.2f}, exact {a['exact_match']:.2f}, "
-                f"token-F1 {a['token_f1']:.2f}"
-            )
-    if args.calibrate:
-        from backend.labels.calibration import Platt
-
-        for candidate in candidates:
-            fitted = result["candidates"][candidate.label].get("extraction", {}).get("calibration", {}).get("platt")
-            if candidate.target.adapter_path and fitted:
-                saved = Platt(**fitted).save(Path(candidate.target.adapter_path))
-                print(
-                    f"{candidate.label}: calibration (a={fitted['a']:.3f}, b={fitted['b']:.3f}) saved to {saved}; "
-                    "constrained extraction with this adapter now reports calibrated confidence"
-                )
-    print(f"report: {paths['report']}  (eval.json, eval.png beside it)")
-    return 0
-
-
 def cmd_models(_args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -533,46 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser(
-        "eval",
-        help="score the base model and adapters on labelled data, side by side "
-        "(field-level F1 for extraction; loss, exact match, token-F1 for chats)",
-    )
-    p.add_argument("--data", required=True, help="JSONL file (extraction records, chats, ...)")
-    p.add_argument(
-        "--adapter",
-        action="append",
-        help="run folder, adapter folder, or with --data-dir a registry "
-        "reference (name, name@3, name@prod); repeat to compare several",
-    )
-    p.add_argument("--no-base", action="store_true", help="leave the base model out of the comparison")
-    p.add_argument("--model", help="base model (default: the first adapter's base, else smollm2-135m)")
-    p.add_argument("--limit", type=int, help="first N examples only")
-    p.add_argument("--batch-size", type=int, default=8, help="examples generated together")
-    p.add_argument("--max-new-tokens", type=int, help="generation cap (default: 48 per field + 32)")
-    p.add_argument(
-        "--constrained",
-        action="store_true",
-        help="decode extraction answers under the schema "
-        "(always valid JSON; per-field confidence, scored for calibration) and score them as serving "
-        "returns them (the adapter's label conventions applied)",
-    )
-    p.add_argument(
-        "--rank",
-        choices=["typed", "text"],
-        help="with --constrained: candidate ranking after decoding, "
-        "as /v1/extract's rank (needs the adapter's conventions.json)",
-    )
-    p.add_argument(
-        "--calibrate",
-        action="store_true",
-        help="with --constrained: fit Platt scaling of the "
-        "confidences on this data and save it in each adapter's folder (used at serving)",
-    )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out", help="output folder (default: runs/eval-<timestamp>)")
-    p.add_argument("--data-dir", help="the service's data folder, for registry references")
-    p.set_defaults(func=cmd_eval)
+    from backend.cli_eval import add_command as add_eval_command
+
+    add_eval_command(sub)  # eval: its options and handler in backend/cli_eval.py
 
     p = sub.add_parser("models", help="list bundled base models")
     p.set_defaults(func=cmd_models)

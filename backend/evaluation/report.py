@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from backend.evaluation.selective import chart, table
 from backend.scoring.metrics import ERROR_CATEGORIES
 
 
@@ -55,6 +56,12 @@ def write_report(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[s
                 )
                 for label, c in calibrated.items()
             ]
+        selective = {k: v["selective"] for k, v in extraction.items() if "selective" in v}
+        if selective:
+            lines += ["", *_selective(selective)]
+            paths["precision_coverage"] = chart(
+                {k: v["curves"] for k, v in selective.items()}, out_dir / "precision_coverage.png"
+            )
         lines += ["", "![F1 per field](eval.png)", "", "## Errors by category", ""]
         for label, s in extraction.items():
             why = [c for c in ERROR_CATEGORIES if c != "missing"]  # "missing" is an outcome column already
@@ -96,6 +103,34 @@ def write_report(result: dict[str, Any], out_dir: Path, *, title: str) -> dict[s
         lines.append("")
     paths["report"].write_text("\n".join(lines) + "\n")
     return paths
+
+
+def _selective(selective: dict[str, Any]) -> list[str]:
+    """The precision–coverage table of each candidate, and the thresholds fitted on this data (or why none)."""
+    lines = ["## Selective automation", ""]
+    for label, s in selective.items():
+        lines += [*table(label, s["curves"]), ""]
+        if "thresholds" in s:
+            t = s["thresholds"]
+            lines += [
+                f"Thresholds saved with {label} (target precision {t['target']:g}, {t['confidence']:.0%} lower "
+                "bound; on this data, so no test of them):",
+                "",
+                "| field | threshold | answers | auto | precision | lower bound | coverage |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for name, f in t["fields"].items():
+                if f["threshold"] is None:
+                    lines.append(f"| {name} | none: always review | {f['support']} | 0 | - | - | 0.00 |")
+                else:
+                    lines.append(
+                        f"| {name} | {f['threshold']:.4f} | {f['support']} | {f['accepted']} | {f['precision']:.3f} | "
+                        f"{f['lower_bound']:.3f} | {f['coverage']:.2f} |"
+                    )
+            lines.append("")
+        if "refused" in s:
+            lines += [f"Thresholds for {label} refused: {s['refused']}", ""]
+    return [*lines, "![Precision against coverage](precision_coverage.png)"]
 
 
 def _chart(extraction: dict[str, Any], schema: list[str], path: Path) -> Path:

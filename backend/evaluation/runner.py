@@ -20,6 +20,7 @@ from typing import Any, cast
 import torch
 
 from backend.errors import InvalidRequest
+from backend.evaluation.selective import answer_pairs, curves
 from backend.inference.bundle import AdapterBundle
 from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, ModelPool
@@ -65,7 +66,8 @@ def evaluate(
     """`constrained`: extraction answers are decoded under the schema (backend/inference/extraction.py)
     and scored as serving returns them (the adapter's label conventions applied; with `rank`, candidate
     ranking too), JSON/schema validity from the model's own answer; their per-field confidences are
-    scored for calibration."""
+    scored for calibration, and kept with each answer's correctness for selective automation
+    (`selective.py`: precision–coverage curves; the pairs thresholds are fitted on)."""
     extraction = [e for e in examples if e.format == "extraction"]
     answers = [e for e in examples if e.format != "extraction"]
     cap = max_new_tokens or min(512, 48 * max(1, len(schema)) + 32)
@@ -84,6 +86,7 @@ def evaluate(
 
         if extraction:
             confidences: list[dict[str, Any]] = []
+            outs: list[dict[str, Any]] = []
             if constrained:
                 raws, served, spec = [], [], ExtractionSpec.from_names(schema)
                 reqs = [Document(cast(dict, e.record)["text"], spec, max_new_tokens) for e in extraction]
@@ -94,6 +97,7 @@ def evaluate(
                         raws.append(out["raw"])
                         served.append(json.dumps(out["fields"], ensure_ascii=False))
                         confidences.append(out["confidence"])
+                        outs.append(out)
                     progress(len(reqs[start : start + batch_size]))
             else:
                 raws = _generate(
@@ -119,6 +123,8 @@ def evaluate(
                     if c.get(f.field) is not None and f.outcome in ("correct", "wrong", "extra")
                 ]
                 entry["extraction"]["calibration"] = evaluate_calibration(pairs)
+                entry["extraction"]["selective"] = {"pairs": answer_pairs(docs, outs)}
+                entry["extraction"]["selective"]["curves"] = curves(entry["extraction"]["selective"]["pairs"])
                 for p, c in zip(entry["predictions"], confidences):
                     p["confidence"] = c
         if answers:

@@ -1,8 +1,8 @@
 """What answers a request: a base model, optionally with one trained adapter and what it learned.
 
 An `AdapterBundle` names the base, the adapter's weights and the tokenizer saved with its run; what the
-adapter learned beyond its weights — its label rules (conventions.json and the label memory beside it)
-and its confidence calibration — is read from its folder on first use and again only when one of those
+adapter learned beyond its weights — its label rules (conventions.json and the label memory beside it),
+its confidence calibration and its per-field automation thresholds — is read from its folder on first use and again only when one of those
 files changes (`bundle.learned`). Bundles are small frozen values: the model pool keys its loaded
 weights by them.
 
@@ -25,6 +25,8 @@ from backend.labels.calibration import FILE as CALIBRATION_FILE
 from backend.labels.calibration import Platt
 from backend.labels.conventions import FILE as CONVENTIONS_FILE
 from backend.labels.conventions import MEMORY_FILE, Conventions
+from backend.labels.thresholds import FILE as THRESHOLDS_FILE
+from backend.labels.thresholds import Thresholds
 from backend.models.adapters import AdapterNotFoundError, find_adapter
 
 
@@ -34,6 +36,7 @@ class Learned:
 
     rules: Conventions | None  # how its training labels are written, and its label memory
     calibration: Platt | None  # confidence calibration fitted on held-out answers
+    thresholds: Thresholds | None = None  # per-field confidence that auto-approves an answer (thresholds.py)
 
 
 NOTHING = Learned(None, None)
@@ -56,7 +59,7 @@ class AdapterBundle:
 
     @property
     def learned(self) -> Learned:
-        """The adapter folder's label rules and calibration (NOTHING for a base model)."""
+        """The adapter folder's label rules, calibration and thresholds (NOTHING for a base model)."""
         return learned(self.adapter_path)
 
     @classmethod
@@ -112,12 +115,19 @@ def resolve(
 
 
 def learned(adapter_path: str | None) -> Learned:
-    """The label rules and calibration in an adapter folder, cached until one of their files changes."""
+    """The label rules, calibration and thresholds in an adapter folder, cached until one of their files
+    changes."""
     if not adapter_path:
         return NOTHING
     folder = Path(adapter_path)
     stamps = tuple(
-        _mtime(p) for p in (folder / CONVENTIONS_FILE, folder.parent / MEMORY_FILE, folder / CALIBRATION_FILE)
+        _mtime(p)
+        for p in (
+            folder / CONVENTIONS_FILE,
+            folder.parent / MEMORY_FILE,
+            folder / CALIBRATION_FILE,
+            folder / THRESHOLDS_FILE,
+        )
     )
     return _load(adapter_path, stamps)
 
@@ -128,4 +138,7 @@ def _mtime(path: Path) -> int:
 
 @lru_cache(maxsize=128)
 def _load(adapter_path: str, _stamps: tuple[int, ...]) -> Learned:
-    return Learned(Conventions.load(adapter_path), Platt.load(adapter_path))
+    platt, thresholds = Platt.load(adapter_path), Thresholds.load(adapter_path)
+    return Learned(
+        Conventions.load(adapter_path), platt, thresholds.for_calibration(platt) if thresholds is not None else None
+    )

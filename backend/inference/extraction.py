@@ -23,7 +23,7 @@ from backend.inference.pool import ModelPool, stop_ids
 from backend.inference.ranking import rank_document, rankable
 from backend.inference.spans import SpanCopy, span_grammar
 from backend.inference.spec import ExtractionSpec
-from backend.inference.stages import apply_label_rules, calibrate, take_ranked, to_review
+from backend.inference.stages import apply_label_rules, calibrate, mark, take_ranked, to_review
 from backend.labels.conventions import FILE as CONVENTIONS_FILE
 from backend.prompts import parse_answer
 
@@ -239,7 +239,8 @@ def _record(
     rules = adapter.rules if conventions else None
     fields = apply_label_rules(chosen, doc.text, rules)
     grounding = ground(fields, doc.text)
-    review = to_review(doc.spec.names, fields, confidence, grounding, review_confidence)
+    marks = mark(doc.spec.names, fields, confidence, grounding, adapter.thresholds)
+    review = to_review(doc.spec.names, fields, confidence, grounding, review_confidence, marks)
     return {
         "model": target.label,
         "fields": fields,
@@ -250,6 +251,11 @@ def _record(
         "calibrated": bool(adapter.calibration and adapter.calibration.fitted),
         "grounding": grounding,
         "review": review,
+        **(
+            {"automation": marks, "target_precision": adapter.thresholds.target}
+            if marks is not None and adapter.thresholds is not None
+            else {}
+        ),
         "valid_json": parsed.valid_json,
         "missing": parsed.missing,
         "extra": parsed.extra,

@@ -1,11 +1,11 @@
 """What happens to a decoded extraction answer, stage by stage. `extraction.extract_many` decodes (and
 ranks candidates, which needs the model); these stages then run in order, each a small function:
 
-    read the answer → calibrate → take the ranked choices → apply the label rules → ground → review
+    read the answer → calibrate → take the ranked choices → apply the label rules → ground → mark → review
 
-and each can be switched off by its caller (`conventions=False`, no `rank`, no calibration file). What
-an adapter learned for them — its label rules and its confidence calibration — comes with its bundle
-(`bundle.py`: `AdapterBundle.learned`).
+and each can be switched off by its caller (`conventions=False`, no `rank`, no calibration or
+thresholds file). What an adapter learned for them — its label rules, its confidence calibration and
+its per-field automation thresholds — comes with its bundle (`bundle.py`: `AdapterBundle.learned`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from backend.inference.grounding import leaves
 from backend.labels.calibration import Platt
 from backend.labels.conventions import Conventions
+from backend.labels.thresholds import Mark, Thresholds
 
 
 def calibrate(confidence: dict[str, float | None], platt: Platt | None) -> dict[str, float | None]:
@@ -37,20 +38,41 @@ def apply_label_rules(fields: dict[str, Any], text: str, rules: Conventions | No
     return rules.apply(fields, text) if rules is not None else fields
 
 
+def grounded(name: str, fields: dict[str, Any], grounding: dict[str, Any]) -> bool:
+    """Every present value of the field is found in the document."""
+    return all(grounding.get(path) is not None for path, value in leaves({name: fields.get(name)}) if value is not None)
+
+
+def mark(
+    names: list[str],
+    fields: dict[str, Any],
+    confidence: dict[str, float | None],
+    grounding: dict[str, Any],
+    thresholds: Thresholds | None,
+) -> dict[str, Mark] | None:
+    """`auto` or `review` per field by the adapter's thresholds (None without them): `auto` needs a value,
+    found in the document, at or above its field's threshold; a field without one is always `review`."""
+    if thresholds is None:
+        return None
+    return {
+        n: thresholds.mark(n, confidence.get(n), grounded=grounded(n, fields, grounding))
+        if fields.get(n) not in (None, [], {})
+        else "review"
+        for n in names
+    }
+
+
 def to_review(
     names: list[str],
     fields: dict[str, Any],
     confidence: dict[str, float | None],
     grounding: dict[str, Any],
     threshold: float,
+    marks: dict[str, Mark] | None = None,
 ) -> list[str]:
-    """Fields a person should look at: given, but below `threshold` or not found in the document."""
-    return [
-        n
-        for n in names
-        if fields.get(n) not in (None, [], {})
-        and (
-            (confidence.get(n) or 0) < threshold
-            or any(grounding.get(path) is None for path, value in leaves({n: fields[n]}) if value is not None)
-        )
-    ]
+    """Fields a person should look at: given, but below `threshold` or not found in the document — or,
+    with the adapter's automation `marks`, given and not marked `auto`."""
+    given = [n for n in names if fields.get(n) not in (None, [], {})]
+    if marks is not None:
+        return [n for n in given if marks.get(n) != "auto"]
+    return [n for n in given if (confidence.get(n) or 0) < threshold or not grounded(n, fields, grounding)]

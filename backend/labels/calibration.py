@@ -35,6 +35,10 @@ class Platt:
     def __call__(self, confidence: float) -> float:
         return _sigmoid(self.a * _logit(confidence) + self.b)
 
+    def inverse(self, calibrated: float) -> float:
+        """The raw confidence this calibrator turns into `calibrated` (a > 0)."""
+        return _sigmoid((_logit(calibrated) - self.b) / self.a)
+
     @property
     def fitted(self) -> bool:
         """Fitted on enough right and wrong answers to correct anything (else it is the identity)."""

@@ -90,8 +90,11 @@ def extract(
 
     Constrained (the default): decoding follows the JSON Schema, so the answer always parses and
     matches it; each field gets a confidence and its span in the document (or None: not found), and
-    fields below `review_confidence` or not found are listed in `review`. `rank`: candidate ranking after
-    decoding (`inference/ranking.py`), constrained only."""
+    fields below `review_confidence` or not found are listed in `review`. An adapter with per-field
+    thresholds (its thresholds.json: `tunebridge eval --constrained --thresholds`) marks each field
+    `auto` or `review` in `automation`, with its `target_precision`, and `review` lists the given fields
+    not marked `auto`. `rank`: candidate ranking after decoding (`inference/ranking.py`), constrained
+    only."""
     messages = spec.messages(text)
     if not constrained:
         if rank:

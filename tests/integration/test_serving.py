@@ -181,6 +181,30 @@ def test_extract_uses_the_training_template_and_schema(service, memo):
     assert free["fields"] == GOLD and free["constrained"] is False
 
 
+def test_extract_marks_each_field_by_the_thresholds_stored_with_the_adapter(service, memo):
+    """An adapter folder with thresholds.json: each field auto or review in `automation`; without the
+    file the answer is what it was before."""
+    from backend.labels.thresholds import FILE, fit_thresholds
+
+    folder = service["data_dir"] / "adapters" / "memo" / "v1" / "adapter"
+    # company: any confidence found in the document is trusted; date and total: too few held-out
+    # answers for a threshold, so always review
+    fit_thresholds({"company": [(0.001, True)] * 300, "date": [(0.9, True)] * 20, "total": []}).save(folder)
+    try:
+        out = httpx.post(
+            f"{service['url']}/v1/extract", headers=service["auth"], json={"text": INVOICE, "adapter": "memo@1"}
+        ).json()
+        assert out["fields"] == GOLD
+        assert out["automation"] == {"company": "auto", "date": "review", "total": "review"}
+        assert out["target_precision"] == 0.99 and out["review"] == ["date", "total"]
+    finally:
+        (folder / FILE).unlink()
+    before = httpx.post(
+        f"{service['url']}/v1/extract", headers=service["auth"], json={"text": INVOICE, "adapter": "memo@1"}
+    ).json()
+    assert "automation" not in before and "target_precision" not in before and before["fields"] == GOLD
+
+
 def test_constrained_extraction_is_valid_even_from_an_untrained_model(service, tiny_model):
     schema = {
         "type": "object",

@@ -413,6 +413,8 @@ def infer(
 def extract(
     body: ExtractIn, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep, http: Request
 ) -> dict[str, Any]:
+    """Fields, per-field confidence, grounding spans and `review`; with an adapter that stores automation
+    thresholds, also `automation` ({field: "auto" | "review"}) and its `target_precision`."""
     target, record = service.resolve_target(
         engine=engine, default_base=settings.default_base_model, model=body.model, adapter=body.adapter
     )

@@ -11,6 +11,7 @@ import pytest
 from backend.errors import NotFound
 from backend.inference.bundle import NOTHING, AdapterBundle, learned, resolve
 from backend.labels.calibration import Platt
+from backend.labels.thresholds import fit_thresholds
 from backend.models.adapters import AdapterNotFoundError
 
 
@@ -66,3 +67,18 @@ def test_learned_is_read_once_per_folder_and_again_when_a_file_changes(tmp_path)
     Platt(a=3.0, b=0.0).save(adapter)
     os.utime(adapter / "calibration.json", ns=(1, 10**18))  # a rewrite within the clock's resolution
     assert bundle.learned.calibration.a == 3.0
+
+
+def test_learned_carries_the_thresholds_fitted_under_the_current_calibration(tmp_path):
+    adapter = _adapter(tmp_path)
+    bundle = AdapterBundle.of_folder(adapter)
+    assert bundle.learned.thresholds is None
+    platt = Platt(a=2.0, b=0.5, pairs=300)
+    platt.save(adapter)
+    fit_thresholds({"total": [(0.9, True)] * 300}, calibration=platt).save(adapter)
+    loaded = bundle.learned.thresholds
+    assert loaded is not None and loaded.fields["total"].threshold == 0.9 and not loaded.stale
+    assert loaded.mark("total", 0.95) == "auto"
+    Platt(a=3.0, b=0.0, pairs=300).save(adapter)  # recalibrated since: the thresholds no longer hold
+    os.utime(adapter / "calibration.json", ns=(1, 10**18))
+    assert bundle.learned.thresholds.stale and bundle.learned.thresholds.mark("total", 0.95) == "review"

@@ -368,6 +368,65 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
         assert out["confidence"][name] == pytest.approx(platt(out["confidence_raw"][name]))
 
 
+def test_eval_thresholds_are_refused_on_too_little_data_and_saved_where_the_target_allows(
+    tiny_config, write_jsonl, tmp_path
+):
+    import subprocess
+    import sys
+
+    from backend.inference.extraction import Document, extract_many
+    from backend.labels.calibration import Platt
+    from backend.labels.thresholds import FILE, Thresholds
+    from backend.models.adapters import find_adapter
+    from backend.training.trainer import train
+
+    docs = [
+        {
+            "text": DOCS[i % 2] + f"\nref {i}",
+            "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2], "total": ["1,250.00", "9.00"][i % 2]},
+        }
+        for i in range(12)
+    ]
+    data = write_jsonl("docs.jsonl", docs)
+    run = train(
+        tiny_config(data=[data], max_steps=30, batch_size=2, learning_rate=0.02, warmup_ratio=0.0), progress_bar=False
+    )
+    ref = find_adapter(run.run_dir)
+
+    def evaluate(*extra: str, out: str):
+        cmd = [sys.executable, "-m", "backend.cli", "eval", "--data", data, "--adapter", str(run.run_dir), "--no-base"]
+        return subprocess.run(
+            [*cmd, "--constrained", *extra, "--out", str(tmp_path / out)], capture_output=True, text=True
+        )
+
+    refused = evaluate("--thresholds", out="refused")  # 12 answers a field cannot show 0.99 precision
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "thresholds not saved" in refused.stderr and "company 12 pairs" in refused.stderr
+    assert "needs at least 268 accepted answers" in refused.stderr
+    assert not (ref.path / FILE).exists()
+    report = (tmp_path / "refused" / "report.md").read_text()
+    assert "## Selective automation" in report and "| overall | 24 |" in report and "refused" in report
+    assert (tmp_path / "refused" / "precision_coverage.png").stat().st_size > 0
+
+    # a low target a dozen right answers can show, fitted with a new calibration in the same run
+    saved = evaluate("--calibrate", "--thresholds", "--target-precision", "0.3", out="saved")
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    thresholds, platt = Thresholds.load(ref.path), Platt.load(ref.path)
+    assert thresholds is not None and thresholds.target == 0.3 and "thresholds for precision 0.3" in saved.stdout
+    assert thresholds.calibration == {"a": platt.a, "b": platt.b}
+    fitted = {f: t for f, t in thresholds.fields.items() if t.threshold is not None}
+    assert fitted and all(t.lower_bound >= 0.3 and t.support == 12 for t in fitted.values())
+    result = json.loads((tmp_path / "saved" / "eval.json").read_text())
+    assert result["candidates"][run.run_dir.name]["extraction"]["selective"]["thresholds"]["target"] == 0.3
+    target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
+    spec = ExtractionSpec.from_names(["company", "total"])
+    out = extract_many(ModelPool(device="cpu"), target, [Document(DOCS[0], spec)])[0]
+    assert out["target_precision"] == 0.3 and set(out["automation"]) == {"company", "total"}
+    for name, marked in out["automation"].items():
+        assert marked == thresholds.mark(name, out["confidence"][name], grounded=out["grounding"][name] is not None)
+    assert out["review"] == [n for n in ("company", "total") if out["automation"][n] == "review" and out["fields"][n]]
+
+
 def test_the_adapter_ships_its_label_conventions_and_extraction_applies_them(tiny_config, write_jsonl):
     from backend.inference.extraction import Document, extract_many
     from backend.labels.conventions import Conventions

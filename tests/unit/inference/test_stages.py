@@ -3,9 +3,10 @@ them read once per folder and again when a file changes."""
 
 from __future__ import annotations
 
-from backend.inference.stages import apply_label_rules, calibrate, take_ranked, to_review
+from backend.inference.stages import apply_label_rules, calibrate, mark, take_ranked, to_review
 from backend.labels.calibration import Platt
 from backend.labels.conventions import learn
+from backend.labels.thresholds import fit_thresholds
 
 
 def test_calibrate_maps_each_confidence_and_leaves_unknown_ones():
@@ -39,3 +40,22 @@ def test_label_rules_apply_only_when_given(tmp_path):
     rules = learn([(t, {"company": f"SHOP {n}", "total": f"{n}.50"}) for n, t in enumerate(texts)])
     assert apply_label_rules({"total": "3.5"}, texts[3], None) == {"total": "3.5"}
     assert apply_label_rules({"total": "RM 3.50"}, texts[3], rules)["total"] == "3.50"  # written the labels' way
+
+
+def test_marks_need_a_threshold_a_value_found_in_the_document_and_enough_confidence():
+    thresholds = fit_thresholds(
+        {"company": [(0.9, True)] * 300, "total": [(0.8, True)] * 300, "date": [(0.99, True)] * 5}
+    )
+    names = ["company", "total", "date", "address"]
+    fields = {"company": "ACME", "total": "9.00", "date": "01/02/2019", "address": None}
+    grounding = {"company": {"start": 0, "end": 4}, "total": None, "date": {"start": 9, "end": 19}, "address": None}
+    confidence = {"company": 0.95, "total": 0.99, "date": 0.999, "address": None}
+    marks = mark(names, fields, confidence, grounding, thresholds)
+    # company: found, above its threshold; total: sure but not in the document; date: too few answers
+    # for a threshold; address: no value
+    assert marks == {"company": "auto", "total": "review", "date": "review", "address": "review"}
+    assert mark(names, fields, {**confidence, "company": 0.89}, grounding, thresholds)["company"] == "review"
+    assert mark(names, fields, confidence, grounding, None) is None  # no thresholds: no marks, as before
+    # with marks, review is every given field not marked auto (the absent address is not asked about)
+    assert to_review(names, fields, confidence, grounding, 0.7, marks) == ["total", "date"]
+    assert to_review(names, fields, confidence, grounding, 0.7) == ["total"]  # without: the global threshold

@@ -1,0 +1,190 @@
+"""Selective automation on real receipts: per-field confidence thresholds fitted on the tune receipts,
+judged on the held-back dev receipts — the field precision at the stored thresholds and the share of
+fields they auto-approve.
+
+    .venv/bin/python benchmarks/selective_automation.py --adapter runs/<SROIE run> [--target-precision 0.99]
+
+Data: sroie_train.jsonl (kept outside the repository: benchmarks/README.md) — receipts from the ICDAR
+2019 SROIE dataset (Z. Huang et al., doi:10.1109/ICDAR.2019.00244), CC BY 4.0; the split is
+`benchmarks/sroie_split.py`'s. The adapter must not have trained on tune or dev (`sroie_split.py
+--export-tune` writes a train part without them).
+
+Both parts are extracted once with the constrained engine as `/v1/extract` serves them (the adapter's
+calibration and label rules applied, no candidate ranking) and the answers kept in `--cache` (under
+runs/, outside git), so a rerun with another target reads them instead of decoding again. Thresholds
+come from the tune answers only (`backend/labels/thresholds.py`), by the product's rule (a 95% lower
+bound on precision) and, to show what that bound guards against, by weaker ones; dev is only scored.
+Writes benchmarks/results/selective_automation_p<target>.json and the precision–coverage plot beside
+it (.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from backend.evaluation.selective import answer_pairs, chart, curves  # noqa: E402
+from backend.labels.thresholds import Pair, ThresholdsError, apply, fit_thresholds, needed  # noqa: E402
+from backend.scoring.metrics import score_document  # noqa: E402
+from sroie_split import CREDIT, load_split, tune_rows  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def collect(adapter: str, rows: list[dict[str, Any]], *, batch_size: int) -> list[dict[str, Any]]:
+    """Each receipt's served answer: fields, calibrated confidence and grounding, beside its gold fields."""
+    from backend.inference.bundle import AdapterBundle
+    from backend.inference.extraction import Document, extract_many
+    from backend.inference.pool import ModelPool
+    from backend.inference.spec import ExtractionSpec
+
+    target, pool = AdapterBundle.of_folder(adapter), ModelPool()
+    spec = ExtractionSpec.from_names(list(rows[0]["fields"]))
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        docs = [Document(r["text"], spec) for r in chunk]
+        for row, answer in zip(chunk, extract_many(pool, target, docs, batch_size=batch_size)):
+            out.append(
+                {
+                    "id": row["id"],
+                    "gold": row["fields"],
+                    "fields": answer["fields"],
+                    "confidence": answer["confidence"],
+                    "grounded": {k: v is not None for k, v in answer["grounding"].items()},
+                }
+            )
+        print(f"{len(out)}/{len(rows)} receipts", flush=True)
+    return out
+
+
+def answers(adapter: str, cache: Path, *, batch_size: int) -> dict[str, list[dict[str, Any]]]:
+    if cache.is_file():
+        return json.loads(cache.read_text())["parts"]
+    _, dev = load_split()
+    started = time.perf_counter()
+    parts = {"tune": collect(adapter, tune_rows(), batch_size=batch_size)}
+    parts["dev"] = collect(adapter, dev, batch_size=batch_size)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    seconds = round(time.perf_counter() - started, 1)
+    cache.write_text(json.dumps({"adapter": adapter, "seconds": seconds, "parts": parts}, ensure_ascii=False))
+    print(f"extracted {sum(map(len, parts.values()))} receipts in {seconds} s", flush=True)
+    return parts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--adapter", required=True, help="run or adapter folder of an adapter trained on SROIE")
+    parser.add_argument("--target-precision", type=float, default=0.99)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--cache", type=Path, help="answers file (default runs/selective_automation/<adapter>.json)")
+    parser.add_argument("--collect-only", action="store_true", help="extract and cache the answers, then stop")
+    args = parser.parse_args()
+    cache = args.cache or ROOT / "runs" / "selective_automation" / f"{Path(args.adapter).resolve().name}.json"
+    parts = answers(args.adapter, cache, batch_size=args.batch_size)
+    if args.collect_only:
+        return
+    report(parts, args)
+
+
+VARIANTS = (  # (name, one-sided confidence of the precision bound): the product's default first
+    ("95% lower bound (default)", 0.95),
+    ("80% lower bound", 0.8),
+    ("no bound: precision seen on tune", 0.5),  # z = 0: the Wilson bound is the observed precision
+)
+
+
+def pairs_of(rows: list[dict[str, Any]]) -> dict[str, list[Pair]]:
+    names = list(rows[0]["gold"])
+    docs = [score_document(i, json.dumps(r["fields"]), r["gold"], names) for i, r in enumerate(rows)]
+    answers = [{**r, "grounding": {k: (True if v else None) for k, v in r["grounded"].items()}} for r in rows]
+    return answer_pairs(docs, answers)
+
+
+def report(parts: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    import torch
+
+    tune, dev = pairs_of(parts["tune"]), pairs_of(parts["dev"])
+    cpu = torch.backends.cpu.get_cpu_capability()
+    variants = []
+    for name, confidence in VARIANTS:
+        entry: dict[str, Any] = {"name": name, "confidence": confidence, "target": args.target_precision}
+        try:
+            fitted = fit_thresholds(tune, target=args.target_precision, confidence=confidence)
+        except ThresholdsError as exc:
+            entry["refused"] = str(exc)
+        else:
+            entry["thresholds"] = {f: asdict(t) for f, t in fitted.fields.items()}
+            entry["tune"] = apply(fitted, tune)
+            entry["dev"] = apply(fitted, dev)
+        variants.append(entry)
+    curves_tune, curves_dev = curves(tune), curves(dev)
+    print(
+        f"cpu: {cpu}; {len(parts['tune'])} tune receipts (thresholds fitted), {len(parts['dev'])} dev receipts (scored)"
+    )
+    print(
+        f"precision needed: {args.target_precision:g}; a field needs at least "
+        f"{needed(args.target_precision)} accepted tune answers, all right, at the default 95% bound"
+    )
+    for v in variants:
+        if "refused" in v:
+            print(f"- {v['name']}: refused: {v['refused']}")
+            continue
+        d, t = v["dev"]["overall"], v["tune"]["overall"]
+        kept = ", ".join(f"{f} {x['threshold']:.4f}" for f, x in v["thresholds"].items() if x["threshold"] is not None)
+        print(
+            f"- {v['name']}: thresholds {kept or 'none'}; tune precision {_f(t['precision'])} at coverage {t['coverage']:.3f}; "
+            f"dev precision {_f(d['precision'])} at coverage {d['coverage']:.3f} ({d['auto']} of {d['answers']} "
+            f"fields auto-approved, {d['wrong_auto']} of them wrong)"
+        )
+    at = curves_dev["overall"]["coverage_at"]
+    print(
+        f"dev in hindsight (one threshold over all fields, chosen on dev: not a result, a ceiling): "
+        f"coverage {at['0.99']:.3f} at precision >= 0.99, {at['0.95']:.3f} at >= 0.95"
+    )
+    marks = {"dev (held back: only scored)": {v["name"]: v["dev"]["overall"] for v in variants if "dev" in v}}
+    summaries = {"tune (thresholds fitted here)": curves_tune, "dev (held back: only scored)": curves_dev}
+    stem = f"selective_automation_p{args.target_precision:g}".replace(".", "")
+    png = chart(summaries, RESULTS / f"{stem}.png", marks=marks)
+    out = RESULTS / f"{stem}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "credit": CREDIT,
+                "adapter": Path(args.adapter).resolve().name,
+                "cpu": cpu,
+                "receipts": {"tune": len(parts["tune"]), "dev": len(parts["dev"])},
+                "extraction": "constrained, the adapter's calibration and label rules, no ranking",
+                "target_precision": args.target_precision,
+                "needed_per_field_at_95": needed(args.target_precision),
+                "variants": variants,
+                "curves": {"tune": _rounded(curves_tune), "dev": _rounded(curves_dev)},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(f"written: {out.relative_to(ROOT)}, {png.relative_to(ROOT)}")
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _rounded(summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: {**v, "curve": [{m: round(x, 4) for m, x in pt.items()} for pt in v["curve"]]} for k, v in summary.items()
+    }
+
+
+if __name__ == "__main__":
+    main()

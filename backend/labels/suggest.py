@@ -101,18 +101,28 @@ def score(
 def rank(
     records: Sequence[Mapping[str, Any]],
     *,
-    index: HeadIndex | None = None,
-    text_key: str = "text",
+    index: HeadIndex | Mapping[str | None, HeadIndex] | None = None,
     weights: Weights = Weights(),
 ) -> list[tuple[int, Value]]:
     """(position in `records`, value) for every record, highest score first, ties in input order.
-    With an `index`, novelty is measured on each record's `text_key` against it (a record without
-    text gets none)."""
-    texts = [str(r.get(text_key) or "") for r in records]
-    novelty = index.novelty(texts) if index is not None else [None] * len(records)
-    heads = len(index) if index is not None else 0
-    values = [score(r, novelty=n, heads=heads, weights=weights) for r, n in zip(records, novelty)]
-    return sorted(enumerate(values), key=lambda pair: -pair[1].score)
+    Novelty is measured on each record's `text` against `index`: one for all, or one per document type
+    (the record's `doc_type`; a type it lacks is not measured); without an index, not at all."""
+    novelty: list[float | None] = [None] * len(records)
+    heads: list[int] = [0] * len(records)
+    by_type = index if isinstance(index, Mapping) else {r.get("doc_type"): index for r in records}
+    for doc_type, one in by_type.items():
+        mine = [i for i, r in enumerate(records) if r.get("doc_type") == doc_type]
+        if one is None or not mine:
+            continue
+        for i, n in zip(mine, one.novelty([str(records[i].get("text") or "") for i in mine])):
+            novelty[i], heads[i] = n, len(one)
+    values = [score(r, novelty=n, heads=h, weights=weights) for r, n, h in zip(records, novelty, heads)]
+    return [(i, values[i]) for i in order(values)]
+
+
+def order(values: Sequence[Value]) -> list[int]:
+    """Positions in `values`, highest score first; equal scores keep their order."""
+    return sorted(range(len(values)), key=lambda i: -values[i].score)
 
 
 # -- signals: (value in [0, 1], reason) ------------------------------------------------------------------

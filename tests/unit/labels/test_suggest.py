@@ -75,7 +75,9 @@ def test_ungrounded_values_and_ranked_candidates_that_disagree():
     assert score(differ).signals["disagreement"] == 1.0
     assert score(differ).reasons[0] == "ranked candidate disagrees: total '81.40', decoded '18.40'"
 
-    repaired = record(attempts=[{"fields": {"total": "13.00", "company": "X"}}, {"fields": {"total": "18.40", "company": "X"}}])
+    repaired = record(
+        attempts=[{"fields": {"total": "13.00", "company": "X"}}, {"fields": {"total": "18.40", "company": "X"}}]
+    )
     assert score(repaired).signals["disagreement"] == 0.5 and "repairs changed: total" in score(repaired).reasons
 
 

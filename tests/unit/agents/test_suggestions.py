@@ -97,6 +97,11 @@ def test_suggestions_for_a_dataset_that_takes_no_corrections_say_why(held):
     service, _ = held
     with pytest.raises(datasets.DatasetNotFoundError, match="'corrections-invoice' does not exist.*order=value"):
         service.suggestions("corrections-invoice", limit=5)
+    body = json.dumps({"text": "ACME\nInvoice 1", "fields": {"total": 1}}).encode()
+    datasets.append_examples(
+        engine=service.engine, data_dir=service.data_dir, name="acme-invoice", body=body, source="test"
+    )
+    assert service.suggestions("acme-invoice", limit=5) == []  # held receipts only: no invoice waits
     with pytest.raises(InvalidRequest, match="'receipts' takes no review corrections.*bank-statement"):
         service.suggestions("receipts", limit=5)
     with pytest.raises(InvalidRequest, match="order: got 'size'"):

@@ -2,6 +2,7 @@
 
     tunebridge extract examples/documents --adapter runs/<run> --out results.jsonl
     tunebridge review list
+    tunebridge review list --by value --data-dir data   # the documents whose labels teach most first
     tunebridge review resume <id> --corrections fixes.json        # or answer the prompts
 
 Each document is a LangGraph thread (its id: the first 16 hex digits of the file's SHA-256), checkpointed
@@ -59,6 +60,14 @@ def add_commands(sub) -> None:
         '"decision": "approve|review|reject", "note": "..."}; without it, prompts',
     )
     p.add_argument("--reviewer", help="who reviewed (recorded)")
+    p.add_argument(
+        "--by",
+        choices=["time", "value"],
+        default="time",
+        help="list order: time = oldest first; value = the documents whose corrections would teach the model "
+        "most first (low confidence, disagreement, values not in the text, validator failures, and, with "
+        "--data-dir, senders unlike the corrections dataset's examples), with the score and its top reason",
+    )
     _model_flags(p)
     p.add_argument("--policy", help="decision policy YAML")
     p.set_defaults(func=cmd_review)
@@ -311,6 +320,11 @@ def cmd_review(args: argparse.Namespace) -> int:
         pending = store.documents(status="pending_review")
         if not pending:
             print("nothing waiting for review")
+        if args.by == "value":
+            for d, value in by_value(args, pending):
+                top = value["reasons"][0] if value["reasons"] else "-"
+                print(f"{d['thread_id']}  {value['score']:.3f}  {d['doc_type'] or '-':14} {d['path']}  ({top})")
+            return 0
         for d in pending:
             print(
                 f"{d['thread_id']}  {d['doc_type'] or '-':14} {d['decision'] or '-':8} {d['path']}  "
@@ -354,6 +368,27 @@ def cmd_review(args: argparse.Namespace) -> int:
         )
     print(json.dumps(record, indent=2, default=str))
     return 0
+
+
+def by_value(args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The store's `rows`, most informative first (backend/labels/suggest.py), each with its value. With
+    --data-dir, novelty against the service's `<--dataset>-<type>` datasets; otherwise not measured."""
+    from backend.labels import suggest
+    from backend.services.documents import as_json, corrections_heads
+
+    graph, _, _ = open_runtime(args, model=_NoModel())
+    states = [graph.get_state({"configurable": {"thread_id": r["thread_id"]}}).values for r in rows]
+    indexes = None
+    if args.data_dir:
+        from backend.settings import Settings
+        from backend.storage.engine import make_engine
+
+        engine = make_engine(Settings(data_dir=Path(args.data_dir)).db_url)
+        indexes = {
+            t: corrections_heads(engine=engine, data_dir=Path(args.data_dir), dataset=args.dataset, doc_type=t)
+            for t in {r["doc_type"] for r in rows}
+        }
+    return [(rows[i], as_json(value)) for i, value in suggest.rank(states, index=indexes)]
 
 
 def _read_corrections(path: str) -> dict[str, Any]:

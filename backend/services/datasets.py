@@ -291,3 +291,18 @@ def _spread(values: list[int]) -> dict[str, float]:
         "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
         "max": ordered[-1],
     }
+
+
+def document_texts(*, engine: Engine, data_dir: Path, name: str) -> list[str]:
+    """The document text of each of the dataset's examples, in order: an extraction record's `text`,
+    otherwise its first user message (what the model was shown). `DatasetNotFoundError` when the
+    dataset does not exist."""
+    body = read_committed(engine=engine, data_dir=data_dir, name=check_name(name))
+    loaded = parse_jsonl([(f"dataset {name}", body.splitlines())], dedupe=False)
+    texts: list[str] = []
+    for example in loaded.examples:
+        if example.record is not None and isinstance(example.record.get("text"), str):
+            texts.append(example.record["text"])
+            continue
+        texts += [m["content"] for m in example.messages if m.get("role") == "user"][:1]
+    return texts

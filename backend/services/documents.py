@@ -7,6 +7,14 @@ extractions batch with concurrent requests — and its state lives in `data_dir/
 and `POST /v1/documents/{id}/review` resumes it. A reviewer's corrections become labelled examples of
 the dataset `<corrections dataset>-<document type>` through the same path as the labelled-data
 webhook (stored once per delivery, training started past the threshold).
+
+Which held documents to review first (`suggestions`, `list(order="value")`): each is scored by
+`backend/labels/suggest.py` on its graph state (confidence, grounding, validation, repairs, and the
+novelty of its sender against the dataset its corrections would land in). A correction lands in
+`<corrections dataset>-<document type>`, the corrections dataset being the reviewer's choice (default
+TUNEBRIDGE_CORRECTIONS_DATASET), so a dataset takes the held documents whose type its name ends with:
+`corrections-receipt` and `acme-receipt` both take the receipts, `corrections-bank-statement` the bank
+statements.
 """
 
 from __future__ import annotations
@@ -22,17 +30,51 @@ from typing import Any
 from sqlalchemy import Engine
 
 from agents.feedback import dataset_for
-from agents.graph import Deps, build_graph, process, record
+from agents.graph import CUSTOM, Deps, build_graph, process, record
 from agents.policy import Policy
+from agents.schemas import DOC_TYPES, OTHER
 from agents.store import SERVICE_FILE, Store
 from backend.errors import Conflict, InvalidRequest, NotFound
-from backend.services import webhooks
+from backend.labels import suggest
+from backend.labels.novelty import HeadIndex
+from backend.services import datasets, webhooks
 
 SUFFIXES = {".pdf", ".txt", ".md", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
+ORDERS = ("value",)  # list(order=...): "value" = most informative first (backend/labels/suggest.py)
+
+
 class DocumentNotFoundError(NotFound):
     pass
+
+
+def corrections_heads(*, engine: Engine, data_dir: Path, dataset: str, doc_type: str | None) -> HeadIndex:
+    """The training heads of `<dataset>-<doc_type>`, where corrections of this type land; none while
+    that dataset does not exist (every sender is new)."""
+    try:
+        texts = datasets.document_texts(engine=engine, data_dir=data_dir, name=dataset_for(dataset, doc_type or OTHER))
+    except (datasets.DatasetNotFoundError, InvalidRequest):  # none yet, or a name no dataset can have
+        texts = []
+    return HeadIndex.build(texts)
+
+
+def as_json(value: suggest.Value) -> dict[str, Any]:
+    """A document's value as the API and the CLI show it."""
+    return {
+        "score": round(value.score, 4),
+        "reasons": value.reasons,
+        "signals": {k: round(v, 4) for k, v in value.signals.items()},
+    }
+
+
+def document_type_of(dataset: str) -> str | None:
+    """The document type whose review corrections land in `dataset` (`<prefix>-<type>`), or None."""
+    for doc_type in (*DOC_TYPES, CUSTOM, OTHER):
+        suffix = dataset_for("", doc_type)  # "-bank-statement"
+        if dataset.endswith(suffix) and len(dataset) > len(suffix):
+            return doc_type
+    return None
 
 
 class Documents:
@@ -111,8 +153,49 @@ class Documents:
             graph.invoke(Command(resume=answer), config)
             return self._public(record(graph.get_state(config)))
 
-    def list(self, status: str | None = None) -> list[dict[str, Any]]:
-        return [self._public(d) for d in self.store.documents(status=status)]
+    def list(
+        self, status: str | None = None, *, order: str | None = None, corrections_dataset: str = "corrections"
+    ) -> list[dict[str, Any]]:
+        """Documents (of one status), oldest first; with `order="value"` most informative first, each
+        with its score and reasons, novelty measured against `<corrections_dataset>-<type>` (every
+        sender is new while that dataset does not exist)."""
+        rows = self.store.documents(status=status)
+        if order is None:
+            return [self._public(d) for d in rows]
+        if order not in ORDERS:
+            raise InvalidRequest(f"order: got {order!r}, expected one of {list(ORDERS)} (or none: oldest first)")
+        indexes = {
+            t: corrections_heads(engine=self.engine, data_dir=self.data_dir, dataset=corrections_dataset, doc_type=t)
+            for t in {r["doc_type"] for r in rows}
+        }
+        return self._by_value(rows, indexes)
+
+    def suggestions(self, dataset: str, *, limit: int) -> list[dict[str, Any]]:
+        """The documents held for review whose corrections land in `dataset`, most informative first
+        (at most `limit`), novelty measured against the dataset's examples."""
+        try:
+            texts = datasets.document_texts(engine=self.engine, data_dir=self.data_dir, name=dataset)
+        except datasets.DatasetNotFoundError:
+            raise datasets.DatasetNotFoundError(
+                f"dataset {dataset!r} does not exist (a corrections dataset is made by its first review "
+                "correction; GET /v1/documents?status=pending_review&order=value orders the held documents "
+                "without one)"
+            ) from None
+        doc_type = document_type_of(dataset)
+        if doc_type is None:
+            raise InvalidRequest(
+                f"dataset {dataset!r} takes no review corrections: they land in `<corrections dataset>-<document "
+                f"type>`, e.g. corrections-receipt (types: {', '.join(dataset_for('', t)[1:] for t in DOC_TYPES)})"
+            )
+        rows = [r for r in self.store.documents(status="pending_review") if r["doc_type"] == doc_type]
+        return self._by_value(rows, {doc_type: HeadIndex.build(texts)})[:limit]
+
+    def _by_value(self, rows: list[dict[str, Any]], indexes: dict[str | None, HeadIndex]) -> list[dict[str, Any]]:
+        """`rows` (the store's) most informative first, each with its score, reasons and signals."""
+        with self._lock:
+            graph = self._graph(None, None)
+            states = [graph.get_state({"configurable": {"thread_id": r["thread_id"]}}).values for r in rows]
+        return [{**self._public(rows[i]), **as_json(value)} for i, value in suggest.rank(states, index=indexes)]
 
     def _public(self, rec: dict[str, Any]) -> dict[str, Any]:
         """A record as clients see it: the stored file named relative to the data folder, never by its

@@ -1,5 +1,6 @@
 import type { IBinaryData, IHttpRequestOptions } from 'n8n-workflow';
 import { NodeApiError } from 'n8n-workflow';
+import { Tunebridge } from '../nodes/Tunebridge/Tunebridge.node';
 import { multipartBody } from '../nodes/Tunebridge/resources/document/process';
 import { run } from './context';
 import { n8nHttpError } from './errors';
@@ -292,6 +293,55 @@ describe('Document: Get', () => {
 		const { output } = await run({ params, response, continueOnFail: true });
 		expect(output).toEqual([
 			{ json: { error: 'document nope not found' }, pairedItem: { item: 0 } },
+		]);
+	});
+});
+
+describe('Document: List Held for Review', () => {
+	const held = [
+		{ thread_id: 'b2', score: 0.61, reasons: ['new sender: nearest training head 8% alike'] },
+		{ thread_id: 'a1', score: 0.42, reasons: ['low confidence: total 0.31 (calibrated)'] },
+		{ thread_id: 'c3', score: 0.1, reasons: [] },
+	];
+	const base = { resource: 'document', operation: 'listHeld' };
+
+	it('asks for the most informative first by default, one item per document, up to Limit', async () => {
+		const { requests, output } = await run({
+			params: { ...base, orderBy: 'value', returnAll: false, limit: 2 },
+			response: held,
+		});
+		expect(requests[0]).toEqual({
+			credentialType: 'tunebridgeApi',
+			options: {
+				method: 'GET',
+				url: `${BASE}/v1/documents`,
+				json: true,
+				qs: { status: 'pending_review', order: 'value' },
+			},
+		});
+		expect(output).toEqual([
+			{ json: held[0], pairedItem: { item: 0 } },
+			{ json: held[1], pairedItem: { item: 0 } },
+		]);
+	});
+
+	it('lists oldest first without an order, and all of them with Return All', async () => {
+		const { requests, output } = await run({
+			params: { ...base, orderBy: '', returnAll: true },
+			response: held,
+		});
+		expect(requests[0].options.qs).toEqual({ status: 'pending_review' });
+		expect(output.map(({ json }) => json.thread_id)).toEqual(['b2', 'a1', 'c3']);
+	});
+
+	it('offers Most Informative First as the default order', () => {
+		const orderBy = new Tunebridge().description.properties.find(
+			(p) => p.name === 'orderBy' && p.displayOptions?.show?.operation?.includes('listHeld'),
+		);
+		expect(orderBy?.default).toBe('value');
+		expect(orderBy?.options?.map((o) => ('name' in o ? o.name : ''))).toEqual([
+			'Most Informative First',
+			'Oldest First',
 		]);
 	});
 });

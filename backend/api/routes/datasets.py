@@ -1,11 +1,12 @@
-"""Datasets: upload or append JSONL examples, list datasets, read one dataset's statistics."""
+"""Datasets: upload or append JSONL examples, list datasets, read one dataset's statistics, and which
+held documents to label next for one."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -13,6 +14,7 @@ from starlette.datastructures import UploadFile
 
 from backend.api.body import check_declared_length, read_capped
 from backend.api.deps import Authorized, EngineDep, SettingsDep
+from backend.api.routes.documents import documents_of
 from backend.services import datasets as service
 from backend.training.data import DatasetError
 
@@ -92,3 +94,41 @@ def stats(name: DatasetName, engine: EngineDep, settings: SettingsDep) -> dict[s
     return service.dataset_stats(
         engine=engine, data_dir=settings.data_dir, name=name, tokenizer=_tokenizer(settings.default_base_model)
     )
+
+
+class SuggestionOut(BaseModel):
+    thread_id: str
+    doc_id: str
+    path: str
+    doc_type: str | None
+    status: str
+    decision: str | None
+    updated_at: str
+    score: float
+    reasons: list[str]
+    signals: dict[str, float]
+
+
+@router.get(
+    "/{name}/suggestions",
+    response_model=list[SuggestionOut],
+    summary="Documents held for review whose corrections land here, most informative first, with score and reasons",
+)
+def suggestions(
+    name: DatasetName,
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many documents.")] = 20,
+) -> list[dict[str, Any]]:
+    """The documents held for review whose corrections would land in this dataset: a correction goes to
+    `<corrections dataset>-<document type>`, so `corrections-receipt` (or `acme-receipt`) takes the held
+    receipts. Label them in this order and the model learns most per label: `score` (0 to 1, the mean of
+    five signals) rises with low field confidence (calibrated where the adapter is), ranked candidates
+    or repairs that disagree with the answer, values not found in the text, validator failures, and a
+    sender (the document's first lines) unlike any of this dataset's examples. `reasons` name the
+    signals behind the score, largest first. 404: no such dataset (a corrections dataset is made by its
+    first correction; `GET /v1/documents?status=pending_review&order=value` orders without one); 422: a
+    dataset name that ends in no document type."""
+    _checked(name)
+    return documents_of(request, settings, engine).suggestions(name, limit=limit)

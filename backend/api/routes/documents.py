@@ -4,9 +4,9 @@ review of the ones held for a person. What an n8n workflow calls with one HTTP n
 from __future__ import annotations
 
 import threading
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -51,7 +51,7 @@ class ReviewIn(BaseModel):
 _CREATE = threading.Lock()
 
 
-def _documents(request: Request, settings, engine) -> Documents:
+def documents_of(request: Request, settings, engine) -> Documents:
     """The process's one Documents (made on first use: the agents' store and policy)."""
     state = request.app.state
     with _CREATE:
@@ -91,7 +91,7 @@ async def create(request: Request, engine: EngineDep, settings: SettingsDep, bat
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid request: {problems}") from exc
         options = body.model_dump(exclude={"text", "filename"}, exclude_none=True)
         name, content = body.filename, body.text.encode()
-    documents = _documents(request, settings, engine)
+    documents = documents_of(request, settings, engine)
     target, _ = inference.resolve_target(
         engine=engine,
         default_base=settings.default_base_model,
@@ -109,22 +109,39 @@ async def create(request: Request, engine: EngineDep, settings: SettingsDep, bat
     )
 
 
-@router.get("", summary="Documents, optionally by status (pending_review, done, reviewed)")
+@router.get(
+    "",
+    summary="Documents, optionally by status (pending_review, done, reviewed); order=value: most informative first",
+)
 def list_documents(
-    request: Request, engine: EngineDep, settings: SettingsDep, status_: str | None = None
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    status_: str | None = None,
+    status_alias: Annotated[str | None, Query(alias="status", description="The same as `status_`.")] = None,
+    order: Annotated[
+        Literal["value"] | None,
+        Query(description="value: the documents whose labels would teach the model most first; default: oldest first"),
+    ] = None,
 ) -> list[dict[str, Any]]:
-    return _documents(request, settings, engine).list(status_)
+    if status_ and status_alias and status_ != status_alias:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"status: got {status_alias!r} and status_ {status_!r}; give one"
+        )
+    return documents_of(request, settings, engine).list(
+        status_ or status_alias, order=order, corrections_dataset=settings.corrections_dataset
+    )
 
 
 @router.get("/{doc_id}", summary="One document's record (fields, confidence, grounding, decision, review)")
 def get_document(doc_id: str, request: Request, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
-    return _documents(request, settings, engine).get(doc_id)
+    return documents_of(request, settings, engine).get(doc_id)
 
 
 @router.post("/{doc_id}/review", summary="Finish a review: corrections and/or a decision")
 def review(doc_id: str, body: ReviewIn, request: Request, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     answer = body.model_dump(exclude={"corrections_dataset"})
-    return _documents(request, settings, engine).review(
+    return documents_of(request, settings, engine).review(
         doc_id, answer, dataset=body.corrections_dataset or settings.corrections_dataset
     )
 

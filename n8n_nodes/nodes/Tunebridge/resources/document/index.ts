@@ -2,6 +2,7 @@ import type { INodeProperties } from 'n8n-workflow';
 import type { OperationExecutor } from '../../utils';
 import { extract, extractDescription } from './extract';
 import { documentIdDescription, get } from './get';
+import { listHeld, listHeldDescription } from './listHeld';
 import { processDescription, processDocument } from './process';
 import { review, reviewDescription } from './review';
 
@@ -10,6 +11,7 @@ export const documentOperations: Record<string, OperationExecutor> = {
 	process: processDocument,
 	review,
 	get,
+	listHeld,
 };
 
 export const documentDescription: INodeProperties[] = [
@@ -33,6 +35,13 @@ export const documentDescription: INodeProperties[] = [
 				description: "A processed document's record: fields, decision, review",
 			},
 			{
+				name: 'List Held for Review',
+				value: 'listHeld',
+				action: 'List documents held for review',
+				description:
+					'The documents waiting for a person, most informative first: label these first for a better model sooner',
+			},
+			{
 				name: 'Process',
 				value: 'process',
 				action: 'Process a document',
@@ -52,4 +61,5 @@ export const documentDescription: INodeProperties[] = [
 	...processDescription,
 	...documentIdDescription,
 	...reviewDescription,
+	...listHeldDescription,
 ];

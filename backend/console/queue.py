@@ -7,6 +7,7 @@ from typing import Any
 from backend.services.documents import Documents
 
 
-def review_queue(documents: Documents) -> list[dict[str, Any]]:
-    """Documents held for review, the longest-waiting first (the store lists them by last update)."""
-    return documents.list("pending_review")
+def review_queue(documents: Documents, *, corrections_dataset: str) -> list[dict[str, Any]]:
+    """Documents held for review, the one whose correction would teach the model most first (each with
+    its score and reasons; novelty against `<corrections_dataset>-<type>`)."""
+    return documents.list("pending_review", order="value", corrections_dataset=corrections_dataset)

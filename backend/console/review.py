@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from backend.api.deps import EngineDep, SettingsDep
-from backend.api.routes.documents import _documents
+from backend.api.routes.documents import documents_of
 from backend.console.auth import PREFIX, Page, same_origin
 from backend.console.queries import document_text
 from backend.console.queue import review_queue
@@ -25,12 +25,16 @@ DECISIONS = ("approve", "review", "reject")
 
 @router.get("")
 def queue_page(request: Request, engine: EngineDep, settings: SettingsDep) -> HTMLResponse:
-    return page(request, "review.html", queue=review_queue(_documents(request, settings, engine)))
+    return page(
+        request,
+        "review.html",
+        queue=review_queue(documents_of(request, settings, engine), corrections_dataset=settings.corrections_dataset),
+    )
 
 
 @router.get("/{doc_id}")
 def document_page(doc_id: str, request: Request, engine: EngineDep, settings: SettingsDep) -> HTMLResponse:
-    documents = _documents(request, settings, engine)
+    documents = documents_of(request, settings, engine)
     try:
         record = documents.get(doc_id)
     except NotFound as exc:
@@ -109,7 +113,7 @@ async def submit(doc_id: str, request: Request, engine: EngineDep, settings: Set
 
     same_origin(request)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    documents = _documents(request, settings, engine)
+    documents = documents_of(request, settings, engine)
 
     def finish() -> dict[str, Any]:
         answer = review_answer(documents.get(doc_id), form)

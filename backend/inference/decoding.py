@@ -211,7 +211,13 @@ def constrained_batch(
         width = max(len(drafts[i]) for i in live) + 1
         if not first:
             logits, mask = _forward(
-                model, cache, mask, [feed[i] + drafts[i] for i in live], [positions[i] for i in live], device, keep=width
+                model,
+                cache,
+                mask,
+                [feed[i] + drafts[i] for i in live],
+                [positions[i] for i in live],
+                device,
+                keep=width,
             )
         first = False
         keep: list[int] = []
@@ -322,9 +328,11 @@ def _prefill(model, prefix_cache, feeds: list[list[int]], start: int, device) ->
             ids = torch.tensor([tokens], device=device)
             pos = torch.arange(start, start + len(tokens), device=device).unsqueeze(0)
             mask = torch.ones((1, start + len(tokens)), dtype=torch.long, device=device)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+            out = model(
+                input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1
+            )
             last.append(out.logits[0, -1])
-            rows.append([(layer.keys, layer.values) for layer in cache.layers])
+            rows.append([_kv(layer) for layer in cache.layers])
     width = start + max(len(t) for t in feeds)
     layers = []
     for n in range(len(rows[0])):
@@ -333,6 +341,11 @@ def _prefill(model, prefix_cache, feeds: list[list[int]], start: int, device) ->
         layers.append((torch.cat(keys), torch.cat(values)))
     mask = torch.tensor([[0] * (width - start - len(t)) + [1] * (start + len(t)) for t in feeds], device=device)
     return torch.stack(last).unsqueeze(1), DynamicCache(layers), mask
+
+
+def _kv(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A full-attention cache layer's keys and values."""
+    return layer.keys, layer.values
 
 
 def _left_pad(states: torch.Tensor, width: int) -> torch.Tensor:

@@ -32,7 +32,7 @@ from typing import Any
 from backend.labels.novelty import HeadIndex
 
 SIGNALS = ("uncertainty", "disagreement", "ungrounded", "validation", "novelty")
-EMPTY = (None, "", [], {})
+EMPTY: tuple[Any, ...] = (None, "", [], {})
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,11 @@ def rank(
     (the record's `doc_type`; a type it lacks is not measured); without an index, not at all."""
     novelty: list[float | None] = [None] * len(records)
     heads: list[int] = [0] * len(records)
-    by_type = index if isinstance(index, Mapping) else {r.get("doc_type"): index for r in records}
+    by_type: Mapping[str | None, HeadIndex | None]
+    if isinstance(index, Mapping):
+        by_type = index
+    else:
+        by_type = {r.get("doc_type"): index for r in records}
     for doc_type, one in by_type.items():
         mine = [i for i, r in enumerate(records) if r.get("doc_type") == doc_type]
         if one is None or not mine:

@@ -19,6 +19,7 @@ statements.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import re
@@ -170,7 +171,7 @@ class Documents:
         }
         return self._by_value(rows, indexes)
 
-    def suggestions(self, dataset: str, *, limit: int) -> list[dict[str, Any]]:
+    def suggestions(self, dataset: str, *, limit: int) -> builtins.list[dict[str, Any]]:
         """The documents held for review whose corrections land in `dataset`, most informative first
         (at most `limit`), novelty measured against the dataset's examples."""
         try:
@@ -190,7 +191,9 @@ class Documents:
         rows = [r for r in self.store.documents(status="pending_review") if r["doc_type"] == doc_type]
         return self._by_value(rows, {doc_type: HeadIndex.build(texts)})[:limit]
 
-    def _by_value(self, rows: list[dict[str, Any]], indexes: dict[str | None, HeadIndex]) -> list[dict[str, Any]]:
+    def _by_value(
+        self, rows: builtins.list[dict[str, Any]], indexes: dict[str | None, HeadIndex]
+    ) -> builtins.list[dict[str, Any]]:
         """`rows` (the store's) most informative first, each with its score, reasons and signals."""
         with self._lock:
             graph = self._graph(None, None)

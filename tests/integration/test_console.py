@@ -159,6 +159,7 @@ def _shot(page, name: str) -> None:
 
 def test_an_analysts_round_in_the_browser(console, browser, tmp_path):
     from playwright import sync_api
+
     url, auth = console["url"], console["auth"]
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(f"{url}/console/jobs")

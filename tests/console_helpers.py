@@ -46,9 +46,11 @@ class Scripted:
         return f"{decision}: " + "; ".join(reasons)
 
 
-def hold_documents(data_dir: Path, documents: dict[str, tuple[str, dict]]) -> list[str]:
+def hold_documents(data_dir: Path, documents: dict[str, tuple[str | bytes, dict]]) -> list[str]:
     """Run each {filename: (text, fields)} through the service's document graph (as
-    `POST /v1/documents` does) with the scripted model; the ids of the documents held for review."""
+    `POST /v1/documents` does) with the scripted model; the ids of the documents held for review. A
+    text is answered by its first line; a file given as bytes (a PDF, an image) by its first field's
+    value, which its text must hold."""
     from backend.services.documents import Documents
     from backend.settings import Settings
     from backend.storage.engine import make_engine
@@ -57,14 +59,17 @@ def hold_documents(data_dir: Path, documents: dict[str, tuple[str, dict]]) -> li
     engine = make_engine(Settings(data_dir=data_dir).db_url)
     migrate(engine)
     service = Documents(data_dir=data_dir, engine=engine, threshold=1000)
-    model = Scripted({text.splitlines()[0]: fields for text, fields in documents.values()})
+    model = Scripted({_marker(content, fields): fields for content, fields in documents.values()})
     ids = []
-    for filename, (text, _) in documents.items():
-        record = service.run(
-            service.save_upload(filename, text.encode()), model=model, doc_type="receipt", dataset="corrections"
-        )
+    for filename, (content, _) in documents.items():
+        raw = content.encode() if isinstance(content, str) else content
+        record = service.run(service.save_upload(filename, raw), model=model, doc_type="receipt", dataset="corrections")
         assert record["status"] == "pending_review", record
         ids.append(record["id"])
     service._saver_conn.close()
     engine.dispose()
     return ids
+
+
+def _marker(content: str | bytes, fields: dict) -> str:
+    return content.splitlines()[0] if isinstance(content, str) else str(next(iter(fields.values())))

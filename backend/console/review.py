@@ -5,14 +5,16 @@ grounding span, and the review form — finished by `Documents.review`, the code
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from backend.api.deps import EngineDep, SettingsDep
 from backend.api.routes.documents import documents_of
 from backend.console.auth import PREFIX, Page, same_origin
+from backend.console.page_images import page_count, page_png
 from backend.console.queries import document_text
 from backend.console.queue import review_queue
 from backend.console.render import back, page
@@ -45,12 +47,47 @@ def document_page(doc_id: str, request: Request, engine: EngineDep, settings: Se
         request,
         "document.html",
         doc=record,
+        pages=_pages(stored_file(documents, record)),
         rows=rows,
         segments=segments(source, record.get("grounding") or {}),
         document_reasons=[why for field, why in reasons_of(record) if not field],
         decisions=DECISIONS,
         pending=record.get("status") == "pending_review",
     )
+
+
+@router.get("/{doc_id}/pages/{n}.png")
+def page_image(doc_id: str, n: int, request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
+    """Page `n` (from 1) of a held document's file as a picture: what the reviewer compares the fields with."""
+    documents = documents_of(request, settings, engine)
+    try:
+        path = stored_file(documents, documents.get(doc_id))
+        if path is None:
+            raise NotFound(f"document {doc_id} has no stored file")
+        png = page_png(path, n)
+    except NotFound as exc:
+        return Response(str(exc), status_code=404, media_type="text/plain")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def stored_file(documents: Any, record: dict[str, Any]) -> Path | None:
+    """The document's file in the data folder (records name it relative to it), or None."""
+    if not record.get("path"):
+        return None
+    root = Path(documents.data_dir).resolve()
+    path = (root / record["path"]).resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None
+
+
+def _pages(path: Path | None) -> int:
+    """How many page images the review page shows: none for text files, or where the file cannot be drawn
+    (the text, read when the document arrived, is still there)."""
+    if path is None:
+        return 0
+    try:
+        return page_count(path)
+    except Exception:  # a damaged PDF or image: PDFium and Pillow raise many kinds
+        return 0
 
 
 def field_rows(record: dict[str, Any]) -> list[dict[str, Any]]:

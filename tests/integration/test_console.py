@@ -5,6 +5,7 @@ TUNEBRIDGE_SCREENSHOTS=docs/console saves a PNG of each page there."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from console_helpers import CHROMIUM_FLAGS, chromium_path, hold_documents
 from servers import tiny_service
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "documents"
 
 ROOT = Path(__file__).resolve().parents[2]
 RECEIPT = "THE COPPER KETTLE CAFE\n3 Market Square, Cambridge\nDate: 21/11/2026\nLatte 3.20\nTOTAL 18.40\n"
@@ -65,6 +69,7 @@ PAGES = [
     "/console/datasets/rx",
     "/console/review",
     "/console/review/0123456789abcdef",
+    "/console/review/0123456789abcdef/pages/1.png",
     "/console/jobs/nope",
 ]
 DATA = ["/console/data/jobs/nope", "/console/data/jobs/nope/events", "/console/data/jobs/nope/artifacts/eval.png"]
@@ -132,6 +137,22 @@ def test_markup_in_a_document_is_shown_as_text(console):
     assert "<script>window.pwned" not in page.text
     assert "&lt;script&gt;window.pwned = 1&lt;/script&gt; Bazaar" in page.text  # in the text and the field's input
     assert "default-src 'self'" in page.headers["content-security-policy"]  # and no inline script would run
+
+
+def test_a_pdf_is_reviewed_beside_a_picture_of_its_page(tmp_path, tiny_model):
+    pdf = EXAMPLES / "receipt_01_copper_kettle.pdf"
+    fields = json.loads(pdf.with_suffix(".json").read_text())["fields"]
+    [doc_id] = hold_documents(tmp_path, {"copper_kettle.pdf": (pdf.read_bytes(), fields)})
+    with tiny_service(tmp_path, tiny_model) as running, _login(running) as client:
+        page = client.get(f"/console/review/{doc_id}")
+        assert f'<img src="/console/review/{doc_id}/pages/1.png" alt="page 1"' in page.text
+        assert '<mark data-field="company" title="company">THE COPPER KETTLE CAFE</mark>' in page.text
+        picture = client.get(f"/console/review/{doc_id}/pages/1.png")
+        assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+        drawn = Image.open(io.BytesIO(picture.content))
+        assert drawn.height > drawn.width > 400  # the receipt page at 144 dpi: legible
+        missing = client.get(f"/console/review/{doc_id}/pages/2.png")
+        assert missing.status_code == 404 and "has no page 2 (it has 1 page image)" in missing.text
 
 
 @pytest.fixture(scope="module")

@@ -154,14 +154,21 @@ def run_plain(docs: list[dict], adapter: str | None, retries: int, schema: dict,
 
 
 def run_engine(
-    docs: list[dict], adapter: str | None, schema: dict, batch: int, name: str, draft: int, dtype: str = "auto"
+    docs: list[dict],
+    adapter: str | None,
+    schema: dict,
+    batch: int,
+    name: str,
+    draft: int,
+    dtype: str = "auto",
+    merge: bool = True,
 ) -> dict:
     from backend.inference.bundle import AdapterBundle
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool
     from backend.inference.spec import ExtractionSpec
 
-    pool = ModelPool(dtype=dtype)
+    pool = ModelPool(dtype=dtype, merge=merge)
     target = AdapterBundle.of_folder(adapter) if adapter else AdapterBundle("smollm2-135m")
     spec = ExtractionSpec.of(schema)
     items = [Document(d["text"], spec) for d in docs]
@@ -190,6 +197,7 @@ def run_engine(
         micro_f1(predictions, docs),
         {
             "dtype": pool.weights,
+            "merge": pool.merge,
             "batch": batch,
             "forward_passes": passes,
             "draft": draft,
@@ -278,6 +286,11 @@ def main() -> None:
         choices=["float32", "bfloat16", "int8"],
         help="more (b) runs with these weights, for their speed and micro-F1 side by side",
     )
+    parser.add_argument(
+        "--also-unmerged",
+        action="store_true",
+        help="one more (b) run that never merges the adapter into fp32 weights (the pool merges it by default)",
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=["plain", "single", "llama"])
     args = parser.parse_args()
 
@@ -302,6 +315,9 @@ def main() -> None:
         )
     for dtype in args.also_dtype:
         results.append(run_engine(docs, args.adapter, schema, args.batch, f"{batched}, {dtype}", args.draft, dtype))
+    if args.also_unmerged:
+        name = f"{batched}, never merged"
+        results.append(run_engine(docs, args.adapter, schema, args.batch, name, args.draft, args.dtype, merge=False))
     if "llama" not in args.skip:
         llama = run_llama_cpp(docs, schema, threads, args.max_new_tokens)
         if llama:

@@ -7,7 +7,9 @@ the labels together, so that every label stays a faithful reading of the new tex
 - amounts: an amount label gets a new value, written in the label and wherever the text prints the
   same amount, each in its own format (decimals, thousands separators; a currency marker is kept);
 - dates: a date label gets a new date, written in the label's own format in the label and the text;
-- spacing: an extra space between two words of a line that holds no label value.
+- spacing: an extra space between two words of a line that holds no label value;
+- line order: two neighbouring lines below the sender block trade places, where neither holds a label
+  value nor borders a line that does (a key such as "TOTAL" printed above its amount stays put).
 A substitution that would lose a label the source's text holds (`is_copied`) is not made, and a new
 record equal to its source is not kept. Everything is drawn from a seeded generator per source record
 and copy, so the same records and seed give the same output. Only the training split is augmented, and
@@ -65,6 +67,7 @@ def augment_record(record: Record, blocks: list[tuple[list[str], dict[str, str]]
         lambda r: rewrite_amounts(r, rng),
         lambda r: rewrite_dates(r, rng),
         lambda r: add_spacing(r, rng),
+        lambda r: swap_lines(r, rng),
     ]
     for step in steps:
         candidate = step(record)
@@ -202,16 +205,22 @@ def _case_like(text: str, like: str) -> str:
 
 
 # -- spacing --------------------------------------------------------------------------------------
-def add_spacing(record: Record, rng: random.Random) -> Record | None:
-    """`record` with one more space between two words of a line that holds no label value; None when
-    every line with two words holds one."""
+def _held_lines(record: Record) -> set[int]:
+    """The lines (from 0) that hold some label value."""
     text = record["text"]
-    held = {
+    return {
         line
         for value in string_fields(record).values()
         for start, end in spans(value, text)
         for line in range(_line_of(text, start), _line_of(text, end) + 1)
     }
+
+
+def add_spacing(record: Record, rng: random.Random) -> Record | None:
+    """`record` with one more space between two words of a line that holds no label value; None when
+    every line with two words holds one."""
+    text = record["text"]
+    held = _held_lines(record)
     lines = text.split("\n")
     gaps = {i: [m.start() for m in re.finditer(r"(?<=\S) (?=\S)", line)] for i, line in enumerate(lines)}
     free = [i for i in gaps if gaps[i] and i not in held]
@@ -220,4 +229,22 @@ def add_spacing(record: Record, rng: random.Random) -> Record | None:
     i = rng.choice(free)
     at = rng.choice(gaps[i])
     lines[i] = lines[i][:at] + " " + lines[i][at:]
+    return {**record, "text": "\n".join(lines)}
+
+
+# -- line order -----------------------------------------------------------------------------------
+def swap_lines(record: Record, rng: random.Random) -> Record | None:
+    """`record` with two neighbouring, different, non-blank lines below the sender block swapped, where
+    neither holds a label value or borders a line that does; None when no such pair exists."""
+    lines = record["text"].split("\n")
+    near = {n for line in _held_lines(record) for n in (line - 1, line, line + 1)}
+    pairs = [
+        i
+        for i in range(HEAD_LINES, len(lines) - 1)
+        if not {i, i + 1} & near and lines[i].strip() and lines[i + 1].strip() and lines[i] != lines[i + 1]
+    ]
+    if not pairs:
+        return None
+    i = rng.choice(pairs)
+    lines[i], lines[i + 1] = lines[i + 1], lines[i]
     return {**record, "text": "\n".join(lines)}

@@ -46,7 +46,7 @@ class TrainConfig:
     augment: int = _f(
         0,
         "Extra training documents made from each extraction record (0: none): sender block, amounts, "
-        "dates and spacing rewritten with their labels; only the training split is augmented.",
+        "dates, spacing and line order rewritten with their labels; only the training split is augmented.",
     )
 
     # --- model ---

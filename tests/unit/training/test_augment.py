@@ -14,6 +14,7 @@ from backend.errors import InvalidRequest
 from backend.inference.spans import is_copied
 from backend.services.jobs import check_job_request
 from backend.training.augment import (
+    HEAD_LINES,
     PRINTED_AMOUNT,
     augment_records,
     kind,
@@ -22,6 +23,7 @@ from backend.training.augment import (
     sender_block,
     spans,
     string_fields,
+    swap_lines,
     swap_sender,
 )
 from backend.training.config import TrainConfig
@@ -113,6 +115,26 @@ def test_each_substitution_writes_the_new_value_where_the_old_one_was(source):
             for b in donors
         )
         assert not any(spans(old, swapped["text"]) for n, old in labels.items() if old != swapped["fields"][n])
+
+
+def test_line_order_noise_moves_only_lines_away_from_every_label():
+    swapped = 0
+    for source in RECORDS:
+        moved = swap_lines(source, random.Random(5))
+        if moved is None:
+            continue
+        swapped += 1
+        old, new = source["text"].split("\n"), moved["text"].split("\n")
+        assert sorted(old) == sorted(new) and moved["fields"] == source["fields"]
+        [i, j] = [n for n in range(len(old)) if old[n] != new[n]]
+        assert j == i + 1 and (old[i], old[j]) == (new[j], new[i])  # two neighbours traded places
+        assert i >= HEAD_LINES  # below the sender block
+        for value in string_fields(source).values():  # and no label's line, or a line beside one, moved
+            for start, end in spans(value, source["text"]):
+                first, last = source["text"].count("\n", 0, start), source["text"].count("\n", 0, end)
+                assert not {i, j} & set(range(first - 1, last + 2)), (value, old[i], old[j])
+        assert _found(source) <= _found(moved)
+    assert swapped >= len(RECORDS) // 4, swapped  # receipts' item lines allow it often
 
 
 def test_same_seed_same_output_and_another_seed_another():

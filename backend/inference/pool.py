@@ -4,7 +4,7 @@ A base model is wrapped in one `PeftModel`; every adapter for that base is loade
 own name and switched with `set_adapter` (no base reload), and base-only requests run with the
 adapters disabled. Least-recently-used bases and adapters are dropped past their limits.
 With fp32 weights, an adapter that has run `MERGE_AFTER_S` seconds in a row is merged into the base
-weights (LoRA's extra matrix products then cost nothing: +14% documents/s for SmolLM2 on AVX2 kernels,
+weights (LoRA's extra matrix products then cost nothing: +13% documents/s for SmolLM2 on AVX2 kernels,
 benchmarks/README.md) and unmerged before another adapter or the base model runs. Waiting for those
 seconds bounds what adapters taking turns can lose to merging (a merge and an unmerge take ≈ 1 s each
 for SmolLM2 on 2 cores) while a stream of work for one adapter gets the gain. bf16 weights would

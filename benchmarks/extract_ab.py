@@ -1,0 +1,124 @@
+"""One extraction lever, on and off, in interleaved batches: a paired measurement that the noise of a
+shared 2-core machine (±10% between runs) does not swamp.
+
+    .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever merge
+    .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever decoding --against <git revision>
+
+- `merge`: the adapter merged into the fp32 base weights (what the pool does once an adapter has run
+  `MERGE_AFTER_S` in a row) against a pool that never merges;
+- `decoding`: this tree's `backend/inference/decoding.py` against the same file at an earlier git
+  revision (e.g. the padded prefill before per-row prefill), in the same process and pool.
+The held-out SROIE receipts of benchmarks/extract_latency.py go through both arms batch by batch, the
+arm that goes first alternating; prints each arm's documents/s, the batches the lever won, the ratio,
+and whether the answers agree. Results: benchmarks/results/extract_ab-<lever>-<cpu>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from extract_latency import NAMES, receipts  # noqa: E402
+
+
+def old_decoding(revision: str):
+    """backend/inference/decoding.py as it was at `revision`, loaded as a module of its own."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:backend/inference/decoding.py"], cwd=ROOT, capture_output=True, text=True
+    )
+    if source.returncode:
+        raise SystemExit(f"--against {revision}: {source.stderr.strip()}")
+    path = ROOT / "runs" / "extract_ab" / "decoding_then.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source.stdout)
+    spec = importlib.util.spec_from_file_location("decoding_then", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["decoding_then"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--adapter", required=True, help="a training run folder (e.g. runs/sroie/<run>)")
+    parser.add_argument("--lever", choices=["merge", "decoding"], required=True)
+    parser.add_argument("--against", help="--lever decoding: the git revision whose decoding.py is the baseline")
+    parser.add_argument("--n", type=int, default=24, help="held-out receipts per repeat")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=42, help="the SROIE split's seed")
+    args = parser.parse_args()
+    if args.lever == "decoding" and not args.against:
+        parser.error("--lever decoding needs --against <git revision>")
+
+    import backend.inference.extraction as extraction
+    from backend.inference.bundle import AdapterBundle
+    from backend.inference.constrained import flat_schema
+    from backend.inference.pool import ModelPool
+    from backend.inference.spec import ExtractionSpec
+    from backend.models.hardware import cpu_kind
+
+    docs = receipts(args.n, args.seed)
+    spec = ExtractionSpec.of(flat_schema(NAMES))
+    items = [extraction.Document(d["text"], spec) for d in docs]
+    target = AdapterBundle.of_folder(args.adapter)
+    now = extraction.constrained_batch
+    if args.lever == "merge":
+        arms = {"merged": (ModelPool(), now), "never merged": (ModelPool(merge=False), now)}
+    else:
+        pool = ModelPool(merge=False)
+        arms = {"this tree": (pool, now), f"at {args.against}": (pool, old_decoding(args.against).constrained_batch)}
+    for name, (pool, _) in arms.items():
+        extraction.extract_many(pool, target, items[:1])  # loads the model and the adapter
+        if name == "merged":
+            base = next(iter(pool._bases.values()))
+            base.model.merge_adapter()  # at once, not after MERGE_AFTER_S
+            base.merged = base.streak[0]
+    names = list(arms)
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    answers: dict[str, list[dict]] = {n: [] for n in names}
+    for repeat in range(args.repeats):
+        for k, start in enumerate(range(0, len(items), args.batch)):
+            for name in names if (repeat + k) % 2 == 0 else names[::-1]:
+                pool, decode = arms[name]
+                extraction.constrained_batch = decode
+                pool.prefixes.clear()
+                started = time.perf_counter()
+                out = extraction.extract_many(pool, target, items[start : start + args.batch], batch_size=args.batch)
+                seconds[name].append(time.perf_counter() - started)
+                if repeat == 0:
+                    answers[name] += [o["fields"] for o in out]
+                print(
+                    f"{name:>14}  repeat {repeat}  documents {start}–{start + len(out) - 1}: {seconds[name][-1]:.2f} s"
+                )
+    extraction.constrained_batch = now
+    lever, plain = names
+    total = len(items) * args.repeats
+    rates = {n: total / sum(seconds[n]) for n in names}
+    wins = sum(a < b for a, b in zip(seconds[lever], seconds[plain]))
+    same = sum(a == b for a, b in zip(answers[lever], answers[plain]))
+    cpu = str(cpu_kind())
+    print(f"\ncpu: {cpu}")
+    for n in names:
+        print(f"{n:>14}: {rates[n]:.3f} documents/s")
+    print(f"batches won by {lever}: {wins} of {len(seconds[lever])}; same answers: {same} of {len(answers[plain])}")
+    print(f"ratio: {rates[lever] / rates[plain]:.3f}")
+    kind = cpu.split()[1].lower()
+    out_file = ROOT / "benchmarks" / "results" / f"extract_ab-{args.lever}-{kind}.json"
+    result = {"args": vars(args), "cpu": cpu, "seconds": seconds, "docs_per_s": rates, "wins": wins, "same": same}
+    out_file.write_text(json.dumps({**result, "ratio": rates[lever] / rates[plain]}, indent=1))
+    print(f"written: {out_file.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""How many labels does choosing them save? Learning curves of three arms on folds of the SROIE train part.
+
+    .venv/bin/python benchmarks/label_efficiency.py --fold 0                 # every point of fold 0 not yet saved
+    .venv/bin/python benchmarks/label_efficiency.py --fold 0 --arm random --labels 100   # one point
+    .venv/bin/python benchmarks/label_efficiency.py --report                 # table, labels_to_match, plot
+
+Each point trains the bundled SmolLM2 with the same budget — `--steps` optimizer steps of `--batch`
+documents, whatever the number of labels — and scores the product's extraction (constrained engine,
+the adapter's label rules) on the fold's 100 receipts, which no arm ever labels. The pool is the other
+400 receipts of the train part; dev is never read.
+- random: the first N of a seeded shuffle of the pool (the points nest).
+- active: the random arm's first `--round` labels, then rounds until the largest point: a model trained
+  on the labels so far (`--select-steps`) extracts `--candidates` receipts drawn from the unlabelled
+  pool, the product's scorer (`backend/labels/suggest.py`: confidence, disagreement with the ranked
+  candidates, values not in the text, novelty of the sender against the labelled receipts) orders them,
+  and a simulated reviewer labels the top `--round` with their gold fields.
+- active+augment: the active arm's labels, trained with `--augment` more documents made from each.
+
+Every point and the active arm's choices are saved as they finish (`benchmarks/results/label_efficiency/`),
+so a run stopped anywhere continues where it stopped. `--report` prints each arm's micro-F1 per point
+(mean over the folds run, and their spread), `labels_to_match:` (the labels the better active arm needs
+to equal random at the largest point, read off its curve on a log scale) and draws the curves.
+
+Data: sroie_train.jsonl, kept outside the repository (benchmarks/README.md): ICDAR 2019 SROIE receipts,
+Z. Huang et al., CC BY 4.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from sroie_split import CREDIT, fold_rows, write_jsonl  # noqa: E402
+
+NAMES = ["company", "date", "address", "total"]
+ARMS = ("random", "active", "active+augment")
+OUT = ROOT / "benchmarks" / "results" / "label_efficiency"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fold", type=int, default=0, help="development fold 0..4: scored on it, labels from the rest")
+    parser.add_argument("--arm", choices=ARMS, action="append", help="only this arm (repeatable; default all)")
+    parser.add_argument("--labels", type=int, action="append", help="only this point (repeatable; default 100 200 400)")
+    parser.add_argument("--steps", type=int, default=50, help="optimizer steps of every point's training")
+    parser.add_argument("--batch", type=int, default=8, help="documents per step")
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--augment", type=int, default=2, help="documents the augment arm makes from each label")
+    parser.add_argument("--round", type=int, default=50, help="labels the reviewer adds per active round")
+    parser.add_argument("--select-steps", type=int, default=20, help="training steps of each round's model")
+    parser.add_argument("--candidates", type=int, default=80, help="unlabelled receipts each round's model reads")
+    parser.add_argument("--scored", type=int, default=0, help="score only the fold's first N receipts (0: all 100)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "label-efficiency", help="training runs")
+    parser.add_argument("--out", type=Path, default=OUT, help="where points and choices are saved")
+    parser.add_argument("--report", action="store_true", help="print the table and draw the plot from saved points")
+    args = parser.parse_args()
+    if args.report:
+        report(args.out)
+        return
+    points = sorted(args.labels or [100, 200, 400])
+    pool, scored = fold_rows(args.fold)
+    scored = scored[: args.scored or None]
+    for arm in args.arm or ARMS:
+        for n in points:
+            path = args.out / f"fold{args.fold}-{arm}-{n}.json"
+            if path.is_file():
+                print(f"{path.name}: saved already")
+                continue
+            chosen = choose(arm, n, pool, max(points), args)
+            result = {"fold": args.fold, "arm": arm, "labels": n, **train_and_score(chosen, scored, arm, n, args)}
+            save(path, result)
+            print(f"fold {args.fold} {arm} {n}: micro-F1 {result['micro_f1']:.3f} ({result['train_s']:.0f} s training)")
+
+
+def choose(arm: str, n: int, pool: list[dict], largest: int, args: argparse.Namespace) -> list[dict]:
+    """The first `n` labels of the arm: a seeded shuffle, or the active arm's rounds (run as needed)."""
+    shuffled = random.Random(args.seed).sample(pool, len(pool))
+    if arm == "random":
+        return shuffled[:n]
+    by_id = {r["id"]: r for r in pool}
+    return [by_id[i] for i in active_ids(shuffled, largest, args)[:n]]
+
+
+def active_ids(shuffled: list[dict], largest: int, args: argparse.Namespace) -> list[str]:
+    """The active arm's labels in the order chosen, up to `largest`; rounds saved as they finish."""
+    path = args.out / f"fold{args.fold}-active-choices.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {"ids": [r["id"] for r in shuffled[: args.round]]}
+    saved.setdefault("rounds", [])
+    by_id = {r["id"]: r for r in shuffled}
+    while len(saved["ids"]) < largest:
+        labelled = [by_id[i] for i in saved["ids"]]
+        unlabelled = [r for r in shuffled if r["id"] not in set(saved["ids"])]
+        draw = random.Random(f"{args.seed}:{len(labelled)}").sample(unlabelled, min(args.candidates, len(unlabelled)))
+        started = time.perf_counter()
+        run_dir, _ = train_run(labelled, f"fold{args.fold}-select-{len(labelled)}", args.select_steps, 0, args)
+        ranked = rank_by_value(run_dir, labelled, draw)
+        take = [r["id"] for r in ranked[: min(args.round, largest - len(labelled))]]
+        saved["ids"] += take
+        saved["rounds"].append({"labelled": len(labelled), "read": len(draw), "seconds": time.perf_counter() - started})
+        save(path, {**saved, "credit": CREDIT})
+        print(f"active round at {len(labelled)} labels: took {len(take)} of {len(draw)} read")
+    return saved["ids"]
+
+
+def rank_by_value(run_dir: str, labelled: list[dict], candidates: list[dict]) -> list[dict]:
+    """`candidates`, the receipts whose labels would teach the round's model most first."""
+    from backend.inference.bundle import AdapterBundle
+    from backend.inference.extraction import Document, extract_many
+    from backend.inference.pool import ModelPool
+    from backend.inference.spec import ExtractionSpec
+    from backend.labels import suggest
+    from backend.labels.novelty import HeadIndex
+
+    pool, target, spec = ModelPool(), AdapterBundle.of_folder(run_dir), ExtractionSpec.from_names(NAMES)
+    records = []
+    for start in range(0, len(candidates), 8):
+        part = candidates[start : start + 8]
+        out = extract_many(pool, target, [Document(r["text"], spec) for r in part], rank="typed")
+        records += [{**o, "text": r["text"], "doc_type": "receipt"} for o, r in zip(out, part)]
+    index = HeadIndex.build([r["text"] for r in labelled])
+    return [candidates[i] for i, _ in suggest.rank(records, index=index)]
+
+
+def train_run(rows: list[dict], name: str, steps: int, augment: int, args: argparse.Namespace) -> tuple[str, float]:
+    """(run folder, seconds) of a LoRA training of the bundled model on `rows` for `steps` steps."""
+    from backend.training.config import TrainConfig
+    from backend.training.trainer import train
+
+    data = write_jsonl(rows, args.runs / name / "data" / "train.jsonl")
+    (data.parent / "CREDITS.md").write_text(
+        "Receipts from the ICDAR 2019 SROIE dataset (Z. Huang et al.), CC BY 4.0.\n"
+    )
+    config = TrainConfig(
+        data=[str(data)],
+        output_dir=str(args.runs),
+        run_name=name,
+        max_steps=steps,
+        epochs=1000,  # the steps decide
+        batch_size=args.batch,
+        learning_rate=args.lr,
+        val_fraction=0.0,
+        save_every=0,
+        report_to="none",
+        augment=augment,
+        seed=args.seed,
+    )
+    started = time.perf_counter()
+    result = train(config)
+    return str(result.run_dir), time.perf_counter() - started
+
+
+def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, args: argparse.Namespace) -> dict:
+    from backend.inference.bundle import AdapterBundle
+    from backend.inference.extraction import Document, extract_many
+    from backend.inference.pool import ModelPool
+    from backend.inference.spec import ExtractionSpec
+    from backend.models.hardware import cpu_kind
+    from backend.scoring.metrics import score_document, summarize
+
+    augment = args.augment if arm == "active+augment" else 0
+    run_dir, train_s = train_run(chosen, f"fold{args.fold}-{arm.replace('+', '-')}-{n}", args.steps, augment, args)
+    pool, target, spec = ModelPool(), AdapterBundle.of_folder(run_dir), ExtractionSpec.from_names(NAMES)
+    started, results = time.perf_counter(), []
+    for start in range(0, len(scored), 8):
+        results += extract_many(pool, target, [Document(r["text"], spec) for r in scored[start : start + 8]])
+    documents = [
+        score_document(i, json.dumps(o["fields"]), r["fields"], NAMES, r["text"])
+        for i, (o, r) in enumerate(zip(results, scored))
+    ]
+    summary = summarize(documents, NAMES)
+    return {
+        "micro_f1": summary["micro"]["f1"],
+        "fields": {name: summary["fields"][name]["f1"] for name in NAMES},
+        "scored": len(scored),
+        "steps": args.steps,
+        "batch": args.batch,
+        "augment": augment,
+        "train_s": train_s,
+        "score_s": time.perf_counter() - started,
+        "ids": [r["id"] for r in chosen],
+        "cpu": cpu_kind(),
+        "date": time.strftime("%Y-%m-%d"),
+        "credit": CREDIT,
+    }
+
+
+def save(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False))
+    tmp.replace(path)  # a point is saved whole or not at all
+
+
+def report(folder: Path) -> None:
+    points = [json.loads(p.read_text()) for p in sorted(folder.glob("fold*-*-[0-9]*.json"))]
+    if not points:
+        raise SystemExit(f"no saved points in {folder}: run a fold first")
+    curves: dict[str, dict[int, list[float]]] = {}
+    for p in points:
+        curves.setdefault(p["arm"], {}).setdefault(p["labels"], []).append(p["micro_f1"])
+    counts = sorted({p["labels"] for p in points})
+    folds = sorted({p["fold"] for p in points})
+    print(f"folds {folds}; micro-F1 mean (min–max over folds) per arm and labels; cpu {points[0]['cpu']}")
+    print(f"{'arm':16}" + "".join(f"{n:>20}" for n in counts))
+    for arm in ARMS:
+        row = curves.get(arm, {})
+        cells = [_cell(row.get(n)) for n in counts]
+        print(f"{arm:16}" + "".join(f"{c:>20}" for c in cells))
+    match = labels_to_match(curves)
+    print(f"labels_to_match: {match if match is not None else 'not measured'}")
+    draw(curves, folder / "label_efficiency.png")
+
+
+def _cell(values: list[float] | None) -> str:
+    if not values:
+        return "-"
+    mean = sum(values) / len(values)
+    return f"{mean:.3f} ({min(values):.3f}–{max(values):.3f})" if len(values) > 1 else f"{mean:.3f}"
+
+
+def labels_to_match(curves: dict[str, dict[int, list[float]]]) -> str | None:
+    """The labels the better active arm needs to reach random's micro-F1 at random's largest point:
+    interpolated on log2(labels) between the points around it; None where a curve is missing."""
+    random_curve = curves.get("random", {})
+    if not random_curve:
+        return None
+    largest = max(random_curve)
+    goal = sum(random_curve[largest]) / len(random_curve[largest])
+    best = None
+    for arm in ("active", "active+augment"):
+        curve = sorted((n, sum(v) / len(v)) for n, v in curves.get(arm, {}).items())
+        for (n0, f0), (n1, f1) in zip([(None, None)] + curve, curve):
+            if f1 >= goal:
+                if n0 is None:
+                    need = f"≤ {n1}"
+                else:
+                    share = (goal - f0) / (f1 - f0)
+                    need = str(round(2 ** (math.log2(n0) + share * (math.log2(n1) - math.log2(n0)))))
+                value = int(need.lstrip("≤ "))
+                if best is None or value < best[0]:
+                    best = (value, f"{need} ({arm}; random-{largest}: {goal:.3f})")
+                break
+    return (
+        best[1] if best else f"> {max(max(c) for c in curves.values())} (no arm reaches random-{largest}: {goal:.3f})"
+    )
+
+
+def draw(curves: dict[str, dict[int, list[float]]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for arm in ARMS:
+        curve = sorted(curves.get(arm, {}).items())
+        if not curve:
+            continue
+        xs = [n for n, _ in curve]
+        means = [sum(v) / len(v) for _, v in curve]
+        low = [m - min(v) for m, (_, v) in zip(means, curve)]
+        high = [max(v) - m for m, (_, v) in zip(means, curve)]
+        ax.errorbar(xs, means, yerr=[low, high], marker="o", capsize=3, label=arm)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("labelled receipts")
+    ax.set_ylabel("micro-F1 on the fold's 100 receipts")
+    ax.set_title("Labels chosen by value vs at random (SmolLM2, same steps per point)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+
+
+if __name__ == "__main__":
+    main()

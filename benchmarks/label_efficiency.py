@@ -188,7 +188,7 @@ def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, ar
         "train_s": train_s,
         "score_s": time.perf_counter() - started,
         "ids": [r["id"] for r in chosen],
-        "cpu": cpu_kind(),
+        "cpu": str(cpu_kind()),
         "date": time.strftime("%Y-%m-%d"),
         "credit": CREDIT,
     }

@@ -122,11 +122,15 @@ def rank_by_value(run_dir: str, labelled: list[dict], candidates: list[dict]) ->
     from backend.labels.novelty import HeadIndex
 
     pool, target, spec = ModelPool(), AdapterBundle.of_folder(run_dir), ExtractionSpec.from_names(NAMES)
+    from tqdm import tqdm
+
     records = []
-    for start in range(0, len(candidates), 8):
-        part = candidates[start : start + 8]
-        out = extract_many(pool, target, [Document(r["text"], spec) for r in part], rank="typed")
-        records += [{**o, "text": r["text"], "doc_type": "receipt"} for o, r in zip(out, part)]
+    with tqdm(total=len(candidates), unit="receipt", desc="reading candidates") as bar:
+        for start in range(0, len(candidates), 8):
+            part = candidates[start : start + 8]
+            out = extract_many(pool, target, [Document(r["text"], spec) for r in part], rank="typed")
+            records += [{**o, "text": r["text"], "doc_type": "receipt"} for o, r in zip(out, part)]
+            bar.update(len(part))
     index = HeadIndex.build([r["text"] for r in labelled])
     return [candidates[i] for i, _ in suggest.rank(records, index=index)]
 
@@ -170,9 +174,13 @@ def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, ar
     augment = args.augment if arm == "active+augment" else 0
     run_dir, train_s = train_run(chosen, f"fold{args.fold}-{arm.replace('+', '-')}-{n}", args.steps, augment, args)
     pool, target, spec = ModelPool(), AdapterBundle.of_folder(run_dir), ExtractionSpec.from_names(NAMES)
+    from tqdm import tqdm
+
     started, results = time.perf_counter(), []
-    for start in range(0, len(scored), 8):
-        results += extract_many(pool, target, [Document(r["text"], spec) for r in scored[start : start + 8]])
+    with tqdm(total=len(scored), unit="receipt", desc=f"scoring {arm} {n}") as bar:
+        for start in range(0, len(scored), 8):
+            results += extract_many(pool, target, [Document(r["text"], spec) for r in scored[start : start + 8]])
+            bar.update(len(scored[start : start + 8]))
     documents = [
         score_document(i, json.dumps(o["fields"]), r["fields"], NAMES, r["text"])
         for i, (o, r) in enumerate(zip(results, scored))

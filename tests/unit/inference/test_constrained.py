@@ -323,19 +323,8 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
     from backend.inference.extraction import Document, extract_many
     from backend.labels.calibration import Platt
     from backend.models.adapters import find_adapter
-    from backend.training.trainer import train
 
-    docs = [
-        {
-            "text": DOCS[i % 2] + f"\nref {i}",
-            "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2], "total": ["1,250.00", "9.00"][i % 2]},
-        }
-        for i in range(12)
-    ]
-    data = write_jsonl("docs.jsonl", docs)
-    run = train(
-        tiny_config(data=[data], max_steps=30, batch_size=2, learning_rate=0.02, warmup_ratio=0.0), progress_bar=False
-    )
+    data, run = _train_on_docs(tiny_config, write_jsonl)
     done = subprocess.run(
         [
             sys.executable,
@@ -378,19 +367,8 @@ def test_eval_thresholds_are_refused_on_too_little_data_and_saved_where_the_targ
     from backend.labels.calibration import Platt
     from backend.labels.thresholds import FILE, Thresholds
     from backend.models.adapters import find_adapter
-    from backend.training.trainer import train
 
-    docs = [
-        {
-            "text": DOCS[i % 2] + f"\nref {i}",
-            "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2], "total": ["1,250.00", "9.00"][i % 2]},
-        }
-        for i in range(12)
-    ]
-    data = write_jsonl("docs.jsonl", docs)
-    run = train(
-        tiny_config(data=[data], max_steps=30, batch_size=2, learning_rate=0.02, warmup_ratio=0.0), progress_bar=False
-    )
+    data, run = _train_on_docs(tiny_config, write_jsonl)
     ref = find_adapter(run.run_dir)
 
     def evaluate(*extra: str, out: str):
@@ -523,3 +501,21 @@ def test_numbers_and_nested_answers_are_grounded_leaf_by_leaf():
     assert text[spans["total"]["start"] : spans["total"]["end"]] == "1,375.50"
     assert spans["tax"]["match"] == "partial"  # "25.00" only occurs inside "125.00": no evidence
     assert spans["vendor.vat_id"] is None
+
+
+def _train_on_docs(tiny_config, write_jsonl):
+    """(data file, training result): the tiny model trained 30 steps on 12 records of the two DOCS."""
+    from backend.training.trainer import train
+
+    docs = [
+        {
+            "text": DOCS[i % 2] + f"\nref {i}",
+            "fields": {"company": ["ACME Tools Ltd", "Kedai Runcit Maju"][i % 2], "total": ["1,250.00", "9.00"][i % 2]},
+        }
+        for i in range(12)
+    ]
+    data = write_jsonl("docs.jsonl", docs)
+    run = train(
+        tiny_config(data=[data], max_steps=30, batch_size=2, learning_rate=0.02, warmup_ratio=0.0), progress_bar=False
+    )
+    return data, run

@@ -15,6 +15,7 @@ profile's `change_within` lines. A document without such a pair gives None and n
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -30,36 +31,59 @@ def _label(line: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", words).upper().split())
 
 
-def _amount(lines: list[str], i: int) -> Decimal | None:
-    """The amount on line `i`, or alone on line `i + 1` (a label and its value printed on two lines)."""
-    found = [parse_decimal(m.group(1)) for m in AMOUNT.finditer(lines[i])]
-    if found:
-        return found[-1]
-    if i + 1 < len(lines) and not _label(lines[i + 1]):
-        found = [parse_decimal(m.group(1)) for m in AMOUNT.finditer(lines[i + 1])]
-        return found[-1] if found else None
+@dataclass(frozen=True)
+class Settlement:
+    """A tendered line and the change line after it: their amounts, and the lines (indexes into
+    `text.split("\\n")`) that print those amounts."""
+
+    tendered: Decimal
+    change: Decimal
+    tendered_line: int
+    change_line: int
+
+    @property
+    def paid(self) -> Decimal:
+        return self.tendered - abs(self.change)
+
+
+def _amount(rows: list[tuple[int, str]], k: int) -> tuple[Decimal, int] | None:
+    """The amount on row `k`, or alone on row `k + 1` (a label and its value printed on two lines), and
+    the line that prints it."""
+    found = [parse_decimal(m.group(1)) for m in AMOUNT.finditer(rows[k][1])]
+    if found and found[-1] is not None:
+        return found[-1], rows[k][0]
+    if k + 1 < len(rows) and not _label(rows[k + 1][1]):
+        found = [parse_decimal(m.group(1)) for m in AMOUNT.finditer(rows[k + 1][1])]
+        return (found[-1], rows[k + 1][0]) if found and found[-1] is not None else None
     return None
+
+
+def settlement(text: str, profile: Profile | None = None) -> Settlement | None:
+    """The last tendered line that a change line follows with a positive difference; None when the
+    document has no such pair."""
+    profile = profile or load_profile()
+    rows = [(i, line.strip()) for i, line in enumerate(text.split("\n")) if line.strip()]
+    found = None
+    for k, (_, line) in enumerate(rows):
+        if _label(line) not in profile.tendered:
+            continue
+        tendered = _amount(rows, k)
+        if tendered is None:
+            continue
+        for j in range(k + 1, min(k + 1 + profile.change_within, len(rows))):
+            if _label(rows[j][1]) in profile.change:
+                change = _amount(rows, j)
+                if change is not None and tendered[0] - abs(change[0]) > 0:
+                    found = Settlement(tendered[0], change[0], tendered[1], change[1])
+                break
+    return found
 
 
 def settled(text: str, profile: Profile | None = None) -> Decimal | None:
     """Tendered minus change, from the last tendered line that a change line follows; None when the
     document has no such pair or the difference is not positive."""
-    profile = profile or load_profile()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    found = None
-    for i, line in enumerate(lines):
-        if _label(line) not in profile.tendered:
-            continue
-        tendered = _amount(lines, i)
-        if tendered is None:
-            continue
-        for j in range(i + 1, min(i + 1 + profile.change_within, len(lines))):
-            if _label(lines[j]) in profile.change:
-                change = _amount(lines, j)
-                if change is not None and tendered - abs(change) > 0:
-                    found = tendered - abs(change)
-                break
-    return found
+    pair = settlement(text, profile)
+    return None if pair is None else pair.paid
 
 
 def printed(amount: Decimal, text: str) -> bool:

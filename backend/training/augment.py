@@ -5,7 +5,10 @@ the labels together, so that every label stays a faithful reading of the new tex
 - sender block: the lines at the head of the document that hold the text labels (company name and
   address on a receipt) are replaced by another training record's; those labels become the donor's;
 - amounts: an amount label gets a new value, written in the label and wherever the text prints the
-  same amount, each in its own format (decimals, thousands separators; a currency marker is kept);
+  same amount, each in its own format (decimals, thousands separators, a decimal point or a decimal
+  comma as the document uses; a currency marker is kept). Where the document's cash tendered and
+  change settled the old amount, they are rewritten to settle the new one: the change is what the
+  same cash leaves, or the cash is raised to the next multiple of 10 when the new amount exceeds it;
 - dates: a date label gets a new date, written in the label's own format in the label and the text;
 - spacing: an extra space between two words of a line that holds no label value;
 - line order: two neighbouring lines below the sender block trade places, where neither holds a label
@@ -22,16 +25,20 @@ import datetime as dt
 import random
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from backend.inference.spans import is_copied
-from backend.values import parse_date, parse_decimal
+from backend.labels.settlement import ROUNDING, settlement
+from backend.values import number_style, parse_date, parse_decimal
 
 HEAD_LINES = 8  # a sender block lies within the document's first lines
 # An amount as printed: thousands grouped by "," or none, one or two decimals after a point; not part
-# of a longer number, a date ("11.02.18") or a code.
+# of a longer number, a date ("11.02.18") or a code. COMMA_AMOUNT: the same with the marks traded
+# ("1.234,50"), as documents that write a decimal comma print amounts.
 PRINTED_AMOUNT = re.compile(r"(?<![\d.,])(?:\d{1,3}(?:,\d{3})+|\d+)\.\d{1,2}(?!\d|[.,]\d)")
+COMMA_AMOUNT = re.compile(r"(?<![\d.,])(?:\d{1,3}(?:\.\d{3})+|\d+),\d{1,2}(?!\d|[.,]\d)")
+PATTERNS = {".": PRINTED_AMOUNT, ",": COMMA_AMOUNT}
 # Date formats a label may be written in (strftime patterns); day-first, as `parse_date` reads dates.
 DATE_FORMATS = [
     *(f"%d{s}%m{s}{y}" for s in "/-." for y in ("%Y", "%y")),
@@ -91,7 +98,7 @@ def string_fields(record: Record) -> dict[str, str]:
 
 def kind(value: str) -> str:
     """ "amount", "date" or "text": how a label is substituted."""
-    if PRINTED_AMOUNT.search(value) and parse_decimal(value) is not None:
+    if any(p.search(value) for p in PATTERNS.values()) and parse_decimal(value) is not None:
         return "amount"
     return "date" if parse_date(value) is not None else "text"
 
@@ -148,31 +155,76 @@ def swap_sender(record: Record, blocks: list[tuple[list[str], dict[str, str]]], 
 # -- amounts --------------------------------------------------------------------------------------
 def rewrite_amounts(record: Record, rng: random.Random) -> Record | None:
     """`record` with each amount label found in the text set to a new value (50% to 200% of it), in the
-    label and wherever the text prints the same amount; None when it has no such label."""
+    label and wherever the text prints the same amount, with the cash tendered and change that settled
+    it settling the new value; None when it has no such label or its settlement cannot be kept."""
     text, fields, changed = record["text"], dict(record["fields"]), False
+    mark = number_style(text) or "."
+    pattern = PATTERNS[mark]
     for name, label in string_fields(record).items():
-        old = parse_decimal(label)
+        old = parse_decimal(label, decimal=mark)
         if kind(label) != "amount" or old is None or old <= 0:
             continue
-        found = [m for m in PRINTED_AMOUNT.finditer(text) if Decimal(m[0].replace(",", "")) == old]
-        number = PRINTED_AMOUNT.search(label)
+        found = [m for m in pattern.finditer(text) if _value(m[0], mark) == old]
+        number = pattern.search(label)
         if not found or number is None:
             continue
-        places = min(len(m[0].rsplit(".", 1)[1]) for m in [*found, number])
+        places = min(len(m[0].rsplit(mark, 1)[1]) for m in [*found, number])
         new = (old * Decimal(rng.uniform(0.5, 2.0))).quantize(Decimal(1).scaleb(-places))
         if new <= 0 or new == old:
             continue
+        paid = settlement(_points(text, mark))
         for m in reversed(found):
-            text = text[: m.start()] + _format_amount(new, m[0]) + text[m.end() :]
-        fields[name] = label[: number.start()] + _format_amount(new, number[0]) + label[number.end() :]
+            text = text[: m.start()] + _format_amount(new, m[0], mark) + text[m.end() :]
+        if paid is not None and abs(paid.paid - old) <= ROUNDING:
+            text = _settle(text, new + paid.paid - old, mark)
+            if text is None:
+                return None
+        fields[name] = label[: number.start()] + _format_amount(new, number[0], mark) + label[number.end() :]
         changed = True
     return {**record, "text": text, "fields": fields} if changed else None
 
 
-def _format_amount(value: Decimal, like: str) -> str:
-    """`value` printed as `like` is: its decimals, and thousands grouped when `like` groups them."""
-    places = len(like.rsplit(".", 1)[1])
-    return f"{value:{',' if ',' in like else ''}.{places}f}"
+def _value(printed: str, mark: str) -> Decimal:
+    group = "," if mark == "." else "."
+    return Decimal(printed.replace(group, "").replace(mark, "."))
+
+
+def _points(text: str, mark: str) -> str:
+    """`text` with its amounts written with a decimal point (line by line as it was), for `settlement`."""
+    if mark == ".":
+        return text
+    return COMMA_AMOUNT.sub(lambda m: str(_value(m[0], mark)), text)
+
+
+def _settle(text: str, paid: Decimal, mark: str) -> str | None:
+    """`text` with its last tendered and change lines rewritten to settle `paid`: the same cash and the
+    change it leaves, or the next multiple of 10 when `paid` exceeds the cash; None when they cannot be
+    rewritten in place."""
+    pair = settlement(_points(text, mark))
+    if pair is None:
+        return None
+    if pair.paid == paid:
+        return text
+    tendered = pair.tendered if pair.tendered >= paid else (paid / 10).to_integral_value(ROUND_CEILING) * 10
+    lines = text.split("\n")
+    for at, value in ((pair.tendered_line, tendered), (pair.change_line, tendered - paid)):
+        numbers = list(PATTERNS[mark].finditer(lines[at]))
+        if not numbers:
+            return None
+        m = numbers[-1]
+        lines[at] = lines[at][: m.start()] + _format_amount(value, m[0], mark) + lines[at][m.end() :]
+    text = "\n".join(lines)
+    after = settlement(_points(text, mark))
+    return text if after is not None and after.paid == paid else None
+
+
+def _format_amount(value: Decimal, like: str, mark: str = ".") -> str:
+    """`value` printed as `like` is: its decimals, thousands grouped when `like` groups them, and its
+    decimal mark."""
+    places = len(like.rsplit(mark, 1)[1])
+    group = "," if mark == "." else "."
+    printed = f"{value:{',' if group in like else ''}.{places}f}"
+    return printed if mark == "." else printed.translate(str.maketrans(",.", ".,"))
 
 
 # -- dates ----------------------------------------------------------------------------------------

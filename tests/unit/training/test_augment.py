@@ -6,12 +6,15 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
+from decimal import Decimal
 
 import pytest
 
 from backend.cli import main as cli_main
 from backend.errors import InvalidRequest
 from backend.inference.spans import is_copied
+from backend.labels.settlement import ROUNDING, settlement
 from backend.services.jobs import check_job_request
 from backend.training.augment import (
     HEAD_LINES,
@@ -94,7 +97,8 @@ def test_each_substitution_writes_the_new_value_where_the_old_one_was(source):
         new = parse_decimal(amounts["fields"][name])
         was = [m for m in PRINTED_AMOUNT.finditer(source["text"]) if parse_decimal(m[0]) == parse_decimal(old)]
         now = [m for m in PRINTED_AMOUNT.finditer(amounts["text"]) if parse_decimal(m[0]) == new]
-        assert was and _masked(source["text"], was) == _masked(amounts["text"], now)  # in the old one's places
+        # in the old one's places; the cash and change lines may change too (the next test)
+        assert was and _cashless(_masked(source["text"], was)) == _cashless(_masked(amounts["text"], now))
         assert not any(parse_decimal(m[0]) == parse_decimal(old) for m in PRINTED_AMOUNT.finditer(amounts["text"]))
     dates = rewrite_dates(source, rng)
     for name, old in string_fields(source).items():
@@ -115,6 +119,66 @@ def test_each_substitution_writes_the_new_value_where_the_old_one_was(source):
             for b in donors
         )
         assert not any(spans(old, swapped["text"]) for n, old in labels.items() if old != swapped["fields"][n])
+
+
+def _cashless(text: str) -> str:
+    """`text` without the amounts of its tendered and change lines."""
+    pair = settlement(text.replace("\0", "0.00"))
+    lines = text.split("\n")
+    for at in (pair.tendered_line, pair.change_line) if pair else ():
+        lines[at] = PRINTED_AMOUNT.sub("\0", lines[at])
+    return "\n".join(lines)
+
+
+def test_cash_and_change_still_settle_a_rewritten_total():
+    kept = raised = exact = 0
+    for i, source in enumerate(RECORDS):
+        paid = settlement(source["text"])
+        total = parse_decimal(source["fields"].get("total"))
+        if paid is None or total is None or abs(paid.paid - total) > ROUNDING:
+            continue
+        for k in range(4):
+            record = rewrite_amounts(source, random.Random(f"{i}:{k}"))
+            if record is None or record["fields"]["total"] == source["fields"]["total"]:
+                continue
+            new, after = parse_decimal(record["fields"]["total"]), settlement(record["text"])
+            assert after is not None and after.paid - new == paid.paid - total, record["text"]
+            assert after.change >= 0
+            if paid.tendered == total:  # paid exactly: the cash line printed the total, rewritten with it
+                assert after.tendered == new and after.change == paid.change
+                exact += 1
+            elif after.tendered == paid.tendered:  # the same cash leaves another change
+                kept += 1
+            else:  # the new total exceeds the cash: the next ten
+                assert after.tendered % 10 == 0 and after.tendered - 10 < new <= after.tendered
+                raised += 1
+    assert kept > 5 and raised > 5 and exact > 5, (kept, raised, exact)  # the shipped receipts do all three
+
+
+def test_cash_raised_to_the_next_ten_when_the_new_total_exceeds_it():
+    record = {"text": "SHOP\nTOTAL 18.50\nCASH 20.00\nCHANGE 1.50\nTHANK YOU", "fields": {"total": "18.50"}}
+    for seed in range(40):
+        new = rewrite_amounts(record, random.Random(seed))
+        assert new is not None
+        total = Decimal(new["fields"]["total"])
+        lines = new["text"].split("\n")
+        cash = Decimal(lines[2].split()[1]) if total <= 20 else (total / 10).to_integral_value("ROUND_CEILING") * 10
+        assert lines[1:4] == [f"TOTAL {total:.2f}", f"CASH {cash:.2f}", f"CHANGE {cash - total:.2f}"]
+
+
+def test_decimal_comma_amounts_are_rewritten_in_their_own_format():
+    text = "LADEN GMBH\nBROT 1.234,50\nSUMME EUR 1.234,50\nCASH 1.300,00\nCHANGE 65,50\nDANKE"
+    record = {"text": text, "fields": {"company": "LADEN GMBH", "total": "1.234,50"}}
+    assert kind("1.234,50") == kind("12,50") == "amount" and sender_block(record) is not None
+    new = rewrite_amounts(record, random.Random(1))
+    assert new is not None
+    label = new["fields"]["total"]
+    total = parse_decimal(label, decimal=",")
+    assert re.fullmatch(r"(\d{1,3}(\.\d{3})*|\d+),\d\d", label) and total != Decimal("1234.50")
+    lines = new["text"].split("\n")
+    assert lines[1] == f"BROT {label}" and lines[2] == f"SUMME EUR {label}"
+    cash, change = (parse_decimal(line.split()[1], decimal=",") for line in lines[3:5])
+    assert cash - change == total and "." not in lines[4].split()[1]
 
 
 def test_line_order_noise_moves_only_lines_away_from_every_label():

@@ -214,6 +214,14 @@ def main() -> None:
         help="TrainConfig overrides for the tunebridge side, for "
         'ablations, e.g. \'{"precision": "fp32", "group_by_length": false}\'',
     )
+    parser.add_argument(
+        "--also",
+        metavar="JSON",
+        action="append",
+        default=[],
+        help="another tunebridge side with these overrides on top of --variant, run in the same "
+        "session with its own ratio (repeatable), e.g. '{\"share_prefix\": false}' to see what a lever gives",
+    )
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
@@ -235,15 +243,18 @@ def main() -> None:
     )
     print(f"{path.dtype} 2048x2048 matmul peak: {peak / 1e12:.2f} TFLOP/s")
     results = {}
+    base = json.loads(args.variant or "{}")
+    sides = [("plain", "plain", base), ("tunebridge", "tunebridge", base)]
+    sides += [(f"tunebridge {extra}", "tunebridge", {**base, **json.loads(extra)}) for extra in args.also]
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("plain", "tunebridge"):
-            out = Path(tmp) / name
+        for k, (name, kind, variant) in enumerate(sides):
+            out = Path(tmp) / str(k)
             out.mkdir()
             cmd = [
                 sys.executable,
                 __file__,
                 "--only",
-                name,
+                kind,
                 "--out",
                 str(out),
                 "--data",
@@ -261,14 +272,14 @@ def main() -> None:
                 "--threads",
                 str(args.threads),
                 "--variant",
-                args.variant or "{}",
+                json.dumps(variant),
             ]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             results[name] = r = json.loads((out / "result.json").read_text())
             r["tokens_per_s"] = work["tokens"] / r["seconds"]
             r["flops_per_s"] = work["useful_flops"] / r["seconds"]
             print(
-                f"{name:>10}: {r['seconds']:7.1f} s  {r['tokens_per_s']:7.1f} tokens/s  "
+                f"{name}: {r['seconds']:7.1f} s  {r['tokens_per_s']:7.1f} tokens/s  "
                 f"{r['flops_per_s'] / 1e12:.3f} useful TFLOP/s ({100 * r['flops_per_s'] / peak:.1f}% of peak)  "
                 f"peak RSS {r['peak_rss_mib']:.0f} MiB  held-out loss {r['held_out_loss']:.4f}  "
                 f"first/last step loss {r['losses'][0]:.3f}/{r['losses'][-1]:.3f}"
@@ -277,6 +288,12 @@ def main() -> None:
     diff = (tb["held_out_loss"] - plain["held_out_loss"]) / plain["held_out_loss"]
     print(f"held-out loss difference: {100 * diff:+.1f}% ({'within' if abs(diff) <= 0.05 else 'OUTSIDE'} ±5%)")
     print(f"tunebridge runtime: {tb.get('runtime')}")
+    for name, _, _ in sides[2:]:
+        r = results[name]
+        print(
+            f"{name}: ratio {r['tokens_per_s'] / plain['tokens_per_s']:.2f}, tunebridge over it "
+            f"{tb['tokens_per_s'] / r['tokens_per_s']:.3f}, held-out loss {r['held_out_loss']:.4f}"
+        )
     print(f"ratio: {tb['tokens_per_s'] / plain['tokens_per_s']:.2f}")
 
 

@@ -53,15 +53,16 @@ def run_batches(
     return out[:total]
 
 
-def by_tokens(items: list[Encoded], max_tokens: int) -> list[list[Encoded]]:
-    """`items` in consecutive passes of at most `max_tokens` padded tokens each (rows × longest row; a
-    row longer than that alone). Summed losses over the passes give the batch's gradient exactly."""
+def by_tokens(items: list[Encoded], max_tokens: int, *, skip: int = 0) -> list[list[Encoded]]:
+    """`items` in consecutive passes of at most `max_tokens` padded tokens each (rows × longest row,
+    without the first `skip` tokens of each, read once elsewhere; a row longer than that alone).
+    Summed losses over the passes give the batch's gradient exactly."""
     if max_tokens <= 0:
         return [items]
     passes: list[list[Encoded]] = []
     current: list[Encoded] = []
     for e in items:
-        width = max([len(e.input_ids)] + [len(c.input_ids) for c in current])
+        width = max([len(e.input_ids)] + [len(c.input_ids) for c in current]) - skip
         if current and (len(current) + 1) * width > max_tokens:
             passes.append(current)
             current = []

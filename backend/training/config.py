@@ -92,6 +92,11 @@ class TrainConfig:
         "CPU threads for torch (0: an even share of the cores among the tunebridge processes "
         "running here), shared among the processes of a launched run.",
     )
+    share_prefix: bool = _f(
+        True,
+        "Read the prompt tokens every example of a step starts with once per step instead of once per "
+        "example (the same loss and gradient; one process only).",
+    )
     pass_tokens: int = _f(
         -1,
         "Most padded tokens in one forward/backward pass: a larger micro-batch runs as several "

@@ -1,5 +1,11 @@
 """The arithmetic of a training step, shared by every run: the answer-only loss, the learning-rate
-schedule, one optimizer step over its micro-batches, and the validation loss."""
+schedule, one optimizer step over its micro-batches, and the validation loss.
+
+The prompt tokens every example of a step starts with (the instructions and field list of an
+extraction prompt: a third of a receipt's tokens) are read once per step (`SharedPrefix`): their keys
+and values serve every row of every pass, and the gradient that flows into them is sent back through
+that one reading after the last pass. The loss and the gradient are those of reading every row whole
+(causal attention: a prefix's states do not depend on what follows it)."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
 
 from backend.training.batching import by_tokens, collate
 from backend.training.config import TrainConfig
@@ -16,6 +23,55 @@ from backend.training.runtime import Runtime
 from backend.training.tokenize import IGNORE, Encoded, EncodedSet
 
 ONE_PROCESS = Parallel()  # the default: a run in this process alone (only read)
+MIN_PREFIX = 16  # shared prompt tokens worth reading once
+
+
+class SharedPrefix:
+    """The first `length` tokens of every row, read once with gradient. Each pass attends to their keys
+    and values through leaf copies (`cache`), where its backward leaves its share of their gradient;
+    `backward` sends the sum through the one reading to the adapter's weights."""
+
+    def __init__(self, length: int, states: list[torch.Tensor]):
+        self.length, self.states = length, states
+        self.leaves = [t.detach().requires_grad_(t.requires_grad) for t in states]
+
+    @classmethod
+    def read(cls, decoder, ids: list[int], device) -> SharedPrefix | None:
+        """The prefix `ids` read by `decoder`; None for a model whose cache holds more than keys and
+        values (linear-attention layers): its rows are read whole."""
+        cache = DynamicCache()
+        decoder(input_ids=torch.tensor([ids], device=device), cache=cache, use_cache=True)
+        states: list[torch.Tensor] = []
+        for layer in cache.layers:
+            keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+            if not isinstance(keys, torch.Tensor) or not isinstance(values, torch.Tensor):
+                return None
+            states += [keys, values]
+        return cls(len(ids), states)
+
+    def cache(self, rows: int) -> DynamicCache:
+        """A cache of the prefix for `rows` rows (views, no copies)."""
+        grown = [t.expand(rows, *t.shape[1:]) for t in self.leaves]
+        return DynamicCache(list(zip(grown[::2], grown[1::2])))
+
+    def backward(self) -> None:
+        pairs = [(s, leaf.grad) for s, leaf in zip(self.states, self.leaves) if leaf.grad is not None]
+        if pairs:
+            torch.autograd.backward([s for s, _ in pairs], [g for _, g in pairs])
+
+
+def shared_length(items: list[Encoded]) -> int:
+    """How many leading tokens all `items` share before the first answer token of any (0: fewer than
+    MIN_PREFIX, or a single item)."""
+    if len(items) < 2:
+        return 0
+    first = items[0].input_ids
+    n = min(len(e.input_ids) for e in items) - 1
+    for e in items[1:]:
+        n = next((i for i, (a, b) in enumerate(zip(first[:n], e.input_ids)) if a != b), n)
+    answer = min(next((i for i, label in enumerate(e.labels) if label != IGNORE), len(e.labels)) for e in items)
+    n = min(n, answer - 1)  # the last prefix position predicts the first token after it: never an answer
+    return n if n >= MIN_PREFIX else 0
 
 
 class AnswerLoss:
@@ -27,9 +83,14 @@ class AnswerLoss:
         self.head = base.get_output_embeddings()
         self.softcap = getattr(base.config, "final_logit_softcapping", None)
 
-    def __call__(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Summed (not averaged) loss, so micro-batches add up to an exact per-token mean."""
-        hidden = self.decoder(input_ids=ids, use_cache=False).last_hidden_state
+    def __call__(self, ids: torch.Tensor, labels: torch.Tensor, prefix: SharedPrefix | None = None) -> torch.Tensor:
+        """Summed (not averaged) loss, so micro-batches add up to an exact per-token mean. With `prefix`,
+        the rows' first `prefix.length` tokens are read from it."""
+        if prefix is None:
+            hidden = self.decoder(input_ids=ids, use_cache=False).last_hidden_state
+        else:
+            ids, labels = ids[:, prefix.length :], labels[:, prefix.length :]
+            hidden = self.decoder(input_ids=ids, cache=prefix.cache(len(ids)), use_cache=True).last_hidden_state
         target = labels[:, 1:]
         mask = target != IGNORE
         with torch.autocast(hidden.device.type, enabled=False):  # fp32 logits: bf16 ones cost accuracy
@@ -70,15 +131,24 @@ def optimizer_step(
     max_grad_norm: float,
     parallel: Parallel = ONE_PROCESS,
     max_tokens: int = 0,
+    share_prefix: bool = True,
 ) -> dict[str, float]:
     """One optimizer step over `grad_accum` micro-batches; the loss is the mean over all their
     answer tokens (each micro-batch's summed loss divided by the step's answer-token count).
     With several processes each rank runs its share of every micro-batch (distributed.py). In one
     process, a micro-batch of more than `max_tokens` padded tokens runs as several passes (peak memory
-    follows the tokens of one pass; the gradient is the same)."""
+    follows the tokens of one pass; the gradient is the same), and with `share_prefix` the tokens every
+    example starts with are read once for the step (`SharedPrefix`)."""
     local = [parallel.shard(batch) for batch in micro]
+    prefix = None
+    if share_prefix and not parallel.enabled and isinstance(forward, AnswerLoss):
+        shared = shared_length([e for batch in local for e in batch])
+        if shared:
+            with runtime.autocast():
+                prefix = SharedPrefix.read(forward.decoder, local[0][0].input_ids[:shared], runtime.device)
     if max_tokens and not parallel.enabled:
-        micro = local = [part for batch in local for part in by_tokens(batch, max_tokens)]
+        skip = prefix.length if prefix else 0
+        micro = local = [part for batch in local for part in by_tokens(batch, max_tokens, skip=skip)]
     n_answer, tokens = parallel.all_sum(
         [
             sum(1 for batch in local for e in batch for label in e.labels[1:] if label != IGNORE),
@@ -95,18 +165,27 @@ def optimizer_step(
         ids, labels = collate(batch, pad_id=pad_id)
         with parallel.no_sync(i < len(local) - 1):
             with runtime.autocast():
-                loss = forward(ids.to(runtime.device), labels.to(runtime.device)) / per_rank
+                ids, labels = ids.to(runtime.device), labels.to(runtime.device)
+                loss = (forward(ids, labels, prefix) if prefix else forward(ids, labels)) / per_rank
             if weight != 1.0:
                 loss = loss * weight
             loss.backward()
         total += loss.item()
+    if prefix is not None:
+        prefix.backward()
     if parallel.enabled:
         total = parallel.all_sum([total])[0] / parallel.world
     grad_norm = parallel.clip(params, max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": total, "grad_norm": grad_norm, "answer_tokens": n_answer, "tokens": tokens}
+    return {
+        "loss": total,
+        "grad_norm": grad_norm,
+        "answer_tokens": n_answer,
+        "tokens": tokens,
+        "prefix_tokens": prefix.length if prefix else 0,
+    }
 
 
 @torch.no_grad()

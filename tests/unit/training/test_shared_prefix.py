@@ -1,0 +1,124 @@
+"""The prompt tokens every example of a step starts with are read once (backend/training/steps.py
+`SharedPrefix`): the loss and the gradient equal those of reading every row whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from backend.training.batching import by_tokens
+from backend.training.runtime import Runtime
+from backend.training.steps import MIN_PREFIX, AnswerLoss, optimizer_step, shared_length
+from backend.training.tokenize import IGNORE, Encoded
+from backend.training.trainer import train
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data"
+PROMPT = list(range(3, 3 + 40))  # the instructions every example starts with
+
+
+def _example(i: int, body: int, answer: int) -> Encoded:
+    ids = PROMPT + [50 + (i * 7 + k) % 40 for k in range(body)] + [100 + (i + k) % 20 for k in range(answer)]
+    labels = [IGNORE] * (len(PROMPT) + body) + ids[len(PROMPT) + body :]
+    return Encoded(ids, labels, f"row{i}")
+
+
+def _grads(model_dir: str, micro: list[list[Encoded]], *, share: bool, max_tokens: int = 0) -> tuple[float, dict]:
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.0)  # a step that changes nothing: the gradients are read after it
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        p.register_post_accumulate_grad_hook(lambda p, n=n: seen.__setitem__(n, p.grad.clone()))
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    ]
+    result = optimizer_step(
+        micro,
+        forward=AnswerLoss(model),
+        runtime=Runtime("cpu", torch.float32, "none"),
+        pad_id=0,
+        params=params,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        max_grad_norm=0.0,
+        max_tokens=max_tokens,
+        share_prefix=share,
+    )
+    for h in hooks:
+        h.remove()
+    assert result["prefix_tokens"] == (len(PROMPT) if share else 0)
+    return result["loss"], seen
+
+
+def test_shared_length_stops_before_the_first_difference_and_the_first_answer():
+    rows = [_example(i, body=10 + i, answer=5) for i in range(3)]
+    assert shared_length(rows) == len(PROMPT)  # the bodies differ from their first token
+    same = [Encoded(PROMPT + [60, 61, 62], [IGNORE] * 41 + [61, 62], "a")] * 2
+    assert shared_length(same) == 40  # identical rows: up to the token before the first answer token
+    assert shared_length(rows[:1]) == 0  # one row shares nothing with itself worth reading apart
+    short = [
+        Encoded(e.input_ids[: MIN_PREFIX - 1] + [99, 98], [IGNORE] * (MIN_PREFIX - 1) + [99, 98], "s") for e in rows
+    ]
+    assert shared_length(short) == 0
+
+
+def test_passes_are_sized_without_the_shared_tokens():
+    rows = [_example(i, body=20, answer=5) for i in range(4)]  # 65 tokens each, 40 shared
+    assert [len(p) for p in by_tokens(rows, 100)] == [1, 1, 1, 1]
+    assert [len(p) for p in by_tokens(rows, 100, skip=40)] == [4]
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma(tmp_path_factory) -> str:
+    """A tiny Gemma 3: one sliding-window layer (a window shorter than the shared prompt) and one full."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=160,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=12,
+        layer_types=["sliding_attention", "full_attention"],
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("gemma") / "model"
+    Gemma3ForCausalLM(config).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("max_tokens", [0, 120])  # one pass; passes of a row or two
+@pytest.mark.parametrize("model", ["tiny_model", "tiny_gemma"])
+def test_the_gradient_is_the_gradient_of_whole_rows(request, model, max_tokens):
+    model_dir = request.getfixturevalue(model)
+    micro = [[_example(i, body=8 + 3 * i, answer=6) for i in range(4)], [_example(9, body=5, answer=4)]]
+    whole_loss, whole = _grads(model_dir, micro, share=False, max_tokens=max_tokens)
+    shared_loss, shared = _grads(model_dir, micro, share=True, max_tokens=max_tokens)
+    assert shared_loss == pytest.approx(whole_loss, rel=1e-5)
+    assert set(shared) == set(whole) and len(whole) > 10
+    for name, grad in whole.items():
+        assert torch.allclose(shared[name], grad, rtol=1e-4, atol=1e-6), name
+    # the prefix's own weights are reached only through its keys and values: still the same gradient
+    assert any(g.abs().sum() > 0 for n, g in shared.items() if "layers.0." in n)
+
+
+def test_a_run_sharing_the_prefix_learns_as_one_that_does_not(tiny_config):
+    kwargs = dict(data=[str(EXAMPLES / "receipts.jsonl")], max_steps=3, batch_size=4, learning_rate=1e-2)
+    apart = train(tiny_config(run_name="apart", share_prefix=False, **kwargs), progress_bar=False)
+    once = train(tiny_config(run_name="once", **kwargs), progress_bar=False)
+
+    def losses(run):
+        return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+
+    assert losses(once.run_dir) == pytest.approx(losses(apart.run_dir), rel=1e-4)

@@ -1,4 +1,4 @@
-import type { IDataObject, IExecuteFunctions, INodeExecutionData } from 'n8n-workflow';
+import type { IDataObject, IExecuteFunctions, INodeExecutionData, INodeProperties } from 'n8n-workflow';
 import { NodeOperationError, sleep } from 'n8n-workflow';
 
 /** Runs one operation over all input items; returns the output items. */
@@ -33,6 +33,36 @@ export function perItem(
 		}
 		return out;
 	};
+}
+
+/** The usual Return All / Limit pair of a list operation, shown where `show` says. */
+export function returnAllOrLimit(show: Record<string, string[]>): INodeProperties[] {
+	return [
+		{
+			displayName: 'Return All',
+			name: 'returnAll',
+			type: 'boolean',
+			default: false,
+			description: 'Whether to return all results or only up to a given limit',
+			displayOptions: { show },
+		},
+		{
+			displayName: 'Limit',
+			name: 'limit',
+			type: 'number',
+			typeOptions: { minValue: 1 },
+			default: 50,
+			description: 'Max number of results to return',
+			displayOptions: { show: { ...show, returnAll: [false] } },
+		},
+	];
+}
+
+/** `results`, or their first Limit unless Return All is on (see `returnAllOrLimit`). */
+export function limited(context: IExecuteFunctions, results: IDataObject[], itemIndex: number): IDataObject[] {
+	if (context.getNodeParameter('returnAll', itemIndex, false) as boolean) return results;
+	const limit = Math.max(1, Number(context.getNodeParameter('limit', itemIndex, 50)));
+	return results.slice(0, limit);
 }
 
 export function withItemIndex(

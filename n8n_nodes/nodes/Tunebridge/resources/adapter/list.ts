@@ -1,6 +1,6 @@
 import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
-import { perItem, segment } from '../../utils';
+import { limited, perItem, returnAllOrLimit, segment } from '../../utils';
 
 export const listDescription: INodeProperties[] = [
 	{
@@ -13,23 +13,7 @@ export const listDescription: INodeProperties[] = [
 		description: 'Name, name@version or name@alias',
 		displayOptions: { show: { resource: ['adapter'], operation: ['get'] } },
 	},
-	{
-		displayName: 'Return All',
-		name: 'returnAll',
-		type: 'boolean',
-		default: false,
-		description: 'Whether to return all results or only up to a given limit',
-		displayOptions: { show: { resource: ['adapter'], operation: ['list'] } },
-	},
-	{
-		displayName: 'Limit',
-		name: 'limit',
-		type: 'number',
-		typeOptions: { minValue: 1 },
-		default: 50,
-		description: 'Max number of results to return',
-		displayOptions: { show: { resource: ['adapter'], operation: ['list'], returnAll: [false] } },
-	},
+	...returnAllOrLimit({ resource: ['adapter'], operation: ['list'] }),
 ];
 
 /** One output item per adapter name, with its versions (newest first) and aliases: all, or the first Limit. */
@@ -39,9 +23,7 @@ export const list = perItem(async function (this: IExecuteFunctions, itemIndex: 
 		{ method: 'GET', path: '/v1/adapters' },
 		itemIndex,
 	)) as IDataObject[];
-	if (this.getNodeParameter('returnAll', itemIndex, false) as boolean) return adapters;
-	const limit = Math.max(1, Number(this.getNodeParameter('limit', itemIndex, 50)));
-	return adapters.slice(0, limit);
+	return limited(this, adapters, itemIndex);
 });
 
 export const get = perItem(async function (this: IExecuteFunctions, itemIndex: number) {

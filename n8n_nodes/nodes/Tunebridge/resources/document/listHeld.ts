@@ -1,6 +1,6 @@
 import type { IDataObject, IExecuteFunctions, INodeProperties } from 'n8n-workflow';
 import { tunebridgeRequest } from '../../transport';
-import { perItem } from '../../utils';
+import { limited, perItem, returnAllOrLimit } from '../../utils';
 
 const show = { resource: ['document'], operation: ['listHeld'] };
 
@@ -21,23 +21,7 @@ export const listHeldDescription: INodeProperties[] = [
 		default: 'value',
 		displayOptions: { show },
 	},
-	{
-		displayName: 'Return All',
-		name: 'returnAll',
-		type: 'boolean',
-		default: false,
-		description: 'Whether to return all results or only up to a given limit',
-		displayOptions: { show },
-	},
-	{
-		displayName: 'Limit',
-		name: 'limit',
-		type: 'number',
-		typeOptions: { minValue: 1 },
-		default: 50,
-		description: 'Max number of results to return',
-		displayOptions: { show: { ...show, returnAll: [false] } },
-	},
+	...returnAllOrLimit(show),
 ];
 
 /** The request for the documents held for review, in the chosen order. */
@@ -53,7 +37,5 @@ export const listHeld = perItem(async function (this: IExecuteFunctions, itemInd
 		{ method: 'GET', path: '/v1/documents', qs: listHeldQuery(orderBy) },
 		itemIndex,
 	)) as IDataObject[];
-	if (this.getNodeParameter('returnAll', itemIndex, false) as boolean) return documents;
-	const limit = Math.max(1, Number(this.getNodeParameter('limit', itemIndex, 50)));
-	return documents.slice(0, limit);
+	return limited(this, documents, itemIndex);
 });

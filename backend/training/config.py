@@ -72,6 +72,11 @@ class TrainConfig:
     lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r).")
     lora_dropout: float = _f(0.0, "LoRA dropout. 0 by default: its random masks cost ~20% of a CPU step.")
     target_modules: str = _f("all-linear", "Modules to adapt: all-linear, or comma-separated names (q_proj,v_proj).")
+    lora_layers: int = _f(
+        0,
+        "Adapt only the last N decoder layers (0: all). The backward pass stops at the lowest adapted "
+        "layer, so a step costs less; fewer weights learn.",
+    )
 
     # --- optimisation ---
     epochs: float = _f(1.0, "Passes over the training split (fractions allowed).")
@@ -165,6 +170,7 @@ class TrainConfig:
             ("max_length", self.max_length >= 16, "at least 16"),
             ("lora_r", 1 <= self.lora_r <= 1024, "from 1 to 1024"),
             ("lora_alpha", 1 <= self.lora_alpha <= 65536, "from 1 to 65536"),
+            ("lora_layers", self.lora_layers >= 0, "0 (all layers) or a positive number of layers"),
             ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
             ("epochs", 0 < self.epochs <= 1000, "greater than 0, at most 1000"),
             ("max_steps", 0 <= self.max_steps <= 10_000_000, "from 0 to 10,000,000"),

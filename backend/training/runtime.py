@@ -138,11 +138,17 @@ def build_lora_model(config: TrainConfig, runtime: Runtime, *, fsdp: bool = Fals
     if runtime.quantize == "none" and runtime.compute_dtype != torch.float32 and not fsdp:
         _cast_body(base, runtime.compute_dtype)
     targets = config.target_modules
+    layers = _last_layers(base.config, config.lora_layers)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules="all-linear" if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+        target_modules=(
+            ("all-linear" if layers is None else _layer_linears(base))
+            if targets == "all-linear"
+            else [t.strip() for t in targets.split(",")]
+        ),
+        layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
     torch.manual_seed(config.seed)
@@ -155,6 +161,26 @@ def build_lora_model(config: TrainConfig, runtime: Runtime, *, fsdp: bool = Fals
     if runtime.compute_dtype != torch.float32:
         _exact_adapter_sums(model)
     return model_path, tokenizer, model
+
+
+def _last_layers(model_config, n: int) -> list[int] | None:
+    """The indexes of the last `n` decoder layers (None: all of them)."""
+    total = getattr(model_config.get_text_config(), "num_hidden_layers", 0) or 0
+    if n <= 0 or n >= total:
+        return None
+    return list(range(total - n, total))
+
+
+def _layer_linears(model) -> list[str]:
+    """The names of the linear layers inside the decoder layers ("all-linear" spelled out: peft takes
+    `layers_to_transform` only with a list)."""
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and ".layers." in name
+        }
+    )
 
 
 def _upcast_output(_module, _inputs, output):

@@ -218,7 +218,7 @@ def _settle(text: str, paid: Decimal, mark: str) -> str | None:
     return text if after is not None and after.paid == paid else None
 
 
-def _format_amount(value: Decimal, like: str, mark: str = ".") -> str:
+def _format_amount(value: Decimal, like: str, mark: str) -> str:
     """`value` printed as `like` is: its decimals, thousands grouped when `like` groups them, and its
     decimal mark."""
     places = len(like.rsplit(mark, 1)[1])

@@ -18,11 +18,13 @@ the adapter's label rules) on the fold's 100 receipts, which no arm ever labels.
 
 Every point and the active arm's choices are saved as they finish, in a folder per training budget
 (`benchmarks/results/label_efficiency/steps<STEPS>/`), so a run stopped anywhere continues where it
-stopped. The budget must be large enough for labels to matter: at 50 steps, 400 random labels scored
-no better than 100 (0.834 vs 0.826, fold 0), while 100 steps lifted 400 labels to 0.899. The active
-arm's choices do not depend on the budget (their models train `--select-steps`). `--report` prints each arm's micro-F1 per point
-(mean over the folds run, and their spread), `labels_to_match:` (the labels the better active arm needs
-to equal random at the largest point, read off its curve on a log scale) and draws the curves.
+stopped. A point keeps each scored receipt's answer too (fields, confidence, found in the text or
+not). The budget must be large enough for labels to matter: at 50 steps, 400 random labels scored no
+better than 100 (0.834 vs 0.826, fold 0), while 100 steps lifted 400 labels to 0.899. The active arm's
+choices do not depend on the budget (their models train `--select-steps`). `--report` prints each
+arm's micro-F1 per point (mean over the folds run, and their spread), `labels_to_match:` (the labels
+the better active arm needs to equal random at the largest point, read off its curve on a log scale)
+and draws the curves.
 
 Data: sroie_train.jsonl, kept outside the repository (benchmarks/README.md): ICDAR 2019 SROIE receipts,
 Z. Huang et al., CC BY 4.0.
@@ -193,6 +195,15 @@ def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, ar
         for i, (o, r) in enumerate(zip(results, scored))
     ]
     summary = summarize(documents, NAMES)
+    answers = [  # what each scored receipt got: thresholds can later be fitted on the folds' answers
+        {
+            "id": r["id"],
+            "fields": o["fields"],
+            "confidence": o["confidence"],
+            "grounded": {k: v is not None for k, v in o["grounding"].items()},
+        }
+        for o, r in zip(results, scored)
+    ]
     return {
         "micro_f1": summary["micro"]["f1"],
         "fields": {name: summary["fields"][name]["f1"] for name in NAMES},
@@ -203,6 +214,7 @@ def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, ar
         "train_s": train_s,
         "score_s": time.perf_counter() - started,
         "ids": [r["id"] for r in chosen],
+        "answers": answers,
         "cpu": str(cpu_kind()),
         "date": time.strftime("%Y-%m-%d"),
         "credit": CREDIT,

@@ -189,19 +189,14 @@ def cmd_models(_args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace):
-    from backend.settings import Settings
+    from backend.settings import from_options
 
-    overrides = {
-        k: v
-        for k, v in {
-            "data_dir": args.data_dir,
-            "host": getattr(args, "host", None),
-            "port": getattr(args, "port", None),
-            "workers": getattr(args, "workers", None),
-        }.items()
-        if v is not None
-    }
-    return Settings(**overrides)
+    return from_options(
+        data_dir=args.data_dir,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        workers=getattr(args, "workers", None),
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

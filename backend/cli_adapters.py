@@ -74,12 +74,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _registry(args: argparse.Namespace, *, create: bool = False):
     """The service's settings and its migrated database engine; without `create`, a missing registry is an error."""
-    from backend.settings import Settings
+    from backend.settings import from_options
     from backend.storage.engine import make_engine
     from backend.storage.migrations import migrate
 
-    overrides: dict[str, Any] = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
-    settings = Settings(**overrides)
+    settings = from_options(data_dir=Path(args.data_dir) if args.data_dir else None)
     settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
     if not create and settings.db_url.startswith("sqlite") and not (settings.data_dir / "tunebridge.db").is_file():
         raise NotFound(f"no registry at {settings.data_dir} (give --data-dir, or set TUNEBRIDGE_DATA_DIR)")

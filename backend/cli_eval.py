@@ -79,10 +79,10 @@ def add_command(sub) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from backend.cli import _settings
     from backend.evaluation.runner import evaluate, load_eval_set, write_eval
     from backend.inference.pool import ModelPool
     from backend.services.evaluations import build_candidates
+    from backend.settings import from_options
 
     for flag, given in (("--calibrate", args.calibrate), ("--thresholds", args.thresholds)):
         if given and not args.constrained:
@@ -91,17 +91,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise InvalidRequest("--rank needs --constrained (candidates are ranked after constrained decoding)")
     if not 0 < args.target_precision < 1:
         raise InvalidRequest(f"--target-precision: got {args.target_precision}, expected a number between 0 and 1")
-    engine = None
+    settings, engine = from_options(data_dir=args.data_dir), None
     if args.data_dir:
         from backend.storage.engine import make_engine
 
-        engine = make_engine(_settings(args).db_url)
+        engine = make_engine(settings.db_url)
     examples, schema = load_eval_set(args.data, limit=args.limit)
     candidates = build_candidates(
         adapters=args.adapter or [],
         include_base=not args.no_base,
         model=args.model,
-        default_base=_settings(args).default_base_model,
+        default_base=settings.default_base_model,
         engine=engine,
     )
     from tqdm import tqdm

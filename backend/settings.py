@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -136,6 +137,11 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'tunebridge.db').resolve()}"
+
+
+def from_options(**options: Any) -> Settings:
+    """The environment's settings with the command line's options over them (those given: not None)."""
+    return Settings(**{k: v for k, v in options.items() if v is not None})
 
 
 @lru_cache

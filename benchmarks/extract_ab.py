@@ -3,14 +3,17 @@ shared 2-core machine (±10% between runs) does not swamp.
 
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever merge
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever decoding --against <git revision>
+    .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever attention
 
 - `merge`: the adapter merged into the fp32 base weights (what the pool does once an adapter has run
   `MERGE_AFTER_S` in a row) against a pool that never merges;
 - `decoding`: this tree's `backend/inference/decoding.py` against the same file at an earlier git
-  revision (e.g. the padded prefill before per-row prefill), in the same process and pool.
+  revision (e.g. the padded prefill before per-row prefill), in the same process and pool;
+- `attention`: the pool's grouped attention (`backend/inference/kv.py`) against transformers' SDPA
+  attention, both merged at once.
 The held-out SROIE receipts of benchmarks/extract_latency.py go through both arms batch by batch, the
 arm that goes first alternating; prints each arm's documents/s, the batches the lever won, the ratio,
-and whether the answers agree. Results: benchmarks/results/extract_ab-<lever>-<cpu>.json.
+and whether the answers agree. Results: benchmarks/results/extract_ab-<lever>[-<tag>]-<cpu>.json.
 """
 
 from __future__ import annotations
@@ -51,12 +54,13 @@ def old_decoding(revision: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapter", required=True, help="a training run folder (e.g. runs/sroie/<run>)")
-    parser.add_argument("--lever", choices=["merge", "decoding"], required=True)
+    parser.add_argument("--lever", choices=["merge", "decoding", "attention"], required=True)
     parser.add_argument("--against", help="--lever decoding: the git revision whose decoding.py is the baseline")
     parser.add_argument("--n", type=int, default=24, help="held-out receipts per repeat")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42, help="the SROIE split's seed")
+    parser.add_argument("--tag", help="added to the results file's name, to keep another run of the same lever")
     args = parser.parse_args()
     if args.lever == "decoding" and not args.against:
         parser.error("--lever decoding needs --against <git revision>")
@@ -75,13 +79,17 @@ def main() -> None:
     now = extraction.constrained_batch
     if args.lever == "merge":
         arms = {"merged": (ModelPool(), now), "never merged": (ModelPool(merge=False), now)}
+    elif args.lever == "attention":
+        arms = {"grouped": (ModelPool(), now), "stock SDPA": (ModelPool(), now)}
     else:
         pool = ModelPool(merge=False)
         arms = {"this tree": (pool, now), f"at {args.against}": (pool, old_decoding(args.against).constrained_batch)}
     for name, (pool, _) in arms.items():
         extraction.extract_many(pool, target, items[:1])  # loads the model and the adapter
-        if name == "merged":
-            base = next(iter(pool._bases.values()))
+        base = next(iter(pool._bases.values()))
+        if name == "stock SDPA":
+            base.model.set_attn_implementation("sdpa")
+        if name == "merged" or (name in ("grouped", "stock SDPA") and pool.merge):  # as the product would
             base.model.merge_adapter()  # at once, not after MERGE_AFTER_S
             base.merged = base.streak[0]
     names = list(arms)
@@ -114,7 +122,8 @@ def main() -> None:
     print(f"batches won by {lever}: {wins} of {len(seconds[lever])}; same answers: {same} of {len(answers[plain])}")
     print(f"ratio: {rates[lever] / rates[plain]:.3f}")
     kind = cpu.split()[1].lower()
-    out_file = ROOT / "benchmarks" / "results" / f"extract_ab-{args.lever}-{kind}.json"
+    stem = "-".join(filter(None, ["extract_ab", args.lever, args.tag, kind]))
+    out_file = ROOT / "benchmarks" / "results" / f"{stem}.json"
     result = {"args": vars(args), "cpu": cpu, "seconds": seconds, "docs_per_s": rates, "wins": wins, "same": same}
     out_file.write_text(json.dumps({**result, "ratio": rates[lever] / rates[plain]}, indent=1))
     print(f"written: {out_file.relative_to(ROOT)}")

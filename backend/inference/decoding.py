@@ -34,6 +34,7 @@ from llguidance.torch import allocate_token_bitmask, fill_next_token_bitmask
 from transformers import DynamicCache
 
 from backend.errors import InvalidRequest
+from backend.inference.kv import roomy_cache
 
 _LL_TOKENIZERS: dict[int, Any] = {}
 
@@ -131,6 +132,7 @@ class _Lookup:
         return []
 
 
+ROOM = 128  # answer positions the batch cache holds before it grows (receipt answers: ≈ 90 tokens)
 _BITS = torch.arange(32, dtype=torch.int32)
 
 
@@ -184,7 +186,10 @@ def constrained_batch(
     shared = prefix is not None and all(len(p) > len(prefix[0]) and p[: len(prefix[0])] == prefix[0] for p in prompts)
     start = len(prefix[0]) if prefix is not None and shared else 0
     feed = [p[start:] for p in prompts]  # per row: tokens the matcher has consumed, not yet fed to the model
-    logits, cache, mask = _prefill(model, prefix[1] if prefix is not None and shared else None, feed, start, device)
+    room = min(max(budgets), ROOM) + draft  # the cache grows past it when an answer runs longer
+    logits, cache, mask = _prefill(
+        model, prefix[1] if prefix is not None and shared else None, feed, start, device, room
+    )
     positions = [start + len(f) for f in feed]
     feed = [[] for _ in rows]  # the prompts are in the cache; the first pass below chooses from `logits`
     drafts: list[list[int]] = [[] for _ in rows]  # per row: guesses fed along, not yet consumed
@@ -311,7 +316,9 @@ def constrained_generate(
     )[0]
 
 
-def _prefill(model, prefix_cache, feeds: list[list[int]], start: int, device) -> tuple[torch.Tensor, Any, torch.Tensor]:
+def _prefill(
+    model, prefix_cache, feeds: list[list[int]], start: int, device, room: int
+) -> tuple[torch.Tensor, Any, torch.Tensor]:
     """Each row's prompt read into one batch cache; the logits of each row's last prompt token, and the
     attention mask over the cache.
 
@@ -319,7 +326,8 @@ def _prefill(model, prefix_cache, feeds: list[list[int]], start: int, device) ->
     longest: reading them as one padded batch would compute every padding position through every
     layer (a third more work on receipts of 330 to 680 tokens in batches of 8), and a matrix of one
     row's few hundred tokens keeps the CPU's matrix units as busy as a batch's. `prefix_cache`: the KV
-    of the `start` prompt tokens every row shares (batch size 1), or None."""
+    of the `start` prompt tokens every row shares (batch size 1), or None. The batch cache has `room`
+    positions for the answers before it must grow (`kv.roomy_cache`)."""
     rows: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
     last = []
     with torch.no_grad():
@@ -334,26 +342,13 @@ def _prefill(model, prefix_cache, feeds: list[list[int]], start: int, device) ->
             last.append(out.logits[0, -1])
             rows.append([_kv(layer) for layer in cache.layers])
     width = start + max(len(t) for t in feeds)
-    layers = []
-    for n in range(len(rows[0])):
-        keys = [_left_pad(row[n][0], width) for row in rows]
-        values = [_left_pad(row[n][1], width) for row in rows]
-        layers.append((torch.cat(keys), torch.cat(values)))
     mask = torch.tensor([[0] * (width - start - len(t)) + [1] * (start + len(t)) for t in feeds], device=device)
-    return torch.stack(last).unsqueeze(1), DynamicCache(layers), mask
+    return torch.stack(last).unsqueeze(1), roomy_cache(rows, width, room), mask
 
 
 def _kv(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """A full-attention cache layer's keys and values."""
     return layer.keys, layer.values
-
-
-def _left_pad(states: torch.Tensor, width: int) -> torch.Tensor:
-    """[1, heads, length, dim] → [1, heads, width, dim], zeros in front (masked out of attention)."""
-    missing = width - states.shape[2]
-    if missing == 0:
-        return states
-    return torch.cat([states.new_zeros(*states.shape[:2], missing, states.shape[3]), states], dim=2)
 
 
 def _forward(model, cache, mask: torch.Tensor, steps: list[list[int]], positions: list[int], device, *, keep: int):

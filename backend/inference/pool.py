@@ -29,6 +29,7 @@ import torch
 
 from backend import cores
 from backend.errors import InvalidRequest
+from backend.inference import kv
 from backend.inference.bundle import AdapterBundle
 from backend.inference.decoding import PrefixCache
 from backend.inference.generate import padded_generate
@@ -111,6 +112,8 @@ class ModelPool:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()  # type: ignore[arg-type]
         if self.int8:
             int8.quantize_frozen(model)
+        if model.config._attn_implementation == "sdpa":
+            model.set_attn_implementation(kv.NAME)  # the same attention, without copying keys per query head
         base = _Base(model, self._tokenizer(path), int(getattr(model.config, "max_position_embeddings", 2048)))
         self._bases[ref] = base
         while len(self._bases) > self.max_bases:

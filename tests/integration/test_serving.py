@@ -429,7 +429,15 @@ def test_concurrent_extractions_are_batched_and_one_bad_document_fails_alone(ser
     assert after["requests"] - before["requests"] >= 5 and after["largest_batch"] >= 2, (
         after
     )  # the bad one never queued
-    assert after["prefix_cache"]["hits"] > before["prefix_cache"]["hits"], after
+    # how the five were cut into batches depends on the machine's speed; each batch read its prompt prefix
+    # from the cache (computed once per prefix), and the same document alone twice reads it the second time
+    assert all(r.json()["usage"]["cached_prompt_tokens"] > 0 for r in responses if r.status_code == 200)
+    assert sum(after["prefix_cache"].values()) > sum(before["prefix_cache"].values()), after  # hits + misses
+    assert post(INVOICE).status_code == 200
+    again = post(INVOICE)
+    assert again.json()["usage"]["cached_prompt_tokens"] > 0
+    last = httpx.get(f"{url}/v1/serving", headers=auth).json()
+    assert last["prefix_cache"]["hits"] > after["prefix_cache"]["hits"], last
 
 
 def test_extract_takes_a_schema_as_pydantic_writes_it(service, tiny_model):

@@ -28,11 +28,18 @@ class Int8Linear(nn.Linear):
     the input per token and call and runs the int8 matmul."""
 
     scales: torch.Tensor
+    inv_smooth: torch.Tensor | None
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, smooth: torch.Tensor | None = None):
         nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().float()
+        # x·Wᵀ = (x/s)·(W·s)ᵀ: a few input channels carry most of an activation's range; dividing them
+        # by s (and multiplying the weight's columns by it) moves that range into the weight, which
+        # has one scale per row to absorb it, and leaves the token's other channels more levels.
+        self.register_buffer("inv_smooth", None if smooth is None else (1 / smooth).float(), persistent=False)
+        if smooth is not None:
+            weight = weight * smooth.float()[None, :]
         scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
         with warnings.catch_warnings():  # torch announces a new home for quantized tensors; these still run
             warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
@@ -46,8 +53,10 @@ class Int8Linear(nn.Linear):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        out = _Int8Matmul.apply(x.float(), self) if x.requires_grad else _matmul(x.float(), self._packed)
+        dtype, x = x.dtype, x.float()
+        if self.inv_smooth is not None:
+            x = x * self.inv_smooth
+        out = _Int8Matmul.apply(x, self) if x.requires_grad else _matmul(x, self._packed)
         if self.bias is not None:
             out = out + self.bias
         return out.to(dtype)
@@ -66,8 +75,13 @@ class Int8Linear(nn.Linear):
         return self._packed_t
 
     def dequantized(self) -> torch.Tensor:
-        """The weight as the matmul sees it, in fp32."""
+        """The weight as the matmul sees it, in fp32 (with the smoothing folded in: W·s)."""
         return self.weight.float() * self.scales[:, None]
+
+    def effective(self) -> torch.Tensor:
+        """The fp32 weight this layer stands for: W·s with s divided back out."""
+        weight = self.dequantized()
+        return weight if self.inv_smooth is None else weight * self.inv_smooth[None, :]
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
@@ -103,12 +117,15 @@ def supported() -> bool:
     )
 
 
-def quantize_frozen(model: nn.Module, *, lm_head: bool = False) -> int:
+def quantize_frozen(
+    model: nn.Module, *, lm_head: bool = False, maxima: dict[str, torch.Tensor] | None = None, alpha: float = 0.5
+) -> int:
     """Replace the model's frozen linear layers by `Int8Linear` in place; the number replaced.
 
     Inside a peft model only the LoRA layers' `base_layer`s are replaced (their A/B stay fp32).
     The output layer stays fp32 unless `lm_head=True` (a tied head then gets its own int8 copy): its
-    logits pick every token."""
+    logits pick every token. `maxima` (`input_maxima`: each layer's largest input per channel, by
+    module name) smooths each layer's input channels by s = max|x|^alpha / max|w|^(1-alpha)."""
     replaced = 0
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
@@ -116,9 +133,65 @@ def quantize_frozen(model: nn.Module, *, lm_head: bool = False) -> int:
                 continue
             if child_name == "lm_head" and not lm_head:
                 continue
-            setattr(module, child_name, Int8Linear(child))
+            seen = None if maxima is None else maxima.get(f"{name}.{child_name}" if name else child_name)
+            setattr(module, child_name, Int8Linear(child, None if seen is None else smoothing(child, seen, alpha)))
             replaced += 1
     return replaced
+
+
+# What the smoothing's input ranges are measured on: a model's outlier channels are its own, not the
+# text's (a receipt, an invoice or plain prose give the same ranges within a few percent), so a short
+# mixed document stands in for the user's data wherever the int8 base is loaded.
+CALIBRATION = (
+    "INVOICE No. 2024-0117    Date: 14/03/2024    Due: 13 April 2024\n"
+    "Harbour Supplies Ltd, 12 Quay Street, Bristol BS1 4DJ, VAT GB 123 4567 89\n"
+    "Bill to: Meadow Farm Cafe, 3 Mill Lane, Hexham NE46 3RU\n"
+    "2 x Oat milk 1L   @ 1.85   3.70\n1 x Espresso beans 5kg   64.00\nSubtotal 67.70  VAT 20% 13.54  TOTAL GBP 81.24\n"
+    "Paid by card ending 4411. Thank you for your business!\n\n"
+    "Extract the seller, the date and the total as JSON. The customer asked whether the delivery could come "
+    "on Friday morning instead; the manager agreed and noted that the next order would include a discount."
+)
+
+
+def quantize_smoothed(model: nn.Module, tokenizer: Any, *, lm_head: bool = False) -> int:
+    """`quantize_frozen` with each layer's input channels smoothed, their ranges measured on
+    `CALIBRATION`: per-layer error about half of plain per-token int8 on SmolLM2 (`benchmarks/README.md`)."""
+    ids = torch.tensor([tokenizer(CALIBRATION)["input_ids"]], device=next(model.parameters()).device)
+    return quantize_frozen(model, lm_head=lm_head, maxima=input_maxima(model, [ids]))
+
+
+def smoothing(linear: nn.Linear, seen: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """Per input channel s = max|x|^alpha / max|w|^(1-alpha) (SmoothQuant, Xiao et al. 2023): alpha 0.5
+    splits each channel's range evenly between the activation and the weight."""
+    weight = linear.weight.detach().float().abs().amax(dim=0).clamp(min=1e-5)
+    return (seen.float().clamp(min=1e-5) ** alpha / weight ** (1 - alpha)).clamp(min=1e-5)
+
+
+@torch.no_grad()
+def input_maxima(model: nn.Module, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each linear layer's largest absolute input per channel over forward passes of `batches` (token
+    ids), by module name: what `quantize_frozen` smooths with."""
+    maxima: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def record(_module: nn.Module, args: tuple) -> None:
+            seen = args[0].detach().abs().flatten(0, -2).amax(dim=0).float()
+            maxima[name] = seen if name not in maxima else torch.maximum(maxima[name], seen)
+
+        return record
+
+    handles = [
+        module.register_forward_pre_hook(hook(name))
+        for name, module in model.named_modules()
+        if type(module) is nn.Linear and not _is_lora_matrix(*name.rpartition(".")[::2])
+    ]
+    try:
+        for ids in batches:
+            model(input_ids=ids)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return maxima
 
 
 def _is_lora_matrix(parent: str, child: str) -> bool:

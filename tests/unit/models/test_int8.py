@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from backend.models import int8
-from backend.models.int8 import Int8Linear, quantize_frozen
+from backend.models.int8 import Int8Linear
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.skipif(not int8.supported(), reason="int8 kernels (fbgemm/oneDNN) are x86-only")
@@ -43,6 +43,40 @@ def test_a_token_with_huge_activations_does_not_blur_the_others():
     x[0] *= 500
     beside = _rel(layer(x)[1:], linear(x)[1:])
     assert beside < 0.03 and abs(beside - alone) < 1e-6
+
+
+class _Reads(nn.Module):
+    """A model whose `input_ids` are already its layer's inputs."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.linear(input_ids)
+
+
+def test_smoothing_gives_outlier_channels_range_back_to_the_other_channels():
+    """A few input channels 60× wider than the rest (as in LLMs' down_proj inputs): per-token scales
+    alone spend the 7 bits on them; smoothed by the measured ranges, the error at least halves, forward
+    and for the input's gradient, and the layer still stands for the same weight."""
+    torch.manual_seed(0)
+    linear = nn.Linear(1536, 576, bias=False)
+    x = torch.randn(64, 1536)
+    x[:, [5, 700, 1200]] *= 60
+    plain = Int8Linear(linear)
+    maxima = int8.input_maxima(_Reads(linear), [x])
+    smoothed = Int8Linear(linear, int8.smoothing(linear, maxima["linear"]))
+    assert _rel(smoothed(x), linear(x)) < 0.5 * _rel(plain(x), linear(x))
+    assert _rel(smoothed(x), linear(x)) < 0.03
+    assert _rel(smoothed.effective(), linear.weight.detach()) < 0.05  # the weight took on part of the range
+    upstream = torch.randn(64, 576)
+    grads = []
+    for layer in (linear, smoothed):
+        leaf = x.clone().requires_grad_(True)
+        (layer(leaf) * upstream).sum().backward()
+        grads.append(leaf.grad)
+    assert _rel(grads[1], grads[0]) < 0.03
 
 
 def test_the_weight_seen_by_libraries_is_the_int8_weight():
@@ -85,14 +119,17 @@ def test_a_peft_model_keeps_its_adapter_in_fp32_and_switches_adapters(tiny_model
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from backend.models.loading import load_tokenizer
+
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
     get_peft_model(copy.deepcopy(base), config).save_pretrained(tmp_path / "adapter")
 
     quantized = copy.deepcopy(base)
-    replaced = quantize_frozen(quantized)
+    replaced = int8.quantize_smoothed(quantized, load_tokenizer(tiny_model))
     assert replaced == 7 * base.config.num_hidden_layers  # q k v o gate up down; the output layer stays fp32
+    assert all(m.inv_smooth is not None for m in quantized.modules() if isinstance(m, Int8Linear))
     assert type(quantized.lm_head) is nn.Linear
     model = PeftModel.from_pretrained(quantized, tmp_path / "adapter").eval()
     q_proj = model.base_model.model.model.layers[0].self_attn.q_proj

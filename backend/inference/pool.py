@@ -111,7 +111,7 @@ class ModelPool:
         path = resolve_model(ref)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()  # type: ignore[arg-type]
         if self.int8:
-            int8.quantize_smoothed(model, self._tokenizer(path))
+            int8.quantize_frozen(model)
         if model.config._attn_implementation == "sdpa":
             model.set_attn_implementation(kv.NAME)  # the same attention, without copying keys per query head
         base = _Base(model, self._tokenizer(path), int(getattr(model.config, "max_position_embeddings", 2048)))

@@ -54,9 +54,10 @@ class Int8Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype, x = x.dtype, x.float()
-        if self.inv_smooth is not None:
-            x = x * self.inv_smooth
-        out = _Int8Matmul.apply(x, self) if x.requires_grad else _matmul(x, self._packed)
+        if x.requires_grad:
+            out = _Int8Matmul.apply(x if self.inv_smooth is None else x * self.inv_smooth, self)
+        else:
+            out = _matmul(x, self._packed, self.inv_smooth)
         if self.bias is not None:
             out = out + self.bias
         return out.to(dtype)
@@ -87,14 +88,18 @@ class Int8Linear(nn.Linear):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-def _matmul(x: torch.Tensor, packed: Any) -> torch.Tensor:
-    """x·Wᵀ in int8. One scale per token, not per call: a few tokens carry activations hundreds of
-    times larger than the rest, and one scale for all would round every other token to a handful of
-    levels. The product commutes with the row scaling, so rows are scaled to max 1 and back."""
-    rows = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
+def _matmul(x: torch.Tensor, packed: Any, inv_smooth: torch.Tensor | None = None) -> torch.Tensor:
+    """x·Wᵀ in int8 (x divided by the smoothing first, where the layer has one). One scale per token,
+    not per call: a few tokens carry activations hundreds of times larger than the rest, and one scale
+    for all would round every other token to a handful of levels. The product commutes with the row
+    scaling, so rows are scaled to max 1 and back."""
+    if inv_smooth is not None:
+        x = x * inv_smooth
+    rows = torch.linalg.vector_norm(x, ord=float("inf"), dim=-1, keepdim=True).clamp_(min=1e-12)
+    x = x.div_(rows) if inv_smooth is not None else x / rows  # in place only on our own copy
     # reduce_range: 7-bit activations. Without VNNI, fbgemm sums pairs of u8×s8 products in int16
     # (vpmaddubsw), which saturates with full 8-bit activations and silently changes results.
-    return torch.ops.quantized.linear_dynamic(x / rows, packed, True) * rows
+    return torch.ops.quantized.linear_dynamic(x, packed, True).mul_(rows)
 
 
 class _Int8Matmul(torch.autograd.Function):
@@ -137,27 +142,6 @@ def quantize_frozen(
             setattr(module, child_name, Int8Linear(child, None if seen is None else smoothing(child, seen, alpha)))
             replaced += 1
     return replaced
-
-
-# What the smoothing's input ranges are measured on: a model's outlier channels are its own, not the
-# text's (a receipt, an invoice or plain prose give the same ranges within a few percent), so a short
-# mixed document stands in for the user's data wherever the int8 base is loaded.
-CALIBRATION = (
-    "INVOICE No. 2024-0117    Date: 14/03/2024    Due: 13 April 2024\n"
-    "Harbour Supplies Ltd, 12 Quay Street, Bristol BS1 4DJ, VAT GB 123 4567 89\n"
-    "Bill to: Meadow Farm Cafe, 3 Mill Lane, Hexham NE46 3RU\n"
-    "2 x Oat milk 1L   @ 1.85   3.70\n1 x Espresso beans 5kg   64.00\nSubtotal 67.70  VAT 20% 13.54  TOTAL GBP 81.24\n"
-    "Paid by card ending 4411. Thank you for your business!\n\n"
-    "Extract the seller, the date and the total as JSON. The customer asked whether the delivery could come "
-    "on Friday morning instead; the manager agreed and noted that the next order would include a discount."
-)
-
-
-def quantize_smoothed(model: nn.Module, tokenizer: Any, *, lm_head: bool = False) -> int:
-    """`quantize_frozen` with each layer's input channels smoothed, their ranges measured on
-    `CALIBRATION`: per-layer error about half of plain per-token int8 on SmolLM2 (`benchmarks/README.md`)."""
-    ids = torch.tensor([tokenizer(CALIBRATION)["input_ids"]], device=next(model.parameters()).device)
-    return quantize_frozen(model, lm_head=lm_head, maxima=input_maxima(model, [ids]))
 
 
 def smoothing(linear: nn.Linear, seen: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:

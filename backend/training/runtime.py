@@ -154,7 +154,7 @@ def build_lora_model(config: TrainConfig, runtime: Runtime, *, fsdp: bool = Fals
     torch.manual_seed(config.seed)
     model = get_peft_model(base, lora)  # adapter weights are created in fp32 (autocast_adapter_dtype)
     if runtime.quantize == "int8":
-        int8.quantize_smoothed(model, tokenizer)  # after LoRA is attached: only the layers under it (base_layer)
+        int8.quantize_frozen(model)  # after LoRA is attached: only the layers under it (base_layer)
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()

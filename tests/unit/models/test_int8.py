@@ -79,6 +79,21 @@ def test_smoothing_gives_outlier_channels_range_back_to_the_other_channels():
     assert _rel(grads[1], grads[0]) < 0.03
 
 
+def test_a_model_smoothed_by_its_measured_ranges_answers_like_fp32(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    ids = torch.randint(0, base.config.vocab_size, (2, 24))
+    maxima = int8.input_maxima(base, [ids[:1]])
+    assert set(maxima) >= {f"model.layers.0.self_attn.{n}_proj" for n in "qkvo"}
+    smoothed = copy.deepcopy(base)
+    assert int8.quantize_frozen(smoothed, maxima=maxima) == 7 * base.config.num_hidden_layers
+    assert all(m.inv_smooth is not None for m in smoothed.modules() if isinstance(m, Int8Linear))
+    with torch.no_grad():
+        assert _rel(smoothed(ids).logits, base(ids).logits) < 0.1
+
+
 def test_the_weight_seen_by_libraries_is_the_int8_weight():
     linear = nn.Linear(64, 32)
     layer = Int8Linear(linear)
@@ -119,17 +134,14 @@ def test_a_peft_model_keeps_its_adapter_in_fp32_and_switches_adapters(tiny_model
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from backend.models.loading import load_tokenizer
-
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
     get_peft_model(copy.deepcopy(base), config).save_pretrained(tmp_path / "adapter")
 
     quantized = copy.deepcopy(base)
-    replaced = int8.quantize_smoothed(quantized, load_tokenizer(tiny_model))
+    replaced = int8.quantize_frozen(quantized)
     assert replaced == 7 * base.config.num_hidden_layers  # q k v o gate up down; the output layer stays fp32
-    assert all(m.inv_smooth is not None for m in quantized.modules() if isinstance(m, Int8Linear))
     assert type(quantized.lm_head) is nn.Linear
     model = PeftModel.from_pretrained(quantized, tmp_path / "adapter").eval()
     q_proj = model.base_model.model.model.layers[0].self_attn.q_proj

@@ -28,11 +28,18 @@ class Int8Linear(nn.Linear):
     the input per token and call and runs the int8 matmul."""
 
     scales: torch.Tensor
+    inv_smooth: torch.Tensor | None
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, smooth: torch.Tensor | None = None):
         nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().float()
+        # x·Wᵀ = (x/s)·(W·s)ᵀ: a few input channels carry most of an activation's range; dividing them
+        # by s (and multiplying the weight's columns by it) moves that range into the weight, which
+        # has one scale per row to absorb it, and leaves the token's other channels more levels.
+        self.register_buffer("inv_smooth", None if smooth is None else (1 / smooth).float(), persistent=False)
+        if smooth is not None:
+            weight = weight * smooth.float()[None, :]
         scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
         with warnings.catch_warnings():  # torch announces a new home for quantized tensors; these still run
             warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
@@ -46,8 +53,11 @@ class Int8Linear(nn.Linear):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        out = _Int8Matmul.apply(x.float(), self) if x.requires_grad else _matmul(x.float(), self._packed)
+        dtype, x = x.dtype, x.float()
+        if x.requires_grad:
+            out = _Int8Matmul.apply(x if self.inv_smooth is None else x * self.inv_smooth, self)
+        else:
+            out = _matmul(x, self._packed, self.inv_smooth)
         if self.bias is not None:
             out = out + self.bias
         return out.to(dtype)
@@ -66,21 +76,30 @@ class Int8Linear(nn.Linear):
         return self._packed_t
 
     def dequantized(self) -> torch.Tensor:
-        """The weight as the matmul sees it, in fp32."""
+        """The weight as the matmul sees it, in fp32 (with the smoothing folded in: W·s)."""
         return self.weight.float() * self.scales[:, None]
+
+    def effective(self) -> torch.Tensor:
+        """The fp32 weight this layer stands for: W·s with s divided back out."""
+        weight = self.dequantized()
+        return weight if self.inv_smooth is None else weight * self.inv_smooth[None, :]
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-def _matmul(x: torch.Tensor, packed: Any) -> torch.Tensor:
-    """x·Wᵀ in int8. One scale per token, not per call: a few tokens carry activations hundreds of
-    times larger than the rest, and one scale for all would round every other token to a handful of
-    levels. The product commutes with the row scaling, so rows are scaled to max 1 and back."""
-    rows = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
+def _matmul(x: torch.Tensor, packed: Any, inv_smooth: torch.Tensor | None = None) -> torch.Tensor:
+    """x·Wᵀ in int8 (x divided by the smoothing first, where the layer has one). One scale per token,
+    not per call: a few tokens carry activations hundreds of times larger than the rest, and one scale
+    for all would round every other token to a handful of levels. The product commutes with the row
+    scaling, so rows are scaled to max 1 and back."""
+    if inv_smooth is not None:
+        x = x * inv_smooth
+    rows = torch.linalg.vector_norm(x, ord=float("inf"), dim=-1, keepdim=True).clamp_(min=1e-12)
+    x = x.div_(rows) if inv_smooth is not None else x / rows  # in place only on our own copy
     # reduce_range: 7-bit activations. Without VNNI, fbgemm sums pairs of u8×s8 products in int16
     # (vpmaddubsw), which saturates with full 8-bit activations and silently changes results.
-    return torch.ops.quantized.linear_dynamic(x / rows, packed, True) * rows
+    return torch.ops.quantized.linear_dynamic(x, packed, True).mul_(rows)
 
 
 class _Int8Matmul(torch.autograd.Function):
@@ -103,12 +122,15 @@ def supported() -> bool:
     )
 
 
-def quantize_frozen(model: nn.Module, *, lm_head: bool = False) -> int:
+def quantize_frozen(
+    model: nn.Module, *, lm_head: bool = False, maxima: dict[str, torch.Tensor] | None = None, alpha: float = 0.5
+) -> int:
     """Replace the model's frozen linear layers by `Int8Linear` in place; the number replaced.
 
     Inside a peft model only the LoRA layers' `base_layer`s are replaced (their A/B stay fp32).
     The output layer stays fp32 unless `lm_head=True` (a tied head then gets its own int8 copy): its
-    logits pick every token."""
+    logits pick every token. `maxima` (`input_maxima`: each layer's largest input per channel, by
+    module name) smooths each layer's input channels by s = max|x|^alpha / max|w|^(1-alpha)."""
     replaced = 0
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
@@ -116,9 +138,44 @@ def quantize_frozen(model: nn.Module, *, lm_head: bool = False) -> int:
                 continue
             if child_name == "lm_head" and not lm_head:
                 continue
-            setattr(module, child_name, Int8Linear(child))
+            seen = None if maxima is None else maxima.get(f"{name}.{child_name}" if name else child_name)
+            setattr(module, child_name, Int8Linear(child, None if seen is None else smoothing(child, seen, alpha)))
             replaced += 1
     return replaced
+
+
+def smoothing(linear: nn.Linear, seen: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """Per input channel s = max|x|^alpha / max|w|^(1-alpha) (SmoothQuant, Xiao et al. 2023): alpha 0.5
+    splits each channel's range evenly between the activation and the weight."""
+    weight = linear.weight.detach().float().abs().amax(dim=0).clamp(min=1e-5)
+    return (seen.float().clamp(min=1e-5) ** alpha / weight ** (1 - alpha)).clamp(min=1e-5)
+
+
+@torch.no_grad()
+def input_maxima(model: nn.Module, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each linear layer's largest absolute input per channel over forward passes of `batches` (token
+    ids), by module name: what `quantize_frozen` smooths with."""
+    maxima: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def record(_module: nn.Module, args: tuple) -> None:
+            seen = args[0].detach().abs().flatten(0, -2).amax(dim=0).float()
+            maxima[name] = seen if name not in maxima else torch.maximum(maxima[name], seen)
+
+        return record
+
+    handles = [
+        module.register_forward_pre_hook(hook(name))
+        for name, module in model.named_modules()
+        if type(module) is nn.Linear and not _is_lora_matrix(*name.rpartition(".")[::2])
+    ]
+    try:
+        for ids in batches:
+            model(input_ids=ids)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return maxima
 
 
 def _is_lora_matrix(parent: str, child: str) -> bool:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from backend.models import int8
-from backend.models.int8 import Int8Linear, quantize_frozen
+from backend.models.int8 import Int8Linear
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.skipif(not int8.supported(), reason="int8 kernels (fbgemm/oneDNN) are x86-only")
@@ -43,6 +43,55 @@ def test_a_token_with_huge_activations_does_not_blur_the_others():
     x[0] *= 500
     beside = _rel(layer(x)[1:], linear(x)[1:])
     assert beside < 0.03 and abs(beside - alone) < 1e-6
+
+
+class _Reads(nn.Module):
+    """A model whose `input_ids` are already its layer's inputs."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.linear(input_ids)
+
+
+def test_smoothing_gives_outlier_channels_range_back_to_the_other_channels():
+    """A few input channels 60× wider than the rest (as in LLMs' down_proj inputs): per-token scales
+    alone spend the 7 bits on them; smoothed by the measured ranges, the error at least halves, forward
+    and for the input's gradient, and the layer still stands for the same weight."""
+    torch.manual_seed(0)
+    linear = nn.Linear(1536, 576, bias=False)
+    x = torch.randn(64, 1536)
+    x[:, [5, 700, 1200]] *= 60
+    plain = Int8Linear(linear)
+    maxima = int8.input_maxima(_Reads(linear), [x])
+    smoothed = Int8Linear(linear, int8.smoothing(linear, maxima["linear"]))
+    assert _rel(smoothed(x), linear(x)) < 0.5 * _rel(plain(x), linear(x))
+    assert _rel(smoothed(x), linear(x)) < 0.03
+    assert _rel(smoothed.effective(), linear.weight.detach()) < 0.05  # the weight took on part of the range
+    upstream = torch.randn(64, 576)
+    grads = []
+    for layer in (linear, smoothed):
+        leaf = x.clone().requires_grad_(True)
+        (layer(leaf) * upstream).sum().backward()
+        grads.append(leaf.grad)
+    assert _rel(grads[1], grads[0]) < 0.03
+
+
+def test_a_model_smoothed_by_its_measured_ranges_answers_like_fp32(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    ids = torch.randint(0, base.config.vocab_size, (2, 24))
+    maxima = int8.input_maxima(base, [ids[:1]])
+    assert set(maxima) >= {f"model.layers.0.self_attn.{n}_proj" for n in "qkvo"}
+    smoothed = copy.deepcopy(base)
+    assert int8.quantize_frozen(smoothed, maxima=maxima) == 7 * base.config.num_hidden_layers
+    assert all(m.inv_smooth is not None for m in smoothed.modules() if isinstance(m, Int8Linear))
+    with torch.no_grad():
+        assert _rel(smoothed(ids).logits, base(ids).logits) < 0.1
 
 
 def test_the_weight_seen_by_libraries_is_the_int8_weight():
@@ -91,7 +140,7 @@ def test_a_peft_model_keeps_its_adapter_in_fp32_and_switches_adapters(tiny_model
     get_peft_model(copy.deepcopy(base), config).save_pretrained(tmp_path / "adapter")
 
     quantized = copy.deepcopy(base)
-    replaced = quantize_frozen(quantized)
+    replaced = int8.quantize_frozen(quantized)
     assert replaced == 7 * base.config.num_hidden_layers  # q k v o gate up down; the output layer stays fp32
     assert type(quantized.lm_head) is nn.Linear
     model = PeftModel.from_pretrained(quantized, tmp_path / "adapter").eval()

@@ -6,7 +6,7 @@ weight row and per token) with each layer kind smoothed or not.
 
 Prints the CPU kind, and per variant the logits' relative error against fp32 and how often the most
 likely next token agrees with fp32's, over every position of the receipts' prompts. The channel ranges
-come from a short invoice-and-prose document (`CALIBRATION`), not from the receipts scored: a model's
+come from a short invoice-and-prose document (`backend/models/int8_calibration.py`), not from the receipts scored: a model's
 outlier channels are its own, so any such text measures them. Run it with `ONEDNN_MAX_CPU_ISA=AVX2
 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2` for the kernels of
 AVX2-only machines. Receipts: sroie_train.jsonl (benchmarks/README.md; ICDAR 2019 SROIE, Z. Huang et
@@ -29,17 +29,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from sroie_split import SOURCE  # noqa: E402
 
-CALIBRATION = (
-    "INVOICE No. 2024-0117    Date: 14/03/2024    Due: 13 April 2024\n"
-    "Harbour Supplies Ltd, 12 Quay Street, Bristol BS1 4DJ, VAT GB 123 4567 89\n"
-    "Bill to: Meadow Farm Cafe, 3 Mill Lane, Hexham NE46 3RU\n"
-    "2 x Oat milk 1L   @ 1.85   3.70\n1 x Espresso beans 5kg   64.00\nSubtotal 67.70  VAT 20% 13.54  TOTAL GBP 81.24\n"
-    "Paid by card ending 4411. Thank you for your business!\n\n"
-    "The customer asked whether the delivery could come on Friday morning instead; the manager agreed."
-)
 KINDS = {
     "none": (),
     "all": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "all, shared": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
     "q/k/v": ("q_proj", "k_proj", "v_proj"),
     "gate/up": ("gate_proj", "up_proj"),
     "o": ("o_proj",),
@@ -64,6 +57,7 @@ def main() -> None:
 
     from backend.models import int8
     from backend.models.hardware import cpu_kind
+    from backend.models.int8_calibration import Calibration, calibrate_on_text
     from backend.models.loading import load_tokenizer, resolve_model
 
     path = resolve_model("smollm2-135m")
@@ -78,21 +72,22 @@ def main() -> None:
     prompts = [prompt(text) for text in receipts(args.receipts)]
     with torch.no_grad():
         reference = [base(input_ids=ids).logits for ids in prompts]
-    maxima = int8.input_maxima(base, [torch.tensor([tokenizer(CALIBRATION)["input_ids"]])])
+    calibration = calibrate_on_text(base, tokenizer)
     print(
         f"cpu: {cpu_kind()}; {len(prompts)} receipts, {sum(p.shape[1] for p in prompts)} positions, alpha {args.alpha}"
     )
     for name, kinds in KINDS.items():
         model = copy.deepcopy(base)
-        chosen = {k: v for k, v in maxima.items() if k.rsplit(".", 1)[-1] in kinds}
-        int8.quantize_frozen(model, maxima=chosen, alpha=args.alpha)
+        chosen = {k: v for k, v in calibration.maxima.items() if k.rsplit(".", 1)[-1] in kinds}
+        shared = calibration.groups if name == "all, shared" else []
+        int8.quantize_frozen(model, calibration=Calibration(chosen, shared), alpha=args.alpha)
         with torch.no_grad():
             logits = [model(input_ids=ids).logits for ids in prompts]
         error = sum(((got - want).norm() / want.norm()).item() for got, want in zip(logits, reference)) / len(prompts)
         agree = sum((got.argmax(-1) == want.argmax(-1)).float().mean().item() for got, want in zip(logits, reference))
-        print(f"smoothed: {name:<8} logits error {error:.4f}  next token as fp32 {agree / len(prompts):.3f}")
+        print(f"smoothed: {name:<11} logits error {error:.4f}  next token as fp32 {agree / len(prompts):.3f}")
     for kind in ("q_proj", "o_proj", "gate_proj", "down_proj"):
-        spread = sorted((v.max() / v.median()).item() for k, v in maxima.items() if k.endswith(kind))
+        spread = sorted((v.max() / v.median()).item() for k, v in calibration.maxima.items() if k.endswith(kind))
         print(
             f"{kind}: largest channel range over the median channel's, per layer: "
             f"min {spread[0]:.1f}, median {spread[len(spread) // 2]:.1f}, max {spread[-1]:.1f}"

@@ -16,64 +16,97 @@ frozen: it gets none), so LoRA trains on top of it (`quantize: int8` in training
 from __future__ import annotations
 
 import platform
+import threading
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
+from backend.models.int8_calibration import Calibration, is_lora_matrix, smoothing
 
-class Int8Linear(nn.Linear):
-    """A linear layer whose weight is int8 (symmetric, one scale per output row); forward quantizes
-    the input per token and call and runs the int8 matmul."""
 
-    scales: torch.Tensor
-    inv_smooth: torch.Tensor | None
+class _Weight:
+    """An int8 weight (symmetric, one scale per output row) with its input smoothing, for one layer or
+    for several layers that read the same input (q/k/v; gate/up): their rows stacked, one matmul for
+    all. Each reader takes its rows of the output; the output of the last input is kept until every
+    reader has taken its part, so the input is quantized and multiplied once."""
 
-    def __init__(self, linear: nn.Linear, smooth: torch.Tensor | None = None):
-        nn.Module.__init__(self)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach().float()
+    def __init__(self, weight: torch.Tensor, smooth: torch.Tensor | None, readers: int = 1):
         # x·Wᵀ = (x/s)·(W·s)ᵀ: a few input channels carry most of an activation's range; dividing them
         # by s (and multiplying the weight's columns by it) moves that range into the weight, which
         # has one scale per row to absorb it, and leaves the token's other channels more levels.
-        self.register_buffer("inv_smooth", None if smooth is None else (1 / smooth).float(), persistent=False)
-        if smooth is not None:
-            weight = weight * smooth.float()[None, :]
-        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
-        with warnings.catch_warnings():  # torch announces a new home for quantized tensors; these still run
-            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-            quantized = torch.quantize_per_channel(
-                weight, scales, torch.zeros(len(scales), dtype=torch.long), axis=0, dtype=torch.qint8
-            )
-        self._packed = torch.ops.quantized.linear_prepack(quantized, None)
+        self.inv_smooth = None if smooth is None else (1 / smooth).float()
+        weight = weight.float() if smooth is None else weight.float() * smooth.float()[None, :]
+        self.scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
+        quantized = _quantize(weight, self.scales)
+        self.values = quantized.int_repr()
+        self.packed = torch.ops.quantized.linear_prepack(quantized, None)
         self._packed_t: Any = None  # the transposed weight, for the input's gradient: made on first use
-        self.register_buffer("weight", quantized.int_repr(), persistent=False)
-        self.register_buffer("scales", scales.float(), persistent=False)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float(), persistent=False)
+        self.readers = readers
+        self._last = threading.local()  # (input, its version, output, readers still to take it) per thread
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype, x = x.dtype, x.float()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.readers > 1:
+            last = getattr(self._last, "value", None)
+            if last is not None and last[0] is x and last[1] == x._version and last[3] > 0:
+                self._last.value = (*last[:3], last[3] - 1) if last[3] > 1 else None
+                return last[2]
         if x.requires_grad:
             out = _Int8Matmul.apply(x if self.inv_smooth is None else x * self.inv_smooth, self)
         else:
-            out = _matmul(x, self._packed, self.inv_smooth)
-        if self.bias is not None:
-            out = out + self.bias
-        return out.to(dtype)
+            out = _matmul(x, self.packed, self.inv_smooth)
+        if self.readers > 1:  # the input is held with the output: no other tensor can take its place
+            self._last.value = (x, x._version, out, self.readers - 1)
+        return out
 
     def packed_t(self) -> Any:
         """Wᵀ in int8 with one scale per input feature: the input's gradient is g·W."""
         if self._packed_t is None:
-            weight_t = self.dequantized().t().contiguous()
-            scales = (weight_t.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-                quantized = torch.quantize_per_channel(
-                    weight_t, scales, torch.zeros(len(scales), dtype=torch.long), axis=0, dtype=torch.qint8
-                )
+            weight_t = (self.values.float() * self.scales[:, None]).t().contiguous()
+            quantized = _quantize(weight_t, (weight_t.abs().amax(dim=1) / 127).clamp(min=1e-12))
             self._packed_t = torch.ops.quantized.linear_prepack(quantized, None)
         return self._packed_t
+
+
+def _quantize(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    with warnings.catch_warnings():  # torch announces a new home for quantized tensors; these still run
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        return torch.quantize_per_channel(
+            weight, scales.double(), torch.zeros(len(scales), dtype=torch.long), axis=0, dtype=torch.qint8
+        )
+
+
+class Int8Linear(nn.Linear):
+    """A linear layer whose weight is int8 (one scale per output row); forward quantizes the input per
+    token and call and runs the int8 matmul, alone or with the layers that read the same input."""
+
+    scales: torch.Tensor
+    inv_smooth: torch.Tensor | None
+
+    def __init__(
+        self, linear: nn.Linear, smooth: torch.Tensor | None = None, *, shared: tuple[_Weight, int] | None = None
+    ):
+        """`shared`: (the stacked weight of this layer and the others that read its input, this
+        layer's first row in it); else the layer's own weight, smoothed by `smooth` if given."""
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self._weight, start = shared or (_Weight(linear.weight.detach(), smooth), 0)
+        self._rows = None if self._weight.readers == 1 else slice(start, start + self.out_features)
+        rows = slice(start, start + self.out_features)
+        self.register_buffer("weight", self._weight.values[rows], persistent=False)
+        self.register_buffer("scales", self._weight.scales[rows].float(), persistent=False)
+        self.register_buffer("inv_smooth", self._weight.inv_smooth, persistent=False)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        out = self._weight(x if x.dtype == torch.float32 else x.float())
+        if self._rows is not None:
+            out = out[..., self._rows]
+        if self.bias is not None:
+            out = out + self.bias
+        return out.to(dtype)
 
     def dequantized(self) -> torch.Tensor:
         """The weight as the matmul sees it, in fp32 (with the smoothing folded in: W·s)."""
@@ -85,7 +118,8 @@ class Int8Linear(nn.Linear):
         return weight if self.inv_smooth is None else weight * self.inv_smooth[None, :]
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+        shared = f", rows {self._rows.start}:{self._rows.stop} of a shared matmul" if self._rows else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8{shared}"
 
 
 def _matmul(x: torch.Tensor, packed: Any, inv_smooth: torch.Tensor | None = None) -> torch.Tensor:
@@ -106,13 +140,13 @@ class _Int8Matmul(torch.autograd.Function):
     """The frozen int8 weight under autograd: its input's gradient in int8 too; no weight gradient."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, layer: Int8Linear) -> torch.Tensor:
-        ctx.layer = layer
-        return _matmul(x, layer._packed)
+    def forward(ctx: Any, x: torch.Tensor, weight: _Weight) -> torch.Tensor:
+        ctx.weight = weight
+        return _matmul(x, weight.packed)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return _matmul(grad.float().contiguous(), ctx.layer.packed_t()), None
+        return _matmul(grad.float().contiguous(), ctx.weight.packed_t()), None
 
 
 def supported() -> bool:
@@ -123,61 +157,37 @@ def supported() -> bool:
 
 
 def quantize_frozen(
-    model: nn.Module, *, lm_head: bool = False, maxima: dict[str, torch.Tensor] | None = None, alpha: float = 0.5
+    model: nn.Module, *, lm_head: bool = False, calibration: Calibration | None = None, alpha: float = 0.5
 ) -> int:
     """Replace the model's frozen linear layers by `Int8Linear` in place; the number replaced.
 
     Inside a peft model only the LoRA layers' `base_layer`s are replaced (their A/B stay fp32).
     The output layer stays fp32 unless `lm_head=True` (a tied head then gets its own int8 copy): its
-    logits pick every token. `maxima` (`input_maxima`: each layer's largest input per channel, by
-    module name) smooths each layer's input channels by s = max|x|^alpha / max|w|^(1-alpha)."""
-    replaced = 0
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if type(child) is not nn.Linear or _is_lora_matrix(name, child_name):
-                continue
-            if child_name == "lm_head" and not lm_head:
-                continue
-            seen = None if maxima is None else maxima.get(f"{name}.{child_name}" if name else child_name)
-            setattr(module, child_name, Int8Linear(child, None if seen is None else smoothing(child, seen, alpha)))
-            replaced += 1
-    return replaced
-
-
-def smoothing(linear: nn.Linear, seen: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
-    """Per input channel s = max|x|^alpha / max|w|^(1-alpha) (SmoothQuant, Xiao et al. 2023): alpha 0.5
-    splits each channel's range evenly between the activation and the weight."""
-    weight = linear.weight.detach().float().abs().amax(dim=0).clamp(min=1e-5)
-    return (seen.float().clamp(min=1e-5) ** alpha / weight ** (1 - alpha)).clamp(min=1e-5)
-
-
-@torch.no_grad()
-def input_maxima(model: nn.Module, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each linear layer's largest absolute input per channel over forward passes of `batches` (token
-    ids), by module name: what `quantize_frozen` smooths with."""
-    maxima: dict[str, torch.Tensor] = {}
-
-    def hook(name: str):
-        def record(_module: nn.Module, args: tuple) -> None:
-            seen = args[0].detach().abs().flatten(0, -2).amax(dim=0).float()
-            maxima[name] = seen if name not in maxima else torch.maximum(maxima[name], seen)
-
-        return record
-
-    handles = [
-        module.register_forward_pre_hook(hook(name))
+    logits pick every token. With a `calibration` (`int8_calibration.calibrate`), each layer's input
+    channels are smoothed by their measured ranges, and the layers that read one input share one
+    smoothing and one matmul."""
+    linears = {
+        name: module
         for name, module in model.named_modules()
-        if type(module) is nn.Linear and not _is_lora_matrix(*name.rpartition(".")[::2])
-    ]
-    try:
-        for ids in batches:
-            model(input_ids=ids)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return maxima
-
-
-def _is_lora_matrix(parent: str, child: str) -> bool:
-    """LoRA's own matrices live in ModuleDicts named lora_A / lora_B (…, lora_embedding_*)."""
-    return parent.rsplit(".", 1)[-1].startswith("lora_") or child.startswith("lora_")
+        if type(module) is nn.Linear and not is_lora_matrix(name) and (lm_head or name.rpartition(".")[2] != "lm_head")
+    }
+    maxima = calibration.maxima if calibration is not None else {}
+    layers: dict[str, Int8Linear] = {}
+    for group in calibration.groups if calibration is not None else []:
+        if len(group) < 2 or not all(name in linears for name in group):
+            continue
+        weight = torch.cat([linears[name].weight.detach().float() for name in group])
+        seen = maxima.get(group[0])
+        shared = _Weight(weight, None if seen is None else smoothing(weight, seen, alpha), readers=len(group))
+        start = 0
+        for name in group:
+            layers[name] = Int8Linear(linears[name], shared=(shared, start))
+            start += linears[name].out_features
+    for name, linear in linears.items():
+        if name not in layers:
+            seen = maxima.get(name)
+            layers[name] = Int8Linear(linear, None if seen is None else smoothing(linear.weight, seen, alpha))
+    for name, layer in layers.items():
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, layer)
+    return len(layers)

@@ -16,6 +16,7 @@ from torch import nn
 
 from backend.models import int8
 from backend.models.int8 import Int8Linear
+from backend.models.int8_calibration import Calibration, calibrate, smoothing
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.skipif(not int8.supported(), reason="int8 kernels (fbgemm/oneDNN) are x86-only")
@@ -65,8 +66,8 @@ def test_smoothing_gives_outlier_channels_range_back_to_the_other_channels():
     x = torch.randn(64, 1536)
     x[:, [5, 700, 1200]] *= 60
     plain = Int8Linear(linear)
-    maxima = int8.input_maxima(_Reads(linear), [x])
-    smoothed = Int8Linear(linear, int8.smoothing(linear, maxima["linear"]))
+    maxima = calibrate(_Reads(linear), [x]).maxima
+    smoothed = Int8Linear(linear, smoothing(linear.weight, maxima["linear"]))
     assert _rel(smoothed(x), linear(x)) < 0.5 * _rel(plain(x), linear(x))
     assert _rel(smoothed(x), linear(x)) < 0.03
     assert _rel(smoothed.effective(), linear.weight.detach()) < 0.05  # the weight took on part of the range
@@ -80,18 +81,51 @@ def test_smoothing_gives_outlier_channels_range_back_to_the_other_channels():
 
 
 def test_a_model_smoothed_by_its_measured_ranges_answers_like_fp32(tiny_model):
+    """Calibrated, the layers that read one input (q/k/v, gate/up) share one smoothing and one matmul:
+    each gets the rows it would compute alone with that smoothing."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
     ids = torch.randint(0, base.config.vocab_size, (2, 24))
-    maxima = int8.input_maxima(base, [ids[:1]])
-    assert set(maxima) >= {f"model.layers.0.self_attn.{n}_proj" for n in "qkvo"}
+    calibration = calibrate(base, [ids[:1]])
+    qkv = [f"model.layers.0.self_attn.{n}_proj" for n in "qkv"]
+    assert qkv in calibration.groups and ["model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj"] in (
+        calibration.groups
+    )
+    assert len(calibration.groups) == 2 * base.config.num_hidden_layers
     smoothed = copy.deepcopy(base)
-    assert int8.quantize_frozen(smoothed, maxima=maxima) == 7 * base.config.num_hidden_layers
-    assert all(m.inv_smooth is not None for m in smoothed.modules() if isinstance(m, Int8Linear))
+    assert int8.quantize_frozen(smoothed, calibration=calibration) == 7 * base.config.num_hidden_layers
+    layers = [m for m in smoothed.modules() if isinstance(m, Int8Linear)]
+    assert all(m.inv_smooth is not None for m in layers)
+    assert sum(m._rows is not None for m in layers) == 5 * base.config.num_hidden_layers
     with torch.no_grad():
         assert _rel(smoothed(ids).logits, base(ids).logits) < 0.1
+        x = torch.randn(3, 7, base.config.hidden_size)
+        originals = [base.get_submodule(name) for name in qkv]
+        s = smoothing(torch.cat([m.weight for m in originals]), calibration.maxima[qkv[0]])
+        for name, original in zip(qkv, originals):
+            torch.testing.assert_close(smoothed.get_submodule(name)(x), Int8Linear(original, s)(x))
+
+
+def test_a_shared_matmul_never_hands_out_another_inputs_rows():
+    """The stacked output is kept for the other readers of the same input tensor only: a new tensor
+    (or the same one changed in place) is computed afresh, with and without autograd."""
+    torch.manual_seed(0)
+    q, k = nn.Linear(64, 32), nn.Linear(64, 16)
+    model = nn.ModuleDict({"q": q, "k": k})
+    reference = copy.deepcopy(model)
+    int8.quantize_frozen(model, calibration=Calibration(groups=[["q", "k"]]))
+    first, second = torch.randn(5, 64), torch.randn(5, 64)
+    assert _rel(model["q"](first), reference["q"](first)) < 0.03
+    assert _rel(model["k"](second), reference["k"](second)) < 0.03  # not first's rows
+    assert _rel(model["q"](second), reference["q"](second)) < 0.03
+    second.mul_(2)  # changed in place before its other reader came
+    assert _rel(model["k"](second), reference["k"](second)) < 0.03
+    leaf = first.clone().requires_grad_(True)
+    (model["q"](leaf).sum() + model["k"](leaf).sum()).backward()
+    want = q.weight.detach().sum(0) + k.weight.detach().sum(0)
+    assert leaf.grad is not None and _rel(leaf.grad[0], want) < 0.03
 
 
 def test_the_weight_seen_by_libraries_is_the_int8_weight():
@@ -105,6 +139,7 @@ def test_the_weight_seen_by_libraries_is_the_int8_weight():
 AVX2_CHECK = """
 import torch
 from backend.models.int8 import Int8Linear
+from backend.models.int8_calibration import Calibration, calibrate, smoothing
 torch.manual_seed(0)
 linear = torch.nn.Linear(1536, 576, bias=False)
 x = torch.randn(64, 1536)

@@ -46,6 +46,12 @@ class _Weight:
         self.readers = readers
         self._last = threading.local()  # (input, its version, output, readers still to take it) per thread
 
+    def __getstate__(self) -> dict[str, Any]:  # copies (deepcopy, pickle) start without a kept output
+        return {k: v for k, v in self.__dict__.items() if k != "_last"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _last=threading.local())
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.readers > 1:
             last = getattr(self._last, "value", None)

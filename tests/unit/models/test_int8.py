@@ -122,6 +122,8 @@ def test_a_shared_matmul_never_hands_out_another_inputs_rows():
     assert _rel(model["q"](second), reference["q"](second)) < 0.03
     second.mul_(2)  # changed in place before its other reader came
     assert _rel(model["k"](second), reference["k"](second)) < 0.03
+    copied = copy.deepcopy(model)  # a copy shares nothing kept
+    assert torch.equal(copied["q"](first), model["q"](first))
     leaf = first.clone().requires_grad_(True)
     (model["q"](leaf).sum() + model["k"](leaf).sum()).backward()
     want = q.weight.detach().sum(0) + k.weight.detach().sum(0)

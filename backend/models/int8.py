@@ -98,8 +98,8 @@ class Int8Linear(nn.Linear):
         nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self._weight, start = shared or (_Weight(linear.weight.detach(), smooth), 0)
-        self._rows = None if self._weight.readers == 1 else slice(start, start + self.out_features)
         rows = slice(start, start + self.out_features)
+        self._rows = rows if self._weight.readers > 1 else None
         self.register_buffer("weight", self._weight.values[rows], persistent=False)
         self.register_buffer("scales", self._weight.scales[rows].float(), persistent=False)
         self.register_buffer("inv_smooth", self._weight.inv_smooth, persistent=False)
@@ -107,7 +107,7 @@ class Int8Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        out = self._weight(x if x.dtype == torch.float32 else x.float())
+        out = self._weight(x.float())  # the same tensor when it is fp32 already: the readers of one input see one
         if self._rows is not None:
             out = out[..., self._rows]
         if self.bias is not None:

@@ -34,6 +34,7 @@ from backend.inference.bundle import AdapterBundle
 from backend.inference.decoding import PrefixCache
 from backend.inference.generate import padded_generate
 from backend.models import int8
+from backend.models.int8_calibration import calibrate_on_text
 from backend.models.loading import cpu_has_bf16, default_device, load_tokenizer, resolve_model
 
 
@@ -110,8 +111,8 @@ class ModelPool:
 
         path = resolve_model(ref)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()  # type: ignore[arg-type]
-        if self.int8:
-            int8.quantize_frozen(model)
+        if self.int8:  # smoothed by the ranges its layers see on a short built-in text
+            int8.quantize_frozen(model, calibration=calibrate_on_text(model, self._tokenizer(path)))
         if model.config._attn_implementation == "sdpa":
             model.set_attn_implementation(kv.NAME)  # the same attention, without copying keys per query head
         base = _Base(model, self._tokenizer(path), int(getattr(model.config, "max_position_embeddings", 2048)))

@@ -32,19 +32,24 @@ class _Weight:
     all. Each reader takes its rows of the output; the output of the last input is kept until every
     reader has taken its part, so the input is quantized and multiplied once."""
 
-    def __init__(self, weight: torch.Tensor, smooth: torch.Tensor | None, readers: int = 1):
+    def __init__(self, weight: torch.Tensor, smooth: torch.Tensor | None, sizes: list[int] | None = None):
+        """`sizes`: the readers' row counts, in the order the rows are stacked (default: one reader)."""
         # x·Wᵀ = (x/s)·(W·s)ᵀ: a few input channels carry most of an activation's range; dividing them
         # by s (and multiplying the weight's columns by it) moves that range into the weight, which
         # has one scale per row to absorb it, and leaves the token's other channels more levels.
         self.inv_smooth = None if smooth is None else (1 / smooth).float()
         weight = weight.float() if smooth is None else weight.float() * smooth.float()[None, :]
+        self.sizes = sizes or [weight.shape[0]]
         self.scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
         quantized = _quantize(weight, self.scales)
         self.values = quantized.int_repr()
         self.packed = torch.ops.quantized.linear_prepack(quantized, None)
         self._packed_t: Any = None  # the transposed weight, for the input's gradient: made on first use
-        self.readers = readers
-        self._last = threading.local()  # (input, its version, output, readers still to take it) per thread
+        self._last = threading.local()  # (input, its version, outputs, readers still to take one) per thread
+
+    @property
+    def readers(self) -> int:
+        return len(self.sizes)
 
     def __getstate__(self) -> dict[str, Any]:  # copies (deepcopy, pickle) start without a kept output
         return {k: v for k, v in self.__dict__.items() if k != "_last"}
@@ -52,19 +57,20 @@ class _Weight:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _last=threading.local())
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.readers > 1:
-            last = getattr(self._last, "value", None)
-            if last is not None and last[0] is x and last[1] == x._version and last[3] > 0:
-                self._last.value = (*last[:3], last[3] - 1) if last[3] > 1 else None
-                return last[2]
-        if x.requires_grad:
-            out = _Int8Matmul.apply(x if self.inv_smooth is None else x * self.inv_smooth, self)
+    def __call__(self, x: torch.Tensor, reader: int = 0) -> torch.Tensor:
+        """The output of reader number `reader` (its rows of the stacked matmul) for input `x`."""
+        if self.readers == 1:
+            return _Int8Matmul.apply(x, self)[0] if x.requires_grad else _matmul(x, self.packed, self.inv_smooth)
+        last = getattr(self._last, "value", None)
+        if last is not None and last[0] is x and last[1] == x._version and last[3] > 0:
+            self._last.value = (*last[:3], last[3] - 1) if last[3] > 1 else None
+            return last[2][reader]
+        if x.requires_grad:  # one node for the group: its backward takes all readers' gradients in one matmul
+            outs = _Int8Matmul.apply(x, self)
         else:
-            out = _matmul(x, self.packed, self.inv_smooth)
-        if self.readers > 1:  # the input is held with the output: no other tensor can take its place
-            self._last.value = (x, x._version, out, self.readers - 1)
-        return out
+            outs = _matmul(x, self.packed, self.inv_smooth).split(self.sizes, dim=-1)
+        self._last.value = (x, x._version, outs, self.readers - 1)  # the input held: no other can take its place
+        return outs[reader]
 
     def packed_t(self) -> Any:
         """Wᵀ in int8 with one scale per input feature: the input's gradient is g·W."""
@@ -94,10 +100,11 @@ class Int8Linear(nn.Linear):
         self, linear: nn.Linear, smooth: torch.Tensor | None = None, *, shared: tuple[_Weight, int] | None = None
     ):
         """`shared`: (the stacked weight of this layer and the others that read its input, this
-        layer's first row in it); else the layer's own weight, smoothed by `smooth` if given."""
+        layer's place among them); else the layer's own weight, smoothed by `smooth` if given."""
         nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self._weight, start = shared or (_Weight(linear.weight.detach(), smooth), 0)
+        self._weight, self._reader = shared or (_Weight(linear.weight.detach(), smooth), 0)
+        start = sum(self._weight.sizes[: self._reader])
         rows = slice(start, start + self.out_features)
         self._rows = rows if self._weight.readers > 1 else None
         self.register_buffer("weight", self._weight.values[rows], persistent=False)
@@ -107,9 +114,7 @@ class Int8Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        out = self._weight(x.float())  # the same tensor when it is fp32 already: the readers of one input see one
-        if self._rows is not None:
-            out = out[..., self._rows]
+        out = self._weight(x.float(), self._reader)  # x.float() is x when fp32: one input's readers see one
         if self.bias is not None:
             out = out + self.bias
         return out.to(dtype)
@@ -143,16 +148,21 @@ def _matmul(x: torch.Tensor, packed: Any, inv_smooth: torch.Tensor | None = None
 
 
 class _Int8Matmul(torch.autograd.Function):
-    """The frozen int8 weight under autograd: its input's gradient in int8 too; no weight gradient."""
+    """The frozen int8 weight under autograd, smoothing included: one output per reader, and the input's
+    gradient from all of theirs in one int8 matmul (g·W over the stacked rows); no weight gradient."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: _Weight) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, weight: _Weight) -> tuple[torch.Tensor, ...]:
         ctx.weight = weight
-        return _matmul(x, weight.packed)
+        out = _matmul(x, weight.packed, weight.inv_smooth)
+        return (out,) if weight.readers == 1 else out.split(weight.sizes, dim=-1)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return _matmul(grad.float().contiguous(), ctx.weight.packed_t()), None
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, None]:
+        weight = ctx.weight
+        grad = grads[0].float().contiguous() if len(grads) == 1 else torch.cat([g.float() for g in grads], dim=-1)
+        grad_x = _matmul(grad, weight.packed_t())
+        return (grad_x if weight.inv_smooth is None else grad_x.mul_(weight.inv_smooth)), None
 
 
 def supported() -> bool:
@@ -184,11 +194,10 @@ def quantize_frozen(
             continue
         weight = torch.cat([linears[name].weight.detach().float() for name in group])
         seen = maxima.get(group[0])
-        shared = _Weight(weight, None if seen is None else smoothing(weight, seen, alpha), readers=len(group))
-        start = 0
-        for name in group:
-            layers[name] = Int8Linear(linears[name], shared=(shared, start))
-            start += linears[name].out_features
+        sizes = [linears[name].out_features for name in group]
+        shared = _Weight(weight, None if seen is None else smoothing(weight, seen, alpha), sizes)
+        for reader, name in enumerate(group):
+            layers[name] = Int8Linear(linears[name], shared=(shared, reader))
     for name, linear in linears.items():
         if name not in layers:
             seen = maxima.get(name)

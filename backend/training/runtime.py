@@ -15,6 +15,7 @@ from backend.errors import InvalidRequest
 from backend.models import int8
 from backend.models.chat_templates import read_chat_template
 from backend.models.hardware import compute_path, cpu_kind
+from backend.models.int8_calibration import calibrate_on_text
 from backend.models.loading import Quantize, cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
 
@@ -154,7 +155,8 @@ def build_lora_model(config: TrainConfig, runtime: Runtime, *, fsdp: bool = Fals
     torch.manual_seed(config.seed)
     model = get_peft_model(base, lora)  # adapter weights are created in fp32 (autocast_adapter_dtype)
     if runtime.quantize == "int8":
-        int8.quantize_frozen(model)  # after LoRA is attached: only the layers under it (base_layer)
+        # after LoRA is attached: only the layers under it (base_layer), smoothed by their measured ranges
+        int8.quantize_frozen(model, calibration=calibrate_on_text(model, tokenizer))
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()

@@ -125,7 +125,10 @@ def test_a_shared_matmul_never_hands_out_another_inputs_rows():
     copied = copy.deepcopy(model)  # a copy shares nothing kept
     assert torch.equal(copied["q"](first), model["q"](first))
     leaf = first.clone().requires_grad_(True)
-    (model["q"](leaf).sum() + model["k"](leaf).sum()).backward()
+    q_out, k_out = model["q"](leaf), model["k"](leaf)
+    matmuls = [out.grad_fn.next_functions[0][0] for out in (q_out, k_out)]  # under the bias's add
+    assert matmuls[0] is matmuls[1]  # one backward for both: their gradients meet in one int8 matmul
+    (q_out.sum() + k_out.sum()).backward()
     want = q.weight.detach().sum(0) + k.weight.detach().sum(0)
     assert leaf.grad is not None and _rel(leaf.grad[0], want) < 0.03
 
@@ -206,8 +209,9 @@ def test_the_pool_serves_int8_and_refuses_it_where_it_cannot_run(tiny_model):
     target = AdapterBundle(tiny_model)
     out = pool.generate(target, [GenRequest((("user", "TOTAL RM 42.50"),), max_new_tokens=6)])[0]
     assert out.completion_tokens > 0
-    layer = pool._base(tiny_model).model.model.layers[0].mlp.down_proj
-    assert isinstance(layer, Int8Linear)
+    layers = pool._base(tiny_model).model.model.layers[0]
+    assert isinstance(layers.mlp.down_proj, Int8Linear) and layers.mlp.down_proj.inv_smooth is not None
+    assert layers.self_attn.q_proj._rows is not None  # smoothed and stacked with k and v: one matmul for three
     with pytest.raises(ValueError, match="x86 CPUs only"):
         inference_dtype("cuda", "int8")
     with pytest.raises(ValueError, match="expected auto, float32, bfloat16 or int8"):

@@ -2,9 +2,11 @@
 
 On those CPUs fp32 is the fastest float path; an int8 matmul (weights quantized once per output
 channel, activations per token and call: fbgemm/oneDNN's dynamic linear) is 1.5–2.9× faster than fp32
-for SmolLM2-135M's linear shapes on fbgemm's AVX2 kernels (`benchmarks/int8_linear.py`). It costs
-accuracy, so it is not the default: `benchmarks/extract_latency.py --also-dtype int8` prints its speed
-and micro-F1 next to fp32's. Only the frozen base's linear layers are quantized; LoRA's A/B matrices,
+for SmolLM2-135M's linear shapes on fbgemm's AVX2 kernels (`benchmarks/int8_linear.py`). Each layer's
+input channels are smoothed by the ranges measured on a short text (`int8_calibration.py`), and the
+layers that read one input (q/k/v; gate/up) share that smoothing and one stacked matmul. It still costs
+some accuracy, so it is not the default: `benchmarks/extract_latency.py --also-dtype int8` prints its
+speed and micro-F1 next to fp32's. Only the frozen base's linear layers are quantized; LoRA's A/B matrices,
 embeddings, norms and the output layer stay in fp32, so adapters attach, switch and detach as before.
 
 `Int8Linear` is an `nn.Linear` (peft wraps it like any linear layer: `isinstance` checks pass, and its

@@ -50,7 +50,7 @@ class Runtime:
         if self.quantize == "4bit":
             what = f"QLoRA: NF4 4-bit base (double quant) + {compute} compute on {self.device}"
         elif self.quantize == "int8":
-            what = f"LoRA: int8 frozen base (dynamic, per token) + fp32 compute, fp32 adapter on {self.device}"
+            what = f"LoRA: int8 frozen base (smoothed, dynamic per token) + fp32 compute, fp32 adapter on {self.device}"
         elif self.compute_dtype == torch.bfloat16:
             what = f"LoRA: bf16 base body (fp32 embeddings, logits), bf16 autocast, fp32 adapter on {self.device}"
         else:

@@ -232,20 +232,31 @@ def report(folder: Path) -> None:
     points = [json.loads(p.read_text()) for p in sorted(folder.glob("fold*-*-[0-9]*.json"))]
     if not points:
         raise SystemExit(f"no saved points in {folder}: run a fold first")
-    curves: dict[str, dict[int, list[float]]] = {}
-    for p in points:
-        curves.setdefault(p["arm"], {}).setdefault(p["labels"], []).append(p["micro_f1"])
     counts = sorted({p["labels"] for p in points})
     folds = sorted({p["fold"] for p in points})
-    print(f"folds {folds}; micro-F1 mean (min–max over folds) per arm and labels; cpu {points[0]['cpu']}")
-    print(f"{'arm':16}" + "".join(f"{n:>20}" for n in counts))
-    for arm in ARMS:
-        row = curves.get(arm, {})
-        cells = [_cell(row.get(n)) for n in counts]
-        print(f"{arm:16}" + "".join(f"{c:>20}" for c in cells))
+    for fold in folds:  # arms compared within a fold: folds differ by more than arms do
+        print(f"fold {fold}: micro-F1 per arm and labels")
+        _table(_curves([p for p in points if p["fold"] == fold]), counts)
+    curves = _curves(points)
+    print(f"folds {folds}; micro-F1 mean (min–max over the folds that have the point); cpu {points[0]['cpu']}")
+    _table(curves, counts)
     match = labels_to_match(curves)
     print(f"labels_to_match: {match if match is not None else 'not measured'}")
     draw(curves, folder / "label_efficiency.png")
+
+
+def _curves(points: list[dict]) -> dict[str, dict[int, list[float]]]:
+    curves: dict[str, dict[int, list[float]]] = {}
+    for p in points:
+        curves.setdefault(p["arm"], {}).setdefault(p["labels"], []).append(p["micro_f1"])
+    return curves
+
+
+def _table(curves: dict[str, dict[int, list[float]]], counts: list[int]) -> None:
+    print(f"{'arm':16}" + "".join(f"{n:>20}" for n in counts))
+    for arm in ARMS:
+        row = curves.get(arm, {})
+        print(f"{arm:16}" + "".join(f"{_cell(row.get(n)):>20}" for n in counts))
 
 
 def _cell(values: list[float] | None) -> str:

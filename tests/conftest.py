@@ -55,6 +55,7 @@ def tiny_config(tiny_model, tmp_path):
             val_fraction=0.0,
             batch_size=2,
             precision="fp32",
+            quantize="none",  # the same numerics on every CPU kind (auto's choice: test_hardware.py)
             threads=1,
         )
         values.update(overrides)

@@ -1,12 +1,14 @@
-"""Dynamic int8 for a frozen base on x86 CPUs without bf16 units (`inference_dtype: int8`, opt-in).
+"""Dynamic int8 for a frozen base on x86 CPUs without bf16 units: training's default there
+(`quantize: auto`, `hardware.training_base`), opt-in for serving (`inference_dtype: int8`).
 
 On those CPUs fp32 is the fastest float path; an int8 matmul (weights quantized once per output
 channel, activations per token and call: fbgemm/oneDNN's dynamic linear) is 1.5–2.9× faster than fp32
 for SmolLM2-135M's linear shapes on fbgemm's AVX2 kernels (`benchmarks/int8_linear.py`). Each layer's
 input channels are smoothed by the ranges measured on a short text (`int8_calibration.py`), and the
-layers that read one input (q/k/v; gate/up) share that smoothing and one stacked matmul. It still costs
-some accuracy, so it is not the default: `benchmarks/extract_latency.py --also-dtype int8` prints its
-speed and micro-F1 next to fp32's. Only the frozen base's linear layers are quantized; LoRA's A/B matrices,
+layers that read one input (q/k/v; gate/up) share that smoothing and one stacked matmul. In training,
+the adapter learns around the base's rounding (held-out loss within 2% of fp32's); in serving it costs
+extraction accuracy, so it is not the default there: `benchmarks/extract_latency.py --also-dtype int8`
+prints its speed and micro-F1 next to fp32's. Only the frozen base's linear layers are quantized; LoRA's A/B matrices,
 embeddings, norms and the output layer stay in fp32, so adapters attach, switch and detach as before.
 
 `Int8Linear` is an `nn.Linear` (peft wraps it like any linear layer: `isinstance` checks pass, and its

@@ -53,8 +53,8 @@ class TrainConfig:
     model: str = _f("smollm2-135m", "Base model: bundled name, local folder, .gguf file, or cached hub id.")
     quantize: str = _f(
         "auto",
-        "Base weights: auto (4bit on CUDA, none on CPU), none, 4bit (NF4, QLoRA), or int8 (x86 CPUs: the "
-        "frozen base's linear layers in dynamic int8, fp32 compute; for CPUs without bf16 units).",
+        "Base weights: auto (4bit on CUDA; int8 on x86 CPUs without bf16 units; none elsewhere), none, 4bit "
+        "(NF4, QLoRA), or int8 (x86 CPUs: the frozen base's linear layers in dynamic int8, fp32 compute).",
         choices=["auto", "none", "4bit", "int8"],
     )
     precision: str = _f(

@@ -14,7 +14,7 @@ import torch
 from backend.errors import InvalidRequest
 from backend.models import int8
 from backend.models.chat_templates import read_chat_template
-from backend.models.hardware import compute_path, cpu_kind
+from backend.models.hardware import compute_path, cpu_kind, training_base
 from backend.models.int8_calibration import calibrate_on_text
 from backend.models.loading import Quantize, cpu_has_bf16, default_device, load_model, load_tokenizer, resolve_model
 from backend.training.config import TrainConfig
@@ -25,6 +25,7 @@ class Runtime:
     device: str
     compute_dtype: torch.dtype
     quantize: Quantize
+    base_why: str = ""  # why `quantize: auto` chose this base ("" when the config named it)
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> Runtime:
@@ -36,14 +37,17 @@ class Runtime:
             dtype = torch.bfloat16 if bf16 else torch.float32
         else:
             dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
-        quantize = config.quantize
-        if quantize == "auto":
-            quantize = "4bit" if device == "cuda" else "none"
+        quantize, base_why = config.quantize, ""
+        if quantize == "auto" and device == "cpu" and (config.precision == "bf16" or config.launcher != "none"):
+            quantize = "none"  # bf16 compute asked for, or replicas that share their buffers: the base as loaded
+        elif quantize == "auto":
+            base = training_base(cpu_kind(), device, int8_engine=int8.supported())
+            quantize, base_why = base.quantize, base.why
         if quantize == "int8":
             if device != "cpu" or not int8.supported():
                 raise InvalidRequest(f"quantize: int8 runs on x86 CPUs only (fbgemm/oneDNN); not on this {device}")
             dtype = torch.float32  # int8 matmuls take and give fp32
-        return cls(device, dtype, cast(Quantize, quantize))  # TrainConfig checks the choices
+        return cls(device, dtype, cast(Quantize, quantize), base_why)  # TrainConfig checks the choices
 
     def describe(self) -> str:
         compute = "bf16" if self.compute_dtype == torch.bfloat16 else "fp32"
@@ -57,6 +61,8 @@ class Runtime:
             what = f"LoRA: fp32 base + fp32 compute, fp32 adapter on {self.device}"
         if self.device != "cpu":
             return what
+        if self.base_why:
+            return what + f" (auto: {self.base_why})"
         path = compute_path(cpu_kind())
         return what + (f" (auto: {path.why})" if path.dtype == compute else f" (as asked; auto would be {path.why})")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from backend.models.hardware import CpuKind, compute_path, cpu_kind
+from backend.models.hardware import CpuKind, compute_path, cpu_kind, training_base
 
 AMX = CpuKind("AVX512", True, True, "x86_64")
 AVX512_BF16 = CpuKind("AVX512", True, False, "x86_64")
@@ -34,6 +34,25 @@ def test_the_path_per_cpu_kind_and_why(kind, dtype, said):
 def test_cuda_follows_its_own_bf16_support():
     assert compute_path(AVX2, "cuda", cuda_bf16=True).dtype == "bf16"
     assert compute_path(AMX, "cuda", cuda_bf16=False).dtype == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("kind", "device", "engine", "base", "said"),
+    [
+        (AMX, "cpu", True, "none", "bf16 compute"),
+        (AVX512_BF16, "cpu", True, "none", "bf16 compute"),
+        (AVX2, "cpu", True, "int8", "int8"),
+        (EMULATED_AVX2, "cpu", True, "int8", "int8"),  # torch's kernels decide, not the CPU's flags
+        (CpuKind("AVX512", False, False, "x86_64"), "cpu", True, "int8", "int8"),  # AVX-512 without bf16
+        (AVX2, "cpu", False, "none", "no quantized engine"),
+        (ARM, "cpu", True, "none", "no int8 engine"),
+        (AVX2, "cuda", True, "4bit", "QLoRA"),
+        (ARM, "mps", True, "none", "as loaded"),
+    ],
+)
+def test_the_training_base_per_cpu_kind_and_why(kind, device, engine, base, said):
+    chosen = training_base(kind, device, int8_engine=engine)
+    assert chosen.quantize == base and said in chosen.why
 
 
 def test_this_machine_is_named_as_torch_sees_it():

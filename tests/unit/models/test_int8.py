@@ -108,6 +108,27 @@ def test_a_model_smoothed_by_its_measured_ranges_answers_like_fp32(tiny_model):
             torch.testing.assert_close(smoothed.get_submodule(name)(x), Int8Linear(original, s)(x))
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the process's memory maps (Linux)")
+def test_the_replaced_fp32_weights_leave_memory_with_their_checkpoint_map(tiny_model):
+    """The checkpoint is memory-mapped and the map lives while any tensor reads from it: quantized, the
+    model keeps no tensor there, so the fp32 pages of the replaced layers are not held beside int8."""
+    from transformers import AutoModelForCausalLM
+
+    def mapped() -> int:
+        return sum(".safetensors" in line and tiny_model in line for line in Path("/proc/self/maps").open())
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    ids = torch.randint(0, model.config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(ids).logits
+    assert mapped() > 0  # as loaded, the weights read from the file's map
+    int8.quantize_frozen(model)
+    assert mapped() == 0
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight  # still tied
+    with torch.no_grad():
+        assert _rel(model(ids).logits, before) < 0.1
+
+
 def test_a_shared_matmul_never_hands_out_another_inputs_rows():
     """The stacked output is kept for the other readers of the same input tensor only: a new tensor
     (or the same one changed in place) is computed afresh, with and without autograd."""
@@ -262,3 +283,19 @@ def test_int8_training_is_refused_where_it_cannot_run(tiny_config, monkeypatch):
     monkeypatch.setattr(int8, "supported", lambda: False)  # as on an ARM machine
     with pytest.raises(InvalidRequest, match="int8 runs on x86 CPUs only"):
         Runtime.from_config(tiny_config(quantize="int8"))
+
+
+def test_auto_trains_on_an_int8_base_where_compute_is_fp32(tiny_config, monkeypatch):
+    from backend.models.hardware import CpuKind
+    from backend.training import runtime
+
+    monkeypatch.setattr(runtime, "cpu_kind", lambda: CpuKind("AVX2", False, False, "x86_64"))
+    chosen = runtime.Runtime.from_config(tiny_config(quantize="auto"))
+    assert (chosen.quantize, chosen.compute_dtype) == ("int8", torch.float32)
+    assert "auto: x86_64 AVX2 (no bf16 units)" in chosen.describe()
+    asked = runtime.Runtime.from_config(tiny_config(quantize="none"))
+    assert asked.quantize == "none" and "fp32 base + fp32 compute" in asked.describe()
+    replicas = tiny_config(quantize="auto", launcher="torchrun", nproc=2, batch_size=4)
+    assert runtime.Runtime.from_config(replicas).quantize == "none"
+    monkeypatch.setattr(runtime, "cpu_kind", lambda: CpuKind("AVX512", True, True, "x86_64"))
+    assert runtime.Runtime.from_config(tiny_config(quantize="auto")).quantize == "none"  # bf16 compute on AMX

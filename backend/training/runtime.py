@@ -63,6 +63,9 @@ class Runtime:
             return what
         if self.base_why:
             return what + f" (auto: {self.base_why})"
+        base = training_base(cpu_kind(), self.device, int8_engine=int8.supported())
+        if base.quantize != self.quantize:
+            return what + f" (as asked; auto would be {base.quantize}: {base.why})"
         path = compute_path(cpu_kind())
         return what + (f" (auto: {path.why})" if path.dtype == compute else f" (as asked; auto would be {path.why})")
 

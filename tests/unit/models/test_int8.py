@@ -295,6 +295,7 @@ def test_auto_trains_on_an_int8_base_where_compute_is_fp32(tiny_config, monkeypa
     assert "auto: x86_64 AVX2 (no bf16 units)" in chosen.describe()
     asked = runtime.Runtime.from_config(tiny_config(quantize="none"))
     assert asked.quantize == "none" and "fp32 base + fp32 compute" in asked.describe()
+    assert "(as asked; auto would be int8: x86_64 AVX2 (no bf16 units)" in asked.describe()
     replicas = tiny_config(quantize="auto", launcher="torchrun", nproc=2, batch_size=4)
     assert runtime.Runtime.from_config(replicas).quantize == "none"
     monkeypatch.setattr(runtime, "cpu_kind", lambda: CpuKind("AVX512", True, True, "x86_64"))

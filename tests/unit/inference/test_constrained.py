@@ -167,10 +167,10 @@ def test_a_field_the_model_was_not_trained_on_gets_lower_confidence(tiny_config,
     ]
     run = train(
         tiny_config(
-            data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02, warmup_ratio=0.0
+            data=[write_jsonl("docs.jsonl", docs)], max_steps=200, batch_size=1, learning_rate=0.005, warmup_ratio=0.0
         ),
         progress_bar=False,
-    )
+    )  # at lr 0.02 the trained fields' confidence depended on the CPU's kernels (AVX2 vs AVX-512)
     ref = find_adapter(run.run_dir)
     target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     names = ["company", "total", "invoice_number"]
@@ -465,7 +465,7 @@ def test_copy_drafting_saves_passes_when_the_model_copies(tiny_config, write_jso
     ]
     run = train(
         tiny_config(
-            data=[write_jsonl("docs.jsonl", docs)], max_steps=80, batch_size=1, learning_rate=0.02, warmup_ratio=0.0
+            data=[write_jsonl("docs.jsonl", docs)], max_steps=200, batch_size=1, learning_rate=0.005, warmup_ratio=0.0
         ),
         progress_bar=False,
     )

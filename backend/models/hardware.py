@@ -9,8 +9,8 @@ software and slower than fp32. Every run says which path it took and why (`Path.
 
 `training_base(kind, device, ...)` picks how training holds the frozen base on top of that: NF4 on CUDA
 (QLoRA), int8 on x86 CPUs that compute in fp32 (the base's matmuls forward and backward in dynamic
-int8: 3.06x the plain fp32 recipe against 2.72x for an fp32 base on the AVX2 kernels, held-out loss
-within 1.5%; `benchmarks/train_throughput.py`), as loaded everywhere else.
+int8: on the AVX2 kernels ~1.2x the tokens/s of an fp32 base at +1.5% held-out loss against the plain
+recipe's; `benchmarks/train_throughput.py`, benchmarks/README.md), as loaded everywhere else.
 """
 
 from __future__ import annotations

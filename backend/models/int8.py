@@ -144,7 +144,8 @@ def _matmul(x: torch.Tensor, packed: Any, inv_smooth: torch.Tensor | None = None
     scaling, so rows are scaled to max 1 and back. `own`: x is the caller's scratch copy, scaled in place."""
     if inv_smooth is not None:
         x, own = x * inv_smooth, True
-    rows = torch.linalg.vector_norm(x, ord=float("inf"), dim=-1, keepdim=True).clamp_(min=1e-12)
+    # max |x| per row: abs + amax is 4-17x faster than vector_norm(inf) on CPU (it was 8% of serving)
+    rows = x.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-12)
     x = x.div_(rows) if own else x / rows
     # reduce_range: 7-bit activations. Without VNNI, fbgemm sums pairs of u8×s8 products in int16
     # (vpmaddubsw), which saturates with full 8-bit activations and silently changes results.

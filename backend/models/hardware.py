@@ -57,13 +57,20 @@ def compute_path(kind: CpuKind, device: str = "cpu", *, cuda_bf16: bool = False)
     return Path("fp32", f"{kind}: bf16 would be converted in software, slower than fp32")
 
 
-def training_base(kind: CpuKind, device: str = "cpu", *, int8_engine: bool = True) -> Base:
+def training_base(
+    kind: CpuKind, device: str = "cpu", *, int8_engine: bool = True, bf16_asked: bool = False, replicas: bool = False
+) -> Base:
     """How training should hold the frozen base on this device and CPU kind, and the reason.
-    `int8_engine`: this torch build has its quantized engines (fbgemm/oneDNN)."""
+    `int8_engine`: this torch build has its quantized engines (fbgemm/oneDNN); `bf16_asked`: the run
+    asks for bf16 compute; `replicas`: several processes (DDP/FSDP) train copies of the model."""
     if device == "cuda":
         return Base("4bit", "CUDA: NF4 4-bit base (QLoRA)")
     if device != "cpu":
         return Base("none", f"{device}: base as loaded")
+    if bf16_asked:
+        return Base("none", f"{kind}: bf16 compute asked for, on the base as loaded")
+    if replicas:
+        return Base("none", f"{kind}: several processes, which would broadcast int8 buffers every step; base as loaded")
     if compute_path(kind).dtype == "bf16":
         return Base("none", f"{kind}: bf16 compute on the base as loaded")
     if kind.machine.lower() not in ("x86_64", "amd64"):

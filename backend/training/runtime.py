@@ -38,10 +38,14 @@ class Runtime:
         else:
             dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
         quantize, base_why = config.quantize, ""
-        if quantize == "auto" and device == "cpu" and (config.precision == "bf16" or config.launcher != "none"):
-            quantize = "none"  # bf16 compute asked for, or replicas that share their buffers: the base as loaded
-        elif quantize == "auto":
-            base = training_base(cpu_kind(), device, int8_engine=int8.supported())
+        if quantize == "auto":
+            base = training_base(
+                cpu_kind(),
+                device,
+                int8_engine=int8.supported(),
+                bf16_asked=config.precision == "bf16",
+                replicas=config.launcher != "none",
+            )
             quantize, base_why = base.quantize, base.why
         if quantize == "int8":
             if device != "cpu" or not int8.supported():

@@ -55,6 +55,12 @@ def test_the_training_base_per_cpu_kind_and_why(kind, device, engine, base, said
     assert chosen.quantize == base and said in chosen.why
 
 
+def test_bf16_asked_or_several_processes_keep_the_base_as_loaded():
+    assert training_base(AVX2, bf16_asked=True).quantize == "none"
+    assert "several processes" in training_base(AVX2, replicas=True).why
+    assert training_base(AVX2, "cuda", replicas=True).quantize == "4bit"
+
+
 def test_this_machine_is_named_as_torch_sees_it():
     kind = cpu_kind()
     assert kind.capability == torch.backends.cpu.get_cpu_capability() and str(kind).startswith(kind.machine)

@@ -1,8 +1,8 @@
 """Selective automation in an evaluation: how precise the answers a threshold lets through are, and how
 many it lets through — per field and over all fields — from scored constrained answers.
 
-Each field of each document is one answer: approvable when it has a value found in the document and a
-confidence (`inference.stages.mark`'s rule), right when scoring says `correct`. `curves` gives the
+Each field of each document is one answer: approvable when it has a confidence and a value found in
+the document that passes its check (`inference.stages.approvable`, the rule `mark` applies), right when scoring says `correct`. `curves` gives the
 precision–coverage curve of a falling threshold (per field, and one threshold over all fields);
 `backend/labels/thresholds.py` fits the per-field thresholds stored with an adapter from the same pairs.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from backend.inference.stages import grounded
+from backend.inference.stages import approvable
 from backend.labels.thresholds import Pair, curve
 from backend.scoring.metrics import DocumentResult
 
@@ -21,15 +21,15 @@ LEVELS = (0.9, 0.95, 0.98, 0.99, 1.0)  # precisions the report reads the curves 
 
 def answer_pairs(docs: list[DocumentResult], answers: list[dict[str, Any]]) -> dict[str, list[Pair]]:
     """Per field, (confidence or None when the answer cannot be approved, right?) for every document.
-    `answers`: what extraction returned per document (fields, confidence, grounding)."""
+    `answers`: what extraction returned per document (fields, confidence, grounding, checks)."""
     pairs: dict[str, list[Pair]] = {}
     for doc, answer in zip(docs, answers):
         fields, confidence = answer["fields"], answer.get("confidence") or {}
         for f in doc.fields:
             c = confidence.get(f.field)
-            given = fields.get(f.field) not in (None, [], {})
-            approvable = given and c is not None and grounded(f.field, fields, answer.get("grounding") or {})
-            pairs.setdefault(f.field, []).append((c if approvable else None, f.outcome == "correct"))
+            grounding, checks = answer.get("grounding") or {}, answer.get("checks") or {}
+            ok = c is not None and approvable(f.field, fields, grounding, checks)
+            pairs.setdefault(f.field, []).append((c if ok else None, f.outcome == "correct"))
     return pairs
 
 

@@ -23,7 +23,7 @@ from backend.inference.pool import ModelPool, stop_ids
 from backend.inference.ranking import rank_document, rankable
 from backend.inference.spans import SpanCopy, span_grammar
 from backend.inference.spec import ExtractionSpec
-from backend.inference.stages import apply_label_rules, calibrate, mark, take_ranked, to_review
+from backend.inference.stages import apply_label_rules, calibrate, check, mark, take_ranked, to_review
 from backend.labels.conventions import FILE as CONVENTIONS_FILE
 from backend.prompts import parse_answer
 
@@ -239,8 +239,9 @@ def _record(
     rules = adapter.rules if conventions else None
     fields = apply_label_rules(chosen, doc.text, rules)
     grounding = ground(fields, doc.text)
-    marks = mark(doc.spec.names, fields, confidence, grounding, adapter.thresholds)
-    review = to_review(doc.spec.names, fields, confidence, grounding, review_confidence, marks)
+    checks = check(fields, rules)
+    marks = mark(doc.spec.names, fields, confidence, grounding, adapter.thresholds, checks)
+    review = to_review(doc.spec.names, fields, confidence, grounding, review_confidence, marks, checks)
     return {
         "model": target.label,
         "fields": fields,
@@ -250,6 +251,7 @@ def _record(
         "confidence_raw": raw_confidence,
         "calibrated": bool(adapter.calibration and adapter.calibration.fitted),
         "grounding": grounding,
+        "checks": checks,
         "review": review,
         **(
             {"automation": marks, "target_precision": adapter.thresholds.target}

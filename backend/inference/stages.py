@@ -1,7 +1,8 @@
 """What happens to a decoded extraction answer, stage by stage. `extraction.extract_many` decodes (and
 ranks candidates, which needs the model); these stages then run in order, each a small function:
 
-    read the answer → calibrate → take the ranked choices → apply the label rules → ground → mark → review
+    read the answer → calibrate → take the ranked choices → apply the label rules → ground → check
+    → mark → review
 
 and each can be switched off by its caller (`conventions=False`, no `rank`, no calibration or
 thresholds file). What an adapter learned for them — its label rules, its confidence calibration and
@@ -10,12 +11,19 @@ its per-field automation thresholds — comes with its bundle (`bundle.py`: `Ada
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from backend.inference.grounding import leaves
 from backend.labels.calibration import Platt
 from backend.labels.conventions import Conventions
 from backend.labels.thresholds import Mark, Thresholds
+from backend.values import is_absent, parse_date, parse_decimal
+
+READS_AS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "date": ("a date", parse_date),
+    "amount": ("an amount", parse_decimal),
+}
 
 
 def calibrate(confidence: dict[str, float | None], platt: Platt | None) -> dict[str, float | None]:
@@ -43,19 +51,40 @@ def grounded(name: str, fields: dict[str, Any], grounding: dict[str, Any]) -> bo
     return all(grounding.get(path) is not None for path, value in leaves({name: fields.get(name)}) if value is not None)
 
 
+def check(fields: dict[str, Any], rules: Conventions | None) -> dict[str, str]:
+    """Per field whose value does not read as what the adapter's training labels of it were (a date, an
+    amount: their label rules' `kind`), what is wrong; {} without label rules. Such an answer is never
+    approved automatically, however confident the model was ("2312475009906" is no date)."""
+    out = {}
+    for name, conv in (rules.fields if rules is not None else {}).items():
+        value = fields.get(name)
+        if conv.kind in READS_AS and isinstance(value, str) and not is_absent(value):
+            what, parse = READS_AS[conv.kind]
+            if parse(value) is None:
+                out[name] = f"{value!r} does not read as {what}, as the training labels of {name} did"
+    return out
+
+
+def approvable(name: str, fields: dict[str, Any], grounding: dict[str, Any], checks: dict[str, str]) -> bool:
+    """A value is given, found in the document and passes its check: an answer thresholds may approve."""
+    return fields.get(name) not in (None, [], {}) and name not in checks and grounded(name, fields, grounding)
+
+
 def mark(
     names: list[str],
     fields: dict[str, Any],
     confidence: dict[str, float | None],
     grounding: dict[str, Any],
     thresholds: Thresholds | None,
+    checks: dict[str, str] | None = None,
 ) -> dict[str, Mark] | None:
-    """`auto` or `review` per field by the adapter's thresholds (None without them): `auto` needs a value,
-    found in the document, at or above its field's threshold; a field without one is always `review`."""
+    """`auto` or `review` per field by the adapter's thresholds (None without them): `auto` needs an
+    approvable value (`approvable`) at or above its field's threshold; a field without one is always
+    `review`."""
     if thresholds is None:
         return None
     return {
-        n: thresholds.mark(n, confidence.get(n), grounded=grounded(n, fields, grounding))
+        n: thresholds.mark(n, confidence.get(n), grounded=approvable(n, fields, grounding, checks or {}))
         if fields.get(n) not in (None, [], {})
         else "review"
         for n in names
@@ -69,10 +98,13 @@ def to_review(
     grounding: dict[str, Any],
     threshold: float,
     marks: dict[str, Mark] | None = None,
+    checks: dict[str, str] | None = None,
 ) -> list[str]:
-    """Fields a person should look at: given, but below `threshold` or not found in the document — or,
-    with the adapter's automation `marks`, given and not marked `auto`."""
+    """Fields a person should look at: given, but below `threshold`, not found in the document or failing
+    their check — or, with the adapter's automation `marks`, given and not marked `auto`."""
     given = [n for n in names if fields.get(n) not in (None, [], {})]
     if marks is not None:
         return [n for n in given if marks.get(n) != "auto"]
-    return [n for n in given if (confidence.get(n) or 0) < threshold or not grounded(n, fields, grounding)]
+    return [
+        n for n in given if (confidence.get(n) or 0) < threshold or not approvable(n, fields, grounding, checks or {})
+    ]

@@ -3,7 +3,7 @@ them read once per folder and again when a file changes."""
 
 from __future__ import annotations
 
-from backend.inference.stages import apply_label_rules, calibrate, mark, take_ranked, to_review
+from backend.inference.stages import apply_label_rules, calibrate, check, mark, take_ranked, to_review
 from backend.labels.calibration import Platt
 from backend.labels.conventions import learn
 from backend.labels.thresholds import fit_thresholds
@@ -59,3 +59,35 @@ def test_marks_need_a_threshold_a_value_found_in_the_document_and_enough_confide
     # with marks, review is every given field not marked auto (the absent address is not asked about)
     assert to_review(names, fields, confidence, grounding, 0.7, marks) == ["total", "date"]
     assert to_review(names, fields, confidence, grounding, 0.7) == ["total"]  # without: the global threshold
+
+
+def _receipt_rules():
+    texts = [f"SHOP {n}\n0{n % 9 + 1}/02/2019\nTOTAL RM {n}.50" for n in range(12)]
+    labels = [{"company": f"SHOP {n}", "date": f"0{n % 9 + 1}/02/2019", "total": f"{n}.50"} for n in range(12)]
+    return learn(list(zip(texts, labels)))
+
+
+def test_a_value_that_does_not_read_as_its_fields_kind_fails_its_check():
+    rules = _receipt_rules()
+    assert (rules.fields["date"].kind, rules.fields["total"].kind) == ("date", "amount")
+    fields = {"company": "12345", "date": "2312475009906", "total": "0% SUPPLIES"}
+    checks = check(fields, rules)
+    assert sorted(checks) == ["date", "total"]  # a text field takes any text
+    assert checks["date"] == "'2312475009906' does not read as a date, as the training labels of date did"
+    assert "does not read as an amount" in checks["total"]
+    assert check({"company": "SHOP 1", "date": "03/02/2019", "total": "RM 3.50"}, rules) == {}
+    assert check({"date": None, "total": ""}, rules) == {}  # an absent value is not checked
+    assert check(fields, None) == {}  # no label rules: nothing known to check against
+
+
+def test_a_value_failing_its_check_is_never_approved_however_confident():
+    thresholds = fit_thresholds({"date": [(0.5, True)] * 300, "total": [(0.5, True)] * 300})
+    fields = {"date": "2312475009906", "total": "9.00"}
+    grounding = {"date": {"start": 0, "end": 13}, "total": {"start": 20, "end": 24}}
+    confidence = {"date": 0.999, "total": 0.999}
+    checks = check(fields, _receipt_rules())
+    marks = mark(["date", "total"], fields, confidence, grounding, thresholds, checks)
+    assert marks == {"date": "review", "total": "auto"}
+    assert mark(["date", "total"], fields, confidence, grounding, thresholds) == {"date": "auto", "total": "auto"}
+    # without thresholds, review by the global confidence threshold lists it too
+    assert to_review(["date", "total"], fields, confidence, grounding, 0.7, None, checks) == ["date"]

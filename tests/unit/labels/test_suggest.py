@@ -60,6 +60,10 @@ def test_a_validator_failure_raises_the_score_and_names_itself():
     assert clean.score < warned.score < failing.score < twice.score
     assert failing.signals["validation"] == 0.5
     assert failing.reasons[0] == "fails validation: total_mismatch on total (1 errors, 0 warnings)"
+    # the extraction's own check (a date that reads as no date) counts as an error too
+    unread = score(record(checks={"date": "'2312475009906' does not read as a date"}))
+    assert unread.signals["validation"] == 0.5
+    assert "fails validation: wrong_kind on date" in unread.reasons[0]
 
 
 def test_ungrounded_values_and_ranked_candidates_that_disagree():

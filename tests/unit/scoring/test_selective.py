@@ -41,3 +41,15 @@ def test_only_a_given_value_found_in_the_document_with_a_confidence_can_be_appro
     lines = table("receipts@1", summary)
     assert "| company | 2 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 |" in lines
     assert chart({"receipts@1": summary}, tmp_path / "pc.png").stat().st_size > 0
+
+
+def test_an_answer_failing_its_check_cannot_be_approved():
+    gold = {"company": "ACME", "total": "9.00", "date": "01/02/2019"}
+    answer = {
+        "fields": {"company": "ACME", "total": "9.00", "date": "2312475009906"},
+        "confidence": {"company": 0.9, "total": 0.8, "date": 0.99},
+        "grounding": {"company": {"start": 0}, "total": {"start": 9}, "date": {"start": 20}},
+        "checks": {"date": "'2312475009906' does not read as a date, as the training labels of date did"},
+    }
+    pairs = answer_pairs([score_document(0, json.dumps(answer["fields"]), gold, NAMES)], [answer])
+    assert pairs == {"company": [(0.9, True)], "total": [(0.8, True)], "date": [(None, False)]}

@@ -201,6 +201,7 @@ def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, ar
             "fields": o["fields"],
             "confidence": o["confidence"],
             "grounded": {k: v is not None for k, v in o["grounding"].items()},
+            "checks": o["checks"],
         }
         for o, r in zip(results, scored)
     ]

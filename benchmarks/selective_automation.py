@@ -41,7 +41,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def collect(adapter: str, rows: list[dict[str, Any]], *, batch_size: int) -> list[dict[str, Any]]:
-    """Each receipt's served answer: fields, calibrated confidence and grounding, beside its gold fields."""
+    """Each receipt's served answer: fields, calibrated confidence, grounding and checks, beside its gold
+    fields."""
     from backend.inference.bundle import AdapterBundle
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool
@@ -61,6 +62,7 @@ def collect(adapter: str, rows: list[dict[str, Any]], *, batch_size: int) -> lis
                     "fields": answer["fields"],
                     "confidence": answer["confidence"],
                     "grounded": {k: v is not None for k, v in answer["grounding"].items()},
+                    "checks": answer["checks"],
                 }
             )
         print(f"{len(out)}/{len(rows)} receipts", flush=True)

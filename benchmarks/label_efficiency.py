@@ -19,7 +19,7 @@ the adapter's label rules) on the fold's 100 receipts, which no arm ever labels.
 Every point and the active arm's choices are saved as they finish, in a folder per training budget
 (`benchmarks/results/label_efficiency/steps<STEPS>/`), so a run stopped anywhere continues where it
 stopped. A point keeps each scored receipt's answer too (fields, confidence, found in the text or
-not). The budget must be large enough for labels to matter: at 50 steps, 400 random labels scored no
+not, checks); `--rescore` scores saved points again with their runs' adapters, for points saved before. The budget must be large enough for labels to matter: at 50 steps, 400 random labels scored no
 better than 100 (0.834 vs 0.826, fold 0), while 100 steps lifted 400 labels to 0.899. The active arm's
 choices do not depend on the budget (their models train `--select-steps`). `--report` prints each
 arm's micro-F1 per point (mean over the folds run, and their spread), `labels_to_match:` (the labels
@@ -69,6 +69,11 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, help="where points and choices are saved (default: results/label_efficiency/steps<STEPS>)"
     )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the saved points of --fold/--arm/--labels again with their runs' adapters (no training)",
+    )
     parser.add_argument("--report", action="store_true", help="print the table and draw the plot from saved points")
     args = parser.parse_args()
     args.out = args.out or OUT / f"steps{args.steps}"  # points of different budgets are not compared
@@ -82,8 +87,13 @@ def main() -> None:
     for arm in args.arm or ARMS:
         for n in points:
             path = args.out / f"fold{args.fold}-{arm}-{n}.json"
+            if path.is_file() and args.rescore:
+                rescore(path, scored, args)
+                continue
             if path.is_file():
                 print(f"{path.name}: saved already")
+                continue
+            if args.rescore:
                 continue
             chosen = choose(arm, n, pool, max(points), args)
             result = {"fold": args.fold, "arm": arm, "labels": n, **train_and_score(chosen, scored, arm, n, args)}
@@ -172,7 +182,26 @@ def train_run(rows: list[dict], name: str, steps: int, augment: int, args: argpa
     return str(result.run_dir), time.perf_counter() - started
 
 
+def run_name(fold: int, arm: str, n: int) -> str:
+    return f"fold{fold}-{arm.replace('+', '-')}-{n}"
+
+
 def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, args: argparse.Namespace) -> dict:
+    augment = args.augment if arm == "active+augment" else 0
+    run_dir, train_s = train_run(chosen, run_name(args.fold, arm, n), args.steps, augment, args)
+    return {
+        **score(run_dir, scored, f"{arm} {n}"),
+        "steps": args.steps,
+        "batch": args.batch,
+        "augment": augment,
+        "train_s": train_s,
+        "ids": [r["id"] for r in chosen],
+        "credit": CREDIT,
+    }
+
+
+def score(run_dir: str, scored: list[dict], label: str) -> dict:
+    """The product's extraction by the run's adapter on `scored`: micro-F1, per field, and each answer."""
     from backend.inference.bundle import AdapterBundle
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool
@@ -180,13 +209,11 @@ def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, ar
     from backend.models.hardware import cpu_kind
     from backend.scoring.metrics import score_document, summarize
 
-    augment = args.augment if arm == "active+augment" else 0
-    run_dir, train_s = train_run(chosen, f"fold{args.fold}-{arm.replace('+', '-')}-{n}", args.steps, augment, args)
     pool, target, spec = ModelPool(), AdapterBundle.of_folder(run_dir), ExtractionSpec.from_names(NAMES)
     from tqdm import tqdm
 
     started, results = time.perf_counter(), []
-    with tqdm(total=len(scored), unit="receipt", desc=f"scoring {arm} {n}") as bar:
+    with tqdm(total=len(scored), unit="receipt", desc=f"scoring {label}") as bar:
         for start in range(0, len(scored), 8):
             results += extract_many(pool, target, [Document(r["text"], spec) for r in scored[start : start + 8]])
             bar.update(len(scored[start : start + 8]))
@@ -209,17 +236,23 @@ def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, ar
         "micro_f1": summary["micro"]["f1"],
         "fields": {name: summary["fields"][name]["f1"] for name in NAMES},
         "scored": len(scored),
-        "steps": args.steps,
-        "batch": args.batch,
-        "augment": augment,
-        "train_s": train_s,
         "score_s": time.perf_counter() - started,
-        "ids": [r["id"] for r in chosen],
         "answers": answers,
         "cpu": str(cpu_kind()),
         "date": time.strftime("%Y-%m-%d"),
-        "credit": CREDIT,
     }
+
+
+def rescore(path: Path, scored: list[dict], args: argparse.Namespace) -> None:
+    """A saved point scored again by its run's adapter (answers kept as points keep them now); its
+    training figures stay."""
+    point = json.loads(path.read_text())
+    run_dir = args.runs / run_name(point["fold"], point["arm"], point["labels"])
+    if not (run_dir / "adapter").is_dir():
+        raise SystemExit(f"{path.name}: no adapter at {run_dir} to score again (--runs names the runs' folder)")
+    fresh = score(str(run_dir), scored, f"{point['arm']} {point['labels']} again")
+    save(path, {**point, **fresh, "rescored_from": {"micro_f1": point["micro_f1"], "date": point.get("date")}})
+    print(f"{path.name}: micro-F1 {fresh['micro_f1']:.3f} scored again (was {point['micro_f1']:.3f})")
 
 
 def save(path: Path, value: dict) -> None:

@@ -3,11 +3,20 @@ judged on the held-back dev receipts — the field precision at the stored thres
 fields they auto-approve.
 
     .venv/bin/python benchmarks/selective_automation.py --adapter runs/<SROIE run> [--target-precision 0.99]
+    .venv/bin/python benchmarks/selective_automation.py --adapter runs/<run on the train part> --fit-on POINTS
 
 Data: sroie_train.jsonl (kept outside the repository: benchmarks/README.md) — receipts from the ICDAR
 2019 SROIE dataset (Z. Huang et al., doi:10.1109/ICDAR.2019.00244), CC BY 4.0; the split is
 `benchmarks/sroie_split.py`'s. The adapter must not have trained on tune or dev (`sroie_split.py
 --export-tune` writes a train part without them).
+
+With `--fit-on` the thresholds come instead from out-of-fold answers: the answers that
+`label_efficiency.py` points kept for their fold's receipts, each from a model that never trained on
+them (`--fit-on benchmarks/results/label_efficiency/steps100/fold*-random-400.json`: five folds' 400-label
+models answer every train-part receipt once). That is cross-fitting: an adapter trained on the whole
+train part (tune included) gets thresholds from the answers of adapters trained like it on four fifths
+of it, judged on dev as before. Points saved before answers kept their checks get them from the fields
+and `--adapter`'s label rules (the kinds checked are learned from the same labels).
 
 Both parts are extracted once with the constrained engine as `/v1/extract` serves them (the adapter's
 calibration and label rules applied, no candidate ranking) and the answers kept in `--cache` (under
@@ -36,6 +45,7 @@ from backend.evaluation.selective import answer_pairs, chart, curves  # noqa: E4
 from backend.labels.thresholds import Pair, ThresholdsError, apply, fit_thresholds, needed  # noqa: E402
 from backend.scoring.metrics import score_document  # noqa: E402
 from sroie_split import CREDIT, load_split, tune_rows  # noqa: E402
+from sroie_split import SOURCE as SROIE  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -69,18 +79,45 @@ def collect(adapter: str, rows: list[dict[str, Any]], *, batch_size: int) -> lis
     return out
 
 
-def answers(adapter: str, cache: Path, *, batch_size: int) -> dict[str, list[dict[str, Any]]]:
-    if cache.is_file():
-        return json.loads(cache.read_text())["parts"]
-    _, dev = load_split()
-    started = time.perf_counter()
-    parts = {"tune": collect(adapter, tune_rows(), batch_size=batch_size)}
-    parts["dev"] = collect(adapter, dev, batch_size=batch_size)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    seconds = round(time.perf_counter() - started, 1)
-    cache.write_text(json.dumps({"adapter": adapter, "seconds": seconds, "parts": parts}, ensure_ascii=False))
-    print(f"extracted {sum(map(len, parts.values()))} receipts in {seconds} s", flush=True)
+def answers(adapter: str, cache: Path, *, batch_size: int, tune: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """The adapter's answers on dev and (with `tune`) tune, from `cache` where it holds them."""
+    parts = json.loads(cache.read_text())["parts"] if cache.is_file() else {}
+    wanted = {"dev": load_split()[1], **({"tune": tune_rows()} if tune else {})}
+    missing = {name: rows for name, rows in wanted.items() if name not in parts}
+    if missing:
+        started = time.perf_counter()
+        parts |= {name: collect(adapter, rows, batch_size=batch_size) for name, rows in missing.items()}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        seconds = round(time.perf_counter() - started, 1)
+        cache.write_text(json.dumps({"adapter": adapter, "seconds": seconds, "parts": parts}, ensure_ascii=False))
+        print(f"extracted {sum(map(len, missing.values()))} receipts in {seconds} s", flush=True)
     return parts
+
+
+def out_of_fold(points: list[Path], adapter: str) -> list[dict[str, Any]]:
+    """The answers `label_efficiency.py` points kept, as rows beside their gold fields; refused when a
+    point kept none or two points answer the same receipt (a receipt counts once)."""
+    from backend.inference.stages import check
+    from backend.labels.conventions import Conventions
+
+    by_id = {r["id"]: r for r in map(json.loads, SROIE.read_text().splitlines()) if r}
+    rules = Conventions.load(Path(adapter) / "adapter") or Conventions.load(adapter)
+    rows: list[dict[str, Any]] = []
+    for path in points:
+        point = json.loads(path.read_text())
+        if not point.get("answers"):
+            raise SystemExit(f"{path}: the point kept no answers (saved before points kept them): score it again")
+        for a in point["answers"]:
+            checks = a["checks"] if "checks" in a else check(a["fields"], rules)
+            rows.append({**a, "gold": by_id[a["id"]]["fields"], "checks": checks, "point": path.name})
+    seen: dict[str, str] = {}
+    for r in rows:
+        if r["id"] in seen:
+            raise SystemExit(
+                f"receipt {r['id']} is answered by both {seen[r['id']]} and {r['point']}: one point per fold"
+            )
+        seen[r["id"]] = r["point"]
+    return rows
 
 
 def main() -> None:
@@ -90,18 +127,26 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cache", type=Path, help="answers file (default runs/selective_automation/<adapter>.json)")
     parser.add_argument("--collect-only", action="store_true", help="extract and cache the answers, then stop")
+    parser.add_argument(
+        "--fit-on",
+        type=Path,
+        nargs="+",
+        metavar="POINT",
+        help="fit the thresholds on these label_efficiency points' out-of-fold answers instead of tune",
+    )
     args = parser.parse_args()
     cache = args.cache or ROOT / "runs" / "selective_automation" / f"{Path(args.adapter).resolve().name}.json"
-    parts = answers(args.adapter, cache, batch_size=args.batch_size)
+    parts = answers(args.adapter, cache, batch_size=args.batch_size, tune=not args.fit_on)
     if args.collect_only:
         return
-    report(parts, args)
+    fit = out_of_fold(args.fit_on, args.adapter) if args.fit_on else parts["tune"]
+    report(fit, parts["dev"], args)
 
 
 VARIANTS = (  # (name, one-sided confidence of the precision bound): the product's default first
     ("95% lower bound (default)", 0.95),
     ("80% lower bound", 0.8),
-    ("no bound: precision seen on tune", 0.5),  # z = 0: the Wilson bound is the observed precision
+    ("no bound: precision seen where fitted", 0.5),  # z = 0: the Wilson bound is the observed precision
 )
 
 
@@ -112,41 +157,41 @@ def pairs_of(rows: list[dict[str, Any]]) -> dict[str, list[Pair]]:
     return answer_pairs(docs, answers)
 
 
-def report(parts: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+def report(fit_rows: list[dict[str, Any]], dev_rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Thresholds fitted on `fit_rows` (tune, or out-of-fold answers) by each variant, judged on dev."""
     import torch
 
-    tune, dev = pairs_of(parts["tune"]), pairs_of(parts["dev"])
+    fit, dev = pairs_of(fit_rows), pairs_of(dev_rows)
+    part = "out_of_fold" if args.fit_on else "tune"
     cpu = torch.backends.cpu.get_cpu_capability()
     variants = []
     for name, confidence in VARIANTS:
         entry: dict[str, Any] = {"name": name, "confidence": confidence, "target": args.target_precision}
         try:
-            fitted = fit_thresholds(tune, target=args.target_precision, confidence=confidence)
+            fitted = fit_thresholds(fit, target=args.target_precision, confidence=confidence)
         except ThresholdsError as exc:
             entry["refused"] = str(exc)
         else:
             entry["thresholds"] = {f: asdict(t) for f, t in fitted.fields.items()}
-            entry["tune"] = apply(fitted, tune)
+            entry[part] = apply(fitted, fit)
             entry["dev"] = apply(fitted, dev)
         variants.append(entry)
-    curves_tune, curves_dev = curves(tune), curves(dev)
-    print(
-        f"cpu: {cpu}; {len(parts['tune'])} tune receipts (thresholds fitted), {len(parts['dev'])} dev receipts (scored)"
-    )
+    curves_fit, curves_dev = curves(fit), curves(dev)
+    print(f"cpu: {cpu}; {len(fit_rows)} {part} receipts (thresholds fitted), {len(dev_rows)} dev receipts (scored)")
     print(
         f"precision needed: {args.target_precision:g}; a field needs at least "
-        f"{needed(args.target_precision)} accepted tune answers, all right, at the default 95% bound"
+        f"{needed(args.target_precision)} accepted {part} answers, all right, at the default 95% bound"
     )
     for v in variants:
         if "refused" in v:
             print(f"- {v['name']}: refused: {v['refused']}")
             continue
-        d, t = v["dev"]["overall"], v["tune"]["overall"]
+        d, t = v["dev"]["overall"], v[part]["overall"]
         kept = ", ".join(f"{f} {x['threshold']:.4f}" for f, x in v["thresholds"].items() if x["threshold"] is not None)
         print(
-            f"- {v['name']}: thresholds {kept or 'none'}; tune precision {_f(t['precision'])} at coverage {t['coverage']:.3f}; "
-            f"dev precision {_f(d['precision'])} at coverage {d['coverage']:.3f} ({d['auto']} of {d['answers']} "
-            f"fields auto-approved, {d['wrong_auto']} of them wrong)"
+            f"- {v['name']}: thresholds {kept or 'none'}; {part} precision {_f(t['precision'])} at coverage "
+            f"{t['coverage']:.3f}; dev precision {_f(d['precision'])} at coverage {d['coverage']:.3f} "
+            f"({d['auto']} of {d['answers']} fields auto-approved, {d['wrong_auto']} of them wrong)"
         )
     at = curves_dev["overall"]["coverage_at"]
     print(
@@ -154,8 +199,8 @@ def report(parts: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> 
         f"coverage {at['0.99']:.3f} at precision >= 0.99, {at['0.95']:.3f} at >= 0.95"
     )
     marks = {"dev (held back: only scored)": {v["name"]: v["dev"]["overall"] for v in variants if "dev" in v}}
-    summaries = {"tune (thresholds fitted here)": curves_tune, "dev (held back: only scored)": curves_dev}
-    stem = f"selective_automation_p{args.target_precision:g}".replace(".", "")
+    summaries = {f"{part} (thresholds fitted here)": curves_fit, "dev (held back: only scored)": curves_dev}
+    stem = f"selective_automation_p{args.target_precision:g}".replace(".", "") + ("_folds" if args.fit_on else "")
     png = chart(summaries, RESULTS / f"{stem}.png", marks=marks)
     out = RESULTS / f"{stem}.json"
     out.write_text(
@@ -163,13 +208,14 @@ def report(parts: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> 
             {
                 "credit": CREDIT,
                 "adapter": Path(args.adapter).resolve().name,
+                **({"fit_on": [p.name for p in args.fit_on]} if args.fit_on else {}),
                 "cpu": cpu,
-                "receipts": {"tune": len(parts["tune"]), "dev": len(parts["dev"])},
+                "receipts": {part: len(fit_rows), "dev": len(dev_rows)},
                 "extraction": "constrained, the adapter's calibration and label rules, no ranking",
                 "target_precision": args.target_precision,
                 "needed_per_field_at_95": needed(args.target_precision),
                 "variants": variants,
-                "curves": {"tune": _rounded(curves_tune), "dev": _rounded(curves_dev)},
+                "curves": {part: _rounded(curves_fit), "dev": _rounded(curves_dev)},
             },
             indent=1,
         )

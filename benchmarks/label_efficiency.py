@@ -19,7 +19,8 @@ the adapter's label rules) on the fold's 100 receipts, which no arm ever labels.
 Every point and the active arm's choices are saved as they finish, in a folder per training budget
 (`benchmarks/results/label_efficiency/steps<STEPS>/`), so a run stopped anywhere continues where it
 stopped. A point keeps each scored receipt's answer too (fields, confidence, found in the text or
-not, checks); `--rescore` scores saved points again with their runs' adapters, for points saved before. The budget must be large enough for labels to matter: at 50 steps, 400 random labels scored no
+not, checks); `--rescore` scores saved points again with their runs' adapters, for points saved
+before. The budget must be large enough for labels to matter: at 50 steps, 400 random labels scored no
 better than 100 (0.834 vs 0.826, fold 0), while 100 steps lifted 400 labels to 0.899. The active arm's
 choices do not depend on the budget (their models train `--select-steps`). `--report` prints each
 arm's micro-F1 per point (mean over the folds run, and their spread), `labels_to_match:` (the labels

@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/label_efficiency.py --fold 0                 # every point of fold 0 not yet saved
     .venv/bin/python benchmarks/label_efficiency.py --fold 0 --arm random --labels 100   # one point
     .venv/bin/python benchmarks/label_efficiency.py --report                 # table, labels_to_match, plot
+    .venv/bin/python benchmarks/label_efficiency.py --dev --arm random       # all 500 labels, scored on dev
 
 Each point trains the bundled SmolLM2 with the same budget — `--steps` optimizer steps of `--batch`
 documents, whatever the number of labels — and scores the product's extraction (constrained engine,
 the adapter's label rules) on the fold's 100 receipts, which no arm ever labels. The pool is the other
-400 receipts of the train part; dev is never read.
+400 receipts of the train part; dev is read only by `--dev`, the curve's end: an arm's training on
+all 500 train-part receipts, scored on the 126 dev receipts.
 - random: the first N of a seeded shuffle of the pool (the points nest).
 - active: the random arm's first `--round` labels, then rounds until the largest point: a model trained
   on the labels so far (`--select-steps`) extracts `--candidates` receipts drawn from the unlabelled
@@ -45,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sroie_split import CREDIT, fold_rows, write_jsonl  # noqa: E402
+from sroie_split import CREDIT, fold_rows, load_split, write_jsonl  # noqa: E402
 
 NAMES = ["company", "date", "address", "total"]
 ARMS = ("random", "active", "active+augment")
@@ -75,12 +77,20 @@ def main() -> None:
         action="store_true",
         help="score the saved points of --fold/--arm/--labels again with their runs' adapters (no training)",
     )
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="train on every train-part receipt with the arm's settings and score on dev (the curve's end)",
+    )
     parser.add_argument("--report", action="store_true", help="print the table and draw the plot from saved points")
     args = parser.parse_args()
     args.out = args.out or OUT / f"steps{args.steps}"  # points of different budgets are not compared
     args.runs = args.runs or ROOT / "runs" / "label-efficiency" / f"steps{args.steps}"
     if args.report:
         report(args.out)
+        return
+    if args.dev:
+        dev_points(args)
         return
     points = sorted(args.labels or [100, 200, 400])
     pool, scored = fold_rows(args.fold)
@@ -100,6 +110,25 @@ def main() -> None:
             result = {"fold": args.fold, "arm": arm, "labels": n, **train_and_score(chosen, scored, arm, n, args)}
             save(path, result)
             print(f"fold {args.fold} {arm} {n}: micro-F1 {result['micro_f1']:.3f} ({result['train_s']:.0f} s training)")
+
+
+def dev_points(args: argparse.Namespace) -> None:
+    """The end of the curve, on dev: each arm's training on every train-part receipt, scored on the dev
+    receipts no choice has read. At every label the active arm holds random's labels, so the arms
+    left are random (as labelled) and active+augment (the labels and their augmented documents)."""
+    train, dev = load_split()
+    arms = args.arm or ["random"]
+    if "active" in arms:
+        raise SystemExit("--dev: with every label the active arm's labels are random's; run --arm random")
+    for arm in arms:
+        path = args.out / f"dev-{arm}-{len(train)}.json"
+        if path.is_file():
+            print(f"{path.name}: saved already")
+            continue
+        rows = random.Random(args.seed).sample(train, len(train))
+        result = {"split": "dev", "arm": arm, "labels": len(rows), **train_and_score(rows, dev, arm, len(rows), args)}
+        save(path, result)
+        print(f"dev {arm} {len(rows)}: micro-F1 {result['micro_f1']:.3f} ({result['train_s']:.0f} s training)")
 
 
 def choose(arm: str, n: int, pool: list[dict], largest: int, args: argparse.Namespace) -> list[dict]:
@@ -189,7 +218,8 @@ def run_name(fold: int, arm: str, n: int) -> str:
 
 def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, args: argparse.Namespace) -> dict:
     augment = args.augment if arm == "active+augment" else 0
-    run_dir, train_s = train_run(chosen, run_name(args.fold, arm, n), args.steps, augment, args)
+    name = f"dev-{arm.replace('+', '-')}-{n}" if args.dev else run_name(args.fold, arm, n)
+    run_dir, train_s = train_run(chosen, name, args.steps, augment, args)
     return {
         **score(run_dir, scored, f"{arm} {n}"),
         "steps": args.steps,
@@ -277,6 +307,10 @@ def report(folder: Path) -> None:
     _table(curves, counts)
     match = labels_to_match(curves)
     print(f"labels_to_match: {match if match is not None else 'not measured'}")
+    for p in sorted(folder.glob("dev-*.json")):
+        dev = json.loads(p.read_text())
+        fields = ", ".join(f"{k} {v:.3f}" for k, v in dev["fields"].items())
+        print(f"dev, {dev['arm']} on all {dev['labels']} train-part labels: micro-F1 {dev['micro_f1']:.3f} ({fields})")
     draw(curves, folder / "label_efficiency.png")
 
 

@@ -294,24 +294,33 @@ def save(path: Path, value: dict) -> None:
 
 
 def report(folder: Path) -> None:
+    """Per fold its table and `labels_to_match`; then both over the folds that have every point (a mean
+    over folds that have different points would compare one fold's arm with another's random)."""
     points = [json.loads(p.read_text()) for p in sorted(folder.glob("fold*-*-[0-9]*.json"))]
     if not points:
         raise SystemExit(f"no saved points in {folder}: run a fold first")
     counts = sorted({p["labels"] for p in points})
     folds = sorted({p["fold"] for p in points})
-    for fold in folds:  # arms compared within a fold: folds differ by more than arms do
+    by_fold = {f: [p for p in points if p["fold"] == f] for f in folds}
+    for fold, mine in by_fold.items():  # arms compared within a fold: folds differ by more than arms do
         print(f"fold {fold}: micro-F1 per arm and labels")
-        _table(_curves([p for p in points if p["fold"] == fold]), counts)
-    curves = _curves(points)
-    print(f"folds {folds}; micro-F1 mean (min–max over the folds that have the point); cpu {points[0]['cpu']}")
-    _table(curves, counts)
-    match = labels_to_match(curves)
-    print(f"labels_to_match: {match if match is not None else 'not measured'}")
+        _table(_curves(mine), counts)
+        print(f"fold {fold} labels_to_match: {labels_to_match(_curves(mine)) or 'not measured'}")
+    every = {(p["arm"], p["labels"]) for p in points}
+    complete = [f for f, mine in by_fold.items() if {(p["arm"], p["labels"]) for p in mine} == every]
+    if len(complete) > 1:
+        pooled = _curves([p for p in points if p["fold"] in complete])
+        print(f"folds {complete} (those with every point); micro-F1 mean (min–max); cpu {points[0]['cpu']}")
+        _table(pooled, counts)
+        print(f"labels_to_match: {labels_to_match(pooled) or 'not measured'}")
+    else:
+        missing = {f: sorted(every - {(p["arm"], p["labels"]) for p in mine}) for f, mine in by_fold.items()}
+        print(f"labels_to_match: not measured over folds (fewer than two folds have every point; missing {missing})")
     for p in sorted(folder.glob("dev-*.json")):
         dev = json.loads(p.read_text())
         fields = ", ".join(f"{k} {v:.3f}" for k, v in dev["fields"].items())
         print(f"dev, {dev['arm']} on all {dev['labels']} train-part labels: micro-F1 {dev['micro_f1']:.3f} ({fields})")
-    draw(curves, folder / "label_efficiency.png")
+    draw({f: _curves(mine) for f, mine in by_fold.items()}, folder / "label_efficiency.png")
 
 
 def _curves(points: list[dict]) -> dict[str, dict[int, list[float]]]:
@@ -357,33 +366,41 @@ def labels_to_match(curves: dict[str, dict[int, list[float]]]) -> str | None:
                 if best is None or value < best[0]:
                     best = (value, f"{need} ({arm}; random-{largest}: {goal:.3f})")
                 break
+    measured = [n for arm in ("active", "active+augment") for n in curves.get(arm, {})]
+    if best:
+        return best[1]
     return (
-        best[1] if best else f"> {max(max(c) for c in curves.values())} (no arm reaches random-{largest}: {goal:.3f})"
+        f"> {max(measured)} (no active point up to {max(measured)} reaches random-{largest}: {goal:.3f})"
+        if measured
+        else None
     )
 
 
-def draw(curves: dict[str, dict[int, list[float]]], out: Path) -> None:
+def draw(by_fold: dict[int, dict[str, dict[int, list[float]]]], out: Path) -> None:
+    """Each fold's curve of each arm: colour by arm, line style by fold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for arm in ARMS:
-        curve = sorted(curves.get(arm, {}).items())
-        if not curve:
-            continue
-        xs = [n for n, _ in curve]
-        means = [sum(v) / len(v) for _, v in curve]
-        low = [m - min(v) for m, (_, v) in zip(means, curve)]
-        high = [max(v) - m for m, (_, v) in zip(means, curve)]
-        ax.errorbar(xs, means, yerr=[low, high], marker="o", capsize=3, label=arm)
+    colours = dict(zip(ARMS, ("tab:grey", "tab:blue", "tab:green")))
+    for fold, curves in by_fold.items():
+        style = ("-", "--", ":", "-.")[fold % 4]
+        for arm in ARMS:
+            curve = sorted(curves.get(arm, {}).items())
+            if curve:
+                xs, ys = [n for n, _ in curve], [sum(v) / len(v) for _, v in curve]
+                ax.plot(xs, ys, style, marker="o", color=colours[arm], label=f"{arm}, fold {fold}")
     ax.set_xscale("log", base=2)
+    counts = sorted({n for curves in by_fold.values() for curve in curves.values() for n in curve})
+    ax.set_xticks(counts, [str(n) for n in counts])
+    ax.minorticks_off()
     ax.set_xlabel("labelled receipts")
     ax.set_ylabel("micro-F1 on the fold's 100 receipts")
-    ax.set_title("Labels chosen by value vs at random (SmolLM2, same steps per point)")
+    ax.set_title("Labels chosen by value vs at random\n(SmolLM2, the same steps per point)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")

@@ -98,13 +98,14 @@ def main() -> None:
     for arm in args.arm or ARMS:
         for n in points:
             path = args.out / f"fold{args.fold}-{arm}-{n}.json"
-            if path.is_file() and args.rescore:
-                rescore(path, scored, args)
+            if args.rescore:  # saved points only: nothing is trained
+                if path.is_file():
+                    rescore(path, scored, args)
+                else:
+                    print(f"{path.name}: not saved, nothing to score again")
                 continue
             if path.is_file():
                 print(f"{path.name}: saved already")
-                continue
-            if args.rescore:
                 continue
             chosen = choose(arm, n, pool, max(points), args)
             result = {"fold": args.fold, "arm": arm, "labels": n, **train_and_score(chosen, scored, arm, n, args)}
@@ -212,14 +213,14 @@ def train_run(rows: list[dict], name: str, steps: int, augment: int, args: argpa
     return str(result.run_dir), time.perf_counter() - started
 
 
-def run_name(fold: int, arm: str, n: int) -> str:
-    return f"fold{fold}-{arm.replace('+', '-')}-{n}"
+def run_name(args: argparse.Namespace, arm: str, n: int) -> str:
+    """The training run's folder name: fold<K>-<arm>-<n>, or dev-<arm>-<n> with --dev."""
+    return f"{'dev' if args.dev else f'fold{args.fold}'}-{arm.replace('+', '-')}-{n}"
 
 
 def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, args: argparse.Namespace) -> dict:
     augment = args.augment if arm == "active+augment" else 0
-    name = f"dev-{arm.replace('+', '-')}-{n}" if args.dev else run_name(args.fold, arm, n)
-    run_dir, train_s = train_run(chosen, name, args.steps, augment, args)
+    run_dir, train_s = train_run(chosen, run_name(args, arm, n), args.steps, augment, args)
     return {
         **score(run_dir, scored, f"{arm} {n}"),
         "steps": args.steps,
@@ -278,7 +279,7 @@ def rescore(path: Path, scored: list[dict], args: argparse.Namespace) -> None:
     """A saved point scored again by its run's adapter (answers kept as points keep them now); its
     training figures stay."""
     point = json.loads(path.read_text())
-    run_dir = args.runs / run_name(point["fold"], point["arm"], point["labels"])
+    run_dir = args.runs / run_name(args, point["arm"], point["labels"])
     if not (run_dir / "adapter").is_dir():
         raise SystemExit(f"{path.name}: no adapter at {run_dir} to score again (--runs names the runs' folder)")
     fresh = score(str(run_dir), scored, f"{point['arm']} {point['labels']} again")

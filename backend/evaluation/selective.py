@@ -2,8 +2,9 @@
 many it lets through — per field and over all fields — from scored constrained answers.
 
 Each field of each document is one answer: approvable when it has a confidence and a value found in
-the document that passes its check (`inference.stages.approvable`, the rule `mark` applies), right when scoring says `correct`. `curves` gives the
-precision–coverage curve of a falling threshold (per field, and one threshold over all fields);
+the document that passes its check (`inference.stages.approvable`, the rule `mark` applies), right
+when scoring says `correct`. `curves` gives the precision–coverage curve of a falling threshold (per
+field, and one threshold over all fields);
 `backend/labels/thresholds.py` fits the per-field thresholds stored with an adapter from the same pairs.
 """
 

@@ -84,10 +84,7 @@ def mark(
     if thresholds is None:
         return None
     return {
-        n: thresholds.mark(n, confidence.get(n), grounded=approvable(n, fields, grounding, checks or {}))
-        if fields.get(n) not in (None, [], {})
-        else "review"
-        for n in names
+        n: thresholds.mark(n, confidence.get(n), grounded=approvable(n, fields, grounding, checks or {})) for n in names
     }
 
 

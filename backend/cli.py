@@ -451,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_command(sub)  # eval: its options and handler in backend/cli_eval.py
 
+    from backend.cli_thresholds import add_command as add_thresholds_command
+
+    add_thresholds_command(sub)  # thresholds: fitted on several evaluations (backend/cli_thresholds.py)
+
     p = sub.add_parser("models", help="list bundled base models")
     p.set_defaults(func=cmd_models)
 

@@ -26,6 +26,7 @@ from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, ModelPool
 from backend.inference.spec import ExtractionSpec
 from backend.labels.calibration import evaluate_calibration
+from backend.labels.thresholds import calibration_record
 from backend.scoring.metrics import answer_metrics, parse_output, score_document, summarize
 from backend.training.data import Example, load_jsonl
 from backend.training.tokenize import IGNORE, encode_chat
@@ -123,7 +124,11 @@ def evaluate(
                     if c.get(f.field) is not None and f.outcome in ("correct", "wrong", "extra")
                 ]
                 entry["extraction"]["calibration"] = evaluate_calibration(pairs)
-                entry["extraction"]["selective"] = {"pairs": answer_pairs(docs, outs)}
+                entry["extraction"]["selective"] = {
+                    "pairs": answer_pairs(docs, outs),
+                    # what the confidences came through: thresholds fitted on them elsewhere need it
+                    "calibration": calibration_record(candidate.target.learned.calibration),
+                }
                 entry["extraction"]["selective"]["curves"] = curves(entry["extraction"]["selective"]["pairs"])
                 for p, c in zip(entry["predictions"], confidences):
                     p["confidence"] = c

@@ -69,7 +69,7 @@ class Thresholds:
 
     def for_calibration(self, platt: Platt | None) -> Thresholds:
         """These thresholds as they hold under the adapter's current calibration: stale when it differs."""
-        return replace(self, stale=_calibration(platt) != self.calibration)
+        return replace(self, stale=calibration_record(platt) != self.calibration)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -148,13 +148,13 @@ def fit_thresholds(
             f"a threshold needs at least {needed(target, confidence=confidence)} accepted answers of one field, "
             "all right (more with any wrong): score more held-out documents, or lower the target precision"
         )
-    return Thresholds(target, confidence, fitted, _calibration(calibration))
+    return Thresholds(target, confidence, fitted, calibration_record(calibration))
 
 
 def recalibrated(pairs: dict[str, list[Pair]], before: Platt | None, after: Platt | None) -> dict[str, list[Pair]]:
     """The pairs' confidences as `after` would have given them instead of `before` (each None: no
     calibration), for thresholds fitted in the same run as a new calibration."""
-    if _calibration(before) == _calibration(after):
+    if calibration_record(before) == calibration_record(after):
         return pairs
     if before is not None and before.a <= 0:
         raise InvalidRequest(f"the calibration a={before.a} cannot be undone (a must be positive)")
@@ -195,7 +195,8 @@ def _operating_point(answers: int, accepted: int, right: int) -> dict[str, Any]:
     }
 
 
-def _calibration(platt: Platt | None) -> dict[str, float] | None:
+def calibration_record(platt: Platt | None) -> dict[str, float] | None:
+    """The Platt scaling as thresholds record it: None for none (or the identity)."""
     return {"a": platt.a, "b": platt.b} if platt is not None and (platt.a, platt.b) != (1.0, 0.0) else None
 
 

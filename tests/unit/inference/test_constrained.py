@@ -405,6 +405,41 @@ def test_eval_thresholds_are_refused_on_too_little_data_and_saved_where_the_targ
     assert out["review"] == [n for n in ("company", "total") if out["automation"][n] == "review" and out["fields"][n]]
 
 
+def test_thresholds_cross_fitted_on_two_evaluations_count_every_answer_once(tiny_config, write_jsonl, tmp_path):
+    """`tunebridge thresholds` pools evaluations of the parts of the data (here one adapter stands in
+    for the part adapters) and saves the thresholds the adapter then serves."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from backend.labels.thresholds import Thresholds
+    from backend.models.adapters import find_adapter
+
+    data, run = _train_on_docs(tiny_config, write_jsonl)
+    rows = [json.loads(line) for line in Path(data).read_text().splitlines()]
+    parts = [write_jsonl(f"part-{k}.jsonl", rows[k::2]) for k in range(2)]
+
+    def cli(*args: str):
+        return subprocess.run([sys.executable, "-m", "backend.cli", *args], capture_output=True, text=True)
+
+    for k, part in enumerate(parts):
+        cmd = ["eval", "--data", part, "--adapter", str(run.run_dir), "--no-base", "--constrained"]
+        done = cli(*cmd, "--out", str(tmp_path / f"eval-{k}"))
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = json.loads((tmp_path / f"eval-{k}" / "eval.json").read_text())
+        assert report["candidates"][run.run_dir.name]["extraction"]["selective"]["calibration"] is None
+    reports = [str(tmp_path / "eval-0"), str(tmp_path / "eval-1")]
+    twice = cli("thresholds", "--adapter", str(run.run_dir), "--from", reports[0], reports[0])
+    assert twice.returncode == 2 and "both answer the document at" in twice.stderr
+    saved = cli("thresholds", "--adapter", str(run.run_dir), "--from", *reports, "--target-precision", "0.3")
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    assert saved.stdout.count("6 documents answered by") == 2 and "thresholds for precision 0.3" in saved.stdout
+    thresholds = Thresholds.load(find_adapter(run.run_dir).path)
+    assert thresholds is not None and thresholds.target == 0.3 and thresholds.calibration is None
+    assert {t.support for t in thresholds.fields.values()} == {12}
+    assert any(t.threshold is not None for t in thresholds.fields.values())
+
+
 def test_the_adapter_ships_its_label_conventions_and_extraction_applies_them(tiny_config, write_jsonl):
     from backend.inference.extraction import Document, extract_many
     from backend.labels.conventions import Conventions

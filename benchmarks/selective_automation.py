@@ -3,7 +3,8 @@ judged on the held-back dev receipts — the field precision at the stored thres
 fields they auto-approve.
 
     .venv/bin/python benchmarks/selective_automation.py --adapter runs/<SROIE run> [--target-precision 0.99]
-    .venv/bin/python benchmarks/selective_automation.py --adapter runs/<run on the train part> --fit-on POINTS
+    .venv/bin/python benchmarks/selective_automation.py --adapter runs/<run on the train part> --fit-on POINTS \
+        [--dev-from benchmarks/results/label_efficiency/steps100/dev-random-500.json]
 
 Data: sroie_train.jsonl (kept outside the repository: benchmarks/README.md) — receipts from the ICDAR
 2019 SROIE dataset (Z. Huang et al., doi:10.1109/ICDAR.2019.00244), CC BY 4.0; the split is
@@ -97,19 +98,7 @@ def answers(adapter: str, cache: Path, *, batch_size: int, tune: bool = True) ->
 def out_of_fold(points: list[Path], adapter: str) -> list[dict[str, Any]]:
     """The answers `label_efficiency.py` points kept, as rows beside their gold fields; refused when a
     point kept none or two points answer the same receipt (a receipt counts once)."""
-    from backend.inference.stages import check
-    from backend.labels.conventions import Conventions
-
-    by_id = {r["id"]: r for r in map(json.loads, SROIE.read_text().splitlines()) if r}
-    rules = Conventions.load(Path(adapter) / "adapter") or Conventions.load(adapter)
-    rows: list[dict[str, Any]] = []
-    for path in points:
-        point = json.loads(path.read_text())
-        if not point.get("answers"):
-            raise SystemExit(f"{path}: the point kept no answers (saved before points kept them): score it again")
-        for a in point["answers"]:
-            checks = a["checks"] if "checks" in a else check(a["fields"], rules)
-            rows.append({**a, "gold": by_id[a["id"]]["fields"], "checks": checks, "point": path.name})
+    rows = [r for path in points for r in point_rows(path, adapter)]
     seen: dict[str, str] = {}
     for r in rows:
         if r["id"] in seen:
@@ -120,6 +109,39 @@ def out_of_fold(points: list[Path], adapter: str) -> list[dict[str, Any]]:
     return rows
 
 
+def dev_answers(point: Path, adapter: str) -> list[dict[str, Any]]:
+    """The dev answers a `label_efficiency.py --dev` point kept (its adapter's: `--adapter` must be its
+    run), instead of extracting them again."""
+    if json.loads(point.read_text()).get("split") != "dev":
+        raise SystemExit(f"{point}: not a --dev point (its answers are not the dev receipts')")
+    rows = point_rows(point, adapter)
+    if sorted(r["id"] for r in rows) != sorted(r["id"] for r in load_split()[1]):
+        raise SystemExit(f"{point}: its answers are not exactly the dev receipts")
+    return rows
+
+
+def point_rows(path: Path, adapter: str) -> list[dict[str, Any]]:
+    """A point's kept answers beside their gold fields; checks recomputed by `adapter`'s label rules for
+    points saved before answers kept them."""
+    from backend.inference.stages import check
+    from backend.labels.conventions import Conventions
+
+    by_id = {r["id"]: r for r in map(json.loads, SROIE.read_text().splitlines()) if r}
+    rules = Conventions.load(Path(adapter) / "adapter") or Conventions.load(adapter)
+    point = json.loads(path.read_text())
+    if not point.get("answers"):
+        raise SystemExit(f"{path}: the point kept no answers (saved before points kept them): score it again")
+    return [
+        {
+            **a,
+            "gold": by_id[a["id"]]["fields"],
+            "checks": a["checks"] if "checks" in a else check(a["fields"], rules),
+            "point": path.name,
+        }
+        for a in point["answers"]
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapter", required=True, help="run or adapter folder of an adapter trained on SROIE")
@@ -127,6 +149,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cache", type=Path, help="answers file (default runs/selective_automation/<adapter>.json)")
     parser.add_argument("--collect-only", action="store_true", help="extract and cache the answers, then stop")
+    parser.add_argument(
+        "--dev-from",
+        type=Path,
+        metavar="POINT",
+        help="with --fit-on: the dev answers a label_efficiency --dev point kept (--adapter is its run) "
+        "instead of extracting them again",
+    )
     parser.add_argument(
         "--fit-on",
         type=Path,
@@ -136,7 +165,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     cache = args.cache or ROOT / "runs" / "selective_automation" / f"{Path(args.adapter).resolve().name}.json"
-    parts = answers(args.adapter, cache, batch_size=args.batch_size, tune=not args.fit_on)
+    if args.dev_from and not args.fit_on:
+        raise SystemExit("--dev-from: only with --fit-on (without it the thresholds are fitted on tune answers)")
+    if args.dev_from:
+        parts = {"dev": dev_answers(args.dev_from, args.adapter)}
+    else:
+        parts = answers(args.adapter, cache, batch_size=args.batch_size, tune=not args.fit_on)
     if args.collect_only:
         return
     fit = out_of_fold(args.fit_on, args.adapter) if args.fit_on else parts["tune"]

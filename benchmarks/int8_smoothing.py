@@ -3,9 +3,12 @@ need it? The bundled model's logits on receipts, fp32 against tunebridge's int8 
 weight row and per token) with each layer kind smoothed or not.
 
     .venv/bin/python benchmarks/int8_smoothing.py [--receipts 4] [--alpha 0.5]
+    .venv/bin/python benchmarks/int8_smoothing.py --keep-each down_proj   # which layers' down_proj matter
 
 Prints the CPU kind, and per variant the logits' relative error against fp32 and how often the most
-likely next token agrees with fp32's, over every position of the receipts' prompts. The channel ranges
+likely next token agrees with fp32's, over every position of the receipts' prompts. With `--keep-each
+KIND`, the served int8 base (every kind smoothed, groups shared) with one layer's KIND kept fp32 at a
+time, each layer's line showing how much of the int8 error that one layer carries. The channel ranges
 come from a short invoice-and-prose document (`backend/models/int8_calibration.py`), not from the receipts scored: a model's
 outlier channels are its own, so any such text measures them. Run it with `ONEDNN_MAX_CPU_ISA=AVX2
 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2` for the kernels of
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -51,6 +55,13 @@ def main() -> None:
     parser.add_argument("--receipts", type=int, default=4)
     parser.add_argument("--alpha", type=float, default=0.5, help="share of a channel's range moved into the weight")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep-each", metavar="KIND", help="keep one layer's KIND (e.g. down_proj) fp32 at a time")
+    parser.add_argument(
+        "--keep",
+        metavar="REGEX",
+        action="append",
+        help="keep the layers whose name matches fp32 together (repeatable: one variant each)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM
@@ -76,16 +87,32 @@ def main() -> None:
     print(
         f"cpu: {cpu_kind()}; {len(prompts)} receipts, {sum(p.shape[1] for p in prompts)} positions, alpha {args.alpha}"
     )
+
+    def against_fp32(model: torch.nn.Module) -> str:
+        with torch.no_grad():
+            logits = [model(input_ids=ids).logits for ids in prompts]
+        error = sum(((got - want).norm() / want.norm()).item() for got, want in zip(logits, reference)) / len(prompts)
+        agree = sum((got.argmax(-1) == want.argmax(-1)).float().mean().item() for got, want in zip(logits, reference))
+        return f"logits error {error:.4f}  next token as fp32 {agree / len(prompts):.3f}"
+
+    if args.keep_each or args.keep:
+        if args.keep:
+            variants = {rx: [n for n in calibration.maxima if re.search(rx, n)] for rx in args.keep}
+        else:
+            variants = {n: [n] for n in calibration.maxima if n.rsplit(".", 1)[-1] == args.keep_each}
+        if not variants or not all(variants.values()):
+            raise SystemExit(f"no layer matches (kinds: {', '.join(KINDS['all'])}; names: model.layers.N.mlp.KIND)")
+        for label, kept in {"none": [], **variants}.items():
+            model = copy.deepcopy(base)
+            int8.quantize_frozen(model, calibration=calibration, alpha=args.alpha, keep=kept)
+            print(f"fp32 kept: {label:<28} ({len(kept)} layers) {against_fp32(model)}", flush=True)
+        return
     for name, kinds in KINDS.items():
         model = copy.deepcopy(base)
         chosen = {k: v for k, v in calibration.maxima.items() if k.rsplit(".", 1)[-1] in kinds}
         shared = calibration.groups if name == "all, shared" else []
         int8.quantize_frozen(model, calibration=Calibration(chosen, shared), alpha=args.alpha)
-        with torch.no_grad():
-            logits = [model(input_ids=ids).logits for ids in prompts]
-        error = sum(((got - want).norm() / want.norm()).item() for got, want in zip(logits, reference)) / len(prompts)
-        agree = sum((got.argmax(-1) == want.argmax(-1)).float().mean().item() for got, want in zip(logits, reference))
-        print(f"smoothed: {name:<11} logits error {error:.4f}  next token as fp32 {agree / len(prompts):.3f}")
+        print(f"smoothed: {name:<11} {against_fp32(model)}")
     for kind in ("q_proj", "o_proj", "gate_proj", "down_proj"):
         spread = sorted((v.max() / v.median()).item() for k, v in calibration.maxima.items() if k.endswith(kind))
         print(

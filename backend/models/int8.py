@@ -22,6 +22,7 @@ from __future__ import annotations
 import platform
 import threading
 import warnings
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -180,7 +181,12 @@ def supported() -> bool:
 
 
 def quantize_frozen(
-    model: nn.Module, *, lm_head: bool = False, calibration: Calibration | None = None, alpha: float = 0.5
+    model: nn.Module,
+    *,
+    lm_head: bool = False,
+    calibration: Calibration | None = None,
+    alpha: float = 0.5,
+    keep: Collection[str] = (),
 ) -> int:
     """Replace the model's frozen linear layers by `Int8Linear` in place; the number replaced.
 
@@ -188,11 +194,14 @@ def quantize_frozen(
     The output layer stays fp32 unless `lm_head=True` (a tied head then gets its own int8 copy): its
     logits pick every token. With a `calibration` (`int8_calibration.calibrate`), each layer's input
     channels are smoothed by their measured ranges, and the layers that read one input share one
-    smoothing and one matmul."""
+    smoothing and one matmul. The layers named in `keep` stay fp32 (their group's others go alone)."""
     linears = {
         name: module
         for name, module in model.named_modules()
-        if type(module) is nn.Linear and not is_lora_matrix(name) and (lm_head or name.rpartition(".")[2] != "lm_head")
+        if type(module) is nn.Linear
+        and not is_lora_matrix(name)
+        and (lm_head or name.rpartition(".")[2] != "lm_head")
+        and name not in keep
     }
     maxima = calibration.maxima if calibration is not None else {}
     layers: dict[str, Int8Linear] = {}

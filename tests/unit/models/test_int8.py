@@ -154,6 +154,14 @@ def test_a_shared_matmul_never_hands_out_another_inputs_rows():
     assert leaf.grad is not None and _rel(leaf.grad[0], want) < 0.03
 
 
+def test_kept_layers_stay_fp32_and_their_groups_others_go_alone():
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"q": nn.Linear(64, 32), "k": nn.Linear(64, 16), "v": nn.Linear(64, 16)})
+    assert int8.quantize_frozen(model, calibration=Calibration(groups=[["q", "k", "v"]]), keep=["v"]) == 2
+    assert type(model["v"]) is nn.Linear
+    assert all(isinstance(model[n], Int8Linear) and model[n]._rows is None for n in "qk")  # no shared matmul
+
+
 def test_the_weight_seen_by_libraries_is_the_int8_weight():
     linear = nn.Linear(64, 32)
     layer = Int8Linear(linear)

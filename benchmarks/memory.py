@@ -66,27 +66,35 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=16, help="receipts extracted by the serving pool")
     parser.add_argument("--dtypes", nargs="+", default=["auto"], help="inference dtypes to serve with")
     parser.add_argument("--only", choices=["train", "serve"])
+    parser.add_argument("--data", type=Path, default=RECEIPTS, help="extraction records to train and serve on")
+    parser.add_argument(
+        "--env",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="set in the measured processes (e.g. GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "memory.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from backend.models.hardware import cpu_kind
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
-    print(f"cpu: {cpu_kind()}")
+    env |= dict(pair.split("=", 1) for pair in args.env)
+    print(f"cpu: {cpu_kind()}" + (f"; {' '.join(args.env)}" if args.env else ""))
     results = []
     if args.only != "serve":
         with tempfile.TemporaryDirectory() as runs:
             command = [sys.executable, "-m", "backend.cli", "train", "--quiet", "--model", args.model]
-            command += ["--data", str(RECEIPTS), "--batch-size", "8", "--max-steps", str(args.steps)]
+            command += ["--data", str(args.data), "--batch-size", "8", "--max-steps", str(args.steps)]
             command += ["--val-fraction", "0", "--report-to", "none", "--save-every", "0", "--output-dir", runs]
             gib, wall, _ = peak_of(command, env)
-        results.append(
-            {"what": f"train {args.model}, batch 8, {args.steps} steps", "peak_rss_gib": gib, "wall_s": wall}
-        )
+        what = f"train {args.model} on {args.data.name}, batch 8, {args.steps} steps"
+        results.append({"what": what, "env": args.env, "peak_rss_gib": gib, "wall_s": wall})
         print(f"train  {args.model:<14} batch 8, {args.steps} steps   peak RSS {gib:5.2f} GiB  ({wall:.0f} s)")
     if args.only != "train":
         for dtype in args.dtypes:
-            command = [sys.executable, "-c", SERVE, args.adapter or "", dtype, str(args.docs), str(RECEIPTS)]
+            command = [sys.executable, "-c", SERVE, args.adapter or "", dtype, str(args.docs), str(args.data)]
             gib, wall, last = peak_of(command, env)
             weights = json.loads(last)["weights"]
             what = f"serve {args.adapter or args.model}, {args.docs} receipts in batches of 8, {weights}"

@@ -54,3 +54,28 @@ def test_a_run_in_small_passes_equals_the_run_in_whole_batches(tiny_config):
     b = load_file(parts.adapter_dir / "adapter_model.safetensors")
     # the same steps up to float summation order (which AdamW's first, sign-like updates amplify a little)
     assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
+
+
+@pytest.mark.parametrize(
+    "user_env, tuned",
+    [
+        ({}, True),
+        ({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"}, False),
+        ({"MALLOC_ARENA_MAX_": "2"}, False),
+    ],
+    ids=["default", "glibc-tunables", "malloc-variable"],
+)
+def test_the_allocator_is_tuned_unless_the_user_tuned_it(user_env, tuned):
+    """The training process keeps freed activations on the heap; malloc settings the user gave win."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's mallopt only")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    code = "from backend.training.runtime import tune_cpu_allocator; print(tune_cpu_allocator())"
+    done = subprocess.run([sys.executable, "-c", code], env={**env, **user_env}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(tuned)

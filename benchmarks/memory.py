@@ -43,8 +43,8 @@ print(json.dumps({"weights": pool.weights, "documents": len(out)}))
 """
 
 
-def peak_of(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """Run `command`; its peak RSS in GiB, its wall time in s, its last output line."""
+def peak_of(command: list[str], env: dict | None = None) -> tuple[float, float, list[str]]:
+    """Run `command`; its peak RSS in GiB, its wall time in s, its output lines."""
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert child.stdout is not None
@@ -53,7 +53,7 @@ def peak_of(command: list[str], env: dict | None = None) -> tuple[float, float, 
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])}... failed ({child.returncode}):\n" + "\n".join(lines[-20:]))
-    return usage.ru_maxrss / 2**20, time.perf_counter() - started, lines[-1] if lines else ""
+    return usage.ru_maxrss / 2**20, time.perf_counter() - started, lines
 
 
 def main() -> None:
@@ -88,15 +88,20 @@ def main() -> None:
             command = [sys.executable, "-m", "backend.cli", "train", "--quiet", "--model", args.model]
             command += ["--data", str(args.data), "--batch-size", "8", "--max-steps", str(args.steps)]
             command += ["--val-fraction", "0", "--report-to", "none", "--save-every", "0", "--output-dir", runs]
-            gib, wall, _ = peak_of(command, env)
+            gib, wall, lines = peak_of(command, env)
+        status = next((line for line in lines if "tokens/s" in line), "")  # "finished: 3/3 steps, N tokens/s, ..."
+        speed = float(status.split(" tokens/s")[0].rsplit(" ", 1)[-1]) if status else None
         what = f"train {args.model} on {args.data.name}, batch 8, {args.steps} steps"
-        results.append({"what": what, "env": args.env, "peak_rss_gib": gib, "wall_s": wall})
-        print(f"train  {args.model:<14} batch 8, {args.steps} steps   peak RSS {gib:5.2f} GiB  ({wall:.0f} s)")
+        results.append({"what": what, "env": args.env, "peak_rss_gib": gib, "wall_s": wall, "tokens_per_s": speed})
+        print(
+            f"train  {args.model:<14} batch 8, {args.steps} steps   peak RSS {gib:5.2f} GiB  ({wall:.0f} s, "
+            f"{speed} tokens/s)"
+        )
     if args.only != "train":
         for dtype in args.dtypes:
             command = [sys.executable, "-c", SERVE, args.adapter or "", dtype, str(args.docs), str(args.data)]
-            gib, wall, last = peak_of(command, env)
-            weights = json.loads(last)["weights"]
+            gib, wall, lines = peak_of(command, env)
+            weights = json.loads(lines[-1])["weights"]
             what = f"serve {args.adapter or args.model}, {args.docs} receipts in batches of 8, {weights}"
             results.append({"what": what, "peak_rss_gib": gib, "wall_s": wall})
             print(f"serve  {weights:<14} {args.docs} receipts, batches of 8   peak RSS {gib:5.2f} GiB  ({wall:.0f} s)")

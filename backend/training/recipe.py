@@ -41,7 +41,7 @@ from backend.training.config import TrainConfig
 from backend.training.data import Example, LoadedData, check_usable, data_sha256, extraction_chat, load_jsonl, split
 from backend.training.distributed import Parallel, launched
 from backend.training.runfile import write_run_file
-from backend.training.runtime import Runtime, build_lora_model, pass_tokens, tune_cpu_allocator
+from backend.training.runtime import Runtime, bound_onednn_cache, build_lora_model, pass_tokens, tune_cpu_allocator
 from backend.training.steps import AnswerLoss, evaluate_loss, optimizer_step, schedule
 from backend.training.tokenize import EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
@@ -119,6 +119,7 @@ class Recipe:
         self.runtime = runtime = Runtime.from_config(config)
         if runtime.device == "cpu":
             tune_cpu_allocator()
+            bound_onednn_cache()
         par.setup(runtime.device, batch_size=config.batch_size, grad_accum=config.grad_accum)
         self.model_path, self.tokenizer, self.model = build_lora_model(config, runtime, fsdp=par.fsdp)
         self.pass_tokens = (

@@ -128,6 +128,21 @@ def tune_cpu_allocator() -> bool:
         return False
 
 
+ONEDNN_CACHE = 16  # primitives oneDNN keeps (its default: 1024)
+
+
+def bound_onednn_cache() -> str:
+    """Cap oneDNN's primitive cache, unless the user set it (`ONEDNN_PRIMITIVE_CACHE_CAPACITY`); the
+    capacity in effect. Each cached bf16 matmul primitive holds memory of its own, and training on
+    documents of varying length makes a new one for every new shape: 20 steps on receipts peaked at
+    6.6 GiB with the default 1024 and 5.5 GiB with 16, at the same speed (benchmarks/README.md). oneDNN
+    reads the variable when it makes its first primitive: this must run before the process's first
+    bf16 matmul."""
+    import os
+
+    return os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))
+
+
 def _cast_body(model, dtype: torch.dtype) -> None:
     """Store the frozen transformer body in `dtype`, so autocast does not re-cast weights every step,
     but keep the (tied) embedding / output layer in fp32: the residual stream then stays fp32 and the

@@ -79,3 +79,17 @@ def test_the_allocator_is_tuned_unless_the_user_tuned_it(user_env, tuned):
     done = subprocess.run([sys.executable, "-c", code], env={**env, **user_env}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(tuned)
+
+
+def test_training_caps_onednns_primitive_cache_unless_the_user_set_it():
+    import os
+    import subprocess
+    import sys
+
+    code = "from backend.training.runtime import bound_onednn_cache; print(bound_onednn_cache())"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    for given, expected in ((None, "16"), ("512", "512")):
+        extra = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": given} if given else {}
+        done = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == expected

@@ -3,8 +3,9 @@ judged on the held-back dev receipts — the field precision at the stored thres
 fields they auto-approve.
 
     .venv/bin/python benchmarks/selective_automation.py --adapter runs/<SROIE run> [--target-precision 0.99]
-    .venv/bin/python benchmarks/selective_automation.py --adapter runs/<run on the train part> --fit-on POINTS \
-        [--dev-from benchmarks/results/label_efficiency/steps100/dev-random-500.json]
+    .venv/bin/python benchmarks/selective_automation.py --adapter runs/<run on the train part> --fit-on POINTS
+    .venv/bin/python benchmarks/selective_automation.py --fit-on POINTS \
+        --dev-from benchmarks/results/label_efficiency/steps100/dev-random-500.json
 
 Data: sroie_train.jsonl (kept outside the repository: benchmarks/README.md) — receipts from the ICDAR
 2019 SROIE dataset (Z. Huang et al., doi:10.1109/ICDAR.2019.00244), CC BY 4.0; the split is
@@ -16,8 +17,9 @@ With `--fit-on` the thresholds come instead from out-of-fold answers: the answer
 them (`--fit-on benchmarks/results/label_efficiency/steps100/fold*-random-400.json`: five folds' 400-label
 models answer every train-part receipt once). That is cross-fitting: an adapter trained on the whole
 train part (tune included) gets thresholds from the answers of adapters trained like it on four fifths
-of it, judged on dev as before. Points saved before answers kept their checks get them from the fields
-and `--adapter`'s label rules (the kinds checked are learned from the same labels).
+of it, judged on dev as before. Every kept answer's checks are made again, with the label rules
+learned from the labels its point trained on (as training learns them; the augment arm's made documents
+aside), so answers kept before a check existed are judged by today's.
 
 Both parts are extracted once with the constrained engine as `/v1/extract` serves them (the adapter's
 calibration and label rules applied, no candidate ranking) and the answers kept in `--cache` (under
@@ -95,10 +97,10 @@ def answers(adapter: str, cache: Path, *, batch_size: int, tune: bool = True) ->
     return parts
 
 
-def out_of_fold(points: list[Path], adapter: str) -> list[dict[str, Any]]:
+def out_of_fold(points: list[Path]) -> list[dict[str, Any]]:
     """The answers `label_efficiency.py` points kept, as rows beside their gold fields; refused when a
     point kept none or two points answer the same receipt (a receipt counts once)."""
-    rows = [r for path in points for r in point_rows(path, adapter)]
+    rows = [r for path in points for r in point_rows(path)]
     seen: dict[str, str] = {}
     for r in rows:
         if r["id"] in seen:
@@ -109,33 +111,32 @@ def out_of_fold(points: list[Path], adapter: str) -> list[dict[str, Any]]:
     return rows
 
 
-def dev_answers(point: Path, adapter: str) -> list[dict[str, Any]]:
-    """The dev answers a `label_efficiency.py --dev` point kept (its adapter's: `--adapter` must be its
-    run), instead of extracting them again."""
+def dev_answers(point: Path) -> list[dict[str, Any]]:
+    """The dev answers a `label_efficiency.py --dev` point kept, instead of extracting them again."""
     if json.loads(point.read_text()).get("split") != "dev":
         raise SystemExit(f"{point}: not a --dev point (its answers are not the dev receipts')")
-    rows = point_rows(point, adapter)
+    rows = point_rows(point)
     if sorted(r["id"] for r in rows) != sorted(r["id"] for r in load_split()[1]):
         raise SystemExit(f"{point}: its answers are not exactly the dev receipts")
     return rows
 
 
-def point_rows(path: Path, adapter: str) -> list[dict[str, Any]]:
-    """A point's kept answers beside their gold fields; checks recomputed by `adapter`'s label rules for
-    points saved before answers kept them."""
+def point_rows(path: Path) -> list[dict[str, Any]]:
+    """A point's kept answers beside their gold fields, checked again by the label rules learned from the
+    labels the point trained on (its `ids`)."""
     from backend.inference.stages import check
-    from backend.labels.conventions import Conventions
+    from backend.labels.conventions import learn
 
     by_id = {r["id"]: r for r in map(json.loads, SROIE.read_text().splitlines()) if r}
-    rules = Conventions.load(Path(adapter) / "adapter") or Conventions.load(adapter)
     point = json.loads(path.read_text())
     if not point.get("answers"):
         raise SystemExit(f"{path}: the point kept no answers (saved before points kept them): score it again")
+    rules = learn([(by_id[i]["text"], by_id[i]["fields"]) for i in point["ids"]])
     return [
         {
             **a,
             "gold": by_id[a["id"]]["fields"],
-            "checks": a["checks"] if "checks" in a else check(a["fields"], rules),
+            "checks": check(a["fields"], rules, by_id[a["id"]]["text"]),
             "point": path.name,
         }
         for a in point["answers"]
@@ -144,7 +145,9 @@ def point_rows(path: Path, adapter: str) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--adapter", required=True, help="run or adapter folder of an adapter trained on SROIE")
+    parser.add_argument(
+        "--adapter", help="run or adapter folder of an adapter trained on SROIE (not with --dev-from: its answers)"
+    )
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cache", type=Path, help="answers file (default runs/selective_automation/<adapter>.json)")
@@ -153,8 +156,7 @@ def main() -> None:
         "--dev-from",
         type=Path,
         metavar="POINT",
-        help="with --fit-on: the dev answers a label_efficiency --dev point kept (--adapter is its run) "
-        "instead of extracting them again",
+        help="with --fit-on: the dev answers a label_efficiency --dev point kept instead of extracting them again",
     )
     parser.add_argument(
         "--fit-on",
@@ -164,16 +166,18 @@ def main() -> None:
         help="fit the thresholds on these label_efficiency points' out-of-fold answers instead of tune",
     )
     args = parser.parse_args()
-    cache = args.cache or ROOT / "runs" / "selective_automation" / f"{Path(args.adapter).resolve().name}.json"
+    if not args.adapter and not args.dev_from:
+        raise SystemExit("--adapter: required (the adapter whose dev answers are judged), unless --dev-from")
     if args.dev_from and not args.fit_on:
         raise SystemExit("--dev-from: only with --fit-on (without it the thresholds are fitted on tune answers)")
     if args.dev_from:
-        parts = {"dev": dev_answers(args.dev_from, args.adapter)}
+        parts = {"dev": dev_answers(args.dev_from)}
     else:
+        cache = args.cache or ROOT / "runs" / "selective_automation" / f"{Path(args.adapter).resolve().name}.json"
         parts = answers(args.adapter, cache, batch_size=args.batch_size, tune=not args.fit_on)
     if args.collect_only:
         return
-    fit = out_of_fold(args.fit_on, args.adapter) if args.fit_on else parts["tune"]
+    fit = out_of_fold(args.fit_on) if args.fit_on else parts["tune"]
     report(fit, parts["dev"], args)
 
 
@@ -241,7 +245,7 @@ def report(fit_rows: list[dict[str, Any]], dev_rows: list[dict[str, Any]], args:
         json.dumps(
             {
                 "credit": CREDIT,
-                "adapter": Path(args.adapter).resolve().name,
+                "adapter": Path(args.adapter).resolve().name if args.adapter else args.dev_from.stem,
                 **({"fit_on": [p.name for p in args.fit_on]} if args.fit_on else {}),
                 "cpu": cpu,
                 "receipts": {part: len(fit_rows), "dev": len(dev_rows)},

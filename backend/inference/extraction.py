@@ -239,7 +239,7 @@ def _record(
     rules = adapter.rules if conventions else None
     fields = apply_label_rules(chosen, doc.text, rules)
     grounding = ground(fields, doc.text)
-    checks = check(fields, rules)
+    checks = check(fields, rules, doc.text)
     marks = mark(doc.spec.names, fields, confidence, grounding, adapter.thresholds, checks)
     review = to_review(doc.spec.names, fields, confidence, grounding, review_confidence, marks, checks)
     return {

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backend.inference.grounding import leaves
+from backend.labels.anchors import anchors_of, describe, placed
 from backend.labels.calibration import Platt
 from backend.labels.conventions import Conventions
 from backend.labels.thresholds import Mark, Thresholds
@@ -51,17 +52,27 @@ def grounded(name: str, fields: dict[str, Any], grounding: dict[str, Any]) -> bo
     return all(grounding.get(path) is not None for path, value in leaves({name: fields.get(name)}) if value is not None)
 
 
-def check(fields: dict[str, Any], rules: Conventions | None) -> dict[str, str]:
+def check(fields: dict[str, Any], rules: Conventions | None, document: str | None = None) -> dict[str, str]:
     """Per field whose value does not read as what the adapter's training labels of it were (a date, an
-    amount: their label rules' `kind`), what is wrong; {} without label rules. Such an answer is never
-    approved automatically, however confident the model was ("2312475009906" is no date)."""
+    amount: their label rules' `kind`), or, given the `document`, is printed only after words none of
+    those labels stood after (their `anchors`: a subtotal where the labels were totals), what is wrong;
+    {} without label rules. Such an answer is never approved automatically, however confident the model
+    was ("2312475009906" is no date)."""
     out = {}
     for name, conv in (rules.fields if rules is not None else {}).items():
         value = fields.get(name)
-        if conv.kind in READS_AS and isinstance(value, str) and not is_absent(value):
+        if not isinstance(value, str) or is_absent(value):
+            continue
+        if conv.kind in READS_AS:
             what, parse = READS_AS[conv.kind]
             if parse(value) is None:
                 out[name] = f"{value!r} does not read as {what}, as the training labels of {name} did"
+                continue
+        if conv.anchors and document and placed(value, document, conv.anchors) is False:
+            out[name] = (
+                f"{value!r} is printed after {describe(anchors_of(value, document), most=3)}, where no training "
+                f"label of {name} stood (they stood after {describe(conv.anchors)})"
+            )
     return out
 
 

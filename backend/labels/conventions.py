@@ -42,6 +42,10 @@ Per field:
   replaced by that value, spelt as the labels spell it: recurring vendors keep their labelled name and
   address even where the document's print differs from the label (typo, dropped punctuation).
 
+- `anchors` (any kind): the words the labels stand after in their documents ("TOTAL", "GRAND TOTAL"),
+  where nearly all of them stand after words other labels share (`anchors.py`); [] otherwise. An answer
+  printed after none of them is never approved automatically.
+
 With `memory=True`, `exemplars` (backend/labels/exemplars.py) also keeps each training document's head
 and text labels: a text field of a document whose head matches a training document's takes that
 document's label when the new document holds it (the sender's labelling, boundaries included).
@@ -59,6 +63,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+from backend.labels.anchors import learn as learn_anchors
 from backend.labels.exemplars import Exemplars
 from backend.labels.profile import DEFAULT as DEFAULT_PROFILE
 from backend.labels.profile import Profile, load_profile
@@ -109,6 +114,7 @@ class FieldConvention:
     trailing_punct: str = "as_printed"
     lines: dict[str, Any] | None = None
     known: dict[str, int] = field(default_factory=dict)
+    anchors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -295,7 +301,12 @@ def cut_off(value: Any, other: Any) -> Any:
 def learn_field(
     labels: list[str], documents: list[str], *, memory: bool = True, profile: Profile | None = None
 ) -> FieldConvention:
-    profile = profile or load_profile()
+    conv = _learn_kind(labels, documents, memory=memory, profile=profile or load_profile())
+    conv.anchors = learn_anchors(labels, documents)
+    return conv
+
+
+def _learn_kind(labels: list[str], documents: list[str], *, memory: bool, profile: Profile) -> FieldConvention:
     n = len(labels)
     conv = FieldConvention(support=n)
     if sum(parse_decimal(v) is not None for v in labels) >= KIND_SHARE * n:

@@ -12,8 +12,8 @@ Five signals, each in [0, 1] and each higher where a label would teach more:
 - `ungrounded`: the share of the record's values not found in the document's text (`grounding`: no
   span, or only a partial match, which is no evidence).
 - `validation`: 1 - 0.5 ** (errors + warnings / 2) from the validators' issues (`validation`) and
-  the extraction's own checks (`checks`: a value that does not read as its field's kind, each an
-  error): 0 for none, 0.5 for one error, 0.75 for two.
+  the extraction's own checks (`checks`: a value that does not read as its field's kind or stands
+  where its training labels never did, each an error): 0 for none, 0.5 for one error, 0.75 for two.
 - `novelty`: 1 - the similarity of the document's head (sender block) to the nearest training head of
   the dataset (`backend/labels/novelty.py`); 1 against a dataset with no examples yet.
 
@@ -177,7 +177,7 @@ def _ungrounded(record: Mapping[str, Any]) -> tuple[float, str]:
 
 def _validation(record: Mapping[str, Any]) -> tuple[float, str]:
     issues = [i for i in record.get("validation") or [] if isinstance(i, Mapping)]
-    issues += [{"field": f, "code": "wrong_kind"} for f in record.get("checks") or {}]
+    issues += [{"field": f, "code": "failed_check"} for f in record.get("checks") or {}]
     errors = [i for i in issues if i.get("severity", "error") == "error"]
     weight = len(errors) + 0.5 * (len(issues) - len(errors))
     if not issues:

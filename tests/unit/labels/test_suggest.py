@@ -63,7 +63,7 @@ def test_a_validator_failure_raises_the_score_and_names_itself():
     # the extraction's own check (a date that reads as no date) counts as an error too
     unread = score(record(checks={"date": "'2312475009906' does not read as a date"}))
     assert unread.signals["validation"] == 0.5
-    assert "fails validation: wrong_kind on date" in unread.reasons[0]
+    assert "fails validation: failed_check on date" in unread.reasons[0]
 
 
 def test_ungrounded_values_and_ranked_candidates_that_disagree():

@@ -26,15 +26,14 @@ _WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 def positions(value: str, document: str) -> list[int]:
-    """Every offset where `value` is printed in `document` (case-insensitive)."""
-    needle, hay = value.strip().lower(), document.lower()
+    """Every offset where `value` is printed in `document` as a whole (case-insensitive): "9.00" is not
+    printed inside "19.00" or "9.005", but is in "RM9.00"."""
+    needle = value.strip()
     if not needle:
         return []
-    found, at = [], hay.find(needle)
-    while at >= 0:
-        found.append(at)
-        at = hay.find(needle, at + 1)
-    return found
+    before = r"(?<![\d.,])" if needle[0].isdigit() else r"(?<!\w)" if needle[0].isalnum() else ""
+    after = r"(?![.,]?\d)" if needle[-1].isdigit() else r"(?!\w)" if needle[-1].isalnum() else ""
+    return [m.start() for m in re.finditer(before + re.escape(needle) + after, document, re.IGNORECASE)]
 
 
 def anchor_at(document: str, at: int) -> str:

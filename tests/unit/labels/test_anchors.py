@@ -39,6 +39,7 @@ def test_an_anchor_is_the_words_before_the_value_or_the_line_above_it():
     assert anchor_at(doc, 0) == "^"  # the document's first line
     assert anchors_of("9.50", doc) == {"TOTAL RM", "^ TOTAL"}  # every place it is printed
     assert anchors_of("7.00", doc) == set()
+    assert anchors_of("9.50", "CASH 19.50\nCHANGE 9.505\nTOTAL RM9.50") == {"TOTAL RM"}  # whole numbers only
 
 
 def test_learned_anchors_hold_where_the_labels_stand_and_stop_the_other_amounts():

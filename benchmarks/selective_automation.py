@@ -229,7 +229,9 @@ def report(fit_rows: list[dict[str, Any]], dev_rows: list[dict[str, Any]], args:
         print(
             f"- {v['name']}: thresholds {kept or 'none'}; {part} precision {_f(t['precision'])} at coverage "
             f"{t['coverage']:.3f}; dev precision {_f(d['precision'])} at coverage {d['coverage']:.3f} "
-            f"({d['auto']} of {d['answers']} fields auto-approved, {d['wrong_auto']} of them wrong)"
+            f"({d['auto']} of {d['answers']} fields auto-approved, {d['wrong_auto']} of them wrong; "
+            + ", ".join(f"{f} {x['coverage']:.0%}" for f, x in v["dev"]["fields"].items())
+            + ")"
         )
     at = curves_dev["overall"]["coverage_at"]
     print(

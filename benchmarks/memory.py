@@ -7,8 +7,9 @@
 train: `tunebridge train` on receipts (batch 8, `--steps` steps, default settings otherwise: the token
 budget per pass, the compute path of this CPU). serve: the serving pool (`ModelPool`) with the adapter
 (or the base model) extracting `--docs` receipts in batches of 8, per inference dtype. Peak RSS is the
-child process's maximum resident set (`wait4`), so nothing else in this process counts. Prints the CPU
-kind and one line per measurement; results in benchmarks/results/memory.json.
+child process's maximum resident set (`wait4`), so nothing else in this process counts; `--trace S`
+also samples its resident set every S seconds, to find when a peak happens. Prints the CPU kind and one
+line per measurement; results in benchmarks/results/memory.json.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,17 +45,37 @@ print(json.dumps({"weights": pool.weights, "documents": len(out)}))
 """
 
 
-def peak_of(command: list[str], env: dict | None = None) -> tuple[float, float, list[str]]:
-    """Run `command`; its peak RSS in GiB, its wall time in s, its output lines."""
+def peak_of(
+    command: list[str], env: dict | None = None, trace: float = 0.0
+) -> tuple[float, float, list[str], list[list[float]]]:
+    """Run `command`; its peak RSS in GiB, its wall time in s, its output lines and, with `trace`, its
+    resident set sampled every `trace` s ([[seconds, GiB], ...])."""
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert child.stdout is not None
+    samples: list[list[float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(trace):
+            try:
+                status = Path(f"/proc/{child.pid}/status").read_text()
+            except OSError:
+                return
+            kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), None)
+            if kib is not None:
+                samples.append([round(time.perf_counter() - started, 1), round(kib / 2**20, 3)])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if trace > 0:
+        sampler.start()
     lines = child.stdout.read().splitlines()
+    done.set()
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])}... failed ({child.returncode}):\n" + "\n".join(lines[-20:]))
-    return usage.ru_maxrss / 2**20, time.perf_counter() - started, lines
+    return usage.ru_maxrss / 2**20, time.perf_counter() - started, lines, samples
 
 
 def main() -> None:
@@ -74,6 +96,13 @@ def main() -> None:
         default=[],
         help="set in the measured processes (e.g. GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456)",
     )
+    parser.add_argument(
+        "--trace",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also sample the measured process's resident set this often (kept in the results: where a peak is)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "memory.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -88,22 +117,32 @@ def main() -> None:
             command = [sys.executable, "-m", "backend.cli", "train", "--quiet", "--model", args.model]
             command += ["--data", str(args.data), "--batch-size", "8", "--max-steps", str(args.steps)]
             command += ["--val-fraction", "0", "--report-to", "none", "--save-every", "0", "--output-dir", runs]
-            gib, wall, lines = peak_of(command, env)
+            gib, wall, lines, samples = peak_of(command, env, args.trace)
         status = next((line for line in lines if "tokens/s" in line), "")  # "finished: 3/3 steps, N tokens/s, ..."
         speed = float(status.split(" tokens/s")[0].rsplit(" ", 1)[-1]) if status else None
         what = f"train {args.model} on {args.data.name}, batch 8, {args.steps} steps"
-        results.append({"what": what, "env": args.env, "peak_rss_gib": gib, "wall_s": wall, "tokens_per_s": speed})
+        results.append(
+            {"what": what, "env": args.env, "peak_rss_gib": gib, "wall_s": wall, "tokens_per_s": speed}
+            | ({"rss_trace": samples} if samples else {})
+        )
         print(
             f"train  {args.model:<14} batch 8, {args.steps} steps   peak RSS {gib:5.2f} GiB  ({wall:.0f} s, "
             f"{speed} tokens/s)"
         )
+        if samples:
+            at, top = max(samples, key=lambda s: s[1])
+            print(
+                f"       resident set sampled every {args.trace:g} s: highest {top:.2f} GiB at {at:.0f} s of {wall:.0f}"
+            )
     if args.only != "train":
         for dtype in args.dtypes:
             command = [sys.executable, "-c", SERVE, args.adapter or "", dtype, str(args.docs), str(args.data)]
-            gib, wall, lines = peak_of(command, env)
+            gib, wall, lines, samples = peak_of(command, env, args.trace)
             weights = json.loads(lines[-1])["weights"]
             what = f"serve {args.adapter or args.model}, {args.docs} receipts in batches of 8, {weights}"
-            results.append({"what": what, "peak_rss_gib": gib, "wall_s": wall})
+            results.append(
+                {"what": what, "peak_rss_gib": gib, "wall_s": wall} | ({"rss_trace": samples} if samples else {})
+            )
             print(f"serve  {weights:<14} {args.docs} receipts, batches of 8   peak RSS {gib:5.2f} GiB  ({wall:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cpu": str(cpu_kind()), "results": results}, indent=2))

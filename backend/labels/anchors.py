@@ -54,15 +54,15 @@ def anchors_of(value: str, document: str) -> set[str]:
 
 
 def learn(labels: list[str], documents: list[str]) -> list[str]:
-    """The anchors of a field's labels, or [] where they do not tell where its values stand (see the
-    module's rules)."""
+    """The anchors of a field's labels, the most shared first, or [] where they do not tell where its
+    values stand (see the module's rules)."""
     per_label = [anchors_of(label, document) for label, document in zip(labels, documents)]
     per_label = [a for a in per_label if a]
     counts = Counter(a for anchors in per_label for a in anchors)
     kept_without_own = sum(any(counts[a] - 1 >= ANCHOR_SUPPORT for a in anchors) for anchors in per_label)
     if len(per_label) < ANCHOR_MIN_LABELS or kept_without_own < ANCHOR_SHARE * len(per_label):
         return []
-    return sorted(a for a, n in counts.items() if n >= ANCHOR_SUPPORT)
+    return [a for a, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if n >= ANCHOR_SUPPORT]
 
 
 def placed(value: str, document: str, anchors: list[str]) -> bool | None:
@@ -73,12 +73,13 @@ def placed(value: str, document: str, anchors: list[str]) -> bool | None:
 
 
 def describe(anchors: list[str] | set[str], most: int = 5) -> str:
-    """Anchors as a person reads them: 'GRAND TOTAL', a line ending 'TOTAL', the document's start."""
+    """Anchors as a person reads them: 'GRAND TOTAL', a line ending 'TOTAL', the document's start (a
+    list in its order, the first `most`; a set sorted)."""
 
     def one(anchor: str) -> str:
         if anchor == "^":
             return "the document's start"
         return f"a line ending {anchor[2:]!r}" if anchor.startswith("^ ") else repr(anchor)
 
-    shown = sorted(anchors)
+    shown = sorted(anchors) if isinstance(anchors, set) else list(anchors)
     return ", ".join(map(one, shown[:most])) + (f" and {len(shown) - most} more" if len(shown) > most else "")

@@ -33,6 +33,7 @@ it (.png).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -121,17 +122,23 @@ def dev_answers(point: Path) -> list[dict[str, Any]]:
     return rows
 
 
+@functools.cache
+def receipts() -> dict[str, dict[str, Any]]:
+    """Every SROIE receipt by id, read once."""
+    return {r["id"]: r for r in map(json.loads, SROIE.read_text().splitlines()) if r}
+
+
 def point_rows(path: Path) -> list[dict[str, Any]]:
     """A point's kept answers beside their gold fields, checked again by the label rules learned from the
     labels the point trained on (its `ids`)."""
     from backend.inference.stages import check
     from backend.labels.conventions import learn
 
-    by_id = {r["id"]: r for r in map(json.loads, SROIE.read_text().splitlines()) if r}
+    by_id = receipts()
     point = json.loads(path.read_text())
     if not point.get("answers"):
         raise SystemExit(f"{path}: the point kept no answers (saved before points kept them): score it again")
-    rules = learn([(by_id[i]["text"], by_id[i]["fields"]) for i in point["ids"]])
+    rules = learn([(by_id[i]["text"], by_id[i]["fields"]) for i in point["ids"]], memory=False)  # checks need no memory
     return [
         {
             **a,
@@ -146,7 +153,7 @@ def point_rows(path: Path) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--adapter", help="run or adapter folder of an adapter trained on SROIE (not with --dev-from: its answers)"
+        "--adapter", help="run or adapter folder of an adapter trained on SROIE (not needed with --dev-from)"
     )
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--batch-size", type=int, default=8)

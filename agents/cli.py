@@ -17,7 +17,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backend.errors import InvalidRequest
 
@@ -96,10 +96,10 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--rank",
-        choices=["typed", "text"],
-        help="candidate ranking after decoding (an adapter trained on extraction data): typed = amounts "
-        "and dates the document does not print are replaced by printed ones; text = also names and "
-        "addresses printed as whole lines (slower)",
+        choices=["typed", "text", "none"],
+        help="candidate ranking after decoding (an adapter trained on extraction data): typed (its "
+        "default) = amounts and dates the document does not print are replaced by printed ones; text = "
+        "also names and addresses printed as whole lines (slower); none = the decoded answer as it is",
     )
 
 
@@ -108,20 +108,21 @@ def build_model(args: argparse.Namespace):
 
     from agents.models import EngineModel, OpenAIModel, ServiceModel
 
+    rank: str | Literal[False] | None = False if args.rank == "none" else args.rank  # None: the engine's default
     if args.service_url:
         return ServiceModel(
             args.service_url,
             api_key=args.api_key or os.environ.get("TUNEBRIDGE_API_KEY"),
             model=args.adapter or args.model,
-            rank=args.rank,
+            rank=rank,
         )
     if args.openai_url:
-        if args.rank:
+        if rank:
             raise SystemExit("--rank needs tunebridge's engine (in-process or --service-url), not --openai-url")
         if not args.model:
             raise SystemExit("--openai-url needs --model (the served model's name)")
         return OpenAIModel(args.openai_url, model=args.model, api_key=args.api_key)
-    return EngineModel(adapter=args.adapter, model=args.model, device=args.device, rank=args.rank)
+    return EngineModel(adapter=args.adapter, model=args.model, device=args.device, rank=rank)
 
 
 def open_runtime(args: argparse.Namespace, *, model=None):

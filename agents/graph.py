@@ -393,7 +393,8 @@ def _automation_flags(
         {
             "why": "not auto-approved",
             "field": ", ".join(held),
-            "detail": "below its field's automation threshold, without one, or not found in the document",
+            "detail": "below its field's automation threshold, without one, not found in the document, failing its "
+            "check or changed by candidate ranking",
         }
     ]
 

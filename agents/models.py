@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -82,7 +82,7 @@ class EngineModel:
         device: str = "auto",
         max_new_tokens: int = 160,
         answer_tokens: int = 768,
-        rank: str | None = None,
+        rank: str | Literal[False] | None = None,
     ):
         from backend import cores
         from backend.inference.bundle import AdapterBundle
@@ -98,7 +98,7 @@ class EngineModel:
         self.name = self.target.label
         self.max_new_tokens = max_new_tokens  # of an explanation
         self.answer_tokens = answer_tokens  # of an extraction: an invoice with 20 line items fits
-        self.rank = rank  # candidate ranking after decoding (backend/inference/ranking.py), or None
+        self.rank = rank  # candidate ranking after decoding (backend/inference/ranking.py); None: its default
 
     def extract(self, text, schema, *, notes=None) -> Extraction:
         from backend.inference.extraction import extract
@@ -173,7 +173,7 @@ class ServiceModel:
         api_key: str | None = None,
         model: str | None = None,
         timeout_s: float = 600,
-        rank: str | None = None,
+        rank: str | Literal[False] | None = None,
     ):
         import httpx
 
@@ -190,7 +190,7 @@ class ServiceModel:
         body = {"text": with_notes(text, notes), "schema": sent}
         if self.model:
             body["model"] = self.model
-        if self.rank:
+        if self.rank is not None:
             body["rank"] = self.rank
         out = _checked(self.client.post("/v1/extract", json=body))
         return Extraction(

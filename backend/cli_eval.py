@@ -49,9 +49,9 @@ def add_command(sub) -> None:
     )
     p.add_argument(
         "--rank",
-        choices=["typed", "text"],
-        help="with --constrained: candidate ranking after decoding, "
-        "as /v1/extract's rank (needs the adapter's conventions.json)",
+        choices=["typed", "text", "none"],
+        help="with --constrained: candidate ranking after decoding, as /v1/extract's rank (default: typed "
+        "for an adapter with label conventions, as served; none: the decoded answers as they are)",
     )
     p.add_argument(
         "--calibrate",
@@ -87,7 +87,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for flag, given in (("--calibrate", args.calibrate), ("--thresholds", args.thresholds)):
         if given and not args.constrained:
             raise InvalidRequest(f"{flag} needs --constrained (confidences come from constrained decoding)")
-    if args.rank and not args.constrained:
+    if args.rank not in (None, "none") and not args.constrained:
         raise InvalidRequest("--rank needs --constrained (candidates are ranked after constrained decoding)")
     if not 0 < args.target_precision < 1:
         raise InvalidRequest(f"--target-precision: got {args.target_precision}, expected a number between 0 and 1")
@@ -120,7 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         constrained=args.constrained,
-        rank=args.rank,
+        rank=False if args.rank == "none" else args.rank,
         on_progress=show,
     )
     bar.close()

@@ -4,10 +4,15 @@
     .venv/bin/python benchmarks/label_efficiency.py --fold 0 --arm random --labels 100   # one point
     .venv/bin/python benchmarks/label_efficiency.py --report                 # table, labels_to_match, plot
     .venv/bin/python benchmarks/label_efficiency.py --dev --arm random       # all 500 labels, scored on dev
+    .venv/bin/python benchmarks/label_efficiency.py --dev --arm random --rank typed   # as served by default
 
 Each point trains the bundled SmolLM2 with the same budget — `--steps` optimizer steps of `--batch`
 documents, whatever the number of labels — and scores the product's extraction (constrained engine,
-the adapter's label rules) on the fold's 100 receipts, which no arm ever labels. The pool is the other
+the adapter's label rules; no candidate ranking unless `--rank typed`, so that every point of the
+curves is scored the one way they were begun with) on the fold's 100 receipts, which no arm ever
+labels. A point scored with `--rank typed` (the product's default ranking) is saved apart
+(`…-typed.json`, not drawn in the curves) and scored unranked too, on the same adapter, in its
+`unranked` entry. The pool is the other
 400 receipts of the train part; dev is read only by `--dev`, the curve's end: an arm's training on
 all 500 train-part receipts, scored on the 126 dev receipts.
 - random: the first N of a seeded shuffle of the pool (the points nest).
@@ -82,6 +87,12 @@ def main() -> None:
         action="store_true",
         help="train on every train-part receipt with the arm's settings and score on dev (the curve's end)",
     )
+    parser.add_argument(
+        "--rank",
+        choices=["none", "typed"],
+        default="none",
+        help="candidate ranking when scoring (typed: as served by default; its points are saved apart)",
+    )
     parser.add_argument("--report", action="store_true", help="print the table and draw the plot from saved points")
     args = parser.parse_args()
     args.out = args.out or OUT / f"steps{args.steps}"  # points of different budgets are not compared
@@ -97,7 +108,7 @@ def main() -> None:
     scored = scored[: args.scored or None]
     for arm in args.arm or ARMS:
         for n in points:
-            path = args.out / f"fold{args.fold}-{arm}-{n}.json"
+            path = args.out / f"fold{args.fold}-{arm}-{n}{suffix(args)}.json"
             if args.rescore:  # saved points only: nothing is trained
                 if path.is_file():
                     rescore(path, scored, args)
@@ -122,7 +133,7 @@ def dev_points(args: argparse.Namespace) -> None:
     if "active" in arms:
         raise SystemExit("--dev: with every label the active arm's labels are random's; run --arm random")
     for arm in arms:
-        path = args.out / f"dev-{arm}-{len(train)}.json"
+        path = args.out / f"dev-{arm}-{len(train)}{suffix(args)}.json"
         if path.is_file():
             print(f"{path.name}: saved already")
             continue
@@ -130,6 +141,10 @@ def dev_points(args: argparse.Namespace) -> None:
         result = {"split": "dev", "arm": arm, "labels": len(rows), **train_and_score(rows, dev, arm, len(rows), args)}
         save(path, result)
         print(f"dev {arm} {len(rows)}: micro-F1 {result['micro_f1']:.3f} ({result['train_s']:.0f} s training)")
+
+
+def suffix(args: argparse.Namespace) -> str:
+    return "" if args.rank == "none" else f"-{args.rank}"
 
 
 def choose(arm: str, n: int, pool: list[dict], largest: int, args: argparse.Namespace) -> list[dict]:
@@ -221,8 +236,12 @@ def run_name(args: argparse.Namespace, arm: str, n: int) -> str:
 def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, args: argparse.Namespace) -> dict:
     augment = args.augment if arm == "active+augment" else 0
     run_dir, train_s = train_run(chosen, run_name(args, arm, n), args.steps, augment, args)
+    ranked = score(run_dir, scored, f"{arm} {n}", args.rank)
+    if args.rank != "none":  # the same adapter's answers unranked, paired
+        plain = score(run_dir, scored, f"{arm} {n} unranked", "none")
+        ranked["unranked"] = {k: plain[k] for k in ("micro_f1", "fields", "score_s")}
     return {
-        **score(run_dir, scored, f"{arm} {n}"),
+        **ranked,
         "steps": args.steps,
         "batch": args.batch,
         "augment": augment,
@@ -232,12 +251,14 @@ def train_and_score(chosen: list[dict], scored: list[dict], arm: str, n: int, ar
     }
 
 
-def score(run_dir: str, scored: list[dict], label: str) -> dict:
-    """The product's extraction by the run's adapter on `scored`: micro-F1, per field, and each answer."""
+def score(run_dir: str, scored: list[dict], label: str, rank: str) -> dict:
+    """The product's extraction by the run's adapter on `scored` (candidate ranking `rank`, or "none"):
+    micro-F1, per field, and each answer."""
     from backend.inference.bundle import AdapterBundle
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool
     from backend.inference.spec import ExtractionSpec
+    from backend.inference.stages import reranked
     from backend.models.hardware import cpu_kind
     from backend.scoring.metrics import score_document, summarize
 
@@ -247,7 +268,8 @@ def score(run_dir: str, scored: list[dict], label: str) -> dict:
     started, results = time.perf_counter(), []
     with tqdm(total=len(scored), unit="receipt", desc=f"scoring {label}") as bar:
         for start in range(0, len(scored), 8):
-            results += extract_many(pool, target, [Document(r["text"], spec) for r in scored[start : start + 8]])
+            part = [Document(r["text"], spec) for r in scored[start : start + 8]]
+            results += extract_many(pool, target, part, rank=False if rank == "none" else rank)
             bar.update(len(scored[start : start + 8]))
     documents = [
         score_document(i, json.dumps(o["fields"]), r["fields"], NAMES, r["text"])
@@ -261,10 +283,12 @@ def score(run_dir: str, scored: list[dict], label: str) -> dict:
             "confidence": o["confidence"],
             "grounded": {k: v is not None for k, v in o["grounding"].items()},
             "checks": o["checks"],
+            **({"reranked": sorted(reranked(o["ranking"]))} if o.get("ranking") else {}),
         }
         for o, r in zip(results, scored)
     ]
     return {
+        "rank": None if rank == "none" else rank,
         "micro_f1": summary["micro"]["f1"],
         "fields": {name: summary["fields"][name]["f1"] for name in NAMES},
         "scored": len(scored),
@@ -282,7 +306,7 @@ def rescore(path: Path, scored: list[dict], args: argparse.Namespace) -> None:
     run_dir = args.runs / run_name(args, point["arm"], point["labels"])
     if not (run_dir / "adapter").is_dir():
         raise SystemExit(f"{path.name}: no adapter at {run_dir} to score again (--runs names the runs' folder)")
-    fresh = score(str(run_dir), scored, f"{point['arm']} {point['labels']} again")
+    fresh = score(str(run_dir), scored, f"{point['arm']} {point['labels']} again", point.get("rank") or "none")
     save(path, {**point, **fresh, "rescored_from": {"micro_f1": point["micro_f1"], "date": point.get("date")}})
     print(f"{path.name}: micro-F1 {fresh['micro_f1']:.3f} scored again (was {point['micro_f1']:.3f})")
 
@@ -298,6 +322,7 @@ def report(folder: Path) -> None:
     """Per fold its table and `labels_to_match`; then both over the folds that have every point (a mean
     over folds that have different points would compare one fold's arm with another's random)."""
     points = [json.loads(p.read_text()) for p in sorted(folder.glob("fold*-*-[0-9]*.json"))]
+    points = [p for p in points if not p.get("rank")]  # the curves: every point scored unranked
     if not points:
         raise SystemExit(f"no saved points in {folder}: run a fold first")
     counts = sorted({p["labels"] for p in points})
@@ -320,7 +345,12 @@ def report(folder: Path) -> None:
     for p in sorted(folder.glob("dev-*.json")):
         dev = json.loads(p.read_text())
         fields = ", ".join(f"{k} {v:.3f}" for k, v in dev["fields"].items())
-        print(f"dev, {dev['arm']} on all {dev['labels']} train-part labels: micro-F1 {dev['micro_f1']:.3f} ({fields})")
+        how = f", {dev['rank']} ranking" if dev.get("rank") else ""
+        print(
+            f"dev, {dev['arm']} on all {dev['labels']} train-part labels{how}: micro-F1 {dev['micro_f1']:.3f} ({fields})"
+        )
+        if dev.get("unranked"):
+            print(f"  the same adapter unranked: micro-F1 {dev['unranked']['micro_f1']:.3f}")
     draw({f: _curves(mine) for f, mine in by_fold.items()}, folder / "label_efficiency.png")
 
 

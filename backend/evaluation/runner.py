@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 
@@ -24,7 +24,9 @@ from backend.evaluation.selective import answer_pairs, curves
 from backend.inference.bundle import AdapterBundle
 from backend.inference.extraction import Document, extract_many
 from backend.inference.pool import GenRequest, ModelPool
+from backend.inference.ranking import resolve
 from backend.inference.spec import ExtractionSpec
+from backend.inference.stages import reranked
 from backend.labels.calibration import evaluate_calibration
 from backend.labels.thresholds import calibration_record
 from backend.scoring.metrics import answer_metrics, parse_output, score_document, summarize
@@ -61,12 +63,12 @@ def evaluate(
     batch_size: int = 8,
     max_new_tokens: int | None = None,
     constrained: bool = False,
-    rank: str | None = None,
+    rank: str | Literal[False] | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """`constrained`: extraction answers are decoded under the schema (backend/inference/extraction.py)
-    and scored as serving returns them (the adapter's label conventions applied; with `rank`, candidate
-    ranking too), JSON/schema validity from the model's own answer; their per-field confidences are
+    and scored as serving returns them (the adapter's label conventions applied, and candidate ranking
+    as `rank` says: `extract_many`'s), JSON/schema validity from the model's own answer; their per-field confidences are
     scored for calibration, and kept with each answer's correctness for selective automation
     (`selective.py`: precision–coverage curves; the pairs thresholds are fitted on)."""
     extraction = [e for e in examples if e.format == "extraction"]
@@ -112,16 +114,19 @@ def evaluate(
             entry["predictions"] = [{"origin": e.origin, "raw": raw} for e, raw in zip(extraction, raws)]
             if constrained:
                 validity = [parse_output(raw, schema)[1:] for raw in raws]
+                entry["extraction"]["rank"] = resolve(rank, candidate.target.learned.rules, candidate.target.label)
                 entry["extraction"]["json_valid"] = sum(v[0] for v in validity) / len(raws)
                 entry["extraction"]["schema_valid"] = sum(v[1] for v in validity) / len(raws)
                 for p, fields in zip(entry["predictions"], served):
                     p["fields"] = json.loads(fields)
             if confidences:
-                pairs = [
+                pairs = [  # decoding confidences: a value ranking chose has its candidate's share instead
                     (c[f.field], f.outcome == "correct")
-                    for d, c in zip(docs, confidences)
+                    for d, c, out in zip(docs, confidences, outs)
                     for f in d.fields
-                    if c.get(f.field) is not None and f.outcome in ("correct", "wrong", "extra")
+                    if c.get(f.field) is not None
+                    and f.outcome in ("correct", "wrong", "extra")
+                    and f.field not in reranked(out.get("ranking"))
                 ]
                 entry["extraction"]["calibration"] = evaluate_calibration(pairs)
                 entry["extraction"]["selective"] = {

@@ -2,9 +2,9 @@
 many it lets through — per field and over all fields — from scored constrained answers.
 
 Each field of each document is one answer: approvable when it has a confidence and a value found in
-the document that passes its check (`inference.stages.approvable`, the rule `mark` applies), right
-when scoring says `correct`. `curves` gives the precision–coverage curve of a falling threshold (per
-field, and one threshold over all fields);
+the document that passes its check and that candidate ranking did not change (`inference.stages.
+approvable`, the rule `mark` applies), right when scoring says `correct`. `curves` gives the
+precision–coverage curve of a falling threshold (per field, and one threshold over all fields);
 `backend/labels/thresholds.py` fits the per-field thresholds stored with an adapter from the same pairs.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from backend.inference.stages import approvable
+from backend.inference.stages import approvable, reranked
 from backend.labels.thresholds import Pair, curve
 from backend.scoring.metrics import DocumentResult
 
@@ -29,7 +29,8 @@ def answer_pairs(docs: list[DocumentResult], answers: list[dict[str, Any]]) -> d
         for f in doc.fields:
             c = confidence.get(f.field)
             grounding, checks = answer.get("grounding") or {}, answer.get("checks") or {}
-            ok = c is not None and approvable(f.field, fields, grounding, checks)
+            ranked = reranked(answer.get("ranking"))
+            ok = c is not None and approvable(f.field, fields, grounding, checks, ranked)
             pairs.setdefault(f.field, []).append((c if ok else None, f.outcome == "correct"))
     return pairs
 

@@ -20,11 +20,18 @@ from backend.inference.constrained import bound_schema, field_confidence, gramma
 from backend.inference.decoding import common_prefix, constrained_batch
 from backend.inference.grounding import ground
 from backend.inference.pool import ModelPool, stop_ids
-from backend.inference.ranking import rank_document, rankable
+from backend.inference.ranking import rank_document, resolve
 from backend.inference.spans import SpanCopy, span_grammar
 from backend.inference.spec import ExtractionSpec
-from backend.inference.stages import apply_label_rules, calibrate, check, mark, take_ranked, to_review
-from backend.labels.conventions import FILE as CONVENTIONS_FILE
+from backend.inference.stages import (
+    apply_label_rules,
+    calibrate,
+    check,
+    mark,
+    reranked,
+    take_ranked,
+    to_review,
+)
 from backend.prompts import parse_answer
 
 MIN_PREFIX = 8  # shorter shared prefixes are not worth a cache entry
@@ -54,12 +61,12 @@ def extract(
     limit: int = 4096,
     review_confidence: float = 0.7,
     span_copy: SpanCopy = False,
-    rank: str | None = None,
+    rank: str | Literal[False] | None = None,
 ) -> dict[str, Any]:
     return extract_many(
         pool,
         target,
-        [Document(text, spec, max_new_tokens, span_copy, rank or False)],
+        [Document(text, spec, max_new_tokens, span_copy, rank)],
         limit=limit,
         review_confidence=review_confidence,
     )[0]
@@ -78,7 +85,7 @@ def extract_many(
     draft: int | None = None,
     span_copy: SpanCopy = False,
     conventions: bool = True,
-    rank: str | None = None,
+    rank: str | Literal[False] | None = None,
 ) -> list[dict[str, Any]]:
     """One result per document, in order. Raises ValueError naming the document whose prompt and answer
     would not fit the model's context. `span_copy` (for documents that do not set their own): the
@@ -87,18 +94,13 @@ def extract_many(
     adapter's training labels are written (its conventions.json, learned by the trainer), the model's
     own answer kept as `model_fields`. `rank` (for documents that do not set their own): after decoding,
     let the model choose among the document's candidate spans where the adapter's conventions say what a
-    field looks like (`ranking.py`: "typed", "text"; None: no ranking); each choice is in `ranking`.
-    Ranking needs the adapter's conventions.json: ValueError without it."""
+    field looks like (`ranking.py`: "typed", "text"; None: "typed" where the adapter has conventions and
+    `conventions` is on; False: no ranking); each choice is in `ranking`. A named mode needs the adapter's conventions.json:
+    InvalidRequest without it."""
     results: list[dict[str, Any] | None] = [None] * len(docs)
-    modes = [(rank if doc.rank is None else doc.rank) or None for doc in docs]
-    rules = target.learned.rules if any(modes) else None
-    if any(modes) and rules is None:
-        raise InvalidRequest(
-            f"rank: {target.label} has no label conventions ({CONVENTIONS_FILE}, written by the trainer "
-            "for extraction data) to tell which fields to rank; leave rank off"
-        )
-    for mode in set(filter(None, modes)):
-        rankable(rules, [], mode)  # an unknown mode is the caller's error, before any decoding
+    rules = target.learned.rules
+    asked = [rank if doc.rank is None else doc.rank for doc in docs]  # None: the default, by the conventions used
+    modes = [resolve(m, rules if conventions or m is not None else None, target.label) for m in asked]
     with pool.using(target) as (model, tokenizer, context):
         device = next(model.parameters()).device
         prompts, grammars, caps = [], [], []
@@ -240,8 +242,9 @@ def _record(
     fields = apply_label_rules(chosen, doc.text, rules)
     grounding = ground(fields, doc.text)
     checks = check(fields, rules, doc.text)
-    marks = mark(doc.spec.names, fields, confidence, grounding, adapter.thresholds, checks)
-    review = to_review(doc.spec.names, fields, confidence, grounding, review_confidence, marks, checks)
+    ranked = reranked(ranking)
+    marks = mark(doc.spec.names, fields, confidence, grounding, adapter.thresholds, checks, ranked)
+    review = to_review(doc.spec.names, fields, confidence, grounding, review_confidence, marks, checks, ranked)
     return {
         "model": target.label,
         "fields": fields,

@@ -76,9 +76,27 @@ def check(fields: dict[str, Any], rules: Conventions | None, document: str | Non
     return out
 
 
-def approvable(name: str, fields: dict[str, Any], grounding: dict[str, Any], checks: dict[str, str]) -> bool:
-    """A value is given, found in the document and passes its check: an answer thresholds may approve."""
-    return fields.get(name) not in (None, [], {}) and name not in checks and grounded(name, fields, grounding)
+def reranked(ranking: dict[str, dict[str, Any]] | None) -> set[str]:
+    """The fields whose value candidate ranking changed: their confidence is the chosen candidate's share
+    (1.0 where the document prints one date), not the decoding confidence thresholds were fitted on."""
+    return {field for field, d in (ranking or {}).items() if d["choice"] != d["free"]}
+
+
+def approvable(
+    name: str,
+    fields: dict[str, Any],
+    grounding: dict[str, Any],
+    checks: dict[str, str],
+    ranked: set[str] | frozenset[str] = frozenset(),
+) -> bool:
+    """A value is given, found in the document, passes its check and is the model's own answer (not
+    in `ranked`, the fields ranking changed): an answer thresholds may approve."""
+    return (
+        fields.get(name) not in (None, [], {})
+        and name not in checks
+        and name not in ranked
+        and grounded(name, fields, grounding)
+    )
 
 
 def mark(
@@ -88,6 +106,7 @@ def mark(
     grounding: dict[str, Any],
     thresholds: Thresholds | None,
     checks: dict[str, str] | None = None,
+    ranked: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, Mark] | None:
     """`auto` or `review` per field by the adapter's thresholds (None without them): `auto` needs an
     approvable value (`approvable`) at or above its field's threshold; a field without one is always
@@ -95,7 +114,8 @@ def mark(
     if thresholds is None:
         return None
     return {
-        n: thresholds.mark(n, confidence.get(n), grounded=approvable(n, fields, grounding, checks or {})) for n in names
+        n: thresholds.mark(n, confidence.get(n), grounded=approvable(n, fields, grounding, checks or {}, ranked))
+        for n in names
     }
 
 
@@ -107,12 +127,16 @@ def to_review(
     threshold: float,
     marks: dict[str, Mark] | None = None,
     checks: dict[str, str] | None = None,
+    ranked: set[str] | frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Fields a person should look at: given, but below `threshold`, not found in the document or failing
-    their check — or, with the adapter's automation `marks`, given and not marked `auto`."""
+    """Fields a person should look at: given, but below `threshold`, not found in the document, failing
+    their check or changed by candidate ranking (`ranked`) — or, with the adapter's automation `marks`,
+    given and not marked `auto`."""
     given = [n for n in names if fields.get(n) not in (None, [], {})]
     if marks is not None:
         return [n for n in given if marks.get(n) != "auto"]
     return [
-        n for n in given if (confidence.get(n) or 0) < threshold or not approvable(n, fields, grounding, checks or {})
+        n
+        for n in given
+        if (confidence.get(n) or 0) < threshold or not approvable(n, fields, grounding, checks or {}, ranked)
     ]

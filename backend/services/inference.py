@@ -9,7 +9,7 @@ sent by a caller.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine
 
@@ -83,7 +83,7 @@ def extract(
     limit: int,
     constrained: bool = True,
     review_confidence: float = 0.7,
-    rank: str | None = None,
+    rank: str | Literal[False] | None = None,
     disconnected: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Fields from one document, with the same prompt template the adapter was trained with.
@@ -93,8 +93,8 @@ def extract(
     fields below `review_confidence` or not found are listed in `review`. An adapter with per-field
     thresholds (its thresholds.json: `tunebridge eval --constrained --thresholds`) marks each field
     `auto` or `review` in `automation`, with its `target_precision`, and `review` lists the given fields
-    not marked `auto`. `rank`: candidate ranking after decoding (`inference/ranking.py`), constrained
-    only."""
+    not marked `auto`. `rank`: candidate ranking after decoding (`inference/ranking.py`; left out:
+    "typed" where the adapter has label conventions; False: none), constrained only."""
     messages = spec.messages(text)
     if not constrained:
         if rank:
@@ -115,7 +115,7 @@ def extract(
         }
     return batcher.extract(
         target,
-        Document(text, spec, max_new_tokens, rank=rank or False),
+        Document(text, spec, max_new_tokens, rank=rank),
         limit=limit,
         review_confidence=review_confidence,
         disconnected=disconnected,

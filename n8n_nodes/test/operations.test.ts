@@ -71,14 +71,16 @@ describe('Document: Extract', () => {
 		expect(empty.requests[0].options.body).not.toHaveProperty('adapter');
 	});
 
-	it('sends candidate ranking only when chosen', async () => {
+	it('sends candidate ranking only when chosen, and false to switch it off', async () => {
 		const ranked = await run({
 			params: { ...base, adapter: 'receipts', options: { rank: 'typed' } },
 			response: {},
 		});
 		expect(ranked.requests[0].options.body).toMatchObject({ adapter: 'receipts', rank: 'typed' });
-		const off = await run({ params: { ...base, options: { rank: '' } }, response: {} });
-		expect(off.requests[0].options.body).not.toHaveProperty('rank');
+		const byDefault = await run({ params: { ...base, options: { rank: '' } }, response: {} });
+		expect(byDefault.requests[0].options.body).not.toHaveProperty('rank');
+		const off = await run({ params: { ...base, options: { rank: 'off' } }, response: {} });
+		expect(off.requests[0].options.body).toMatchObject({ rank: false });
 	});
 
 	it('parses a JSON Schema typed as text, and omits the schema for the adapter', async () => {

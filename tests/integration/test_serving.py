@@ -205,6 +205,32 @@ def test_extract_marks_each_field_by_the_thresholds_stored_with_the_adapter(serv
     assert "automation" not in before and "target_precision" not in before and before["fields"] == GOLD
 
 
+def test_extract_ranks_amounts_and_dates_by_default_where_the_adapter_learned_label_rules(service, memo):
+    """With label conventions beside the adapter, a request that leaves `rank` out gets typed ranking;
+    `"rank": false` switches it off. Without them (the test above) nothing is ranked and nothing fails."""
+    from backend.labels.conventions import FILE, learn
+
+    folder = service["data_dir"] / "adapters" / "memo" / "v1" / "adapter"
+    invoices = [
+        (
+            f"SHOP {n} Ltd\nInvoice 2024-{n}\nDate: 0{n % 9 + 1}/05/2024\nTotal due: 1,2{n % 10}0.00",
+            {"company": f"SHOP {n} Ltd", "date": f"0{n % 9 + 1}/05/2024", "total": f"1,2{n % 10}0.00"},
+        )
+        for n in range(12)
+    ]
+    learn(invoices, memory=False).save(folder)
+    url, auth = f"{service['url']}/v1/extract", service["auth"]
+    try:
+        ranked = httpx.post(url, headers=auth, json={"text": INVOICE, "adapter": "memo@1"}).json()
+        assert set(ranked["ranking"]) == {"date", "total"} and ranked["fields"] == GOLD
+        for d in ranked["ranking"].values():  # every answer is printed: nothing to decide, nothing changed
+            assert d["choice"] == d["free"] and d["candidates"] == 0
+        off = httpx.post(url, headers=auth, json={"text": INVOICE, "adapter": "memo@1", "rank": False}).json()
+        assert "ranking" not in off and off["fields"] == GOLD
+    finally:
+        (folder / FILE).unlink()
+
+
 def test_constrained_extraction_is_valid_even_from_an_untrained_model(service, tiny_model):
     schema = {
         "type": "object",

@@ -214,12 +214,13 @@ class ExtractIn(BaseModel):
     max_tokens: int | None = Field(
         None, ge=1, description="Default: enough for the longest answer the schema allows (constrained), else 512."
     )
-    rank: Literal["typed", "text"] | None = Field(
+    rank: Literal["typed", "text", False] | None = Field(
         None,
         description="Constrained, with an adapter trained on extraction data: after decoding, let the model "
-        "choose among the document's candidate spans. typed: amounts and dates the document does "
-        "not print are replaced by the best one it does; text: also name/address fields printed "
-        "as whole lines (slower). Each choice is returned in `ranking`.",
+        "choose among the document's candidate spans. typed (the default for such an adapter): amounts "
+        "and dates the document does not print are replaced by the best one it does; text: also "
+        "name/address fields printed as whole lines (slower); false: no ranking. Each choice is "
+        "returned in `ranking`; a value ranking changed is never auto-approved.",
     )
 
 

@@ -337,6 +337,8 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
             str(run.run_dir),
             "--no-base",
             "--constrained",
+            "--rank",
+            "none",  # every answer's decoding confidence is a calibration pair
             "--calibrate",
             "--out",
             str(tmp_path / "eval"),
@@ -354,7 +356,16 @@ def test_eval_calibrate_saves_platt_scaling_that_extraction_then_applies(tiny_co
     out = extract_many(ModelPool(device="cpu"), target, [Document(DOCS[0], ExtractionSpec.from_names(names))])[0]
     assert out["calibrated"] is True
     for name in names:
-        assert out["confidence"][name] == pytest.approx(platt(out["confidence_raw"][name]))
+        ranked = out["ranking"].get(name)
+        if ranked and ranked["choice"] != ranked["free"]:  # ranking chose it: its candidate's share
+            assert out["confidence"][name] == ranked["share"]
+        else:
+            assert out["confidence"][name] == pytest.approx(platt(out["confidence_raw"][name]))
+    plain = extract_many(
+        ModelPool(device="cpu"), target, [Document(DOCS[0], ExtractionSpec.from_names(names))], rank=False
+    )
+    for name in names:
+        assert plain[0]["confidence"][name] == pytest.approx(platt(plain[0]["confidence_raw"][name]))
 
 
 def test_eval_thresholds_are_refused_on_too_little_data_and_saved_where_the_target_allows(
@@ -374,7 +385,9 @@ def test_eval_thresholds_are_refused_on_too_little_data_and_saved_where_the_targ
     def evaluate(*extra: str, out: str):
         cmd = [sys.executable, "-m", "backend.cli", "eval", "--data", data, "--adapter", str(run.run_dir), "--no-base"]
         return subprocess.run(
-            [*cmd, "--constrained", *extra, "--out", str(tmp_path / out)], capture_output=True, text=True
+            [*cmd, "--constrained", "--rank", "none", *extra, "--out", str(tmp_path / out)],
+            capture_output=True,
+            text=True,
         )
 
     refused = evaluate("--thresholds", out="refused")  # 12 answers a field cannot show 0.99 precision
@@ -398,7 +411,7 @@ def test_eval_thresholds_are_refused_on_too_little_data_and_saved_where_the_targ
     assert result["candidates"][run.run_dir.name]["extraction"]["selective"]["thresholds"]["target"] == 0.3
     target = AdapterBundle(ref.base_model, "docs", str(ref.path), str(ref.tokenizer_path))
     spec = ExtractionSpec.from_names(["company", "total"])
-    out = extract_many(ModelPool(device="cpu"), target, [Document(DOCS[0], spec)])[0]
+    out = extract_many(ModelPool(device="cpu"), target, [Document(DOCS[0], spec)], rank=False)[0]
     assert out["target_precision"] == 0.3 and set(out["automation"]) == {"company", "total"}
     for name, marked in out["automation"].items():
         assert marked == thresholds.mark(name, out["confidence"][name], grounded=out["grounding"][name] is not None)
@@ -463,10 +476,10 @@ def test_the_adapter_ships_its_label_conventions_and_extraction_applies_them(tin
     names = ["company", "total"]
     doc = Document(DOCS[1] + "\nref 99", ExtractionSpec.from_names(names))
     pool = ModelPool(device="cpu")
-    out = extract_many(pool, target, [doc])[0]
+    out = extract_many(pool, target, [doc], rank=False)[0]
     assert out["fields"] == conventions.apply(out["model_fields"], doc.text)
-    plain = extract_many(pool, target, [doc], conventions=False)[0]
-    assert "model_fields" not in plain and plain["fields"] == out["model_fields"]
+    plain = extract_many(pool, target, [doc], conventions=False)[0]  # nor the default ranking they drive
+    assert "model_fields" not in plain and "ranking" not in plain and plain["fields"] == out["model_fields"]
 
 
 @pytest.mark.parametrize("draft", [3, 8])

@@ -174,8 +174,13 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
         if d["choice"] != d["free"]:
             chosen[field] = d["choice"]
             assert out["confidence"][field] == d["share"]
+            assert field in out["review"]  # a value ranking chose goes to a person, whatever its share
     assert out["fields"] == conventions.apply(chosen, DOC)
-    assert "ranking" not in extract_many(pool, target, [doc])[0]  # off unless asked
+    assert "ranking" not in extract_many(pool, target, [doc], rank=False)[0]  # off when asked
+    by_default = extract_many(pool, target, [doc])[0]  # an adapter with label conventions: typed
+    typed = extract_many(pool, target, [doc], rank="typed")[0]
+    assert set(by_default["ranking"]) == {"date", "total"} and by_default["fields"] == typed["fields"]
+    assert "ranking" not in extract_many(pool, AdapterBundle(tiny_model), [doc])[0]  # none: no ranking
     per_doc = extract_many(pool, target, [Document(DOC, doc.spec, rank="typed")])[0]
     assert set(per_doc["ranking"]) == {"date", "total"}
     numeric = {
@@ -224,7 +229,16 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
     assert tuned["predictions"][0]["fields"] == served["fields"] and tuned["predictions"][0]["raw"] == served["raw"]
     expected = summarize([score_document(0, json.dumps(served["fields"]), gold, NAMES, DOC)], NAMES)
     assert tuned["extraction"]["micro"] == expected["micro"] and tuned["extraction"]["json_valid"] == 1.0
+    assert tuned["extraction"]["rank"] == "typed"
     assert main(["eval", "--data", data, "--adapter", str(run.run_dir), "--rank", "typed"]) == 2  # not constrained
+    plain = ["eval", "--data", data, "--adapter", str(run.run_dir), "--no-base", "--constrained"]
+    assert main([*plain, "--out", str(run.run_dir / "eval-default")]) == 0
+    default = json.loads((run.run_dir / "eval-default" / "eval.json").read_text())["candidates"][run.run_dir.name]
+    assert default["extraction"]["rank"] == "typed" and default["predictions"] == tuned["predictions"]
+    assert main([*plain, "--rank", "none", "--out", str(run.run_dir / "eval-none")]) == 0
+    unranked = json.loads((run.run_dir / "eval-none" / "eval.json").read_text())["candidates"][run.run_dir.name]
+    assert unranked["extraction"]["rank"] is None
+    assert unranked["predictions"][0]["fields"] == extract_many(pool, target, [doc], rank=False)[0]["fields"]
 
     with pytest.raises(InvalidRequest, match="rank: got 'best'"):
         extract_many(pool, target, [doc], rank="best")

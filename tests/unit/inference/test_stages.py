@@ -3,7 +3,7 @@ them read once per folder and again when a file changes."""
 
 from __future__ import annotations
 
-from backend.inference.stages import apply_label_rules, calibrate, check, mark, take_ranked, to_review
+from backend.inference.stages import apply_label_rules, calibrate, check, mark, reranked, take_ranked, to_review
 from backend.labels.calibration import Platt
 from backend.labels.conventions import learn
 from backend.labels.thresholds import fit_thresholds
@@ -59,6 +59,22 @@ def test_marks_need_a_threshold_a_value_found_in_the_document_and_enough_confide
     # with marks, review is every given field not marked auto (the absent address is not asked about)
     assert to_review(names, fields, confidence, grounding, 0.7, marks) == ["total", "date"]
     assert to_review(names, fields, confidence, grounding, 0.7) == ["total"]  # without: the global threshold
+
+
+def test_a_value_candidate_ranking_chose_is_never_approved_automatically():
+    ranking = {
+        "company": {"free": "ACME", "choice": "ACME", "share": 0.9},  # ranking kept the model's answer
+        "total": {"free": "9.0O", "choice": "9.00", "share": 1.0},  # the only amount printed: share 1.0
+    }
+    assert reranked(ranking) == {"total"} and reranked(None) == set()
+    thresholds = fit_thresholds({"company": [(0.9, True)] * 300, "total": [(0.8, True)] * 300})
+    fields, confidence = take_ranked({"company": "ACME", "total": "9.0O"}, {"company": 0.95, "total": 0.3}, ranking)
+    grounding = {"company": {"start": 0, "end": 4}, "total": {"start": 11, "end": 15}}
+    names = ["company", "total"]
+    marks = mark(names, fields, confidence, grounding, thresholds, ranked=reranked(ranking))
+    assert confidence["total"] == 1.0 and marks == {"company": "auto", "total": "review"}
+    assert mark(names, fields, confidence, grounding, thresholds)["total"] == "auto"  # the model's own answer
+    assert to_review(names, fields, confidence, grounding, 0.7, ranked={"total"}) == ["total"]
 
 
 def _receipt_rules():

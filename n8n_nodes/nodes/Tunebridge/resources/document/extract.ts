@@ -83,7 +83,13 @@ export const extractDescription: INodeProperties[] = [
 			type: 'options',
 			default: '',
 			options: [
-				{ name: 'Off', value: '' },
+				{
+					name: 'Default',
+					value: '',
+					description:
+						'Amounts and dates, where the adapter was trained on extraction data; otherwise off',
+				},
+				{ name: 'Off', value: 'off', description: 'The decoded answer as it is' },
 				{
 					name: 'Amounts and Dates',
 					value: 'typed',
@@ -97,7 +103,7 @@ export const extractDescription: INodeProperties[] = [
 				},
 			],
 			description:
-				'After decoding, let the model choose among the document’s candidate spans (needs an adapter trained on extraction data)',
+				'After decoding, let the model choose among the document’s candidate spans (an adapter trained on extraction data). A value ranking changed is never auto-approved.',
 		},
 		{
 			displayName: 'Constrained Decoding',
@@ -168,7 +174,8 @@ export const extract = perItem(async function (this: IExecuteFunctions, itemInde
 	const options = this.getNodeParameter('options', itemIndex, {}) as IDataObject;
 	if (options.model) body.model = options.model;
 	if (options.constrained !== undefined) body.constrained = options.constrained;
-	if (options.rank) body.rank = options.rank;
+	if (options.rank === 'off') body.rank = false;
+	else if (options.rank) body.rank = options.rank;
 	if (options.maxTokens !== undefined) body.max_tokens = options.maxTokens;
 	return (await tunebridgeRequest.call(
 		this,

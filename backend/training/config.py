@@ -105,8 +105,9 @@ class TrainConfig:
     pass_tokens: int = _f(
         -1,
         "Most padded tokens in one forward/backward pass: a larger micro-batch runs as several "
-        "passes with the same gradient, bounding peak memory (-1: sized to the model and the "
-        "precision that runs; 0: no limit).",
+        "passes with the same gradient, bounding peak memory, and a row longer than this alone "
+        "recomputes its activations in the backward (-1: sized to the model and the precision that "
+        "runs; 0: no limit).",
     )
 
     # --- several processes (docs/distributed.md) ---

@@ -240,6 +240,7 @@ class Recipe:
             "answer_tokens": result["answer_tokens"],
             "tokens_per_s": round(result["tokens"] / dt, 2),
             "step_time_s": round(dt, 4),
+            **({"recomputed_passes": result["recomputed_passes"]} if result["recomputed_passes"] else {}),
         }
 
     def evaluate(self) -> dict[str, Any]:

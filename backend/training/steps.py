@@ -5,16 +5,25 @@ The prompt tokens every example of a step starts with (the instructions and fiel
 extraction prompt: 65 of a receipt's ~550 tokens) are read once per step (`SharedPrefix`): their keys
 and values serve every row of every pass, and the gradient that flows into them is sent back through
 that one reading after the last pass. The loss and the gradient are those of reading every row whole
-(causal attention: a prefix's states do not depend on what follows it)."""
+(causal attention: a prefix's states do not depend on what follows it).
+
+A pass that stays over the token budget after splitting (one row longer than the budget: a long
+receipt) reads its row whole with activation checkpointing (`AnswerLoss.recomputing`): each decoder
+layer's activations are recomputed in the backward instead of kept, so that pass costs one more
+forward and memory stays within the budget's peak."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from backend.training.batching import by_tokens, collate
 from backend.training.config import TrainConfig
@@ -60,6 +69,11 @@ class SharedPrefix:
             torch.autograd.backward([s for s, _ in pairs], [g for _, g in pairs])
 
 
+def over_budget(batch: list[Encoded], max_tokens: int, skip: int = 0) -> bool:
+    """Whether a pass holds more than `max_tokens` padded tokens (rows × longest row, less `skip`)."""
+    return bool(max_tokens) and len(batch) * (max(len(e.input_ids) for e in batch) - skip) > max_tokens
+
+
 def shared_length(items: list[Encoded]) -> int:
     """How many leading tokens all `items` share before the first answer token of any (0: fewer than
     MIN_PREFIX, or a single item)."""
@@ -82,6 +96,21 @@ class AnswerLoss:
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
         self.softcap = getattr(base.config, "final_logit_softcapping", None)
+
+    @contextmanager
+    def recomputing(self) -> Iterator[None]:
+        """Within it, each decoder layer keeps only its input for the backward, which runs the layer
+        again (non-reentrant activation checkpointing). A layer replayed so would write a cache twice:
+        read rows whole here, without a prefix."""
+        layers = [m for m in self.decoder.modules() if isinstance(m, GradientCheckpointingLayer)]
+        for layer in layers:
+            layer._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False)  # type: ignore[assignment]
+            layer.gradient_checkpointing = True
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.gradient_checkpointing = False
 
     def __call__(self, ids: torch.Tensor, labels: torch.Tensor, prefix: SharedPrefix | None = None) -> torch.Tensor:
         """Summed (not averaged) loss, so micro-batches add up to an exact per-token mean. With `prefix`,
@@ -137,8 +166,9 @@ def optimizer_step(
     answer tokens (each micro-batch's summed loss divided by the step's answer-token count).
     With several processes each rank runs its share of every micro-batch (distributed.py). In one
     process, a micro-batch of more than `max_tokens` padded tokens runs as several passes (peak memory
-    follows the tokens of one pass; the gradient is the same), and with `share_prefix` the tokens every
-    example starts with are read once for the step (`SharedPrefix`)."""
+    follows the tokens of one pass; the gradient is the same) — a row longer than that alone with its
+    activations recomputed in the backward — and with `share_prefix` the tokens every example starts
+    with are read once for the step (`SharedPrefix`)."""
     local = [parallel.shard(batch) for batch in micro]
     prefix = None
     if share_prefix and not parallel.enabled and isinstance(forward, AnswerLoss):
@@ -146,9 +176,11 @@ def optimizer_step(
         if shared:
             with runtime.autocast():
                 prefix = SharedPrefix.read(forward.decoder, local[0][0].input_ids[:shared], runtime.device)
+    skip = prefix.length if prefix else 0
     if max_tokens and not parallel.enabled:
-        skip = prefix.length if prefix else 0
         micro = local = [part for batch in local for part in by_tokens(batch, max_tokens, skip=skip)]
+    recompute = bool(max_tokens) and not parallel.enabled and isinstance(forward, AnswerLoss)
+    recomputed = 0
     n_answer, tokens = parallel.all_sum(
         [
             sum(1 for batch in local for e in batch for label in e.labels[1:] if label != IGNORE),
@@ -166,7 +198,12 @@ def optimizer_step(
         with parallel.no_sync(i < len(local) - 1):
             with runtime.autocast():
                 ids, labels = ids.to(runtime.device), labels.to(runtime.device)
-                loss = (forward(ids, labels, prefix) if prefix else forward(ids, labels)) / per_rank
+                if isinstance(forward, AnswerLoss) and recompute and over_budget(batch, max_tokens, skip):
+                    recomputed += 1
+                    with forward.recomputing():
+                        loss = forward(ids, labels) / per_rank
+                else:
+                    loss = (forward(ids, labels, prefix) if prefix else forward(ids, labels)) / per_rank
             if weight != 1.0:
                 loss = loss * weight
             loss.backward()
@@ -185,6 +222,7 @@ def optimizer_step(
         "answer_tokens": n_answer,
         "tokens": tokens,
         "prefix_tokens": prefix.length if prefix else 0,
+        "recomputed_passes": recomputed,
     }
 
 

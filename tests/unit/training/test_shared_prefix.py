@@ -27,10 +27,13 @@ def _example(i: int, body: int, answer: int) -> Encoded:
     return Encoded(ids, labels, f"row{i}")
 
 
-def _grads(model_dir: str, micro: list[list[Encoded]], *, share: bool, max_tokens: int = 0) -> tuple[float, dict]:
+def _grads(
+    model_dir: str, micro: list[list[Encoded]], *, share: bool, max_tokens: int = 0, recomputed: int | None = None
+) -> tuple[float, dict]:
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    model.train()  # as training holds it (no dropout in these adapters: the same numbers)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=0.0)  # a step that changes nothing: the gradients are read after it
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -55,6 +58,8 @@ def _grads(model_dir: str, micro: list[list[Encoded]], *, share: bool, max_token
     for h in hooks:
         h.remove()
     assert result["prefix_tokens"] == (len(PROMPT) if share else 0)
+    if recomputed is not None:
+        assert result["recomputed_passes"] == recomputed
     return result["loss"], seen
 
 
@@ -98,19 +103,57 @@ def tiny_gemma(tmp_path_factory) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("max_tokens", [0, 120])  # one pass; passes of a row or two
+# one pass; passes of a row or two; rows longer than the budget alone (recomputed in the backward)
+@pytest.mark.parametrize("max_tokens, long_rows", [(0, 0), (120, 0), (16, 3)])
 @pytest.mark.parametrize("model", ["tiny_model", "tiny_gemma"])
-def test_the_gradient_is_the_gradient_of_whole_rows(request, model, max_tokens):
+def test_the_gradient_is_the_gradient_of_whole_rows(request, model, max_tokens, long_rows):
     model_dir = request.getfixturevalue(model)
     micro = [[_example(i, body=8 + 3 * i, answer=6) for i in range(4)], [_example(9, body=5, answer=4)]]
-    whole_loss, whole = _grads(model_dir, micro, share=False, max_tokens=max_tokens)
-    shared_loss, shared = _grads(model_dir, micro, share=True, max_tokens=max_tokens)
+    whole_loss, whole = _grads(model_dir, micro, share=False)
+    shared_loss, shared = _grads(model_dir, micro, share=True, max_tokens=max_tokens, recomputed=long_rows)
     assert shared_loss == pytest.approx(whole_loss, rel=1e-5)
     assert set(shared) == set(whole) and len(whole) > 10
     for name, grad in whole.items():
         assert torch.allclose(shared[name], grad, rtol=1e-4, atol=1e-6), name
     # the prefix's own weights are reached only through its keys and values: still the same gradient
     assert any(g.abs().sum() > 0 for n, g in shared.items() if "layers.0." in n)
+
+
+def test_a_recomputed_pass_keeps_fewer_activations_for_the_same_gradient(tiny_model):
+    """Activation checkpointing of a long row: what the forward saves for the backward shrinks to each
+    layer's input, and the loss and gradient stay those of the plain pass."""
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, torch_dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    model.train()
+    loss_fn = AnswerLoss(model)
+    row = _example(1, body=120, answer=20)
+    ids, labels = torch.tensor([row.input_ids]), torch.tensor([row.labels])
+
+    def run(recompute: bool) -> tuple[float, int, list[torch.Tensor]]:
+        saved: list[int] = []
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            if recompute:
+                with loss_fn.recomputing():
+                    loss = loss_fn(ids, labels)
+            else:
+                loss = loss_fn(ids, labels)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        model.zero_grad(set_to_none=True)
+        return loss.item(), sum(saved), grads
+
+    plain_loss, plain_bytes, plain = run(False)
+    loss, kept, grads = run(True)
+    assert loss == pytest.approx(plain_loss, rel=1e-6)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(grads, plain))
+    assert kept < plain_bytes / 2, (kept, plain_bytes)
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in model.modules())  # off again after
 
 
 def test_a_run_sharing_the_prefix_learns_as_one_that_does_not(tiny_config):

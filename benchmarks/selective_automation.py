@@ -22,7 +22,8 @@ learned from the labels its point trained on (as training learns them; the augme
 aside), so answers kept before a check existed are judged by today's.
 
 Both parts are extracted once with the constrained engine as `/v1/extract` serves them (the adapter's
-calibration and label rules applied, no candidate ranking) and the answers kept in `--cache` (under
+calibration and label rules applied, typed candidate ranking: a value it changed is never approved) and
+the answers kept in `--cache` (under
 runs/, outside git), so a rerun with another target reads them instead of decoding again. Thresholds
 come from the tune answers only (`backend/labels/thresholds.py`), by the product's rule (a 95% lower
 bound on precision) and, to show what that bound guards against, by weaker ones; dev is only scored.
@@ -61,6 +62,7 @@ def collect(adapter: str, rows: list[dict[str, Any]], *, batch_size: int) -> lis
     from backend.inference.extraction import Document, extract_many
     from backend.inference.pool import ModelPool
     from backend.inference.spec import ExtractionSpec
+    from backend.inference.stages import reranked
 
     target, pool = AdapterBundle.of_folder(adapter), ModelPool()
     spec = ExtractionSpec.from_names(list(rows[0]["fields"]))
@@ -77,6 +79,7 @@ def collect(adapter: str, rows: list[dict[str, Any]], *, batch_size: int) -> lis
                     "confidence": answer["confidence"],
                     "grounded": {k: v is not None for k, v in answer["grounding"].items()},
                     "checks": answer["checks"],
+                    "reranked": sorted(reranked(answer.get("ranking"))),
                 }
             )
         print(f"{len(out)}/{len(rows)} receipts", flush=True)
@@ -247,7 +250,10 @@ def report(fit_rows: list[dict[str, Any]], dev_rows: list[dict[str, Any]], args:
     )
     marks = {"dev (held back: only scored)": {v["name"]: v["dev"]["overall"] for v in variants if "dev" in v}}
     summaries = {f"{part} (thresholds fitted here)": curves_fit, "dev (held back: only scored)": curves_dev}
+    fit_rank = (json.loads(args.fit_on[0].read_text()).get("rank") or "none") if args.fit_on else "typed"
+    dev_rank = (json.loads(args.dev_from.read_text()).get("rank") or "none") if args.dev_from else "typed"
     stem = f"selective_automation_p{args.target_precision:g}".replace(".", "") + ("_folds" if args.fit_on else "")
+    stem += "" if dev_rank == "none" else f"_dev_{dev_rank}"
     png = chart(summaries, RESULTS / f"{stem}.png", marks=marks)
     out = RESULTS / f"{stem}.json"
     out.write_text(
@@ -258,7 +264,8 @@ def report(fit_rows: list[dict[str, Any]], dev_rows: list[dict[str, Any]], args:
                 **({"fit_on": [p.name for p in args.fit_on]} if args.fit_on else {}),
                 "cpu": cpu,
                 "receipts": {part: len(fit_rows), "dev": len(dev_rows)},
-                "extraction": "constrained, the adapter's calibration and label rules, no ranking",
+                "extraction": "constrained, the adapter's calibration and label rules",
+                "ranking": {part: fit_rank, "dev": dev_rank},  # a value ranking changed is never approved
                 "target_precision": args.target_precision,
                 "needed_per_field_at_95": needed(args.target_precision),
                 "variants": variants,

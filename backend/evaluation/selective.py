@@ -22,14 +22,15 @@ LEVELS = (0.9, 0.95, 0.98, 0.99, 1.0)  # precisions the report reads the curves 
 
 def answer_pairs(docs: list[DocumentResult], answers: list[dict[str, Any]]) -> dict[str, list[Pair]]:
     """Per field, (confidence or None when the answer cannot be approved, right?) for every document.
-    `answers`: what extraction returned per document (fields, confidence, grounding, checks)."""
+    `answers`: what extraction returned per document (fields, confidence, grounding, checks, and
+    `ranking` — or `reranked`, the fields ranking changed, as kept answers hold it)."""
     pairs: dict[str, list[Pair]] = {}
     for doc, answer in zip(docs, answers):
         fields, confidence = answer["fields"], answer.get("confidence") or {}
         for f in doc.fields:
             c = confidence.get(f.field)
             grounding, checks = answer.get("grounding") or {}, answer.get("checks") or {}
-            ranked = reranked(answer.get("ranking"))
+            ranked = set(answer.get("reranked") or ()) | reranked(answer.get("ranking"))
             ok = c is not None and approvable(f.field, fields, grounding, checks, ranked)
             pairs.setdefault(f.field, []).append((c if ok else None, f.outcome == "correct"))
     return pairs

@@ -17,13 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache
-from transformers.modeling_layers import GradientCheckpointingLayer
 
 from backend.training.batching import by_tokens, collate
 from backend.training.config import TrainConfig
@@ -102,6 +99,11 @@ class AnswerLoss:
         """Within it, each decoder layer keeps only its input for the backward, which runs the layer
         again (non-reentrant activation checkpointing). A layer replayed so would write a cache twice:
         read rows whole here, without a prefix."""
+        from functools import partial  # here: transformers' modeling layers take a second to import
+
+        from torch.utils.checkpoint import checkpoint
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
         layers = [m for m in self.decoder.modules() if isinstance(m, GradientCheckpointingLayer)]
         for layer in layers:
             layer._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False)  # type: ignore[assignment]
@@ -179,7 +181,7 @@ def optimizer_step(
     skip = prefix.length if prefix else 0
     if max_tokens and not parallel.enabled:
         micro = local = [part for batch in local for part in by_tokens(batch, max_tokens, skip=skip)]
-    recompute = bool(max_tokens) and not parallel.enabled and isinstance(forward, AnswerLoss)
+    recompute = bool(max_tokens) and not parallel.enabled
     recomputed = 0
     n_answer, tokens = parallel.all_sum(
         [

@@ -10,10 +10,16 @@ import os
 import subprocess
 import sys
 
+import httpx
+
+from servers import wait_for
+
 SCHEMATHESIS = [sys.executable, "-m", "schemathesis.cli"]
 
 
 def test_a_fuzzed_service_gives_no_server_error(service, tmp_path):
+    # ready first: /readyz answers 503 until the worker process has started and holds the job queue
+    wait_for(lambda: httpx.get(f"{service['url']}/readyz", timeout=5).status_code == 200, what="a live worker")
     report = tmp_path / "schemathesis.json"
     run = subprocess.run(
         [

@@ -8,11 +8,12 @@
 
 Each point trains the bundled SmolLM2 with the same budget — `--steps` optimizer steps of `--batch`
 documents, whatever the number of labels — and scores the product's extraction (constrained engine,
-the adapter's label rules; no candidate ranking unless `--rank typed`, so that every point of the
-curves is scored the one way they were begun with) on the fold's 100 receipts, which no arm ever
-labels. A point scored with `--rank typed` (the product's default ranking) is saved apart
-(`…-typed.json`, not drawn in the curves) and scored unranked too, on the same adapter, in its
-`unranked` entry. The pool is the other
+the adapter's label rules; no candidate ranking unless `--rank`, so that every point of the curves
+is scored the one way they were begun with) on the fold's 100 receipts, which no arm ever labels. A
+point scored with `--rank typed` (the product's default ranking) or `--rank text` is saved apart
+(`…-typed.json`, `…-text.json`; not drawn in the curves) and scored unranked too, on the same adapter,
+in its `unranked` entry; `--rescore --rank text` scores a saved unranked point's adapter that way
+without training again. The pool is the other
 400 receipts of the train part; dev is read only by `--dev`, the curve's end: an arm's training on
 all 500 train-part receipts, scored on the 126 dev receipts.
 - random: the first N of a seeded shuffle of the pool (the points nest).
@@ -89,9 +90,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--rank",
-        choices=["none", "typed"],
+        choices=["none", "typed", "text"],
         default="none",
-        help="candidate ranking when scoring (typed: as served by default; its points are saved apart)",
+        help="candidate ranking when scoring (typed: as served by default; ranked points are saved apart)",
     )
     parser.add_argument("--report", action="store_true", help="print the table and draw the plot from saved points")
     args = parser.parse_args()
@@ -110,10 +111,7 @@ def main() -> None:
         for n in points:
             path = args.out / f"fold{args.fold}-{arm}-{n}{suffix(args)}.json"
             if args.rescore:  # saved points only: nothing is trained
-                if path.is_file():
-                    rescore(path, scored, args)
-                else:
-                    print(f"{path.name}: not saved, nothing to score again")
+                score_saved(path, scored, args)
                 continue
             if path.is_file():
                 print(f"{path.name}: saved already")
@@ -134,6 +132,9 @@ def dev_points(args: argparse.Namespace) -> None:
         raise SystemExit("--dev: with every label the active arm's labels are random's; run --arm random")
     for arm in arms:
         path = args.out / f"dev-{arm}-{len(train)}{suffix(args)}.json"
+        if args.rescore:
+            score_saved(path, dev, args)
+            continue
         if path.is_file():
             print(f"{path.name}: saved already")
             continue
@@ -297,6 +298,31 @@ def score(run_dir: str, scored: list[dict], label: str, rank: str) -> dict:
         "cpu": str(cpu_kind()),
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def score_saved(path: Path, scored: list[dict], args: argparse.Namespace) -> None:
+    """`--rescore`: the saved point at `path` scored again; or, for a ranked point not saved yet, the
+    saved unranked point's adapter scored with `--rank` (nothing is trained either way)."""
+    plain = path.with_name(path.name.replace(suffix(args), "")) if args.rank != "none" else path
+    if path.is_file():
+        rescore(path, scored, args)
+    elif plain.is_file():
+        rank_saved(plain, path, scored, args)
+    else:
+        print(f"{path.name}: not saved, nothing to score again")
+
+
+def rank_saved(plain: Path, path: Path, scored: list[dict], args: argparse.Namespace) -> None:
+    """The unranked point saved at `plain` scored with `--rank` by its run's adapter, saved at `path`
+    with the saved point's figures as its `unranked` entry."""
+    point = json.loads(plain.read_text())
+    run_dir = args.runs / run_name(args, point["arm"], point["labels"])
+    if not (run_dir / "adapter").is_dir():
+        raise SystemExit(f"{plain.name}: no adapter at {run_dir} to score (--runs names the runs' folder)")
+    ranked = score(str(run_dir), scored, f"{point.get('arm')} {point.get('labels')} {args.rank}", args.rank)
+    unranked = {k: point[k] for k in ("micro_f1", "fields", "score_s", "date") if k in point}
+    save(path, {**point, **ranked, "unranked": unranked})
+    print(f"{path.name}: micro-F1 {ranked['micro_f1']:.3f} ({args.rank} ranking; unranked {point['micro_f1']:.3f})")
 
 
 def rescore(path: Path, scored: list[dict], args: argparse.Namespace) -> None:

@@ -8,7 +8,9 @@ train: `tunebridge train` on receipts (batch 8, `--steps` steps, default setting
 budget per pass, the compute path of this CPU). serve: the serving pool (`ModelPool`) with the adapter
 (or the base model) extracting `--docs` receipts in batches of 8, per inference dtype. Peak RSS is the
 child process's maximum resident set (`wait4`), so nothing else in this process counts; `--trace S`
-also samples its resident set every S seconds, to find when a peak happens. Prints the CPU kind and one
+also samples its resident set every S seconds, to find when a peak happens. Training also keeps each
+step's record (tokens, answer tokens, passes recomputed, the peak so far) and prints the steps that
+raised the peak. Prints the CPU kind and one
 line per measurement; results in benchmarks/results/memory.json.
 """
 
@@ -78,6 +80,22 @@ def peak_of(
     return usage.ru_maxrss / 2**20, time.perf_counter() - started, lines, samples
 
 
+def steps_of(records: list[dict]) -> list[dict]:
+    """The training steps' records as kept here: what each step held, the process's peak so far, and
+    how much the step raised it (0 for the first)."""
+    steps, before = [], 0.0
+    for record in records:
+        if "tokens" not in record:  # an evaluation line
+            continue
+        keep = ("step", "tokens", "answer_tokens", "recomputed_passes", "step_time_s", "peak_rss_gib")
+        step = {k: record[k] for k in keep if k in record}
+        if "peak_rss_gib" in step:
+            step["peak_rss_rise_gib"] = round(max(0.0, step["peak_rss_gib"] - before), 3) if before else 0.0
+            before = step["peak_rss_gib"]
+        steps.append(step)
+    return steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -85,6 +103,9 @@ def main() -> None:
     )
     parser.add_argument("--adapter", help="a training run folder to serve (default: the base model alone)")
     parser.add_argument("--steps", type=int, default=3, help="training steps (batch 8)")
+    parser.add_argument(
+        "--pass-tokens", type=int, help="training's token budget per pass (default: the trainer's, sized to the model)"
+    )
     parser.add_argument("--docs", type=int, default=16, help="receipts extracted by the serving pool")
     parser.add_argument("--dtypes", nargs="+", default=["auto"], help="inference dtypes to serve with")
     parser.add_argument("--only", choices=["train", "serve"])
@@ -117,13 +138,18 @@ def main() -> None:
             command = [sys.executable, "-m", "backend.cli", "train", "--quiet", "--model", args.model]
             command += ["--data", str(args.data), "--batch-size", "8", "--max-steps", str(args.steps)]
             command += ["--val-fraction", "0", "--report-to", "none", "--save-every", "0", "--output-dir", runs]
+            command += ["--pass-tokens", str(args.pass_tokens)] if args.pass_tokens is not None else []
             gib, wall, lines, samples = peak_of(command, env, args.trace)
+            steps = steps_of([json.loads(line) for m in Path(runs).glob("*/metrics.jsonl") for line in m.open()])
         status = next((line for line in lines if "tokens/s" in line), "")  # "finished: 3/3 steps, N tokens/s, ..."
         speed = float(status.split(" tokens/s")[0].rsplit(" ", 1)[-1]) if status else None
-        what = f"train {args.model} on {args.data.name}, batch 8, {args.steps} steps"
+        what = f"train {args.model} on {args.data.name}, batch 8, {args.steps} steps" + (
+            f", {args.pass_tokens}-token passes" if args.pass_tokens is not None else ""
+        )
         results.append(
             {"what": what, "env": args.env, "peak_rss_gib": gib, "wall_s": wall, "tokens_per_s": speed}
             | ({"rss_trace": samples} if samples else {})
+            | {"steps": steps}
         )
         print(
             f"train  {args.model:<14} batch 8, {args.steps} steps   peak RSS {gib:5.2f} GiB  ({wall:.0f} s, "
@@ -133,6 +159,13 @@ def main() -> None:
             at, top = max(samples, key=lambda s: s[1])
             print(
                 f"       resident set sampled every {args.trace:g} s: highest {top:.2f} GiB at {at:.0f} s of {wall:.0f}"
+            )
+        rises = [s for s in steps if s.get("peak_rss_rise_gib", 0) >= 0.05]
+        for step in rises:  # the steps that raised the peak, and what they held
+            print(
+                f"       step {step['step']:>4}: peak {step['peak_rss_gib']:.2f} GiB (+{step['peak_rss_rise_gib']:.2f}), "
+                f"{step['tokens']} tokens, {step['answer_tokens']} answer tokens, "
+                f"{step.get('recomputed_passes', 0)} passes recomputed"
             )
     if args.only != "train":
         for dtype in args.dtypes:

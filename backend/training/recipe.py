@@ -41,7 +41,15 @@ from backend.training.config import TrainConfig
 from backend.training.data import Example, LoadedData, check_usable, data_sha256, extraction_chat, load_jsonl, split
 from backend.training.distributed import Parallel, launched
 from backend.training.runfile import write_run_file
-from backend.training.runtime import Runtime, bound_onednn_cache, build_lora_model, pass_tokens, tune_cpu_allocator
+from backend.training.runtime import (
+    Runtime,
+    bound_onednn_cache,
+    build_lora_model,
+    pass_tokens,
+    peak_rss_gib,
+    release_freed_memory,
+    tune_cpu_allocator,
+)
 from backend.training.steps import AnswerLoss, evaluate_loss, optimizer_step, schedule
 from backend.training.tokenize import EncodedSet, encode_examples
 from backend.training.tracking import Tracker, plot_loss
@@ -117,8 +125,9 @@ class Recipe:
         random.seed(config.seed)
         self.started = time.time()
         self.runtime = runtime = Runtime.from_config(config)
+        self.trim = False  # give the heap's free pages back after each step (`release_freed_memory`)
         if runtime.device == "cpu":
-            tune_cpu_allocator()
+            self.trim = tune_cpu_allocator()
             bound_onednn_cache()
         par.setup(runtime.device, batch_size=config.batch_size, grad_accum=config.grad_accum)
         self.model_path, self.tokenizer, self.model = build_lora_model(config, runtime, fsdp=par.fsdp)
@@ -229,7 +238,10 @@ class Recipe:
         self.step_n += 1
         self.tokens_seen += int(result["tokens"])
         self.last_loss = result["loss"]
+        if self.trim:
+            release_freed_memory()
         dt = time.time() - t0
+        peak = peak_rss_gib() if self.runtime.device == "cpu" else None
         return {
             "step": self.step_n,
             "epoch": round(self.step_n / self.steps_per_epoch, 4),
@@ -241,6 +253,7 @@ class Recipe:
             "tokens_per_s": round(result["tokens"] / dt, 2),
             "step_time_s": round(dt, 4),
             **({"recomputed_passes": result["recomputed_passes"]} if result["recomputed_passes"] else {}),
+            **({"peak_rss_gib": peak} if peak is not None else {}),
         }
 
     def evaluate(self) -> dict[str, Any]:

@@ -8,9 +8,9 @@ that one reading after the last pass. The loss and the gradient are those of rea
 (causal attention: a prefix's states do not depend on what follows it).
 
 A pass that stays over the token budget after splitting (one row longer than the budget: a long
-receipt) reads its row whole with activation checkpointing (`AnswerLoss.recomputing`): each decoder
-layer's activations are recomputed in the backward instead of kept, so that pass costs one more
-forward and memory stays within the budget's peak."""
+receipt) reads its row whole with activation checkpointing (`AnswerLoss.recomputing`) of just enough
+decoder layers (`recompute_share`): their activations are recomputed in the backward instead of kept,
+so that pass costs a part of one more forward and memory stays within the budget's peak."""
 
 from __future__ import annotations
 
@@ -71,6 +71,14 @@ def over_budget(batch: list[Encoded], max_tokens: int, skip: int = 0) -> bool:
     return bool(max_tokens) and len(batch) * (max(len(e.input_ids) for e in batch) - skip) > max_tokens
 
 
+def recompute_share(batch: list[Encoded], max_tokens: int) -> float:
+    """The share of the decoder's layers a pass over the budget recomputes: as many as bring the
+    activations it keeps down to the budget's (a row 10% over recomputes about a tenth of them — the
+    cost of recomputing is a layer's forward again, paid only where memory needs it)."""
+    tokens = len(batch) * max(len(e.input_ids) for e in batch)
+    return min(1.0, max(0.0, 1.0 - max_tokens / tokens))
+
+
 def shared_length(items: list[Encoded]) -> int:
     """How many leading tokens all `items` share before the first answer token of any (0: fewer than
     MIN_PREFIX, or a single item)."""
@@ -95,16 +103,18 @@ class AnswerLoss:
         self.softcap = getattr(base.config, "final_logit_softcapping", None)
 
     @contextmanager
-    def recomputing(self) -> Iterator[None]:
-        """Within it, each decoder layer keeps only its input for the backward, which runs the layer
-        again (non-reentrant activation checkpointing). A layer replayed so would write a cache twice:
-        read rows whole here, without a prefix."""
+    def recomputing(self, share: float = 1.0) -> Iterator[None]:
+        """Within it, the first `share` of the decoder's layers (at least one) keep only their input for
+        the backward, which runs them again (non-reentrant activation checkpointing); the others keep
+        their activations. A layer replayed so would write a cache twice: read rows whole here, without
+        a prefix."""
         from functools import partial  # here: transformers' modeling layers take a second to import
 
         from torch.utils.checkpoint import checkpoint
         from transformers.modeling_layers import GradientCheckpointingLayer
 
         layers = [m for m in self.decoder.modules() if isinstance(m, GradientCheckpointingLayer)]
+        layers = layers[: max(1, math.ceil(share * len(layers)))]
         for layer in layers:
             layer._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False)  # type: ignore[assignment]
             layer.gradient_checkpointing = True
@@ -202,7 +212,7 @@ def optimizer_step(
                 ids, labels = ids.to(runtime.device), labels.to(runtime.device)
                 if isinstance(forward, AnswerLoss) and recompute and over_budget(batch, max_tokens, skip):
                     recomputed += 1
-                    with forward.recomputing():
+                    with forward.recomputing(recompute_share(batch, max_tokens)):
                         loss = forward(ids, labels) / per_rank
                 else:
                     loss = (forward(ids, labels, prefix) if prefix else forward(ids, labels)) / per_rank

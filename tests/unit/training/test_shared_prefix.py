@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from backend.training.batching import by_tokens
 from backend.training.runtime import Runtime
-from backend.training.steps import MIN_PREFIX, AnswerLoss, optimizer_step, shared_length
+from backend.training.steps import MIN_PREFIX, AnswerLoss, optimizer_step, recompute_share, shared_length
 from backend.training.tokenize import IGNORE, Encoded
 from backend.training.trainer import train
 
@@ -119,9 +119,20 @@ def test_the_gradient_is_the_gradient_of_whole_rows(request, model, max_tokens, 
     assert any(g.abs().sum() > 0 for n, g in shared.items() if "layers.0." in n)
 
 
+def test_a_pass_over_budget_recomputes_the_share_of_layers_its_excess_needs():
+    row = _example(1, body=100, answer=20)
+    n = len(row.input_ids)
+    assert recompute_share([row], n) == 0.0
+    assert recompute_share([row], int(n * 0.9)) == pytest.approx(0.1, abs=0.01)
+    assert recompute_share([row], n // 4) == pytest.approx(0.75, abs=0.01)
+    assert recompute_share([row, row], n) == pytest.approx(0.5)  # rows x longest row
+    assert recompute_share([row], 0) == 1.0
+
+
 def test_a_recomputed_pass_keeps_fewer_activations_for_the_same_gradient(tiny_model):
-    """Activation checkpointing of a long row: what the forward saves for the backward shrinks to each
-    layer's input, and the loss and gradient stay those of the plain pass."""
+    """Activation checkpointing of a long row: what the forward saves for the backward shrinks to the
+    recomputed layers' inputs (half of the layers: about half of it), and the loss and gradient stay
+    those of the plain pass."""
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model, torch_dtype=torch.float32)
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
@@ -130,7 +141,7 @@ def test_a_recomputed_pass_keeps_fewer_activations_for_the_same_gradient(tiny_mo
     row = _example(1, body=120, answer=20)
     ids, labels = torch.tensor([row.input_ids]), torch.tensor([row.labels])
 
-    def run(recompute: bool) -> tuple[float, int, list[torch.Tensor]]:
+    def run(recompute: float) -> tuple[float, int, list[torch.Tensor]]:
         saved: list[int] = []
 
         def pack(t: torch.Tensor) -> torch.Tensor:
@@ -139,7 +150,10 @@ def test_a_recomputed_pass_keeps_fewer_activations_for_the_same_gradient(tiny_mo
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             if recompute:
-                with loss_fn.recomputing():
+                with loss_fn.recomputing(recompute):
+                    assert sum(getattr(m, "gradient_checkpointing", False) for m in model.modules()) == (
+                        1 if recompute <= 0.5 else 2
+                    )
                     loss = loss_fn(ids, labels)
             else:
                 loss = loss_fn(ids, labels)
@@ -148,11 +162,13 @@ def test_a_recomputed_pass_keeps_fewer_activations_for_the_same_gradient(tiny_mo
         model.zero_grad(set_to_none=True)
         return loss.item(), sum(saved), grads
 
-    plain_loss, plain_bytes, plain = run(False)
-    loss, kept, grads = run(True)
-    assert loss == pytest.approx(plain_loss, rel=1e-6)
-    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(grads, plain))
-    assert kept < plain_bytes / 2, (kept, plain_bytes)
+    plain_loss, plain_bytes, plain = run(0.0)
+    kept = {}
+    for share in (0.5, 1.0):
+        loss, kept[share], grads = run(share)
+        assert loss == pytest.approx(plain_loss, rel=1e-6)
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(grads, plain))
+    assert kept[1.0] < plain_bytes / 2 < kept[0.5] < plain_bytes, (kept, plain_bytes)
     assert not any(getattr(m, "gradient_checkpointing", False) for m in model.modules())  # off again after
 
 

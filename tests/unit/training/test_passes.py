@@ -109,8 +109,9 @@ print(before, kept, rss())
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     before, kept, after = (float(x) for x in done.stdout.split())
-    assert kept > before - 64, "the tuned heap keeps freed blocks resident (what the trim is for)"
-    assert after < before - 400, f"{after:.0f} MiB resident after the trim, {before:.0f} before"
+    # the tuned heap keeps freed blocks resident (all of them, or the half not at its top): the trim
+    # hands back what it kept
+    assert after < kept - 200 and after < before - 400, f"{before:.0f} → {kept:.0f} → {after:.0f} MiB"
 
 
 def test_training_caps_onednns_primitive_cache_unless_the_user_set_it():

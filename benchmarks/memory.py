@@ -10,8 +10,8 @@ budget per pass, the compute path of this CPU). serve: the serving pool (`ModelP
 child process's maximum resident set (`wait4`), so nothing else in this process counts; `--trace S`
 also samples its resident set every S seconds, to find when a peak happens. Training also keeps each
 step's record (tokens, answer tokens, passes recomputed, the peak so far) and prints the steps that
-raised the peak. Prints the CPU kind and one
-line per measurement; results in benchmarks/results/memory.json.
+raised the peak. Prints the CPU kind and one line per measurement; results in
+benchmarks/results/memory.json.
 """
 
 from __future__ import annotations

@@ -111,8 +111,8 @@ def tune_cpu_allocator() -> bool:
     """Keep activation-sized blocks (up to 32 MiB) on glibc's heap and stop it trimming memory back
     to the OS whenever a block is freed: freed activations are reused within a step instead of mmap'd,
     page-faulted and unmapped again (the trainer hands free pages back once a step instead:
-    `release_freed_memory`). Measured on the 1-epoch receipts benchmark: 71.5 s → 68.5 s, sys time 24 s → 20 s.
-    No-op where glibc is absent, and where the user set glibc's malloc tunables (`GLIBC_TUNABLES` with
+    `release_freed_memory`). Measured on the 1-epoch receipts benchmark: 71.5 s → 68.5 s, sys time
+    24 s → 20 s. No-op where glibc is absent, and where the user set glibc's malloc tunables (`GLIBC_TUNABLES` with
     glibc.malloc.*, or a `MALLOC_*_` variable): theirs hold."""
     import os
 

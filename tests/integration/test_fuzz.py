@@ -47,6 +47,7 @@ def test_a_fuzzed_service_gives_no_server_error(service, tmp_path):
         text=True,
         timeout=900,
         env={**os.environ, "NO_COLOR": "1"},
+        cwd=tmp_path,  # its example database (.schemathesis/) goes there, not into the checkout
     )
     assert report.is_file(), run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(report.read_text())

@@ -4,14 +4,19 @@ shared 2-core machine (±10% between runs) does not swamp.
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever merge
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever decoding --against <git revision>
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever attention
+    .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever kept-prompt
 
 - `merge`: the adapter merged into the fp32 base weights (what the pool does once an adapter has run
   `MERGE_AFTER_S` in a row) against a pool that never merges;
 - `decoding`: this tree's `backend/inference/decoding.py` against the same file at an earlier git
-  revision (e.g. the padded prefill before per-row prefill), in the same process and pool;
+  revision (e.g. the padded prefill before per-row prefill), in the same process and pool, candidate
+  ranking off in both (an earlier revision's results may lack what ranking reads now);
 - `attention`: the pool's grouped attention (`backend/inference/kv.py`) against transformers' SDPA
-  attention, both merged at once.
-The held-out SROIE receipts of benchmarks/extract_latency.py go through both arms batch by batch, the
+  attention, both merged at once;
+- `kept-prompt`: candidate ranking (the default "typed") going on from each ranked receipt's prompt as
+  decoding read it, against reading the prompt again, both merged at once.
+The held-out SROIE receipts of benchmarks/extract_latency.py (with `--fold K`, development fold K's:
+for an adapter `label_efficiency.py` trained on the other folds) go through both arms batch by batch, the
 arm that goes first alternating; prints each arm's documents/s, the batches the lever won, the ratio,
 and whether the answers agree. Results: benchmarks/results/extract_ab-<lever>[-<tag>]-<cpu>.json.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import subprocess
 import sys
@@ -30,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from extract_latency import NAMES, receipts  # noqa: E402
+from extract_latency import FOLD_HELP, NAMES, receipts  # noqa: E402
 
 
 def old_decoding(revision: str):
@@ -51,15 +57,22 @@ def old_decoding(revision: str):
     return module
 
 
+def accepting(decode):
+    """`decode` called with only the keyword arguments it knows (an earlier revision's knows fewer)."""
+    known = inspect.signature(decode).parameters
+    return lambda *a, **k: decode(*a, **{n: v for n, v in k.items() if n in known})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapter", required=True, help="a training run folder (e.g. runs/sroie/<run>)")
-    parser.add_argument("--lever", choices=["merge", "decoding", "attention"], required=True)
+    parser.add_argument("--lever", choices=["merge", "decoding", "attention", "kept-prompt"], required=True)
     parser.add_argument("--against", help="--lever decoding: the git revision whose decoding.py is the baseline")
     parser.add_argument("--n", type=int, default=24, help="held-out receipts per repeat")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42, help="the SROIE split's seed")
+    parser.add_argument("--fold", type=int, help=FOLD_HELP)
     parser.add_argument("--tag", help="added to the results file's name, to keep another run of the same lever")
     args = parser.parse_args()
     if args.lever == "decoding" and not args.against:
@@ -72,25 +85,34 @@ def main() -> None:
     from backend.inference.spec import ExtractionSpec
     from backend.models.hardware import cpu_kind
 
-    docs = receipts(args.n, args.seed)
+    docs = receipts(args.n, args.seed, args.fold)
     spec = ExtractionSpec.of(flat_schema(NAMES))
     items = [extraction.Document(d["text"], spec) for d in docs]
     target = AdapterBundle.of_folder(args.adapter)
-    now = extraction.constrained_batch
-    if args.lever == "merge":
+    now, keeping = extraction.constrained_batch, extraction._scored_later
+    kept = {"prompt read again": lambda *_: None}  # per arm, where it differs: whether decoding keeps prompts
+    if args.lever == "kept-prompt":
+        pool = ModelPool()
+        arms = {"kept prompt": (pool, now), "prompt read again": (pool, now)}
+    elif args.lever == "merge":
         arms = {"merged": (ModelPool(), now), "never merged": (ModelPool(merge=False), now)}
     elif args.lever == "attention":
         arms = {"grouped": (ModelPool(), now), "stock SDPA": (ModelPool(), now)}
     else:
         pool = ModelPool(merge=False)
-        arms = {"this tree": (pool, now), f"at {args.against}": (pool, old_decoding(args.against).constrained_batch)}
+        arms = {
+            "this tree": (pool, now),
+            f"at {args.against}": (pool, accepting(old_decoding(args.against).constrained_batch)),
+        }
+    options = {"rank": False} if args.lever == "decoding" else {}
     for name, (pool, _) in arms.items():
-        extraction.extract_many(pool, target, items[:1])  # loads the model and the adapter
+        extraction.extract_many(pool, target, items[:1], **options)  # loads the model and the adapter
         base = next(iter(pool._bases.values()))
         if name == "stock SDPA":
             base.model.set_attn_implementation("sdpa")
-        if name == "merged" or (name in ("grouped", "stock SDPA") and pool.merge):  # as the product would
-            base.model.merge_adapter()  # at once, not after MERGE_AFTER_S
+        merging = name == "merged" or pool.merge
+        if merging and base.merged is None:  # as the product would, at once, not after MERGE_AFTER_S
+            base.model.merge_adapter()
             base.merged = base.streak[0]
     names = list(arms)
     seconds: dict[str, list[float]] = {n: [] for n in names}
@@ -100,16 +122,18 @@ def main() -> None:
             for name in names if (repeat + k) % 2 == 0 else names[::-1]:
                 pool, decode = arms[name]
                 extraction.constrained_batch = decode
+                extraction._scored_later = kept.get(name, keeping)
                 pool.prefixes.clear()
                 started = time.perf_counter()
-                out = extraction.extract_many(pool, target, items[start : start + args.batch], batch_size=args.batch)
+                batch = items[start : start + args.batch]
+                out = extraction.extract_many(pool, target, batch, batch_size=args.batch, **options)
                 seconds[name].append(time.perf_counter() - started)
                 if repeat == 0:
                     answers[name] += [o["fields"] for o in out]
                 print(
                     f"{name:>14}  repeat {repeat}  documents {start}–{start + len(out) - 1}: {seconds[name][-1]:.2f} s"
                 )
-    extraction.constrained_batch = now
+    extraction.constrained_batch, extraction._scored_later = now, keeping
     lever, plain = names
     total = len(items) * args.repeats
     rates = {n: total / sum(seconds[n]) for n in names}

@@ -5,7 +5,8 @@
 
 Documents: `--n` receipts (default 50) from sroie_train.jsonl (kept outside the repository: benchmarks/README.md; SROIE, CC BY 4.0), the
 held-out part of the split `benchmarks/sroie_eval.py` makes (seed 42), so a SROIE adapter has never
-seen them. Every contender gets the same prompt (backend/prompts.py) and the receipt schema
+seen them (`--fold K`: development fold K's receipts instead, for an adapter `label_efficiency.py`
+trained on the other folds). Every contender gets the same prompt (backend/prompts.py) and the receipt schema
 (company, date, address, total: strings or null).
 
 (a) plain: `AutoModelForCausalLM` as loaded by default (fp32), one document at a time, greedy
@@ -42,14 +43,25 @@ SROIE = ROOT.parent / "shared" / "data" / "sroie_train.jsonl"
 NAMES = ["company", "date", "address", "total"]
 
 
-def receipts(n: int, seed: int) -> list[dict]:
-    from sroie_eval import split
+def receipts(n: int, seed: int, fold: int | None = None) -> list[dict]:
+    """The first `n` held-out receipts of the split of `seed`, or with `fold` the first `n` of that
+    development fold (`sroie_split.fold_rows`: what an adapter `label_efficiency.py` trained on the
+    other folds has never seen)."""
+    if fold is not None:
+        from sroie_split import fold_rows
 
-    _, held = split(SROIE, ROOT / "runs" / "sroie", val=60, seed=seed)
-    rows = [json.loads(line) for line in held.read_text().splitlines() if line.strip()]
+        rows = fold_rows(fold)[1]
+    else:
+        from sroie_eval import split
+
+        _, held = split(SROIE, ROOT / "runs" / "sroie", val=60, seed=seed)
+        rows = [json.loads(line) for line in held.read_text().splitlines() if line.strip()]
     if n > len(rows):
         raise SystemExit(f"--n {n}: only {len(rows)} held-out receipts")
     return rows[:n]
+
+
+FOLD_HELP = "read development fold K's receipts instead (for an adapter trained on the other folds)"
 
 
 def check(raw: str, schema: dict) -> dict | None:
@@ -272,6 +284,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer cap of (a) and (c)")
     parser.add_argument("--threads", type=int, default=0, help="torch / llama.cpp threads (0: all cores)")
     parser.add_argument("--seed", type=int, default=42, help="the SROIE split's seed")
+    parser.add_argument("--fold", type=int, help=FOLD_HELP)
     parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results/extract_latency*.json)")
     parser.add_argument(
         "--dtype",
@@ -302,7 +315,7 @@ def main() -> None:
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    docs = receipts(args.n, args.seed)
+    docs = receipts(args.n, args.seed, args.fold)
     schema = flat_schema(NAMES)
     results = []
     if "plain" not in args.skip:

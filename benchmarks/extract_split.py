@@ -1,13 +1,14 @@
 """Where batched extraction spends its time: reading the prompts (prefill) against the decode passes.
 
-    .venv/bin/python benchmarks/extract_split.py --adapter runs/sroie/<run> [--n 16] [--draft N]
+    .venv/bin/python benchmarks/extract_split.py --adapter runs/sroie/<run> [--n 16] [--draft N] [--fold K]
 
-Extracts the held-out SROIE receipts of benchmarks/extract_latency.py in batches of 8 through the
+Extracts the held-out SROIE receipts of benchmarks/extract_latency.py (or a development fold's) in batches of 8 through the
 product's path (`extract_many`), after one warm-up batch (which also lets the pool merge the adapter),
 and times the decoding loop's two parts apart: prefill (prompt tokens per second, and the matmul
 rate that implies: 2 × the body's parameters per token, attention and the output layer aside) and
-decode passes (how many, milliseconds each, rows and tokens per row they carried). `--draft` overrides
-the batched copy-drafting width (0: off). Prints the CPU kind; nothing is written.
+decode passes (how many, milliseconds each, rows and tokens per row they carried, and the share
+of the positions they computed that were padding: rows feeding fewer tokens than the widest).
+`--draft` overrides the batched copy-drafting width (0: off). Prints the CPU kind; nothing is written.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from extract_latency import NAMES, receipts  # noqa: E402
+from extract_latency import FOLD_HELP, NAMES, receipts  # noqa: E402
 
 
 def main() -> None:
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=16, help="receipts timed (after 8 of warm-up)")
     parser.add_argument("--draft", type=int, help="copy-drafting width in batches (default: the product's)")
     parser.add_argument("--seed", type=int, default=42, help="the SROIE split's seed")
+    parser.add_argument("--fold", type=int, help=FOLD_HELP)
     args = parser.parse_args()
 
     import backend.inference.decoding as decoding
@@ -41,7 +43,7 @@ def main() -> None:
     from backend.inference.spec import ExtractionSpec
     from backend.models.hardware import cpu_kind
 
-    spent = {"prefill": 0.0, "passes": 0.0, "count": 0, "rows": 0, "width": 0}
+    spent = {"prefill": 0.0, "passes": 0.0, "count": 0, "rows": 0, "width": 0, "fed": 0, "computed": 0}
     prefill, forward = decoding._prefill, decoding._forward
 
     def timed_prefill(*a, **k):
@@ -57,15 +59,17 @@ def main() -> None:
         spent["count"] += 1
         spent["rows"] += len(steps)
         spent["width"] += max(map(len, steps))
+        spent["fed"] += sum(map(len, steps))
+        spent["computed"] += len(steps) * max(map(len, steps))
         return out
 
     decoding._prefill, decoding._forward = timed_prefill, timed_forward
     spec = ExtractionSpec.of(flat_schema(NAMES))
-    items = [extraction.Document(d["text"], spec) for d in receipts(args.n + 8, args.seed)]
+    items = [extraction.Document(d["text"], spec) for d in receipts(args.n + 8, args.seed, args.fold)]
     pool, target = ModelPool(), AdapterBundle.of_folder(args.adapter)
     options = {} if args.draft is None else {"draft": args.draft}
     extraction.extract_many(pool, target, items[:8], **options)  # warm-up; the adapter merges after it
-    spent.update(prefill=0.0, passes=0.0, count=0, rows=0, width=0)
+    spent.update(prefill=0.0, passes=0.0, count=0, rows=0, width=0, fed=0, computed=0)
     started = time.perf_counter()
     out = extraction.extract_many(pool, target, items[8:], **options)
     total = time.perf_counter() - started
@@ -89,6 +93,7 @@ def main() -> None:
                 "ms_per_pass": round(1000 * spent["passes"] / passes, 1),
                 "rows_per_pass": round(spent["rows"] / passes, 2),
                 "tokens_per_row_per_pass": round(spent["width"] / passes, 2),
+                "padding_share": round(1 - spent["fed"] / max(1, spent["computed"]), 3),
                 "other_s": round(total - spent["prefill"] - spent["passes"], 2),
                 "generated_tokens": sum(o["usage"]["completion_tokens"] for o in out),
                 "draft": "default" if args.draft is None else args.draft,

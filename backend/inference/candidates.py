@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from backend.inference.decoding import common_prefix
+from backend.inference.decoding import PromptState, common_prefix
 from backend.values import AMOUNT, parse_date, parse_decimal
 
 _MONTH = r"(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]*"
@@ -196,17 +196,26 @@ def score_values(
 
 @torch.no_grad()
 def score_queries(
-    model, tokenizer, prompt_ids: list[int], queries: list[tuple[str, list[str], str]], device=None
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    queries: list[tuple[str, list[str], str]],
+    device=None,
+    prompt: PromptState | None = None,
 ) -> list[list[float]]:
     """`score_values` for several (prefix, values, closing) after one prompt: the prompt is computed
-    once, each query's shared answer prefix once on a copy of its cache."""
+    once (not at all when `prompt` holds it already, as decoding left it), each query's shared answer
+    prefix once on a copy of its cache."""
 
     device = device or next(model.parameters()).device
     results: list[list[float]] = [[] for _ in queries]
     if not any(values for _, values, _ in queries):
         return results
-    cache = DynamicCache()
-    first = _extend(model, cache, list(prompt_ids), 0, device)
+    if prompt is not None:
+        cache, first = prompt.cache, prompt.next_logprobs
+    else:
+        cache = DynamicCache()
+        first = _extend(model, cache, list(prompt_ids), 0, device)
     for n, (prefix, values, closing) in enumerate(queries):
         if not values:
             continue
@@ -260,18 +269,20 @@ def rank_fields(
     values: dict[str, Any],
     fields: dict[str, tuple[list[str], str]],
     device=None,
+    prompt: PromptState | None = None,
 ) -> dict[str, list[tuple[str, float]]]:
     """`rank` for several fields of one document ({field: (candidate values, kind)}), the prompt computed once.
     Each field is scored after the answer written up to it with `values` (the free prediction). A value
     listed n times (printed in n places) has its probability counted n times: the document's spans are
-    the choices, and several of them may say the same thing (TOTAL 9.00, CASH 9.00)."""
+    the choices, and several of them may say the same thing (TOTAL 9.00, CASH 9.00). `prompt`: the
+    prompt already read (`decoding.PromptState`), or None to read it here."""
     queries, forms, counts = [], {}, {}
     for field, (candidates, _) in fields.items():
         forms[field] = list(dict.fromkeys(candidates))
         counts[field] = Counter(candidates)
         prefix, closing = answer_prefix(names, values, field)
         queries.append((prefix, forms[field], closing))
-    scores = score_queries(model, tokenizer, prompt_ids, queries, device)
+    scores = score_queries(model, tokenizer, prompt_ids, queries, device, prompt)
     return {
         field: group(forms[field], s, meaning(kind), counts[field]) if forms[field] else []
         for (field, (_, kind)), s in zip(fields.items(), scores)

@@ -9,10 +9,12 @@ cannot jump forward; outlines adds ≈ 31 ms per token; lm-format-enforcer faile
 
 The prompts are read first, each row alone at its own length (`_prefill`), and their caches stacked.
 Then one forward pass advances every unfinished row: by its forced tokens when the grammar forces some,
-else by one greedy token chosen under the grammar's mask. Rows advance by different numbers of
+else by one greedy token chosen under the grammar's mask, with the stretch the grammar forces after
+it (a value's closing quote and the next key go in one pass, not two). Rows advance by different numbers of
 tokens, so each step is padded on the left to the widest row; padding is masked out of attention
 and position ids are kept per row, so a row's tokens see exactly what they would see alone.
-Finished rows leave the batch (their cache rows are dropped).
+Finished rows leave the batch (their cache rows are dropped; a caller that will score answers after
+the prompt, as candidate ranking does, may keep a leaving row's prompt part: `keep_prompt`).
 
 Each chosen token keeps its log-probability under the model's *unmasked* distribution (how sure the
 model itself was); forced tokens have none. `constrained.field_confidence` turns those into
@@ -34,7 +36,7 @@ from llguidance.torch import allocate_token_bitmask, fill_next_token_bitmask
 from transformers import DynamicCache
 
 from backend.errors import InvalidRequest
-from backend.inference.kv import roomy_cache
+from backend.inference.kv import roomy_cache, row_cache
 
 _LL_TOKENIZERS: dict[int, Any] = {}
 
@@ -63,6 +65,16 @@ class Constrained:
     forward_passes: int = 0
     cached_prompt_tokens: int = 0  # prompt tokens read from the prefix cache, not computed
     extra: dict[str, Any] = field(default_factory=dict)
+    prompt: PromptState | None = None  # the prompt's keys and values, where `keep_prompt` asked for them
+
+
+@dataclass
+class PromptState:
+    """A prompt read into a one-row cache, and the log-probabilities of the token after it: what
+    scoring answers after the prompt goes on from, instead of reading the prompt again."""
+
+    cache: Any
+    next_logprobs: torch.Tensor
 
 
 class PrefixCache:
@@ -102,6 +114,7 @@ class _Row:
         self.logprobs: list[float | None] = []
         self.forced = self.passes = self.drafted = self.accepted = 0
         self.finish: str | None = None
+        self.prompt: PromptState | None = None
 
     def done(self) -> bool:
         if self.finish is None and self.gone is not None and self.gone():
@@ -162,6 +175,7 @@ def constrained_batch(
     prefix: tuple[list[int], Any] | None = None,
     draft: int = 0,
     gone: list[Callable[[], bool] | None] | None = None,
+    keep_prompt: Callable[[int, str], bool] | None = None,
 ) -> list[Constrained]:
     """Decode one answer per prompt under its grammar, greedily. `gone[i]`, when given, is asked
     between steps whether row i's caller has left; such a row stops (finish "cancelled") and leaves
@@ -172,7 +186,11 @@ def constrained_batch(
     chosen token, up to `draft` tokens that followed the same n-gram in the prompt (and that the
     grammar allows) are fed along in the same pass; each is kept while it equals the greedy choice
     at its position, the first mismatch is replaced by that choice, and the rest is masked out. The
-    answer is the same greedy answer, in fewer passes when values are copied from the document."""
+    answer is the same greedy answer, in fewer passes when values are copied from the document.
+
+    `keep_prompt(i, text)`, when given, is asked as row i leaves the batch with its answer `text`;
+    where it says yes, the row's prompt part of the cache is copied out (`Constrained.prompt`) before
+    the row's cache is dropped."""
 
     vocab = model.get_output_embeddings().weight.shape[0]
     ll_tok = ll_tokenizer(tokenizer, vocab)
@@ -191,6 +209,7 @@ def constrained_batch(
         model, prefix[1] if prefix is not None and shared else None, feed, start, device, room
     )
     positions = [start + len(f) for f in feed]
+    read, ends = logits[:, 0], max(positions)  # each prompt's next-token logits; where the prompts end
     feed = [[] for _ in rows]  # the prompts are in the cache; the first pass below chooses from `logits`
     drafts: list[list[int]] = [[] for _ in rows]  # per row: guesses fed along, not yet consumed
     live = list(range(len(rows)))  # row index of each batch position
@@ -231,16 +250,8 @@ def constrained_batch(
             row.passes += 1
             cursor, accepted, following = width - len(guess) - 1, 0, []
             while not row.done():
-                forced = row.matcher.compute_ff_tokens() if jump_forward else []
-                forced = [t for t in forced if t not in eos_ids][: row.budget - len(row.tokens)]
+                forced = _forced(row, eos_ids) if jump_forward else []
                 if forced:  # no choice to make: appended, and fed in the next pass
-                    if not row.matcher.consume_tokens(forced):
-                        raise GrammarError(
-                            f"schema: constrained decoding stopped: {row.matcher.get_error()}; simplify the schema"
-                        )
-                    row.tokens += forced
-                    row.logprobs += [None] * len(forced)
-                    row.forced += len(forced)
                     following = forced
                     break
                 token = choose(row, logits[b, cursor])
@@ -251,6 +262,8 @@ def constrained_batch(
                     accepted, cursor = accepted + 1, cursor + 1  # fed already: its logits are at hand
                     continue
                 following = [token]
+                if jump_forward and not row.matcher.is_stopped():
+                    following += _forced(row, eos_ids)  # fed with the token: one pass, not two
                 break
             if len(guess) > accepted:
                 mask[b, mask.shape[1] - (len(guess) - accepted) :] = 0  # wrong guesses: never attended to
@@ -263,6 +276,13 @@ def constrained_batch(
                 proposal = row.lookup.propose(row.tokens, min(draft, row.budget - len(row.tokens)))
                 drafts[i] = proposal[: row.matcher.validate_tokens(proposal)] if proposal else []
             keep.append(b)
+        if keep_prompt is not None:
+            for b, i in enumerate(live):
+                if b in keep or rows[i].finish == "cancelled":
+                    continue
+                if keep_prompt(i, tokenizer.decode(rows[i].tokens, skip_special_tokens=True)):
+                    kept = row_cache(cache, b, ends - rows[i].prompt_tokens, ends)
+                    rows[i].prompt = PromptState(kept, torch.log_softmax(read[i].float(), dim=-1))
         if not keep:
             break
         if len(keep) < len(live):
@@ -285,9 +305,22 @@ def constrained_batch(
                 row.passes,
                 start,
                 {"drafted": row.drafted, "accepted": row.accepted},
+                row.prompt,
             )
         )
     return out
+
+
+def _forced(row: _Row, eos_ids: list[int]) -> list[int]:
+    """The tokens the grammar forces next (within the row's budget), consumed and appended to the row."""
+    forced = [t for t in row.matcher.compute_ff_tokens() if t not in eos_ids][: row.budget - len(row.tokens)]
+    if forced:
+        if not row.matcher.consume_tokens(forced):
+            raise GrammarError(f"schema: constrained decoding stopped: {row.matcher.get_error()}; simplify the schema")
+        row.tokens += forced
+        row.logprobs += [None] * len(forced)
+        row.forced += len(forced)
+    return forced
 
 
 def constrained_generate(

@@ -20,7 +20,7 @@ from backend.inference.constrained import bound_schema, field_confidence, gramma
 from backend.inference.decoding import common_prefix, constrained_batch
 from backend.inference.grounding import ground
 from backend.inference.pool import ModelPool, stop_ids
-from backend.inference.ranking import rank_document, resolve
+from backend.inference.ranking import rank_document, resolve, to_score
 from backend.inference.spans import SpanCopy, span_grammar
 from backend.inference.spec import ExtractionSpec
 from backend.inference.stages import (
@@ -138,6 +138,7 @@ def extract_many(
                 jump_forward=jump_forward,
                 prefix=prefix,
                 draft=(DRAFT_ALONE if len(chunk) == 1 else DRAFT_BATCHED) if draft is None else draft,
+                keep_prompt=_scored_later([docs[i] for i in chunk], [modes[i] for i in chunk], rules),
             )
             for i, result in zip(chunk, decoded):
                 ranking = None
@@ -154,7 +155,9 @@ def extract_many(
                         row_mode,
                         device,
                         only=spec.strings,
+                        prompt=result.prompt,
                     )
+                result.prompt = None  # its cache is freed with the batch's
                 results[i] = _record(target, docs[i], result, review_confidence, conventions, ranking)
     return [r for r in results if r is not None]
 
@@ -283,6 +286,22 @@ def encode_chat(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of a chat prompt, ready for the assistant's answer."""
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def _scored_later(docs: list[Document], modes: list[str | None], rules) -> Callable[[int, str], bool] | None:
+    """For decoding: whether row i's answer leaves candidates for ranking to score (and so its prompt
+    is worth keeping); None where no row of the batch is ranked."""
+    if not any(modes):
+        return None
+
+    def scored(i: int, text: str) -> bool:
+        mode, spec = modes[i], docs[i].spec
+        if not mode:
+            return False
+        values = parse_answer(text, spec.fields).fields
+        return bool(to_score(spec.names, values, docs[i].text, rules, mode, spec.strings)[1])
+
+    return scored
 
 
 def _shared_prefix(tokenizer, docs: list[Document], prompts: list[list[int]]) -> list[int]:

@@ -88,6 +88,16 @@ def roomy_cache(rows: list[list[tuple[torch.Tensor, torch.Tensor]]], width: int,
     return cache
 
 
+def row_cache(cache: DynamicCache, row: int, start: int, end: int) -> DynamicCache:
+    """Positions [start, end) of one row of a batch cache, copied into a plain one-row cache of its own
+    (what scoring after decoding goes on from: a row's prompt, read once in the batch)."""
+    out = DynamicCache()
+    layer: Any
+    for n, layer in enumerate(cache.layers):
+        out.update(layer.keys[row : row + 1, :, start:end], layer.values[row : row + 1, :, start:end], n)
+    return out
+
+
 def grouped_sdpa(
     module: torch.nn.Module,
     query: torch.Tensor,

@@ -39,6 +39,7 @@ from backend.inference.candidates import (
     meaning,
     rank_fields,
 )
+from backend.inference.decoding import PromptState
 from backend.labels.conventions import FILE as CONVENTIONS_FILE
 from backend.scoring.normalize import norm_text
 
@@ -109,21 +110,12 @@ def candidates_for(conventions, field: str, kind: str, text: str) -> list[str]:
     return [c.value for c in lines if not any(stops[name].search(c.value) for name in conv.stops if name in stops)]
 
 
-def rank_document(
-    model,
-    tokenizer,
-    prompt_ids: list[int],
-    names: list[str],
-    values: dict[str, Any],
-    text: str,
-    conventions,
-    mode: str = "typed",
-    device=None,
-    only: set[str] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """{field: {"free", "best", "choice", "share", "candidates"}} for each field `mode` ranks (see the module
-    docstring; with `only`, among those fields); `values` (the decoded answer) is what the model
-    conditions on before each field."""
+def to_score(
+    names: list[str], values: dict[str, Any], text: str, conventions, mode: str = "typed", only: set[str] | None = None
+) -> tuple[dict[str, str], dict[str, tuple[list[str], str]], set[str]]:
+    """What ranking a decoded answer (`values`) takes, before any model call: the fields `mode` ranks
+    ({field: kind}), those with candidates to score ({field: (candidates, kind)}; empty: nothing to
+    score) and the text fields whose answer is one of their line candidates."""
     kinds = rankable(conventions, names, mode, only)
     asked, on_lines = {}, set()
     for field, kind in kinds.items():
@@ -142,7 +134,28 @@ def rank_document(
                 continue  # the answer is one of the document's spans: nothing to decide
         if options:
             asked[field] = (options, kind)
-    ranked = rank_fields(model, tokenizer, prompt_ids, names, values, asked, device) if asked else {}
+    return kinds, asked, on_lines
+
+
+def rank_document(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    names: list[str],
+    values: dict[str, Any],
+    text: str,
+    conventions,
+    mode: str = "typed",
+    device=None,
+    only: set[str] | None = None,
+    prompt: PromptState | None = None,
+) -> dict[str, dict[str, Any]]:
+    """{field: {"free", "best", "choice", "share", "candidates"}} for each field `mode` ranks (see the module
+    docstring; with `only`, among those fields); `values` (the decoded answer) is what the model
+    conditions on before each field. `prompt`: the prompt as decoding read it (`to_score` tells
+    beforehand whether any scoring will need it), or None to read it again."""
+    kinds, asked, on_lines = to_score(names, values, text, conventions, mode, only)
+    ranked = rank_fields(model, tokenizer, prompt_ids, names, values, asked, device, prompt) if asked else {}
     decision = {}
     for field in kinds:
         scored = ranked.get(field) or []

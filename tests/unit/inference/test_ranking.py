@@ -143,9 +143,10 @@ def test_always_scores_a_printed_amount_too(tiny):
     assert decided["total"]["candidates"] == 3 and decided["total"]["choice"] == decided["total"]["best"]
 
 
-def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, write_jsonl):
+def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, write_jsonl, monkeypatch):
+    from backend.inference import candidates
     from backend.inference.bundle import AdapterBundle
-    from backend.inference.extraction import Document, extract_many
+    from backend.inference.extraction import Document, encode_chat, extract_many
     from backend.inference.pool import ModelPool
     from backend.inference.spec import ExtractionSpec
     from backend.models.adapters import find_adapter
@@ -166,6 +167,32 @@ def test_extraction_with_rank_on_a_trained_adapter(tiny_config, tiny_model, writ
     doc = Document(DOC, ExtractionSpec.from_names(NAMES))
     pool = ModelPool(device="cpu")
 
+    extend, reads = candidates._extend, []
+
+    def counted(model, cache, ids, start, device):
+        reads.append(start)
+        return extend(model, cache, ids, start, device)
+
+    monkeypatch.setattr(candidates, "_extend", counted)
+    fp32 = ModelPool(device="cpu", dtype="float32")  # bf16 sums a batch in another order than a lone read
+    kept = extract_many(fp32, target, [doc], rank="text")[0]
+    assert any(d["candidates"] for d in kept["ranking"].values())
+    assert 0 not in reads  # scoring went on from the prompt as decoding read it, never read it again
+    with fp32.using(target) as (model, tokenizer, _):  # the same decisions as from a prompt read anew
+        anew = rank_document(
+            model,
+            tokenizer,
+            encode_chat(tokenizer, doc.spec.messages(DOC)),
+            NAMES,
+            kept["model_fields"],
+            DOC,
+            conventions,
+            "text",
+        )
+    assert reads.count(0) == 1
+    for field, d in kept["ranking"].items():
+        assert {k: v for k, v in d.items() if k != "share"} == {k: v for k, v in anew[field].items() if k != "share"}
+        assert d["share"] == pytest.approx(anew[field]["share"], abs=1e-4)
     out = extract_many(pool, target, [doc], rank="text")[0]
     assert set(out["ranking"]) == set(rankable(conventions, NAMES, "text")) == {"company", "date", "total"}
     chosen = dict(out["model_fields"])

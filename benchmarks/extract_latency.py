@@ -50,7 +50,10 @@ def receipts(n: int, seed: int, fold: int | None = None) -> list[dict]:
     if fold is not None:
         from sroie_split import fold_rows
 
-        rows = fold_rows(fold)[1]
+        try:
+            rows = fold_rows(fold)[1]
+        except ValueError as err:
+            raise SystemExit(f"--fold: {err}") from None
     else:
         from sroie_eval import split
 

@@ -52,9 +52,9 @@ def main() -> None:
         spent["prefill"] += time.perf_counter() - started
         return out
 
-    def timed_forward(model, cache, mask, steps, positions, device, *, keep):
+    def timed_forward(model, cache, mask, steps, positions, device, **options):
         started = time.perf_counter()
-        out = forward(model, cache, mask, steps, positions, device, keep=keep)
+        out = forward(model, cache, mask, steps, positions, device, **options)
         spent["passes"] += time.perf_counter() - started
         spent["count"] += 1
         spent["rows"] += len(steps)

@@ -21,6 +21,7 @@ shared 2-core machine (±10% between runs) does not swamp.
 The held-out SROIE receipts of benchmarks/extract_latency.py (with `--fold K`, development fold K's:
 for an adapter `label_efficiency.py` trained on the other folds) go through both arms batch by batch, the
 arm that goes first alternating; prints each arm's documents/s, the batches the lever won, the ratio,
+the seconds each arm spent in decode passes (the part most levers change: less noisy than the whole),
 and whether the answers agree. Results: benchmarks/results/extract_ab-<lever>[-<tag>]-<cpu>.json.
 """
 
@@ -81,6 +82,7 @@ def main() -> None:
     if args.lever == "decoding" and not args.against:
         parser.error("--lever decoding needs --against <git revision>")
 
+    import backend.inference.decoding as decoding
     import backend.inference.extraction as extraction
     from backend.inference.bundle import AdapterBundle
     from backend.inference.constrained import flat_schema
@@ -122,11 +124,23 @@ def main() -> None:
             base.merged = base.streak[0]
     names = list(arms)
     seconds: dict[str, list[float]] = {n: [] for n in names}
+    passes = {n: 0.0 for n in names}  # seconds in decode passes (this tree's passes; not an earlier revision's)
+    forward, arm = decoding._forward, [names[0]]
+
+    def timed_forward(*a, **k):
+        started = time.perf_counter()
+        try:
+            return forward(*a, **k)
+        finally:
+            passes[arm[0]] += time.perf_counter() - started
+
+    decoding._forward = timed_forward
     answers: dict[str, list[dict]] = {n: [] for n in names}
     for repeat in range(args.repeats):
         for k, start in enumerate(range(0, len(items), args.batch)):
             for name in names if (repeat + k) % 2 == 0 else names[::-1]:
                 pool, decode = arms[name]
+                arm[0] = name
                 extraction.constrained_batch = decode
                 extraction._scored_later = kept.get(name, keeping)
                 pool.prefixes.clear()
@@ -140,6 +154,7 @@ def main() -> None:
                     f"{name:>14}  repeat {repeat}  documents {start}–{start + len(out) - 1}: {seconds[name][-1]:.2f} s"
                 )
     extraction.constrained_batch, extraction._scored_later = now, keeping
+    decoding._forward = forward
     lever, plain = names
     total = len(items) * args.repeats
     rates = {n: total / sum(seconds[n]) for n in names}
@@ -150,11 +165,23 @@ def main() -> None:
     for n in names:
         print(f"{n:>14}: {rates[n]:.3f} documents/s")
     print(f"batches won by {lever}: {wins} of {len(seconds[lever])}; same answers: {same} of {len(answers[plain])}")
+    if passes[lever] and passes[plain]:
+        print(
+            f"decode passes: {passes[lever]:.1f} s against {passes[plain]:.1f} s ({passes[lever] / passes[plain]:.3f})"
+        )
     print(f"ratio: {rates[lever] / rates[plain]:.3f}")
     kind = cpu.split()[1].lower()
     stem = "-".join(filter(None, ["extract_ab", args.lever, args.tag, kind]))
     out_file = ROOT / "benchmarks" / "results" / f"{stem}.json"
-    result = {"args": vars(args), "cpu": cpu, "seconds": seconds, "docs_per_s": rates, "wins": wins, "same": same}
+    result = {
+        "args": vars(args),
+        "cpu": cpu,
+        "seconds": seconds,
+        "docs_per_s": rates,
+        "wins": wins,
+        "same": same,
+        "decode_pass_s": passes,
+    }
     out_file.write_text(json.dumps({**result, "ratio": rates[lever] / rates[plain]}, indent=1))
     print(f"written: {out_file.relative_to(ROOT)}")
 

@@ -26,6 +26,7 @@ import torch
 
 _state = threading.local()
 _FLAG = "_tunebridge_packed"
+WORTH = 0.7  # gathered only where at most this share of the positions is real
 
 
 def install(model) -> None:
@@ -68,7 +69,7 @@ def _gather(module, args: tuple, where: torch.Tensor | None) -> tuple | None:
         or not isinstance(hidden, torch.Tensor)
         or hidden.dim() != 3
         or tuple(hidden.shape[:2]) != tuple(where.shape)
-        or bool(where.all())
+        or float(where.float().mean()) > WORTH
     ):
         return None  # not a pass this context describes, or nothing to leave out
     module._tunebridge_gathered = where

@@ -5,7 +5,6 @@ shared 2-core machine (±10% between runs) does not swamp.
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever decoding --against <git revision>
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever attention
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever kept-prompt
-    .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever packed
 
 - `merge`: the adapter merged into the fp32 base weights (what the pool does once an adapter has run
   `MERGE_AFTER_S` in a row) against a pool that never merges;
@@ -15,9 +14,7 @@ shared 2-core machine (±10% between runs) does not swamp.
 - `attention`: the pool's grouped attention (`backend/inference/kv.py`) against transformers' SDPA
   attention, both merged at once;
 - `kept-prompt`: candidate ranking (the default "typed") going on from each ranked receipt's prompt as
-  decoding read it, against reading the prompt again, both merged at once;
-- `packed`: decode passes that skip padding in the MLPs and unread logits in the output layer
-  (`backend/inference/packing.py`) against the padded passes, both merged at once.
+  decoding read it, against reading the prompt again, both merged at once.
 The held-out SROIE receipts of benchmarks/extract_latency.py (with `--fold K`, development fold K's:
 for an adapter `label_efficiency.py` trained on the other folds) go through both arms batch by batch, the
 arm that goes first alternating; prints each arm's documents/s, the batches the lever won, the ratio,
@@ -70,7 +67,7 @@ def accepting(decode):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapter", required=True, help="a training run folder (e.g. runs/sroie/<run>)")
-    parser.add_argument("--lever", choices=["merge", "decoding", "attention", "kept-prompt", "packed"], required=True)
+    parser.add_argument("--lever", choices=["merge", "decoding", "attention", "kept-prompt"], required=True)
     parser.add_argument("--against", help="--lever decoding: the git revision whose decoding.py is the baseline")
     parser.add_argument("--n", type=int, default=24, help="held-out receipts per repeat")
     parser.add_argument("--batch", type=int, default=8)
@@ -99,9 +96,6 @@ def main() -> None:
     if args.lever == "kept-prompt":
         pool = ModelPool()
         arms = {"kept prompt": (pool, now), "prompt read again": (pool, now)}
-    elif args.lever == "packed":
-        pool = ModelPool()
-        arms = {"packed": (pool, now), "padded": (pool, lambda *a, **k: now(*a, **{**k, "pack": False}))}
     elif args.lever == "merge":
         arms = {"merged": (ModelPool(), now), "never merged": (ModelPool(merge=False), now)}
     elif args.lever == "attention":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +36,6 @@ from llguidance.torch import allocate_token_bitmask, fill_next_token_bitmask
 from transformers import DynamicCache
 
 from backend.errors import InvalidRequest
-from backend.inference import packing
 from backend.inference.kv import roomy_cache, row_cache
 
 _LL_TOKENIZERS: dict[int, Any] = {}
@@ -178,7 +176,6 @@ def constrained_batch(
     draft: int = 0,
     gone: list[Callable[[], bool] | None] | None = None,
     keep_prompt: Callable[[int, str], bool] | None = None,
-    pack: bool = True,
 ) -> list[Constrained]:
     """Decode one answer per prompt under its grammar, greedily. `gone[i]`, when given, is asked
     between steps whether row i's caller has left; such a row stops (finish "cancelled") and leaves
@@ -193,10 +190,7 @@ def constrained_batch(
 
     `keep_prompt(i, text)`, when given, is asked as row i leaves the batch with its answer `text`;
     where it says yes, the row's prompt part of the cache is copied out (`Constrained.prompt`) before
-    the row's cache is dropped.
-
-    `pack`: decode passes run the MLPs on real positions only and the output layer on the positions
-    whose logits are read (`packing`); the same answers, with less work where rows differ in width."""
+    the row's cache is dropped."""
 
     vocab = model.get_output_embeddings().weight.shape[0]
     ll_tok = ll_tokenizer(tokenizer, vocab)
@@ -220,8 +214,6 @@ def constrained_batch(
     drafts: list[list[int]] = [[] for _ in rows]  # per row: guesses fed along, not yet consumed
     live = list(range(len(rows)))  # row index of each batch position
     bitmask = allocate_token_bitmask(1, ll_tok.vocab_size)
-    if pack:
-        packing.install(model)
 
     def choose(row: _Row, logits: torch.Tensor) -> int | None:
         """The greedy token the grammar allows (its log-probability recorded), or None at the end."""
@@ -250,7 +242,6 @@ def constrained_batch(
                 [positions[i] for i in live],
                 device,
                 keep=width,
-                reads=[len(drafts[i]) + 1 for i in live] if pack else None,
             )
         first = False
         keep: list[int] = []
@@ -393,20 +384,9 @@ def _kv(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return layer.keys, layer.values
 
 
-def _forward(
-    model,
-    cache,
-    mask: torch.Tensor,
-    steps: list[list[int]],
-    positions: list[int],
-    device,
-    *,
-    keep: int,
-    reads: list[int] | None = None,
-):
+def _forward(model, cache, mask: torch.Tensor, steps: list[list[int]], positions: list[int], device, *, keep: int):
     """Feed each row its tokens (left-padded to the widest row); the logits of the last `keep` columns
-    and the attention mask grown by this step. With `reads` (per row: how many of its last columns'
-    logits are read), the pass is packed (`packing`): the other columns' logits are NaN."""
+    and the attention mask grown by this step."""
     width = max(len(s) for s in steps)
     ids = torch.tensor([[0] * (width - len(s)) + s for s in steps], device=device)
     real = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in steps], device=device)
@@ -414,14 +394,7 @@ def _forward(
         [[p] * (width - len(s)) + list(range(p, p + len(s))) for s, p in zip(steps, positions)], device=device
     )
     mask = torch.cat([mask, real], dim=1)
-    context: AbstractContextManager[None] = nullcontext()
-    if reads is not None:
-        read = torch.arange(keep, device=device) >= keep - torch.tensor(reads, device=device).unsqueeze(1)
-        context = packing.packed(real.bool(), read)
-    with context:
-        out = model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=keep
-        )
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=keep)
     return out.logits, mask
 
 

@@ -571,53 +571,6 @@ def test_copy_drafting_changes_no_answer(tiny_fp32, draft):
     assert sum(r.extra["drafted"] for r in drafted) > 0
 
 
-def test_packed_passes_skip_padding_and_unread_logits_and_change_no_answer(tiny_fp32):
-    """Decode passes with rows of different widths (drafts on): packed, the MLPs compute only the
-    fed positions that are not padding and the output layer only the positions whose logits are read;
-    the answers and log-probabilities equal the unpacked passes'."""
-    model, tokenizer = tiny_fp32
-    eos = stop_ids(model, tokenizer)
-    names = ["company", "date", "address", "total"]
-    strings = {
-        "type": "object",
-        "properties": {n: {"type": "string", "minLength": 4, "maxLength": 40} for n in names},
-        "required": names,
-    }
-    bounded, _ = bound_schema(strings)
-    prompts = [_prompt(tokenizer, d, list(bounded["properties"])) for d in DOCS + [DOCS[0] * 2]]
-    grammars = [compile_grammar(bounded)] * len(prompts)
-    mlp = model.get_decoder().layers[0].mlp
-    head = model.get_output_embeddings()
-    seen: dict[str, list[tuple[int, ...]]] = {"mlp": [], "head": []}
-    hooks = [
-        mlp.register_forward_hook(lambda m, a, o: seen["mlp"].append(tuple(a[0].shape[:2]))),
-        head.register_forward_hook(lambda m, a, o: seen["head"].append(tuple(a[0].shape[:2]))),
-    ]
-    runs = {}
-    try:
-        for pack in (False, True):
-            seen["mlp"].clear(), seen["head"].clear()
-            out = constrained_batch(
-                model, tokenizer, prompts, grammars, max_new_tokens=80, device="cpu", eos_ids=eos, draft=4, pack=pack
-            )
-            runs[pack] = (out, list(seen["mlp"]), list(seen["head"]))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    (plain, plain_mlp, plain_head), (packed, packed_mlp, packed_head) = runs[False], runs[True]
-    for a, b in zip(plain, packed):
-        assert a.tokens == b.tokens and a.finish_reason == b.finish_reason
-        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
-    assert sum(r.extra["drafted"] for r in packed) > 0
-    prefill = len(prompts)  # each prompt read alone first: nothing to pack
-    assert packed_mlp[:prefill] == plain_mlp[:prefill] and len(packed_mlp) == len(plain_mlp)
-    decode = list(zip(plain_mlp[prefill:], packed_mlp[prefill:]))
-    assert all(p == (b, w) or (p[0] == 1 and p[1] < b * w) for (b, w), p in decode)  # gathered where padded
-    assert sum(p[1] for _, p in decode) < 0.95 * sum(b * w for (b, w), _ in decode)  # padding really skipped
-    heads = list(zip(plain_head[prefill:], packed_head[prefill:]))
-    assert sum(p[1] for _, p in heads) < sum(b * k for (b, k), _ in heads)
-
-
 def test_copy_drafting_saves_passes_when_the_model_copies(tiny_config, write_jsonl):
     """An adapter that learned to copy values out of the document accepts most copied guesses."""
     from backend.inference.extraction import Document, extract_many

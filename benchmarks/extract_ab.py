@@ -5,6 +5,7 @@ shared 2-core machine (±10% between runs) does not swamp.
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever decoding --against <git revision>
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever attention
     .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever kept-prompt
+    .venv/bin/python benchmarks/extract_ab.py --adapter runs/sroie/<run> --lever draft --draft 8
 
 - `merge`: the adapter merged into the fp32 base weights (what the pool does once an adapter has run
   `MERGE_AFTER_S` in a row) against a pool that never merges;
@@ -14,7 +15,9 @@ shared 2-core machine (±10% between runs) does not swamp.
 - `attention`: the pool's grouped attention (`backend/inference/kv.py`) against transformers' SDPA
   attention, both merged at once;
 - `kept-prompt`: candidate ranking (the default "typed") going on from each ranked receipt's prompt as
-  decoding read it, against reading the prompt again, both merged at once.
+  decoding read it, against reading the prompt again, both merged at once;
+- `draft`: batches decoded with `--draft N` copied guesses a row against the product's width
+  (`extraction.DRAFT_BATCHED`), both merged at once.
 The held-out SROIE receipts of benchmarks/extract_latency.py (with `--fold K`, development fold K's:
 for an adapter `label_efficiency.py` trained on the other folds) go through both arms batch by batch, the
 arm that goes first alternating; prints each arm's documents/s, the batches the lever won, the ratio,
@@ -67,8 +70,9 @@ def accepting(decode):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapter", required=True, help="a training run folder (e.g. runs/sroie/<run>)")
-    parser.add_argument("--lever", choices=["merge", "decoding", "attention", "kept-prompt"], required=True)
+    parser.add_argument("--lever", choices=["merge", "decoding", "attention", "kept-prompt", "draft"], required=True)
     parser.add_argument("--against", help="--lever decoding: the git revision whose decoding.py is the baseline")
+    parser.add_argument("--draft", type=int, help="--lever draft: the copy-drafting width to try in batches")
     parser.add_argument("--n", type=int, default=24, help="held-out receipts per repeat")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
@@ -78,6 +82,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.lever == "decoding" and not args.against:
         parser.error("--lever decoding needs --against <git revision>")
+    if args.lever == "draft" and (args.draft is None or args.draft < 0):
+        parser.error("--lever draft needs --draft N (0 or more)")
 
     import backend.inference.decoding as decoding
     import backend.inference.extraction as extraction
@@ -93,9 +99,14 @@ def main() -> None:
     target = AdapterBundle.of_folder(args.adapter)
     now, keeping = extraction.constrained_batch, extraction._scored_later
     kept = {"prompt read again": lambda *_: None}  # per arm, where it differs: whether decoding keeps prompts
+    extra: dict[str, dict] = {}  # per arm, where it differs: keyword arguments of extract_many
     if args.lever == "kept-prompt":
         pool = ModelPool()
         arms = {"kept prompt": (pool, now), "prompt read again": (pool, now)}
+    elif args.lever == "draft":
+        pool = ModelPool()
+        arms = {f"draft {args.draft}": (pool, now), f"draft {extraction.DRAFT_BATCHED}": (pool, now)}
+        extra = {f"draft {args.draft}": {"draft": args.draft}}
     elif args.lever == "merge":
         arms = {"merged": (ModelPool(), now), "never merged": (ModelPool(merge=False), now)}
     elif args.lever == "attention":
@@ -140,7 +151,9 @@ def main() -> None:
                 pool.prefixes.clear()
                 started = time.perf_counter()
                 batch = items[start : start + args.batch]
-                out = extraction.extract_many(pool, target, batch, batch_size=args.batch, **options)
+                out = extraction.extract_many(
+                    pool, target, batch, batch_size=args.batch, **options, **extra.get(name, {})
+                )
                 seconds[name].append(time.perf_counter() - started)
                 if repeat == 0:
                     answers[name] += [o["fields"] for o in out]

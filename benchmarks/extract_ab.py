@@ -104,6 +104,8 @@ def main() -> None:
         pool = ModelPool()
         arms = {"kept prompt": (pool, now), "prompt read again": (pool, now)}
     elif args.lever == "draft":
+        if args.draft == extraction.DRAFT_BATCHED:
+            raise SystemExit(f"--draft {args.draft}: that is the product's width already; try another")
         pool = ModelPool()
         arms = {f"draft {args.draft}": (pool, now), f"draft {extraction.DRAFT_BATCHED}": (pool, now)}
         extra = {f"draft {args.draft}": {"draft": args.draft}}

@@ -48,14 +48,14 @@ def main() -> None:
     feeds = [torch.randint(100, 40000, (n,)).tolist() for n in LENGTHS[: args.rows]]
     with torch.no_grad():
         _, cache, mask = decoding._prefill(model, None, feeds, 0, "cpu", max(args.widths) + 1)
-        read = cache.layers[0]._length
+        read = cache.get_seq_length()
         positions = [len(f) for f in feeds]
         print(f"cpu: {cpu_kind()}")
         for width in args.widths:
             times = []
             for _ in range(args.repeats):
                 for layer in cache.layers:  # rewind: every pass sees the same cache
-                    layer.crop(read - layer._length)
+                    layer.crop(read - layer.get_seq_length())
                 steps = [torch.randint(100, 40000, (width,)).tolist() for _ in feeds]
                 started = time.perf_counter()
                 decoding._forward(model, cache, mask, steps, positions, "cpu", keep=width)
